@@ -1,0 +1,1 @@
+"""SMS gateways behind scheduler.gateway.Gateway: console (a laptop) and Twilio."""

@@ -1,0 +1,45 @@
+"""A gateway for trying Klubb on a laptop: each SMS becomes one JSON line in a file or the log."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from scheduler.gateway import OutboundSms
+
+log = logging.getLogger("klubb.console")
+
+
+class ConsoleGateway:
+    def __init__(self, outbox: Path | None) -> None:
+        self.outbox = outbox
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: OutboundSms) -> str:
+        provider_id = "CONSOLE" + uuid.uuid4().hex[:26]
+        line = json.dumps(
+            {
+                "to": message.to,
+                "from": message.from_,
+                "body": message.body,
+                "id": provider_id,
+                "reference": message.reference,
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+            ensure_ascii=False,
+        )
+        if self.outbox is None:
+            log.info("%s", line)
+            return provider_id
+        async with self._lock:
+            await asyncio.to_thread(_append, self.outbox, line)
+        return provider_id
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")

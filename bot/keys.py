@@ -1,0 +1,15 @@
+"""Typed application keys: how handlers reach the app's resources (never module globals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from bot.settings import Settings
+from scheduler.gateway import Gateway
+from store.database import Database
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+GATEWAY = web.AppKey("gateway", Gateway)
+VALIDATOR = web.AppKey("validator", RequestValidator)

@@ -1,0 +1,78 @@
+"""Twilio's inbound SMS webhook: signature checked, the turn run once, the reply as TwiML."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+
+from aiohttp import web
+from twilio.twiml.messaging_response import MessagingResponse
+
+import locales
+from bot.keys import DB, SETTINGS, VALIDATOR
+from flows.conversation import InboundText, UnknownClub, handle_text
+from store.phones import club_number, to_e164
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+FORM = "application/x-www-form-urlencoded"
+REQUIRED = ("From", "To", "MessageSid")
+MAX_SID = 64
+
+
+@routes.post("/sms/twilio")
+async def inbound_sms(request: web.Request) -> web.Response:
+    """A text from a member, as Twilio posts it."""
+    if request.content_type != FORM:
+        return _problem(415, f"expected {FORM}")
+    try:
+        form = await request.post()
+    except ValueError:
+        return _problem(400, "the form body could not be read")
+    params = {key: value for key, value in form.items() if isinstance(value, str)}
+    signature = request.headers.get("X-Twilio-Signature", "")
+    url = request.app[SETTINGS].public_url + request.path_qs
+    if not signature or not request.app[VALIDATOR].validate(url, params, signature):
+        return _problem(403, "missing or wrong X-Twilio-Signature")
+    missing = [name for name in REQUIRED if not params.get(name, "").strip()]
+    if missing:
+        return _problem(400, f"missing form field: {', '.join(missing)}")
+    sender = to_e164(params["From"])
+    if sender is None:
+        return _problem(400, f"From is not a phone number: {params['From'][:40]!r}")
+    receiver = club_number(params["To"])
+    if receiver is None:
+        return _problem(400, f"To is not a phone number or short code: {params['To'][:40]!r}")
+    sid = params["MessageSid"].strip()
+    if len(sid) > MAX_SID:
+        return _problem(400, "MessageSid is too long")
+    text = InboundText(
+        provider_sid=sid,
+        from_number=sender,
+        to_number=receiver,
+        body=params.get("Body", ""),
+        received_at=dt.datetime.now(dt.UTC),
+    )
+    try:
+        result = await request.app[DB].run(functools.partial(handle_text, text=text))
+    except UnknownClub as exc:
+        return _problem(404, f"no club answers on To number {exc.number}")
+    except Exception:
+        # Never a stack trace to a member: log the whole text (so nothing is lost) and apologise.
+        log.exception("turn failed for %s from %s: %r", sid, sender, text.body[:1600])
+        apology = locales.render("error.try_again", locales.language_for_phone(sender))
+        return twiml(apology)
+    return twiml(result.reply)
+
+
+def twiml(body: str | None) -> web.Response:
+    response = MessagingResponse()
+    if body:
+        response.message(body)
+    return web.Response(text=str(response), content_type="application/xml")
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    return web.json_response({"error": detail}, status=status)

@@ -1,0 +1,317 @@
+"""One inbound text as one unit of work: find the club and member, route, apply, record, reply.
+
+`handle_text` is synchronous on a store Session; the edge runs it through `Database.run`, so
+the whole turn is one transaction and the reply exists only once the turn is committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+import locales
+from flows import keywords, profile, router
+from flows.join import CONSENT_WORDING
+from flows.privacy import SUMMARY
+from flows.turn import (
+    KEEP,
+    Club,
+    DiscardPending,
+    Erase,
+    GrantConsent,
+    MemberView,
+    Outcome,
+    Question,
+    RequestJoin,
+    SaveAnswer,
+    SetBirthday,
+    SetFirstName,
+    SetLanguage,
+    State,
+    Turn,
+    WithdrawConsent,
+)
+from locales.sms import segments
+from store import consent, members, messages, programs
+from store import profile as answers
+from store.models import Member, Program
+
+# Long texts are kept whole in the log but only this much is read for meaning.
+MAX_READ = 1600
+
+
+class UnknownClub(LookupError):
+    """No club answers on the number the text was sent to."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+@dataclass(frozen=True, slots=True)
+class InboundText:
+    """A text as the gateway delivered it (From already normalised to E.164)."""
+
+    provider_sid: str
+    from_number: str
+    to_number: str
+    body: str
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    reply: str | None  # None: nothing is sent back (a number that texted STOP)
+    replayed: bool
+    program_id: int
+
+
+def handle_text(session: Session, text: InboundText) -> TurnResult:
+    """Apply one inbound text; a text seen before (same provider id) replays its reply."""
+    program = programs.by_number(session, text.to_number)
+    if program is None:
+        raise UnknownClub(text.to_number)
+    seen = messages.find_inbound(session, program.id, text.provider_sid)
+    if seen is not None:
+        return TurnResult(seen.reply, replayed=True, program_id=program.id)
+
+    member = members.by_phone(session, program.id, text.from_number, lock=True)
+    turn = _turn(session, program, member, text)
+    outcome = router.route(turn)
+    member = _apply(session, program, member, outcome, turn, text)
+    language = outcome.language or turn.language
+    if member is not None and member.language and member.status != members.ERASED:
+        language = member.language
+    body = _render(session, program, member, outcome, language)
+
+    gone = member is None or member.status == members.ERASED
+    inbound = messages.record_inbound(
+        session,
+        program_id=program.id,
+        provider_sid=text.provider_sid,
+        member_id=member.id if member is not None else None,
+        from_number=None if gone and _forgets(outcome) else text.from_number,
+        to_number=text.to_number,
+        body=None if gone and _forgets(outcome) else text.body,
+        intent=turn.intent.name if turn.intent else None,
+        reply=body,
+        now=text.received_at,
+    )
+    if body is not None:
+        messages.record_reply(
+            session,
+            program_id=program.id,
+            member_id=member.id if member is not None else None,
+            inbound=inbound,
+            to_number=None if gone and _forgets(outcome) else text.from_number,
+            from_number=text.to_number,
+            body=body,
+            segments=segments(body).segments,
+            now=text.received_at,
+        )
+    return TurnResult(body, replayed=False, program_id=program.id)
+
+
+def club_of(program: Program) -> Club:
+    return Club(
+        id=program.id,
+        name=program.name,
+        contact=program.contact,
+        privacy_url=program.privacy_url,
+        per_month=program.marketing_per_month,
+        min_age=program.min_age,
+        timezone=program.timezone,
+    )
+
+
+def _turn(session: Session, program: Program, member: Member | None, text: InboundText) -> Turn:
+    view = None
+    questions: tuple[Question, ...] = ()
+    if member is not None:
+        view = MemberView(
+            status=member.status,
+            language=member.language,
+            first_name=member.first_name,
+            flow=member.flow,
+            step=member.step,
+            data=member.flow_data or {},
+        )
+        if member.flow in ("join", profile.FLOW):
+            questions = tuple(
+                Question(q.id, q.key, q.kind, q.prompt or {}, tuple(q.choices or ()))
+                for q in programs.questions(session, program.id)
+            )
+    language = (member.language if member else None) or locales.language_for_phone(text.from_number)
+    today = text.received_at.astimezone(ZoneInfo(program.timezone)).date()
+    draft = Turn(
+        text=text.body[:MAX_READ],
+        intent=None,
+        member=view,
+        club=club_of(program),
+        language=language,
+        today=today,
+        questions=questions,
+    )
+    # In the middle of a free-text answer (a first name) only exact keywords count: "Joan"
+    # is a name, not a typo of JOIN.
+    fuzzy = not profile.expects_free_text(draft)
+    intent = keywords.match(draft.text, fuzzy=fuzzy) if len(draft.text) <= 200 else None
+    return Turn(
+        text=draft.text,
+        intent=intent,
+        member=view,
+        club=draft.club,
+        language=language,
+        today=today,
+        questions=questions,
+    )
+
+
+def _apply(
+    session: Session,
+    program: Program,
+    member: Member | None,
+    outcome: Outcome,
+    turn: Turn,
+    text: InboundText,
+) -> Member | None:
+    now = text.received_at
+    for effect in outcome.effects:
+        member = _apply_one(session, program, member, effect, turn, text, now)
+    if member is not None and member.status != members.ERASED and outcome.state is not KEEP:
+        state: State | None = outcome.state
+        member.flow = state.flow if state else None
+        member.step = state.step if state else None
+        member.flow_data = dict(state.data) if state and state.data else None
+        member.updated_at = now
+    return member
+
+
+def _apply_one(
+    session: Session,
+    program: Program,
+    member: Member | None,
+    effect: Any,
+    turn: Turn,
+    text: InboundText,
+    now: dt.datetime,
+) -> Member | None:
+    match effect:
+        case RequestJoin():
+            if member is None:
+                member = members.create(
+                    session, program, text.from_number, status=members.PENDING, now=now
+                )
+            else:
+                members.set_status(member, members.PENDING, now)
+        case GrantConsent(wording_id=wording_id):
+            assert member is not None, "consent needs a member"
+            wording = _wording(program, wording_id, member.language or turn.language)
+            consent.record(
+                session,
+                member,
+                action=consent.GRANT,
+                wording_id=wording_id,
+                wording_language=member.language or turn.language,
+                wording_text=wording,
+                channel="sms",
+                evidence=text.provider_sid,
+                now=now,
+            )
+            members.set_status(member, members.ACTIVE, now)
+        case WithdrawConsent(reason=reason):
+            if member is None:
+                member = members.create(
+                    session, program, text.from_number, status=members.STOPPED, now=now
+                )
+            consent.record(
+                session,
+                member,
+                action=consent.WITHDRAW,
+                wording_id=f"keyword.{reason}",
+                wording_language=member.language or turn.language,
+                wording_text=text.body[:500],
+                channel="sms",
+                evidence=text.provider_sid,
+                now=now,
+            )
+            members.set_status(member, members.STOPPED, now)
+        case SetFirstName(name=name) if member is not None:
+            member.first_name = name
+        case SetBirthday(birthday=birthday) if member is not None:
+            member.birthday = birthday
+        case SaveAnswer(question_id=question_id, value=value) if member is not None:
+            answers.save_answer(session, member, question_id, value, now)
+        case SetLanguage(language=language) if member is not None:
+            member.language = language
+        case Erase() if member is not None:
+            members.erase(session, member, now)
+        case DiscardPending() if member is not None:
+            members.discard(session, member)
+            member = None
+        case _:
+            raise TypeError(f"effect {effect!r} does not apply here")
+    return member
+
+
+def _forgets(outcome: Outcome) -> bool:
+    return any(isinstance(e, Erase | DiscardPending) for e in outcome.effects)
+
+
+def _wording(program: Program, wording_id: str, language: str) -> str:
+    return locales.render(wording_id, language, **_club_params(program))
+
+
+def _club_params(program: Program) -> dict[str, Any]:
+    return {
+        "club": program.name,
+        "contact": program.contact,
+        "privacy_url": program.privacy_url,
+        "per_month": program.marketing_per_month,
+    }
+
+
+def _render(
+    session: Session,
+    program: Program,
+    member: Member | None,
+    outcome: Outcome,
+    language: str,
+) -> str | None:
+    if not outcome.replies:
+        return None
+    common = _club_params(program)
+    parts = []
+    for item in outcome.replies:
+        params = {**common, **item.params}
+        if item.id == SUMMARY and member is not None:
+            params.update(_summary_params(session, member, language))
+        parts.append(locales.render(item.id, language, **params))
+    return " ".join(parts)
+
+
+def _summary_params(session: Session, member: Member, language: str) -> dict[str, Any]:
+    none = locales.render("mydata.none", language)
+    since = consent.marketing_since(session, member)
+    return {
+        "phone": member.phone or none,
+        "first_name": member.first_name or none,
+        "birthday": member.birthday or none,
+        "language": locales.render("lang.name", language),
+        "joined": member.joined_at.date() if member.joined_at else none,
+        "consent": (
+            locales.render("mydata.consent.yes", language, date=since.date())
+            if since
+            else locales.render("mydata.consent.no", language)
+        ),
+        "answers": locales.render(
+            "mydata.answers", language, count=answers.answer_count(session, member.id)
+        ),
+    }
+
+
+__all__ = ["CONSENT_WORDING", "InboundText", "TurnResult", "UnknownClub", "handle_text"]

@@ -1,0 +1,171 @@
+"""Reads what a member's text asks for: keyword intents, tolerant of case, accents and typos."""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+
+# A keyword's intent and its argument ("lang", "sv"), and whether it matched to the letter.
+MAX_SHORT_MESSAGE_WORDS = 6
+_FOLD = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l"})
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    name: str
+    arg: str | None = None
+    exact: bool = True
+
+
+def normalize(text: str) -> str:
+    """Lower case, no accents, words of letters and digits separated by single spaces."""
+    text = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return _NOT_WORD.sub(" ", text).strip()
+
+
+def match(text: str, *, fuzzy: bool = True) -> Intent | None:
+    """The keyword intent of a whole message, or None when it is not a keyword.
+
+    A message is a keyword when it is one (JOIN, "meld av", "Stopp!"), starts with one that
+    takes an argument (LANG SV, CLAIM 2, JOIN KARI7), or is a short message of one keyword among
+    polite filler ("stopp takk", "please stop sending me messages", "ja takk"). With `fuzzy`,
+    one typo is forgiven in keywords of four letters or more ("STPO", "hjlep").
+    """
+    words = normalize(text).split()
+    if not words:
+        return None
+    table = _table()
+    compact = "".join(words)
+    if intent := table.exact.get(compact):
+        return Intent(intent)
+    if lang := table.languages.get(compact):
+        return Intent("lang", lang)
+    if found := _with_argument(words, table):
+        return found
+    if len(words) <= MAX_SHORT_MESSAGE_WORDS and (found := _among_filler(words, table)):
+        return found
+    if fuzzy and len(words) <= 2:
+        return _typo(compact, table)
+    return None
+
+
+def language_named(arg: str | None) -> str | None:
+    """The language code an argument names ("svenska" → "sv"), or None."""
+    if not arg:
+        return None
+    return _table().languages.get(normalize(arg).replace(" ", ""))
+
+
+@dataclass(frozen=True)
+class _Table:
+    exact: dict[str, str]  # compact synonym → intent
+    multiword: dict[tuple[str, ...], str]
+    arguments: frozenset[str]
+    languages: dict[str, str]
+    filler: frozenset[str]
+    negation: frozenset[str]
+
+
+@functools.cache
+def _table() -> _Table:
+    data = tomllib.loads(resources.files("locales").joinpath("keywords.toml").read_text("utf-8"))
+    exact: dict[str, str] = {}
+    multiword: dict[tuple[str, ...], str] = {}
+    for intent, synonyms in data["intents"].items():
+        for synonym in synonyms:
+            words = tuple(normalize(synonym).split())
+            exact["".join(words)] = intent
+            multiword[words] = intent
+    languages = {
+        "".join(normalize(name).split()): code
+        for code, names in data["languages"].items()
+        for name in names
+    }
+    return _Table(
+        exact=exact,
+        multiword=multiword,
+        arguments=frozenset(data["arguments"]["intents"]),
+        languages=languages,
+        filler=frozenset(normalize(w).replace(" ", "") for w in data["filler"]["words"]),
+        negation=frozenset(normalize(w).replace(" ", "") for w in data["negation"]["words"]),
+    )
+
+
+def _with_argument(words: list[str], table: _Table) -> Intent | None:
+    for size in (2, 1):
+        head = tuple(words[:size])
+        intent = table.multiword.get(head)
+        if intent in table.arguments and len(words) > size:
+            return Intent(intent, " ".join(words[size:]))
+    return None
+
+
+def _among_filler(words: list[str], table: _Table) -> Intent | None:
+    if any(w in table.negation for w in words) or "".join(words[:2]) in table.negation:
+        return None
+    found: set[str] = set()
+    i = 0
+    while i < len(words):
+        pair = tuple(words[i : i + 3])
+        for size in (3, 2, 1):
+            intent = table.multiword.get(pair[:size])
+            if intent and len(pair) >= size:
+                found.add(intent)
+                i += size
+                break
+        else:
+            if words[i] not in table.filler:
+                return None
+            i += 1
+    if "stop" in found:
+        # An objection to marketing is absolute: it wins over anything else in the message.
+        return Intent("stop", exact=False)
+    if len(found) == 1:
+        return Intent(found.pop(), exact=False)
+    return None
+
+
+def _typo(compact: str, table: _Table) -> Intent | None:
+    candidates = {intent for synonym, intent in table.exact.items() if _close(compact, synonym)}
+    if len(candidates) == 1:
+        return Intent(candidates.pop(), exact=False)
+    return None
+
+
+def _close(text: str, synonym: str) -> bool:
+    """One edit (insert, delete, substitute, swap) apart; three-letter words only by a swap."""
+    if len(synonym) < 3 or abs(len(text) - len(synonym)) > 1:
+        return False
+    if len(synonym) == 3:
+        return (
+            len(text) == 3
+            and sorted(text) == sorted(synonym)
+            and text != synonym
+            and (sum(a != b for a, b in zip(text, synonym, strict=True)) == 2)
+        )
+    if len(text) < 3:
+        return False
+    return _damerau(text, synonym) == 1
+
+
+def _damerau(a: str, b: str) -> int:
+    rows = len(a) + 1
+    cols = len(b) + 1
+    d = [[0] * cols for _ in range(rows)]
+    for i in range(rows):
+        d[i][0] = i
+    for j in range(cols):
+        d[0][j] = j
+    for i in range(1, rows):
+        for j in range(1, cols):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]

@@ -1,0 +1,289 @@
+"""Profile questions, one at a time: first name, birthday and the club's own questions.
+
+Questions are data (store.models.ProfileQuestion); one generic step asks whichever is next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import unicodedata
+
+from babel.dates import get_month_names
+
+from flows.keywords import normalize
+from flows.turn import (
+    Erase,
+    Outcome,
+    Question,
+    Reply,
+    SaveAnswer,
+    SetBirthday,
+    SetFirstName,
+    State,
+    Turn,
+    reply,
+)
+
+FLOW = "profile"
+MAX_TEXT_ANSWER = 100
+MAX_NAME = 40
+OLDEST_AGE = 120
+FREE_TEXT_KINDS = frozenset({"first_name", "text"})
+
+_NAME_PREFIXES = (
+    "my name is",
+    "my names",
+    "i am",
+    "im",
+    "its",
+    "name",
+    "jeg heter",
+    "eg heiter",
+    "navnet mitt er",
+    "navnet er",
+    "jag heter",
+    "mitt namn ar",
+    "namnet ar",
+    "heter",
+)
+
+
+def state_for(question: Question) -> State:
+    return State(FLOW, f"q{question.id}")
+
+
+def current_question(turn: Turn) -> Question | None:
+    if turn.member is None or turn.member.flow != FLOW or not turn.member.step:
+        return None
+    return next((q for q in turn.questions if f"q{q.id}" == turn.member.step), None)
+
+
+def first_question(turn: Turn, after: Question | None) -> Question | None:
+    """The question after `after` (or the first one), in the club's order."""
+    if after is None:
+        return turn.questions[0] if turn.questions else None
+    ids = [q.id for q in turn.questions]
+    index = ids.index(after.id) + 1 if after.id in ids else len(ids)
+    return turn.questions[index] if index < len(turn.questions) else None
+
+
+def expects_free_text(turn: Turn) -> bool:
+    question = current_question(turn)
+    return question is not None and question.kind in FREE_TEXT_KINDS
+
+
+def answer(turn: Turn) -> Outcome:
+    """The member's answer to the current question: saved and the next asked, or asked again."""
+    question = current_question(turn)
+    if question is None:
+        # The question was removed while the member was answering it: carry on from the start.
+        return _next(turn, None, ())
+    if turn.intent is not None and turn.intent.name == "skip":
+        return _next(turn, question, ())
+    return _ANSWERS[question.kind](turn, question)
+
+
+def ask(question: Question, turn: Turn) -> Reply:
+    """The question as a reply in the member's language."""
+    if question.kind == "first_name":
+        return reply("profile.ask.first_name")
+    if question.kind == "birthday":
+        return reply("profile.ask.birthday")
+    text = _in_language(question.prompt, turn.language)
+    if question.kind in ("choice", "multichoice"):
+        options = " ".join(
+            f"{i} {_in_language(choice['label'], turn.language)}"
+            for i, choice in enumerate(question.choices, start=1)
+        )
+        return reply(f"profile.ask.{question.kind}", question=text, options=options)
+    return reply("profile.ask.text", question=text)
+
+
+def prompt(turn: Turn) -> tuple[Reply, ...]:
+    question = current_question(turn)
+    return (ask(question, turn),) if question else ()
+
+
+# --- answers by kind ---
+
+
+def _first_name(turn: Turn, question: Question) -> Outcome:
+    name = clean_name(turn.text)
+    if name is None:
+        return Outcome.say(reply("profile.again.first_name"))
+    return _next(turn, question, (SetFirstName(name),), reply("profile.thanks", first_name=name))
+
+
+def _birthday(turn: Turn, question: Question) -> Outcome:
+    birthday = parse_birthday(turn.text, turn.today)
+    if birthday is None:
+        return Outcome.say(reply("profile.again.birthday"))
+    if age_on(birthday, turn.today) < turn.club.min_age:
+        return Outcome.go(
+            None,
+            reply("profile.too_young", min_age=turn.club.min_age),
+            effects=(Erase("under_age"),),
+        )
+    return _next(turn, question, (SetBirthday(birthday),))
+
+
+def _choice(turn: Turn, question: Question) -> Outcome:
+    picked = parse_choices(turn.text, question, turn.language)
+    if picked is None or len(picked) != 1:
+        return Outcome.say(reply("profile.again.choice", count=len(question.choices)))
+    return _next(turn, question, (SaveAnswer(question.id, picked),))
+
+
+def _multichoice(turn: Turn, question: Question) -> Outcome:
+    picked = parse_choices(turn.text, question, turn.language)
+    if not picked:
+        return Outcome.say(reply("profile.again.multichoice", count=len(question.choices)))
+    return _next(turn, question, (SaveAnswer(question.id, picked),))
+
+
+def _text(turn: Turn, question: Question) -> Outcome:
+    text = " ".join(turn.text.split())
+    if not text or len(text) > MAX_TEXT_ANSWER:
+        return Outcome.say(reply("profile.again.text", max_length=MAX_TEXT_ANSWER))
+    return _next(turn, question, (SaveAnswer(question.id, (text,)),))
+
+
+_ANSWERS = {
+    "first_name": _first_name,
+    "birthday": _birthday,
+    "choice": _choice,
+    "multichoice": _multichoice,
+    "text": _text,
+}
+
+
+def _next(turn: Turn, question: Question | None, effects: tuple, *before: Reply) -> Outcome:
+    following = first_question(turn, question)
+    if following is None:
+        return Outcome.go(None, *before, reply("profile.done"), effects=effects)
+    return Outcome.go(state_for(following), *before, ask(following, turn), effects=effects)
+
+
+# --- parsing ---
+
+
+def clean_name(text: str) -> str | None:
+    """A first name from an answer like "kari", "KARI", "Jeg heter Kari" or "Anne-Marie"."""
+    words = " ".join(text.split())
+    folded = normalize(words)
+    for prefix in _NAME_PREFIXES:
+        if folded.startswith(prefix + " "):
+            words = " ".join(words.split()[len(prefix.split()) :])
+            break
+    words = words.strip(" .,!")
+    if not words or len(words) > MAX_NAME or len(words.split()) > 3:
+        return None
+    if not all(c.isalpha() or c in " -'." for c in words):
+        return None
+    if not any(unicodedata.category(c).startswith("L") for c in words):
+        return None
+    if words.islower() or words.isupper():
+        words = "-".join(part.capitalize() for part in words.title().split("-"))
+    return words
+
+
+_DMY = re.compile(r"^(\d{1,2})[./\- ]+(\d{1,2})[./\- ]+(\d{2}|\d{4})$")
+_YMD = re.compile(r"^(\d{4})[./\- ]+(\d{1,2})[./\- ]+(\d{1,2})$")
+_DIGITS = re.compile(r"^\d{6}$|^\d{8}$")
+_DAY_MONTH_NAME = re.compile(r"^(\d{1,2})\.? *([a-z]+)\.? *(\d{4})$")
+_MONTH_NAME_DAY = re.compile(r"^([a-z]+)\.? *(\d{1,2})(?:st|nd|rd|th)?,? *(\d{4})$")
+
+
+def parse_birthday(text: str, today: dt.date) -> dt.date | None:
+    """A birth date in any common Nordic or English form, or None if it can't be one."""
+    raw = " ".join(text.strip().lower().split())
+    parts = _date_parts(raw, today)
+    if parts is None:
+        return None
+    year, month, day = parts
+    try:
+        born = dt.date(year, month, day)
+    except ValueError:
+        return None
+    if born > today or age_on(born, today) > OLDEST_AGE:
+        return None
+    return born
+
+
+def _date_parts(raw: str, today: dt.date) -> tuple[int, int, int] | None:
+    if m := _YMD.match(raw):
+        return int(m[1]), int(m[2]), int(m[3])
+    if m := _DMY.match(raw):
+        return _full_year(m[3], today), int(m[2]), int(m[1])
+    if _DIGITS.match(raw):
+        if len(raw) == 8 and raw[:2] in ("19", "20"):
+            return int(raw[:4]), int(raw[4:6]), int(raw[6:])
+        return _full_year(raw[4:], today), int(raw[2:4]), int(raw[:2])
+    folded = normalize(raw)
+    if m := _DAY_MONTH_NAME.match(folded):
+        month = _month_names().get(m[2])
+        return (int(m[3]), month, int(m[1])) if month else None
+    if m := _MONTH_NAME_DAY.match(folded):
+        month = _month_names().get(m[1])
+        return (int(m[3]), month, int(m[2])) if month else None
+    return None
+
+
+def _full_year(digits: str, today: dt.date) -> int:
+    if len(digits) == 4:
+        return int(digits)
+    year = 2000 + int(digits)
+    return year if year <= today.year else year - 100
+
+
+@functools.cache
+def _month_names() -> dict[str, int]:
+    names: dict[str, int] = {}
+    for locale in ("nb", "sv", "en"):
+        for width in ("wide", "abbreviated"):
+            for number, name in get_month_names(width, locale=locale).items():
+                names[normalize(name).replace(" ", "")] = number
+    return names
+
+
+def age_on(born: dt.date, day: dt.date) -> int:
+    before_birthday = (day.month, day.day) < (born.month, born.day)
+    return day.year - born.year - int(before_birthday)
+
+
+def parse_choices(text: str, question: Question, language: str) -> tuple[str, ...] | None:
+    """The choice keys an answer names, by number ("1 3", "1,3", "1 og 3") or by label."""
+    words = normalize(text).split()
+    if not words:
+        return None
+    labels = {
+        normalize(_in_language(c["label"], lang)).replace(" ", ""): c["key"]
+        for c in question.choices
+        for lang in (language, "nb", "sv", "en")
+    }
+    picked: list[str] = []
+    for word in words:
+        if word.isdigit():
+            number = int(word)
+            if not 1 <= number <= len(question.choices):
+                return None
+            key = question.choices[number - 1]["key"]
+        elif word in labels:
+            key = labels[word]
+        elif word in ("og", "and", "och", "eller", "or"):
+            continue
+        else:
+            return None
+        if key not in picked:
+            picked.append(key)
+    return tuple(picked) or None
+
+
+def _in_language(texts: object, language: str) -> str:
+    if isinstance(texts, str):
+        return texts
+    if isinstance(texts, dict) and texts:
+        return texts.get(language) or texts.get("en") or next(iter(texts.values()))
+    return ""

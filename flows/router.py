@@ -1,0 +1,97 @@
+"""The conversation as data: global keywords first, then the member's flow, then the menu."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from flows import help as help_flow
+from flows import join, language, optout, privacy, profile
+from flows.turn import KEEP, STOPPED, Outcome, Reply, Turn
+
+Step = Callable[[Turn], Outcome]
+
+
+@dataclass(frozen=True)
+class FlowStep:
+    """A step: how it answers, and how it asks again after an interruption (None: it can't be
+    interrupted; any text is its answer)."""
+
+    handle: Step
+    prompt: Callable[[Turn], tuple[Reply, ...]] | None
+
+
+# Matched first, whatever step the member is on (RapidPro #519: STOP must never be swallowed).
+GLOBAL: dict[str, Step] = {
+    "stop": optout.stop,
+    "help": help_flow.help_,
+    "start": join.start,
+}
+
+# Keywords when the member is not in a flow, or interrupting one when texted to the letter.
+KEYWORDS: dict[str, Step] = {
+    "join": join.join,
+    "lang": language.change,
+    "mydata": privacy.mydata,
+    "delete": privacy.delete,
+}
+
+# A member who texted STOP hears nothing more, except these (a new consent, or a privacy
+# request, which GDPR says must be answered).
+WHILE_STOPPED: dict[str, Step] = {
+    "start": join.start,
+    "join": join.join,
+    "mydata": privacy.mydata,
+    "delete": privacy.delete,
+}
+
+FLOWS: dict[str, dict[str, FlowStep]] = {
+    "join": {"consent": FlowStep(join.consent, join.prompt)},
+    "privacy": {"confirm_delete": FlowStep(privacy.confirm_delete, None)},
+}
+
+
+def step_of(turn: Turn) -> FlowStep | None:
+    member = turn.member
+    if member is None or member.flow is None or member.step is None:
+        return None
+    if member.flow == profile.FLOW:
+        return FlowStep(profile.answer, profile.prompt)
+    return FLOWS.get(member.flow, {}).get(member.step)
+
+
+def route(turn: Turn) -> Outcome:
+    """What the text means for this member now."""
+    intent = turn.intent.name if turn.intent else None
+    member = turn.member
+    step = step_of(turn)
+    if member is not None and member.status == STOPPED:
+        if step is not None and step.prompt is None:
+            return step.handle(turn)
+        handler = WHILE_STOPPED.get(intent or "")
+        return handler(turn) if handler else Outcome.silence()
+    if intent in GLOBAL:
+        return _then_resume(GLOBAL[intent](turn), step, turn)
+    if step is not None:
+        interrupts = turn.intent is not None and turn.intent.exact and intent in KEYWORDS
+        if not interrupts or step.prompt is None:
+            return step.handle(turn)
+        return _then_resume(KEYWORDS[intent](turn), step, turn)
+    handler = KEYWORDS.get(intent or "", help_flow.menu)
+    return handler(turn)
+
+
+def _then_resume(outcome: Outcome, step: FlowStep | None, turn: Turn) -> Outcome:
+    """After a keyword that left the member where they were, ask the pending question again."""
+    if outcome.state is not KEEP or step is None or step.prompt is None:
+        return outcome
+    resumed = _in_language(turn, outcome.language)
+    return Outcome(
+        outcome.replies + step.prompt(resumed), outcome.state, outcome.effects, outcome.language
+    )
+
+
+def _in_language(turn: Turn, language: str | None) -> Turn:
+    if language is None or language == turn.language:
+        return turn
+    return replace(turn, language=language)

@@ -1,0 +1,185 @@
+"""What a flow step gets (a Turn) and what it gives back (an Outcome): plain data, no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.keywords import Intent
+
+# Member status values (store.models.Member.status).
+PENDING = "pending"
+ACTIVE = "active"
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Club:
+    """The club settings a step may need."""
+
+    id: int
+    name: str
+    contact: str
+    privacy_url: str
+    per_month: int
+    min_age: int
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A profile question: kind is first_name, birthday, choice, multichoice or text."""
+
+    id: int
+    key: str
+    kind: str
+    prompt: Mapping[str, str]
+    choices: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """The member's state as the step sees it."""
+
+    status: str
+    language: str | None
+    first_name: str | None
+    flow: str | None
+    step: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One inbound text and everything a step needs to decide what it means."""
+
+    text: str
+    intent: Intent | None
+    member: MemberView | None
+    club: Club
+    language: str
+    today: dt.date
+    questions: tuple[Question, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One sentence of the answer: a catalog message id and its parameters."""
+
+    id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def reply(message_id: str, **params: Any) -> Reply:
+    return Reply(message_id, params)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Where the member is in a conversation: a flow, a step and the step's data."""
+
+    flow: str
+    step: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- Effects: what a step wants recorded; flows.conversation applies them in order. ---
+
+
+@dataclass(frozen=True, slots=True)
+class RequestJoin:
+    """Create the member as pending (asked to confirm), or make a stopped member pending."""
+
+    referral_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantConsent:
+    """Marketing consent given, in answer to the wording of `wording_id`."""
+
+    wording_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawConsent:
+    """STOP: marketing ends at once and nothing more is sent (a record is made if need be)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetFirstName:
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetBirthday:
+    birthday: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveAnswer:
+    question_id: int
+    value: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetLanguage:
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class Erase:
+    """Remove personal data, keeping a salted hash of the number so it stays suppressed."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardPending:
+    """Forget a number that asked to join and then said no: nothing of it is kept."""
+
+
+Effect = (
+    RequestJoin
+    | GrantConsent
+    | WithdrawConsent
+    | SetFirstName
+    | SetBirthday
+    | SaveAnswer
+    | SetLanguage
+    | Erase
+    | DiscardPending
+)
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()  # the member stays where they are in their flow
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a step decided: replies, the next state (KEEP, None to clear, or a State), effects."""
+
+    replies: tuple[Reply, ...] = ()
+    state: State | Any | None = KEEP
+    effects: tuple[Effect, ...] = ()
+    language: str | None = None  # the language to answer in, when the step changed it
+
+    @classmethod
+    def say(cls, *replies: Reply, effects: tuple[Effect, ...] = ()) -> Outcome:
+        return cls(tuple(replies), KEEP, effects)
+
+    @classmethod
+    def go(cls, state: State | None, *replies: Reply, effects: tuple[Effect, ...] = ()) -> Outcome:
+        return cls(tuple(replies), state, effects)
+
+    @classmethod
+    def silence(cls, effects: tuple[Effect, ...] = ()) -> Outcome:
+        return cls((), KEEP, effects)

@@ -1,0 +1,1 @@
+"""Background work: the outbox sender (and later the planner, journeys and expiry)."""

@@ -1,0 +1,33 @@
+"""APScheduler inside `klubb serve`: the jobs and how they are started and stopped."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from scheduler import sender
+from scheduler.gateway import Gateway
+from store.database import Database
+
+SEND_EVERY_SECONDS = 1
+
+
+@contextlib.asynccontextmanager
+async def running_scheduler(db: Database, gateway: Gateway) -> AsyncIterator[AsyncIOScheduler]:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        sender.drain,
+        "interval",
+        seconds=SEND_EVERY_SECONDS,
+        args=(db, gateway),
+        id="outbox-sender",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,233 @@
+"""The unit of work: run a synchronous store function inside one transaction, from asyncio.
+
+Store functions are plain synchronous code on a SQLAlchemy `Session`; the edges (a webhook, an
+API call, a job) hand one to `Database.run` and await the result. How it reaches the database is
+chosen by measurement (../shared/PERFORMANCE.md):
+
+- SQLite: one writer thread owns the only connection. Each turn costs one thread hop, and the
+  turns that arrive together are committed together (group commit), each in its own SAVEPOINT
+  so one failing turn never undoes another. SQLite's single writer is what serialises turns.
+- PostgreSQL: SQLAlchemy's async engine over asyncpg, the same sync function run through
+  `AsyncSession.run_sync` (no threads). Turns of one member are serialised by
+  `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+UnitOfWork = Callable[[Session], T]
+
+log = logging.getLogger(__name__)
+
+# The most turns committed together: bounds the time a turn waits behind the others.
+GROUP_COMMIT_MAX = 64
+PG_RETRIES = 3
+
+
+class Database(Protocol):
+    """Where units of work run; see the module docstring for the two kinds."""
+
+    url: str
+    dialect: str
+
+    async def run(self, work: UnitOfWork[T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+def open_database(url: str) -> Database:
+    """A Database for a URL: sqlite[+aiosqlite]:///file or postgresql[+asyncpg]://..."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return SqliteDatabase(url)
+    if parsed.get_backend_name() == "postgresql":
+        return PostgresDatabase(url)
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
+
+
+def sync_sqlite_engine(url: str) -> Engine:
+    """A pysqlite engine with WAL, foreign keys and SQLAlchemy's SAVEPOINT recipe applied."""
+    parsed = make_url(url).set(drivername="sqlite")
+    engine = create_engine(parsed, poolclass=_single_connection_pool())
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front, so another process (the CLI) waits instead of
+        # failing half-way with "database is locked".
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _single_connection_pool() -> Any:
+    from sqlalchemy.pool import SingletonThreadPool
+
+    return SingletonThreadPool
+
+
+@dataclass
+class _Job:
+    work: UnitOfWork[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+class SqliteDatabase:
+    """SQLite through one writer thread with group commit."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sync_sqlite_engine(url)
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._writer, name="klubb-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+
+    async def run(self, work: UnitOfWork[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(work, future, loop))
+        return await future
+
+    async def close(self) -> None:
+        self._jobs.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self.engine.dispose()
+
+    def _writer(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is _STOP:
+                break
+            jobs: list[_Job] = [first]
+            while len(jobs) < GROUP_COMMIT_MAX:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stopping = True
+                    break
+                jobs.append(more)
+            self._run_group(jobs)
+        self.engine.dispose()
+
+    def _run_group(self, jobs: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                session.begin()
+                if len(jobs) == 1:
+                    outcomes.append(_attempt(jobs[0].work, session))
+                else:
+                    for job in jobs:
+                        outcomes.append(_attempt_nested(job.work, session))
+                if any(ok for ok, _ in outcomes):
+                    session.commit()
+                else:
+                    session.rollback()
+        except Exception as exc:
+            # The commit itself failed: no turn of the group is durable.
+            log.exception("group commit failed")
+            outcomes = [(False, exc)] * len(jobs)
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+
+def _attempt_nested(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
+    nested = session.begin_nested()
+    ok, value = _attempt(work, session)
+    if not ok:
+        nested.rollback()
+        return ok, value
+    try:
+        nested.commit()
+    except Exception as exc:
+        nested.rollback()
+        return False, exc
+    return ok, value
+
+
+def _attempt(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
+    try:
+        result = work(session)
+        session.flush()
+    except Exception as exc:
+        return False, exc
+    return True, result
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class PostgresDatabase:
+    """PostgreSQL through SQLAlchemy's async engine over asyncpg."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url).set(drivername="postgresql+asyncpg")
+        self.engine: AsyncEngine = create_async_engine(parsed, pool_size=10, max_overflow=5)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def run(self, work: UnitOfWork[T]) -> T:
+        for attempt in range(PG_RETRIES):
+            try:
+                async with self._sessions.begin() as session:
+                    return await session.run_sync(work)
+            except (IntegrityError, DBAPIError) as exc:
+                if attempt + 1 < PG_RETRIES and _is_retryable(exc):
+                    log.info("retrying a unit of work after %s", type(exc.orig).__name__)
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.engine.dispose()
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    # unique_violation (two first texts from one new number at once), serialization, deadlock.
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in {"23505", "40001", "40P01"}

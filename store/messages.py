@@ -1,0 +1,183 @@
+"""Messages in and out: inbound texts (idempotent on the provider's id) and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import InboundMessage, OutboxMessage
+
+# Outbox kinds and statuses, and the transitions a row may make (anything else raises).
+REPLY, SYSTEM, MARKETING = "reply", "system", "marketing"
+SENT_INLINE, QUEUED, SENDING, SENT, FAILED, SKIPPED = (
+    "sent_inline",
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "skipped",
+)
+TRANSITIONS = {
+    QUEUED: {SENDING, SKIPPED},
+    SENDING: {SENT, FAILED, QUEUED},
+}
+
+
+RETRY_AFTER = dt.timedelta(seconds=30)
+
+
+class InvalidTransition(ValueError):
+    """An outbox row was asked to move where its lifecycle does not go."""
+
+
+def find_inbound(session: Session, program_id: int, provider_sid: str) -> InboundMessage | None:
+    return session.scalar(
+        select(InboundMessage).where(
+            InboundMessage.program_id == program_id, InboundMessage.provider_sid == provider_sid
+        )
+    )
+
+
+def record_inbound(
+    session: Session,
+    *,
+    program_id: int,
+    provider_sid: str,
+    member_id: int | None,
+    from_number: str | None,
+    to_number: str,
+    body: str | None,
+    intent: str | None,
+    reply: str | None,
+    now: dt.datetime,
+) -> InboundMessage:
+    message = InboundMessage(
+        program_id=program_id,
+        provider_sid=provider_sid,
+        member_id=member_id,
+        from_number=from_number,
+        to_number=to_number,
+        body=body,
+        intent=intent,
+        reply=reply,
+        received_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def record_reply(
+    session: Session,
+    *,
+    program_id: int,
+    member_id: int | None,
+    inbound: InboundMessage,
+    to_number: str | None,
+    from_number: str,
+    body: str | None,
+    segments: int,
+    now: dt.datetime,
+) -> OutboxMessage:
+    """A reply given inline in the webhook's answer: in the outbox, already sent."""
+    message = OutboxMessage(
+        program_id=program_id,
+        member_id=member_id,
+        inbound_id=inbound.id,
+        kind=REPLY,
+        status=SENT_INLINE,
+        to_number=to_number,
+        from_number=from_number,
+        body=body,
+        segments=segments,
+        created_at=now,
+        sent_at=now,
+    )
+    session.add(message)
+    return message
+
+
+def enqueue(
+    session: Session,
+    *,
+    program_id: int,
+    member_id: int | None,
+    kind: str,
+    to_number: str,
+    from_number: str,
+    body: str,
+    segments: int,
+    now: dt.datetime,
+    dedupe_key: str | None = None,
+    send_after: dt.datetime | None = None,
+) -> OutboxMessage:
+    """An SMS to send outside a reply; only the sender hands it to a gateway."""
+    message = OutboxMessage(
+        program_id=program_id,
+        member_id=member_id,
+        kind=kind,
+        status=QUEUED,
+        to_number=to_number,
+        from_number=from_number,
+        body=body,
+        segments=segments,
+        dedupe_key=dedupe_key,
+        created_at=now,
+        send_after=send_after or now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def claim_due(session: Session, now: dt.datetime, limit: int) -> Sequence[OutboxMessage]:
+    """Move up to `limit` due rows from queued to sending and return them (committed by the
+    caller before anything is sent, so a crash leaves them visibly in doubt)."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == QUEUED, OutboxMessage.send_after <= now)
+        .order_by(OutboxMessage.send_after, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.scalars(query).all()
+    for row in rows:
+        transition(row, SENDING)
+    return rows
+
+
+def transition(
+    row: OutboxMessage,
+    status: str,
+    *,
+    provider_id: str | None = None,
+    error: str | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    if status not in TRANSITIONS.get(row.status, set()):
+        raise InvalidTransition(f"outbox row {row.id}: {row.status} -> {status}")
+    row.status = status
+    if provider_id is not None:
+        row.provider_id = provider_id
+    if error is not None:
+        row.error = error[:200]
+    if status == SENT:
+        row.sent_at = now
+    if status == QUEUED and now is not None:
+        # Throttled or a passing failure: wait before the next try.
+        row.send_after = now + RETRY_AFTER
+
+
+def finish(
+    session: Session,
+    outcomes: Sequence[tuple[int, str, str | None, str | None]],
+    now: dt.datetime,
+) -> None:
+    """Record what the gateway said of claimed rows: (id, status, provider_id, error)."""
+    for row_id, status, provider_id, error in outcomes:
+        row = session.get(OutboxMessage, row_id)
+        if row is not None:
+            transition(row, status, provider_id=provider_id, error=error, now=now)

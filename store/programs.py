@@ -1,0 +1,139 @@
+"""Clubs: creating one, finding one by the number a member texted, its profile questions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.errors import InvalidSetting, NumberTaken
+from store.models import ProfileQuestion, Program, ProgramNumber
+
+# Sensible defaults per country; a club can override them.
+COUNTRY_DEFAULTS = {
+    "NO": ("Europe/Oslo", "NOK"),
+    "SE": ("Europe/Stockholm", "SEK"),
+    "DK": ("Europe/Copenhagen", "DKK"),
+    "FI": ("Europe/Helsinki", "EUR"),
+    "IS": ("Atlantic/Reykjavik", "ISK"),
+}
+QUESTION_KINDS = frozenset({"first_name", "birthday", "choice", "multichoice", "text"})
+
+
+def by_number(session: Session, number: str) -> Program | None:
+    """The club a number (long number or short code) reaches."""
+    return session.scalar(select(Program).join(ProgramNumber).where(ProgramNumber.number == number))
+
+
+def get(session: Session, program_id: int) -> Program | None:
+    return session.get(Program, program_id)
+
+
+def all_programs(session: Session) -> Sequence[Program]:
+    return session.scalars(select(Program).order_by(Program.id)).all()
+
+
+def numbers(session: Session, program_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(ProgramNumber.number)
+            .where(ProgramNumber.program_id == program_id)
+            .order_by(ProgramNumber.id)
+        )
+    )
+
+
+def create(
+    session: Session,
+    *,
+    name: str,
+    numbers: Sequence[str],
+    country: str,
+    contact: str,
+    privacy_url: str,
+    now: dt.datetime,
+    marketing_per_month: int = 2,
+    min_age: int = 13,
+    timezone: str | None = None,
+    currency: str | None = None,
+) -> Program:
+    """A new club reached through `numbers`; raises NumberTaken or InvalidSetting."""
+    country = country.upper()
+    default_zone, default_currency = COUNTRY_DEFAULTS.get(country, ("UTC", "EUR"))
+    if not 1 <= marketing_per_month <= 3:
+        raise InvalidSetting("marketing_per_month", "must be 1, 2 or 3")
+    if not 13 <= min_age <= 18:
+        raise InvalidSetting("min_age", "must be between 13 and 18")
+    if not name.strip():
+        raise InvalidSetting("name", "must not be empty")
+    if not numbers:
+        raise InvalidSetting("numbers", "a club needs at least one number")
+    for number in numbers:
+        if by_number(session, number) is not None:
+            raise NumberTaken(number)
+    program = Program(
+        name=name.strip(),
+        country=country,
+        timezone=timezone or default_zone,
+        currency=currency or default_currency,
+        contact=contact,
+        privacy_url=privacy_url,
+        marketing_per_month=marketing_per_month,
+        min_age=min_age,
+        hash_salt=secrets.token_hex(16),
+        created_at=now,
+    )
+    session.add(program)
+    session.flush()
+    session.add_all(ProgramNumber(program_id=program.id, number=n) for n in numbers)
+    session.flush()
+    return program
+
+
+def add_question(
+    session: Session,
+    program: Program,
+    *,
+    key: str,
+    kind: str,
+    prompt: dict[str, str] | None = None,
+    choices: list[dict[str, Any]] | None = None,
+) -> ProfileQuestion:
+    """Append a profile question to the club's list."""
+    if kind not in QUESTION_KINDS:
+        raise InvalidSetting("kind", f"must be one of {', '.join(sorted(QUESTION_KINDS))}")
+    if kind in ("choice", "multichoice") and not choices:
+        raise InvalidSetting("choices", "a choice question needs choices")
+    if kind in ("choice", "multichoice", "text") and not prompt:
+        raise InvalidSetting("prompt", "the question needs its wording")
+    last = session.scalar(
+        select(ProfileQuestion.position)
+        .where(ProfileQuestion.program_id == program.id)
+        .order_by(ProfileQuestion.position.desc())
+        .limit(1)
+    )
+    question = ProfileQuestion(
+        program_id=program.id,
+        key=key,
+        kind=kind,
+        position=(last or 0) + 1,
+        prompt=prompt,
+        choices=choices,
+        active=True,
+    )
+    session.add(question)
+    session.flush()
+    return question
+
+
+def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
+    """The club's active profile questions in the order they are asked."""
+    return session.scalars(
+        select(ProfileQuestion)
+        .where(ProfileQuestion.program_id == program_id, ProfileQuestion.active.is_(True))
+        .order_by(ProfileQuestion.position, ProfileQuestion.id)
+    ).all()
