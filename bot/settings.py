@@ -45,7 +45,6 @@ class Settings:
             raise SettingsError(f"KLUBB_GATEWAY must be one of {', '.join(GATEWAYS)}")
         token = env.get("TWILIO_AUTH_TOKEN", "").strip()
         if not token:
-            log.warning("TWILIO_AUTH_TOKEN is not set: using the development token")
             token = DEV_AUTH_TOKEN
         outbox = env.get("KLUBB_CONSOLE_OUTBOX", "").strip()
         host = env.get("KLUBB_HOST", "127.0.0.1").strip()

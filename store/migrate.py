@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -47,3 +49,15 @@ async def _with_connection(url: str, work: Any) -> None:
             await conn.run_sync(work)
     finally:
         await async_engine.dispose()
+
+
+async def is_current(url: str) -> bool:
+    """Whether the database at `url` is at the newest revision."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    found: list[str | None] = []
+
+    def read(conn: Connection) -> None:
+        found.append(MigrationContext.configure(conn).get_current_revision())
+
+    await _with_connection(url, read)
+    return found == [head]

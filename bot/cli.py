@@ -1,0 +1,230 @@
+"""The `klubb` command: serve, migrate, init a club, and simulate a phone in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from xml.etree import ElementTree
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
+
+from bot.app import create_app
+from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.settings import Settings, SettingsError
+from store import migrate, programs
+from store.database import open_database
+from store.errors import StoreError
+from store.phones import club_number, to_e164
+
+log = logging.getLogger("klubb")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"klubb: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.command(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="klubb", description="SMS-first loyalty club.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web server (webhooks) and the scheduler")
+    serve.set_defaults(command=_serve)
+
+    migrate_ = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate_.set_defaults(command=_migrate)
+
+    init = commands.add_parser("init", help="create a club (or the demo club with --demo)")
+    init.add_argument("--demo", action="store_true", help="a ready demo club with 3 questions")
+    init.add_argument("--name")
+    init.add_argument("--number", action="append", help="a number members text (repeatable)")
+    init.add_argument("--country", help="NO, SE, DK, FI, ...")
+    init.add_argument("--contact", help="e-mail or phone shown in HELP")
+    init.add_argument("--privacy-url")
+    init.add_argument("--per-month", type=int, default=2, help="marketing SMS cap (1-3)")
+    init.add_argument("--min-age", type=int, default=13, help="minimum age to join (13-18)")
+    init.set_defaults(command=_init)
+
+    simulate = commands.add_parser("simulate", help="text the running server from the terminal")
+    simulate.add_argument("--from", dest="sender", default="+4791234567", help="your phone")
+    simulate.add_argument("--to", dest="receiver", help="the club's number (default: the first)")
+    simulate.add_argument("--url", help="the server (default http://127.0.0.1:KLUBB_PORT)")
+    simulate.set_defaults(command=_simulate)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if not asyncio.run(migrate.is_current(settings.database_url)):
+        print("klubb: the database schema is not up to date: run `klubb migrate`", file=sys.stderr)
+        return 1
+    log.info(
+        "Klubb listening on http://%s:%s (webhook %s/sms/twilio)",
+        settings.host,
+        settings.port,
+        settings.public_url,
+    )
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(migrate.upgrade(settings.database_url))
+    print("klubb: database is up to date")
+    return 0
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    if args.demo:
+        club: dict[str, Any] = dict(DEMO_CLUB)
+        questions = DEMO_QUESTIONS
+    else:
+        missing = [
+            flag
+            for flag, value in (
+                ("--name", args.name),
+                ("--number", args.number),
+                ("--country", args.country),
+                ("--contact", args.contact),
+                ("--privacy-url", args.privacy_url),
+            )
+            if not value
+        ]
+        if missing:
+            print(f"klubb init: missing {', '.join(missing)} (or use --demo)", file=sys.stderr)
+            return 2
+        club = {
+            "name": args.name,
+            "numbers": args.number,
+            "country": args.country,
+            "contact": args.contact,
+            "privacy_url": args.privacy_url,
+        }
+        questions = DEMO_QUESTIONS[:2]
+    numbers = [club_number(n) for n in club["numbers"]]
+    if None in numbers:
+        bad = [n for n, c in zip(club["numbers"], numbers, strict=True) if c is None]
+        print(f"klubb init: not a phone number or short code: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    club["numbers"] = numbers
+
+    def create(session: Session) -> str:
+        existing = programs.by_number(session, numbers[0] or "")
+        if existing is not None and args.demo:
+            return f"klubb: the demo club {existing.name!r} already answers on {numbers[0]}"
+        program = programs.create(
+            session,
+            **club,
+            marketing_per_month=args.per_month,
+            min_age=args.min_age,
+            now=dt.datetime.now(dt.UTC),
+        )
+        for question in questions:
+            programs.add_question(session, program, **question)
+        return f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
+
+    try:
+        print(asyncio.run(_run_once(settings.database_url, create)))
+    except StoreError as exc:
+        print(f"klubb init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_once(url: str, work: Any) -> Any:
+    db = open_database(url)
+    try:
+        return await db.run(work)
+    finally:
+        await db.close()
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    sender = to_e164(args.sender)
+    if sender is None:
+        print(f"klubb simulate: --from {args.sender!r} is not a phone number", file=sys.stderr)
+        return 2
+    receiver = args.receiver and club_number(args.receiver)
+    if receiver is None:
+        receiver = asyncio.run(_run_once(settings.database_url, _first_number))
+        if receiver is None:
+            print("klubb simulate: no club yet: run `klubb init --demo`", file=sys.stderr)
+            return 1
+    base = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/")
+    return asyncio.run(_chat(settings, base, sender, receiver))
+
+
+def _first_number(session: Session) -> str | None:
+    for program in programs.all_programs(session):
+        for number in programs.numbers(session, program.id):
+            return number
+    return None
+
+
+async def _chat(settings: Settings, base: str, sender: str, receiver: str) -> int:
+    """Each line typed goes through the real webhook path, signed like Twilio signs it."""
+    validator = RequestValidator(settings.twilio_auth_token)
+    signed_url = settings.public_url + "/sms/twilio"
+    interactive = sys.stdin.isatty()
+    print(f"Texting {receiver} from {sender}. Type a message; Ctrl-D to quit.")
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as http:
+        while True:
+            if interactive:
+                print("> ", end="", flush=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return 0
+            body = line.rstrip("\n")
+            if not interactive:
+                print(f"> {body}")
+            form = {
+                "MessageSid": "SM" + uuid.uuid4().hex,
+                "AccountSid": "AC" + "0" * 32,
+                "From": sender,
+                "To": receiver,
+                "Body": body,
+                "NumMedia": "0",
+            }
+            headers = {"X-Twilio-Signature": validator.compute_signature(signed_url, form)}
+            try:
+                async with http.post(base + "/sms/twilio", data=form, headers=headers) as resp:
+                    text = await resp.text()
+                    status = resp.status
+            except aiohttp.ClientError as exc:
+                print(f"klubb simulate: can't reach {base}: {exc}", file=sys.stderr)
+                return 1
+            if status != 200:
+                print(f"! {status}: {text}")
+                continue
+            # Our own server's TwiML, parsed only to print it.
+            document = ElementTree.fromstring(text)  # noqa: S314
+            replies = [m.text or "" for m in document.iter("Message")]
+            for reply in replies:
+                print(f"< {reply}")
+            if not replies:
+                print("  (no reply)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

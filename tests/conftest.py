@@ -1,0 +1,179 @@
+"""Fixtures: a fresh, migrated database per test on SQLite and on PostgreSQL, the app, a phone."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from twilio.request_validator import RequestValidator
+
+from bot.app import create_app
+from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.settings import Settings
+from store import migrate, programs
+from store.database import Database, open_database
+from store.models import Base
+
+POSTGRES_URL = os.environ.get(
+    "KLUBB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+AUTH_TOKEN = "test-auth-token"
+PUBLIC_URL = "https://klubb.example.com"
+CLUB_NUMBER = "2020"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (migrating per test would be slow)."""
+    path = tmp_path_factory.mktemp("template") / "klubb.db"
+    asyncio.run(migrate.upgrade(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> str:
+    """Migrate the test database once; fail, never skip, if PostgreSQL can't be reached."""
+
+    async def reset() -> None:
+        engine = create_async_engine(POSTGRES_URL)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+        finally:
+            await engine.dispose()
+        await migrate.upgrade(POSTGRES_URL)
+
+    try:
+        asyncio.run(reset())
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, migrated database: a copy of the SQLite template, or truncated PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "klubb.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_schema")
+    asyncio.run(_truncate(url))
+    yield url
+
+
+async def _truncate(url: str) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = open_database(database_url)
+    yield database
+    await database.close()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def create_club(db: Database, **overrides: Any) -> int:
+    """The demo club (three questions) on CLUB_NUMBER, with `overrides` to its settings."""
+    questions = overrides.pop("questions", DEMO_QUESTIONS)
+
+    def work(session: Any) -> int:
+        settings = {**DEMO_CLUB, "numbers": [CLUB_NUMBER], **overrides}
+        program = programs.create(session, **settings, now=now())
+        for question in questions:
+            programs.add_question(session, program, **question)
+        return program.id
+
+    return await db.run(work)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        public_url=PUBLIC_URL,
+        twilio_auth_token=AUTH_TOKEN,
+        run_scheduler=False,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def club(db: Database) -> int:
+    return await create_club(db)
+
+
+def sign(url: str, form: dict[str, str]) -> str:
+    return RequestValidator(AUTH_TOKEN).compute_signature(url, form)
+
+
+def twilio_form(sender: str, body: str, sid: str | None = None, to: str = CLUB_NUMBER) -> dict:
+    return {
+        "MessageSid": sid or "SM" + uuid.uuid4().hex,
+        "SmsSid": sid or "SM" + uuid.uuid4().hex,
+        "AccountSid": "AC" + "1" * 32,
+        "From": sender,
+        "To": to,
+        "Body": body,
+        "NumMedia": "0",
+    }
+
+
+def replies_in(twiml: str) -> list[str]:
+    return [m.text or "" for m in ElementTree.fromstring(twiml).iter("Message")]
+
+
+class Phone:
+    """A member's phone: texts go through the signed webhook, replies come back as text."""
+
+    def __init__(self, client: TestClient, number: str, to: str = CLUB_NUMBER) -> None:
+        self.client = client
+        self.number = number
+        self.to = to
+
+    async def text(self, body: str, sid: str | None = None) -> str | None:
+        """Send `body`; the reply's text, or None when Klubb answers with silence."""
+        form = twilio_form(self.number, body, sid, self.to)
+        response = await self.client.post(
+            "/sms/twilio",
+            data=form,
+            headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/sms/twilio", form)},
+        )
+        assert response.status == 200, await response.text()
+        replies = replies_in(await response.text())
+        assert len(replies) <= 1
+        return replies[0] if replies else None
+
+
+@pytest.fixture
+def phone(client: TestClient, club: int) -> Phone:
+    """A Norwegian mobile texting the demo club."""
+    return Phone(client, "+4791234567")
