@@ -62,6 +62,9 @@ class SmsSize:
     segments: int
 
 
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+
 def to_gsm7(text: str) -> str:
     """Replace typographic characters that would force UCS-2 with their plain GSM-7 equivalents.
 
@@ -81,13 +84,13 @@ def to_gsm7(text: str) -> str:
 
 def is_gsm7(text: str) -> bool:
     """Whether every character of the text is in the GSM-7 basic set or its extension table."""
-    return all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text)
+    return set(text) <= _GSM7_ALL
 
 
 def segments(text: str) -> SmsSize:
     """Size the text as an SMS: GSM-7 septets or UTF-16 units, and the number of segments."""
     if is_gsm7(text):
-        units = len(text) + sum(char in GSM7_EXTENSION for char in text)
+        units = len(text) + sum(text.count(char) for char in GSM7_EXTENSION & set(text))
         return SmsSize("GSM-7", units, _count(units, _GSM_SINGLE, _GSM_PART))
     units = len(text.encode("utf-16-le", "surrogatepass")) // 2
     return SmsSize("UCS-2", units, _count(units, _UCS2_SINGLE, _UCS2_PART))
