@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy import text
@@ -17,13 +17,14 @@ from scheduler.jobs import running_scheduler
 from store.database import open_database
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Twilio's webhooks are a few hundred bytes; anything far larger is not one.
 MAX_REQUEST = 64 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST)
+    app = web.Application(client_max_size=MAX_REQUEST, middlewares=[json_errors])
     app[SETTINGS] = settings
     app[VALIDATOR] = RequestValidator(settings.twilio_auth_token)
     app.cleanup_ctx.append(_database)
@@ -33,6 +34,31 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(webhooks.routes)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 4xx (405, 413, 404 for an unknown path) as JSON naming what was wrong,
+    like every error Klubb writes itself; never a 500 page for bad input."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response(
+            {"error": _what_was_wrong(exc)},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+        )
+
+
+def _what_was_wrong(exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"{exc.method} is not allowed here; use {allowed}"
+    if exc.text and exc.text != f"{exc.status}: {exc.reason}":
+        return exc.text
+    return exc.reason
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -74,9 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _schema_is_current(settings: Settings) -> bool:
+    if asyncio.run(migrate.is_current(settings.database_url)):
+        return True
+    print("klubb: the database schema is not up to date: run `klubb migrate`", file=sys.stderr)
+    return False
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    if not asyncio.run(migrate.is_current(settings.database_url)):
-        print("klubb: the database schema is not up to date: run `klubb migrate`", file=sys.stderr)
+    if not _schema_is_current(settings):
         return 1
     log.info(
         "Klubb listening on http://%s:%s (webhook %s/sms/twilio)",
@@ -127,6 +133,8 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
         print(f"klubb init: not a phone number or short code: {', '.join(bad)}", file=sys.stderr)
         return 2
     club["numbers"] = numbers
+    if not _schema_is_current(settings):
+        return 1
 
     def create(session: Session) -> str:
         existing = programs.by_number(session, numbers[0] or "")

@@ -15,6 +15,7 @@ DEV_AUTH_TOKEN = "klubb-dev-token"  # noqa: S105
 DEFAULT_DATABASE = "sqlite+aiosqlite:///klubb.db"
 # The Twilio REST gateway (for messages outside replies) arrives with the campaigns issue.
 GATEWAYS = ("console",)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -38,8 +39,14 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the environment; raise SettingsError naming the variable that is wrong."""
-        env = os.environ if env is None else env
+        # An empty variable means the same as an unset one.
+        env = {k: v for k, v in (os.environ if env is None else env).items() if v.strip()}
         port = _int(env, "KLUBB_PORT", 8080)
+        if not 1 <= port <= 65535:
+            raise SettingsError(f"KLUBB_PORT must be between 1 and 65535, not {port}")
+        log_level = env.get("KLUBB_LOG_LEVEL", "INFO").strip().upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"KLUBB_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         gateway = env.get("KLUBB_GATEWAY", "console").strip().lower()
         if gateway not in GATEWAYS:
             raise SettingsError(f"KLUBB_GATEWAY must be one of {', '.join(GATEWAYS)}")
@@ -59,7 +66,7 @@ class Settings:
             twilio_auth_token=token,
             twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
             run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
-            log_level=env.get("KLUBB_LOG_LEVEL", "INFO").upper(),
+            log_level=log_level,
         )
 
     def with_(self, **changes: object) -> Settings:

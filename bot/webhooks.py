@@ -52,7 +52,7 @@ async def inbound_sms(request: web.Request) -> web.Response:
         provider_sid=sid,
         from_number=sender,
         to_number=receiver,
-        body=params.get("Body", ""),
+        body=readable(params.get("Body", "")),
         received_at=dt.datetime.now(dt.UTC),
     )
     try:
@@ -65,6 +65,17 @@ async def inbound_sms(request: web.Request) -> web.Response:
         apology = locales.render("error.try_again", locales.language_for_phone(sender))
         return twiml(apology)
     return twiml(result.reply)
+
+
+def readable(body: str) -> str:
+    """The text with control characters a database can't keep (NUL in PostgreSQL) replaced,
+    so the text is stored, not lost; line breaks and tabs stay."""
+    if body.isprintable():
+        return body
+    return body.translate(_CONTROL)
+
+
+_CONTROL = dict.fromkeys((*range(9), 11, 12, *range(14, 32), 127), "�")
 
 
 def twiml(body: str | None) -> web.Response:

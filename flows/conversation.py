@@ -42,6 +42,8 @@ from store.models import Member, Program
 
 # Long texts are kept whole in the log but only this much is read for meaning.
 MAX_READ = 1600
+# Where the consent wording sent to a member waits for their YES (in the member's flow data).
+SHOWN = "wording_shown"
 
 
 class UnknownClub(LookupError):
@@ -133,6 +135,7 @@ def _turn(session: Session, program: Program, member: Member | None, text: Inbou
     questions: tuple[Question, ...] = ()
     if member is not None:
         view = MemberView(
+            joined=member.joined_at is not None,
             status=member.status,
             language=member.language,
             first_name=member.first_name,
@@ -210,13 +213,13 @@ def _apply_one(
                 members.set_status(member, members.PENDING, now)
         case GrantConsent(wording_id=wording_id):
             assert member is not None, "consent needs a member"
-            wording = _wording(program, wording_id, member.language or turn.language)
+            language, wording = _wording_shown(program, member, wording_id, turn.language)
             consent.record(
                 session,
                 member,
                 action=consent.GRANT,
                 wording_id=wording_id,
-                wording_language=member.language or turn.language,
+                wording_language=language,
                 wording_text=wording,
                 channel="sms",
                 evidence=text.provider_sid,
@@ -248,7 +251,19 @@ def _apply_one(
             answers.save_answer(session, member, question_id, value, now)
         case SetLanguage(language=language) if member is not None:
             member.language = language
-        case Erase() if member is not None:
+        case Erase(reason=reason) if member is not None:
+            if consent.marketing_since(session, member) is not None:
+                consent.record(
+                    session,
+                    member,
+                    action=consent.WITHDRAW,
+                    wording_id=f"erase.{reason}",
+                    wording_language=member.language or turn.language,
+                    wording_text=text.body[:500],
+                    channel="sms",
+                    evidence=text.provider_sid,
+                    now=now,
+                )
             members.erase(session, member, now)
         case DiscardPending() if member is not None:
             members.discard(session, member)
@@ -262,8 +277,16 @@ def _forgets(outcome: Outcome) -> bool:
     return any(isinstance(e, Erase | DiscardPending) for e in outcome.effects)
 
 
-def _wording(program: Program, wording_id: str, language: str) -> str:
-    return locales.render(wording_id, language, **_club_params(program))
+def _wording_shown(
+    program: Program, member: Member, wording_id: str, language: str
+) -> tuple[str, str]:
+    """The language and exact text of the consent wording the member was sent."""
+    shown = (member.flow_data or {}).get(SHOWN)
+    if wording_id == CONSENT_WORDING and shown:
+        return shown["language"], shown["text"]
+    # START: the wording is the reply of this very turn, rendered the same way below.
+    language = member.language or language
+    return language, locales.render(wording_id, language, **_club_params(program))
 
 
 def _club_params(program: Program) -> dict[str, Any]:
@@ -290,7 +313,12 @@ def _render(
         params = {**common, **item.params}
         if item.id == SUMMARY and member is not None:
             params.update(_summary_params(session, member, language))
-        parts.append(locales.render(item.id, language, **params))
+        text = locales.render(item.id, language, **params)
+        if item.id == CONSENT_WORDING and member is not None:
+            # The consent logged at YES is these exact words, not a later re-rendering.
+            shown = {"language": language, "text": text}
+            member.flow_data = {**(member.flow_data or {}), SHOWN: shown}
+        parts.append(text)
     return " ".join(parts)
 
 

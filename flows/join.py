@@ -41,6 +41,9 @@ def start(turn: Turn) -> Outcome:
         return join(turn)
     if member.status == PENDING:
         return consent(turn)
+    if member.status == STOPPED and not member.joined:
+        # A number that only ever texted STOP has not seen the club's terms: ask as for JOIN.
+        return join(turn)
     if member.status == STOPPED:
         return Outcome.go(None, reply(RETURN_WORDING), effects=(GrantConsent(RETURN_WORDING),))
     return Outcome.say(reply("join.already"))

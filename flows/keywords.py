@@ -13,6 +13,8 @@ from importlib import resources
 MAX_SHORT_MESSAGE_WORDS = 6
 _FOLD = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ł": "l"})
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
+# Consent must be a clear act: a typo may ask the opt-in question (JOIN), never answer it.
+NEVER_BY_TYPO = frozenset({"yes", "no", "start"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,8 @@ class _Table:
     arguments: frozenset[str]
     languages: dict[str, str]
     filler: frozenset[str]
-    negation: frozenset[str]
+    not_typos: frozenset[str]  # real words, never read as a typo of a keyword
+    by_deletion: dict[str, tuple[tuple[str, str], ...]]  # typo candidates, see _deletions
 
 
 @functools.cache
@@ -87,13 +90,19 @@ def _table() -> _Table:
         for code, names in data["languages"].items()
         for name in names
     }
+    by_deletion: dict[str, list[tuple[str, str]]] = {}
+    for synonym, intent in exact.items():
+        if intent not in NEVER_BY_TYPO:
+            for variant in _deletions(synonym):
+                by_deletion.setdefault(variant, []).append((synonym, intent))
     return _Table(
+        by_deletion={variant: tuple(pairs) for variant, pairs in by_deletion.items()},
         exact=exact,
         multiword=multiword,
         arguments=frozenset(data["arguments"]["intents"]),
         languages=languages,
         filler=frozenset(normalize(w).replace(" ", "") for w in data["filler"]["words"]),
-        negation=frozenset(normalize(w).replace(" ", "") for w in data["negation"]["words"]),
+        not_typos=frozenset(normalize(w).replace(" ", "") for w in data["not_typos"]["words"]),
     )
 
 
@@ -101,14 +110,16 @@ def _with_argument(words: list[str], table: _Table) -> Intent | None:
     for size in (2, 1):
         head = tuple(words[:size])
         intent = table.multiword.get(head)
-        if intent in table.arguments and len(words) > size:
-            return Intent(intent, " ".join(words[size:]))
+        # Polite filler is no argument: JOIN PLEASE is a join, not the referral code PLEASE.
+        arg = [w for w in words[size:] if w not in table.filler]
+        if intent in table.arguments and arg:
+            return Intent(intent, " ".join(arg))
     return None
 
 
 def _among_filler(words: list[str], table: _Table) -> Intent | None:
-    if any(w in table.negation for w in words) or "".join(words[:2]) in table.negation:
-        return None
+    # Any word that is neither a keyword nor filler makes it a sentence, not a keyword: a
+    # negation ("ikke stopp", "don't stop") never is filler, while "ikke flere" is a stop phrase.
     found: set[str] = set()
     i = 0
     while i < len(words):
@@ -132,10 +143,23 @@ def _among_filler(words: list[str], table: _Table) -> Intent | None:
 
 
 def _typo(compact: str, table: _Table) -> Intent | None:
-    candidates = {intent for synonym, intent in table.exact.items() if _close(compact, synonym)}
+    if compact in table.not_typos:
+        return None
+    candidates = {
+        intent
+        for variant in _deletions(compact)
+        for synonym, intent in table.by_deletion.get(variant, ())
+        if _close(compact, synonym)
+    }
     if len(candidates) == 1:
         return Intent(candidates.pop(), exact=False)
     return None
+
+
+def _deletions(word: str) -> set[str]:
+    """The word and every form of it with one letter left out: two words one edit apart
+    always share one of these (the idea behind SymSpell), so candidates are a set lookup."""
+    return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
 
 
 def _close(text: str, synonym: str) -> bool:
@@ -151,21 +175,25 @@ def _close(text: str, synonym: str) -> bool:
         )
     if len(text) < 3:
         return False
-    return _damerau(text, synonym) == 1
+    return _one_edit(text, synonym)
 
 
-def _damerau(a: str, b: str) -> int:
-    rows = len(a) + 1
-    cols = len(b) + 1
-    d = [[0] * cols for _ in range(rows)]
-    for i in range(rows):
-        d[i][0] = i
-    for j in range(cols):
-        d[0][j] = j
-    for i in range(1, rows):
-        for j in range(1, cols):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[-1][-1]
+def _one_edit(a: str, b: str) -> bool:
+    """Exactly one insert, delete, substitution or swap of neighbours apart (linear time)."""
+    if a == b:
+        return False
+    if len(a) == len(b):
+        diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diffs) == 1:
+            return True
+        return (
+            len(diffs) == 2
+            and diffs[1] == diffs[0] + 1
+            and a[diffs[0]] == b[diffs[1]]
+            and a[diffs[1]] == b[diffs[0]]
+        )
+    shorter, longer = (a, b) if len(a) < len(b) else (b, a)
+    i = next(
+        (k for k, (x, y) in enumerate(zip(shorter, longer, strict=False)) if x != y), len(shorter)
+    )
+    return shorter[i:] == longer[i + 1 :]

@@ -9,11 +9,13 @@ import datetime as dt
 import functools
 import re
 import unicodedata
+from collections.abc import Mapping
 
 from babel.dates import get_month_names
 
 from flows.keywords import normalize
 from flows.turn import (
+    KEEP,
     Erase,
     Outcome,
     Question,
@@ -31,6 +33,8 @@ MAX_TEXT_ANSWER = 100
 MAX_NAME = 40
 OLDEST_AGE = 120
 FREE_TEXT_KINDS = frozenset({"first_name", "text"})
+# Kinds whose question is worded by the club and asked through profile.ask.<kind>.
+QUESTION_PROMPT_KINDS = ("choice", "multichoice", "text")
 
 _NAME_PREFIXES = (
     "my name is",
@@ -80,9 +84,12 @@ def answer(turn: Turn) -> Outcome:
     if question is None:
         # The question was removed while the member was answering it: carry on from the start.
         return _next(turn, None, ())
-    if turn.intent is not None and turn.intent.name == "skip":
+    answered = _ANSWERS[question.kind](turn, question)
+    # SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer.
+    skips = turn.intent is not None and turn.intent.name == "skip"
+    if skips and (turn.intent.exact or answered.state is KEEP):
         return _next(turn, question, ())
-    return _ANSWERS[question.kind](turn, question)
+    return answered
 
 
 def ask(question: Question, turn: Turn) -> Reply:
@@ -172,8 +179,10 @@ def _next(turn: Turn, question: Question | None, effects: tuple, *before: Reply)
 def clean_name(text: str) -> str | None:
     """A first name from an answer like "kari", "KARI", "Jeg heter Kari" or "Anne-Marie"."""
     words = " ".join(text.split())
-    folded = normalize(words)
+    folded = normalize(words.replace("'", "").replace("’", ""))  # "I'm Kari" as "im kari"
     for prefix in _NAME_PREFIXES:
+        if folded == prefix:
+            return None
         if folded.startswith(prefix + " "):
             words = " ".join(words.split()[len(prefix.split()) :])
             break
@@ -185,14 +194,16 @@ def clean_name(text: str) -> str | None:
     if not any(unicodedata.category(c).startswith("L") for c in words):
         return None
     if words.islower() or words.isupper():
-        words = "-".join(part.capitalize() for part in words.title().split("-"))
+        words = " ".join(
+            "-".join(part.capitalize() for part in word.split("-")) for word in words.split()
+        )
     return words
 
 
 _DMY = re.compile(r"^(\d{1,2})[./\- ]+(\d{1,2})[./\- ]+(\d{2}|\d{4})$")
 _YMD = re.compile(r"^(\d{4})[./\- ]+(\d{1,2})[./\- ]+(\d{1,2})$")
 _DIGITS = re.compile(r"^\d{6}$|^\d{8}$")
-_DAY_MONTH_NAME = re.compile(r"^(\d{1,2})\.? *([a-z]+)\.? *(\d{4})$")
+_DAY_MONTH_NAME = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?\.? *(?:of )?([a-z]+)\.? *(\d{4})$")
 _MONTH_NAME_DAY = re.compile(r"^([a-z]+)\.? *(\d{1,2})(?:st|nd|rd|th)?,? *(\d{4})$")
 
 
@@ -216,11 +227,12 @@ def _date_parts(raw: str, today: dt.date) -> tuple[int, int, int] | None:
     if m := _YMD.match(raw):
         return int(m[1]), int(m[2]), int(m[3])
     if m := _DMY.match(raw):
-        return _full_year(m[3], today), int(m[2]), int(m[1])
+        return _full_year(m[3], today, int(m[2]), int(m[1])), int(m[2]), int(m[1])
     if _DIGITS.match(raw):
-        if len(raw) == 8 and raw[:2] in ("19", "20"):
+        # 19900312 is year first; 19031990 (the 19th) can't be, as 19 is no month.
+        if len(raw) == 8 and raw[:2] in ("19", "20") and 1 <= int(raw[4:6]) <= 12:
             return int(raw[:4]), int(raw[4:6]), int(raw[6:])
-        return _full_year(raw[4:], today), int(raw[2:4]), int(raw[:2])
+        return _full_year(raw[4:], today, int(raw[2:4]), int(raw[:2])), int(raw[2:4]), int(raw[:2])
     folded = normalize(raw)
     if m := _DAY_MONTH_NAME.match(folded):
         month = _month_names().get(m[2])
@@ -231,11 +243,13 @@ def _date_parts(raw: str, today: dt.date) -> tuple[int, int, int] | None:
     return None
 
 
-def _full_year(digits: str, today: dt.date) -> int:
+def _full_year(digits: str, today: dt.date, month: int, day: int) -> int:
+    """A two-digit year in the last hundred years: 15.05.26 on 14.05.2026 is 1926, not a
+    date in the future."""
     if len(digits) == 4:
         return int(digits)
     year = 2000 + int(digits)
-    return year if year <= today.year else year - 100
+    return year if (year, month, day) <= (today.year, today.month, today.day) else year - 100
 
 
 @functools.cache
@@ -263,6 +277,8 @@ def parse_choices(text: str, question: Question, language: str) -> tuple[str, ..
         for c in question.choices
         for lang in (language, "nb", "sv", "en")
     }
+    if whole := labels.get("".join(words)):  # a label of several words: "Cross country"
+        return (whole,)
     picked: list[str] = []
     for word in words:
         if word.isdigit():
@@ -284,6 +300,6 @@ def parse_choices(text: str, question: Question, language: str) -> tuple[str, ..
 def _in_language(texts: object, language: str) -> str:
     if isinstance(texts, str):
         return texts
-    if isinstance(texts, dict) and texts:
+    if isinstance(texts, Mapping) and texts:  # Question.prompt and labels are Mappings
         return texts.get(language) or texts.get("en") or next(iter(texts.values()))
     return ""

@@ -66,6 +66,8 @@ def route(turn: Turn) -> Outcome:
     member = turn.member
     step = step_of(turn)
     if member is not None and member.status == STOPPED:
+        if intent in ("start", "join"):
+            return WHILE_STOPPED[intent](turn)
         if step is not None and step.prompt is None:
             return step.handle(turn)
         handler = WHILE_STOPPED.get(intent or "")

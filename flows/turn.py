@@ -49,6 +49,7 @@ class MemberView:
     flow: str | None
     step: str | None
     data: Mapping[str, Any]
+    joined: bool  # has ever been a member (a number that only texted STOP has not)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ async def drain(db: Database, gateway: Gateway, now: Clock = utc_now, batch: int
         if not claimed:
             return sent
         limit = asyncio.Semaphore(IN_FLIGHT)
-        results = await asyncio.gather(*(_send(gateway, sms, limit) for sms in claimed))
+        answers = await asyncio.gather(*(_send(gateway, sms, limit) for sms in claimed))
+        results = [answer for answer in answers if answer is not None]
         await db.run(functools.partial(messages.finish, outcomes=results, now=now()))
         sent += sum(1 for _, status, _, _ in results if status == messages.SENT)
         if len(claimed) < batch:
@@ -49,7 +50,7 @@ def _claim(session: Session, moment: dt.datetime, batch: int) -> list[OutboundSm
 
 async def _send(
     gateway: Gateway, sms: OutboundSms, limit: asyncio.Semaphore
-) -> tuple[int, str, str | None, str | None]:
+) -> tuple[int, str, str | None, str | None] | None:
     row_id = int(sms.reference)
     async with limit:
         try:
@@ -60,4 +61,9 @@ async def _send(
             # Throttled or transient: back to the queue for the next round.
             log.warning("gateway refused outbox row %s for now: %s", row_id, exc)
             return row_id, messages.QUEUED, None, str(exc)
+        except Exception:
+            # Not a typed answer: the SMS may or may not have gone. The row stays in 'sending'
+            # (in doubt) and is never sent again blindly; the others' results are still kept.
+            log.exception("gateway failed unexpectedly on outbox row %s", row_id)
+            return None
     return row_id, messages.SENT, provider_id, None

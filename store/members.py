@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import InboundMessage, Member, OutboxMessage, ProfileAnswer, Program
@@ -73,16 +73,7 @@ def set_status(member: Member, status: str, now: dt.datetime) -> None:
 def erase(session: Session, member: Member, now: dt.datetime) -> None:
     """Remove everything personal; figures (counts, consent history) stay, anonymous."""
     session.execute(delete(ProfileAnswer).where(ProfileAnswer.member_id == member.id))
-    session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.member_id == member.id)
-        .values(from_number=None, body=None, reply=None)
-    )
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.member_id == member.id)
-        .values(to_number=None, body=None)
-    )
+    _forget_messages(session, member)
     member.phone = None
     member.first_name = None
     member.birthday = None
@@ -95,10 +86,37 @@ def erase(session: Session, member: Member, now: dt.datetime) -> None:
 
 def discard(session: Session, member: Member) -> None:
     """Forget a member that never consented (said NO to joining): no row is left."""
-    session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.member_id == member.id)
-        .values(from_number=None, body=None, member_id=None)
-    )
+    _forget_messages(session, member)
     session.delete(member)
     session.flush()
+
+
+def _forget_messages(session: Session, member: Member) -> None:
+    """Blank every text to or from the member's number, including those sent before it was a
+    member (they carry the number, not the member's id)."""
+    inbound_of_member = or_(
+        InboundMessage.member_id == member.id,
+        and_(
+            InboundMessage.program_id == member.program_id,
+            InboundMessage.from_number == member.phone,
+        ),
+    )
+    outbox_of_member = or_(
+        OutboxMessage.member_id == member.id,
+        and_(
+            OutboxMessage.program_id == member.program_id,
+            OutboxMessage.to_number == member.phone,
+        ),
+    )
+    session.execute(
+        update(InboundMessage)
+        .where(inbound_of_member)
+        .values(from_number=None, body=None, reply=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(outbox_of_member)
+        .values(to_number=None, body=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -180,7 +180,11 @@ class InboundMessage(Base):
     """A text received from a member, with the reply given (replayed if the gateway retries)."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("program_id", "provider_sid"),)
+    __table_args__ = (
+        UniqueConstraint("program_id", "provider_sid"),
+        # Erasure finds the texts a number sent before it was a member.
+        Index("ix_inbound_messages_program_from", "program_id", "from_number"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
@@ -207,6 +211,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("dedupe_key"),
         Index("ix_outbox_messages_status_due", "status", "send_after"),
+        Index("ix_outbox_messages_program_to", "program_id", "to_number"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from twilio.request_validator import RequestValidator
 
@@ -43,24 +44,29 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_schema() -> str:
-    """Migrate the test database once; fail, never skip, if PostgreSQL can't be reached."""
+def postgres_schema() -> Iterator[str]:
+    """A database of this run's own, created and migrated once and dropped at the end (so two
+    runs on one server never meet); fail, never skip, if PostgreSQL can't be reached."""
+    name = f"klubb_test_{uuid.uuid4().hex[:12]}"
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
-    async def reset() -> None:
-        engine = create_async_engine(POSTGRES_URL)
+    async def admin(statement: str) -> None:
+        engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
         try:
-            async with engine.begin() as conn:
-                await conn.execute(text("DROP SCHEMA public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
+            async with engine.connect() as conn:
+                await conn.execute(text(statement))
         finally:
             await engine.dispose()
-        await migrate.upgrade(POSTGRES_URL)
 
     try:
-        asyncio.run(reset())
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
-    return POSTGRES_URL
+    try:
+        asyncio.run(migrate.upgrade(url))
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=BACKENDS)

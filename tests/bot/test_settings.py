@@ -1,0 +1,121 @@
+"""Settings: one frozen dataclass read from KLUBB_* and TWILIO_* variables; errors name them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.settings import DEV_AUTH_TOKEN, Settings, SettingsError
+
+
+class TestDefaults:
+    def test_an_empty_environment_gives_a_laptop_setup(self) -> None:
+        """With nothing set: port 8080, SQLite, the console gateway, the public URL on 8080."""
+        settings = Settings.from_env({})
+        assert settings.port == 8080
+        assert make_url(settings.database_url).get_backend_name() == "sqlite"
+        assert settings.gateway == "console"
+        assert settings.public_url == "http://127.0.0.1:8080"
+        assert settings.host == "127.0.0.1"
+        assert settings.twilio_auth_token == DEV_AUTH_TOKEN
+        assert settings.console_outbox is None
+        assert settings.run_scheduler is True
+
+    def test_the_public_url_follows_the_port(self) -> None:
+        """Without KLUBB_PUBLIC_URL the public URL is the loopback address on KLUBB_PORT."""
+        settings = Settings.from_env({"KLUBB_PORT": "9123"})
+        assert settings.port == 9123
+        assert settings.public_url == "http://127.0.0.1:9123"
+
+    def test_an_explicit_public_url_loses_its_trailing_slash(self) -> None:
+        """KLUBB_PUBLIC_URL wins over the port, without a trailing slash (signatures use it)."""
+        settings = Settings.from_env(
+            {"KLUBB_PORT": "9123", "KLUBB_PUBLIC_URL": "https://klubb.example.com/"}
+        )
+        assert settings.public_url == "https://klubb.example.com"
+
+    def test_each_variable_reaches_its_field(self) -> None:
+        """The database URL, outbox file and scheduler switch are read from their variables."""
+        settings = Settings.from_env(
+            {
+                "KLUBB_DATABASE_URL": " postgresql+asyncpg://u@db/klubb ",
+                "KLUBB_CONSOLE_OUTBOX": "/tmp/sms.jsonl",
+                "KLUBB_SCHEDULER": "off",
+                "KLUBB_GATEWAY": " Console ",
+            }
+        )
+        assert settings.database_url == "postgresql+asyncpg://u@db/klubb"
+        assert settings.console_outbox == Path("/tmp/sms.jsonl")
+        assert settings.run_scheduler is False
+        assert settings.gateway == "console"
+
+    def test_settings_are_frozen(self) -> None:
+        """Settings can't be changed in place; `with_` makes a changed copy."""
+        settings = Settings.from_env({})
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            settings.port = 1  # type: ignore[misc]
+        assert settings.with_(port=1).port == 1
+        assert settings.port == 8080
+
+
+class TestTwilioToken:
+    def test_the_token_is_used_when_set(self) -> None:
+        """TWILIO_AUTH_TOKEN, stripped, is the token webhooks are checked with."""
+        settings = Settings.from_env({"TWILIO_AUTH_TOKEN": " s3cret \n"})
+        assert settings.twilio_auth_token == "s3cret"
+
+    @pytest.mark.parametrize("value", ["", "   "])
+    def test_a_blank_token_falls_back_to_the_dev_token(self, value: str) -> None:
+        """A blank TWILIO_AUTH_TOKEN counts as unset: the laptop's dev token."""
+        assert Settings.from_env({"TWILIO_AUTH_TOKEN": value}).twilio_auth_token == DEV_AUTH_TOKEN
+
+
+class TestErrors:
+    @pytest.mark.parametrize("value", ["eighty", "80.5", "8o8o"])
+    def test_a_port_that_is_not_a_number_names_klubb_port(self, value: str) -> None:
+        """KLUBB_PORT that is not a whole number raises SettingsError naming it and the value."""
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({"KLUBB_PORT": value})
+        assert "KLUBB_PORT" in str(raised.value)
+        assert value in str(raised.value)
+
+    @pytest.mark.parametrize("value", ["twilio-classic", "smtp", "carrier-pigeon"])
+    def test_an_unknown_gateway_names_klubb_gateway(self, value: str) -> None:
+        """An unknown KLUBB_GATEWAY raises SettingsError naming the variable and the choices."""
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({"KLUBB_GATEWAY": value})
+        assert "KLUBB_GATEWAY" in str(raised.value)
+        assert "console" in str(raised.value)
+
+    @pytest.mark.parametrize("value", ["70000", "-1"])
+    def test_a_port_out_of_range_names_klubb_port(self, value: str) -> None:
+        """A KLUBB_PORT that no socket can bind raises SettingsError naming it."""
+        with pytest.raises(SettingsError, match="KLUBB_PORT"):
+            Settings.from_env({"KLUBB_PORT": value})
+
+    def test_an_unknown_log_level_names_klubb_log_level(self) -> None:
+        """An unknown KLUBB_LOG_LEVEL raises SettingsError naming it."""
+        with pytest.raises(SettingsError, match="KLUBB_LOG_LEVEL"):
+            Settings.from_env({"KLUBB_LOG_LEVEL": "verbose"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [
+        ("KLUBB_PORT", "port"),
+        ("TWILIO_AUTH_TOKEN", "twilio_auth_token"),
+        ("KLUBB_CONSOLE_OUTBOX", "console_outbox"),
+        ("KLUBB_DATABASE_URL", "database_url"),
+        ("KLUBB_PUBLIC_URL", "public_url"),
+        ("KLUBB_HOST", "host"),
+        ("KLUBB_LOG_LEVEL", "log_level"),
+    ],
+)
+def test_an_empty_variable_counts_as_unset(variable: str, field: str) -> None:
+    """A variable set to the empty string (as `KLUBB_X=` in a compose file) means its default."""
+    assert getattr(Settings.from_env({variable: ""}), field) == getattr(
+        Settings.from_env({}), field
+    )

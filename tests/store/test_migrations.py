@@ -1,0 +1,99 @@
+"""Alembic owns the schema: the migrations build exactly the models, both ways, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from store import migrate
+from store.models import Base
+
+T = TypeVar("T")
+
+
+async def on_connection(url: str, work: Callable[[Connection], T]) -> T:
+    """Run `work` on a plain connection: sync for SQLite, an async engine's run_sync otherwise."""
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(make_url(url).set(drivername="sqlite"))
+        try:
+            with engine.connect() as conn:
+                return work(conn)
+        finally:
+            engine.dispose()
+    async_engine = create_async_engine(url)
+    try:
+        async with async_engine.connect() as conn:
+            return await conn.run_sync(work)
+    finally:
+        await async_engine.dispose()
+
+
+def schema_diff(conn: Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return compare_metadata(context, Base.metadata)
+
+
+def table_names(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+MODEL_TABLES = {table.name for table in Base.metadata.sorted_tables}
+
+
+async def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    """After `upgrade` the database's schema and the models differ in nothing."""
+    await migrate.upgrade(database_url)
+    assert await on_connection(database_url, schema_diff) == []
+    assert await on_connection(database_url, table_names) >= MODEL_TABLES
+
+
+async def test_a_fresh_sqlite_file_is_migrated_to_the_models(tmp_path: Path) -> None:
+    """An empty SQLite file becomes, in one `upgrade`, a schema equal to the models."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert not await migrate.is_current(url)
+    await migrate.upgrade(url)
+    assert await migrate.is_current(url)
+    assert await on_connection(url, schema_diff) == []
+
+
+async def test_is_current_at_head(database_url: str) -> None:
+    """A database upgraded to head reports itself current."""
+    await migrate.upgrade(database_url)
+    assert await migrate.is_current(database_url) is True
+
+
+def test_the_migrations_have_one_head() -> None:
+    """The revisions form one line: `upgrade head` is never ambiguous."""
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert len(script.get_heads()) == 1
+
+
+async def test_downgrade_to_base_and_upgrade_again(database_url: str, tmp_path: Path) -> None:
+    """Every migration can be undone to an empty schema and applied again to the same models.
+
+    SQLite: a fresh file of its own, so no other fixture's database is touched. PostgreSQL: the
+    test database itself, always brought back to head.
+    """
+    if make_url(database_url).get_backend_name() == "sqlite":
+        url = f"sqlite:///{tmp_path / 'down-up.db'}"
+        await migrate.upgrade(url)
+    else:
+        url = database_url
+    try:
+        await migrate.downgrade(url, "base")
+        assert await migrate.is_current(url) is False
+        assert await on_connection(url, table_names) & MODEL_TABLES == set()
+
+        await migrate.upgrade(url)
+        assert await migrate.is_current(url) is True
+        assert await on_connection(url, schema_diff) == []
+    finally:
+        await migrate.upgrade(url)
