@@ -231,17 +231,7 @@ def _apply_one(
                 member = members.create(
                     session, program, text.from_number, status=members.STOPPED, now=now
                 )
-            consent.record(
-                session,
-                member,
-                action=consent.WITHDRAW,
-                wording_id=f"keyword.{reason}",
-                wording_language=member.language or turn.language,
-                wording_text=text.body[:500],
-                channel="sms",
-                evidence=text.provider_sid,
-                now=now,
-            )
+            _withdraw(session, member, f"keyword.{reason}", turn, text)
             members.set_status(member, members.STOPPED, now)
         case SetFirstName(name=name) if member is not None:
             member.first_name = name
@@ -253,17 +243,7 @@ def _apply_one(
             member.language = language
         case Erase(reason=reason) if member is not None:
             if consent.marketing_since(session, member) is not None:
-                consent.record(
-                    session,
-                    member,
-                    action=consent.WITHDRAW,
-                    wording_id=f"erase.{reason}",
-                    wording_language=member.language or turn.language,
-                    wording_text=text.body[:500],
-                    channel="sms",
-                    evidence=text.provider_sid,
-                    now=now,
-                )
+                _withdraw(session, member, f"erase.{reason}", turn, text)
             members.erase(session, member, now)
         case DiscardPending() if member is not None:
             members.discard(session, member)
@@ -271,6 +251,23 @@ def _apply_one(
         case _:
             raise TypeError(f"effect {effect!r} does not apply here")
     return member
+
+
+def _withdraw(
+    session: Session, member: Member, wording_id: str, turn: Turn, text: InboundText
+) -> None:
+    """Log a withdrawal in the member's own words (their text), with its message id."""
+    consent.record(
+        session,
+        member,
+        action=consent.WITHDRAW,
+        wording_id=wording_id,
+        wording_language=member.language or turn.language,
+        wording_text=text.body[:500],
+        channel="sms",
+        evidence=text.provider_sid,
+        now=text.received_at,
+    )
 
 
 def _forgets(outcome: Outcome) -> bool:
