@@ -11,10 +11,11 @@ from twilio.request_validator import RequestValidator
 
 from bot import webhooks
 from bot.gateways.console import ConsoleGateway
-from bot.keys import DB, GATEWAY, SETTINGS, VALIDATOR
+from bot.keys import CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
 from store.database import open_database
+from store.programs import ClubDirectory
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST, middlewares=[json_errors])
     app[SETTINGS] = settings
     app[VALIDATOR] = RequestValidator(settings.twilio_auth_token)
+    app[CLUBS] = ClubDirectory()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_gateway)
     if settings.run_scheduler:

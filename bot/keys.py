@@ -8,8 +8,10 @@ from twilio.request_validator import RequestValidator
 from bot.settings import Settings
 from scheduler.gateway import Gateway
 from store.database import Database
+from store.programs import ClubDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 GATEWAY = web.AppKey("gateway", Gateway)
 VALIDATOR = web.AppKey("validator", RequestValidator)
+CLUBS = web.AppKey("clubs", ClubDirectory)

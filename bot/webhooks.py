@@ -10,7 +10,7 @@ from aiohttp import web
 from twilio.twiml.messaging_response import MessagingResponse
 
 import locales
-from bot.keys import DB, SETTINGS, VALIDATOR
+from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
 from flows.conversation import InboundText, UnknownClub, handle_text
 from store.phones import club_number, to_e164
 
@@ -56,7 +56,8 @@ async def inbound_sms(request: web.Request) -> web.Response:
         received_at=dt.datetime.now(dt.UTC),
     )
     try:
-        result = await request.app[DB].run(functools.partial(handle_text, text=text))
+        turn = functools.partial(handle_text, text=text, clubs=request.app[CLUBS])
+        result = await request.app[DB].run(turn)
     except UnknownClub as exc:
         return _problem(404, f"no club answers on To number {exc.number}")
     except Exception:

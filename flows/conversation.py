@@ -72,33 +72,49 @@ class TurnResult:
     program_id: int
 
 
-def handle_text(session: Session, text: InboundText) -> TurnResult:
-    """Apply one inbound text; a text seen before (same provider id) replays its reply."""
-    program = programs.by_number(session, text.to_number)
+def handle_text(
+    session: Session, text: InboundText, clubs: programs.ClubDirectory | None = None
+) -> TurnResult:
+    """Apply one inbound text; a text seen before (same provider id) replays its reply.
+
+    `clubs` serves the club and its questions from memory (the webhook passes its own)."""
+    clubs = clubs or programs.ClubDirectory(ttl=0)
+    program = clubs.by_number(session, text.to_number)
     if program is None:
         raise UnknownClub(text.to_number)
     seen = messages.find_inbound(session, program.id, text.provider_sid)
     if seen is not None:
         return TurnResult(seen.reply, replayed=True, program_id=program.id)
 
-    member = members.by_phone(session, program.id, text.from_number, lock=True)
-    turn = _turn(session, program, member, text)
+    # Most texts (HELP, chatter, a balance) change nothing about the member: they are read as a
+    # plain row, and the ORM object is loaded only for a turn that changes something.
+    row = members.state_by_phone(session, program.id, text.from_number, lock=True)
+    turn = _turn(session, program, row, text, clubs)
     outcome = router.route(turn)
+    member = None
+    if row is not None and (outcome.effects or outcome.state is not KEEP or _shows_data(outcome)):
+        member = session.get(Member, row.id)
     member = _apply(session, program, member, outcome, turn, text)
     language = outcome.language or turn.language
     if member is not None and member.language and member.status != members.ERASED:
         language = member.language
     body = _render(session, program, member, outcome, language)
+    # The turns of a group share a session: the next one must read this one's changes.
+    session.flush()
 
-    gone = member is None or member.status == members.ERASED
-    inbound = messages.record_inbound(
+    forget = _forgets(outcome)
+    if member is not None:
+        member_id: int | None = member.id
+    else:
+        member_id = row.id if row is not None and not forget else None
+    inbound_id = messages.record_inbound(
         session,
         program_id=program.id,
         provider_sid=text.provider_sid,
-        member_id=member.id if member is not None else None,
-        from_number=None if gone and _forgets(outcome) else text.from_number,
+        member_id=member_id,
+        from_number=None if forget else text.from_number,
         to_number=text.to_number,
-        body=None if gone and _forgets(outcome) else text.body,
+        body=None if forget else text.body,
         intent=turn.intent.name if turn.intent else None,
         reply=body,
         now=text.received_at,
@@ -107,15 +123,19 @@ def handle_text(session: Session, text: InboundText) -> TurnResult:
         messages.record_reply(
             session,
             program_id=program.id,
-            member_id=member.id if member is not None else None,
-            inbound=inbound,
-            to_number=None if gone and _forgets(outcome) else text.from_number,
+            member_id=member_id,
+            inbound_id=inbound_id,
+            to_number=None if forget else text.from_number,
             from_number=text.to_number,
             body=body,
             segments=segments(body).segments,
             now=text.received_at,
         )
     return TurnResult(body, replayed=False, program_id=program.id)
+
+
+def _shows_data(outcome: Outcome) -> bool:
+    return any(item.id == SUMMARY for item in outcome.replies)
 
 
 def club_of(program: Program) -> Club:
@@ -130,12 +150,18 @@ def club_of(program: Program) -> Club:
     )
 
 
-def _turn(session: Session, program: Program, member: Member | None, text: InboundText) -> Turn:
+def _turn(
+    session: Session,
+    program: Program,
+    member: members.MemberState | None,
+    text: InboundText,
+    clubs: programs.ClubDirectory,
+) -> Turn:
     view = None
     questions: tuple[Question, ...] = ()
     if member is not None:
         view = MemberView(
-            joined=member.joined_at is not None,
+            joined=member.joined,
             status=member.status,
             language=member.language,
             first_name=member.first_name,
@@ -146,7 +172,7 @@ def _turn(session: Session, program: Program, member: Member | None, text: Inbou
         if member.flow in ("join", profile.FLOW):
             questions = tuple(
                 Question(q.id, q.key, q.kind, q.prompt or {}, tuple(q.choices or ()))
-                for q in programs.questions(session, program.id)
+                for q in clubs.questions(session, program.id)
             )
     language = (member.language if member else None) or locales.language_for_phone(text.from_number)
     today = text.received_at.astimezone(ZoneInfo(program.timezone)).date()

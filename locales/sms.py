@@ -72,6 +72,8 @@ def to_gsm7(text: str) -> str:
     than a UCS-2 message. The result never costs more segments than the input; a lengthening
     replacement such as "…" -> "..." is dropped in the rare text where it would.
     """
+    if is_gsm7(text):
+        return text  # the common case: nothing to replace
     composed = unicodedata.normalize("NFC", text)
     if segments(composed).segments > segments(text).segments:
         composed = text

@@ -5,8 +5,10 @@ API call, a job) hand one to `Database.run` and await the result. How it reaches
 chosen by measurement (../shared/PERFORMANCE.md):
 
 - SQLite: one writer thread owns the only connection. Each turn costs one thread hop, and the
-  turns that arrive together are committed together (group commit), each in its own SAVEPOINT
-  so one failing turn never undoes another. SQLite's single writer is what serialises turns.
+  turns that arrive together are committed together (group commit). Should one of them fail,
+  the group is rolled back and run again with each turn in its own SAVEPOINT, so one failing
+  turn never undoes another: a unit of work must therefore be a function of the database and
+  its input, with no effect outside the session. SQLite's single writer serialises turns.
 - PostgreSQL: SQLAlchemy's async engine over asyncpg, the same sync function run through
   `AsyncSession.run_sync` (no threads). Turns of one member are serialised by
   `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
@@ -146,25 +148,49 @@ class SqliteDatabase:
         self.engine.dispose()
 
     def _run_group(self, jobs: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+        outcomes = self._run_together(jobs)
+        if outcomes is None:
+            outcomes = self._run_apart(jobs)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, settled in by_loop.items():
+            # One wake-up of the event loop per group, not one per turn.
+            loop.call_soon_threadsafe(_settle_all, settled)
+
+    def _run_together(self, jobs: list[_Job]) -> list[tuple[bool, Any]] | None:
+        """The common case: every unit of the group in one transaction, no savepoints.
+
+        None when a unit failed in a group of several: the group is then run again apart.
+        """
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 session.begin()
-                if len(jobs) == 1:
-                    outcomes.append(_attempt(jobs[0].work, session))
-                else:
-                    for job in jobs:
-                        outcomes.append(_attempt_nested(job.work, session))
+                results = [job.work(session) for job in jobs]
+                session.commit()
+        except Exception as exc:
+            if len(jobs) == 1:
+                return [(False, exc)]
+            return None
+        return [(True, result) for result in results]
+
+    def _run_apart(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run again, each unit in its own SAVEPOINT, so one failing unit undoes only itself
+        (a unit of work is a function of the database and its input: running it again after a
+        rollback is running it once)."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                session.begin()
+                outcomes = [_attempt_nested(job.work, session) for job in jobs]
                 if any(ok for ok, _ in outcomes):
                     session.commit()
                 else:
                     session.rollback()
         except Exception as exc:
-            # The commit itself failed: no turn of the group is durable.
+            # The commit itself failed: no unit of the group is durable.
             log.exception("group commit failed")
-            outcomes = [(False, exc)] * len(jobs)
-        for job, (ok, value) in zip(jobs, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            return [(False, exc)] * len(jobs)
+        return outcomes
 
 
 def _attempt_nested(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
@@ -190,13 +216,14 @@ def _attempt(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
     return True, result
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class PostgresDatabase:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import InboundMessage, Member, OutboxMessage, ProfileAnswer, Program
@@ -22,13 +24,57 @@ def hash_phone(program: Program, phone: str) -> str:
     return hashlib.sha256(f"{program.hash_salt}:{phone}".encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """A member's conversation state, read without the ORM (every inbound text reads one)."""
+
+    id: int
+    status: str
+    language: str | None
+    first_name: str | None
+    flow: str | None
+    step: str | None
+    flow_data: dict[str, Any] | None
+    joined: bool
+
+
+_MEMBERS = Member.__table__
+_STATE_BY_PHONE = select(
+    _MEMBERS.c.id,
+    _MEMBERS.c.status,
+    _MEMBERS.c.language,
+    _MEMBERS.c.first_name,
+    _MEMBERS.c.flow,
+    _MEMBERS.c.step,
+    _MEMBERS.c.flow_data,
+    _MEMBERS.c.joined_at.is_not(None).label("joined"),
+).where(_MEMBERS.c.program_id == bindparam("program_id"), _MEMBERS.c.phone == bindparam("phone"))
+_STATE_BY_PHONE_LOCKED = _STATE_BY_PHONE.with_for_update()
+
+
+def state_by_phone(
+    session: Session, program_id: int, phone: str, *, lock: bool = False
+) -> MemberState | None:
+    """The conversation state of the member with this number (see `by_phone` for `lock`).
+
+    Read through the session's connection, so the session's own changes must be flushed."""
+    query = _STATE_BY_PHONE_LOCKED if lock else _STATE_BY_PHONE
+    found = session.connection().execute(query, {"program_id": program_id, "phone": phone})
+    row = found.first()
+    return None if row is None else MemberState(*row[:-1], joined=bool(row.joined))
+
+
+_BY_PHONE = select(Member).where(
+    Member.program_id == bindparam("program_id"), Member.phone == bindparam("phone")
+)
+_BY_PHONE_LOCKED = _BY_PHONE.with_for_update()
+
+
 def by_phone(session: Session, program_id: int, phone: str, *, lock: bool = False) -> Member | None:
     """The member with this number; `lock` holds the row for the turn (FOR UPDATE on
     PostgreSQL; on SQLite the single writer already serialises turns)."""
-    query = select(Member).where(Member.program_id == program_id, Member.phone == phone)
-    if lock:
-        query = query.with_for_update()
-    return session.scalar(query)
+    query = _BY_PHONE_LOCKED if lock else _BY_PHONE
+    return session.scalar(query, {"program_id": program_id, "phone": phone})
 
 
 def was_erased(session: Session, program: Program, phone: str) -> bool:

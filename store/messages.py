@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from store.models import InboundMessage, OutboxMessage
@@ -33,12 +34,33 @@ class InvalidTransition(ValueError):
     """An outbox row was asked to move where its lifecycle does not go."""
 
 
-def find_inbound(session: Session, program_id: int, provider_sid: str) -> InboundMessage | None:
-    return session.scalar(
-        select(InboundMessage).where(
-            InboundMessage.program_id == program_id, InboundMessage.provider_sid == provider_sid
-        )
+# Built once: these run on every inbound text (the hot path), and building a statement
+# costs more than SQLAlchemy's cached compilation of it.
+_INBOUND = InboundMessage.__table__
+_OUTBOX = OutboxMessage.__table__
+_FIND_REPLY = select(_INBOUND.c.reply).where(
+    _INBOUND.c.program_id == bindparam("program_id"),
+    _INBOUND.c.provider_sid == bindparam("provider_sid"),
+)
+_INSERT_INBOUND = insert(_INBOUND).returning(_INBOUND.c.id)
+_INSERT_OUTBOX = insert(_OUTBOX)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenText:
+    """An inbound text recorded before: its reply (None when none was given)."""
+
+    reply: str | None
+
+
+def find_inbound(session: Session, program_id: int, provider_sid: str) -> SeenText | None:
+    """The text with this provider id, if it was recorded before (the gateway retried)."""
+    row = (
+        session.connection()
+        .execute(_FIND_REPLY, {"program_id": program_id, "provider_sid": provider_sid})
+        .first()
     )
+    return None if row is None else SeenText(row.reply)
 
 
 def record_inbound(
@@ -53,21 +75,27 @@ def record_inbound(
     intent: str | None,
     reply: str | None,
     now: dt.datetime,
-) -> InboundMessage:
-    message = InboundMessage(
-        program_id=program_id,
-        provider_sid=provider_sid,
-        member_id=member_id,
-        from_number=from_number,
-        to_number=to_number,
-        body=body,
-        intent=intent,
-        reply=reply,
-        received_at=now,
+) -> int:
+    """Record a text and the reply given; returns its id (written through the session's
+    connection: these rows are never ORM objects)."""
+    return (
+        session.connection()
+        .execute(
+            _INSERT_INBOUND,
+            {
+                "program_id": program_id,
+                "provider_sid": provider_sid,
+                "member_id": member_id,
+                "from_number": from_number,
+                "to_number": to_number,
+                "body": body,
+                "intent": intent,
+                "reply": reply,
+                "received_at": now,
+            },
+        )
+        .scalar_one()
     )
-    session.add(message)
-    session.flush()
-    return message
 
 
 def record_reply(
@@ -75,29 +103,30 @@ def record_reply(
     *,
     program_id: int,
     member_id: int | None,
-    inbound: InboundMessage,
+    inbound_id: int,
     to_number: str | None,
     from_number: str,
     body: str | None,
     segments: int,
     now: dt.datetime,
-) -> OutboxMessage:
+) -> None:
     """A reply given inline in the webhook's answer: in the outbox, already sent."""
-    message = OutboxMessage(
-        program_id=program_id,
-        member_id=member_id,
-        inbound_id=inbound.id,
-        kind=REPLY,
-        status=SENT_INLINE,
-        to_number=to_number,
-        from_number=from_number,
-        body=body,
-        segments=segments,
-        created_at=now,
-        sent_at=now,
+    session.connection().execute(
+        _INSERT_OUTBOX,
+        {
+            "program_id": program_id,
+            "member_id": member_id,
+            "inbound_id": inbound_id,
+            "kind": REPLY,
+            "status": SENT_INLINE,
+            "to_number": to_number,
+            "from_number": from_number,
+            "body": body,
+            "segments": segments,
+            "created_at": now,
+            "sent_at": now,
+        },
     )
-    session.add(message)
-    return message
 
 
 def enqueue(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -137,3 +138,42 @@ def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
         .where(ProfileQuestion.program_id == program_id, ProfileQuestion.active.is_(True))
         .order_by(ProfileQuestion.position, ProfileQuestion.id)
     ).all()
+
+
+class ClubDirectory:
+    """Clubs by number, and their profile questions, kept in memory for a few seconds.
+
+    Every inbound text starts by finding its club; settings change rarely, so the lookup is
+    served from memory and a change made elsewhere (the CLI, the admin) is seen within
+    `ttl` seconds. A number that reaches no club is never remembered, so a new club answers at
+    once. One directory belongs to one Database and is used only from its unit-of-work thread.
+    The Program rows it hands out are detached copies: read them, never add them to a session.
+    """
+
+    def __init__(self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._programs: dict[str, tuple[float, Program]] = {}
+        self._questions: dict[int, tuple[float, Sequence[ProfileQuestion]]] = {}
+
+    def by_number(self, session: Session, number: str) -> Program | None:
+        now = self._clock()
+        cached = self._programs.get(number)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        program = by_number(session, number)
+        if program is not None:
+            session.expunge(program)
+            self._programs[number] = (now, program)
+        return program
+
+    def questions(self, session: Session, program_id: int) -> Sequence[ProfileQuestion]:
+        now = self._clock()
+        cached = self._questions.get(program_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        found = questions(session, program_id)
+        for question in found:
+            session.expunge(question)
+        self._questions[program_id] = (now, found)
+        return found
