@@ -11,7 +11,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 import locales
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
-from flows.conversation import InboundText, UnknownClub, handle_text
+from flows.conversation import InboundText, UnknownClub, handle_text, replay
+from store.messages import SeenBefore
 from store.phones import club_number, to_e164
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,11 @@ async def inbound_sms(request: web.Request) -> web.Response:
     )
     try:
         turn = functools.partial(handle_text, text=text, clubs=request.app[CLUBS])
-        result = await request.app[DB].run(turn)
+        try:
+            result = await request.app[DB].run(turn)
+        except SeenBefore:
+            # A retried webhook: answered as the first time, with no effect twice.
+            result = await request.app[DB].run(functools.partial(replay, text=text))
     except UnknownClub as exc:
         return _problem(404, f"no club answers on To number {exc.number}")
     except Exception:

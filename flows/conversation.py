@@ -75,16 +75,14 @@ class TurnResult:
 def handle_text(
     session: Session, text: InboundText, clubs: programs.ClubDirectory | None = None
 ) -> TurnResult:
-    """Apply one inbound text; a text seen before (same provider id) replays its reply.
+    """Apply one inbound text. A text seen before (same provider id) raises SeenBefore, and
+    the caller's transaction is rolled back; `replay` then gives the stored reply.
 
     `clubs` serves the club and its questions from memory (the webhook passes its own)."""
     clubs = clubs or programs.ClubDirectory(ttl=0)
     program = clubs.by_number(session, text.to_number)
     if program is None:
         raise UnknownClub(text.to_number)
-    seen = messages.find_inbound(session, program.id, text.provider_sid)
-    if seen is not None:
-        return TurnResult(seen.reply, replayed=True, program_id=program.id)
 
     # Most texts (HELP, chatter, a balance) change nothing about the member: they are read as a
     # plain row, and the ORM object is loaded only for a turn that changes something.
@@ -132,6 +130,17 @@ def handle_text(
             now=text.received_at,
         )
     return TurnResult(body, replayed=False, program_id=program.id)
+
+
+def replay(session: Session, text: InboundText) -> TurnResult:
+    """The reply given to a text received before (the gateway retried it)."""
+    program = programs.by_number(session, text.to_number)
+    if program is None:
+        raise UnknownClub(text.to_number)
+    seen = messages.find_inbound(session, program.id, text.provider_sid)
+    if seen is None:  # SeenBefore said it was recorded; only a concurrent erasure could remove it
+        return TurnResult(None, replayed=True, program_id=program.id)
+    return TurnResult(seen.reply, replayed=True, program_id=program.id)
 
 
 def _shows_data(outcome: Outcome) -> bool:

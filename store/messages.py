@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.models import InboundMessage, OutboxMessage
@@ -42,8 +43,17 @@ _FIND_REPLY = select(_INBOUND.c.reply).where(
     _INBOUND.c.program_id == bindparam("program_id"),
     _INBOUND.c.provider_sid == bindparam("provider_sid"),
 )
-_INSERT_INBOUND = insert(_INBOUND).returning(_INBOUND.c.id)
+_INSERT_INBOUND = {
+    dialect: module.insert(_INBOUND)
+    .on_conflict_do_nothing(index_elements=["program_id", "provider_sid"])
+    .returning(_INBOUND.c.id)
+    for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 _INSERT_OUTBOX = insert(_OUTBOX)
+
+
+class SeenBefore(Exception):
+    """The gateway delivered this text before: the turn must not take effect twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,25 +87,30 @@ def record_inbound(
     now: dt.datetime,
 ) -> int:
     """Record a text and the reply given; returns its id (written through the session's
-    connection: these rows are never ORM objects)."""
-    return (
-        session.connection()
-        .execute(
-            _INSERT_INBOUND,
-            {
-                "program_id": program_id,
-                "provider_sid": provider_sid,
-                "member_id": member_id,
-                "from_number": from_number,
-                "to_number": to_number,
-                "body": body,
-                "intent": intent,
-                "reply": reply,
-                "received_at": now,
-            },
-        )
-        .scalar_one()
-    )
+    connection: these rows are never ORM objects).
+
+    Raises SeenBefore if a text with this provider id is already recorded: the caller's
+    transaction must then be rolled back and the stored reply given instead. Checking here,
+    on the unique key, rather than with a lookup first keeps the common case to one statement.
+    """
+    connection = session.connection()
+    inserted = connection.execute(
+        _INSERT_INBOUND[connection.dialect.name],
+        {
+            "program_id": program_id,
+            "provider_sid": provider_sid,
+            "member_id": member_id,
+            "from_number": from_number,
+            "to_number": to_number,
+            "body": body,
+            "intent": intent,
+            "reply": reply,
+            "received_at": now,
+        },
+    ).scalar()
+    if inserted is None:
+        raise SeenBefore(provider_sid)
+    return inserted
 
 
 def record_reply(
