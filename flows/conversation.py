@@ -91,7 +91,7 @@ def handle_text(
     outcome = router.route(turn)
     member = None
     if row is not None and (outcome.effects or outcome.state is not KEEP or _shows_data(outcome)):
-        member = session.get(Member, row.id)
+        member = members.attach(session, row)
     member = _apply(session, program, member, outcome, turn, text)
     language = outcome.language or turn.language
     if member is not None and member.language and member.status != members.ERASED:

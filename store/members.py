@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from store.models import InboundMessage, Member, OutboxMessage, ProfileAnswer, Program
 
@@ -36,19 +38,13 @@ class MemberState:
     step: str | None
     flow_data: dict[str, Any] | None
     joined: bool
+    columns: Mapping[str, Any]  # the whole row, so `attach` needs no second read
 
 
 _MEMBERS = Member.__table__
-_STATE_BY_PHONE = select(
-    _MEMBERS.c.id,
-    _MEMBERS.c.status,
-    _MEMBERS.c.language,
-    _MEMBERS.c.first_name,
-    _MEMBERS.c.flow,
-    _MEMBERS.c.step,
-    _MEMBERS.c.flow_data,
-    _MEMBERS.c.joined_at.is_not(None).label("joined"),
-).where(_MEMBERS.c.program_id == bindparam("program_id"), _MEMBERS.c.phone == bindparam("phone"))
+_STATE_BY_PHONE = select(_MEMBERS).where(
+    _MEMBERS.c.program_id == bindparam("program_id"), _MEMBERS.c.phone == bindparam("phone")
+)
 _STATE_BY_PHONE_LOCKED = _STATE_BY_PHONE.with_for_update()
 
 
@@ -60,8 +56,32 @@ def state_by_phone(
     Read through the session's connection, so the session's own changes must be flushed."""
     query = _STATE_BY_PHONE_LOCKED if lock else _STATE_BY_PHONE
     found = session.connection().execute(query, {"program_id": program_id, "phone": phone})
-    row = found.first()
-    return None if row is None else MemberState(*row[:-1], joined=bool(row.joined))
+    row = found.mappings().first()
+    if row is None:
+        return None
+    return MemberState(
+        id=row["id"],
+        status=row["status"],
+        language=row["language"],
+        first_name=row["first_name"],
+        flow=row["flow"],
+        step=row["step"],
+        flow_data=row["flow_data"],
+        joined=row["joined_at"] is not None,
+        columns=row,
+    )
+
+
+def attach(session: Session, state: MemberState) -> Member:
+    """The member as an ORM object, for a turn that changes it, without reading it again: the
+    one this session already holds, or one made from the row the turn read."""
+    held = session.identity_map.get(identity_key(Member, state.id))
+    if held is not None:
+        return held  # type: ignore[no-any-return]
+    member = Member(**dict(state.columns))
+    make_transient_to_detached(member)
+    session.add(member)
+    return member
 
 
 _BY_PHONE = select(Member).where(
