@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from store.models import ConsentEvent, Member
@@ -14,6 +14,7 @@ MARKETING_SMS = "marketing_sms"
 GRANT = "grant"
 WITHDRAW = "withdraw"
 CHANNELS = frozenset({"sms", "pos", "import", "admin"})
+_INSERT = insert(ConsentEvent.__table__)
 
 
 def record(
@@ -28,26 +29,30 @@ def record(
     evidence: str,
     now: dt.datetime,
     purpose: str = MARKETING_SMS,
-) -> ConsentEvent:
-    """Append a grant or a withdrawal, with the exact words shown and the evidence."""
+) -> None:
+    """Append a grant or a withdrawal, with the exact words shown and the evidence.
+
+    A plain insert on the session's connection: the log is append-only and never read back
+    within the turn that writes it."""
     if action not in (GRANT, WITHDRAW):
         raise ValueError(f"unknown consent action {action!r}")
     if channel not in CHANNELS:
         raise ValueError(f"unknown consent channel {channel!r}")
-    event = ConsentEvent(
-        program_id=member.program_id,
-        member_id=member.id,
-        purpose=purpose,
-        action=action,
-        wording_id=wording_id,
-        wording_language=wording_language,
-        wording_text=wording_text,
-        channel=channel,
-        evidence=evidence,
-        created_at=now,
+    session.connection().execute(
+        _INSERT,
+        {
+            "program_id": member.program_id,
+            "member_id": member.id,
+            "purpose": purpose,
+            "action": action,
+            "wording_id": wording_id,
+            "wording_language": wording_language,
+            "wording_text": wording_text,
+            "channel": channel,
+            "evidence": evidence,
+            "created_at": now,
+        },
     )
-    session.add(event)
-    return event
 
 
 def history(session: Session, member_id: int) -> Sequence[ConsentEvent]:
