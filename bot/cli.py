@@ -90,7 +90,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.port,
         settings.public_url,
     )
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except OSError as exc:
+        print(
+            f"klubb serve: can't listen on {settings.host}:{settings.port}: {exc.strerror}"
+            " (is another server running? set KLUBB_PORT)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

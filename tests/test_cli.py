@@ -143,6 +143,17 @@ class TestSetup:
         assert result.returncode == 1
         assert "klubb migrate" in result.stderr
 
+    def test_serve_on_a_taken_port_says_so(self, migrated: Klubb) -> None:
+        """`klubb serve` on a port another program holds exits 1 naming the port, no traceback."""
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", migrated.port))
+            holder.listen()
+            result = migrated("serve")
+        assert result.returncode == 1
+        assert f"127.0.0.1:{migrated.port}" in result.stderr
+        assert "KLUBB_PORT" in result.stderr
+        assert "Traceback" not in result.stderr
+
     def test_migrate_brings_the_database_to_the_current_schema(self, klubb: Klubb) -> None:
         """`klubb migrate` on a new database says it is up to date, and it is."""
         result = klubb("migrate")
