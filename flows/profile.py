@@ -232,7 +232,12 @@ def _date_parts(raw: str, today: dt.date) -> tuple[int, int, int] | None:
         # 19900312 is year first; 19031990 (the 19th) can't be, as 19 is no month.
         if len(raw) == 8 and raw[:2] in ("19", "20") and 1 <= int(raw[4:6]) <= 12:
             return int(raw[:4]), int(raw[4:6]), int(raw[6:])
-        return _full_year(raw[4:], today, int(raw[2:4]), int(raw[:2])), int(raw[2:4]), int(raw[:2])
+        day, month = int(raw[:2]), int(raw[2:4])
+        if len(raw) == 6 and not (1 <= day <= 31 and 1 <= month <= 12):
+            # Swedish YYMMDD ("900312"): read year first only when day first can't be a date.
+            day, month = int(raw[4:]), int(raw[2:4])
+            return _full_year(raw[:2], today, month, day), month, day
+        return _full_year(raw[4:], today, month, day), month, day
     folded = normalize(raw)
     if m := _DAY_MONTH_NAME.match(folded):
         month = _month_names().get(m[2])

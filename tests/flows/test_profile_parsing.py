@@ -45,6 +45,7 @@ class TestParseBirthday:
             "12031990",
             "19900312",
             "120390",
+            "900312",  # Swedish YYMMDD: 90 can't be a day
             "12.03.90",
             "12.3.90",
             "12 mars 1990",
@@ -327,3 +328,17 @@ class TestParseChoices:
         assert parse_choices("cross country", question, "en") == ("xc",)
         assert parse_choices("Cross-country", question, "nb") == ("xc",)
         assert parse_choices("langrenn", question, "en") == ("xc",)
+
+
+@pytest.mark.parametrize(
+    ("text", "born"),
+    [
+        ("050612", dt.date(2012, 6, 5)),  # a valid DDMMYY is read day first
+        ("900312", dt.date(1990, 3, 12)),  # YYMMDD when the first pair can't be a day
+        ("000101", dt.date(2000, 1, 1)),
+        ("991231", dt.date(1999, 12, 31)),
+    ],
+)
+def test_six_digits_read_day_first_then_year_first(text: str, born: dt.date) -> None:
+    """Six digits are DDMMYY (Norway) unless that can't be a date, then YYMMDD (Sweden)."""
+    assert parse_birthday(text, dt.date(2026, 11, 23)) == born
