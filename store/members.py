@@ -51,7 +51,8 @@ _STATE_BY_PHONE_LOCKED = _STATE_BY_PHONE.with_for_update()
 def state_by_phone(
     session: Session, program_id: int, phone: str, *, lock: bool = False
 ) -> MemberState | None:
-    """The conversation state of the member with this number (see `by_phone` for `lock`).
+    """The conversation state of the member with this number. `lock` holds the row for the
+    turn (FOR UPDATE on PostgreSQL; on SQLite the single writer already serialises turns).
 
     Read through the session's connection, so the session's own changes must be flushed."""
     query = _STATE_BY_PHONE_LOCKED if lock else _STATE_BY_PHONE
@@ -82,19 +83,6 @@ def attach(session: Session, state: MemberState) -> Member:
     make_transient_to_detached(member)
     session.add(member)
     return member
-
-
-_BY_PHONE = select(Member).where(
-    Member.program_id == bindparam("program_id"), Member.phone == bindparam("phone")
-)
-_BY_PHONE_LOCKED = _BY_PHONE.with_for_update()
-
-
-def by_phone(session: Session, program_id: int, phone: str, *, lock: bool = False) -> Member | None:
-    """The member with this number; `lock` holds the row for the turn (FOR UPDATE on
-    PostgreSQL; on SQLite the single writer already serialises turns)."""
-    query = _BY_PHONE_LOCKED if lock else _BY_PHONE
-    return session.scalar(query, {"program_id": program_id, "phone": phone})
 
 
 def was_erased(session: Session, program: Program, phone: str) -> bool:
