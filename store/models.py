@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -80,6 +81,17 @@ class Program(Base):
     privacy_url: Mapped[str] = mapped_column(String(300))
     marketing_per_month: Mapped[int] = mapped_column(Integer, default=2)
     min_age: Mapped[int] = mapped_column(Integer, default=13)
+    # Earning: `earn_points` points for every `earn_per_minor` minor units (1 per 100 = 1 per kr).
+    earn_points: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    earn_per_minor: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
+    min_purchase_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    points_lifetime_months: Mapped[int] = mapped_column(Integer, default=24, server_default="24")
+    tier_period_months: Mapped[int] = mapped_column(Integer, default=12, server_default="12")
+    # Refer a friend: rewarded when the friend has joined ("signup") or first bought ("purchase").
+    referral_trigger: Mapped[str] = mapped_column(
+        String(10), default="signup", server_default="signup"
+    )
+    referral_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Salt for the hashed phone numbers kept after erasure (suppression without the number).
     hash_salt: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
@@ -105,7 +117,10 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         UniqueConstraint("program_id", "phone"),
+        UniqueConstraint("program_id", "referral_code"),
         Index("ix_members_program_phone_hash", "program_id", "phone_hash"),
+        # The daily tier review finds the members whose tier is due for a check.
+        Index("ix_members_tier_until", "tier_until"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -122,6 +137,14 @@ class Member(Base):
     joined_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    # Loyalty: the code a friend texts (JOIN CODE), who referred this member, the tier held and
+    # until when it holds without a new qualification check.
+    referral_code: Mapped[str | None] = mapped_column(String(12))
+    referred_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL")
+    )
+    tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id", ondelete="SET NULL"))
+    tier_until: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class ConsentEvent(Base):
@@ -234,3 +257,273 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime]
     send_after: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+
+
+class Tier(Base):
+    """A step of the club's ladder: reached by points earned within the qualification period."""
+
+    __tablename__ = "tiers"
+    __table_args__ = (UniqueConstraint("program_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[dict[str, Any]]  # per language
+    threshold: Mapped[int] = mapped_column(Integer)
+    discount_percent: Mapped[int] = mapped_column(Integer, default=0)
+    benefit: Mapped[dict[str, Any] | None]  # per language
+
+
+class PointMultiplier(Base):
+    """Double or triple points on every purchase between two dates (in the club's time zone)."""
+
+    __tablename__ = "point_multipliers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(60))
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    multiplier: Mapped[int] = mapped_column(Integer)
+
+
+class BonusRule(Base):
+    """Extra points on lines of a category or brand, per earning unit (on top of the base)."""
+
+    __tablename__ = "bonus_rules"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(10))  # category or brand
+    value: Mapped[str] = mapped_column(String(60))
+    extra_points: Mapped[int] = mapped_column(Integer)
+
+
+class Purchase(Base):
+    """A purchase recorded by a till or web shop, once per its own transaction id."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        UniqueConstraint("program_id", "transaction_id"),
+        Index("ix_purchases_member_occurred", "member_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    store: Mapped[str | None] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Integer)
+    # A digest of the request: the same transaction id with different contents is a conflict.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime]
+
+
+class PurchaseLine(Base):
+    """One line of a purchase and the points it earned (what a refund of it takes back)."""
+
+    __tablename__ = "purchase_lines"
+    __table_args__ = (
+        UniqueConstraint("purchase_id", "line_no"),
+        Index("ix_purchase_lines_member_category", "member_id", "category"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(60))
+    brand: Mapped[str | None] = mapped_column(String(60))
+    qty: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    discounted: Mapped[bool] = mapped_column(Boolean)
+    points: Mapped[int] = mapped_column(Integer)
+
+
+class Refund(Base):
+    """A refund of a purchase, whole or by lines, once per the till's refund id."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (UniqueConstraint("program_id", "refund_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    purchase_id: Mapped[int] = mapped_column(
+        ForeignKey("purchases.id", ondelete="CASCADE"), index=True
+    )
+    refund_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Integer)  # points the refunded lines had earned
+    points_taken: Mapped[int] = mapped_column(Integer)  # less when they were already spent
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+
+
+class RefundLine(Base):
+    """How much of one purchase line a refund returned, and the points that took back."""
+
+    __tablename__ = "refund_lines"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="CASCADE"))
+    line_id: Mapped[int] = mapped_column(
+        ForeignKey("purchase_lines.id", ondelete="CASCADE"), index=True
+    )
+    qty: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Integer)
+
+
+class LedgerEntry(Base):
+    """One change to a member's points, appended and never changed.
+
+    kind: earn (a purchase), refund (a refund takes its points back), spend (a reward claimed),
+    expire (a lot reached its end), adjust (staff, with a reason) or bonus (referral, campaign).
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_member_created", "member_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    points: Mapped[int] = mapped_column(Integer)
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id", ondelete="SET NULL"))
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id", ondelete="SET NULL"))
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
+    lot_id: Mapped[int | None] = mapped_column(Id)  # the lot an expire entry closes
+    reason: Mapped[str | None] = mapped_column(String(200))
+    actor: Mapped[str | None] = mapped_column(String(60))
+    expires_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+
+
+class PointLot(Base):
+    """What is left of one earning entry: spending and expiry take from the oldest lots first.
+
+    Derived from the ledger (it is the ledger's entries allocated oldest first); kept as rows so
+    the balance and the next expiry are read from the few open lots, whatever the ledger's
+    length. The balance at any instant is the sum of open lots that have not reached their end.
+    """
+
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        Index(
+            "ix_point_lots_open",
+            "member_id",
+            "expires_at",
+            sqlite_where=text("remaining > 0"),
+            postgresql_where=text("remaining > 0"),
+        ),
+        Index(
+            "ix_point_lots_due",
+            "expires_at",
+            sqlite_where=text("remaining > 0"),
+            postgresql_where=text("remaining > 0"),
+        ),
+    )
+
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("ledger_entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    points: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime]
+
+
+class CouponTemplate(Base):
+    """What a kind of coupon gives and for how long.
+
+    kind: welcome, birthday, campaign, reward (costs `points_cost`, claimed by SMS), referral or
+    punch (the free item a punch card gives). benefit: what it gives, per language.
+    """
+
+    __tablename__ = "coupon_templates"
+    __table_args__ = (UniqueConstraint("program_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(10))
+    benefit: Mapped[dict[str, Any]]
+    discount_percent: Mapped[int | None] = mapped_column(Integer)
+    discount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    points_cost: Mapped[int | None] = mapped_column(Integer)
+    valid_days: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Coupon(Base):
+    """An issued coupon: a unique code, valid between two instants, redeemed at most once.
+
+    source: why it was issued ("welcome:12", "birthday:12:2026", "punch:3:12:2"); unique, so
+    issuing twice for the same reason issues once.
+    """
+
+    __tablename__ = "coupons"
+    __table_args__ = (
+        UniqueConstraint("program_id", "code"),
+        UniqueConstraint("program_id", "source"),
+        Index("ix_coupons_member_valid", "member_id", "valid_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_templates.id"))
+    code: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(80))
+    # The purchase that issued it (a punch card's free item, a referral reward on first purchase).
+    purchase_id: Mapped[int | None] = mapped_column(
+        ForeignKey("purchases.id", ondelete="SET NULL"), index=True
+    )
+    issued_at: Mapped[dt.datetime]
+    valid_from: Mapped[dt.datetime]
+    valid_until: Mapped[dt.datetime]
+    redeemed_at: Mapped[dt.datetime | None]
+    redeemed_by: Mapped[str | None] = mapped_column(String(60))
+    redeemed_ref: Mapped[str | None] = mapped_column(String(64))
+
+
+class PunchCard(Base):
+    """Every `every`th purchase in a category issues the free-item coupon of `template_id`."""
+
+    __tablename__ = "punch_cards"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), index=True
+    )
+    category: Mapped[str] = mapped_column(String(60))
+    every: Mapped[int] = mapped_column(Integer)
+    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_templates.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApiKey(Base):
+    """A till's or web shop's key: limited to one club and its scopes; only a hash is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(60))
+    store: Mapped[str | None] = mapped_column(String(40))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[Any]]
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]

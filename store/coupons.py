@@ -1,0 +1,271 @@
+"""Coupons: templates, issuing once per reason, the member's valid coupons, redeeming once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from store.errors import Conflict, InvalidSetting, NotFound
+from store.models import Coupon, CouponTemplate, Program
+
+WELCOME = "welcome"
+BIRTHDAY = "birthday"
+CAMPAIGN = "campaign"
+REWARD = "reward"
+REFERRAL = "referral"
+PUNCH = "punch"
+KINDS = (WELCOME, BIRTHDAY, CAMPAIGN, REWARD, REFERRAL, PUNCH)
+
+# No 0/O, 1/I/L: a code read aloud at the till or typed from an SMS can't be misread.
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 8
+_NOT_CODE = re.compile(r"[\s\-_.]")
+
+_COUPONS = Coupon.__table__
+_INSERT = insert(_COUPONS).returning(_COUPONS.c.id)
+
+
+def display(code: str) -> str:
+    """ABCD2345 as ABCD-2345: easier to read aloud and to copy."""
+    return f"{code[:4]}-{code[4:]}" if len(code) == CODE_LENGTH else code
+
+
+def normalize(raw: str) -> str:
+    """What a till or a member types ("abcd 2345", "ABCD-2345") as the stored code."""
+    return _NOT_CODE.sub("", raw).upper()
+
+
+def create_template(
+    session: Session,
+    program: Program,
+    *,
+    key: str,
+    kind: str,
+    benefit: Mapping[str, str],
+    valid_days: int,
+    discount_percent: int | None = None,
+    discount_minor: int | None = None,
+    points_cost: int | None = None,
+    position: int = 0,
+) -> CouponTemplate:
+    if kind not in KINDS:
+        raise InvalidSetting("kind", f"must be one of {', '.join(KINDS)}")
+    if kind == REWARD and (points_cost is None or points_cost <= 0):
+        raise InvalidSetting("points_cost", "a reward costs a positive number of points")
+    if kind != REWARD and points_cost is not None:
+        raise InvalidSetting("points_cost", "only a reward costs points")
+    if not 1 <= valid_days <= 3660:
+        raise InvalidSetting("valid_days", "must be between 1 and 3660")
+    if not benefit:
+        raise InvalidSetting("benefit", "say what the coupon gives, per language")
+    template = CouponTemplate(
+        program_id=program.id,
+        key=key,
+        kind=kind,
+        benefit=dict(benefit),
+        discount_percent=discount_percent,
+        discount_minor=discount_minor,
+        points_cost=points_cost,
+        valid_days=valid_days,
+        position=position,
+        active=True,
+    )
+    session.add(template)
+    session.flush()
+    return template
+
+
+def templates(session: Session, program_id: int, kind: str | None = None) -> list[CouponTemplate]:
+    query = select(CouponTemplate).where(
+        CouponTemplate.program_id == program_id, CouponTemplate.active.is_(True)
+    )
+    if kind is not None:
+        query = query.where(CouponTemplate.kind == kind)
+    return list(
+        session.scalars(
+            query.order_by(CouponTemplate.position, CouponTemplate.points_cost, CouponTemplate.id)
+        )
+    )
+
+
+def template_for(session: Session, program_id: int, kind: str) -> CouponTemplate | None:
+    """The club's coupon of a kind (welcome, birthday, referral): the first active one."""
+    found = templates(session, program_id, kind)
+    return found[0] if found else None
+
+
+def rewards(session: Session, program_id: int) -> list[CouponTemplate]:
+    """The rewards a member can claim with points, numbered from 1 in this order (CLAIM n)."""
+    return templates(session, program_id, REWARD)
+
+
+def issue(
+    session: Session,
+    program_id: int,
+    member_id: int,
+    template: CouponTemplate,
+    source: str,
+    now: dt.datetime,
+    *,
+    purchase_id: int | None = None,
+) -> Coupon:
+    """Issue a coupon for a reason (`source`); the same reason again returns the first one."""
+    existing = session.scalar(
+        select(Coupon).where(Coupon.program_id == program_id, Coupon.source == source)
+    )
+    if existing is not None:
+        return existing
+    code = _new_code(session, program_id)
+    coupon_id = (
+        session.connection()
+        .execute(
+            _INSERT,
+            {
+                "program_id": program_id,
+                "member_id": member_id,
+                "template_id": template.id,
+                "code": code,
+                "source": source,
+                "purchase_id": purchase_id,
+                "issued_at": now,
+                "valid_from": now,
+                "valid_until": now + dt.timedelta(days=template.valid_days),
+                "redeemed_at": None,
+                "redeemed_by": None,
+                "redeemed_ref": None,
+            },
+        )
+        .scalar_one()
+    )
+    coupon = session.get(Coupon, coupon_id)
+    assert coupon is not None
+    return coupon
+
+
+def _new_code(session: Session, program_id: int) -> str:
+    while True:
+        code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+        taken = session.scalar(
+            select(Coupon.id).where(Coupon.program_id == program_id, Coupon.code == code)
+        )
+        if taken is None:
+            return code
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A coupon with what it gives."""
+
+    coupon: Coupon
+    template: CouponTemplate
+
+    def benefit(self, language: str) -> str:
+        return _in_language(self.template.benefit, language)
+
+
+def _in_language(texts: Mapping[str, Any], language: str) -> str:
+    return str(texts.get(language) or texts.get("en") or next(iter(texts.values()), ""))
+
+
+def valid_for(session: Session, member_id: int, now: dt.datetime) -> list[Held]:
+    """The member's coupons that can be used now, soonest to end first."""
+    rows = session.execute(
+        select(Coupon, CouponTemplate)
+        .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
+        .where(
+            Coupon.member_id == member_id,
+            Coupon.valid_until > now,
+            Coupon.valid_from <= now,
+            Coupon.redeemed_at.is_(None),
+        )
+        .order_by(Coupon.valid_until, Coupon.id)
+    ).all()
+    return [Held(coupon, template) for coupon, template in rows]
+
+
+def find(session: Session, program_id: int, code: str) -> Held | None:
+    row = session.execute(
+        select(Coupon, CouponTemplate)
+        .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
+        .where(Coupon.program_id == program_id, Coupon.code == normalize(code))
+        .execution_options(populate_existing=True)
+    ).first()
+    return Held(row[0], row[1]) if row else None
+
+
+def state(coupon: Coupon, now: dt.datetime) -> str:
+    """valid, redeemed, expired or not_yet_valid."""
+    if coupon.redeemed_at is not None:
+        return "redeemed"
+    if coupon.valid_until <= now:
+        return "expired"
+    if coupon.valid_from > now:
+        return "not_yet_valid"
+    return "valid"
+
+
+def redeem(
+    session: Session,
+    program_id: int,
+    code: str,
+    now: dt.datetime,
+    *,
+    by: str,
+    ref: str | None = None,
+) -> Held:
+    """Redeem a coupon once. One conditional UPDATE decides: of two tills redeeming the same
+    code at the same moment exactly one changes the row; the other gets Conflict."""
+    normalized = normalize(code)
+    changed = (
+        session.connection()
+        .execute(
+            update(_COUPONS)
+            .where(
+                _COUPONS.c.program_id == program_id,
+                _COUPONS.c.code == normalized,
+                _COUPONS.c.redeemed_at.is_(None),
+                _COUPONS.c.valid_from <= now,
+                _COUPONS.c.valid_until > now,
+            )
+            .values(redeemed_at=now, redeemed_by=by, redeemed_ref=ref)
+        )
+        .rowcount
+    )
+    held = find(session, program_id, normalized)
+    if held is None:
+        raise NotFound("coupon", code)
+    if changed != 1:
+        why = state(held.coupon, now)
+        raise Conflict(f"coupon_{why}", _REASONS.get(why, why))
+    return held
+
+
+_REASONS = {
+    "redeemed": "the coupon has already been redeemed",
+    "expired": "the coupon has expired",
+    "not_yet_valid": "the coupon is not valid yet",
+}
+
+
+def of_member(session: Session, member_id: int) -> Sequence[Coupon]:
+    return session.scalars(
+        select(Coupon).where(Coupon.member_id == member_id).order_by(Coupon.id)
+    ).all()
+
+
+def issued_by_purchase(session: Session, purchase_id: int) -> list[Held]:
+    """The coupons a purchase issued (a punch card's free item, a referral reward)."""
+    rows = session.execute(
+        select(Coupon, CouponTemplate)
+        .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
+        .where(Coupon.purchase_id == purchase_id)
+        .order_by(Coupon.id)
+    ).all()
+    return [Held(coupon, template) for coupon, template in rows]

@@ -1,0 +1,308 @@
+"""The points ledger: append-only entries, and the lots they leave, spent and expired oldest first.
+
+Every change is a `LedgerEntry` (earn, refund, spend, expire, adjust, bonus) and is never edited.
+Each positive entry opens a lot (`PointLot`) that ends when the club's points lifetime is up; a
+negative entry takes from the open lots oldest first. The lots are the ledger allocated, so
+SUM(entries) == SUM(lots.remaining) always holds (a property test checks it), and the balance at
+any instant is the sum of the open lots that have not reached their end, read from the few open
+lots rather than the whole history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from store.errors import NotEnoughPoints
+from store.models import LedgerEntry, Member, PointLot, Program
+
+EARN = "earn"
+REFUND = "refund"
+SPEND = "spend"
+EXPIRE = "expire"
+ADJUST = "adjust"
+BONUS = "bonus"
+KINDS = frozenset({EARN, REFUND, SPEND, EXPIRE, ADJUST, BONUS})
+LIFETIMES = (12, 24, 36)
+
+_ENTRIES = LedgerEntry.__table__
+_LOTS = PointLot.__table__
+_MEMBERS = Member.__table__
+_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_INSERT_LOT = insert(_LOTS)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The first day of the month `months` after `day`'s month."""
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def lot_end(program: Program, earned_at: dt.datetime) -> dt.datetime:
+    """When points earned at `earned_at` expire: at the end of the month, `lifetime` months on
+    (points earned in January 2026 with a 24-month lifetime expire when January 2028 ends), so a
+    member's points expire on a few dates a year rather than one a purchase."""
+    zone = ZoneInfo(program.timezone)
+    local = earned_at.astimezone(zone).date()
+    end = add_months(local, program.points_lifetime_months + 1)
+    return dt.datetime(end.year, end.month, end.day, tzinfo=zone).astimezone(dt.UTC)
+
+
+def lock_member(session: Session, member_id: int) -> None:
+    """Serialise changes to one member's points (PostgreSQL; SQLite's single writer already
+    does). Every writer of the ledger takes this lock first, so a spend reads a balance no
+    concurrent purchase or claim can change under it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(
+            select(_MEMBERS.c.id).where(_MEMBERS.c.id == member_id).with_for_update()
+        )
+
+
+def credit(
+    session: Session,
+    program: Program,
+    member_id: int,
+    points: int,
+    kind: str,
+    now: dt.datetime,
+    *,
+    purchase_id: int | None = None,
+    coupon_id: int | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> int:
+    """Add points as a new lot; returns the entry id."""
+    if points <= 0:
+        raise ValueError("a credit adds a positive number of points")
+    if kind not in (EARN, ADJUST, BONUS):
+        raise ValueError(f"{kind!r} does not add points")
+    expires_at = lot_end(program, now)
+    conn = session.connection()
+    entry_id: int = conn.execute(
+        _INSERT_ENTRY,
+        {
+            "program_id": program.id,
+            "member_id": member_id,
+            "kind": kind,
+            "points": points,
+            "purchase_id": purchase_id,
+            "refund_id": None,
+            "coupon_id": coupon_id,
+            "lot_id": None,
+            "reason": reason,
+            "actor": actor,
+            "expires_at": expires_at,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        _INSERT_LOT,
+        {
+            "entry_id": entry_id,
+            "program_id": program.id,
+            "member_id": member_id,
+            "points": points,
+            "remaining": points,
+            "expires_at": expires_at,
+        },
+    )
+    return entry_id
+
+
+def debit(
+    session: Session,
+    program_id: int,
+    member_id: int,
+    points: int,
+    kind: str,
+    now: dt.datetime,
+    *,
+    partial: bool = False,
+    purchase_id: int | None = None,
+    refund_id: int | None = None,
+    coupon_id: int | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> int:
+    """Take points from the oldest open lots; returns the points taken.
+
+    More than the balance raises NotEnoughPoints, unless `partial` (a refund takes back what is
+    left when the points were already spent: the balance never goes below zero)."""
+    if points <= 0:
+        raise ValueError("a debit takes a positive number of points")
+    if kind not in (REFUND, SPEND, ADJUST):
+        raise ValueError(f"{kind!r} does not take points")
+    settle_expiry(session, program_id, member_id, now)
+    conn = session.connection()
+    lots = conn.execute(
+        select(_LOTS.c.entry_id, _LOTS.c.remaining)
+        .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0)
+        .order_by(_LOTS.c.expires_at, _LOTS.c.entry_id)
+    ).all()
+    available = sum(lot.remaining for lot in lots)
+    if available < points and not partial:
+        raise NotEnoughPoints(available, points)
+    wanted = min(points, available)
+    left = wanted
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(left, lot.remaining)
+        conn.execute(
+            update(_LOTS)
+            .where(_LOTS.c.entry_id == lot.entry_id)
+            .values(remaining=_LOTS.c.remaining - take)
+        )
+        left -= take
+    if wanted or kind == REFUND:
+        conn.execute(
+            _INSERT_ENTRY,
+            {
+                "program_id": program_id,
+                "member_id": member_id,
+                "kind": kind,
+                "points": -wanted,
+                "purchase_id": purchase_id,
+                "refund_id": refund_id,
+                "coupon_id": coupon_id,
+                "lot_id": None,
+                "reason": reason,
+                "actor": actor,
+                "expires_at": None,
+                "created_at": now,
+            },
+        )
+    return wanted
+
+
+def settle_expiry(session: Session, program_id: int, member_id: int, now: dt.datetime) -> int:
+    """Write the expire entries of this member's lots that have reached their end."""
+    due = session.connection().execute(
+        select(_LOTS.c.entry_id, _LOTS.c.remaining, _LOTS.c.expires_at).where(
+            _LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at <= now
+        )
+    )
+    return _expire(session, [(program_id, member_id, *lot) for lot in due])
+
+
+def expire_due(session: Session, now: dt.datetime, limit: int = 5000) -> int:
+    """The daily job: close every lot that has reached its end, `limit` at a time; returns how
+    many were closed (the job calls again until none are left)."""
+    due = session.connection().execute(
+        select(
+            _LOTS.c.program_id,
+            _LOTS.c.member_id,
+            _LOTS.c.entry_id,
+            _LOTS.c.remaining,
+            _LOTS.c.expires_at,
+        )
+        .where(_LOTS.c.remaining > 0, _LOTS.c.expires_at <= now)
+        .order_by(_LOTS.c.expires_at)
+        .limit(limit)
+    )
+    return _expire(session, list(due))
+
+
+def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]) -> int:
+    conn = session.connection()
+    for program_id, member_id, entry_id, remaining, expires_at in lots:
+        conn.execute(update(_LOTS).where(_LOTS.c.entry_id == entry_id).values(remaining=0))
+        conn.execute(
+            _INSERT_ENTRY,
+            {
+                "program_id": program_id,
+                "member_id": member_id,
+                "kind": EXPIRE,
+                "points": -remaining,
+                "purchase_id": None,
+                "refund_id": None,
+                "coupon_id": None,
+                "lot_id": entry_id,
+                "reason": None,
+                "actor": None,
+                "expires_at": None,
+                # Dated when the lot ended, not when the job ran: the history reads true.
+                "created_at": expires_at,
+            },
+        )
+    return len(lots)
+
+
+def balance(session: Session, member_id: int, now: dt.datetime) -> int:
+    """The points a member can spend at `now` (lots past their end count as expired, whether or
+    not the daily job has written that yet)."""
+    total = session.connection().execute(
+        select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(
+            _LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > now
+        )
+    )
+    return int(total.scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    points: int
+    at: dt.datetime  # the instant they expire
+
+
+def next_expiry(session: Session, member_id: int, now: dt.datetime) -> Expiry | None:
+    """The next points to expire: the earliest end among open lots, and all points ending then."""
+    open_lots = and_(
+        _LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > now
+    )
+    conn = session.connection()
+    first = conn.execute(select(func.min(_LOTS.c.expires_at)).where(open_lots)).scalar_one()
+    if first is None:
+        return None
+    # SQLite hands MIN() back as text, without the column's type.
+    at = first if isinstance(first, dt.datetime) else _parse(first)
+    points = conn.execute(
+        select(func.sum(_LOTS.c.remaining)).where(open_lots, _LOTS.c.expires_at == at)
+    ).scalar_one()
+    return Expiry(int(points or 0), at)
+
+
+def _parse(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def earned_since(session: Session, member_id: int, since: dt.datetime) -> int:
+    """Points earned from purchases since `since`, less what refunds took back (for tiers)."""
+    total = session.connection().execute(
+        select(func.coalesce(func.sum(_ENTRIES.c.points), 0)).where(
+            _ENTRIES.c.member_id == member_id,
+            _ENTRIES.c.created_at >= since,
+            _ENTRIES.c.kind.in_((EARN, REFUND)),
+        )
+    )
+    return max(0, int(total.scalar_one()))
+
+
+def history(session: Session, member_id: int, limit: int = 100) -> list[LedgerEntry]:
+    return list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.member_id == member_id)
+            .order_by(LedgerEntry.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def totals(session: Session, member_id: int) -> tuple[int, int]:
+    """(sum of every entry, sum of every lot's remainder): always equal."""
+    conn = session.connection()
+    entries = conn.execute(
+        select(func.coalesce(func.sum(_ENTRIES.c.points), 0)).where(
+            _ENTRIES.c.member_id == member_id
+        )
+    ).scalar_one()
+    lots = conn.execute(
+        select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(_LOTS.c.member_id == member_id)
+    ).scalar_one()
+    return int(entries), int(lots)

@@ -1,0 +1,179 @@
+"""What joining, a birthday and a friend's referral give a member, and their standing at a
+glance (the POINTS and COUPONS answers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from store import coupons, ledger, tiers
+from store.models import LedgerEntry, Member, Program
+
+ON_SIGNUP = "signup"
+ON_PURCHASE = "purchase"
+REFERRAL_TRIGGERS = (ON_SIGNUP, ON_PURCHASE)
+REFERRAL_CODE_LENGTH = 6
+
+
+def tier_id_of(session: Session, member_id: int) -> int | None:
+    return session.scalar(select(Member.tier_id).where(Member.id == member_id))
+
+
+def referral_code(session: Session, member: Member) -> str:
+    """The member's own code for friends (JOIN CODE), made the first time it is needed."""
+    if member.referral_code:
+        return member.referral_code
+    while True:
+        code = "".join(secrets.choice(coupons.ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+        taken = session.scalar(
+            select(Member.id).where(
+                Member.program_id == member.program_id, Member.referral_code == code
+            )
+        )
+        if taken is None:
+            member.referral_code = code
+            return code
+
+
+def referrer(session: Session, program_id: int, code: str) -> int | None:
+    """The active member whose referral code this is."""
+    return session.scalar(
+        select(Member.id).where(
+            Member.program_id == program_id,
+            Member.referral_code == coupons.normalize(code),
+            Member.status == "active",
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Perks:
+    """What joining gave: the welcome coupon, if the club has one."""
+
+    welcome: coupons.Held | None
+
+
+def on_joined(
+    session: Session,
+    program: Program,
+    member: Member,
+    now: dt.datetime,
+    *,
+    first_time: bool,
+    referral: str | None = None,
+) -> Perks:
+    """A member gave consent: the welcome coupon (once per member, ever), their referral code,
+    and the referral credited when a friend's code came with the JOIN."""
+    referral_code(session, member)
+    if first_time and referral and member.referred_by_id is None:
+        friend = referrer(session, program.id, referral)
+        if friend is not None and friend != member.id:
+            member.referred_by_id = friend
+    session.flush()
+    welcome = None
+    template = coupons.template_for(session, program.id, coupons.WELCOME)
+    if template is not None:
+        source = f"welcome:{member.id}"
+        coupon = coupons.issue(session, program.id, member.id, template, source, now)
+        if coupon.redeemed_at is None and coupon.valid_until > now:
+            welcome = coupons.Held(coupon, template)
+    if program.referral_trigger == ON_SIGNUP:
+        reward_referral(session, program, member.id, now)
+    return Perks(welcome)
+
+
+def reward_referral(
+    session: Session,
+    program: Program,
+    member_id: int,
+    now: dt.datetime,
+    *,
+    purchase_id: int | None = None,
+) -> bool:
+    """Reward a referred member and their friend, once per referred member; True if it did."""
+    friend = session.scalar(select(Member.referred_by_id).where(Member.id == member_id))
+    if friend is None:
+        return False
+    source = f"referral:{member_id}"
+    if _rewarded(session, program.id, member_id, source):
+        return False
+    template = coupons.template_for(session, program.id, coupons.REFERRAL)
+    if template is not None:
+        for who, suffix in ((member_id, ""), (friend, ":friend")):
+            coupons.issue(
+                session, program.id, who, template, source + suffix, now, purchase_id=purchase_id
+            )
+    if program.referral_points > 0:
+        for who in (member_id, friend):
+            ledger.lock_member(session, who)
+            ledger.credit(
+                session, program, who, program.referral_points, ledger.BONUS, now, reason=source
+            )
+    return template is not None or program.referral_points > 0
+
+
+def _rewarded(session: Session, program_id: int, member_id: int, source: str) -> bool:
+    coupon = exists().where(
+        and_(coupons.Coupon.program_id == program_id, coupons.Coupon.source == source)
+    )
+    points = exists().where(and_(LedgerEntry.member_id == member_id, LedgerEntry.reason == source))
+    return bool(session.scalar(select(coupon | points)))
+
+
+def birthday_coupons(session: Session, program: Program, now: dt.datetime) -> int:
+    """The daily job: a birthday coupon to every active member whose birthday is today in the
+    club's time zone (29 February is celebrated on the 28th in other years). Returns how many
+    were issued; running it twice on one day issues nothing more."""
+    template = coupons.template_for(session, program.id, coupons.BIRTHDAY)
+    if template is None:
+        return 0
+    today = now.astimezone(ZoneInfo(program.timezone)).date()
+    days = [today.strftime("%m-%d")]
+    if today.month == 2 and today.day == 28 and not _leap(today.year):
+        days.append("02-29")
+    if session.get_bind().dialect.name == "sqlite":
+        month_day = func.strftime("%m-%d", Member.birthday)
+    else:
+        month_day = func.to_char(Member.birthday, "MM-DD")
+    found = session.scalars(
+        select(Member.id).where(
+            Member.program_id == program.id,
+            Member.status == "active",
+            Member.birthday.is_not(None),
+            month_day.in_(days),
+        )
+    ).all()
+    issued = 0
+    for member_id in found:
+        source = f"birthday:{member_id}:{today.year}"
+        coupon = coupons.issue(session, program.id, member_id, template, source, now)
+        issued += coupon.issued_at == now
+    return issued
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A member's points at a glance."""
+
+    balance: int
+    standing: tiers.Standing
+    expiry: ledger.Expiry | None
+
+
+def summary(
+    session: Session, program: Program, member_id: int, tier_id: int | None, now: dt.datetime
+) -> Summary:
+    return Summary(
+        balance=ledger.balance(session, member_id, now),
+        standing=tiers.standing(session, program, member_id, tier_id, now),
+        expiry=ledger.next_expiry(session, member_id, now),
+    )

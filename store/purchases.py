@@ -1,0 +1,360 @@
+"""Purchases and refunds from the till: recorded once per transaction id, earning and taking
+back points line by line."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from store import coupons, ledger, loyalty, tiers
+from store.earning import Bonus, Line, Rules, line_points, taken_back
+from store.errors import Conflict, InvalidInput, NotFound
+from store.models import (
+    BonusRule,
+    PointMultiplier,
+    Program,
+    PunchCard,
+    Purchase,
+    PurchaseLine,
+    Refund,
+    RefundLine,
+)
+
+_PURCHASES = Purchase.__table__
+_LINES = PurchaseLine.__table__
+_REFUNDS = Refund.__table__
+_REFUND_LINES = RefundLine.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    purchase: Purchase
+    replayed: bool
+    coupons: list[coupons.Held]
+    balance: int
+
+
+def rules_for(session: Session, program: Program, occurred_at: dt.datetime) -> Rules:
+    """The club's earning rules in force when the purchase was made."""
+    day = occurred_at.astimezone(ZoneInfo(program.timezone)).date()
+    multiplier = session.scalar(
+        select(func.max(PointMultiplier.multiplier)).where(
+            PointMultiplier.program_id == program.id,
+            PointMultiplier.starts_on <= day,
+            PointMultiplier.ends_on >= day,
+        )
+    )
+    bonuses = tuple(
+        Bonus(rule.field, rule.value, rule.extra_points)
+        for rule in session.scalars(select(BonusRule).where(BonusRule.program_id == program.id))
+    )
+    return Rules(
+        earn_points=program.earn_points,
+        earn_per_minor=program.earn_per_minor,
+        min_purchase_minor=program.min_purchase_minor,
+        multiplier=multiplier or 1,
+        bonuses=bonuses,
+    )
+
+
+def record(
+    session: Session,
+    program: Program,
+    member_id: int,
+    *,
+    transaction_id: str,
+    lines: Sequence[Line],
+    occurred_at: dt.datetime,
+    fingerprint: str,
+    now: dt.datetime,
+    store: str | None = None,
+    actor: str | None = None,
+) -> Recorded:
+    """Record a purchase and the points it earns; the same transaction id again returns what
+    was recorded (a till retrying), or Conflict if it came with different contents."""
+    earlier = session.scalar(
+        select(Purchase).where(
+            Purchase.program_id == program.id, Purchase.transaction_id == transaction_id
+        )
+    )
+    if earlier is not None:
+        if earlier.fingerprint != fingerprint:
+            raise Conflict(
+                "transaction_id_reused",
+                f"transaction {transaction_id} was recorded with different contents",
+            )
+        return Recorded(
+            earlier,
+            True,
+            coupons.issued_by_purchase(session, earlier.id),
+            ledger.balance(session, earlier.member_id, now),
+        )
+    if not lines:
+        raise InvalidInput("lines", "a purchase has at least one line")
+    ledger.lock_member(session, member_id)
+    points = line_points(lines, rules_for(session, program, occurred_at))
+    conn = session.connection()
+    purchase_id = conn.execute(
+        insert(_PURCHASES).returning(_PURCHASES.c.id),
+        {
+            "program_id": program.id,
+            "member_id": member_id,
+            "transaction_id": transaction_id,
+            "store": store,
+            "currency": program.currency,
+            "total_minor": sum(line.amount_minor for line in lines),
+            "points": sum(points),
+            "fingerprint": fingerprint,
+            "occurred_at": occurred_at,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        insert(_LINES),
+        [
+            {
+                "program_id": program.id,
+                "purchase_id": purchase_id,
+                "member_id": member_id,
+                "line_no": i,
+                "sku": line.sku,
+                "category": line.category,
+                "brand": line.brand,
+                "qty": line.qty,
+                "amount_minor": line.amount_minor,
+                "discounted": line.discounted,
+                "points": line_points_,
+            }
+            for i, (line, line_points_) in enumerate(zip(lines, points, strict=True), start=1)
+        ],
+    )
+    if sum(points) > 0:
+        ledger.credit(
+            session,
+            program,
+            member_id,
+            sum(points),
+            ledger.EARN,
+            now,
+            purchase_id=purchase_id,
+            actor=actor,
+        )
+        tiers.promote(session, program, member_id, loyalty.tier_id_of(session, member_id), now)
+    _punch(session, program, member_id, purchase_id, lines, now)
+    if program.referral_trigger == loyalty.ON_PURCHASE:
+        loyalty.reward_referral(session, program, member_id, now, purchase_id=purchase_id)
+    purchase = session.get(Purchase, purchase_id)
+    assert purchase is not None
+    return Recorded(
+        purchase,
+        False,
+        coupons.issued_by_purchase(session, purchase_id),
+        ledger.balance(session, member_id, now),
+    )
+
+
+def _punch(
+    session: Session,
+    program: Program,
+    member_id: int,
+    purchase_id: int,
+    lines: Sequence[Line],
+    now: dt.datetime,
+) -> None:
+    """A purchase with a line in a punch card's category is one punch; every Nth punch issues
+    the card's free-item coupon."""
+    bought = {line.category.casefold() for line in lines if line.category}
+    if not bought:
+        return
+    cards = session.scalars(
+        select(PunchCard).where(PunchCard.program_id == program.id, PunchCard.active.is_(True))
+    ).all()
+    for card in cards:
+        if card.category.casefold() not in bought:
+            continue
+        punches = session.scalar(
+            select(func.count(func.distinct(PurchaseLine.purchase_id))).where(
+                PurchaseLine.member_id == member_id,
+                func.lower(PurchaseLine.category) == card.category.lower(),
+            )
+        )
+        if punches and punches % card.every == 0:
+            template = session.get(coupons.CouponTemplate, card.template_id)
+            if template is not None and template.active:
+                coupons.issue(
+                    session,
+                    program.id,
+                    member_id,
+                    template,
+                    f"punch:{card.id}:{member_id}:{punches // card.every}",
+                    now,
+                    purchase_id=purchase_id,
+                )
+
+
+def punches(session: Session, card: PunchCard, member_id: int) -> int:
+    """Purchases on the member's card so far (the card restarts at every Nth)."""
+    count = session.scalar(
+        select(func.count(func.distinct(PurchaseLine.purchase_id))).where(
+            PurchaseLine.member_id == member_id,
+            func.lower(PurchaseLine.category) == card.category.lower(),
+        )
+    )
+    return int(count or 0) % card.every
+
+
+@dataclass(frozen=True, slots=True)
+class RefundLineIn:
+    line_no: int
+    qty: int | None = None
+    amount_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refunded:
+    refund: Refund
+    replayed: bool
+    balance: int
+
+
+def refund(
+    session: Session,
+    program: Program,
+    *,
+    transaction_id: str,
+    refund_id: str,
+    lines: Sequence[RefundLineIn] | None,
+    fingerprint: str,
+    now: dt.datetime,
+    actor: str | None = None,
+) -> Refunded:
+    """Refund a purchase, whole (`lines` None) or in part, taking back exactly the points the
+    refunded part earned. If the member has spent them, the balance goes to zero, never below,
+    and `points_taken` says how many came back."""
+    purchase = session.scalar(
+        select(Purchase).where(
+            Purchase.program_id == program.id, Purchase.transaction_id == transaction_id
+        )
+    )
+    if purchase is None:
+        raise NotFound("purchase", transaction_id)
+    earlier = session.scalar(
+        select(Refund).where(Refund.program_id == program.id, Refund.refund_id == refund_id)
+    )
+    if earlier is not None:
+        if earlier.fingerprint != fingerprint or earlier.purchase_id != purchase.id:
+            raise Conflict(
+                "refund_id_reused", f"refund {refund_id} was recorded with different contents"
+            )
+        return Refunded(earlier, True, ledger.balance(session, purchase.member_id, now))
+    ledger.lock_member(session, purchase.member_id)
+    bought = {
+        line.line_no: line
+        for line in session.scalars(
+            select(PurchaseLine).where(PurchaseLine.purchase_id == purchase.id)
+        )
+    }
+    before = _refunded_so_far(session, [line.id for line in bought.values()])
+    plan = _plan(bought, before, lines)
+    if not plan:
+        raise Conflict("already_refunded", f"transaction {transaction_id} is already refunded")
+    conn = session.connection()
+    points = sum(p for _, _, _, p in plan)
+    row_id = conn.execute(
+        insert(_REFUNDS).returning(_REFUNDS.c.id),
+        {
+            "program_id": program.id,
+            "purchase_id": purchase.id,
+            "refund_id": refund_id,
+            "amount_minor": sum(amount for _, _, amount, _ in plan),
+            "points": points,
+            "points_taken": 0,
+            "fingerprint": fingerprint,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        insert(_REFUND_LINES),
+        [
+            {"refund_id": row_id, "line_id": line.id, "qty": qty, "amount_minor": a, "points": p}
+            for line, qty, a, p in plan
+        ],
+    )
+    taken = 0
+    if points > 0:
+        taken = ledger.debit(
+            session,
+            program.id,
+            purchase.member_id,
+            points,
+            ledger.REFUND,
+            now,
+            partial=True,
+            purchase_id=purchase.id,
+            refund_id=row_id,
+            actor=actor,
+        )
+    conn.execute(_REFUNDS.update().where(_REFUNDS.c.id == row_id).values(points_taken=taken))
+    row = session.get(Refund, row_id)
+    assert row is not None
+    return Refunded(row, False, ledger.balance(session, purchase.member_id, now))
+
+
+def _refunded_so_far(session: Session, line_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per purchase line: (quantity, amount) refunded before."""
+    rows = session.execute(
+        select(RefundLine.line_id, func.sum(RefundLine.qty), func.sum(RefundLine.amount_minor))
+        .where(RefundLine.line_id.in_(line_ids))
+        .group_by(RefundLine.line_id)
+    ).all()
+    return {line_id: (int(qty), int(amount)) for line_id, qty, amount in rows}
+
+
+def _plan(
+    bought: dict[int, PurchaseLine],
+    before: dict[int, tuple[int, int]],
+    lines: Sequence[RefundLineIn] | None,
+) -> list[tuple[PurchaseLine, int, int, int]]:
+    """(line, qty, amount, points) for each line the refund returns."""
+    wanted = lines if lines is not None else [RefundLineIn(n) for n in sorted(bought)]
+    plan = []
+    seen: set[int] = set()
+    for i, item in enumerate(wanted):
+        field = f"lines[{i}]"
+        line = bought.get(item.line_no)
+        if line is None:
+            raise InvalidInput(f"{field}.line", f"the purchase has no line {item.line_no}")
+        if item.line_no in seen:
+            raise InvalidInput(f"{field}.line", f"line {item.line_no} is named twice")
+        seen.add(item.line_no)
+        qty_before, amount_before = before.get(line.id, (0, 0))
+        qty_left, amount_left = line.qty - qty_before, line.amount_minor - amount_before
+        if item.amount_minor is not None:
+            amount, qty = item.amount_minor, item.qty or 0
+            if amount > amount_left:
+                raise InvalidInput(
+                    f"{field}.amount_minor", f"only {amount_left} of line {line.line_no} is left"
+                )
+        elif item.qty is not None:
+            qty = item.qty
+            if qty > qty_left:
+                raise InvalidInput(
+                    f"{field}.qty", f"only {qty_left} of line {line.line_no} are left to refund"
+                )
+            # The last units refunded take whatever amount is left, so the whole adds up.
+            amount = amount_left if qty == qty_left else line.amount_minor * qty // line.qty
+        else:
+            qty, amount = qty_left, amount_left
+        if qty == 0 and amount == 0:
+            if lines is not None:
+                raise InvalidInput(field, f"nothing of line {line.line_no} is left to refund")
+            continue
+        plan.append(
+            (line, qty, amount, taken_back(line.points, line.amount_minor, amount_before, amount))
+        )
+    return plan
