@@ -62,10 +62,31 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "menu.member": {"club"},
     "menu.guest": {"club"},
     "error.try_again": set(),
+    "enrol.confirmed": {"club", "per_month", "privacy_url"},
+    "profile.done.coupon": {"code", "benefit", "date"},
+    "points.balance": {"count"},
+    "points.balance.tier": {"count", "tier"},
+    "points.next_tier": {"count", "tier"},
+    "points.expiry": {"count", "date"},
+    "points.earn": set(),
+    "coupons.list": {"coupons"},
+    "coupons.item": {"code", "benefit", "date"},
+    "coupons.none": set(),
+    "coupons.rewards": {"rewards"},
+    "coupons.reward": {"n", "benefit", "count"},
+    "claim.done": {"code", "benefit", "date", "count"},
+    "claim.short": {"benefit", "cost", "balance"},
+    "claim.unknown": {"n"},
+    "claim.how": set(),
+    "claim.none": {"club"},
+    "invite.code": {"club", "code", "number"},
+    "invite.reward.signup": set(),
+    "invite.reward.purchase": set(),
+    "loyalty.members_only": {"club"},
 }
 
 # The opt-in confirmation, its renewal and the mydata summary may take two segments.
-TWO_SEGMENTS = {"join.confirm", "start.confirmed", "mydata.summary"}
+TWO_SEGMENTS = {"join.confirm", "start.confirmed", "enrol.confirmed", "mydata.summary"}
 
 OPT_OUT = {
     "nb": "Svar STOPP for å melde av",
@@ -91,6 +112,10 @@ QUESTIONS = {
 }
 
 
+BENEFITS = {"nb": "100 kr rabatt", "sv": "100 kr rabatt", "en": "100 kr off"}
+TIERS = {"nb": "Bronse", "sv": "Brons", "en": "Bronze"}
+
+
 def realistic_params(language: str) -> dict[str, object]:
     """Parameters as long as a real club and member would give them."""
     question, options = QUESTIONS[language]
@@ -112,6 +137,25 @@ def realistic_params(language: str) -> dict[str, object]:
         "consent": render("mydata.consent.yes", language, date=date(2027, 3, 12)),
         "answers": render("mydata.answers", language, count=5),
         "date": date(2027, 3, 12),
+        "code": "WXYZ-7KQ2",
+        "benefit": BENEFITS[language],
+        "tier": TIERS[language],
+        "n": 3,
+        "cost": 10000,
+        "balance": 9999,
+        "number": "+4791234567",
+        "coupons": "; ".join(
+            [
+                render(
+                    "coupons.item",
+                    language,
+                    code="WXYZ-7KQ2",
+                    benefit="10%",
+                    date=date(2027, 3, 12),
+                )
+            ]
+        ),
+        "rewards": render("coupons.reward", language, n=1, benefit=BENEFITS[language], count=10000),
     }
 
 
