@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from bot.settings import Settings, SettingsError
 from store import migrate, programs
 from store.database import open_database
@@ -157,6 +157,8 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
         )
         for question in questions:
             programs.add_question(session, program, **question)
+        if args.demo:
+            set_up_loyalty(session, program)
         return f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
 
     try:

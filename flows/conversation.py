@@ -19,29 +19,37 @@ from flows.join import CONSENT_WORDING
 from flows.privacy import SUMMARY
 from flows.turn import (
     KEEP,
+    ClaimReward,
     Club,
+    CouponView,
     DiscardPending,
     Erase,
     GrantConsent,
+    LoyaltyView,
     MemberView,
     Outcome,
     Question,
+    Reply,
     RequestJoin,
+    RewardView,
     SaveAnswer,
     SetBirthday,
     SetFirstName,
     SetLanguage,
+    ShowReferralCode,
     State,
     Turn,
     WithdrawConsent,
 )
 from locales.sms import segments
-from store import consent, members, messages, programs
+from store import consent, coupons, loyalty, members, messages, programs, rewards, tiers
 from store import profile as answers
 from store.models import Member, Program
 
 # Long texts are kept whole in the log but only this much is read for meaning.
 MAX_READ = 1600
+DONE = "profile.done"
+DONE_WITH_COUPON = "profile.done.coupon"
 # Where the consent wording sent to a member waits for their YES (in the member's flow data).
 SHOWN = "wording_shown"
 
@@ -92,11 +100,13 @@ def handle_text(
     member = None
     if row is not None and (outcome.effects or outcome.state is not KEEP or _shows_data(outcome)):
         member = members.attach(session, row)
-    member = _apply(session, program, member, outcome, turn, text)
+    produced: dict[str, Any] = {}
+    member = _apply(session, program, member, outcome, turn, text, produced)
     language = outcome.language or turn.language
     if member is not None and member.language and member.status != members.ERASED:
         language = member.language
-    body = _render(session, program, member, outcome, language)
+    produced["number"] = text.to_number
+    body = _render(session, program, member, outcome, language, produced)
     # The turns of a group share a session: the next one must read this one's changes.
     session.flush()
 
@@ -198,6 +208,10 @@ def _turn(
     # is a name, not a typo of JOIN.
     fuzzy = not profile.expects_free_text(draft)
     intent = keywords.match(draft.text, fuzzy=fuzzy) if len(draft.text) <= 200 else None
+    loyalty_view = None
+    asks_loyalty = intent is not None and intent.name in router.LOYALTY
+    if asks_loyalty and member is not None and member.status == members.ACTIVE:
+        loyalty_view = _loyalty(session, program, member, language, text.received_at)
     return Turn(
         text=draft.text,
         intent=intent,
@@ -206,7 +220,50 @@ def _turn(
         language=language,
         today=today,
         questions=questions,
+        loyalty=loyalty_view,
     )
+
+
+def _loyalty(
+    session: Session,
+    program: Program,
+    member: members.MemberState,
+    language: str,
+    now: dt.datetime,
+) -> LoyaltyView:
+    """What POINTS, COUPONS, CLAIM and INVITE answer from: read only for those texts."""
+    zone = ZoneInfo(program.timezone)
+    summary = loyalty.summary(session, program, member.id, member.columns["tier_id"], now)
+    standing = summary.standing
+    rewarding = program.referral_points > 0 or (
+        coupons.template_for(session, program.id, coupons.REFERRAL) is not None
+    )
+    return LoyaltyView(
+        balance=summary.balance,
+        tier=tiers.name(standing.tier, language) if standing.tier else None,
+        next_tier=tiers.name(standing.next, language) if standing.next else None,
+        to_next=standing.to_next,
+        expiry_points=summary.expiry.points if summary.expiry else 0,
+        expiry_date=last_day(summary.expiry.at, zone) if summary.expiry else None,
+        coupons=tuple(
+            CouponView(
+                coupons.display(h.coupon.code),
+                h.benefit(language),
+                last_day(h.coupon.valid_until, zone),
+            )
+            for h in coupons.valid_for(session, member.id, now)
+        ),
+        rewards=tuple(
+            RewardView(n, t.id, coupons.benefit_of(t, language), t.points_cost or 0)
+            for n, t in enumerate(coupons.rewards(session, program.id), start=1)
+        ),
+        referral_reward=program.referral_trigger if rewarding else None,
+    )
+
+
+def last_day(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
+    """The last local day something ending at `instant` (exclusive) can be used."""
+    return (instant - dt.timedelta(microseconds=1)).astimezone(zone).date()
 
 
 def _apply(
@@ -216,10 +273,13 @@ def _apply(
     outcome: Outcome,
     turn: Turn,
     text: InboundText,
+    produced: dict[str, Any],
 ) -> Member | None:
+    """Apply the effects in order; what they make for the reply (a coupon code) goes into
+    `produced`."""
     now = text.received_at
     for effect in outcome.effects:
-        member = _apply_one(session, program, member, effect, turn, text, now)
+        member = _apply_one(session, program, member, effect, turn, text, now, produced)
     if member is not None and member.status != members.ERASED and outcome.state is not KEEP:
         state: State | None = outcome.state
         member.flow = state.flow if state else None
@@ -237,6 +297,7 @@ def _apply_one(
     turn: Turn,
     text: InboundText,
     now: dt.datetime,
+    produced: dict[str, Any],
 ) -> Member | None:
     match effect:
         case RequestJoin():
@@ -260,7 +321,20 @@ def _apply_one(
                 evidence=text.provider_sid,
                 now=now,
             )
+            first_time = member.joined_at is None
             members.set_status(member, members.ACTIVE, now)
+            referral = (member.flow_data or {}).get("referral_code")
+            loyalty.on_joined(
+                session, program, member, now, first_time=first_time, referral=referral
+            )
+        case ClaimReward(template_id=template_id) if member is not None:
+            claimed = rewards.claim(session, program, member.id, template_id, now, actor="sms")
+            zone = ZoneInfo(program.timezone)
+            produced["code"] = coupons.display(claimed.held.coupon.code)
+            produced["date"] = last_day(claimed.held.coupon.valid_until, zone)
+            produced["count"] = claimed.balance
+        case ShowReferralCode() if member is not None:
+            produced["code"] = loyalty.referral_code(session, member)
         case WithdrawConsent(reason=reason):
             if member is None:
                 member = members.create(
@@ -336,22 +410,58 @@ def _render(
     member: Member | None,
     outcome: Outcome,
     language: str,
+    produced: dict[str, Any],
 ) -> str | None:
     if not outcome.replies:
         return None
-    common = _club_params(program)
+    common = {**_club_params(program), **produced}
     parts = []
     for item in outcome.replies:
+        if item.id == DONE and member is not None:
+            item = _with_welcome_coupon(session, program, member, language) or item
         params = {**common, **item.params}
         if item.id == SUMMARY and member is not None:
             params.update(_summary_params(session, member, language))
-        text = locales.render(item.id, language, **params)
+        text = _render_one(item.id, language, params)
         if item.id == CONSENT_WORDING and member is not None:
             # The consent logged at YES is these exact words, not a later re-rendering.
             shown = {"language": language, "text": text}
             member.flow_data = {**(member.flow_data or {}), SHOWN: shown}
         parts.append(text)
     return " ".join(parts)
+
+
+def _render_one(message_id: str, language: str, params: dict[str, Any]) -> str:
+    """A message whose params may be lists of messages themselves (a list of coupons)."""
+    flat = {name: value for name, value in params.items() if not _is_list(value)}
+    for name, value in params.items():
+        if _is_list(value):
+            flat[name] = "; ".join(
+                locales.render(part.id, language, **{**flat, **part.params}) for part in value
+            )
+    return locales.render(message_id, language, **flat)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, tuple) and bool(value) and isinstance(value[0], Reply)
+
+
+def _with_welcome_coupon(
+    session: Session, program: Program, member: Member, language: str
+) -> Reply | None:
+    """The end of sign-up names the welcome coupon, while it is there to be used."""
+    held = coupons.welcome_of(session, program.id, member.id)
+    if held is None:
+        return None
+    until = last_day(held.coupon.valid_until, ZoneInfo(program.timezone))
+    return Reply(
+        DONE_WITH_COUPON,
+        {
+            "code": coupons.display(held.coupon.code),
+            "benefit": held.benefit(language),
+            "date": until,
+        },
+    )
 
 
 def _summary_params(session: Session, member: Member, language: str) -> dict[str, Any]:

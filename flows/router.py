@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from flows import help as help_flow
-from flows import join, language, optout, privacy, profile
+from flows import join, language, loyalty, optout, privacy, profile
 from flows.turn import KEEP, STOPPED, Outcome, Reply, Turn
 
 Step = Callable[[Turn], Outcome]
@@ -34,7 +34,14 @@ KEYWORDS: dict[str, Step] = {
     "lang": language.change,
     "mydata": privacy.mydata,
     "delete": privacy.delete,
+    "points": loyalty.points,
+    "coupons": loyalty.coupons,
+    "claim": loyalty.claim,
+    "invite": loyalty.invite,
 }
+
+# The keywords whose answer needs the member's points and coupons (loaded only for these).
+LOYALTY = frozenset({"points", "coupons", "claim", "invite"})
 
 # A member who texted STOP hears nothing more, except these (a new consent, or a privacy
 # request, which GDPR says must be answered).

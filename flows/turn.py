@@ -53,6 +53,38 @@ class MemberView:
 
 
 @dataclass(frozen=True, slots=True)
+class CouponView:
+    code: str  # as shown: ABCD-2345
+    benefit: str  # in the member's language
+    until: dt.date  # the last day it can be used, in the club's time zone
+
+
+@dataclass(frozen=True, slots=True)
+class RewardView:
+    """A reward to claim with points; `n` is the number the member texts (CLAIM n)."""
+
+    n: int
+    template_id: int
+    benefit: str
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoyaltyView:
+    """A member's points, tier, coupons and rewards, loaded for the texts that ask about them."""
+
+    balance: int
+    tier: str | None  # None: the club has no ladder
+    next_tier: str | None
+    to_next: int
+    expiry_points: int
+    expiry_date: dt.date | None
+    coupons: tuple[CouponView, ...]
+    rewards: tuple[RewardView, ...]
+    referral_reward: str | None  # when a referral is rewarded (signup, purchase); None: never
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One inbound text and everything a step needs to decide what it means."""
 
@@ -63,6 +95,7 @@ class Turn:
     language: str
     today: dt.date
     questions: tuple[Question, ...] = ()
+    loyalty: LoyaltyView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +176,19 @@ class DiscardPending:
     """Forget a number that asked to join and then said no: nothing of it is kept."""
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimReward:
+    """Spend the reward's points and issue its coupon; the reply gets code, date and count."""
+
+    template_id: int
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShowReferralCode:
+    """The member's referral code (made the first time it is asked for) as the reply's `code`."""
+
+
 Effect = (
     RequestJoin
     | GrantConsent
@@ -153,6 +199,8 @@ Effect = (
     | SetLanguage
     | Erase
     | DiscardPending
+    | ClaimReward
+    | ShowReferralCode
 )
 
 

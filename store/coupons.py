@@ -269,3 +269,22 @@ def issued_by_purchase(session: Session, purchase_id: int) -> list[Held]:
         .order_by(Coupon.id)
     ).all()
     return [Held(coupon, template) for coupon, template in rows]
+
+
+def benefit_of(template: CouponTemplate, language: str) -> str:
+    """What a coupon of this template gives, in the language (else English, else any)."""
+    return _in_language(template.benefit, language)
+
+
+def welcome_of(session: Session, program_id: int, member_id: int) -> Held | None:
+    """The member's welcome coupon while it can still be used."""
+    row = session.execute(
+        select(Coupon, CouponTemplate)
+        .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
+        .where(
+            Coupon.program_id == program_id,
+            Coupon.source == f"welcome:{member_id}",
+            Coupon.redeemed_at.is_(None),
+        )
+    ).first()
+    return Held(row[0], row[1]) if row else None

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store import tiers
 from store.errors import InvalidSetting, NumberTaken
 from store.models import ProfileQuestion, Program, ProgramNumber
 
@@ -92,6 +93,7 @@ def create(
     session.flush()
     session.add_all(ProgramNumber(program_id=program.id, number=n) for n in numbers)
     session.flush()
+    tiers.set_ladder(session, program, tiers.DEFAULT_LADDER)
     return program
 
 

@@ -139,7 +139,10 @@ class TestWithdraw:
         await phone.text("JOIN")
         await phone.text("YES")
         reply = await phone.text("I can't stop eating your cinnamon buns")
-        assert reply == "Torshov Sport: text HELP, LANG, MYDATA, DELETE or STOP."
+        assert (
+            reply
+            == "Torshov Sport: text POINTS, COUPONS, INVITE, HELP, LANG, MYDATA, DELETE or STOP."
+        )
         assert [e.action for e in await events(db)] == ["grant"]
         assert await marketing_since(db, EN) is not None
 

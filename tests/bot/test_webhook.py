@@ -27,7 +27,9 @@ WEBHOOK = "/sms/twilio"
 GUEST_MENU_NB = (
     "Torshov Sport: send BLI MED for å bli med i medlemsklubben vår, eller HJELP for hjelp."
 )
-MEMBER_MENU_NB = "Torshov Sport: send HJELP, SPRÅK, MINE DATA, SLETT eller STOPP."
+MEMBER_MENU_NB = (
+    "Torshov Sport: send POENG, KUPONGER, VERV, HJELP, SPRÅK, MINE DATA, SLETT eller STOPP."
+)
 
 
 async def post_form(

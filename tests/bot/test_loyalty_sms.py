@@ -1,0 +1,213 @@
+"""POINTS, COUPONS, CLAIM, INVITE and the welcome coupon, texted through the signed webhook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import select
+
+from bot.demo import set_up_loyalty
+from store import coupons, ledger, purchases
+from store.earning import Line
+from store.models import Coupon, Member, Program
+from tests.conftest import Phone
+
+
+@pytest.fixture
+async def shop(db, club) -> int:
+    """The demo club with the demo's coupons, rewards, punch card and referral reward."""
+
+    def work(session) -> int:
+        set_up_loyalty(session, session.get(Program, club))
+        return club
+
+    return await db.run(work)
+
+
+async def join(phone: Phone, text: str = "JOIN") -> str:
+    await phone.text(text)
+    await phone.text("JA")
+    await phone.text("Kari")
+    await phone.text("12.03.1990")
+    return await phone.text("1")
+
+
+async def buy(db, club: int, number: str, amount_minor: int, txn: str, **line) -> None:
+    def work(session) -> None:
+        program = session.get(Program, club)
+        member_id = session.scalar(select(Member.id).where(Member.phone == number))
+        purchases.record(
+            session,
+            program,
+            member_id,
+            transaction_id=txn,
+            lines=[Line(qty=1, amount_minor=amount_minor, **line)],
+            occurred_at=dt.datetime.now(dt.UTC),
+            fingerprint=txn,
+            now=dt.datetime.now(dt.UTC),
+        )
+
+    await db.run(work)
+
+
+class TestWelcome:
+    async def test_the_end_of_sign_up_names_the_welcome_coupon(self, phone, shop) -> None:
+        done = await join(phone)
+        assert done.startswith("Alt klart! Velkomstkupongen din ")
+        assert re.search(r"[2-9A-Z]{4}-[2-9A-Z]{4}: 10% rabatt, gyldig til \d\d\.\d\d\.\d{4}", done)
+        assert done.endswith("Send POENG for å se poengene dine.")
+
+    async def test_without_a_welcome_coupon_the_end_is_plain(self, phone, club) -> None:
+        assert (await join(phone)).startswith("Alt klart! Nå er du medlem i Torshov Sport.")
+
+
+class TestPoints:
+    async def test_a_new_member_has_no_points_and_learns_how_to_earn(self, phone, shop) -> None:
+        await join(phone)
+        assert await phone.text("POENG") == (
+            "Du har 0 poeng (Bronse). 2 000 til Sølv. "
+            "Du får poeng når du handler med nummeret ditt."
+        )
+
+    async def test_balance_tier_next_tier_and_expiry(self, phone, shop, db) -> None:
+        await join(phone)
+        await buy(db, shop, phone.number, 125_000, "T1")
+        reply = await phone.text("poeng")
+        assert reply.startswith("Du har 1 250 poeng (Bronse). 750 til Sølv. 1 250 poeng utløper ")
+        # Points expire at the end of the month, 24 months on.
+        expires = dt.datetime.now(dt.UTC).date()
+        year = expires.year + 2
+        assert re.search(rf"utløper \d\d\.\d\d\.{year}\.$", reply), reply
+
+    async def test_english_member_gets_english_numbers(self, client, shop, db) -> None:
+        phone = Phone(client, "+447700900123")
+        await phone.text("JOIN")
+        await phone.text("YES")
+        await buy(db, shop, phone.number, 1_000, "T1")
+        assert (await phone.text("points")).startswith("You have 10 points (Bronze).")
+
+    async def test_a_guest_is_told_how_to_join(self, phone, shop) -> None:
+        assert await phone.text("POENG") == (
+            "Send BLI MED for å bli medlem i Torshov Sport og samle poeng."
+        )
+
+    async def test_a_stopped_member_hears_nothing(self, phone, shop) -> None:
+        await join(phone)
+        await phone.text("STOPP")
+        assert await phone.text("POENG") is None
+
+    async def test_points_interrupt_the_profile_and_the_question_comes_back(
+        self, phone, shop
+    ) -> None:
+        await phone.text("JOIN")
+        await phone.text("JA")
+        reply = await phone.text("POENG")
+        assert reply.startswith("Du har 0 poeng")
+        assert reply.endswith("Hva er fornavnet ditt? (svar HOPP OVER for å hoppe over)")
+
+
+class TestCoupons:
+    async def test_coupons_and_rewards_are_listed(self, phone, shop) -> None:
+        await join(phone)
+        reply = await phone.text("kuponger")
+        assert reply.startswith("Kupongene dine: ")
+        assert "10% rabatt (til " in reply
+        assert "Belønninger: svar HENT 1 for 100 kr rabatt (1 000 poeng); " in reply
+        assert "svar HENT 2 for en drikkeflaske (300 poeng)." in reply
+
+    async def test_claim_without_enough_points_changes_nothing(self, phone, shop, db) -> None:
+        await join(phone)
+        await buy(db, shop, phone.number, 25_000, "T1")
+        assert await phone.text("HENT 1") == (
+            "Ikke nok poeng ennå: 100 kr rabatt koster 1 000, du har 250."
+        )
+        assert (await phone.text("POENG")).startswith("Du har 250 poeng")
+
+    async def test_claim_spends_points_and_gives_a_code(self, phone, shop, db) -> None:
+        await join(phone)
+        await buy(db, shop, phone.number, 40_000, "T1")
+        reply = await phone.text("hent 2")
+        found = re.fullmatch(
+            r"Klart! Kode ([2-9A-Z]{4}-[2-9A-Z]{4}): en drikkeflaske, gyldig til "
+            r"\d\d\.\d\d\.\d{4}\. Ny saldo: 100 poeng\.",
+            reply,
+        )
+        assert found, reply
+        assert found.group(1) in await phone.text("KUPONGER")
+
+        def held(session) -> list[str]:
+            return [c.code for c in session.scalars(select(Coupon))]
+
+        assert coupons.normalize(found.group(1)) in await db.run(held)
+
+    async def test_a_retried_claim_is_claimed_once(self, phone, shop, db) -> None:
+        await join(phone)
+        await buy(db, shop, phone.number, 70_000, "T1")
+        first = await phone.text("HENT 2", sid="SMclaim")
+        assert await phone.text("HENT 2", sid="SMclaim") == first
+        assert (await phone.text("POENG")).startswith("Du har 400 poeng")
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("HENT", "Svar HENT og nummeret på en belønning, f.eks. HENT 1."),
+            ("HENT 7", "Det finnes ingen belønning 7."),
+            ("hent en", "Svar HENT og nummeret på en belønning"),
+        ],
+    )
+    async def test_a_claim_that_names_no_reward_says_how(self, phone, shop, text, expected) -> None:
+        await join(phone)
+        assert (await phone.text(text)).startswith(expected)
+
+    async def test_a_club_without_rewards_says_so(self, phone, club) -> None:
+        await join(phone)
+        assert await phone.text("HENT 1") == (
+            "Torshov Sport har ingen belønninger å hente med poeng nå."
+        )
+
+
+class TestInvite:
+    async def test_invite_gives_the_code_and_the_club_number(self, phone, shop) -> None:
+        await join(phone)
+        reply = await phone.text("VERV")
+        found = re.fullmatch(
+            r"Verv en venn til Torshov Sport: de sender BLI MED ([2-9A-Z]{6}) til 2020\. "
+            r"Dere får begge en belønning når de blir med\.",
+            reply,
+        )
+        assert found, reply
+        assert await phone.text("VERV") == reply  # the same code every time
+
+    async def test_a_friend_joining_with_the_code_rewards_both(self, client, shop, db) -> None:
+        kari = Phone(client, "+4791234567")
+        await join(kari)
+        code = re.search(r"BLI MED ([2-9A-Z]{6})", await kari.text("VERV")).group(1)
+        ola = Phone(client, "+4798765432")
+        await join(ola, f"BLI MED {code.lower()}")
+        assert "50 kr rabatt" in await ola.text("KUPONGER")
+        assert "50 kr rabatt" in await kari.text("KUPONGER")
+
+    async def test_a_members_own_code_rewards_nobody(self, client, shop, db) -> None:
+        kari = Phone(client, "+4791234567")
+        await join(kari)
+        code = re.search(r"BLI MED ([2-9A-Z]{6})", await kari.text("VERV")).group(1)
+        await kari.text("STOPP")
+        await kari.text(f"BLI MED {code}")
+        await kari.text("JA")
+        assert "50 kr rabatt" not in await kari.text("KUPONGER")
+
+
+class TestLedgerStaysWhole:
+    async def test_claims_leave_entries_and_lots_agreeing(self, phone, shop, db) -> None:
+        await join(phone)
+        await buy(db, shop, phone.number, 70_000, "T1")
+        await phone.text("HENT 2")
+        await phone.text("HENT 2")
+
+        def totals(session) -> tuple[int, int]:
+            member_id = session.scalar(select(Member.id).where(Member.phone == phone.number))
+            return ledger.totals(session, member_id)
+
+        assert await db.run(totals) == (100, 100)
