@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler import sender
+from scheduler import loyalty, sender
 from scheduler.gateway import Gateway
 from store.database import Database
 
 SEND_EVERY_SECONDS = 1
+LOYALTY_EVERY_HOURS = 1
 
 
 @contextlib.asynccontextmanager
@@ -25,6 +27,16 @@ async def running_scheduler(db: Database, gateway: Gateway) -> AsyncIterator[Asy
         id="outbox-sender",
         max_instances=1,
         coalesce=True,
+    )
+    scheduler.add_job(
+        loyalty.run_daily,
+        "interval",
+        hours=LOYALTY_EVERY_HOURS,
+        args=(db,),
+        id="loyalty-daily",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30),
     )
     scheduler.start()
     try:

@@ -148,11 +148,20 @@ def birthday_coupons(session: Session, program: Program, now: dt.datetime) -> in
             month_day.in_(days),
         )
     ).all()
+    sources = {member_id: f"birthday:{member_id}:{today.year}" for member_id in found}
+    already = set(
+        session.scalars(
+            select(coupons.Coupon.source).where(
+                coupons.Coupon.program_id == program.id,
+                coupons.Coupon.source.in_(list(sources.values())),
+            )
+        )
+    )
     issued = 0
-    for member_id in found:
-        source = f"birthday:{member_id}:{today.year}"
-        coupon = coupons.issue(session, program.id, member_id, template, source, now)
-        issued += coupon.issued_at == now
+    for member_id, source in sources.items():
+        if source not in already:
+            coupons.issue(session, program.id, member_id, template, source, now)
+            issued += 1
     return issued
 
 

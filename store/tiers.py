@@ -82,6 +82,7 @@ def qualification_start(program: Program, now: dt.datetime) -> dt.datetime:
 
 
 def _months_back(day: dt.date, months: int) -> dt.date:
+    """The same day `months` earlier (later, if negative), or that month's last day."""
     index = day.year * 12 + day.month - 1 - months
     year, month = index // 12, index % 12 + 1
     last = (ledger.add_months(dt.date(year, month, 1), 1) - dt.timedelta(days=1)).day
@@ -139,7 +140,7 @@ def promote(
 
 def _hold(session: Session, program: Program, member_id: int, tier: Tier, now: dt.datetime) -> None:
     today = now.astimezone(ZoneInfo(program.timezone)).date()
-    until = ledger.add_months(today, program.tier_period_months) if tier.position > 0 else None
+    until = _months_back(today, -program.tier_period_months) if tier.position > 0 else None
     session.connection().execute(
         update(_MEMBERS)
         .where(_MEMBERS.c.id == member_id)
