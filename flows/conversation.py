@@ -42,7 +42,7 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import segments
-from store import consent, coupons, loyalty, members, messages, programs, rewards, tiers
+from store import consent, coupons, ledger, loyalty, members, messages, programs, rewards, tiers
 from store import profile as answers
 from store.models import Member, Program
 
@@ -211,7 +211,7 @@ def _turn(
     loyalty_view = None
     asks_loyalty = intent is not None and intent.name in router.LOYALTY
     if asks_loyalty and member is not None and member.status == members.ACTIVE:
-        loyalty_view = _loyalty(session, program, member, language, text.received_at)
+        loyalty_view = _loyalty(session, program, member, language, text.received_at, clubs)
     return Turn(
         text=draft.text,
         intent=intent,
@@ -230,21 +230,22 @@ def _loyalty(
     member: members.MemberState,
     language: str,
     now: dt.datetime,
+    clubs: programs.ClubDirectory,
 ) -> LoyaltyView:
     """What POINTS, COUPONS, CLAIM and INVITE answer from: read only for those texts."""
     zone = ZoneInfo(program.timezone)
-    summary = loyalty.summary(session, program, member.id, member.columns["tier_id"], now)
-    standing = summary.standing
-    rewarding = program.referral_points > 0 or (
-        coupons.template_for(session, program.id, coupons.REFERRAL) is not None
+    setup = clubs.loyalty(session, program)
+    standing = tiers.standing(
+        session, program, member.id, member.columns["tier_id"], now, setup.ladder
     )
+    lots = ledger.open_lots(session, member.id, now)
     return LoyaltyView(
-        balance=summary.balance,
+        balance=sum(points for _, points in lots),
         tier=tiers.name(standing.tier, language) if standing.tier else None,
         next_tier=tiers.name(standing.next, language) if standing.next else None,
         to_next=standing.to_next,
-        expiry_points=summary.expiry.points if summary.expiry else 0,
-        expiry_date=last_day(summary.expiry.at, zone) if summary.expiry else None,
+        expiry_points=lots[0][1] if lots else 0,
+        expiry_date=last_day(lots[0][0], zone) if lots else None,
         coupons=tuple(
             CouponView(
                 coupons.display(h.coupon.code),
@@ -255,9 +256,9 @@ def _loyalty(
         ),
         rewards=tuple(
             RewardView(n, t.id, coupons.benefit_of(t, language), t.points_cost or 0)
-            for n, t in enumerate(coupons.rewards(session, program.id), start=1)
+            for n, t in enumerate(setup.rewards, start=1)
         ),
-        referral_reward=program.referral_trigger if rewarding else None,
+        referral_reward=program.referral_trigger if setup.rewards_referral else None,
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidSetting, NotFound
-from store.models import Coupon, CouponTemplate, Program
+from store.models import Coupon, CouponTemplate, Program, Purchase
 
 WELCOME = "welcome"
 BIRTHDAY = "birthday"
@@ -261,11 +261,15 @@ def of_member(session: Session, member_id: int) -> Sequence[Coupon]:
 
 
 def issued_by_purchase(session: Session, purchase_id: int) -> list[Held]:
-    """The coupons a purchase issued (a punch card's free item, a referral reward)."""
+    """The coupons a purchase issued its buyer (a punch card's free item, a referral reward).
+
+    Not the friend's referral coupon the same purchase issued: the till shows these to the
+    buyer, and the friend's code is the friend's."""
     rows = session.execute(
         select(Coupon, CouponTemplate)
         .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
-        .where(Coupon.purchase_id == purchase_id)
+        .join(Purchase, Purchase.id == Coupon.purchase_id)
+        .where(Coupon.purchase_id == purchase_id, Coupon.member_id == Purchase.member_id)
         .order_by(Coupon.id)
     ).all()
     return [Held(coupon, template) for coupon, template in rows]

@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import NotEnoughPoints
-from store.models import LedgerEntry, Member, PointLot, Program
+from store.models import LedgerEntry, Member, PointLot, Program, Refund
 
 EARN = "earn"
 REFUND = "refund"
@@ -32,6 +32,7 @@ LIFETIMES = (12, 24, 36)
 _ENTRIES = LedgerEntry.__table__
 _LOTS = PointLot.__table__
 _MEMBERS = Member.__table__
+_REFUNDS = Refund.__table__
 _INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 _INSERT_LOT = insert(_LOTS)
 
@@ -136,12 +137,16 @@ def debit(
         raise ValueError("a debit takes a positive number of points")
     if kind not in (REFUND, SPEND, ADJUST):
         raise ValueError(f"{kind!r} does not take points")
+    # The member lock makes two spends of one balance run one after the other; the lots are
+    # locked too, so a daily expiry closing one of them at the same time is waited for.
+    lock_member(session, member_id)
     settle_expiry(session, program_id, member_id, now)
     conn = session.connection()
     lots = conn.execute(
         select(_LOTS.c.entry_id, _LOTS.c.remaining)
         .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0)
         .order_by(_LOTS.c.expires_at, _LOTS.c.entry_id)
+        .with_for_update()
     ).all()
     available = sum(lot.remaining for lot in lots)
     if available < points and not partial:
@@ -209,8 +214,19 @@ def expire_due(session: Session, now: dt.datetime, limit: int = 5000) -> int:
 
 def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]) -> int:
     conn = session.connection()
+    closed = 0
     for program_id, member_id, entry_id, remaining, expires_at in lots:
-        conn.execute(update(_LOTS).where(_LOTS.c.entry_id == entry_id).values(remaining=0))
+        # Only if the lot still holds what was read: a concurrent run of the job (or a spend
+        # that settled it first) has written its expire entry already, and it must not be
+        # written twice.
+        changed = conn.execute(
+            update(_LOTS)
+            .where(_LOTS.c.entry_id == entry_id, _LOTS.c.remaining == remaining)
+            .values(remaining=0)
+        ).rowcount
+        if changed != 1:
+            continue
+        closed += 1
         conn.execute(
             _INSERT_ENTRY,
             {
@@ -229,7 +245,7 @@ def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]
                 "created_at": expires_at,
             },
         )
-    return len(lots)
+    return closed
 
 
 def balance(session: Session, member_id: int, now: dt.datetime) -> int:
@@ -272,15 +288,27 @@ def _parse(value: str) -> dt.datetime:
 
 
 def earned_since(session: Session, member_id: int, since: dt.datetime) -> int:
-    """Points earned from purchases since `since`, less what refunds took back (for tiers)."""
-    total = session.connection().execute(
+    """Points earned from purchases since `since`, less the points of the lines refunded since
+    (for tiers). A refund counts in full here even when the points were spent and the ledger
+    could take back less: a returned purchase earned nothing towards a tier."""
+    conn = session.connection()
+    earned = conn.execute(
         select(func.coalesce(func.sum(_ENTRIES.c.points), 0)).where(
             _ENTRIES.c.member_id == member_id,
             _ENTRIES.c.created_at >= since,
-            _ENTRIES.c.kind.in_((EARN, REFUND)),
+            _ENTRIES.c.kind == EARN,
         )
-    )
-    return max(0, int(total.scalar_one()))
+    ).scalar_one()
+    refunded = conn.execute(
+        select(func.coalesce(func.sum(_REFUNDS.c.points), 0))
+        .select_from(_ENTRIES.join(_REFUNDS, _ENTRIES.c.refund_id == _REFUNDS.c.id))
+        .where(
+            _ENTRIES.c.member_id == member_id,
+            _ENTRIES.c.created_at >= since,
+            _ENTRIES.c.kind == REFUND,
+        )
+    ).scalar_one()
+    return max(0, int(earned) - int(refunded))
 
 
 def history(session: Session, member_id: int, limit: int = 100) -> list[LedgerEntry]:
@@ -306,3 +334,16 @@ def totals(session: Session, member_id: int) -> tuple[int, int]:
         select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(_LOTS.c.member_id == member_id)
     ).scalar_one()
     return int(entries), int(lots)
+
+
+def open_lots(session: Session, member_id: int, now: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """(end, points) of the member's spendable points, soonest end first: one read that gives
+    both the balance (their sum) and the next expiry (the first). Lots end on month ends, so
+    there are at most a few dozen groups however long the ledger."""
+    rows = session.connection().execute(
+        select(_LOTS.c.expires_at, func.sum(_LOTS.c.remaining))
+        .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > now)
+        .group_by(_LOTS.c.expires_at)
+        .order_by(_LOTS.c.expires_at)
+    )
+    return [(at, int(points)) for at, points in rows]

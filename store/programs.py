@@ -6,14 +6,15 @@ import datetime as dt
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store import tiers
+from store import coupons, tiers
 from store.errors import InvalidSetting, NumberTaken
-from store.models import ProfileQuestion, Program, ProgramNumber
+from store.models import CouponTemplate, ProfileQuestion, Program, ProgramNumber, Tier
 
 # Sensible defaults per country; a club can override them.
 COUNTRY_DEFAULTS = {
@@ -142,6 +143,24 @@ def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
     ).all()
 
 
+@dataclass(frozen=True, slots=True)
+class LoyaltySetup:
+    """The club's ladder, its rewards for points and whether a referral earns anything."""
+
+    ladder: list[Tier]
+    rewards: list[CouponTemplate]
+    rewards_referral: bool
+
+
+def loyalty_setup(session: Session, program: Program) -> LoyaltySetup:
+    return LoyaltySetup(
+        ladder=tiers.ladder(session, program.id),
+        rewards=coupons.rewards(session, program.id),
+        rewards_referral=program.referral_points > 0
+        or coupons.template_for(session, program.id, coupons.REFERRAL) is not None,
+    )
+
+
 class ClubDirectory:
     """Clubs by number, and their profile questions, kept in memory for a few seconds.
 
@@ -157,6 +176,7 @@ class ClubDirectory:
         self._clock = clock
         self._programs: dict[str, tuple[float, Program]] = {}
         self._questions: dict[int, tuple[float, Sequence[ProfileQuestion]]] = {}
+        self._loyalty: dict[int, tuple[float, LoyaltySetup]] = {}
 
     def by_number(self, session: Session, number: str) -> Program | None:
         now = self._clock()
@@ -179,3 +199,14 @@ class ClubDirectory:
             session.expunge(question)
         self._questions[program_id] = (now, found)
         return found
+
+    def loyalty(self, session: Session, program: Program) -> LoyaltySetup:
+        now = self._clock()
+        cached = self._loyalty.get(program.id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        setup = loyalty_setup(session, program)
+        for row in (*setup.ladder, *setup.rewards):
+            session.expunge(row)
+        self._loyalty[program.id] = (now, setup)
+        return setup

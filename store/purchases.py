@@ -96,6 +96,12 @@ def record(
         )
     if not lines:
         raise InvalidInput("lines", "a purchase has at least one line")
+    for i, line in enumerate(lines):
+        # A negative line would earn negative points that no refund could take back exactly.
+        if line.qty < 0:
+            raise InvalidInput(f"lines[{i}].qty", "must not be negative")
+        if line.amount_minor < 0:
+            raise InvalidInput(f"lines[{i}].amount_minor", "must not be negative")
     ledger.lock_member(session, member_id)
     points = line_points(lines, rules_for(session, program, occurred_at))
     conn = session.connection()
@@ -177,12 +183,7 @@ def _punch(
     for card in cards:
         if card.category.casefold() not in bought:
             continue
-        punches = session.scalar(
-            select(func.count(func.distinct(PurchaseLine.purchase_id))).where(
-                PurchaseLine.member_id == member_id,
-                func.lower(PurchaseLine.category) == card.category.lower(),
-            )
-        )
+        punches = _punched(session, card, member_id)
         if punches and punches % card.every == 0:
             template = session.get(coupons.CouponTemplate, card.template_id)
             if template is not None and template.active:
@@ -199,13 +200,32 @@ def _punch(
 
 def punches(session: Session, card: PunchCard, member_id: int) -> int:
     """Purchases on the member's card so far (the card restarts at every Nth)."""
+    return _punched(session, card, member_id) % card.every
+
+
+def _punched(session: Session, card: PunchCard, member_id: int) -> int:
+    """The member's purchases with a line in the card's category, ignoring case.
+
+    Compared in Python: SQLite's lower() (and PostgreSQL's in the C locale) folds only ASCII,
+    so "ØL" would never meet "øl" in SQL."""
+    wanted = card.category.casefold()
+    spellings = [
+        category
+        for category in session.scalars(
+            select(PurchaseLine.category)
+            .where(PurchaseLine.member_id == member_id, PurchaseLine.category.is_not(None))
+            .distinct()
+        )
+        if category.casefold() == wanted
+    ]
+    if not spellings:
+        return 0
     count = session.scalar(
         select(func.count(func.distinct(PurchaseLine.purchase_id))).where(
-            PurchaseLine.member_id == member_id,
-            func.lower(PurchaseLine.category) == card.category.lower(),
+            PurchaseLine.member_id == member_id, PurchaseLine.category.in_(spellings)
         )
     )
-    return int(count or 0) % card.every
+    return int(count or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,8 +354,16 @@ def _plan(
         seen.add(item.line_no)
         qty_before, amount_before = before.get(line.id, (0, 0))
         qty_left, amount_left = line.qty - qty_before, line.amount_minor - amount_before
+        if (item.qty is not None and item.qty < 0) or (
+            item.amount_minor is not None and item.amount_minor < 0
+        ):
+            raise InvalidInput(field, "a refund returns a quantity or amount of 0 or more")
         if item.amount_minor is not None:
             amount, qty = item.amount_minor, item.qty or 0
+            if qty > qty_left:
+                raise InvalidInput(
+                    f"{field}.qty", f"only {qty_left} of line {line.line_no} are left to refund"
+                )
             if amount > amount_left:
                 raise InvalidInput(
                     f"{field}.amount_minor", f"only {amount_left} of line {line.line_no} is left"
@@ -346,8 +374,10 @@ def _plan(
                 raise InvalidInput(
                     f"{field}.qty", f"only {qty_left} of line {line.line_no} are left to refund"
                 )
-            # The last units refunded take whatever amount is left, so the whole adds up.
-            amount = amount_left if qty == qty_left else line.amount_minor * qty // line.qty
+            # The last units refunded take whatever amount is left, so the whole adds up; never
+            # more than is left (an earlier refund by amount may have returned part of it).
+            share = line.amount_minor * qty // line.qty
+            amount = amount_left if qty == qty_left else min(share, amount_left)
         else:
             qty, amount = qty_left, amount_left
         if qty == 0 and amount == 0:

@@ -150,19 +150,28 @@ def _hold(session: Session, program: Program, member_id: int, tier: Tier, now: d
 
 def review_due(session: Session, now: dt.datetime, limit: int = 1000) -> int:
     """The daily check: members whose tier has run its period keep it if they qualify again,
-    else drop to the tier their points earn. Returns how many were checked."""
-    today = now.date()
+    else drop to the tier their points earn. Returns how many were checked.
+
+    `tier_until` is a date in the club's time zone: it has passed when the club's today has
+    reached it (no time zone is more than a day ahead of UTC, so that is at most UTC's today
+    and tomorrow; those not yet due where the club is wait for a later run)."""
+    latest = now.date() + dt.timedelta(days=1)
     due = session.execute(
-        select(Member.id, Member.program_id, Member.tier_id)
-        .where(Member.tier_until.is_not(None), Member.tier_until <= today)
+        select(Member.id, Member.program_id, Member.tier_until)
+        .where(Member.tier_until.is_not(None), Member.tier_until <= latest)
+        .order_by(Member.tier_until, Member.id)
         .limit(limit)
     ).all()
     programs: dict[int, Program] = {}
-    for member_id, program_id, _ in due:
+    checked = 0
+    for member_id, program_id, until in due:
         program = programs.get(program_id) or session.get(Program, program_id)
         assert program is not None
         programs[program_id] = program
+        if until > now.astimezone(ZoneInfo(program.timezone)).date():
+            continue
         steps = ladder(session, program_id)
         qualifying = ledger.earned_since(session, member_id, qualification_start(program, now))
         _hold(session, program, member_id, _reached(steps, qualifying), now)
-    return len(due)
+        checked += 1
+    return checked

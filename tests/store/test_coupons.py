@@ -1,0 +1,272 @@
+"""Coupons: codes that cannot be misread, issued once per reason, valid in a window, used once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from store import coupons
+from store.database import Database
+from store.errors import Conflict, InvalidSetting
+from tests.store.loyalty_helpers import at, club, error_of, member, template
+
+T = at(2026, 5, 1)
+
+
+def test_a_code_is_shown_in_two_halves() -> None:
+    assert coupons.display("ABCD2345") == "ABCD-2345"
+    assert coupons.display("SHORT") == "SHORT"
+
+
+@pytest.mark.parametrize(
+    "typed", ["ABCD2345", "abcd-2345", " abcd 2345 ", "Abcd_2345", "ab.cd-23 45"]
+)
+def test_what_is_typed_is_read_as_the_stored_code(typed: str) -> None:
+    assert coupons.normalize(typed) == "ABCD2345"
+
+
+def test_the_alphabet_has_no_characters_that_are_easily_misread() -> None:
+    assert not set("01OIL") & set(coupons.ALPHABET)
+    assert len(set(coupons.ALPHABET)) == len(coupons.ALPHABET)
+
+
+async def test_issued_codes_are_unique_and_in_the_alphabet(loyalty_db: Database) -> None:
+    def work(session) -> list[str]:
+        program = club(session)
+        m = member(session, program)
+        welcome = template(session, program, coupons.CAMPAIGN)
+        return [
+            coupons.issue(session, program.id, m.id, welcome, f"campaign:{i}", T).code
+            for i in range(60)
+        ]
+
+    codes = await loyalty_db.run(work)
+    assert len(set(codes)) == 60
+    for code in codes:
+        assert len(code) == coupons.CODE_LENGTH
+        assert set(code) <= set(coupons.ALPHABET)
+
+
+async def test_issuing_for_the_same_reason_again_returns_the_first_coupon(
+    loyalty_db: Database,
+) -> None:
+    def work(session) -> tuple:
+        program = club(session)
+        m = member(session, program)
+        welcome = template(session, program, coupons.WELCOME, valid_days=30)
+        first = coupons.issue(session, program.id, m.id, welcome, f"welcome:{m.id}", T)
+        again = coupons.issue(
+            session, program.id, m.id, welcome, f"welcome:{m.id}", T + dt.timedelta(days=3)
+        )
+        other = coupons.issue(session, program.id, m.id, welcome, "campaign:spring", T)
+        return (
+            (first.id, first.code, first.valid_from, first.valid_until),
+            (again.id, again.code, again.valid_from, again.valid_until),
+            other.id,
+            len(coupons.of_member(session, m.id)),
+        )
+
+    first, again, other, held = await loyalty_db.run(work)
+    assert again == first
+    assert first[2:] == (T, T + dt.timedelta(days=30))
+    assert other != first[0]
+    assert held == 2
+
+
+async def test_a_coupon_is_valid_within_its_window_until_redeemed(loyalty_db: Database) -> None:
+    """valid_for lists the usable coupons, soonest to end first: not before they start, not at
+    or after their end, not once redeemed."""
+
+    def work(session) -> dict[str, list[str]]:
+        program = club(session)
+        m = member(session, program)
+        short = template(session, program, coupons.CAMPAIGN, valid_days=7, key="short")
+        long = template(session, program, coupons.CAMPAIGN, valid_days=30, key="long")
+        redeemed = template(session, program, coupons.CAMPAIGN, valid_days=30, key="redeemed")
+        coupons.issue(session, program.id, m.id, long, "a", T)
+        coupons.issue(session, program.id, m.id, short, "b", T)
+        used = coupons.issue(session, program.id, m.id, redeemed, "c", T)
+        coupons.redeem(session, program.id, used.code, T + dt.timedelta(days=1), by="till 1")
+
+        def keys(now: dt.datetime) -> list[str]:
+            return [h.template.key for h in coupons.valid_for(session, m.id, now)]
+
+        return {
+            "before": keys(T - dt.timedelta(seconds=1)),
+            "start": keys(T),
+            "day 6": keys(T + dt.timedelta(days=6, hours=23)),
+            "day 7": keys(T + dt.timedelta(days=7)),
+            "day 30": keys(T + dt.timedelta(days=30)),
+        }
+
+    seen = await loyalty_db.run(work)
+    assert seen == {
+        "before": [],
+        "start": ["short", "long"],
+        "day 6": ["short", "long"],
+        "day 7": ["long"],
+        "day 30": [],
+    }
+
+
+async def test_redeeming_records_who_and_when_and_accepts_typed_codes(loyalty_db: Database) -> None:
+    def work(session) -> tuple:
+        program = club(session)
+        m = member(session, program)
+        coupon = coupons.issue(
+            session, program.id, m.id, template(session, program, coupons.WELCOME), "w", T
+        )
+        typed = coupons.display(coupon.code).lower()
+        held = coupons.redeem(
+            session, program.id, typed, T + dt.timedelta(hours=1), by="till 4", ref="R9"
+        )
+        return (
+            held.coupon.code == coupon.code,
+            held.coupon.redeemed_at,
+            held.coupon.redeemed_by,
+            held.coupon.redeemed_ref,
+            coupons.state(held.coupon, T + dt.timedelta(hours=2)),
+            held.benefit("nb"),
+            held.benefit("sv"),
+        )
+
+    same, redeemed_at, by, ref, state, nb, sv = await loyalty_db.run(work)
+    assert same
+    assert (redeemed_at, by, ref, state) == (T + dt.timedelta(hours=1), "till 4", "R9", "redeemed")
+    assert (nb, sv) == ("en welcome-godbit", "a welcome treat")  # no Swedish: English
+
+
+async def test_a_coupon_is_redeemed_once_and_only_while_valid(loyalty_db: Database) -> None:
+    def work(session) -> dict[str, object]:
+        program = club(session)
+        other_club = club(session)
+        m = member(session, program)
+        kind = template(session, program, coupons.CAMPAIGN, valid_days=10)
+        once = coupons.issue(session, program.id, m.id, kind, "once", T)
+        late = coupons.issue(session, program.id, m.id, kind, "late", T)
+        early = coupons.issue(session, program.id, m.id, kind, "early", T + dt.timedelta(days=1))
+        coupons.redeem(session, program.id, once.code, T, by="till")
+        refused = {
+            name: error_of(
+                lambda code=code, now=now, program_id=program_id: coupons.redeem(
+                    session, program_id, code, now, by="till"
+                )
+            )
+            for name, code, now, program_id in (
+                ("again", once.code, T, program.id),
+                ("late", late.code, T + dt.timedelta(days=10), program.id),
+                ("early", early.code, T, program.id),
+                ("unknown", "ZZZZ-ZZZZ", T, program.id),
+                ("other club", late.code, T, other_club.id),
+            )
+        }
+        # The failed attempts changed nothing: the late coupon is still just expired.
+        refused["late state"] = coupons.state(
+            coupons.find(session, program.id, late.code).coupon, T + dt.timedelta(days=10)
+        )
+        return refused
+
+    refused = await loyalty_db.run(work)
+    assert {
+        name: (type(e).__name__, getattr(e, "reason", None))
+        for name, e in refused.items()
+        if name != "late state"
+    } == {
+        "again": ("Conflict", "coupon_redeemed"),
+        "late": ("Conflict", "coupon_expired"),
+        "early": ("Conflict", "coupon_not_yet_valid"),
+        "unknown": ("NotFound", None),
+        "other club": ("NotFound", None),
+    }
+    assert refused["late state"] == "expired"
+
+
+async def test_concurrent_redemptions_of_one_code_succeed_exactly_once(
+    loyalty_db: Database,
+) -> None:
+    """Eight tills redeem the same code at once: one gets the coupon, seven get Conflict (on
+    PostgreSQL each attempt is its own transaction; the conditional UPDATE decides)."""
+
+    def setup(session) -> tuple[int, str]:
+        program = club(session)
+        m = member(session, program)
+        coupon = coupons.issue(
+            session, program.id, m.id, template(session, program, coupons.WELCOME), "w", T
+        )
+        return program.id, coupon.code
+
+    program_id, code = await loyalty_db.run(setup)
+    results = await asyncio.gather(
+        *(
+            loyalty_db.run(
+                lambda s, till=till: coupons.redeem(s, program_id, code, T, by=f"till {till}")
+            )
+            for till in range(8)
+        ),
+        return_exceptions=True,
+    )
+    won = [r for r in results if isinstance(r, coupons.Held)]
+    lost = [r for r in results if isinstance(r, Conflict)]
+    assert len(won) == 1
+    assert len(lost) == 7
+    assert {e.reason for e in lost} == {"coupon_redeemed"}
+    redeemed_by = await loyalty_db.run(
+        lambda s: coupons.find(s, program_id, code).coupon.redeemed_by
+    )
+    assert redeemed_by == won[0].coupon.redeemed_by
+
+
+async def test_templates_are_checked(loyalty_db: Database) -> None:
+    def work(session) -> list[Exception | None]:
+        program = club(session)
+        refused = []
+        for kwargs in (
+            {"kind": "voucher"},
+            {"kind": coupons.REWARD},
+            {"kind": coupons.REWARD, "points_cost": 0},
+            {"kind": coupons.WELCOME, "points_cost": 100},
+            {"kind": coupons.WELCOME, "valid_days": 0},
+            {"kind": coupons.WELCOME, "valid_days": 3661},
+            {"kind": coupons.WELCOME, "benefit": {}},
+        ):
+            args = {"key": "k", "benefit": {"en": "10% off"}, "valid_days": 30, **kwargs}
+            refused.append(
+                error_of(lambda args=args: coupons.create_template(session, program, **args))
+            )
+        return refused
+
+    refused = await loyalty_db.run(work)
+    assert all(isinstance(e, InvalidSetting) for e in refused)
+    assert [e.field for e in refused] == [
+        "kind",
+        "points_cost",
+        "points_cost",
+        "points_cost",
+        "valid_days",
+        "valid_days",
+        "benefit",
+    ]
+
+
+async def test_rewards_are_listed_by_position_then_cost_and_only_active(
+    loyalty_db: Database,
+) -> None:
+    def work(session) -> tuple[list[str], str | None, str | None]:
+        program = club(session)
+        template(session, program, coupons.REWARD, key="500", points_cost=500)
+        template(session, program, coupons.REWARD, key="100", points_cost=100)
+        template(session, program, coupons.REWARD, key="first", points_cost=900, position=-1)
+        template(session, program, coupons.REWARD, key="gone", points_cost=50).active = False
+        template(session, program, coupons.WELCOME, key="welcome")
+        session.flush()
+        birthday = coupons.template_for(session, program.id, coupons.BIRTHDAY)
+        welcome = coupons.template_for(session, program.id, coupons.WELCOME)
+        return (
+            [t.key for t in coupons.rewards(session, program.id)],
+            birthday.key if birthday else None,
+            welcome.key if welcome else None,
+        )
+
+    assert await loyalty_db.run(work) == (["first", "100", "500"], None, "welcome")
