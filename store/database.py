@@ -168,7 +168,9 @@ class SqliteDatabase:
                 session.begin()
                 results = [job.work(session) for job in jobs]
                 session.commit()
-        except Exception as exc:
+        # BaseException too: whatever a unit raises (a test's pytest.fail is one) goes to its
+        # caller, and the writer thread lives on to serve everyone else.
+        except BaseException as exc:
             if len(jobs) == 1:
                 return [(False, exc)]
             return None
@@ -211,7 +213,7 @@ def _attempt(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
     try:
         result = work(session)
         session.flush()
-    except Exception as exc:
+    except BaseException as exc:
         return False, exc
     return True, result
 

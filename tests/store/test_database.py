@@ -160,6 +160,24 @@ class TestBurst:
         assert await run_club(db, 4) > 0
         assert await observer.numbers() == {number(4)}
 
+    async def test_a_unit_raising_a_base_exception_leaves_the_database_serving(
+        self, db, observer
+    ) -> None:
+        """Not only Exception: a BaseException from a unit (pytest's own failures are) reaches
+        its caller, and the next unit still runs (on SQLite the writer thread survives)."""
+
+        class Halt(BaseException):
+            pass
+
+        def halt(session: Session) -> None:
+            create_club(session, 5)
+            raise Halt
+
+        with pytest.raises(Halt):
+            await db.run(halt)
+        assert await run_club(db, 6) > 0
+        assert await observer.numbers() == {number(6)}
+
 
 class TestDurability:
     async def test_a_result_is_returned_only_after_commit(self, db, observer) -> None:
