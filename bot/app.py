@@ -10,8 +10,10 @@ from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 from bot import webhooks
+from bot.api.auth import KeyCache
+from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
-from bot.keys import CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
+from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
 from store.database import open_database
@@ -29,11 +31,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[VALIDATOR] = RequestValidator(settings.twilio_auth_token)
     app[CLUBS] = ClubDirectory()
+    app[API_KEYS] = KeyCache()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_gateway)
     if settings.run_scheduler:
         app.cleanup_ctx.append(_scheduler)
     app.add_routes(webhooks.routes)
+    add_api(app)
     app.router.add_get("/healthz", healthz)
     return app
 

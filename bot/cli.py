@@ -1,4 +1,4 @@
-"""The `klubb` command: serve, migrate, init a club, and simulate a phone in the terminal."""
+"""The `klubb` command: serve, migrate, init a club, API keys, simulate a phone in the terminal."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from bot.settings import Settings, SettingsError
-from store import migrate, programs
+from store import apikeys, migrate, programs
 from store.database import open_database
-from store.errors import StoreError
+from store.errors import InvalidSetting, NotFound, StoreError
+from store.models import Program
 from store.phones import club_number, to_e164
 
 log = logging.getLogger("klubb")
@@ -71,6 +72,32 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--to", dest="receiver", help="the club's number (default: the first)")
     simulate.add_argument("--url", help="the server (default http://127.0.0.1:KLUBB_PORT)")
     simulate.set_defaults(command=_simulate)
+
+    apikey = commands.add_parser("apikey", help="API keys for tills and web shops")
+    keys = apikey.add_subparsers(required=True, metavar="ACTION")
+    create = keys.add_parser("create", help="make a key; its secret is printed once")
+    create.add_argument("--name", required=True, help="which till or shop: till-1, webshop")
+    create.add_argument("--store", help="the store its purchases are from: oslo-1")
+    create.add_argument(
+        "--scope",
+        dest="scopes",
+        action="extend",
+        nargs="+",
+        metavar="SCOPE",
+        help=f"what it may do (repeatable; default all): {', '.join(apikeys.SCOPES)}",
+    )
+    list_ = keys.add_parser("list", help="the club's keys, revoked ones too")
+    revoke = keys.add_parser("revoke", help="stop a key working (within seconds)")
+    revoke.add_argument("--name", required=True)
+    for action, command in (
+        (create, _apikey_create),
+        (list_, _apikey_list),
+        (revoke, _apikey_revoke),
+    ):
+        which = action.add_mutually_exclusive_group()
+        which.add_argument("--club-number", help="the club that answers on this number")
+        which.add_argument("--club", type=int, metavar="ID", help="the club's id")
+        action.set_defaults(command=command)
     return parser
 
 
@@ -175,6 +202,113 @@ async def _run_once(url: str, work: Any) -> Any:
         return await db.run(work)
     finally:
         await db.close()
+
+
+class _NoClub(Exception):
+    """The command names no club it can act on; the message says why."""
+
+
+def _club(session: Session, args: argparse.Namespace) -> Program:
+    """The club named by --club or --club-number, else the only one there is."""
+    if args.club is not None:
+        program = programs.get(session, args.club)
+        if program is None:
+            raise _NoClub(f"no club with id {args.club}")
+        return program
+    if args.club_number is not None:
+        number = club_number(args.club_number)
+        program = programs.by_number(session, number) if number else None
+        if program is None:
+            raise _NoClub(f"no club answers on {args.club_number}")
+        return program
+    clubs = programs.all_programs(session)
+    if not clubs:
+        raise _NoClub("no club yet: run `klubb init`")
+    if len(clubs) > 1:
+        raise _NoClub("there are several clubs: name one with --club-number or --club")
+    return clubs[0]
+
+
+def _apikey(args: argparse.Namespace, settings: Settings, work: Any) -> int:
+    """Run `work(session, program)` for the chosen club and print what it returns: (for stdout,
+    for stderr or None). Errors are one line, and exit 1 or 2."""
+    if not _schema_is_current(settings):
+        return 1
+
+    def run(session: Session) -> Any:
+        return work(session, _club(session, args))
+
+    try:
+        out, note = asyncio.run(_run_once(settings.database_url, run))
+    except _NoClub as exc:
+        print(f"klubb apikey: {exc}", file=sys.stderr)
+        return 2
+    except InvalidSetting as exc:
+        flag = "--scope" if exc.field == "scopes" else f"--{exc.field}"
+        print(f"klubb apikey: {flag}: {exc.reason}", file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"klubb apikey: the club has no active key named {exc.key!r}", file=sys.stderr)
+        return 1
+    if note:
+        print(note, file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    now = dt.datetime.now(dt.UTC)
+
+    def create(session: Session, program: Program) -> tuple[str, str]:
+        key, secret = apikeys.create(
+            session,
+            program.id,
+            name=args.name,
+            store=args.store,
+            scopes=args.scopes or apikeys.SCOPES,
+            now=now,
+        )
+        note = (
+            f"klubb: API key {key.name!r} for club {program.name!r} (id {program.id}), "
+            f"scopes {' '.join(key.scopes)}. Keep the secret now: it is shown only this once."
+        )
+        # Only the secret goes to stdout, so `KEY=$(klubb apikey create ...)` holds just it.
+        return secret, note
+
+    return _apikey(args, settings, create)
+
+
+def _apikey_list(args: argparse.Namespace, settings: Settings) -> int:
+    def listing(session: Session, program: Program) -> tuple[str, None]:
+        rows = [
+            "\t".join(
+                (
+                    key.name,
+                    key.store or "-",
+                    f"klubb_{key.prefix}_...",
+                    f"created {key.created_at:%Y-%m-%d %H:%M}Z",
+                    f"revoked {key.revoked_at:%Y-%m-%d %H:%M}Z" if key.revoked_at else "active",
+                    " ".join(key.scopes),
+                )
+            )
+            for key in apikeys.of_club(session, program.id)
+        ]
+        return "\n".join(rows) if rows else f"klubb: club {program.name!r} has no API keys", None
+
+    return _apikey(args, settings, listing)
+
+
+def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    now = dt.datetime.now(dt.UTC)
+
+    def revoke(session: Session, program: Program) -> tuple[str, None]:
+        key = apikeys.revoke(session, program.id, args.name, now)
+        return (
+            f"klubb: revoked API key {key.name!r}; running servers refuse it within seconds",
+            None,
+        )
+
+    return _apikey(args, settings, revoke)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:

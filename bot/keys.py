@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from bot.api.auth import KeyCache
 from bot.settings import Settings
 from scheduler.gateway import Gateway
 from store.database import Database
@@ -15,3 +16,4 @@ DB = web.AppKey("db", Database)
 GATEWAY = web.AppKey("gateway", Gateway)
 VALIDATOR = web.AppKey("validator", RequestValidator)
 CLUBS = web.AppKey("clubs", ClubDirectory)
+API_KEYS = web.AppKey("api_keys", KeyCache)

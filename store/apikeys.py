@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ SCOPES = (
     "points:adjust",
 )
 PREFIX = "klubb"
+MAX_NAME = 60  # ApiKey.name
+MAX_STORE = 40  # ApiKey.store, Purchase.store
+# klubb_<8 hex>_<32 of base64url>: the random part may itself contain "_".
+_SECRET = re.compile(rf"{PREFIX}_([0-9a-f]{{8}})_[A-Za-z0-9_-]{{32}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +61,17 @@ def create(
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown:
         raise InvalidSetting("scopes", f"unknown scope {unknown[0]}; use {', '.join(SCOPES)}")
-    if not name.strip():
+    if not scopes:
+        raise InvalidSetting("scopes", "a key needs at least one scope")
+    name = name.strip()
+    if not name:
         raise InvalidSetting("name", "a key needs a name")
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise InvalidSetting("name", f"at most {MAX_NAME} printable characters")
+    if store is not None:
+        store = store.strip() or None
+    if store is not None and (len(store) > MAX_STORE or not store.isprintable()):
+        raise InvalidSetting("store", f"at most {MAX_STORE} printable characters")
     taken = session.scalar(
         select(ApiKey.id).where(
             ApiKey.program_id == program_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
@@ -69,7 +83,7 @@ def create(
     secret = f"{PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
     key = ApiKey(
         program_id=program_id,
-        name=name.strip(),
+        name=name,
         store=store,
         prefix=prefix,
         secret_hash=_digest(secret),
@@ -83,10 +97,12 @@ def create(
 
 def verify(session: Session, secret: str) -> Caller | None:
     """The caller a secret belongs to, or None (unknown, malformed or revoked)."""
-    parts = secret.split("_")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    # Checked before the query: a malformed secret (a NUL, which PostgreSQL refuses in text)
+    # never reaches the database.
+    matched = _SECRET.fullmatch(secret)
+    if matched is None:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == matched.group(1)))
     if key is None or key.revoked_at is not None:
         return None
     if not hmac.compare_digest(key.secret_hash, _digest(secret)):
@@ -95,6 +111,8 @@ def verify(session: Session, secret: str) -> Caller | None:
 
 
 def revoke(session: Session, program_id: int, name: str, now: dt.datetime) -> ApiKey:
+    """Revoke the club's active key of this name; NotFound if it has none."""
+    name = name.strip()
     key = session.scalar(
         select(ApiKey).where(
             ApiKey.program_id == program_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import NotEnoughPoints
@@ -90,6 +90,7 @@ def credit(
             "member_id": member_id,
             "kind": kind,
             "points": points,
+            "tier_points": points if kind == EARN else 0,
             "purchase_id": purchase_id,
             "refund_id": None,
             "coupon_id": coupon_id,
@@ -128,6 +129,7 @@ def debit(
     coupon_id: int | None = None,
     reason: str | None = None,
     actor: str | None = None,
+    tier_points: int = 0,
 ) -> int:
     """Take points from the oldest open lots; returns the points taken.
 
@@ -171,6 +173,7 @@ def debit(
                 "member_id": member_id,
                 "kind": kind,
                 "points": -wanted,
+                "tier_points": tier_points,
                 "purchase_id": purchase_id,
                 "refund_id": refund_id,
                 "coupon_id": coupon_id,
@@ -234,6 +237,7 @@ def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]
                 "member_id": member_id,
                 "kind": EXPIRE,
                 "points": -remaining,
+                "tier_points": 0,
                 "purchase_id": None,
                 "refund_id": None,
                 "coupon_id": None,
@@ -251,12 +255,15 @@ def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]
 def balance(session: Session, member_id: int, now: dt.datetime) -> int:
     """The points a member can spend at `now` (lots past their end count as expired, whether or
     not the daily job has written that yet)."""
-    total = session.connection().execute(
-        select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(
-            _LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > now
-        )
-    )
+    total = session.connection().execute(_BALANCE, {"member_id": member_id, "now": now})
     return int(total.scalar_one())
+
+
+_BALANCE = select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(
+    _LOTS.c.member_id == bindparam("member_id"),
+    _LOTS.c.remaining > 0,
+    _LOTS.c.expires_at > bindparam("now"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,24 +298,13 @@ def earned_since(session: Session, member_id: int, since: dt.datetime) -> int:
     """Points earned from purchases since `since`, less the points of the lines refunded since
     (for tiers). A refund counts in full here even when the points were spent and the ledger
     could take back less: a returned purchase earned nothing towards a tier."""
-    conn = session.connection()
-    earned = conn.execute(
-        select(func.coalesce(func.sum(_ENTRIES.c.points), 0)).where(
-            _ENTRIES.c.member_id == member_id,
-            _ENTRIES.c.created_at >= since,
-            _ENTRIES.c.kind == EARN,
-        )
-    ).scalar_one()
-    refunded = conn.execute(
-        select(func.coalesce(func.sum(_REFUNDS.c.points), 0))
-        .select_from(_ENTRIES.join(_REFUNDS, _ENTRIES.c.refund_id == _REFUNDS.c.id))
-        .where(
-            _ENTRIES.c.member_id == member_id,
-            _ENTRIES.c.created_at >= since,
-            _ENTRIES.c.kind == REFUND,
-        )
-    ).scalar_one()
-    return max(0, int(earned) - int(refunded))
+    total = session.connection().execute(_EARNED_SINCE, {"member_id": member_id, "since": since})
+    return max(0, int(total.scalar_one()))
+
+
+_EARNED_SINCE = select(func.coalesce(func.sum(_ENTRIES.c.tier_points), 0)).where(
+    _ENTRIES.c.member_id == bindparam("member_id"), _ENTRIES.c.created_at >= bindparam("since")
+)
 
 
 def history(session: Session, member_id: int, limit: int = 100) -> list[LedgerEntry]:
@@ -340,10 +336,17 @@ def open_lots(session: Session, member_id: int, now: dt.datetime) -> list[tuple[
     """(end, points) of the member's spendable points, soonest end first: one read that gives
     both the balance (their sum) and the next expiry (the first). Lots end on month ends, so
     there are at most a few dozen groups however long the ledger."""
-    rows = session.connection().execute(
-        select(_LOTS.c.expires_at, func.sum(_LOTS.c.remaining))
-        .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > now)
-        .group_by(_LOTS.c.expires_at)
-        .order_by(_LOTS.c.expires_at)
-    )
+    rows = session.connection().execute(_OPEN_LOTS, {"member_id": member_id, "now": now})
     return [(at, int(points)) for at, points in rows]
+
+
+_OPEN_LOTS = (
+    select(_LOTS.c.expires_at, func.sum(_LOTS.c.remaining))
+    .where(
+        _LOTS.c.member_id == bindparam("member_id"),
+        _LOTS.c.remaining > 0,
+        _LOTS.c.expires_at > bindparam("now"),
+    )
+    .group_by(_LOTS.c.expires_at)
+    .order_by(_LOTS.c.expires_at)
+)

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from store import coupons, ledger, tiers
@@ -21,7 +21,10 @@ REFERRAL_CODE_LENGTH = 6
 
 
 def tier_id_of(session: Session, member_id: int) -> int | None:
-    return session.scalar(select(Member.tier_id).where(Member.id == member_id))
+    return session.connection().execute(_TIER_ID, {"member_id": member_id}).scalar()
+
+
+_TIER_ID = select(Member.__table__.c.tier_id).where(Member.__table__.c.id == bindparam("member_id"))
 
 
 def referral_code(session: Session, member: Member) -> str:

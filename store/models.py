@@ -391,13 +391,19 @@ class LedgerEntry(Base):
     """
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_entries_member_created", "member_id", "created_at"),)
+    # Covers the tier's sum (points earned in the qualification period) without reading rows.
+    __table_args__ = (
+        Index("ix_ledger_entries_member_created", "member_id", "created_at", "tier_points"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(10))
     points: Mapped[int] = mapped_column(Integer)
+    # What the entry counts towards a tier: an earn its points, a refund minus the points its
+    # lines had earned (in full, even when fewer could be taken back), anything else 0.
+    tier_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id", ondelete="SET NULL"))
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id", ondelete="SET NULL"))
     coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))

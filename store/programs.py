@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store import coupons, tiers
+from store import coupons, purchases, tiers
 from store.errors import InvalidSetting, NumberTaken
 from store.models import CouponTemplate, ProfileQuestion, Program, ProgramNumber, Tier
 
@@ -177,6 +177,8 @@ class ClubDirectory:
         self._programs: dict[str, tuple[float, Program]] = {}
         self._questions: dict[int, tuple[float, Sequence[ProfileQuestion]]] = {}
         self._loyalty: dict[int, tuple[float, LoyaltySetup]] = {}
+        self._rules: dict[int, tuple[float, purchases.ClubRules]] = {}
+        self._by_id: dict[int, tuple[float, Program]] = {}
 
     def by_number(self, session: Session, number: str) -> Program | None:
         now = self._clock()
@@ -210,3 +212,25 @@ class ClubDirectory:
             session.expunge(row)
         self._loyalty[program.id] = (now, setup)
         return setup
+
+    def rules(self, session: Session, program_id: int) -> purchases.ClubRules:
+        """What recording a purchase reads of the club (earning rules, punch cards, ladder)."""
+        now = self._clock()
+        cached = self._rules.get(program_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        rules = purchases.club_rules(session, program_id)
+        self._rules[program_id] = (now, rules)
+        return rules
+
+    def by_id(self, session: Session, program_id: int) -> Program | None:
+        """The club with this id (as an API key names it)."""
+        now = self._clock()
+        cached = self._by_id.get(program_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        program = get(session, program_id)
+        if program is not None:
+            session.expunge(program)
+            self._by_id[program_id] = (now, program)
+        return program

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from store import coupons, ledger, loyalty, tiers
@@ -16,6 +16,7 @@ from store.earning import Bonus, Line, Rules, line_points, taken_back
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import (
     BonusRule,
+    CouponTemplate,
     PointMultiplier,
     Program,
     PunchCard,
@@ -23,12 +24,20 @@ from store.models import (
     PurchaseLine,
     Refund,
     RefundLine,
+    Tier,
 )
 
 _PURCHASES = Purchase.__table__
 _LINES = PurchaseLine.__table__
 _REFUNDS = Refund.__table__
 _REFUND_LINES = RefundLine.__table__
+
+
+class Unknown:
+    """A value the caller has not read (as opposed to one it read as None)."""
+
+
+UNKNOWN = Unknown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,27 +48,80 @@ class Recorded:
     balance: int
 
 
-def rules_for(session: Session, program: Program, occurred_at: dt.datetime) -> Rules:
-    """The club's earning rules in force when the purchase was made."""
-    day = occurred_at.astimezone(ZoneInfo(program.timezone)).date()
-    multiplier = session.scalar(
-        select(func.max(PointMultiplier.multiplier)).where(
-            PointMultiplier.program_id == program.id,
-            PointMultiplier.starts_on <= day,
-            PointMultiplier.ends_on >= day,
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A punch card as recording a purchase needs it."""
+
+    id: int
+    category: str  # casefolded
+    every: int
+    template: CouponTemplate | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClubRules:
+    """Everything about a club that recording a purchase reads: loaded once and kept for a few
+    seconds by the API (store.programs.ClubDirectory), not read again for every sale."""
+
+    multipliers: tuple[tuple[dt.date, dt.date, int], ...]
+    bonuses: tuple[Bonus, ...]
+    cards: tuple[Card, ...]
+    ladder: list[Tier]
+
+
+def club_rules(session: Session, program_id: int) -> ClubRules:
+    """The club's rules as rows detached from the session (safe to keep between sessions)."""
+    multipliers = tuple(
+        (m.starts_on, m.ends_on, m.multiplier)
+        for m in session.scalars(
+            select(PointMultiplier).where(PointMultiplier.program_id == program_id)
         )
     )
     bonuses = tuple(
         Bonus(rule.field, rule.value, rule.extra_points)
-        for rule in session.scalars(select(BonusRule).where(BonusRule.program_id == program.id))
+        for rule in session.scalars(select(BonusRule).where(BonusRule.program_id == program_id))
     )
+    cards = []
+    for card in session.scalars(
+        select(PunchCard).where(PunchCard.program_id == program_id, PunchCard.active.is_(True))
+    ):
+        template = session.get(CouponTemplate, card.template_id)
+        if template is not None and template.active:
+            session.expunge(template)
+        else:
+            template = None
+        cards.append(Card(card.id, card.category.casefold(), card.every, template))
+    ladder = tiers.ladder(session, program_id)
+    for tier in ladder:
+        session.expunge(tier)
+    return ClubRules(multipliers, bonuses, tuple(cards), ladder)
+
+
+def rules_for(
+    session: Session,
+    program: Program,
+    occurred_at: dt.datetime,
+    rules: ClubRules | None = None,
+) -> Rules:
+    """The club's earning rules in force when the purchase was made."""
+    rules = rules or club_rules(session, program.id)
+    day = occurred_at.astimezone(ZoneInfo(program.timezone)).date()
+    in_force = [m for starts, ends, m in rules.multipliers if starts <= day <= ends]
     return Rules(
         earn_points=program.earn_points,
         earn_per_minor=program.earn_per_minor,
         min_purchase_minor=program.min_purchase_minor,
-        multiplier=multiplier or 1,
-        bonuses=bonuses,
+        multiplier=max(in_force, default=1),
+        bonuses=rules.bonuses,
     )
+
+
+_EARLIER = select(_PURCHASES.c.id, _PURCHASES.c.fingerprint).where(
+    _PURCHASES.c.program_id == bindparam("program_id"),
+    _PURCHASES.c.transaction_id == bindparam("transaction_id"),
+)
+_INSERT_PURCHASE = insert(_PURCHASES).returning(_PURCHASES.c.id)
+_INSERT_LINES = insert(_LINES)
 
 
 def record(
@@ -74,25 +136,31 @@ def record(
     now: dt.datetime,
     store: str | None = None,
     actor: str | None = None,
+    tier_id: int | Unknown | None = UNKNOWN,
+    rules: ClubRules | None = None,
 ) -> Recorded:
     """Record a purchase and the points it earns; the same transaction id again returns what
-    was recorded (a till retrying), or Conflict if it came with different contents."""
-    earlier = session.scalar(
-        select(Purchase).where(
-            Purchase.program_id == program.id, Purchase.transaction_id == transaction_id
-        )
-    )
+    was recorded (a till retrying), or Conflict if it came with different contents.
+
+    `tier_id` (the member's tier, if the caller has read it) and `rules` (from the API's
+    cache) spare a read each: recording sales is the hot path of the API."""
+    conn = session.connection()
+    earlier = conn.execute(
+        _EARLIER, {"program_id": program.id, "transaction_id": transaction_id}
+    ).first()
     if earlier is not None:
         if earlier.fingerprint != fingerprint:
             raise Conflict(
                 "transaction_id_reused",
                 f"transaction {transaction_id} was recorded with different contents",
             )
+        purchase = session.get(Purchase, earlier.id)
+        assert purchase is not None
         return Recorded(
-            earlier,
+            purchase,
             True,
-            coupons.issued_by_purchase(session, earlier.id),
-            ledger.balance(session, earlier.member_id, now),
+            coupons.issued_by_purchase(session, purchase.id),
+            ledger.balance(session, purchase.member_id, now),
         )
     if not lines:
         raise InvalidInput("lines", "a purchase has at least one line")
@@ -103,25 +171,24 @@ def record(
         if line.amount_minor < 0:
             raise InvalidInput(f"lines[{i}].amount_minor", "must not be negative")
     ledger.lock_member(session, member_id)
-    points = line_points(lines, rules_for(session, program, occurred_at))
-    conn = session.connection()
-    purchase_id = conn.execute(
-        insert(_PURCHASES).returning(_PURCHASES.c.id),
-        {
-            "program_id": program.id,
-            "member_id": member_id,
-            "transaction_id": transaction_id,
-            "store": store,
-            "currency": program.currency,
-            "total_minor": sum(line.amount_minor for line in lines),
-            "points": sum(points),
-            "fingerprint": fingerprint,
-            "occurred_at": occurred_at,
-            "created_at": now,
-        },
-    ).scalar_one()
+    rules = rules or club_rules(session, program.id)
+    points = line_points(lines, rules_for(session, program, occurred_at, rules))
+    earned = sum(points)
+    values = {
+        "program_id": program.id,
+        "member_id": member_id,
+        "transaction_id": transaction_id,
+        "store": store,
+        "currency": program.currency,
+        "total_minor": sum(line.amount_minor for line in lines),
+        "points": earned,
+        "fingerprint": fingerprint,
+        "occurred_at": occurred_at,
+        "created_at": now,
+    }
+    purchase_id = conn.execute(_INSERT_PURCHASE, values).scalar_one()
     conn.execute(
-        insert(_LINES),
+        _INSERT_LINES,
         [
             {
                 "program_id": program.id,
@@ -139,27 +206,30 @@ def record(
             for i, (line, line_points_) in enumerate(zip(lines, points, strict=True), start=1)
         ],
     )
-    if sum(points) > 0:
+    if earned > 0:
         ledger.credit(
             session,
             program,
             member_id,
-            sum(points),
+            earned,
             ledger.EARN,
             now,
             purchase_id=purchase_id,
             actor=actor,
         )
-        tiers.promote(session, program, member_id, loyalty.tier_id_of(session, member_id), now)
-    _punch(session, program, member_id, purchase_id, lines, now)
+        held = loyalty.tier_id_of(session, member_id) if isinstance(tier_id, Unknown) else tier_id
+        tiers.promote(session, program, member_id, held, now, rules.ladder)
+    issued = _punch(session, program, member_id, purchase_id, lines, now, rules.cards)
     if program.referral_trigger == loyalty.ON_PURCHASE:
-        loyalty.reward_referral(session, program, member_id, now, purchase_id=purchase_id)
-    purchase = session.get(Purchase, purchase_id)
-    assert purchase is not None
+        issued = issued or loyalty.reward_referral(
+            session, program, member_id, now, purchase_id=purchase_id
+        )
+    # Built from what was written, not read back: the caller only reads it.
+    purchase = Purchase(id=purchase_id, **values)
     return Recorded(
         purchase,
         False,
-        coupons.issued_by_purchase(session, purchase_id),
+        coupons.issued_by_purchase(session, purchase_id) if issued else [],
         ledger.balance(session, member_id, now),
     )
 
@@ -171,61 +241,49 @@ def _punch(
     purchase_id: int,
     lines: Sequence[Line],
     now: dt.datetime,
-) -> None:
+    cards: Sequence[Card],
+) -> bool:
     """A purchase with a line in a punch card's category is one punch; every Nth punch issues
-    the card's free-item coupon."""
+    the card's free-item coupon. True if it issued one."""
     bought = {line.category.casefold() for line in lines if line.category}
-    if not bought:
-        return
-    cards = session.scalars(
-        select(PunchCard).where(PunchCard.program_id == program.id, PunchCard.active.is_(True))
-    ).all()
+    issued = False
     for card in cards:
-        if card.category.casefold() not in bought:
+        if card.category not in bought or card.template is None:
             continue
-        punches = _punched(session, card, member_id)
+        punches = _punched(session, card.category, member_id)
         if punches and punches % card.every == 0:
-            template = session.get(coupons.CouponTemplate, card.template_id)
-            if template is not None and template.active:
-                coupons.issue(
-                    session,
-                    program.id,
-                    member_id,
-                    template,
-                    f"punch:{card.id}:{member_id}:{punches // card.every}",
-                    now,
-                    purchase_id=purchase_id,
-                )
+            coupons.issue(
+                session,
+                program.id,
+                member_id,
+                card.template,
+                f"punch:{card.id}:{member_id}:{punches // card.every}",
+                now,
+                purchase_id=purchase_id,
+            )
+            issued = True
+    return issued
 
 
 def punches(session: Session, card: PunchCard, member_id: int) -> int:
     """Purchases on the member's card so far (the card restarts at every Nth)."""
-    return _punched(session, card, member_id) % card.every
+    return _punched(session, card.category.casefold(), member_id) % card.every
 
 
-def _punched(session: Session, card: PunchCard, member_id: int) -> int:
-    """The member's purchases with a line in the card's category, ignoring case.
+def _punched(session: Session, wanted: str, member_id: int) -> int:
+    """The member's purchases with a line in the category `wanted` (casefolded).
 
     Compared in Python: SQLite's lower() (and PostgreSQL's in the C locale) folds only ASCII,
     so "ØL" would never meet "øl" in SQL."""
-    wanted = card.category.casefold()
-    spellings = [
-        category
-        for category in session.scalars(
-            select(PurchaseLine.category)
-            .where(PurchaseLine.member_id == member_id, PurchaseLine.category.is_not(None))
-            .distinct()
-        )
-        if category.casefold() == wanted
-    ]
-    if not spellings:
-        return 0
-    count = session.scalar(
-        select(func.count(func.distinct(PurchaseLine.purchase_id))).where(
-            PurchaseLine.member_id == member_id, PurchaseLine.category.in_(spellings)
-        )
-    )
-    return int(count or 0)
+    rows = session.connection().execute(_CATEGORIES_BOUGHT, {"member_id": member_id})
+    return len({purchase_id for purchase_id, category in rows if category.casefold() == wanted})
+
+
+_CATEGORIES_BOUGHT = (
+    select(_LINES.c.purchase_id, _LINES.c.category)
+    .where(_LINES.c.member_id == bindparam("member_id"), _LINES.c.category.is_not(None))
+    .distinct()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +376,7 @@ def refund(
             purchase_id=purchase.id,
             refund_id=row_id,
             actor=actor,
+            tier_points=-points,
         )
     conn.execute(_REFUNDS.update().where(_REFUNDS.c.id == row_id).values(points_taken=taken))
     row = session.get(Refund, row_id)

@@ -123,11 +123,16 @@ def _reached(steps: list[Tier], qualifying: int) -> Tier:
 
 
 def promote(
-    session: Session, program: Program, member_id: int, tier_id: int | None, now: dt.datetime
+    session: Session,
+    program: Program,
+    member_id: int,
+    tier_id: int | None,
+    now: dt.datetime,
+    steps: list[Tier] | None = None,
 ) -> Tier | None:
     """After earning: move the member up if they reached a higher tier (never down: that is
     the review's job). Returns the new tier, or None if it did not change."""
-    steps = ladder(session, program.id)
+    steps = steps if steps is not None else ladder(session, program.id)
     if not steps:
         return None
     now_standing = standing(session, program, member_id, tier_id, now, steps)

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 10:57:02.187364
+Create Date: 2026-11-23 12:03:37.983045
 """
 
 from collections.abc import Sequence
@@ -194,6 +194,7 @@ def upgrade() -> None:
     sa.Column('member_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('kind', sa.String(length=10), nullable=False),
     sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('tier_points', sa.Integer(), server_default='0', nullable=False),
     sa.Column('purchase_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('refund_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('coupon_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
@@ -210,7 +211,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries'))
     )
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
-        batch_op.create_index('ix_ledger_entries_member_created', ['member_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_ledger_entries_member_created', ['member_id', 'created_at', 'tier_points'], unique=False)
 
     op.create_table('refund_lines',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -249,8 +250,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('tier_until', sa.Date(), nullable=True))
         batch_op.create_index('ix_members_tier_until', ['tier_until'], unique=False)
         batch_op.create_unique_constraint(batch_op.f('uq_members_program_id_referral_code'), ['program_id', 'referral_code'])
-        batch_op.create_foreign_key(batch_op.f('fk_members_referred_by_id_members'), 'members', ['referred_by_id'], ['id'], ondelete='SET NULL')
         batch_op.create_foreign_key(batch_op.f('fk_members_tier_id_tiers'), 'tiers', ['tier_id'], ['id'], ondelete='SET NULL')
+        batch_op.create_foreign_key(batch_op.f('fk_members_referred_by_id_members'), 'members', ['referred_by_id'], ['id'], ondelete='SET NULL')
 
     with op.batch_alter_table('programs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('earn_points', sa.Integer(), server_default='1', nullable=False))
@@ -276,8 +277,8 @@ def downgrade() -> None:
         batch_op.drop_column('earn_points')
 
     with op.batch_alter_table('members', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_members_tier_id_tiers'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_members_referred_by_id_members'), type_='foreignkey')
+        batch_op.drop_constraint(batch_op.f('fk_members_tier_id_tiers'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('uq_members_program_id_referral_code'), type_='unique')
         batch_op.drop_index('ix_members_tier_until')
         batch_op.drop_column('tier_until')

@@ -1,0 +1,167 @@
+"""Purchases and refunds from the till: each recorded once per the till's own id."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from bot.api import schemas, views
+from bot.api.operations import ApiError, Call
+from store import purchases
+from store.apikeys import Caller
+from store.earning import Line
+from store.models import Member, Program
+from store.phones import to_e164
+
+# Older sales are not a till catching up but a wrong clock (and the tier and multiplier rules
+# are not kept that far back); a sale from the future is a wrong clock too.
+OLDEST_SALE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """The request as given, canonical: a retry has the same one, other contents do not."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def record(call: Call) -> web.Response:
+    """201 with the points earned; the same sale again 200 with the same answer; the same
+    transaction id with other contents 409."""
+    body = call.body
+    occurred_at = call.now
+    if "occurred_at" in body:
+        when = schemas.parse_date_time(body["occurred_at"])
+        if when is None or not OLDEST_SALE <= when <= call.now + CLOCK_SKEW:
+            raise ApiError(
+                422, "must be a time since 2000 and not in the future", field="occurred_at"
+            )
+        occurred_at = when.astimezone(dt.UTC)
+    lines = [
+        Line(
+            qty=int(line["qty"]),
+            amount_minor=int(line["amount_minor"]),
+            category=line.get("category"),
+            brand=line.get("brand"),
+            discounted=bool(line.get("discounted", False)),
+            sku=line.get("sku"),
+        )
+        for line in body["lines"]
+    ]
+    if sum(line.amount_minor for line in lines) > schemas.MAX_AMOUNT_MINOR:
+        raise ApiError(
+            422, f"the lines add up to more than {schemas.MAX_AMOUNT_MINOR}", field="lines"
+        )
+    work = functools.partial(
+        _record,
+        caller=call.caller,
+        body=body,
+        lines=lines,
+        occurred_at=occurred_at,
+        fingerprint=fingerprint(body),
+        now=call.now,
+    )
+    view, replayed = await call.run(work)
+    return web.json_response(view, status=200 if replayed else 201)
+
+
+def _record(
+    session: Session,
+    caller: Caller,
+    body: dict[str, Any],
+    lines: list[Line],
+    occurred_at: dt.datetime,
+    fingerprint: str,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], bool]:
+    program = views.club(session, caller)
+    buyer = views.joined(_buyer(session, caller, program, body))
+    recorded = purchases.record(
+        session,
+        program,
+        buyer.id,
+        transaction_id=body["transaction_id"],
+        lines=lines,
+        occurred_at=occurred_at,
+        fingerprint=fingerprint,
+        now=now,
+        store=body.get("store") or caller.store,
+        actor=caller.name,
+    )
+    purchase = recorded.purchase
+    language = views.language_of(buyer)
+    view = {
+        "purchase_id": purchase.id,
+        "transaction_id": purchase.transaction_id,
+        "member_id": purchase.member_id,
+        "store": purchase.store,
+        "occurred_at": views.timestamp(purchase.occurred_at),
+        "currency": purchase.currency,
+        "total_minor": purchase.total_minor,
+        "points": purchase.points,
+        "balance": recorded.balance,
+        "coupons": [views.coupon(held, language, now) for held in recorded.coupons],
+    }
+    return view, recorded.replayed
+
+
+def _buyer(session: Session, caller: Caller, program: Program, body: dict[str, Any]) -> Member:
+    """The member the sale is for. An unknown number is a 404: a sale never makes a member."""
+    if "member_id" in body:
+        return views.member_by_id(session, caller, int(body["member_id"]))
+    phone = to_e164(body["phone"], program.country)
+    if phone is None:
+        raise ApiError(422, "not a phone number", field="phone")
+    member = views.member_by_phone(session, caller, phone)
+    if member is None:
+        raise ApiError(404, f"no member with phone {phone}", field="phone")
+    return member
+
+
+async def refund(call: Call) -> web.Response:
+    """201 with the points taken back; the same refund again 200; a refund id reused with
+    other contents 409; more than is left to refund 422 naming the line."""
+    transaction_id: str = call.params["transaction_id"]
+    body = call.body
+    lines = None
+    if "lines" in body:
+        lines = [
+            purchases.RefundLineIn(
+                line_no=int(line["line"]),
+                qty=int(line["qty"]) if "qty" in line else None,
+                amount_minor=int(line["amount_minor"]) if "amount_minor" in line else None,
+            )
+            for line in body["lines"]
+        ]
+
+    def work(session: Session) -> tuple[dict[str, Any], bool]:
+        program = views.club(session, call.caller)
+        refunded = purchases.refund(
+            session,
+            program,
+            transaction_id=transaction_id,
+            refund_id=body["refund_id"],
+            lines=lines,
+            fingerprint=fingerprint({**body, "transaction_id": transaction_id}),
+            now=call.now,
+            actor=call.caller.name,
+        )
+        row = refunded.refund
+        view = {
+            "refund_id": row.refund_id,
+            "transaction_id": transaction_id,
+            "amount_minor": row.amount_minor,
+            "points": row.points,
+            "points_taken": row.points_taken,
+            "balance": refunded.balance,
+        }
+        return view, refunded.replayed
+
+    view, replayed = await call.run(work)
+    return web.json_response(view, status=200 if replayed else 201)

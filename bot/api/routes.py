@@ -1,0 +1,148 @@
+"""The API's route table, read by the router and by the OpenAPI document alike."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.api import coupons, members, openapi, purchases, schemas
+from bot.api.operations import Operation, Param
+
+PREFIX = "/api/v1"
+
+MEMBER_ID = Param("member_id", "path", schemas.MEMBER_ID)
+CODE = Param("code", "path", schemas.COUPON_CODE)
+TRANSACTION = Param("transaction_id", "path", schemas.TRANSACTION_ID)
+PHONE = Param("phone", "query", schemas.PHONE)
+
+ROUTES: tuple[Operation, ...] = (
+    Operation(
+        "POST",
+        "/members",
+        "enrolMember",
+        "Enrol a customer at checkout",
+        members.enrol,
+        scope="members:write",
+        body="EnrolmentIn",
+        responses={
+            201: ("Enrolled: the member gets the consent confirmation by SMS", "Member"),
+            200: ("Already an active member: nothing changed, no SMS", "Member"),
+        },
+        description="The phone is read in the club's country. The consent evidence is logged "
+        "with the key's name as what the till captured.",
+    ),
+    Operation(
+        "GET",
+        "/members",
+        "findMember",
+        "Find a member by phone number",
+        members.find,
+        scope="members:read",
+        params=(PHONE,),
+        responses={200: ("The member", "Member")},
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/members/{member_id}",
+        "getMember",
+        "A member by id",
+        members.show,
+        scope="members:read",
+        params=(MEMBER_ID,),
+        responses={200: ("The member", "Member")},
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/members/{member_id}/coupons",
+        "listMemberCoupons",
+        "The member's coupons that can be used now",
+        members.member_coupons,
+        scope="coupons:read",
+        params=(MEMBER_ID,),
+        responses={200: ("Valid coupons, soonest to end first", "CouponList")},
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/members/{member_id}/adjustments",
+        "adjustPoints",
+        "Add or take points, with a reason",
+        members.adjust,
+        scope="points:adjust",
+        params=(MEMBER_ID,),
+        body="AdjustmentIn",
+        responses={201: ("Adjusted", "Adjustment")},
+        errors=(404, 409),
+        description="Taking more points than the member has is a 409 with the balance.",
+    ),
+    Operation(
+        "POST",
+        "/purchases",
+        "recordPurchase",
+        "Record a sale to a member",
+        purchases.record,
+        scope="purchases:write",
+        body="PurchaseIn",
+        responses={
+            201: ("Recorded, with the points earned", "Purchase"),
+            200: ("The same sale sent again: what was recorded the first time", "Purchase"),
+        },
+        errors=(404, 409),
+        description="Idempotent on transaction_id: the same body again is answered as the "
+        "first time; other contents under the same transaction_id are a 409. An unknown phone "
+        "is a 404 (a sale never creates a member).",
+    ),
+    Operation(
+        "POST",
+        "/purchases/{transaction_id}/refunds",
+        "refundPurchase",
+        "Refund a sale, whole or by lines",
+        purchases.refund,
+        scope="purchases:write",
+        params=(TRANSACTION,),
+        body="RefundIn",
+        responses={
+            201: ("Refunded, with the points taken back", "Refund"),
+            200: ("The same refund sent again", "Refund"),
+        },
+        errors=(404, 409),
+    ),
+    Operation(
+        "GET",
+        "/coupons/{code}",
+        "getCoupon",
+        "A coupon's state, for the till to check",
+        coupons.show,
+        scope="coupons:read",
+        params=(CODE,),
+        responses={200: ("The coupon", "Coupon")},
+        errors=(404,),
+    ),
+    Operation(
+        "POST",
+        "/coupons/{code}/redeem",
+        "redeemCoupon",
+        "Redeem a coupon (once)",
+        coupons.redeem,
+        scope="coupons:redeem",
+        params=(CODE,),
+        body="RedemptionIn",
+        body_required=False,
+        responses={200: ("Redeemed", "Coupon")},
+        errors=(404, 409),
+        description="Of any number of tills redeeming one code at once exactly one gets the "
+        "200; the others get a 409 with reason coupon_redeemed.",
+    ),
+)
+
+
+def add_api(app: web.Application) -> None:
+    for operation in ROUTES:
+        app.router.add_route(operation.method, PREFIX + operation.path, operation.endpoint())
+    document = openapi.document(ROUTES, PREFIX)
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get(PREFIX + "/openapi.json", openapi_json)

@@ -1,0 +1,123 @@
+"""What the API shows of a member, a coupon and the club, read inside a unit of work."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import locales
+from bot.api.operations import REALM, ApiError, not_found
+from store import coupons, ledger, members, tiers
+from store.apikeys import Caller
+from store.models import Member, Program
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    """UTC, ISO 8601, to the second: 2026-11-23T09:30:00Z."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def club(session: Session, caller: Caller) -> Program:
+    program = session.get(Program, caller.program_id)
+    if program is None:  # the club was deleted after the key was cached
+        raise ApiError(401, "the key's club no longer exists", headers={"WWW-Authenticate": REALM})
+    return program
+
+
+def language_of(member: Member) -> str:
+    return member.language or locales.language_for_phone(member.phone or "")
+
+
+def member_by_id(session: Session, caller: Caller, member_id: int) -> Member:
+    """The club's member with this id: another club's member, or an erased one, is not found."""
+    member = session.scalar(
+        select(Member)
+        .where(
+            Member.id == member_id,
+            Member.program_id == caller.program_id,
+            Member.status != members.ERASED,
+        )
+        # Store functions change members with plain UPDATEs (a tier); read the row as it is.
+        .execution_options(populate_existing=True)
+    )
+    if member is None:
+        raise not_found("member", member_id)
+    return member
+
+
+def member_by_phone(session: Session, caller: Caller, phone: str) -> Member | None:
+    return session.scalar(
+        select(Member)
+        .where(
+            Member.phone == phone,
+            Member.program_id == caller.program_id,
+            Member.status != members.ERASED,
+        )
+        .execution_options(populate_existing=True)
+    )
+
+
+def joined(member: Member) -> Member:
+    """The member, if they have ever joined: points are for members, not for a number that only
+    asked to join (pending) or only texted STOP."""
+    if member.joined_at is None:
+        raise ApiError(
+            409,
+            f"member {member.id} has not joined the club: enrol them first",
+            reason="not_joined",
+        )
+    return member
+
+
+def member(session: Session, program: Program, row: Member, now: dt.datetime) -> dict[str, Any]:
+    language = language_of(row)
+    standing = tiers.standing(session, program, row.id, row.tier_id, now)
+    tier = None
+    if standing.tier is not None:
+        tier = {
+            "name": tiers.name(standing.tier, language),
+            "discount_percent": standing.tier.discount_percent,
+            "next": tiers.name(standing.next, language) if standing.next else None,
+            "points_to_next": standing.to_next,
+        }
+    return {
+        "id": row.id,
+        "phone": row.phone,
+        "status": row.status,
+        "first_name": row.first_name,
+        "language": language,
+        "joined_at": timestamp(row.joined_at),
+        "balance": ledger.balance(session, row.id, now),
+        "tier": tier,
+        "referral_code": row.referral_code,
+    }
+
+
+def coupon(held: coupons.Held, language: str, now: dt.datetime) -> dict[str, Any]:
+    row, template = held.coupon, held.template
+    return {
+        "code": coupons.display(row.code),
+        "state": coupons.state(row, now),
+        "kind": template.kind,
+        "benefit": held.benefit(language),
+        "discount_percent": template.discount_percent,
+        "discount_minor": template.discount_minor,
+        "member_id": row.member_id,
+        "issued_at": timestamp(row.issued_at),
+        "valid_from": timestamp(row.valid_from),
+        "valid_until": timestamp(row.valid_until),
+        "redeemed_at": timestamp(row.redeemed_at),
+        "redeemed_by": row.redeemed_by,
+        "redeemed_ref": row.redeemed_ref,
+    }
+
+
+def coupon_language(session: Session, held: coupons.Held) -> str:
+    """The language of the member who holds the coupon (its benefit is shown in it)."""
+    holder = session.get(Member, held.coupon.member_id)
+    return language_of(holder) if holder is not None else locales.DEFAULT_LANGUAGE

@@ -1,0 +1,186 @@
+"""Who may call the API: a key of the club with the operation's scope; nothing of another club."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bot.api.auth import KeyCache
+from bot.app import create_app
+from bot.keys import API_KEYS
+from bot.settings import Settings
+from store import apikeys
+from store.database import Database
+from tests.api.conftest import API, Till, create_key, issue_coupon, revoke_key
+
+# Every operation with a request it could make (its scope is in the route table).
+CALLS = [
+    ("POST", "/members", {"phone": "+4791234567", "consent": {"evidence": "x"}}),
+    ("GET", "/members?phone=%2B4791234567", None),
+    ("GET", "/members/1", None),
+    ("GET", "/members/1/coupons", None),
+    ("POST", "/members/1/adjustments", {"points": 5, "reason": "x"}),
+    ("POST", "/purchases", {"transaction_id": "T", "member_id": 1, "lines": []}),
+    ("POST", "/purchases/T/refunds", {"refund_id": "R"}),
+    ("GET", "/coupons/ABCD2345", None),
+    ("POST", "/coupons/ABCD2345/redeem", None),
+]
+SCOPE_OF = {
+    "/members": "members:write",
+    "/members?phone=%2B4791234567": "members:read",
+    "/members/1": "members:read",
+    "/members/1/coupons": "coupons:read",
+    "/members/1/adjustments": "points:adjust",
+    "/purchases": "purchases:write",
+    "/purchases/T/refunds": "purchases:write",
+    "/coupons/ABCD2345": "coupons:read",
+    "/coupons/ABCD2345/redeem": "coupons:redeem",
+}
+
+WRONG_KEYS = [
+    "Bearer klubb_00000000_" + "A" * 32,
+    "Bearer nonsense",
+    "Bearer klubb_0000'000_" + "A" * 32,
+    "Basic dXNlcjpwYXNz",
+    "Bearer " + "k" * 5000,
+    "Bearer",
+]
+
+
+class TestKeys:
+    async def test_no_key_is_401_with_how_to_send_one(
+        self, client: TestClient, club: int, subtests: Any
+    ) -> None:
+        for method, path, body in CALLS:
+            with subtests.test(method=method, path=path):
+                answer = await Till(client, None).call(method, path, body)
+                assert answer.status == 401
+                assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+                assert "Bearer" in answer.body["error"]
+
+    async def test_a_wrong_key_is_401(self, client: TestClient, club: int, subtests: Any) -> None:
+        for header in WRONG_KEYS:
+            with subtests.test(header=header[:40]):
+                till = Till(client, None)
+                answer = await till.get("/members/1", headers={"Authorization": header})
+                assert answer.status == 401
+                assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+    async def test_a_malformed_secret_is_unknown_on_every_database(
+        self, db: Database, club: int
+    ) -> None:
+        """A NUL (which PostgreSQL refuses in text) is refused before any query."""
+        for secret in ("klubb_0000\x00000_" + "A" * 32, "klubb_\x00_\x00", ""):
+            assert await db.run(lambda session, s=secret: apikeys.verify(session, s)) is None
+
+    async def test_every_key_made_works(self, client: TestClient, db: Database, club: int) -> None:
+        """Secrets are random: some hold "_" in their random part, and those work too."""
+        for i in range(30):
+            key = await create_key(db, club, name=f"till-{i}", scopes=["members:read"])
+            answer = await Till(client, key).get("/members/999")
+            assert answer.status == 404, (key, answer.body)
+
+    async def test_a_key_without_the_scope_is_403_naming_it(
+        self, client: TestClient, db: Database, club: int, subtests: Any
+    ) -> None:
+        for i, (method, path, body) in enumerate(CALLS):
+            with subtests.test(method=method, path=path):
+                scope = SCOPE_OF[path]
+                others = [s for s in set(SCOPE_OF.values()) if s != scope]
+                till = Till(client, await create_key(db, club, name=f"k{i}", scopes=others))
+                answer = await till.call(method, path, body)
+                assert answer.status == 403
+                assert answer.body["scope"] == scope
+                assert scope in answer.body["error"]
+
+    async def test_a_revoked_key_is_refused_within_the_cache_time(
+        self, settings: Settings, aiohttp_client: Any, db: Database, club: int
+    ) -> None:
+        """A key revoked elsewhere (the CLI) works on from memory for at most `ttl` seconds,
+        then is refused with 401."""
+        clock = Clock()
+        app = create_app(settings)
+        app[API_KEYS] = KeyCache(ttl=5, clock=clock)
+        till = Till(await aiohttp_client(app), await create_key(db, club))
+        assert (await till.get("/members/999")).status == 404
+        await revoke_key(db, club, "till-1")
+        clock.now += 4.9
+        assert (await till.get("/members/999")).status == 404
+        clock.now += 0.2
+        answer = await till.get("/members/999")
+        assert answer.status == 401
+        assert "revoked" in answer.body["error"]
+
+    async def test_a_key_revoked_before_it_is_used_is_refused_at_once(
+        self, client: TestClient, db: Database, club: int
+    ) -> None:
+        key = await create_key(db, club)
+        await revoke_key(db, club, "till-1")
+        assert (await Till(client, key).get("/members/999")).status == 401
+
+    async def test_the_document_needs_no_key(self, client: TestClient, club: int) -> None:
+        response = await client.get(API + "/openapi.json")
+        assert response.status == 200
+        assert (await response.json())["openapi"].startswith("3.1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestOtherClubs:
+    """A key reaches its own club only: another club's member, purchase or coupon is not found,
+    exactly as if it did not exist."""
+
+    @pytest.fixture
+    async def theirs(self, client: TestClient, db: Database, other_club: int) -> dict[str, Any]:
+        """The other club's member, a coupon of theirs and a purchase of theirs."""
+        till = Till(client, await create_key(db, other_club, name="kassa-1"))
+        member = (await till.enrol("+46701234567")).body
+        await till.buy(member["id"], "T-1", 10000)
+        code = await issue_coupon(db, other_club, member["id"])
+        return {"member": member, "code": code}
+
+    async def test_another_clubs_member_is_not_found(
+        self, till: Till, theirs: dict[str, Any]
+    ) -> None:
+        member_id = theirs["member"]["id"]
+        for path in (f"/members/{member_id}", f"/members/{member_id}/coupons"):
+            assert (await till.get(path)).status == 404, path
+        assert (await till.get("/members?phone=%2B46701234567")).status == 404
+        adjust = {"points": 100, "reason": "x"}
+        assert (await till.post(f"/members/{member_id}/adjustments", adjust)).status == 404
+        buy = await till.buy(member_id, "T-2", 10000)
+        assert buy.status == 404
+
+    async def test_another_clubs_coupon_is_not_found_nor_redeemed(
+        self, till: Till, client: TestClient, db: Database, other_club: int, theirs: dict[str, Any]
+    ) -> None:
+        code = theirs["code"]
+        assert (await till.get(f"/coupons/{code}")).status == 404
+        assert (await till.post(f"/coupons/{code}/redeem")).status == 404
+        own = Till(client, await create_key(db, other_club, name="kassa-2"))
+        assert (await own.get(f"/coupons/{code}")).body["state"] == "valid"
+
+    async def test_another_clubs_purchase_is_not_found_and_its_id_is_free(
+        self, till: Till, member: dict[str, Any], theirs: dict[str, Any]
+    ) -> None:
+        """Transaction ids are per club: T-1 of the other club neither refunds nor blocks ours."""
+        assert (await till.post("/purchases/T-1/refunds", {"refund_id": "R"})).status == 404
+        ours = await till.buy(member["id"], "T-1", 10000)
+        assert ours.status == 201
+
+    async def test_the_same_number_in_two_clubs_is_two_members(
+        self, till: Till, client: TestClient, db: Database, other_club: int
+    ) -> None:
+        theirs = Till(client, await create_key(db, other_club, name="kassa-1"))
+        ours = (await till.enrol("+46701234567")).body
+        other = (await theirs.enrol("+46701234567")).body
+        assert ours["id"] != other["id"]
+        assert (await till.get(f"/members/{other['id']}")).status == 404
