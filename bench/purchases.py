@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -245,6 +246,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--skip-bare", action="store_true", help="measure Klubb only")
+    parser.add_argument(
+        "--klubb-prefix",
+        default="",
+        help='run `klubb serve` under this, e.g. "py-spy record -r 200 -f raw -o /tmp/k.txt --"',
+    )
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "KEY"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -305,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(
                     start_server("bare", [*bare, str(bare_port), key], env, bare_port, tmp)
                 )
-            servers.append(start_server("klubb", [*klubb_command(), "serve"], env, port, tmp))
+            prefix = shlex.split(args.klubb_prefix)
+            servers.append(
+                start_server("klubb", [*prefix, *klubb_command(), "serve"], env, port, tmp)
+            )
             for server in servers:
                 wait_ready(server)
             for server in servers:

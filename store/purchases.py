@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import coupons, ledger, loyalty, tiers
@@ -120,7 +121,12 @@ _EARLIER = select(_PURCHASES.c.id, _PURCHASES.c.fingerprint).where(
     _PURCHASES.c.program_id == bindparam("program_id"),
     _PURCHASES.c.transaction_id == bindparam("transaction_id"),
 )
-_INSERT_PURCHASE = insert(_PURCHASES).returning(_PURCHASES.c.id)
+_INSERT_PURCHASE = {
+    dialect: module.insert(_PURCHASES)
+    .on_conflict_do_nothing(index_elements=["program_id", "transaction_id"])
+    .returning(_PURCHASES.c.id)
+    for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 _INSERT_LINES = insert(_LINES)
 
 
@@ -144,24 +150,6 @@ def record(
 
     `tier_id` (the member's tier, if the caller has read it) and `rules` (from the API's
     cache) spare a read each: recording sales is the hot path of the API."""
-    conn = session.connection()
-    earlier = conn.execute(
-        _EARLIER, {"program_id": program.id, "transaction_id": transaction_id}
-    ).first()
-    if earlier is not None:
-        if earlier.fingerprint != fingerprint:
-            raise Conflict(
-                "transaction_id_reused",
-                f"transaction {transaction_id} was recorded with different contents",
-            )
-        purchase = session.get(Purchase, earlier.id)
-        assert purchase is not None
-        return Recorded(
-            purchase,
-            True,
-            coupons.issued_by_purchase(session, purchase.id),
-            ledger.balance(session, purchase.member_id, now),
-        )
     if not lines:
         raise InvalidInput("lines", "a purchase has at least one line")
     for i, line in enumerate(lines):
@@ -186,7 +174,12 @@ def record(
         "occurred_at": occurred_at,
         "created_at": now,
     }
-    purchase_id = conn.execute(_INSERT_PURCHASE, values).scalar_one()
+    conn = session.connection()
+    # The transaction id's unique key decides whether this is a new sale: a till retrying finds
+    # it taken (no lookup before every sale).
+    purchase_id = conn.execute(_INSERT_PURCHASE[conn.dialect.name], values).scalar()
+    if purchase_id is None:
+        return _again(session, program, transaction_id, fingerprint, now)
     conn.execute(
         _INSERT_LINES,
         [
@@ -231,6 +224,30 @@ def record(
         False,
         coupons.issued_by_purchase(session, purchase_id) if issued else [],
         ledger.balance(session, member_id, now),
+    )
+
+
+def _again(
+    session: Session, program: Program, transaction_id: str, fingerprint: str, now: dt.datetime
+) -> Recorded:
+    """A transaction recorded before: what was recorded, or Conflict if it differs."""
+    earlier = (
+        session.connection()
+        .execute(_EARLIER, {"program_id": program.id, "transaction_id": transaction_id})
+        .one()
+    )
+    if earlier.fingerprint != fingerprint:
+        raise Conflict(
+            "transaction_id_reused",
+            f"transaction {transaction_id} was recorded with different contents",
+        )
+    purchase = session.get(Purchase, earlier.id)
+    assert purchase is not None
+    return Recorded(
+        purchase,
+        True,
+        coupons.issued_by_purchase(session, purchase.id),
+        ledger.balance(session, purchase.member_id, now),
     )
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -380,12 +381,25 @@ def parse_date_time(value: str) -> dt.datetime | None:
 def validator(name: str) -> Draft202012Validator:
     """A validator for one schema, its `$ref`s resolved within SCHEMAS (as in the document)."""
     root = {"$ref": ref(name)["$ref"], "components": {"schemas": SCHEMAS}}
-    return Draft202012Validator(root, format_checker=FORMATS)
+    return _with_fast_path(Draft202012Validator(root, format_checker=FORMATS))
 
 
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
     """A validator for a parameter's schema (which has no `$ref`s)."""
-    return Draft202012Validator(schema, format_checker=FORMATS)
+    return _with_fast_path(Draft202012Validator(schema, format_checker=FORMATS))
+
+
+# The same schema compiled by jsonschema-rs: it says whether a body is valid in about 2 µs,
+# where jsonschema takes about 300 µs (the largest cost of a purchase on the event loop, see
+# bench/purchases.py). jsonschema still explains an invalid body: its errors name the field.
+_FAST: dict[int, Any] = {}
+
+
+def _with_fast_path(slow: Draft202012Validator) -> Draft202012Validator:
+    _FAST[id(slow)] = jsonschema_rs.Draft202012Validator(
+        slow.schema, formats={"date-time": is_date_time}, validate_formats=True
+    )
+    return slow
 
 
 class Invalid(ValueError):
@@ -402,6 +416,9 @@ def check(validator: Draft202012Validator, value: Any, name: str = "") -> None:
     control = control_character(value)
     if control is not None:
         raise Invalid(path(name, control), "must not contain control characters")
+    fast = _FAST.get(id(validator))
+    if fast is not None and fast.is_valid(value):
+        return
     errors = list(validator.iter_errors(value))
     # Phone or member id is asked for last, and said plainly (best_match would descend into
     # oneOf's branches and say only "phone is required").
