@@ -101,7 +101,7 @@ def handle_text(
     if row is not None and (outcome.effects or outcome.state is not KEEP or _shows_data(outcome)):
         member = members.attach(session, row)
     produced: dict[str, Any] = {}
-    member = _apply(session, program, member, outcome, turn, text, produced)
+    member = _apply(session, program, member, outcome, turn, text, produced, clubs)
     language = outcome.language or turn.language
     if member is not None and member.language and member.status != members.ERASED:
         language = member.language
@@ -248,11 +248,12 @@ def _loyalty(
         expiry_date=last_day(lots[0][0], zone) if lots else None,
         coupons=tuple(
             CouponView(
-                coupons.display(h.coupon.code),
-                h.benefit(language),
-                last_day(h.coupon.valid_until, zone),
+                coupons.display(valid.code),
+                coupons.benefit_of(setup.templates.by_id[valid.template_id], language),
+                last_day(valid.valid_until, zone),
             )
-            for h in coupons.valid_for(session, member.id, now)
+            for valid in coupons.valid_codes(session, member.id, now)
+            if valid.template_id in setup.templates.by_id
         ),
         rewards=tuple(
             RewardView(n, t.id, coupons.benefit_of(t, language), t.points_cost or 0)
@@ -275,12 +276,13 @@ def _apply(
     turn: Turn,
     text: InboundText,
     produced: dict[str, Any],
+    clubs: programs.ClubDirectory,
 ) -> Member | None:
     """Apply the effects in order; what they make for the reply (a coupon code) goes into
     `produced`."""
     now = text.received_at
     for effect in outcome.effects:
-        member = _apply_one(session, program, member, effect, turn, text, now, produced)
+        member = _apply_one(session, program, member, effect, turn, text, now, produced, clubs)
     if member is not None and member.status != members.ERASED and outcome.state is not KEEP:
         state: State | None = outcome.state
         member.flow = state.flow if state else None
@@ -299,6 +301,7 @@ def _apply_one(
     text: InboundText,
     now: dt.datetime,
     produced: dict[str, Any],
+    clubs: programs.ClubDirectory,
 ) -> Member | None:
     match effect:
         case RequestJoin():
@@ -326,7 +329,13 @@ def _apply_one(
             members.set_status(member, members.ACTIVE, now)
             referral = (member.flow_data or {}).get("referral_code")
             loyalty.on_joined(
-                session, program, member, now, first_time=first_time, referral=referral
+                session,
+                program,
+                member,
+                now,
+                first_time=first_time,
+                referral=referral,
+                templates=clubs.loyalty(session, program).templates,
             )
         case ClaimReward(template_id=template_id) if member is not None:
             claimed = rewards.claim(session, program, member.id, template_id, now, actor="sms")

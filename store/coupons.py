@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidSetting, NotFound
@@ -117,46 +117,100 @@ def issue(
     purchase_id: int | None = None,
 ) -> Coupon:
     """Issue a coupon for a reason (`source`); the same reason again returns the first one."""
-    existing = session.scalar(
-        select(Coupon).where(Coupon.program_id == program_id, Coupon.source == source)
-    )
+    conn = session.connection()
+    existing = conn.execute(_BY_SOURCE, {"program_id": program_id, "source": source}).scalar()
     if existing is not None:
-        return existing
-    code = _new_code(session, program_id)
-    coupon_id = (
-        session.connection()
-        .execute(
-            _INSERT,
-            {
-                "program_id": program_id,
-                "member_id": member_id,
-                "template_id": template.id,
-                "code": code,
-                "source": source,
-                "purchase_id": purchase_id,
-                "issued_at": now,
-                "valid_from": now,
-                "valid_until": now + dt.timedelta(days=template.valid_days),
-                "redeemed_at": None,
-                "redeemed_by": None,
-                "redeemed_ref": None,
-            },
-        )
-        .scalar_one()
-    )
-    coupon = session.get(Coupon, coupon_id)
-    assert coupon is not None
-    return coupon
+        found = session.get(Coupon, existing)
+        assert found is not None
+        return found
+    values = {
+        "program_id": program_id,
+        "member_id": member_id,
+        "template_id": template.id,
+        "code": _new_code(session, program_id),
+        "source": source,
+        "purchase_id": purchase_id,
+        "issued_at": now,
+        "valid_from": now,
+        "valid_until": now + dt.timedelta(days=template.valid_days),
+        "redeemed_at": None,
+        "redeemed_by": None,
+        "redeemed_ref": None,
+    }
+    coupon_id = conn.execute(_INSERT, values).scalar_one()
+    # Built from what was written, not read back (joining and claiming issue coupons in a turn).
+    return Coupon(id=coupon_id, **values)
+
+
+_BY_SOURCE = select(_COUPONS.c.id).where(
+    _COUPONS.c.program_id == bindparam("program_id"), _COUPONS.c.source == bindparam("source")
+)
+_CODE_TAKEN = select(_COUPONS.c.id).where(
+    _COUPONS.c.program_id == bindparam("program_id"), _COUPONS.c.code == bindparam("code")
+)
 
 
 def _new_code(session: Session, program_id: int) -> str:
+    conn = session.connection()
     while True:
         code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-        taken = session.scalar(
-            select(Coupon.id).where(Coupon.program_id == program_id, Coupon.code == code)
-        )
-        if taken is None:
+        if conn.execute(_CODE_TAKEN, {"program_id": program_id, "code": code}).first() is None:
             return code
+
+
+@dataclass(frozen=True, slots=True)
+class ClubTemplates:
+    """A club's coupon templates, kept in memory by store.programs.ClubDirectory."""
+
+    by_id: dict[int, CouponTemplate]
+    first_of_kind: dict[str, CouponTemplate]  # the active template used for welcome, birthday...
+    rewards: list[CouponTemplate]  # numbered from 1 in this order (CLAIM n)
+
+
+def club_templates(session: Session, program_id: int) -> ClubTemplates:
+    """Every template of the club, detached from the session."""
+    rows = list(
+        session.scalars(
+            select(CouponTemplate)
+            .where(CouponTemplate.program_id == program_id)
+            .order_by(CouponTemplate.position, CouponTemplate.points_cost, CouponTemplate.id)
+        )
+    )
+    for row in rows:
+        session.expunge(row)
+    first: dict[str, CouponTemplate] = {}
+    for row in rows:
+        if row.active:
+            first.setdefault(row.kind, row)
+    rewards = [row for row in rows if row.active and row.kind == REWARD]
+    return ClubTemplates({row.id: row for row in rows}, first, rewards)
+
+
+@dataclass(frozen=True, slots=True)
+class Valid:
+    """A valid coupon as a reply lists it."""
+
+    code: str
+    valid_until: dt.datetime
+    template_id: int
+
+
+def valid_codes(session: Session, member_id: int, now: dt.datetime) -> list[Valid]:
+    """The member's coupons that can be used now, soonest to end first (one plain read)."""
+    rows = session.connection().execute(_VALID, {"member_id": member_id, "now": now})
+    return [Valid(code, until, template_id) for code, until, template_id in rows]
+
+
+_VALID = (
+    select(_COUPONS.c.code, _COUPONS.c.valid_until, _COUPONS.c.template_id)
+    .where(
+        _COUPONS.c.member_id == bindparam("member_id"),
+        _COUPONS.c.valid_until > bindparam("now"),
+        _COUPONS.c.valid_from <= bindparam("now"),
+        _COUPONS.c.redeemed_at.is_(None),
+    )
+    .order_by(_COUPONS.c.valid_until, _COUPONS.c.id)
+)
 
 
 @dataclass(frozen=True, slots=True)

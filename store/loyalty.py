@@ -31,16 +31,19 @@ def referral_code(session: Session, member: Member) -> str:
     """The member's own code for friends (JOIN CODE), made the first time it is needed."""
     if member.referral_code:
         return member.referral_code
+    conn = session.connection()
     while True:
         code = "".join(secrets.choice(coupons.ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
-        taken = session.scalar(
-            select(Member.id).where(
-                Member.program_id == member.program_id, Member.referral_code == code
-            )
-        )
-        if taken is None:
+        taken = conn.execute(_CODE_TAKEN, {"program_id": member.program_id, "code": code})
+        if taken.first() is None:
             member.referral_code = code
             return code
+
+
+_CODE_TAKEN = select(Member.__table__.c.id).where(
+    Member.__table__.c.program_id == bindparam("program_id"),
+    Member.__table__.c.referral_code == bindparam("code"),
+)
 
 
 def referrer(session: Session, program_id: int, code: str) -> int | None:
@@ -69,23 +72,29 @@ def on_joined(
     *,
     first_time: bool,
     referral: str | None = None,
+    templates: coupons.ClubTemplates | None = None,
 ) -> Perks:
     """A member gave consent: the welcome coupon (once per member, ever), their referral code,
-    and the referral credited when a friend's code came with the JOIN."""
+    and the referral credited when a friend's code came with the JOIN.
+
+    `templates`: the club's coupon templates, if the caller keeps them in memory."""
     referral_code(session, member)
     if first_time and referral and member.referred_by_id is None:
         friend = referrer(session, program.id, referral)
         if friend is not None and friend != member.id:
             member.referred_by_id = friend
-    session.flush()
     welcome = None
-    template = coupons.template_for(session, program.id, coupons.WELCOME)
+    if templates is None:
+        template = coupons.template_for(session, program.id, coupons.WELCOME)
+    else:
+        template = templates.first_of_kind.get(coupons.WELCOME)
     if template is not None:
         source = f"welcome:{member.id}"
         coupon = coupons.issue(session, program.id, member.id, template, source, now)
         if coupon.redeemed_at is None and coupon.valid_until > now:
             welcome = coupons.Held(coupon, template)
-    if program.referral_trigger == ON_SIGNUP:
+    if program.referral_trigger == ON_SIGNUP and member.referred_by_id is not None:
+        session.flush()
         reward_referral(session, program, member.id, now)
     return Perks(welcome)
 

@@ -145,19 +145,27 @@ def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
 
 @dataclass(frozen=True, slots=True)
 class LoyaltySetup:
-    """The club's ladder, its rewards for points and whether a referral earns anything."""
+    """The club's ladder, its coupon templates and whether a referral earns anything."""
 
     ladder: list[Tier]
-    rewards: list[CouponTemplate]
+    templates: coupons.ClubTemplates
     rewards_referral: bool
+
+    @property
+    def rewards(self) -> list[CouponTemplate]:
+        return self.templates.rewards
 
 
 def loyalty_setup(session: Session, program: Program) -> LoyaltySetup:
+    """Read fresh and detached from the session (safe to keep between sessions)."""
+    ladder = tiers.ladder(session, program.id)
+    for tier in ladder:
+        session.expunge(tier)
+    templates = coupons.club_templates(session, program.id)
     return LoyaltySetup(
-        ladder=tiers.ladder(session, program.id),
-        rewards=coupons.rewards(session, program.id),
-        rewards_referral=program.referral_points > 0
-        or coupons.template_for(session, program.id, coupons.REFERRAL) is not None,
+        ladder=ladder,
+        templates=templates,
+        rewards_referral=program.referral_points > 0 or coupons.REFERRAL in templates.first_of_kind,
     )
 
 
@@ -208,8 +216,6 @@ class ClubDirectory:
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
         setup = loyalty_setup(session, program)
-        for row in (*setup.ladder, *setup.rewards):
-            session.expunge(row)
         self._loyalty[program.id] = (now, setup)
         return setup
 
