@@ -36,44 +36,54 @@ DEMO_QUESTIONS: list[dict[str, Any]] = [
     },
 ]
 
-# (key, kind, benefit per language, valid days, points cost)
-DEMO_COUPONS: list[tuple[str, str, dict[str, str], int, int | None]] = [
-    ("welcome", "welcome", {"nb": "10% rabatt", "sv": "10% rabatt", "en": "10% off"}, 60, None),
-    (
-        "birthday",
-        "birthday",
-        {"nb": "20% på en vare", "sv": "20% på en vara", "en": "20% off one item"},
-        30,
-        None,
-    ),
-    (
-        "reward-100",
-        "reward",
-        {"nb": "100 kr rabatt", "sv": "100 kr rabatt", "en": "100 kr off"},
-        90,
-        1000,
-    ),
-    (
-        "reward-bottle",
-        "reward",
-        {"nb": "en drikkeflaske", "sv": "en vattenflaska", "en": "a water bottle"},
-        90,
-        300,
-    ),
-    (
-        "referral",
-        "referral",
-        {"nb": "50 kr rabatt", "sv": "50 kr rabatt", "en": "50 kr off"},
-        60,
-        None,
-    ),
-    (
-        "free-waxing",
-        "punch",
-        {"nb": "gratis skismøring", "sv": "gratis skidvallning", "en": "a free ski waxing"},
-        90,
-        None,
-    ),
+# The demo club's coupon templates, in the order COUPONS lists rewards.
+DEMO_COUPONS: list[dict[str, Any]] = [
+    {
+        "key": "welcome",
+        "kind": "welcome",
+        "benefit": {"nb": "10% rabatt", "sv": "10% rabatt", "en": "10% off"},
+        "valid_days": 60,
+        "discount_percent": 10,
+    },
+    {
+        "key": "birthday",
+        "kind": "birthday",
+        "benefit": {"nb": "20% på en vare", "sv": "20% på en vara", "en": "20% off one item"},
+        "valid_days": 30,
+        "discount_percent": 20,
+    },
+    {
+        "key": "reward-100",
+        "kind": "reward",
+        "benefit": {"nb": "100 kr rabatt", "sv": "100 kr rabatt", "en": "100 kr off"},
+        "valid_days": 90,
+        "points_cost": 1000,
+        "discount_minor": 10000,
+    },
+    {
+        "key": "reward-bottle",
+        "kind": "reward",
+        "benefit": {"nb": "en drikkeflaske", "sv": "en vattenflaska", "en": "a water bottle"},
+        "valid_days": 90,
+        "points_cost": 300,
+    },
+    {
+        "key": "referral",
+        "kind": "referral",
+        "benefit": {"nb": "50 kr rabatt", "sv": "50 kr rabatt", "en": "50 kr off"},
+        "valid_days": 60,
+        "discount_minor": 5000,
+    },
+    {
+        "key": "free-waxing",
+        "kind": "punch",
+        "benefit": {
+            "nb": "gratis skismøring",
+            "sv": "gratis skidvallning",
+            "en": "a free ski waxing",
+        },
+        "valid_days": 90,
+    },
 ]
 
 
@@ -81,16 +91,9 @@ def set_up_loyalty(session: Session, program: Program) -> None:
     """Coupons, rewards, a punch card (every 5th ski service is free) and extra points on the
     shop's own brand, so every loyalty keyword has something to show."""
     made = {}
-    for position, (key, kind, benefit, days, cost) in enumerate(DEMO_COUPONS):
-        made[key] = coupons.create_template(
-            session,
-            program,
-            key=key,
-            kind=kind,
-            benefit=benefit,
-            valid_days=days,
-            points_cost=cost,
-            position=position,
+    for position, template in enumerate(DEMO_COUPONS):
+        made[template["key"]] = coupons.create_template(
+            session, program, **template, position=position
         )
     session.add(
         PunchCard(

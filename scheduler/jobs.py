@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -11,6 +12,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from scheduler import loyalty, sender
 from scheduler.gateway import Gateway
 from store.database import Database
+
+# APScheduler logs every run at INFO: the sender runs every second, which would bury the log.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 SEND_EVERY_SECONDS = 1
 LOYALTY_EVERY_HOURS = 1
