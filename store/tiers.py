@@ -133,8 +133,8 @@ def promote(
     """After earning: move the member up if they reached a higher tier (never down: that is
     the review's job). Returns the new tier, or None if it did not change."""
     steps = steps if steps is not None else ladder(session, program.id)
-    if not steps:
-        return None
+    if not steps or (tier_id is not None and tier_id == steps[-1].id):
+        return None  # no ladder, or already at the top: nothing to read
     now_standing = standing(session, program, member_id, tier_id, now, steps)
     tier = now_standing.tier
     if tier is None or tier.id == tier_id or tier.position == 0:

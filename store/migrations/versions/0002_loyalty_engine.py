@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 12:03:37.983045
+Create Date: 2026-11-23 12:37:52.804830
 """
 
 from collections.abc import Sequence
@@ -241,7 +241,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('point_lots', schema=None) as batch_op:
         batch_op.create_index('ix_point_lots_due', ['expires_at'], unique=False, sqlite_where=sa.text('remaining > 0'), postgresql_where=sa.text('remaining > 0'))
-        batch_op.create_index('ix_point_lots_open', ['member_id', 'expires_at'], unique=False, sqlite_where=sa.text('remaining > 0'), postgresql_where=sa.text('remaining > 0'))
+        batch_op.create_index('ix_point_lots_open', ['member_id', 'expires_at', 'remaining'], unique=False, sqlite_where=sa.text('remaining > 0'), postgresql_where=sa.text('remaining > 0'))
 
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.add_column(sa.Column('referral_code', sa.String(length=12), nullable=True))
