@@ -402,10 +402,11 @@ def _wording_shown(
         return shown["language"], shown["text"]
     # START: the wording is the reply of this very turn, rendered the same way below.
     language = member.language or language
-    return language, locales.render(wording_id, language, **_club_params(program))
+    return language, locales.render(wording_id, language, **club_params(program))
 
 
-def _club_params(program: Program) -> dict[str, Any]:
+def club_params(program: Program) -> dict[str, Any]:
+    """The club's own placeholders, which every message may use."""
     return {
         "club": program.name,
         "contact": program.contact,
@@ -424,7 +425,7 @@ def _render(
 ) -> str | None:
     if not outcome.replies:
         return None
-    common = {**_club_params(program), **produced}
+    common = {**club_params(program), **produced}
     parts = []
     for item in outcome.replies:
         if item.id == DONE and member is not None:

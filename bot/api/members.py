@@ -15,7 +15,7 @@ import locales
 from bot.api import schemas, views
 from bot.api.operations import ApiError, Call
 from flows import profile
-from flows.conversation import club_of
+from flows.conversation import club_of, club_params
 from flows.turn import Question, Reply, State, Turn
 from store import coupons, enrolment, ledger, members, messages, programs
 from store import profile as answers
@@ -66,7 +66,7 @@ def _enrol(
         or (existing.language if existing is not None else None)
         or locales.language_for_phone(phone)
     )
-    params = _club_params(program)
+    params = club_params(program)
     wording = locales.render(WORDING, language, **params)
     enrolled = enrolment.enrol(
         session,
@@ -110,15 +110,6 @@ def _enrol(
         dedupe_key=f"enrol:{member.id}:{_grants(session, member.id)}",
     )
     return views.member(session, program, member, now), True
-
-
-def _club_params(program: Program) -> dict[str, Any]:
-    return {
-        "club": program.name,
-        "contact": program.contact,
-        "privacy_url": program.privacy_url,
-        "per_month": program.marketing_per_month,
-    }
 
 
 def _first_unanswered(
