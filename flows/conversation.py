@@ -42,7 +42,7 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import segments
-from store import consent, coupons, ledger, loyalty, members, messages, programs, rewards, tiers
+from store import consent, coupons, loyalty, members, messages, programs, rewards, tiers
 from store import profile as answers
 from store.models import Member, Program
 
@@ -235,17 +235,17 @@ def _loyalty(
     """What POINTS, COUPONS, CLAIM and INVITE answer from: read only for those texts."""
     zone = ZoneInfo(program.timezone)
     setup = clubs.loyalty(session, program)
-    standing = tiers.standing(
+    points = loyalty.summary(
         session, program, member.id, member.columns["tier_id"], now, setup.ladder
     )
-    lots = ledger.open_lots(session, member.id, now)
+    standing, expiry = points.standing, points.expiry
     return LoyaltyView(
-        balance=sum(points for _, points in lots),
+        balance=points.balance,
         tier=tiers.name(standing.tier, language) if standing.tier else None,
         next_tier=tiers.name(standing.next, language) if standing.next else None,
         to_next=standing.to_next,
-        expiry_points=lots[0][1] if lots else 0,
-        expiry_date=last_day(lots[0][0], zone) if lots else None,
+        expiry_points=expiry.points if expiry else 0,
+        expiry_date=last_day(expiry.at, zone) if expiry else None,
         coupons=tuple(
             CouponView(
                 coupons.display(valid.code),

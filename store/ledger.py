@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import NotEnoughPoints
@@ -274,24 +274,8 @@ class Expiry:
 
 def next_expiry(session: Session, member_id: int, now: dt.datetime) -> Expiry | None:
     """The next points to expire: the earliest end among open lots, and all points ending then."""
-    open_lots = and_(
-        _LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > now
-    )
-    conn = session.connection()
-    first = conn.execute(select(func.min(_LOTS.c.expires_at)).where(open_lots)).scalar_one()
-    if first is None:
-        return None
-    # SQLite hands MIN() back as text, without the column's type.
-    at = first if isinstance(first, dt.datetime) else _parse(first)
-    points = conn.execute(
-        select(func.sum(_LOTS.c.remaining)).where(open_lots, _LOTS.c.expires_at == at)
-    ).scalar_one()
-    return Expiry(int(points or 0), at)
-
-
-def _parse(value: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    lots = open_lots(session, member_id, now)
+    return Expiry(lots[0][1], lots[0][0]) if lots else None
 
 
 def earned_since(session: Session, member_id: int, since: dt.datetime) -> int:

@@ -191,10 +191,18 @@ class Summary:
 
 
 def summary(
-    session: Session, program: Program, member_id: int, tier_id: int | None, now: dt.datetime
+    session: Session,
+    program: Program,
+    member_id: int,
+    tier_id: int | None,
+    now: dt.datetime,
+    ladder: list[tiers.Tier] | None = None,
 ) -> Summary:
+    """Balance, tier and next expiry: the open lots grouped by their end give both the balance
+    and the next expiry in one read. `ladder`: the club's, if the caller keeps it in memory."""
+    lots = ledger.open_lots(session, member_id, now)
     return Summary(
-        balance=ledger.balance(session, member_id, now),
-        standing=tiers.standing(session, program, member_id, tier_id, now),
-        expiry=ledger.next_expiry(session, member_id, now),
+        balance=sum(points for _, points in lots),
+        standing=tiers.standing(session, program, member_id, tier_id, now, ladder),
+        expiry=ledger.Expiry(lots[0][1], lots[0][0]) if lots else None,
     )
