@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
@@ -378,28 +379,33 @@ def parse_date_time(value: str) -> dt.datetime | None:
         return None
 
 
-def validator(name: str) -> Draft202012Validator:
-    """A validator for one schema, its `$ref`s resolved within SCHEMAS (as in the document)."""
-    root = {"$ref": ref(name)["$ref"], "components": {"schemas": SCHEMAS}}
-    return _with_fast_path(Draft202012Validator(root, format_checker=FORMATS))
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """One schema compiled twice. jsonschema-rs says whether a value is valid in about 2 µs,
+    where jsonschema takes about 300 µs (the largest cost of a purchase on the event loop, see
+    bench/purchases.py); jsonschema then explains an invalid value: its errors name the field."""
+
+    fast: Any
+    slow: Draft202012Validator
 
 
-def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
-    """A validator for a parameter's schema (which has no `$ref`s)."""
-    return _with_fast_path(Draft202012Validator(schema, format_checker=FORMATS))
-
-
-# The same schema compiled by jsonschema-rs: it says whether a body is valid in about 2 µs,
-# where jsonschema takes about 300 µs (the largest cost of a purchase on the event loop, see
-# bench/purchases.py). jsonschema still explains an invalid body: its errors name the field.
-_FAST: dict[int, Any] = {}
-
-
-def _with_fast_path(slow: Draft202012Validator) -> Draft202012Validator:
-    _FAST[id(slow)] = jsonschema_rs.Draft202012Validator(
-        slow.schema, formats={"date-time": is_date_time}, validate_formats=True
+def _compiled(schema: dict[str, Any]) -> Validator:
+    return Validator(
+        fast=jsonschema_rs.Draft202012Validator(
+            schema, formats={"date-time": is_date_time}, validate_formats=True
+        ),
+        slow=Draft202012Validator(schema, format_checker=FORMATS),
     )
-    return slow
+
+
+def validator(name: str) -> Validator:
+    """A validator for one schema, its `$ref`s resolved within SCHEMAS (as in the document)."""
+    return _compiled({"$ref": ref(name)["$ref"], "components": {"schemas": SCHEMAS}})
+
+
+def validator_for(schema: dict[str, Any]) -> Validator:
+    """A validator for a parameter's schema (which has no `$ref`s)."""
+    return _compiled(schema)
 
 
 class Invalid(ValueError):
@@ -411,15 +417,14 @@ class Invalid(ValueError):
         self.reason = reason
 
 
-def check(validator: Draft202012Validator, value: Any, name: str = "") -> None:
+def check(validator: Validator, value: Any, name: str = "") -> None:
     """Raise Invalid naming the field of the most relevant error, if there is one."""
     control = control_character(value)
     if control is not None:
         raise Invalid(path(name, control), "must not contain control characters")
-    fast = _FAST.get(id(validator))
-    if fast is not None and fast.is_valid(value):
+    if validator.fast.is_valid(value):
         return
-    errors = list(validator.iter_errors(value))
+    errors = list(validator.slow.iter_errors(value))
     # Phone or member id is asked for last, and said plainly (best_match would descend into
     # oneOf's branches and say only "phone is required").
     either = [e for e in errors if e.validator_value == PURCHASE_IN["oneOf"]]
