@@ -363,6 +363,41 @@ async def row_counts(url: str) -> dict[str, int]:
 # --- the servers ----------------------------------------------------------------------------------
 
 
+def server_env(url: str, port: int) -> dict[str, str]:
+    """The environment `klubb` runs with in a bench: its database and port, the bench's Twilio
+    token and public URL, no scheduler, warnings only."""
+    env = {
+        **os.environ,
+        "KLUBB_DATABASE_URL": url,
+        "KLUBB_HOST": "127.0.0.1",
+        "KLUBB_PORT": str(port),
+        "KLUBB_PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "KLUBB_SCHEDULER": "off",
+        "KLUBB_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("KLUBB_CONSOLE_OUTBOX", None)
+    return env
+
+
+def prepare_database(url: str, env: dict[str, str]) -> bool:
+    """A fresh schema with the demo club (`klubb migrate`, `klubb init --demo`); False, with
+    the reason printed, if a step failed."""
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).get_backend_name() == "postgresql":
+        asyncio.run(reset_postgres(url))
+    for command in (["migrate"], ["init", "--demo"]):
+        done = subprocess.run(
+            [*klubb_command(), *command], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            print(f"bench: klubb {' '.join(command)} failed:\n{done.stderr}", file=sys.stderr)
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -666,29 +701,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: unsupported database {kind}", file=sys.stderr)
             return 2
         klubb_port, bare_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "KLUBB_DATABASE_URL": url,
-            "KLUBB_HOST": "127.0.0.1",
-            "KLUBB_PORT": str(klubb_port),
-            "KLUBB_PUBLIC_URL": PUBLIC_URL,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "KLUBB_SCHEDULER": "off",
-            "KLUBB_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("KLUBB_CONSOLE_OUTBOX", None)
-
+        env = server_env(url, klubb_port)
         began = time.perf_counter()
-        if kind == "postgresql":
-            asyncio.run(reset_postgres(url))
-        for command in (["migrate"], ["init", "--demo"]):
-            done = subprocess.run(
-                [*klubb_command(), *command], cwd=REPO, env=env, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                print(f"bench: klubb {' '.join(command)} failed:\n{done.stderr}", file=sys.stderr)
-                return 2
+        if not prepare_database(url, env):
+            return 2
         version = asyncio.run(populate(url, args.members))
         print(
             f"database: {version} ({kind}), {args.members:,} active members with consent,"

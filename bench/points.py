@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import inspect
 import math
-import os
 import random
 import shlex
 import signal
@@ -941,33 +940,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: unsupported database {kind}", file=sys.stderr)
             return 2
         port = inbound.free_port()
-        env = {
-            **os.environ,
-            "KLUBB_DATABASE_URL": url,
-            "KLUBB_HOST": "127.0.0.1",
-            "KLUBB_PORT": str(port),
-            "KLUBB_PUBLIC_URL": inbound.PUBLIC_URL,
-            "TWILIO_AUTH_TOKEN": inbound.AUTH_TOKEN,
-            "KLUBB_SCHEDULER": "off",
-            "KLUBB_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("KLUBB_CONSOLE_OUTBOX", None)
-
+        env = inbound.server_env(url, port)
         began = time.perf_counter()
-        if kind == "postgresql":
-            asyncio.run(inbound.reset_postgres(url))
-        for command in (["migrate"], ["init", "--demo"]):
-            done = subprocess.run(
-                [*inbound.klubb_command(), *command],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if done.returncode != 0:
-                print(f"bench: klubb {' '.join(command)} failed:\n{done.stderr}", file=sys.stderr)
-                return 2
+        if not inbound.prepare_database(url, env):
+            return 2
         populated = asyncio.run(populate(url, args.pairs, args.others, args.seed, args.sql))
         rows = ", ".join(f"{table} {n:,}" for table, n in populated.rows.items())
         ready = time.perf_counter() - began

@@ -12,21 +12,19 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import random
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import inbound
 from inbound import (
     REPO,
+    Result,
     Server,
     free_port,
     klubb_command,
@@ -111,28 +109,6 @@ def bodies(count: int, members: int, seed: int, prefix: str) -> list[bytes]:
     return found
 
 
-@dataclass
-class Result:
-    name: str
-    sent: int = 0
-    ok: int = 0
-    errors: int = 0
-    elapsed: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    samples: list[str] = field(default_factory=list)
-    server_cpu: float | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.elapsed if self.elapsed else 0.0
-
-    def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
-
-
 async def drive(server: Server, key: str, payloads: list[bytes], concurrency: int, into: Result):
     import aiohttp
 
@@ -150,16 +126,16 @@ async def drive(server: Server, key: str, payloads: list[bytes], concurrency: in
                     status = response.status
             except (aiohttp.ClientError, TimeoutError) as exc:
                 into.errors += 1
-                if len(into.samples) < 5:
-                    into.samples.append(f"{type(exc).__name__}: {exc}")
+                if len(into.error_samples) < 5:
+                    into.error_samples.append(f"{type(exc).__name__}: {exc}")
                 continue
             into.latencies.append(time.perf_counter() - began)
             if status == 201:
                 into.ok += 1
             else:
                 into.errors += 1
-                if len(into.samples) < 5:
-                    into.samples.append(f"{status}: {answer[:200]!r}")
+                if len(into.error_samples) < 5:
+                    into.error_samples.append(f"{status}: {answer[:200]!r}")
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
@@ -261,36 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
         return 0
     sys.path.insert(0, str(REPO))
-    from sqlalchemy.engine import make_url
 
     signal.signal(signal.SIGTERM, inbound._interrupted)
     print(machine())
     with tempfile.TemporaryDirectory(prefix="klubb-bench-") as tmp_name:
         tmp = Path(tmp_name)
         url = args.database_url or f"sqlite+aiosqlite:///{tmp / 'klubb.db'}"
-        kind = make_url(url).get_backend_name()
         port, bare_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "KLUBB_DATABASE_URL": url,
-            "KLUBB_HOST": "127.0.0.1",
-            "KLUBB_PORT": str(port),
-            "KLUBB_PUBLIC_URL": inbound.PUBLIC_URL,
-            "TWILIO_AUTH_TOKEN": inbound.AUTH_TOKEN,
-            "KLUBB_SCHEDULER": "off",
-            "KLUBB_LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = inbound.server_env(url, port)
         began = time.perf_counter()
-        if kind == "postgresql":
-            asyncio.run(inbound.reset_postgres(url))
-        for command in (["migrate"], ["init", "--demo"]):
-            done = subprocess.run(
-                [*klubb_command(), *command], cwd=REPO, env=env, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                print(f"bench: klubb {' '.join(command)} failed:\n{done.stderr}", file=sys.stderr)
-                return 2
+        if not inbound.prepare_database(url, env):
+            return 2
         version = asyncio.run(inbound.populate(url, args.members))
         key = asyncio.run(make_key(url))
         print(
@@ -355,7 +312,7 @@ def report(results: list[Result], servers: list[Server], counts: dict[str, int],
     for server, result in zip(servers, results, strict=True):
         if result.errors:
             print(
-                f"{server.name}: {result.errors} errors; first: {result.samples[:3]}\n"
+                f"{server.name}: {result.errors} errors; first: {result.error_samples[:3]}\n"
                 f"{server.log_tail(15)}",
                 file=sys.stderr,
             )
