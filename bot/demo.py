@@ -55,7 +55,7 @@ DEMO_COUPONS: list[dict[str, Any]] = [
     {
         "key": "reward-100",
         "kind": "reward",
-        "benefit": {"nb": "100 kr rabatt", "sv": "100 kr rabatt", "en": "100 kr off"},
+        "benefit": {"nb": "{amount} rabatt", "sv": "{amount} rabatt", "en": "{amount} off"},
         "valid_days": 90,
         "points_cost": 1000,
         "discount_minor": 10000,
@@ -70,7 +70,7 @@ DEMO_COUPONS: list[dict[str, Any]] = [
     {
         "key": "referral",
         "kind": "referral",
-        "benefit": {"nb": "50 kr rabatt", "sv": "50 kr rabatt", "en": "50 kr off"},
+        "benefit": {"nb": "{amount} rabatt", "sv": "{amount} rabatt", "en": "{amount} off"},
         "valid_days": 60,
         "discount_minor": 5000,
     },

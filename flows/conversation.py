@@ -44,7 +44,7 @@ from flows.turn import (
 from locales.sms import segments
 from store import consent, coupons, loyalty, members, messages, programs, rewards, tiers
 from store import profile as answers
-from store.models import Member, Program
+from store.models import CouponTemplate, Member, Program
 
 # Long texts are kept whole in the log but only this much is read for meaning.
 MAX_READ = 1600
@@ -249,17 +249,25 @@ def _loyalty(
         coupons=tuple(
             CouponView(
                 coupons.display(valid.code),
-                coupons.benefit_of(setup.templates.by_id[valid.template_id], language),
+                _benefit(setup.templates.by_id[valid.template_id], language, program),
                 last_day(valid.valid_until, zone),
             )
             for valid in coupons.valid_codes(session, member.id, now)
             if valid.template_id in setup.templates.by_id
         ),
         rewards=tuple(
-            RewardView(n, t.id, coupons.benefit_of(t, language), t.points_cost or 0)
+            RewardView(n, t.id, _benefit(t, language, program), t.points_cost or 0)
             for n, t in enumerate(setup.rewards, start=1)
         ),
         referral_reward=program.referral_trigger if setup.rewards_referral else None,
+    )
+
+
+def _benefit(template: CouponTemplate, language: str, program: Program) -> str:
+    """What a coupon gives, its {amount} written as money in the member's language."""
+    text = coupons.benefit_of(template, language)
+    return locales.benefit(
+        text, language, amount_minor=template.discount_minor, currency=program.currency
     )
 
 
@@ -469,7 +477,7 @@ def _with_welcome_coupon(
         DONE_WITH_COUPON,
         {
             "code": coupons.display(held.coupon.code),
-            "benefit": held.benefit(language),
+            "benefit": _benefit(held.template, language, program),
             "date": until,
         },
     )

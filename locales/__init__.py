@@ -123,6 +123,14 @@ def format_money(minor_units: int, currency: str, language: str) -> str:
     return to_gsm7(_CODE_BEFORE_DIGIT.sub(r"\1 ", text))
 
 
+def benefit(text: str, language: str, *, amount_minor: int | None, currency: str) -> str:
+    """A coupon's benefit as the club wrote it, its {amount} written as money in the language:
+    "{amount} rabatt" with 10000 NOK reads "100,00 kr rabatt" in nb, "NOK 100.00" in en."""
+    if amount_minor is None or "{amount}" not in text:
+        return text
+    return text.replace("{amount}", format_money(amount_minor, currency, language))
+
+
 def language_for_phone(e164: str) -> str:
     """The language to start with for a phone number: +47 nb, +46 sv, anything else en."""
     # Country calling codes are prefix-free: +47 is only ever Norway (with Svalbard), +46 only

@@ -65,6 +65,8 @@ def create_template(
         raise InvalidSetting("valid_days", "must be between 1 and 3660")
     if not benefit:
         raise InvalidSetting("benefit", "say what the coupon gives, per language")
+    if discount_minor is None and any("{amount}" in text for text in benefit.values()):
+        raise InvalidSetting("benefit", "{amount} needs the coupon's discount_minor")
     template = CouponTemplate(
         program_id=program.id,
         key=key,

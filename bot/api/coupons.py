@@ -20,7 +20,8 @@ async def show(call: Call) -> web.Response:
         held = coupons.find(session, call.caller.program_id, code)
         if held is None:
             raise not_found("coupon", code)
-        return views.coupon(held, views.coupon_language(session, held), call.now)
+        language = views.coupon_language(session, held)
+        return views.coupon(held, language, call.now, views.club(session, call.caller).currency)
 
     return web.json_response(await call.run(work))
 
@@ -35,6 +36,7 @@ async def redeem(call: Call) -> web.Response:
         held = coupons.redeem(
             session, call.caller.program_id, code, call.now, by=call.caller.name, ref=ref
         )
-        return views.coupon(held, views.coupon_language(session, held), call.now)
+        language = views.coupon_language(session, held)
+        return views.coupon(held, language, call.now, views.club(session, call.caller).currency)
 
     return web.json_response(await call.run(work))

@@ -186,7 +186,8 @@ async def member_coupons(call: Call) -> web.Response:
         row = views.member_by_id(session, call.caller, call.params["member_id"])
         language = views.language_of(row)
         held = coupons.valid_for(session, row.id, call.now)
-        return {"coupons": [views.coupon(h, language, call.now) for h in held]}
+        currency = views.club(session, call.caller).currency
+        return {"coupons": [views.coupon(h, language, call.now, currency) for h in held]}
 
     return web.json_response(await call.run(work))
 

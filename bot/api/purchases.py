@@ -129,7 +129,9 @@ def _record(
         "total_minor": purchase.total_minor,
         "points": purchase.points,
         "balance": recorded.balance,
-        "coupons": [views.coupon(held, buyer.language, now) for held in recorded.coupons],
+        "coupons": [
+            views.coupon(held, buyer.language, now, program.currency) for held in recorded.coupons
+        ],
     }
     return view, recorded.replayed
 

@@ -98,13 +98,18 @@ def member(session: Session, program: Program, row: Member, now: dt.datetime) ->
     }
 
 
-def coupon(held: coupons.Held, language: str, now: dt.datetime) -> dict[str, Any]:
+def coupon(held: coupons.Held, language: str, now: dt.datetime, currency: str) -> dict[str, Any]:
     row, template = held.coupon, held.template
     return {
         "code": coupons.display(row.code),
         "state": coupons.state(row, now),
         "kind": template.kind,
-        "benefit": held.benefit(language),
+        "benefit": locales.benefit(
+            held.benefit(language),
+            language,
+            amount_minor=template.discount_minor,
+            currency=currency,
+        ),
         "discount_percent": template.discount_percent,
         "discount_minor": template.discount_minor,
         "member_id": row.member_id,

@@ -114,14 +114,14 @@ class TestCoupons:
         reply = await phone.text("kuponger")
         assert reply.startswith("Kupongene dine: ")
         assert "10% rabatt (til " in reply
-        assert "Belønninger: svar HENT 1 for 100 kr rabatt (1 000 poeng); " in reply
+        assert "Belønninger: svar HENT 1 for 100,00 kr rabatt (1 000 poeng); " in reply
         assert "svar HENT 2 for en drikkeflaske (300 poeng)." in reply
 
     async def test_claim_without_enough_points_changes_nothing(self, phone, shop, db) -> None:
         await join(phone)
         await buy(db, shop, phone.number, 25_000, "T1")
         assert await phone.text("HENT 1") == (
-            "Ikke nok poeng ennå: 100 kr rabatt koster 1 000, du har 250."
+            "Ikke nok poeng ennå: 100,00 kr rabatt koster 1 000, du har 250."
         )
         assert (await phone.text("POENG")).startswith("Du har 250 poeng")
 
@@ -186,8 +186,8 @@ class TestInvite:
         code = re.search(r"BLI MED ([2-9A-Z]{6})", await kari.text("VERV")).group(1)
         ola = Phone(client, "+4798765432")
         await join(ola, f"BLI MED {code.lower()}")
-        assert "50 kr rabatt" in await ola.text("KUPONGER")
-        assert "50 kr rabatt" in await kari.text("KUPONGER")
+        assert "50,00 kr rabatt" in await ola.text("KUPONGER")
+        assert "50,00 kr rabatt" in await kari.text("KUPONGER")
 
     async def test_a_members_own_code_rewards_nobody(self, client, shop, db) -> None:
         kari = Phone(client, "+4791234567")
@@ -196,7 +196,7 @@ class TestInvite:
         await kari.text("STOPP")
         await kari.text(f"BLI MED {code}")
         await kari.text("JA")
-        assert "50 kr rabatt" not in await kari.text("KUPONGER")
+        assert "50,00 kr rabatt" not in await kari.text("KUPONGER")
 
 
 class TestLedgerStaysWhole:
@@ -211,3 +211,16 @@ class TestLedgerStaysWhole:
             return ledger.totals(session, member_id)
 
         assert await db.run(totals) == (100, 100)
+
+
+class TestMoney:
+    async def test_amounts_are_money_in_the_members_language(self, client, shop) -> None:
+        """A coupon worth an amount says it as Babel writes money: nb 100,00 kr, en NOK 100.00."""
+        english = Phone(client, "+447700900123")
+        await english.text("JOIN")
+        await english.text("YES")
+        assert "reply CLAIM 1 for NOK 100.00 off (1,000 points)" in await english.text("COUPONS")
+        swedish = Phone(client, "+46701234567")
+        await swedish.text("GÅ MED")
+        await swedish.text("JA")
+        assert "svara HÄMTA 1 för 100,00 Nkr rabatt" in await swedish.text("KUPONGER")

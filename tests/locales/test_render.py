@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+import locales
 from locales import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
@@ -240,3 +241,18 @@ def test_babel_locale(language, expected):
 )
 def test_language_for_phone(phone, expected):
     assert language_for_phone(phone) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("nb", "100,00 kr rabatt"), ("sv", "100,00 Nkr rabatt"), ("en", "NOK 100.00 rabatt")],
+)
+def test_a_benefit_s_amount_is_money_in_the_language(language, expected):
+    assert locales.benefit("{amount} rabatt", language, amount_minor=10000, currency="NOK") == (
+        expected
+    )
+
+
+def test_a_benefit_without_an_amount_is_left_as_written():
+    assert locales.benefit("10% off", "en", amount_minor=None, currency="NOK") == "10% off"
+    assert locales.benefit("a cake", "en", amount_minor=500, currency="NOK") == "a cake"

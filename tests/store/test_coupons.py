@@ -230,6 +230,7 @@ async def test_templates_are_checked(loyalty_db: Database) -> None:
             {"kind": coupons.WELCOME, "valid_days": 0},
             {"kind": coupons.WELCOME, "valid_days": 3661},
             {"kind": coupons.WELCOME, "benefit": {}},
+            {"kind": coupons.WELCOME, "benefit": {"en": "{amount} off"}},
         ):
             args = {"key": "k", "benefit": {"en": "10% off"}, "valid_days": 30, **kwargs}
             refused.append(
@@ -246,6 +247,7 @@ async def test_templates_are_checked(loyalty_db: Database) -> None:
         "points_cost",
         "valid_days",
         "valid_days",
+        "benefit",
         "benefit",
     ]
 
