@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,22 +24,43 @@ class GatewayError(Exception):
 
 
 class OptedOut(GatewayError):
-    """The carrier says the number has opted out: never retry."""
+    """The carrier says the number has opted out: never retry; the member is flagged."""
 
 
 class InvalidNumber(GatewayError):
-    """The number can't receive SMS: never retry."""
+    """The number can't receive SMS: never retry; the member is flagged."""
+
+
+class Rejected(GatewayError):
+    """The gateway refused this message for good (its body, the sender number...): never retry."""
 
 
 class Throttled(GatewayError):
     """Too fast: back off and retry."""
 
+    def __init__(
+        self, message: str, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
+
 
 class Transient(GatewayError):
-    """A passing failure: retry later."""
+    """A passing failure, and the message was certainly not taken: retry later."""
+
+
+class InDoubt(GatewayError):
+    """The request may have reached the gateway (a timeout after sending, a broken answer): the
+    row stays in `sending` until `find_sent` tells whether it went."""
 
 
 class Gateway(Protocol):
     async def send(self, message: OutboundSms) -> str:
         """Send one SMS; return the provider's id for it, or raise a GatewayError."""
+        ...
+
+    async def find_sent(self, message: OutboundSms, since: dt.datetime) -> str | None:
+        """The provider's id of this very message if the gateway took it at or after `since`
+        (same to, from and body), or None if it never did. Used to settle rows left in
+        `sending` by a crash before anything is sent again."""
         ...

@@ -79,7 +79,13 @@ class Program(Base):
     currency: Mapped[str] = mapped_column(String(3))
     contact: Mapped[str] = mapped_column(String(200))
     privacy_url: Mapped[str] = mapped_column(String(300))
+    # The cap: marketing SMS per member per rolling 30 days (1-3).
     marketing_per_month: Mapped[int] = mapped_column(Integer, default=2)
+    # Quiet hours in the member's zone (hours 0-23): marketing waits from start until end.
+    quiet_start: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
+    quiet_end: Mapped[int] = mapped_column(Integer, default=9, server_default="9")
+    # What one SMS segment costs the club, in minor units of its currency (for estimates).
+    sms_price_minor: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
     min_age: Mapped[int] = mapped_column(Integer, default=13)
     # Earning: `earn_points` points for every `earn_per_minor` minor units (1 per 100 = 1 per kr).
     earn_points: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -121,6 +127,7 @@ class Member(Base):
         Index("ix_members_program_phone_hash", "program_id", "phone_hash"),
         # The daily tier review finds the members whose tier is due for a check.
         Index("ix_members_tier_until", "tier_until"),
+        Index("ix_members_program_language", "program_id", "language"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -145,6 +152,12 @@ class Member(Base):
     )
     tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id", ondelete="SET NULL"))
     tier_until: Mapped[dt.date | None] = mapped_column(Date)
+    # The store where the member joined (a till's API key names its store).
+    store: Mapped[str | None] = mapped_column(String(40))
+    # Delivery: failures in a row, and when the number was flagged as unreachable (the carrier
+    # says opted out or invalid, or it kept failing); a flagged number gets no marketing.
+    delivery_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    undeliverable_at: Mapped[dt.datetime | None]
 
 
 class ConsentEvent(Base):
@@ -227,14 +240,30 @@ class OutboxMessage(Base):
     """Every SMS Klubb sends, before it is sent.
 
     kind: reply (answered inline in the webhook), system or marketing.
-    status: sent_inline, queued, sending, sent, failed or skipped.
+    status: sent_inline, queued, sending, sent, failed, skipped (a guard rail held it back at
+    sending; `error` says which) or held_out (the campaign's control group: recorded, not sent).
+    delivery: what the carrier said afterwards (delivered, undelivered, failed), via callbacks.
+
+    A campaign's row is unique per (campaign, member, occasion): planning twice plans once, and
+    a journey sends once per occasion (a birthday's year, a purchase, a tier).
     """
 
     __tablename__ = "outbox_messages"
     __table_args__ = (
         UniqueConstraint("dedupe_key"),
+        UniqueConstraint("campaign_id", "member_id", "occasion"),
         Index("ix_outbox_messages_status_due", "status", "send_after"),
         Index("ix_outbox_messages_program_to", "program_id", "to_number"),
+        Index("ix_outbox_messages_provider_id", "provider_id"),
+        # The cap: a member's marketing messages in a window, read without touching the rows.
+        Index(
+            "ix_outbox_messages_marketing",
+            "program_id",
+            "kind",
+            "send_after",
+            "member_id",
+            "status",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -245,18 +274,95 @@ class OutboxMessage(Base):
     inbound_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound_messages.id", ondelete="SET NULL")
     )
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    occasion: Mapped[str] = mapped_column(String(40), default="", server_default="")
     kind: Mapped[str] = mapped_column(String(10))
     status: Mapped[str] = mapped_column(String(12))
     to_number: Mapped[str | None] = mapped_column(String(20))
     from_number: Mapped[str] = mapped_column(String(20))
+    # A campaign's rows are planned without a body: it is written when the row is claimed,
+    # with the member's name, points and coupon as they are then.
     body: Mapped[str | None] = mapped_column(Text)
     segments: Mapped[int] = mapped_column(Integer)
     dedupe_key: Mapped[str | None] = mapped_column(String(100))
     provider_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime]
     send_after: Mapped[dt.datetime | None]
+    claimed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    delivery: Mapped[str | None] = mapped_column(String(12))
+    delivery_error: Mapped[str | None] = mapped_column(String(10))
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class DeliveryReceipt(Base):
+    """A status callback from the gateway, appended once per (message, status).
+
+    Kept as a log (a callback may arrive before the sender has written the provider's id on
+    its outbox row; the sender applies the ones that are waiting)."""
+
+    __tablename__ = "delivery_receipts"
+    __table_args__ = (UniqueConstraint("provider_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    provider_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12))
+    error_code: Mapped[str | None] = mapped_column(String(10))
+    received_at: Mapped[dt.datetime]
+
+
+class Segment(Base):
+    """A saved filter over the club's members, stored as data (see store.segments)."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("program_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(60))
+    filter: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Campaign(Base):
+    """A broadcast (sent once, to a segment) or a journey (sent by a trigger, once per occasion).
+
+    texts: the message per language, with placeholders; a journey without texts uses the
+    catalog's wording for its trigger. filter: the segment's filter as it was when the
+    campaign was planned (a segment edited later doesn't change who a sent campaign reached).
+    status: broadcasts go scheduled -> planning -> sending -> done, or cancelled; journeys are
+    active or paused.
+    """
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        UniqueConstraint("program_id", "trigger"),
+        Index("ix_campaigns_status_send_at", "status", "send_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(10))
+    trigger: Mapped[str | None] = mapped_column(String(20))
+    settings: Mapped[dict[str, Any] | None]
+    texts: Mapped[dict[str, Any] | None]
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
+    filter: Mapped[dict[str, Any] | None]
+    coupon_template_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_templates.id"))
+    control_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(String(12))
+    send_at: Mapped[dt.datetime | None]
+    # Planning goes through the members in id order, a chunk per commit; this is how far it got.
+    planned_through: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_by: Mapped[str | None] = mapped_column(String(60))
+    created_at: Mapped[dt.datetime]
+    planned_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
 
 
 class Tier(Base):
@@ -310,6 +416,8 @@ class Purchase(Base):
     __table_args__ = (
         UniqueConstraint("program_id", "transaction_id"),
         Index("ix_purchases_member_occurred", "member_id", "occurred_at"),
+        # Segments: who bought within a period, at a store.
+        Index("ix_purchases_program_occurred", "program_id", "occurred_at", "member_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -39,6 +39,29 @@ class ConsoleGateway:
             await asyncio.to_thread(_append, self.outbox, line)
         return provider_id
 
+    async def find_sent(self, message: OutboundSms, since: dt.datetime) -> str | None:
+        """The id of a line this gateway wrote for the same outbox row, if any."""
+        if self.outbox is None:
+            # Only the log saw it: it can't be read back, and a duplicate on a laptop's log
+            # harms no one, so an unsettled row is sent again.
+            return None
+        async with self._lock:
+            return await asyncio.to_thread(_find, self.outbox, message)
+
+
+def _find(path: Path, message: OutboundSms) -> str | None:
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8") as file:
+        for line in file:
+            try:
+                sent = json.loads(line)
+            except ValueError:
+                continue
+            if sent.get("reference") == message.reference and sent.get("to") == message.to:
+                return str(sent.get("id"))
+    return None
+
 
 def _append(path: Path, line: str) -> None:
     with path.open("a", encoding="utf-8") as file:
