@@ -1,49 +1,116 @@
-"""APScheduler inside `klubb serve`: the jobs and how they are started and stopped."""
+"""APScheduler inside `klubb serve` or alone in `klubb worker`: the jobs, started and stopped.
+
+Any number of processes send (the outbox is claimed row by row); only the leader plans
+broadcasts, evaluates journeys and runs the loyalty jobs (scheduler.leader)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler import loyalty, sender
+from scheduler import journeys, loyalty, sender
 from scheduler.gateway import Gateway
+from scheduler.leader import Leadership
+from store import campaigns
 from store.database import Database
+
+log = logging.getLogger(__name__)
 
 # APScheduler logs every run at INFO: the sender runs every second, which would bury the log.
 logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 SEND_EVERY_SECONDS = 1
+PLAN_EVERY_SECONDS = 15
+JOURNEYS_EVERY_MINUTES = 15
 LOYALTY_EVERY_HOURS = 1
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def plan_broadcasts(db: Database, now: Clock = utc_now) -> int:
+    """Plan every broadcast whose time has come, a chunk of members per transaction (so a
+    member's text never waits long behind it). Returns the outbox rows written."""
+    written = 0
+    for campaign_id in await db.run(functools.partial(campaigns.due_for_planning, now=now())):
+        while True:
+            step = await db.run(
+                functools.partial(campaigns.plan_chunk, campaign_id=campaign_id, now=now())
+            )
+            written += step.rows
+            if step.done:
+                log.info("campaign %s planned", campaign_id)
+                break
+    return written
+
+
+def _led(leadership: Leadership, job: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """The job, run only while this process holds the leadership (tried again each time)."""
+
+    @functools.wraps(job)
+    async def run(*args: Any) -> Any:
+        if not await leadership.try_acquire():
+            return None
+        return await job(*args)
+
+    return run
 
 
 @contextlib.asynccontextmanager
-async def running_scheduler(db: Database, gateway: Gateway) -> AsyncIterator[AsyncIOScheduler]:
+async def running_scheduler(
+    db: Database, gateway: Gateway, *, send_rate: float = sender.DEFAULT_RATE
+) -> AsyncIterator[AsyncIOScheduler]:
     scheduler = AsyncIOScheduler(timezone="UTC")
+    leadership = Leadership(db.url)
+    pacer = sender.Pacer(send_rate)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    every = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
         sender.drain,
         "interval",
         seconds=SEND_EVERY_SECONDS,
-        args=(db, gateway),
         id="outbox-sender",
-        max_instances=1,
-        coalesce=True,
+        kwargs={"db": db, "gateway": gateway, "pacer": pacer},
+        **every,
     )
     scheduler.add_job(
-        loyalty.run_daily,
+        _led(leadership, plan_broadcasts),
+        "interval",
+        seconds=PLAN_EVERY_SECONDS,
+        args=(db,),
+        id="campaign-planner",
+        next_run_time=soon,
+        **every,
+    )
+    scheduler.add_job(
+        _led(leadership, journeys.run),
+        "interval",
+        minutes=JOURNEYS_EVERY_MINUTES,
+        args=(db,),
+        id="journeys",
+        next_run_time=soon + dt.timedelta(seconds=20),
+        **every,
+    )
+    scheduler.add_job(
+        _led(leadership, loyalty.run_daily),
         "interval",
         hours=LOYALTY_EVERY_HOURS,
         args=(db,),
         id="loyalty-daily",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30),
+        next_run_time=soon + dt.timedelta(seconds=30),
+        **every,
     )
     scheduler.start()
     try:
         yield scheduler
     finally:
         scheduler.shutdown(wait=False)
+        await leadership.release()

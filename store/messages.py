@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select
@@ -12,27 +11,9 @@ from sqlalchemy.orm import Session
 
 from store.models import InboundMessage, OutboxMessage
 
-# Outbox kinds and statuses, and the transitions a row may make (anything else raises).
+# Outbox kinds and statuses (store.sending moves rows on from queued).
 REPLY, SYSTEM, MARKETING = "reply", "system", "marketing"
-SENT_INLINE, QUEUED, SENDING, SENT, FAILED, SKIPPED = (
-    "sent_inline",
-    "queued",
-    "sending",
-    "sent",
-    "failed",
-    "skipped",
-)
-TRANSITIONS = {
-    QUEUED: {SENDING, SKIPPED},
-    SENDING: {SENT, FAILED, QUEUED},
-}
-
-
-RETRY_AFTER = dt.timedelta(seconds=30)
-
-
-class InvalidTransition(ValueError):
-    """An outbox row was asked to move where its lifecycle does not go."""
+SENT_INLINE, QUEUED = "sent_inline", "queued"
 
 
 # Built once: these run on every inbound text (the hot path), and building a statement
@@ -175,53 +156,3 @@ def enqueue(
     session.add(message)
     session.flush()
     return message
-
-
-def claim_due(session: Session, now: dt.datetime, limit: int) -> Sequence[OutboxMessage]:
-    """Move up to `limit` due rows from queued to sending and return them (committed by the
-    caller before anything is sent, so a crash leaves them visibly in doubt)."""
-    query = (
-        select(OutboxMessage)
-        .where(OutboxMessage.status == QUEUED, OutboxMessage.send_after <= now)
-        .order_by(OutboxMessage.send_after, OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    rows = session.scalars(query).all()
-    for row in rows:
-        transition(row, SENDING)
-    return rows
-
-
-def transition(
-    row: OutboxMessage,
-    status: str,
-    *,
-    provider_id: str | None = None,
-    error: str | None = None,
-    now: dt.datetime | None = None,
-) -> None:
-    if status not in TRANSITIONS.get(row.status, set()):
-        raise InvalidTransition(f"outbox row {row.id}: {row.status} -> {status}")
-    row.status = status
-    if provider_id is not None:
-        row.provider_id = provider_id
-    if error is not None:
-        row.error = error[:200]
-    if status == SENT:
-        row.sent_at = now
-    if status == QUEUED and now is not None:
-        # Throttled or a passing failure: wait before the next try.
-        row.send_after = now + RETRY_AFTER
-
-
-def finish(
-    session: Session,
-    outcomes: Sequence[tuple[int, str, str | None, str | None]],
-    now: dt.datetime,
-) -> None:
-    """Record what the gateway said of claimed rows: (id, status, provider_id, error)."""
-    for row_id, status, provider_id, error in outcomes:
-        row = session.get(OutboxMessage, row_id)
-        if row is not None:
-            transition(row, status, provider_id=provider_id, error=error, now=now)

@@ -255,7 +255,9 @@ class OutboxMessage(Base):
         Index("ix_outbox_messages_status_due", "status", "send_after"),
         Index("ix_outbox_messages_program_to", "program_id", "to_number"),
         Index("ix_outbox_messages_provider_id", "provider_id"),
-        # The cap: a member's marketing messages in a window, read without touching the rows.
+        # The cap, read from the index alone: per member for a planning chunk or a sending
+        # batch (this one also serves erasure's lookup by member), per club for a preview.
+        Index("ix_outbox_messages_member_kind", "member_id", "kind", "send_after", "status"),
         Index(
             "ix_outbox_messages_marketing",
             "program_id",
@@ -268,9 +270,7 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
-    member_id: Mapped[int | None] = mapped_column(
-        ForeignKey("members.id", ondelete="SET NULL"), index=True
-    )
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     inbound_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound_messages.id", ondelete="SET NULL")
     )

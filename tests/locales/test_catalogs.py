@@ -82,6 +82,16 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "invite.code": {"club", "code", "number"},
     "invite.reward.signup": set(),
     "invite.reward.purchase": set(),
+    "campaign.stop_footer": set(),
+    "journey.coupon": {"coupon_code"},
+    "journey.welcome": {"club", "first_name"},
+    "journey.birthday": {"club", "first_name"},
+    "journey.expiring": {"club", "expiring_points", "expiry_date", "first_name"},
+    "journey.balance": {"club", "first_name", "points"},
+    "journey.after_purchase": {"club", "first_name", "points"},
+    "journey.winback": {"club", "first_name"},
+    "journey.near_tier": {"club", "first_name", "next_tier", "points_to_next"},
+    "journey.tier_reached": {"club", "first_name", "tier"},
     "loyalty.members_only": {"club"},
 }
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-23 13:17:00.955464
+Create Date: 2026-11-23 13:24:05.943205
 """
 
 from collections.abc import Sequence
@@ -85,7 +85,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('delivery', sa.String(length=12), nullable=True))
         batch_op.add_column(sa.Column('delivery_error', sa.String(length=10), nullable=True))
         batch_op.add_column(sa.Column('delivered_at', store.models.UTCDateTime(timezone=True), nullable=True))
+        batch_op.drop_index(batch_op.f('ix_outbox_messages_member_id'))
         batch_op.create_index('ix_outbox_messages_marketing', ['program_id', 'kind', 'send_after', 'member_id', 'status'], unique=False)
+        batch_op.create_index('ix_outbox_messages_member_kind', ['member_id', 'kind', 'send_after', 'status'], unique=False)
         batch_op.create_index('ix_outbox_messages_provider_id', ['provider_id'], unique=False)
         batch_op.create_unique_constraint(batch_op.f('uq_outbox_messages_campaign_id_member_id_occasion'), ['campaign_id', 'member_id', 'occasion'])
         batch_op.create_foreign_key(batch_op.f('fk_outbox_messages_campaign_id_campaigns'), 'campaigns', ['campaign_id'], ['id'], ondelete='CASCADE')
@@ -115,7 +117,9 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_outbox_messages_campaign_id_campaigns'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('uq_outbox_messages_campaign_id_member_id_occasion'), type_='unique')
         batch_op.drop_index('ix_outbox_messages_provider_id')
+        batch_op.drop_index('ix_outbox_messages_member_kind')
         batch_op.drop_index('ix_outbox_messages_marketing')
+        batch_op.create_index(batch_op.f('ix_outbox_messages_member_id'), ['member_id'], unique=False)
         batch_op.drop_column('delivered_at')
         batch_op.drop_column('delivery_error')
         batch_op.drop_column('delivery')

@@ -1,0 +1,504 @@
+"""Campaigns: a broadcast to a segment, checked and estimated before it goes, then planned into
+the outbox in chunks (guard rails and the control group applied in SQL, never in Python)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+import locales
+from store import outreach, programs, segments
+from store.errors import Conflict, InvalidInput, NotFound
+from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program, Segment, Tier
+
+BROADCAST, JOURNEY = "broadcast", "journey"
+SCHEDULED, PLANNING, SENDING, DONE, CANCELLED = (
+    "scheduled",
+    "planning",
+    "sending",
+    "done",
+    "cancelled",
+)
+ACTIVE, PAUSED = "active", "paused"
+# What a broadcast's text may say about the member; journeys add their own (store.journeys).
+PLACEHOLDERS = frozenset({"first_name", "points", "tier", "coupon_code", "club"})
+MAX_TEXT = 640  # four GSM-7 segments: more is a letter, not an SMS
+MAX_CONTROL = 50
+# Members per planning commit: on SQLite a commit holds the only write lock, and a member's
+# text waits behind it (PERFORMANCE.md: 5,000 rows ≈ 0.1 s).
+PLAN_CHUNK = 5000
+# Planned this long before its time, a broadcast is in the outbox when its moment comes.
+PLAN_AHEAD = dt.timedelta(minutes=5)
+# Deterministic hash of (member, campaign) for the control group: the same member is held
+# out of the same campaign on every planning run, and the split is recorded on the row.
+_HASH_A, _HASH_B, _HASH_P = 2654435761, 40503, 1000003
+
+# Sample values for sizing a text before it is sent: long-ish, so estimates err on the high side.
+_SAMPLE = {
+    "first_name": "Kristoffer",
+    "points": "12 345",
+    "coupon_code": "ABCD-2345",
+}
+
+_MEMBERS = Member.__table__
+_OUTBOX = OutboxMessage.__table__
+_INSERT_OUTBOX = {
+    "sqlite": sqlite.insert(_OUTBOX).on_conflict_do_nothing(
+        index_elements=["campaign_id", "member_id", "occasion"]
+    ),
+    "postgresql": postgresql.insert(_OUTBOX).on_conflict_do_nothing(
+        index_elements=["campaign_id", "member_id", "occasion"]
+    ),
+}
+
+
+def check_texts(texts: Mapping[str, str], allowed: frozenset[str] = PLACEHOLDERS) -> dict[str, str]:
+    """The texts per language, checked: known languages, not empty, not too long, and only
+    placeholders the renderer knows (a typo like {frist_name} would reach members raw)."""
+    if not texts:
+        raise InvalidInput("texts", "give the message in at least one language")
+    checked: dict[str, str] = {}
+    for language, text in texts.items():
+        if language not in locales.LANGUAGES:
+            raise InvalidInput(
+                f"texts.{language}", f"language must be one of {', '.join(locales.LANGUAGES)}"
+            )
+        text = text.strip()
+        if not text:
+            raise InvalidInput(f"texts.{language}", "must not be empty")
+        if len(text) > MAX_TEXT:
+            raise InvalidInput(f"texts.{language}", f"at most {MAX_TEXT} characters")
+        try:
+            fields = [field for _, field, spec, _ in string.Formatter().parse(text) if field]
+            specs = [spec for _, field, spec, _ in string.Formatter().parse(text) if spec]
+        except ValueError as exc:
+            raise InvalidInput(
+                f"texts.{language}", f"a brace is not closed or not doubled ({exc})"
+            ) from None
+        unknown = sorted({f for f in fields if f not in allowed})
+        if unknown or specs or any(field.isdigit() for field in fields):
+            names = ", ".join("{" + name + "}" for name in sorted(allowed))
+            raise InvalidInput(
+                f"texts.{language}",
+                f"unknown placeholder {', '.join(unknown) or 'format'}; use {names}",
+            )
+        checked[language] = text
+    return checked
+
+
+def create_broadcast(
+    session: Session,
+    program: Program,
+    *,
+    name: str,
+    texts: Mapping[str, str],
+    segment: str | None,
+    now: dt.datetime,
+    send_at: dt.datetime | None = None,
+    control_percent: int = 0,
+    coupon: str | None = None,
+    created_by: str | None = None,
+) -> Campaign:
+    """A broadcast scheduled for `send_at` (now when None) to a saved segment (everyone with
+    consent when None). Raises InvalidInput naming the field, or NotFound for the segment or
+    coupon template."""
+    name = name.strip()
+    if not name or len(name) > 80:
+        raise InvalidInput("name", "must be 1 to 80 characters")
+    checked = check_texts(texts)
+    if not 0 <= control_percent <= MAX_CONTROL:
+        raise InvalidInput("control", f"must be between 0 and {MAX_CONTROL} percent")
+    if send_at is not None and send_at.tzinfo is None:
+        raise InvalidInput("send_at", "needs a time zone (e.g. 2026-12-01T10:00+01:00)")
+    if send_at is not None and send_at < now - dt.timedelta(minutes=1):
+        raise InvalidInput("send_at", "is in the past")
+    saved: Segment | None = None
+    if segment is not None:
+        saved = segments.get(session, program.id, segment)
+    template: CouponTemplate | None = None
+    if coupon is not None:
+        template = session.scalar(
+            select(CouponTemplate).where(
+                CouponTemplate.program_id == program.id,
+                CouponTemplate.key == coupon,
+                CouponTemplate.active.is_(True),
+            )
+        )
+        if template is None:
+            raise NotFound("coupon template", coupon)
+    if any("{coupon_code}" in text for text in checked.values()) and template is None:
+        raise InvalidInput("texts", "{coupon_code} needs a coupon to issue (--coupon KEY)")
+    campaign = Campaign(
+        program_id=program.id,
+        name=name,
+        kind=BROADCAST,
+        texts=checked,
+        segment_id=saved.id if saved else None,
+        filter=dict(saved.filter) if saved else {"all": []},
+        coupon_template_id=template.id if template else None,
+        control_percent=control_percent,
+        status=SCHEDULED,
+        send_at=send_at or now,
+        planned_through=0,
+        created_by=created_by,
+        created_at=now,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def get(session: Session, program_id: int, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or campaign.program_id != program_id:
+        raise NotFound("campaign", str(campaign_id))
+    return campaign
+
+
+def all_of(session: Session, program_id: int, limit: int = 50) -> list[Campaign]:
+    return list(
+        session.scalars(
+            select(Campaign)
+            .where(Campaign.program_id == program_id)
+            .order_by(Campaign.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def cancel(session: Session, program_id: int, campaign_id: int, now: dt.datetime) -> int:
+    """Stop a broadcast: nothing more is planned, and its queued messages are skipped.
+    Returns how many were still waiting. A message already handed to the gateway has gone."""
+    campaign = get(session, program_id, campaign_id)
+    if campaign.kind != BROADCAST:
+        raise Conflict("not_a_broadcast", "pause a journey instead of cancelling it")
+    if campaign.status in (DONE, CANCELLED):
+        raise Conflict(f"campaign_{campaign.status}", f"the campaign is already {campaign.status}")
+    campaign.status = CANCELLED
+    campaign.finished_at = now
+    waiting = session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.status == "queued")
+        .values(status="skipped", error="cancelled")
+    )
+    return int(waiting.rowcount or 0)
+
+
+# --- before sending: who, how many segments, what it costs ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageEstimate:
+    language: str
+    recipients: int
+    encoding: str
+    segments: int  # per message, with sample values for the placeholders
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a broadcast would do if planned now."""
+
+    matching: int  # in the segment (any consent)
+    recipients: int  # after every guard rail and the control group
+    held_out: int  # the control group
+    capped: int  # left out by the cap
+    no_consent: int  # in the segment without consent (or unreachable)
+    languages: list[LanguageEstimate]
+    sms_segments: int
+    cost_minor: int
+    currency: str
+    first_send: dt.datetime  # send_at, or the end of quiet hours it falls in (club's zone)
+
+
+def preview(session: Session, program: Program, campaign: Campaign, now: dt.datetime) -> Preview:
+    """Recipients after the guard rails, SMS segments per language and the estimated cost."""
+    moment = _first_send(program, campaign, now)
+    in_segment = _segment_clause(program, campaign, now, session)
+    base = and_(_MEMBERS.c.program_id == program.id, in_segment)
+    eligible = and_(base, outreach.may_receive())
+    capped_out = and_(eligible, outreach.under_cap(program, moment))
+    hashed = _control_hash(campaign.id)
+    language = _language_column(program)
+    counts = session.execute(
+        select(
+            language.label("language"),
+            func.count().label("total"),
+            func.sum(case((hashed < campaign.control_percent, 1), else_=0)).label("held"),
+        )
+        .where(capped_out)
+        .group_by(language)
+    ).all()
+    matching = session.scalar(select(func.count()).select_from(_MEMBERS).where(base)) or 0
+    reachable = session.scalar(select(func.count()).select_from(_MEMBERS).where(eligible)) or 0
+    sendable = sum(row.total for row in counts)
+    held = sum(int(row.held or 0) for row in counts)
+    by_language: dict[str, int] = {}
+    for row in counts:
+        used = text_language(campaign.texts or {}, row.language)
+        by_language[used] = by_language.get(used, 0) + row.total - int(row.held or 0)
+    estimates = []
+    total_segments = 0
+    for lang, recipients in sorted(by_language.items()):
+        sample = sample_text(session, program, campaign, lang)
+        size = locales.segments(sample)
+        estimates.append(LanguageEstimate(lang, recipients, size.encoding, size.segments))
+        total_segments += recipients * size.segments
+    return Preview(
+        matching=matching,
+        recipients=sendable - held,
+        held_out=held,
+        capped=reachable - sendable,
+        no_consent=matching - reachable,
+        languages=estimates,
+        sms_segments=total_segments,
+        cost_minor=total_segments * program.sms_price_minor,
+        currency=program.currency,
+        first_send=moment,
+    )
+
+
+def text_language(texts: Mapping[str, Any], member_language: str) -> str:
+    """Which of the campaign's texts a member gets: their own language, else English, else the
+    club's first text (an owner who wrote only Norwegian still reaches everyone)."""
+    if member_language in texts:
+        return member_language
+    if locales.DEFAULT_LANGUAGE in texts:
+        return locales.DEFAULT_LANGUAGE
+    return next(iter(texts))
+
+
+def sample_text(session: Session, program: Program, campaign: Campaign, language: str) -> str:
+    """The text as a member would get it, with long sample values, the club's name, the
+    longest tier name and the opt-out footer: what sizes the estimate."""
+    texts = campaign.texts or {}
+    template = texts[text_language(texts, language)]
+    ladder = session.scalars(select(Tier).where(Tier.program_id == program.id)).all()
+    tier_names = [str(t.name.get(language) or next(iter(t.name.values()))) for t in ladder]
+    values = {**_SAMPLE, "club": program.name, "tier": max(tier_names, key=len, default="")}
+    return compose(template.format_map(values), language)
+
+
+def compose(text: str, language: str) -> str:
+    """A marketing SMS as sent: the text and the opt-out line the law asks for in every one."""
+    return locales.to_gsm7(text + "\n" + locales.render("campaign.stop_footer", language))
+
+
+# --- planning: the outbox rows, in chunks -----------------------------------------------------
+
+
+def due_for_planning(session: Session, now: dt.datetime) -> list[int]:
+    """Broadcasts whose time has (nearly) come and that are not fully planned yet."""
+    return list(
+        session.scalars(
+            select(Campaign.id)
+            .where(
+                Campaign.kind == BROADCAST,
+                Campaign.status.in_((SCHEDULED, PLANNING)),
+                Campaign.send_at <= now + PLAN_AHEAD,
+            )
+            .order_by(Campaign.send_at, Campaign.id)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    rows: int  # outbox rows written by this chunk (recipients and held out)
+    done: bool  # every member has been considered
+
+
+def plan_chunk(
+    session: Session, campaign_id: int, now: dt.datetime, chunk: int = PLAN_CHUNK
+) -> Planned:
+    """Plan the next `chunk` members (by id) of a broadcast: one INSERT ... SELECT with the
+    segment, the guard rails and the control group in its WHERE, idempotent on the outbox's
+    (campaign, member, occasion) key. Call until `done`; each call is its own transaction."""
+    campaign = session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None or campaign.status not in (SCHEDULED, PLANNING):
+        return Planned(0, True)
+    program = session.get(Program, campaign.program_id)
+    assert program is not None
+    if campaign.status == SCHEDULED:
+        campaign.status = PLANNING
+    low = campaign.planned_through
+    high = session.scalar(
+        select(func.max(_MEMBERS.c.id)).where(
+            _MEMBERS.c.id.in_(
+                select(_MEMBERS.c.id)
+                .where(_MEMBERS.c.program_id == program.id, _MEMBERS.c.id > low)
+                .order_by(_MEMBERS.c.id)
+                .limit(chunk)
+            )
+        )
+    )
+    if high is None:
+        campaign.status = SENDING
+        campaign.planned_at = now
+        return Planned(0, True)
+    written = _plan_range(session, program, campaign, low, high, now)
+    campaign.planned_through = high
+    return Planned(written, False)
+
+
+def _plan_range(
+    session: Session,
+    program: Program,
+    campaign: Campaign,
+    low: int,
+    high: int,
+    now: dt.datetime,
+) -> int:
+    moment = _first_send(program, campaign, now)
+    sender = programs.numbers(session, program.id)[0]
+    status = case(
+        (_control_hash(campaign.id) < campaign.control_percent, "held_out"), else_="queued"
+    )
+    chosen = select(
+        _MEMBERS.c.program_id,
+        _MEMBERS.c.id,
+        literal(campaign.id),
+        literal(""),
+        literal(outreach.MARKETING),
+        status,
+        _MEMBERS.c.phone,
+        literal(sender),
+        literal(0),
+        literal(0),
+        literal(now, OutboxMessage.created_at.type),
+        literal(moment, OutboxMessage.send_after.type),
+    ).where(
+        _MEMBERS.c.program_id == program.id,
+        _segment_clause(program, campaign, now, session, id_range=(low, high)),
+        outreach.may_receive(),
+        outreach.under_cap(program, moment, id_range=(low, high)),
+    )
+    columns = [
+        "program_id",
+        "member_id",
+        "campaign_id",
+        "occasion",
+        "kind",
+        "status",
+        "to_number",
+        "from_number",
+        "segments",
+        "attempts",
+        "created_at",
+        "send_after",
+    ]
+    insert = _INSERT_OUTBOX[session.get_bind().dialect.name].from_select(columns, chosen)
+    return int(session.execute(insert).rowcount or 0)
+
+
+def finish_sent(session: Session, now: dt.datetime) -> int:
+    """Mark broadcasts done once planned and nothing of theirs waits to be sent."""
+    waiting = (
+        select(_OUTBOX.c.id)
+        .where(
+            _OUTBOX.c.campaign_id == Campaign.id,
+            _OUTBOX.c.status.in_(("queued", "sending")),
+        )
+        .exists()
+    )
+    done = session.execute(
+        update(Campaign)
+        .where(Campaign.kind == BROADCAST, Campaign.status == SENDING, ~waiting)
+        .values(status=DONE, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount or 0)
+
+
+# --- what happened ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A campaign's rows by status, and delivery as the carrier reported it."""
+
+    by_status: dict[str, int]
+    delivered: int
+    undelivered: int
+    failed: int
+    skipped: dict[str, int]  # why, when a guard rail held a message back at sending
+
+
+def outcome(session: Session, campaign_id: int) -> Outcome:
+    statuses = dict(
+        session.execute(
+            select(_OUTBOX.c.status, func.count())
+            .where(_OUTBOX.c.campaign_id == campaign_id)
+            .group_by(_OUTBOX.c.status)
+        ).all()
+    )
+    delivery = dict(
+        session.execute(
+            select(_OUTBOX.c.delivery, func.count())
+            .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.delivery.is_not(None))
+            .group_by(_OUTBOX.c.delivery)
+        ).all()
+    )
+    skipped = dict(
+        session.execute(
+            select(_OUTBOX.c.error, func.count())
+            .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.status == "skipped")
+            .group_by(_OUTBOX.c.error)
+        ).all()
+    )
+    return Outcome(
+        by_status={str(k): int(v) for k, v in statuses.items()},
+        delivered=int(delivery.get("delivered", 0)),
+        undelivered=int(delivery.get("undelivered", 0)),
+        failed=int(delivery.get("failed", 0)) + int(statuses.get("failed", 0)),
+        skipped={str(k or "?"): int(v) for k, v in skipped.items()},
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _segment_clause(
+    program: Program,
+    campaign: Campaign,
+    now: dt.datetime,
+    session: Session,
+    id_range: tuple[int, int] | None = None,
+) -> ColumnElement[bool]:
+    return segments.compile_filter(
+        campaign.filter or {"all": []},
+        program_id=program.id,
+        zone=program.timezone,
+        now=now,
+        dialect=session.get_bind().dialect.name,
+        id_range=id_range,
+    )
+
+
+def _control_hash(campaign_id: int) -> ColumnElement[int]:
+    return ((_MEMBERS.c.id * _HASH_A + campaign_id * _HASH_B) % _HASH_P) % 100
+
+
+def _language_column(program: Program) -> ColumnElement[str]:
+    """The member's language, or the one their number suggests (as the conversation does)."""
+    guess = case(
+        (_MEMBERS.c.phone.like("+47%"), "nb"),
+        (_MEMBERS.c.phone.like("+46%"), "sv"),
+        else_=locales.DEFAULT_LANGUAGE,
+    )
+    return func.coalesce(_MEMBERS.c.language, guess)
+
+
+def _first_send(program: Program, campaign: Campaign, now: dt.datetime) -> dt.datetime:
+    moment = max(campaign.send_at or now, now)
+    return outreach.first_moment(
+        moment, ZoneInfo(program.timezone), program.quiet_start, program.quiet_end
+    )

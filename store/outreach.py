@@ -1,0 +1,147 @@
+"""The guard rails every marketing SMS passes, when planned and again when sent: consent, the
+per-member cap, quiet hours in the member's zone, and the member's own time zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone as phone_zones
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select
+
+from store.models import Member, OutboxMessage, Program
+
+# The cap counts marketing messages within this rolling window.
+CAP_WINDOW = dt.timedelta(days=30)
+CAP_RANGE = range(1, 4)
+# Rows that are, or will be, an SMS in the member's phone (held_out and skipped are not).
+COUNTED = ("queued", "sending", "sent")
+MARKETING = "marketing"
+
+_MEMBERS = Member.__table__
+_OUTBOX = OutboxMessage.__table__
+
+
+def may_receive() -> ColumnElement[bool]:
+    """Consent and reachability as SQL over `members`: an active member (the latest consent
+    event is a grant; a STOP makes the member stopped) whose number has not been flagged."""
+    return and_(
+        _MEMBERS.c.status == "active",
+        _MEMBERS.c.phone.is_not(None),
+        _MEMBERS.c.undeliverable_at.is_(None),
+    )
+
+
+def under_cap(
+    program: Program, moment: dt.datetime, id_range: tuple[int, int] | None = None
+) -> ColumnElement[bool]:
+    """The cap as SQL over `members`, for a message planned to go at `moment`.
+
+    Counts the member's marketing messages planned or sent within 30 days either side of it:
+    any 30-day window that holds the new message then holds at most `cap` of them. One
+    uncorrelated subquery over a covering index, materialised once; `id_range` (low, high]
+    limits it to a planning chunk's members (read by member from the member-led index)."""
+    scope = (
+        [_OUTBOX.c.member_id > id_range[0], _OUTBOX.c.member_id <= id_range[1]]
+        if id_range is not None
+        else [_OUTBOX.c.program_id == program.id]
+    )
+    crowded = (
+        select(_OUTBOX.c.member_id)
+        .where(
+            *scope,
+            _OUTBOX.c.kind == MARKETING,
+            _OUTBOX.c.send_after > moment - CAP_WINDOW,
+            _OUTBOX.c.send_after < moment + CAP_WINDOW,
+            _OUTBOX.c.status.in_(COUNTED),
+            _OUTBOX.c.member_id.is_not(None),
+        )
+        .group_by(_OUTBOX.c.member_id)
+        .having(func.count() >= program.marketing_per_month)
+    )
+    return _MEMBERS.c.id.not_in(crowded)
+
+
+_SENT_RECENTLY = (
+    select(_OUTBOX.c.member_id, func.count())
+    .where(
+        _OUTBOX.c.program_id == bindparam("program_id"),
+        _OUTBOX.c.kind == MARKETING,
+        _OUTBOX.c.member_id.in_(bindparam("member_ids", expanding=True)),
+        _OUTBOX.c.status.in_(("sending", "sent")),
+        _OUTBOX.c.send_after > bindparam("since"),
+        _OUTBOX.c.id.not_in(bindparam("claiming", expanding=True)),
+    )
+    .group_by(_OUTBOX.c.member_id)
+)
+
+
+def sent_recently(
+    connection: Connection,
+    program_id: int,
+    member_ids: list[int],
+    claiming: list[int],
+    now: dt.datetime,
+) -> dict[int, int]:
+    """Marketing messages each member was sent (or is being sent) in the last 30 days, not
+    counting the rows being claimed now: the cap's second check, right before sending."""
+    if not member_ids:
+        return {}
+    rows = connection.execute(
+        _SENT_RECENTLY,
+        {
+            "program_id": program_id,
+            "member_ids": member_ids,
+            "claiming": claiming or [-1],
+            "since": now - CAP_WINDOW,
+        },
+    )
+    return {member_id: count for member_id, count in rows.all()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _zone_name(phone: str, fallback: str) -> str:
+    try:
+        parsed = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return fallback
+    zones = [z for z in phone_zones.time_zones_for_number(parsed) if z != "Etc/Unknown"]
+    # A country spanning zones (+1) gives several: the club's own wins if it is one of them.
+    if not zones or fallback in zones:
+        return fallback
+    return zones[0]
+
+
+def zone_of(phone: str | None, club_zone: str) -> ZoneInfo:
+    """The member's time zone, from the number's country (a Swede in a Norwegian club is still
+    in Stockholm); the club's zone when the number says nothing more precise."""
+    if not phone:
+        return ZoneInfo(club_zone)
+    return ZoneInfo(_zone_name(phone, club_zone))
+
+
+def quiet_until(moment: dt.datetime, zone: ZoneInfo, start: int, end: int) -> dt.datetime | None:
+    """When the quiet hours that hold `moment` end (an instant), or None if it is not quiet.
+
+    Quiet from `start`:00 to `end`:00 local time (20 and 9 by default; start == end means never
+    quiet). Computed with the zone's rules, so a night across a DST change still ends at 09:00.
+    """
+    if start == end:
+        return None
+    local = moment.astimezone(zone)
+    hour = local.hour
+    overnight = start > end
+    quiet = (hour >= start or hour < end) if overnight else (start <= hour < end)
+    if not quiet:
+        return None
+    day = local.date()
+    if overnight and hour >= start:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(end), tzinfo=zone).astimezone(dt.UTC)
+
+
+def first_moment(moment: dt.datetime, zone: ZoneInfo, start: int, end: int) -> dt.datetime:
+    """`moment`, or the end of the quiet hours it falls in."""
+    return quiet_until(moment, zone, start, end) or moment

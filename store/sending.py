@@ -1,0 +1,442 @@
+"""The sender's side of the outbox: claim due rows in a batch (guard rails checked again, each
+campaign message written for its member), record what the gateway said, settle rows in doubt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+import locales
+from store import campaigns, coupons, delivery, journeys, outreach
+from store.models import Campaign, CouponTemplate, Member, OutboxMessage, PointLot, Program, Tier
+
+log = logging.getLogger(__name__)
+
+QUEUED, SENDING, SENT, FAILED, SKIPPED = "queued", "sending", "sent", "failed", "skipped"
+MAX_ATTEMPTS = 8
+FIRST_RETRY = dt.timedelta(seconds=30)
+LAST_RETRY = dt.timedelta(hours=1)
+THROTTLE_WAIT = dt.timedelta(seconds=5)
+# A row claimed longer ago than this by a sender that never finished it is in doubt: that
+# sender died (a live one finishes a batch in seconds).
+STALE = dt.timedelta(minutes=5)
+
+_OUTBOX = OutboxMessage.__table__
+_MEMBERS = Member.__table__
+_LOTS = PointLot.__table__
+_SPACES = re.compile(r"[ \t]{2,}")
+_SPACE_BEFORE = re.compile(r"\s+([,.!?:;])")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row handed to the gateway: what to send, and the outbox id it is recorded under."""
+
+    id: int
+    to: str
+    from_: str
+    body: str
+    member_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What the gateway said of one claimed row."""
+
+    id: int
+    outcome: str  # sent, retry, throttled, failed, flag (failed, and the number is flagged)
+    provider_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+_DUE = (
+    select(_OUTBOX.c.id)
+    .where(_OUTBOX.c.status == QUEUED, _OUTBOX.c.send_after <= bindparam("now"))
+    .order_by(_OUTBOX.c.send_after, _OUTBOX.c.id)
+    .limit(bindparam("limit"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_ROWS = select(
+    _OUTBOX.c.id,
+    _OUTBOX.c.program_id,
+    _OUTBOX.c.member_id,
+    _OUTBOX.c.campaign_id,
+    _OUTBOX.c.occasion,
+    _OUTBOX.c.kind,
+    _OUTBOX.c.to_number,
+    _OUTBOX.c.from_number,
+    _OUTBOX.c.body,
+    _OUTBOX.c.attempts,
+).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+_PEOPLE = select(
+    _MEMBERS.c.id,
+    _MEMBERS.c.status,
+    _MEMBERS.c.phone,
+    _MEMBERS.c.language,
+    _MEMBERS.c.first_name,
+    _MEMBERS.c.tier_id,
+    _MEMBERS.c.undeliverable_at,
+).where(_MEMBERS.c.id.in_(bindparam("ids", expanding=True)))
+_BALANCES = (
+    select(_LOTS.c.member_id, func.sum(_LOTS.c.remaining))
+    .where(
+        _LOTS.c.member_id.in_(bindparam("ids", expanding=True)),
+        _LOTS.c.remaining > 0,
+        _LOTS.c.expires_at > bindparam("now"),
+    )
+    .group_by(_LOTS.c.member_id)
+)
+_MARK_SENDING = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        status=SENDING,
+        body=bindparam("body"),
+        segments=bindparam("segments"),
+        attempts=_OUTBOX.c.attempts + 1,
+        claimed_at=bindparam("now"),
+    )
+)
+_DEFER = (
+    update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id")).values(send_after=bindparam("until"))
+)
+_SKIP = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(status=SKIPPED, error=bindparam("why"))
+)
+
+
+def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
+    """Move up to `limit` due rows to `sending` and return them, ready for the gateway.
+
+    The caller commits before sending, so a crash leaves them visibly in doubt. A marketing
+    row is checked again here (a STOP since planning wins; the cap; quiet hours in the member's
+    zone, which put it back to wait for morning) and written for its member, with a coupon
+    issued if the campaign gives one. On PostgreSQL SKIP LOCKED lets several senders share."""
+    connection = session.connection()
+    due = _DUE_LOCKED if connection.dialect.name == "postgresql" else _DUE
+    ids = list(connection.execute(due, {"now": now, "limit": limit}).scalars())
+    if not ids:
+        return []
+    rows = list(connection.execute(_ROWS, {"ids": ids}).mappings())
+    writer = _Writer(session, now, rows)
+    claimed: list[Claimed] = []
+    sending: list[dict[str, Any]] = []
+    deferred: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: ids.index(r["id"])):
+        verdict = writer.verdict(row)
+        if isinstance(verdict, dt.datetime):
+            deferred.append({"row_id": row["id"], "until": verdict})
+            continue
+        if verdict is not None:
+            skipped.append({"row_id": row["id"], "why": verdict})
+            continue
+        body = row["body"] if row["kind"] != outreach.MARKETING else writer.write(row)
+        sending.append(
+            {
+                "row_id": row["id"],
+                "body": body,
+                "segments": locales.segments(body).segments,
+                "now": now,
+            }
+        )
+        claimed.append(
+            Claimed(row["id"], row["to_number"], row["from_number"], body, row["member_id"])
+        )
+    if sending:
+        connection.execute(_MARK_SENDING, sending)
+    if deferred:
+        connection.execute(_DEFER, deferred)
+    if skipped:
+        connection.execute(_SKIP, skipped)
+    return claimed
+
+
+class _Writer:
+    """Everything a batch of claimed rows needs, read once for the batch."""
+
+    def __init__(self, session: Session, now: dt.datetime, rows: list[Any]) -> None:
+        self.session = session
+        self.now = now
+        connection = session.connection()
+        member_ids = sorted({r["member_id"] for r in rows if r["member_id"] is not None})
+        self.people = (
+            {p.id: p for p in connection.execute(_PEOPLE, {"ids": member_ids})}
+            if member_ids
+            else {}
+        )
+        self.programs: dict[int, Program] = {}
+        self.campaigns: dict[int, Campaign] = {}
+        self.templates: dict[int, CouponTemplate] = {}
+        self.tiers: dict[int, Tier] = {}
+        marketing = [r for r in rows if r["kind"] == outreach.MARKETING]
+        self.recent: dict[int, int] = {}
+        self.balances: dict[int, int] = {}
+        for program_id in {r["program_id"] for r in marketing}:
+            of_club = [r for r in marketing if r["program_id"] == program_id]
+            members = sorted({r["member_id"] for r in of_club if r["member_id"] is not None})
+            self.recent.update(
+                outreach.sent_recently(
+                    connection, program_id, members, [r["id"] for r in of_club], now
+                )
+            )
+        wanted = [r["member_id"] for r in marketing if r["member_id"] is not None]
+        if wanted:
+            self.balances = dict(
+                connection.execute(_BALANCES, {"ids": sorted(set(wanted)), "now": now}).all()
+            )
+
+    def program(self, program_id: int) -> Program:
+        if program_id not in self.programs:
+            found = self.session.get(Program, program_id)
+            assert found is not None
+            self.programs[program_id] = found
+        return self.programs[program_id]
+
+    def campaign(self, campaign_id: int) -> Campaign:
+        if campaign_id not in self.campaigns:
+            found = self.session.get(Campaign, campaign_id)
+            assert found is not None
+            self.campaigns[campaign_id] = found
+        return self.campaigns[campaign_id]
+
+    def verdict(self, row: Any) -> str | dt.datetime | None:
+        """None to send now; a reason to skip; or the instant to wait until (quiet hours)."""
+        if row["kind"] != outreach.MARKETING:
+            return None if row["to_number"] else "erased"
+        person = self.people.get(row["member_id"])
+        if person is None or person.phone is None or row["to_number"] is None:
+            return "erased"
+        if person.status != "active":
+            return "no_consent"
+        if person.undeliverable_at is not None:
+            return "undeliverable"
+        if row["campaign_id"] is not None:
+            campaign = self.campaign(row["campaign_id"])
+            if campaign.status in (campaigns.CANCELLED, campaigns.PAUSED):
+                return "cancelled"
+        program = self.program(row["program_id"])
+        zone = outreach.zone_of(person.phone, program.timezone)
+        until = outreach.quiet_until(self.now, zone, program.quiet_start, program.quiet_end)
+        if until is not None:
+            return until
+        count = self.recent.get(person.id, 0)
+        if count >= program.marketing_per_month:
+            return "cap"
+        self.recent[person.id] = count + 1
+        return None
+
+    def write(self, row: Any) -> str:
+        """The campaign's text for this member, placeholders filled, with the opt-out line."""
+        campaign = self.campaign(row["campaign_id"])
+        program = self.program(row["program_id"])
+        person = self.people[row["member_id"]]
+        language = person.language or locales.language_for_phone(person.phone)
+        values: dict[str, str] = {
+            "first_name": person.first_name or "",
+            "club": program.name,
+            "points": locales.format_number(self.balances.get(person.id, 0), language),
+            "tier": self._tier_name(person.tier_id, language),
+            "coupon_code": "",
+        }
+        if campaign.coupon_template_id is not None:
+            values["coupon_code"] = self._coupon(program, campaign, row)
+        if campaign.kind == campaigns.JOURNEY:
+            values.update(journeys.values(self.session, program, campaign, row, language, self.now))
+        texts = campaign.texts or {}
+        if texts:
+            template = texts[campaigns.text_language(texts, language)]
+            text = template.format_map(values)
+        else:
+            text = locales.render(journeys.message_id(campaign), language, **values)
+        return campaigns.compose(_tidy(text), language)
+
+    def _tier_name(self, tier_id: int | None, language: str) -> str:
+        if tier_id is None:
+            return ""
+        if tier_id not in self.tiers:
+            found = self.session.get(Tier, tier_id)
+            if found is None:
+                return ""
+            self.tiers[tier_id] = found
+        names = self.tiers[tier_id].name
+        return str(names.get(language) or next(iter(names.values()), ""))
+
+    def _coupon(self, program: Program, campaign: Campaign, row: Any) -> str:
+        template_id = campaign.coupon_template_id
+        assert template_id is not None
+        if template_id not in self.templates:
+            found = self.session.get(CouponTemplate, template_id)
+            assert found is not None
+            self.templates[template_id] = found
+        source = journeys.coupon_source(campaign, row["member_id"], row["occasion"])
+        coupon = coupons.issue(
+            self.session,
+            program.id,
+            row["member_id"],
+            self.templates[template_id],
+            source,
+            self.now,
+        )
+        return coupons.display(coupon.code)
+
+
+def _tidy(text: str) -> str:
+    """A text whose placeholder was empty (no first name yet) without the gap it leaves:
+    "Hi , welcome" reads "Hi, welcome"."""
+    return _SPACE_BEFORE.sub(r"\1", _SPACES.sub(" ", text)).strip()
+
+
+# --- what the gateway said --------------------------------------------------------------------
+
+_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == SENDING)
+    .values(status=SENT, provider_id=bindparam("provider_id"), sent_at=bindparam("now"))
+)
+_FAILED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == SENDING)
+    .values(status=FAILED, error=bindparam("error"))
+)
+_REQUEUE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == SENDING)
+    .values(
+        status=QUEUED,
+        error=bindparam("error"),
+        send_after=bindparam("until"),
+        attempts=_OUTBOX.c.attempts - bindparam("uncount"),
+    )
+)
+_ATTEMPTS = select(_OUTBOX.c.id, _OUTBOX.c.attempts, _OUTBOX.c.member_id).where(
+    _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def record(session: Session, results: Sequence[Result], now: dt.datetime) -> None:
+    """Write what the gateway said of claimed rows, a statement per outcome for the batch.
+
+    Only rows still in `sending` change, so a late or repeated record does nothing twice."""
+    connection = session.connection()
+    sent = [
+        {"row_id": r.id, "provider_id": r.provider_id, "now": now}
+        for r in results
+        if r.outcome == "sent"
+    ]
+    if sent:
+        connection.execute(_SENT, sent)
+        delivery.apply_waiting(session, [r.provider_id for r in results if r.provider_id], now)
+    again = [r for r in results if r.outcome in ("retry", "throttled")]
+    attempts = {}
+    if again:
+        attempts = {
+            row.id: (row.attempts, row.member_id)
+            for row in connection.execute(_ATTEMPTS, {"ids": [r.id for r in again]})
+        }
+    requeue, failed = [], []
+    for r in again:
+        tries = attempts.get(r.id, (MAX_ATTEMPTS, None))[0]
+        if r.outcome == "throttled":
+            wait = dt.timedelta(seconds=r.retry_after) if r.retry_after else THROTTLE_WAIT
+            requeue.append({"row_id": r.id, "error": r.error, "until": now + wait, "uncount": 1})
+        elif tries >= MAX_ATTEMPTS:
+            failed.append({"row_id": r.id, "error": f"gave up after {tries} tries: {r.error}"})
+        else:
+            wait = min(FIRST_RETRY * 2 ** max(tries - 1, 0), LAST_RETRY)
+            requeue.append({"row_id": r.id, "error": r.error, "until": now + wait, "uncount": 0})
+    failed += [
+        {"row_id": r.id, "error": r.error} for r in results if r.outcome in ("failed", "flag")
+    ]
+    if requeue:
+        connection.execute(_REQUEUE, requeue)
+    if failed:
+        connection.execute(_FAILED, [{**f, "error": (f["error"] or "")[:200]} for f in failed])
+    flagged = [r for r in results if r.outcome == "flag"]
+    if flagged:
+        members = {
+            row.id: row.member_id
+            for row in connection.execute(_ATTEMPTS, {"ids": [r.id for r in flagged]})
+        }
+        for r in flagged:
+            member_id = members.get(r.id)
+            if member_id is not None:
+                delivery.flag(session, member_id, now, r.error or "")
+
+
+# --- rows in doubt ----------------------------------------------------------------------------
+
+_STALE = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.to_number,
+        _OUTBOX.c.from_number,
+        _OUTBOX.c.body,
+        _OUTBOX.c.claimed_at,
+        _OUTBOX.c.member_id,
+    )
+    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at < bindparam("before"))
+    .order_by(_OUTBOX.c.id)
+    .limit(bindparam("limit"))
+)
+_TOUCH = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == SENDING)
+    .values(claimed_at=bindparam("now"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    """A row some sender claimed and never finished: ask the gateway before sending again."""
+
+    claimed: Claimed
+    claimed_at: dt.datetime
+
+
+def in_doubt(session: Session, now: dt.datetime, limit: int = 200) -> list[InDoubt]:
+    """Rows left in `sending` for longer than STALE, taken over by this sender (their claim
+    time is renewed, so another sender does not settle them at the same time)."""
+    connection = session.connection()
+    query = (
+        _STALE.with_for_update(skip_locked=True)
+        if connection.dialect.name == "postgresql"
+        else _STALE
+    )
+    rows = list(connection.execute(query, {"before": now - STALE, "limit": limit}))
+    if rows:
+        connection.execute(_TOUCH, [{"row_id": row.id, "now": now} for row in rows])
+    return [
+        InDoubt(
+            Claimed(row.id, row.to_number or "", row.from_number, row.body or "", row.member_id),
+            row.claimed_at,
+        )
+        for row in rows
+    ]
+
+
+def settle(session: Session, found: Sequence[tuple[int, str | None]], now: dt.datetime) -> None:
+    """Rows in doubt, settled: (id, provider id if the gateway has it, else None). A message the
+    gateway took is marked sent; one it never saw goes back to the queue, to be sent once."""
+    connection = session.connection()
+    went = [{"row_id": i, "provider_id": p, "now": now} for i, p in found if p is not None]
+    lost = [
+        {"row_id": i, "error": "in doubt: the gateway never took it", "until": now, "uncount": 0}
+        for i, p in found
+        if p is None
+    ]
+    if went:
+        connection.execute(_SENT, went)
+        delivery.apply_waiting(session, [w["provider_id"] for w in went], now)
+    if lost:
+        connection.execute(_REQUEUE, lost)
