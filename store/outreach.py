@@ -35,29 +35,32 @@ def may_receive() -> ColumnElement[bool]:
 
 
 def under_cap(
-    program: Program, moment: dt.datetime, id_range: tuple[int, int] | None = None
+    program: Program, moment: dt.datetime, *, per_member: bool = False
 ) -> ColumnElement[bool]:
     """The cap as SQL over `members`, for a message planned to go at `moment`.
 
     Counts the member's marketing messages planned or sent within 30 days either side of it:
-    any 30-day window that holds the new message then holds at most `cap` of them. One
-    uncorrelated subquery over a covering index, materialised once; `id_range` (low, high]
-    limits it to a planning chunk's members (read by member from the member-led index)."""
-    scope = (
-        [_OUTBOX.c.member_id > id_range[0], _OUTBOX.c.member_id <= id_range[1]]
-        if id_range is not None
-        else [_OUTBOX.c.program_id == program.id]
+    any 30-day window that holds the new message then holds at most `cap` of them.
+
+    For a whole club (a preview) one uncorrelated subquery over the club-led index, read once.
+    `per_member` counts each member's own rows instead, from the member-led index: a planning
+    chunk of 5,000 members reads their rows only, not the whole club's window every chunk."""
+    window = (
+        _OUTBOX.c.kind == MARKETING,
+        _OUTBOX.c.send_after > moment - CAP_WINDOW,
+        _OUTBOX.c.send_after < moment + CAP_WINDOW,
+        _OUTBOX.c.status.in_(COUNTED),
     )
+    if per_member:
+        count = (
+            select(func.count())
+            .where(_OUTBOX.c.member_id == _MEMBERS.c.id, *window)
+            .scalar_subquery()
+        )
+        return count < program.marketing_per_month
     crowded = (
         select(_OUTBOX.c.member_id)
-        .where(
-            *scope,
-            _OUTBOX.c.kind == MARKETING,
-            _OUTBOX.c.send_after > moment - CAP_WINDOW,
-            _OUTBOX.c.send_after < moment + CAP_WINDOW,
-            _OUTBOX.c.status.in_(COUNTED),
-            _OUTBOX.c.member_id.is_not(None),
-        )
+        .where(_OUTBOX.c.program_id == program.id, _OUTBOX.c.member_id.is_not(None), *window)
         .group_by(_OUTBOX.c.member_id)
         .having(func.count() >= program.marketing_per_month)
     )

@@ -1,0 +1,307 @@
+"""Bench: plan a broadcast to a club of 1,000,000 members, then drain it through a fake gateway.
+
+    .venv/bin/python bench/campaign.py [--members 1000000] [--database-url URL]
+
+Fills a club with bench/segments.py's generator (members, answers, purchases, points), adds a
+previous campaign so the cap has rows to read, then, each phase in a process of its own so
+its peak memory is its own:
+- plan: a broadcast to a segment, with the guard rails and a 10% control group, planned the
+  way `klubb serve` plans it (chunks of 5,000 members, a transaction each); time and peak RSS;
+- drain: every planned message through scheduler.sender.drain to an in-process fake gateway
+  (each message written for its member, marked sending, handed over, marked sent); messages/s,
+  against a bare baseline in the same process that hands the same number of messages to the
+  same fake gateway with no database.
+Targets (SQLite, one process): planning <= 30 s with peak RSS <= 300 MB; sender >= 1,000/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import inbound
+import segments as segment_bench
+from inbound import REPO
+
+PLAN_TARGET_S = 30.0
+RSS_TARGET_MB = 300.0
+SEND_TARGET = 1000.0
+# 10:00 on a Tuesday in Oslo: outside quiet hours, so nothing waits for the morning.
+NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
+SEGMENT = {
+    "all": [
+        {"field": "language", "op": "in", "value": ["nb", "sv", "en"]},
+        {"not": {"field": "age", "op": "lte", "value": 15}},
+    ]
+}
+
+
+class FakeGateway:
+    """Takes every message at once (a network gateway would yield while it waits)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def send(self, message: Any) -> str:
+        await asyncio.sleep(0)
+        self.count += 1
+        return f"SMbench{self.count:010d}"
+
+    async def find_sent(self, message: Any, since: dt.datetime) -> str | None:
+        return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started. VmHWM rather than ru_maxrss: on
+    Linux ru_maxrss carries the parent's peak across fork and exec (the parent filled the
+    database)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- phases (each run in a child process) ------------------------------------------------------
+
+
+async def _plan(url: str) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from scheduler.jobs import plan_broadcasts
+    from store import campaigns, segments
+    from store.database import open_database
+    from store.models import Program
+
+    db = open_database(url)
+    try:
+
+        def create(session: Any) -> int:
+            program = session.scalars(select(Program).order_by(Program.id)).first()
+            segments.save(session, program, "bench", SEGMENT, NOW)
+            campaign = campaigns.create_broadcast(
+                session,
+                program,
+                name="Bench",
+                texts={
+                    "nb": "Hei {first_name}! Du har {points} poeng i {club}.",
+                    "sv": "Hej {first_name}! Du har {points} poäng på {club}.",
+                    "en": "Hi {first_name}! You have {points} points at {club}.",
+                },
+                segment="bench",
+                control_percent=10,
+                now=NOW,
+            )
+            return int(campaign.id)
+
+        began = time.perf_counter()
+        campaign_id = await db.run(create)
+        preview = await db.run(
+            lambda s: campaigns.preview(
+                s,
+                s.get(Program, s.get(campaigns.Campaign, campaign_id).program_id),
+                s.get(campaigns.Campaign, campaign_id),
+                NOW,
+            )
+        )
+        previewed = time.perf_counter() - began
+        began = time.perf_counter()
+        rows = await plan_broadcasts(db, lambda: NOW)
+        planned = time.perf_counter() - began
+    finally:
+        await db.close()
+    return {
+        "campaign": campaign_id,
+        "rows": rows,
+        "recipients": preview.recipients,
+        "held_out": preview.held_out,
+        "capped": preview.capped,
+        "no_consent": preview.no_consent,
+        "preview_s": previewed,
+        "plan_s": planned,
+        "rss_mb": peak_rss_mb(),
+    }
+
+
+async def _drain(url: str, batch: int) -> dict[str, Any]:
+    from scheduler import sender
+    from store.database import open_database
+
+    gateway = FakeGateway()
+    db = open_database(url)
+    try:
+        began = time.perf_counter()
+        sent = await sender.drain(db, gateway, lambda: NOW, batch=batch)
+        took = time.perf_counter() - began
+    finally:
+        await db.close()
+    bare = FakeGateway()
+    began = time.perf_counter()
+    await _bare(bare, sent, batch)
+    bare_took = time.perf_counter() - began
+    return {
+        "sent": sent,
+        "drain_s": took,
+        "per_s": sent / took if took else 0.0,
+        "bare_per_s": sent / bare_took if bare_took else 0.0,
+        "rss_mb": peak_rss_mb(),
+    }
+
+
+async def _bare(gateway: FakeGateway, count: int, batch: int) -> None:
+    """The sender's gateway work alone: the same batches, concurrency and fake, no database."""
+    from scheduler import sender
+    from scheduler.gateway import OutboundSms
+
+    limit = asyncio.Semaphore(sender.IN_FLIGHT)
+
+    async def one(i: int) -> str:
+        async with limit:
+            return await gateway.send(OutboundSms("+4790000000", "2020", "Hei", str(i)))
+
+    for first in range(0, count, batch):
+        await asyncio.gather(*(one(i) for i in range(first, min(first + batch, count))))
+
+
+def child(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(REPO))
+    if args.phase == "plan":
+        result = asyncio.run(_plan(args.url))
+    else:
+        result = asyncio.run(_drain(args.url, args.batch))
+    print(json.dumps(result))
+    return 0
+
+
+# --- the parent -------------------------------------------------------------------------------
+
+
+def run_phase(phase: str, url: str, batch: int) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", phase, "--url", url, "--batch", str(batch)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        raise SystemExit(f"bench: the {phase} phase failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def previous_campaign(url: str) -> int:
+    """A campaign sent 10 days ago to every third member: the cap's subquery reads real rows."""
+    from sqlalchemy import text
+
+    from store.database import open_database
+
+    async def fill() -> int:
+        db = open_database(url)
+        try:
+
+            def work(session: Any) -> int:
+                earlier = NOW - dt.timedelta(days=10)
+                session.execute(
+                    text(
+                        "INSERT INTO campaigns (program_id, name, kind, status, send_at, "
+                        "control_percent, planned_through, created_at, texts, filter) "
+                        "SELECT id, 'Earlier', 'broadcast', 'done', :at, 0, 0, :at, "
+                        "'{\"nb\": \"x\"}', '{\"all\": []}' FROM programs"
+                    ),
+                    {"at": earlier},
+                )
+                campaign_id = session.execute(text("SELECT max(id) FROM campaigns")).scalar()
+                return int(
+                    session.execute(
+                        text(
+                            "INSERT INTO outbox_messages (program_id, member_id, campaign_id, "
+                            "occasion, kind, status, to_number, from_number, body, segments, "
+                            "attempts, created_at, send_after, sent_at) "
+                            "SELECT program_id, id, :campaign, '', 'marketing', 'sent', phone, "
+                            "'2020', 'x', 1, 1, :at, :at, :at FROM members "
+                            "WHERE status = 'active' AND id % 3 = 0"
+                        ),
+                        {"campaign": campaign_id, "at": earlier},
+                    ).rowcount
+                )
+
+            return await db.run(work)
+        finally:
+            await db.close()
+
+    return asyncio.run(fill())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument(
+        "--database-url",
+        help="default: a fresh SQLite file in a temp dir; a PostgreSQL URL's schema public is "
+        "DROPPED and recreated",
+    )
+    parser.add_argument("--batch", type=int, default=500, help="rows the sender claims at once")
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--phase", choices=("plan", "drain"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.phase:
+        return child(args)
+    sys.path.insert(0, str(REPO))
+    from sqlalchemy.engine import make_url
+
+    print(inbound.machine())
+    with tempfile.TemporaryDirectory(prefix="klubb-campaign-") as tmp_name:
+        path = Path(tmp_name) / "klubb.db"
+        url = args.database_url or f"sqlite:///{path}"
+        kind = make_url(url).get_backend_name()
+        began = time.perf_counter()
+        if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
+            return 2
+        club = asyncio.run(segment_bench.read_club(url))
+        if kind == "sqlite":
+            segment_bench.populate_sqlite(path, club, args.members, NOW, args.seed)
+        else:
+            asyncio.run(segment_bench.populate_postgres(url, club, args.members, NOW, args.seed))
+        earlier = previous_campaign(url)
+        print(
+            f"database: {kind}, {args.members:,} members and a campaign of {earlier:,} sent"
+            f" 10 days ago, filled in {time.perf_counter() - began:.1f} s"
+        )
+        plan = run_phase("plan", url, args.batch)
+        print(
+            f"preview: {plan['preview_s']:.2f} s — {plan['recipients']:,} recipients,"
+            f" {plan['held_out']:,} held out, {plan['capped']:,} capped,"
+            f" {plan['no_consent']:,} without consent"
+        )
+        print(
+            f"plan: {plan['rows']:,} outbox rows in {plan['plan_s']:.1f} s,"
+            f" peak RSS {plan['rss_mb']:.0f} MB"
+        )
+        drain = run_phase("drain", url, args.batch)
+        print(
+            f"drain: {drain['sent']:,} sent in {drain['drain_s']:.1f} s ="
+            f" {drain['per_s']:,.0f} messages/s (bare fake gateway alone:"
+            f" {drain['bare_per_s']:,.0f}/s, ratio {drain['per_s'] / drain['bare_per_s']:.3f});"
+            f" peak RSS {drain['rss_mb']:.0f} MB"
+        )
+        plan_met = plan["plan_s"] <= PLAN_TARGET_S and plan["rss_mb"] <= RSS_TARGET_MB
+        send_met = drain["per_s"] >= SEND_TARGET
+        print(
+            f"verdict ({kind}): planning {'MET' if plan_met else 'MISSED'}"
+            f" (<= {PLAN_TARGET_S:.0f} s, <= {RSS_TARGET_MB:.0f} MB);"
+            f" sender {'MET' if send_met else 'MISSED'} (>= {SEND_TARGET:,.0f}/s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
