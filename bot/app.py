@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,8 +14,10 @@ from bot import webhooks
 from bot.api.auth import KeyCache
 from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
+from scheduler.gateway import Gateway
 from scheduler.jobs import running_scheduler
 from store.database import open_database
 from store.programs import ClubDirectory
@@ -84,11 +87,38 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
+def gateway_for(settings: Settings) -> Gateway:
+    """The gateway the settings choose: the console unless KLUBB_GATEWAY is twilio. A Twilio
+    gateway holds an HTTP session: close it with `await gateway.close()`."""
+    if settings.gateway != "twilio":
+        return ConsoleGateway(settings.console_outbox)
+    if not settings.twilio_account_sid:
+        raise SettingsError("TWILIO_ACCOUNT_SID must be set when KLUBB_GATEWAY is twilio")
+    return TwilioGateway(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        api_url=settings.twilio_api_url,
+        status_callback=settings.status_callback_url,
+    )
+
+
 async def _gateway(app: web.Application) -> AsyncIterator[None]:
-    app[GATEWAY] = ConsoleGateway(app[SETTINGS].console_outbox)
-    yield
+    gateway = gateway_for(app[SETTINGS])
+    app[GATEWAY] = gateway
+    try:
+        yield
+    finally:
+        # Cleanup runs in reverse: the scheduler has stopped, so no send is left in flight.
+        if isinstance(gateway, TwilioGateway):
+            await gateway.close()
 
 
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:
-    async with running_scheduler(app[DB], app[GATEWAY]):
+    settings = app[SETTINGS]
+    async with running_scheduler(
+        app[DB],
+        app[GATEWAY],
+        send_rate=settings.send_rate,
+        in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+    ):
         yield

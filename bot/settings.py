@@ -7,14 +7,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
 # Only for the console gateway on a laptop: a Twilio deployment must set its own token.
 DEV_AUTH_TOKEN = "klubb-dev-token"  # noqa: S105
 DEFAULT_DATABASE = "sqlite+aiosqlite:///klubb.db"
-# The Twilio REST gateway (for messages outside replies) arrives with the campaigns issue.
-GATEWAYS = ("console",)
+# Where messages outside replies go: "console" writes them to a file or the log (a laptop),
+# "twilio" sends them through Twilio's REST API (TWILIO_API_URL may point at the fake one).
+GATEWAYS = ("console", "twilio")
+DEFAULT_TWILIO_API = "https://api.twilio.com"
+STATUS_CALLBACK_PATH = "/sms/twilio/status"
+DEFAULT_SEND_RATE = 100
+MAX_SEND_RATE = 10_000
+# Hosts Twilio can never call back: a status callback URL on one of them is left out.
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -32,7 +40,11 @@ class Settings:
     console_outbox: Path | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str = DEV_AUTH_TOKEN
-    twilio_api_url: str = "https://api.twilio.com"
+    twilio_api_url: str = DEFAULT_TWILIO_API
+    # Messages per second the sender hands to the gateway.
+    send_rate: int = DEFAULT_SEND_RATE
+    # Seconds before a row a sender claimed and never finished is settled with the gateway.
+    in_doubt_after: int = 300
     run_scheduler: bool = True
     log_level: str = "INFO"
 
@@ -51,8 +63,20 @@ class Settings:
         if gateway not in GATEWAYS:
             raise SettingsError(f"KLUBB_GATEWAY must be one of {', '.join(GATEWAYS)}")
         token = env.get("TWILIO_AUTH_TOKEN", "").strip()
+        account_sid = env.get("TWILIO_ACCOUNT_SID", "").strip()
+        if gateway == "twilio":
+            # The dev token only suits webhooks on a laptop: sending needs the account's own.
+            for name, value in (("TWILIO_ACCOUNT_SID", account_sid), ("TWILIO_AUTH_TOKEN", token)):
+                if not value:
+                    raise SettingsError(f"{name} must be set when KLUBB_GATEWAY is twilio")
         if not token:
             token = DEV_AUTH_TOKEN
+        send_rate = _int(env, "KLUBB_SEND_RATE", DEFAULT_SEND_RATE)
+        if not 1 <= send_rate <= MAX_SEND_RATE:
+            raise SettingsError(
+                f"KLUBB_SEND_RATE must be between 1 and {MAX_SEND_RATE} messages per second, "
+                f"not {send_rate}"
+            )
         outbox = env.get("KLUBB_CONSOLE_OUTBOX", "").strip()
         host = env.get("KLUBB_HOST", "127.0.0.1").strip()
         return cls(
@@ -62,12 +86,24 @@ class Settings:
             public_url=env.get("KLUBB_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
             gateway=gateway,
             console_outbox=Path(outbox) if outbox else None,
-            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_account_sid=account_sid or None,
             twilio_auth_token=token,
-            twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
+            twilio_api_url=env.get("TWILIO_API_URL", DEFAULT_TWILIO_API).strip().rstrip("/"),
+            send_rate=send_rate,
+            in_doubt_after=_in_doubt_after(env),
             run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
             log_level=log_level,
         )
+
+    @property
+    def status_callback_url(self) -> str | None:
+        """Where the gateway asks for status callbacks: the public URL's status route, unless
+        the public URL is loopback and the gateway is Twilio's own, which could never call it
+        (a fake on loopback can)."""
+        host = urlsplit(self.public_url).hostname or ""
+        if host in _LOOPBACK_HOSTS and self.twilio_api_url == DEFAULT_TWILIO_API:
+            return None
+        return self.public_url + STATUS_CALLBACK_PATH
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -81,3 +117,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _in_doubt_after(env: Mapping[str, str]) -> int:
+    seconds = _int(env, "KLUBB_IN_DOUBT_AFTER", 300)
+    if not 1 <= seconds <= 86400:
+        raise SettingsError(
+            f"KLUBB_IN_DOUBT_AFTER must be between 1 and 86400 seconds, not {seconds}"
+        )
+    return seconds

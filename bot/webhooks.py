@@ -1,17 +1,21 @@
-"""Twilio's inbound SMS webhook: signature checked, the turn run once, the reply as TwiML."""
+"""Twilio's webhooks: an inbound SMS (signature checked, the turn run once, the reply as TwiML)
+and the status callbacks of the messages Klubb sent."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import logging
+import re
 
 from aiohttp import web
+from sqlalchemy.orm import Session
 from twilio.twiml.messaging_response import MessagingResponse
 
 import locales
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
 from flows.conversation import InboundText, UnknownClub, handle_text, replay
+from store import delivery
 from store.messages import SeenBefore
 from store.phones import club_number, to_e164
 
@@ -20,23 +24,19 @@ routes = web.RouteTableDef()
 
 FORM = "application/x-www-form-urlencoded"
 REQUIRED = ("From", "To", "MessageSid")
+STATUS_REQUIRED = ("MessageSid", "MessageStatus", "From")
 MAX_SID = 64
+# What the receipts table can hold: a status word and Twilio's numeric error code.
+_STATUS = re.compile(r"[a-z_]{1,12}")
+_ERROR_CODE = re.compile(r"[0-9]{1,10}")
 
 
 @routes.post("/sms/twilio")
 async def inbound_sms(request: web.Request) -> web.Response:
     """A text from a member, as Twilio posts it."""
-    if request.content_type != FORM:
-        return _problem(415, f"expected {FORM}")
-    try:
-        form = await request.post()
-    except ValueError:
-        return _problem(400, "the form body could not be read")
-    params = {key: value for key, value in form.items() if isinstance(value, str)}
-    signature = request.headers.get("X-Twilio-Signature", "")
-    url = request.app[SETTINGS].public_url + request.path_qs
-    if not signature or not request.app[VALIDATOR].validate(url, params, signature):
-        return _problem(403, "missing or wrong X-Twilio-Signature")
+    params = await _signed_form(request)
+    if isinstance(params, web.Response):
+        return params
     missing = [name for name in REQUIRED if not params.get(name, "").strip()]
     if missing:
         return _problem(400, f"missing form field: {', '.join(missing)}")
@@ -71,6 +71,67 @@ async def inbound_sms(request: web.Request) -> web.Response:
         apology = locales.render("error.try_again", locales.language_for_phone(sender))
         return twiml(apology)
     return twiml(result.reply)
+
+
+@routes.post("/sms/twilio/status")
+async def message_status(request: web.Request) -> web.Response:
+    """What the carrier said of a message Klubb sent (queued, sent, delivered, undelivered...),
+    as Twilio posts it to the StatusCallback the gateway gave. Posted twice, it counts once."""
+    params = await _signed_form(request)
+    if isinstance(params, web.Response):
+        return params
+    missing = [name for name in STATUS_REQUIRED if not params.get(name, "").strip()]
+    if missing:
+        return _problem(400, f"missing form field: {', '.join(missing)}")
+    sid = params["MessageSid"].strip()
+    if len(sid) > MAX_SID:
+        return _problem(400, "MessageSid is too long")
+    status = params["MessageStatus"].strip().lower()
+    if not _STATUS.fullmatch(status):
+        return _problem(400, f"MessageStatus is not a status: {status[:40]!r}")
+    error_code = params.get("ErrorCode", "").strip() or None
+    if error_code is not None and not _ERROR_CODE.fullmatch(error_code):
+        return _problem(400, f"ErrorCode is not a number: {error_code[:40]!r}")
+    sender = club_number(params["From"])
+    if sender is None:
+        return _problem(400, f"From is not a phone number or short code: {params['From'][:40]!r}")
+    clubs = request.app[CLUBS]
+    now = dt.datetime.now(dt.UTC)
+
+    def record(session: Session) -> bool:
+        program = clubs.by_number(session, sender)
+        if program is None:
+            raise UnknownClub(sender)
+        return delivery.record_receipt(
+            session,
+            program_id=program.id,
+            provider_id=sid,
+            status=status,
+            error_code=error_code,
+            now=now,
+        )
+
+    try:
+        await request.app[DB].run(record)
+    except UnknownClub as exc:
+        return _problem(404, f"no club sends from From number {exc.number}")
+    return web.Response(status=204)
+
+
+async def _signed_form(request: web.Request) -> dict[str, str] | web.Response:
+    """The posted form if Twilio signed it for our public URL, else the problem to answer."""
+    if request.content_type != FORM:
+        return _problem(415, f"expected {FORM}")
+    try:
+        form = await request.post()
+    except ValueError:
+        return _problem(400, "the form body could not be read")
+    params = {key: value for key, value in form.items() if isinstance(value, str)}
+    signature = request.headers.get("X-Twilio-Signature", "")
+    url = request.app[SETTINGS].public_url + request.path_qs
+    if not signature or not request.app[VALIDATOR].validate(url, params, signature):
+        return _problem(403, "missing or wrong X-Twilio-Signature")
+    return params
 
 
 def readable(body: str) -> str:

@@ -99,6 +99,7 @@ def message_ids(language: str) -> frozenset[str]:
     return _catalog(normalize_language(language)).ids
 
 
+@functools.lru_cache(maxsize=4096)
 def format_number(n: int, language: str) -> str:
     """An integer with the locale's grouping: nb/sv "1 250", en "1,250"."""
     return to_gsm7(format_decimal(n, locale=babel_locale(language)))

@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from scheduler import journeys, loyalty, sender
 from scheduler.gateway import Gateway
 from scheduler.leader import Leadership
-from store import campaigns
+from store import campaigns, sending
 from store.database import Database
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,11 @@ def _led(leadership: Leadership, job: Callable[..., Awaitable[Any]]) -> Callable
 
 @contextlib.asynccontextmanager
 async def running_scheduler(
-    db: Database, gateway: Gateway, *, send_rate: float = sender.DEFAULT_RATE
+    db: Database,
+    gateway: Gateway,
+    *,
+    send_rate: float = sender.DEFAULT_RATE,
+    in_doubt_after: dt.timedelta = sending.STALE,
 ) -> AsyncIterator[AsyncIOScheduler]:
     scheduler = AsyncIOScheduler(timezone="UTC")
     leadership = Leadership(db.url)
@@ -78,7 +82,7 @@ async def running_scheduler(
         "interval",
         seconds=SEND_EVERY_SECONDS,
         id="outbox-sender",
-        kwargs={"db": db, "gateway": gateway, "pacer": pacer},
+        kwargs={"db": db, "gateway": gateway, "pacer": pacer, "stale": in_doubt_after},
         **every,
     )
     scheduler.add_job(

@@ -65,11 +65,12 @@ async def drain(
     now: Clock = utc_now,
     batch: int = BATCH,
     pacer: Pacer | None = None,
+    stale: dt.timedelta = sending.STALE,
 ) -> int:
     """Send everything due now, then return how many were sent (burst mode)."""
     pacer = pacer or Pacer(float("inf"))
     sent = 0
-    await settle_in_doubt(db, gateway, now)
+    await settle_in_doubt(db, gateway, now, stale)
     while True:
         claimed = await db.run(functools.partial(sending.claim, now=now(), limit=batch))
         if claimed:
@@ -133,12 +134,14 @@ def _describe(exc: GatewayError) -> str:
     return f"{type(exc).__name__}: {exc.code or ''} {exc}".strip()[:200]
 
 
-async def settle_in_doubt(db: Database, gateway: Gateway, now: Clock = utc_now) -> int:
+async def settle_in_doubt(
+    db: Database, gateway: Gateway, now: Clock = utc_now, stale: dt.timedelta = sending.STALE
+) -> int:
     """Ask the gateway about rows a dead sender left in `sending`: sent ones are marked sent,
     the rest go back to the queue. Nothing in doubt is ever sent again without asking."""
     settled = 0
     while True:
-        doubtful = await db.run(functools.partial(sending.in_doubt, now=now()))
+        doubtful = await db.run(functools.partial(sending.in_doubt, now=now(), stale=stale))
         if not doubtful:
             return settled
         found: list[tuple[int, str | None]] = []

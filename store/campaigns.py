@@ -4,6 +4,7 @@ the outbox in chunks (guard rails and the control group applied in SQL, never in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -289,7 +290,12 @@ def sample_text(session: Session, program: Program, campaign: Campaign, language
 
 def compose(text: str, language: str) -> str:
     """A marketing SMS as sent: the text and the opt-out line the law asks for in every one."""
-    return locales.to_gsm7(text + "\n" + locales.render("campaign.stop_footer", language))
+    return locales.to_gsm7(text + "\n" + _footer(language))
+
+
+@functools.lru_cache(maxsize=8)
+def _footer(language: str) -> str:
+    return locales.render("campaign.stop_footer", language)
 
 
 # --- planning: the outbox rows, in chunks -----------------------------------------------------

@@ -133,7 +133,8 @@ def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
     sending: list[dict[str, Any]] = []
     deferred: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for row in sorted(rows, key=lambda r: ids.index(r["id"])):
+    order = {row_id: index for index, row_id in enumerate(ids)}
+    for row in sorted(rows, key=lambda r: order[r["id"]]):
         verdict = writer.verdict(row)
         if isinstance(verdict, dt.datetime):
             deferred.append({"row_id": row["id"], "until": verdict})
@@ -180,16 +181,9 @@ class _Writer:
         self.templates: dict[int, CouponTemplate] = {}
         self.tiers: dict[int, Tier] = {}
         marketing = [r for r in rows if r["kind"] == outreach.MARKETING]
-        self.recent: dict[int, int] = {}
+        members = sorted({r["member_id"] for r in marketing if r["member_id"] is not None})
+        self.recent = outreach.sent_recently(connection, members, [r["id"] for r in marketing], now)
         self.balances: dict[int, int] = {}
-        for program_id in {r["program_id"] for r in marketing}:
-            of_club = [r for r in marketing if r["program_id"] == program_id]
-            members = sorted({r["member_id"] for r in of_club if r["member_id"] is not None})
-            self.recent.update(
-                outreach.sent_recently(
-                    connection, program_id, members, [r["id"] for r in of_club], now
-                )
-            )
         wanted = [r["member_id"] for r in marketing if r["member_id"] is not None]
         if wanted:
             self.balances = dict(
@@ -404,7 +398,9 @@ class InDoubt:
     claimed_at: dt.datetime
 
 
-def in_doubt(session: Session, now: dt.datetime, limit: int = 200) -> list[InDoubt]:
+def in_doubt(
+    session: Session, now: dt.datetime, limit: int = 200, stale: dt.timedelta = STALE
+) -> list[InDoubt]:
     """Rows left in `sending` for longer than STALE, taken over by this sender (their claim
     time is renewed, so another sender does not settle them at the same time)."""
     connection = session.connection()
@@ -413,7 +409,7 @@ def in_doubt(session: Session, now: dt.datetime, limit: int = 200) -> list[InDou
         if connection.dialect.name == "postgresql"
         else _STALE
     )
-    rows = list(connection.execute(query, {"before": now - STALE, "limit": limit}))
+    rows = list(connection.execute(query, {"before": now - stale, "limit": limit}))
     if rows:
         connection.execute(_TOUCH, [{"row_id": row.id, "now": now} for row in rows])
     return [

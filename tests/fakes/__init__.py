@@ -1,0 +1,1 @@
+"""Fakes of the services Klubb talks to, run on loopback for tests and benches."""
