@@ -51,7 +51,7 @@ _SAMPLE = {
 
 _MEMBERS = Member.__table__
 _OUTBOX = OutboxMessage.__table__
-_INSERT_OUTBOX = {
+INSERT_OUTBOX = {
     "sqlite": sqlite.insert(_OUTBOX).on_conflict_do_nothing(
         index_elements=["campaign_id", "member_id", "occasion"]
     ),
@@ -227,7 +227,7 @@ def preview(session: Session, program: Program, campaign: Campaign, now: dt.date
     base = and_(_MEMBERS.c.program_id == program.id, in_segment)
     eligible = and_(base, outreach.may_receive())
     capped_out = and_(eligible, outreach.under_cap(program, moment))
-    hashed = _control_hash(campaign.id)
+    hashed = control_hash(campaign.id)
     language = _language_column(program)
     counts = session.execute(
         select(
@@ -361,7 +361,7 @@ def _plan_range(
     moment = _first_send(program, campaign, now)
     sender = programs.numbers(session, program.id)[0]
     status = case(
-        (_control_hash(campaign.id) < campaign.control_percent, "held_out"), else_="queued"
+        (control_hash(campaign.id) < campaign.control_percent, "held_out"), else_="queued"
     )
     chosen = select(
         _MEMBERS.c.program_id,
@@ -398,7 +398,7 @@ def _plan_range(
         "created_at",
         "send_after",
     ]
-    insert = _INSERT_OUTBOX[session.get_bind().dialect.name].from_select(columns, chosen)
+    insert = INSERT_OUTBOX[session.get_bind().dialect.name].from_select(columns, chosen)
     return int(session.execute(insert).rowcount or 0)
 
 
@@ -486,7 +486,7 @@ def _segment_clause(
     )
 
 
-def _control_hash(campaign_id: int) -> ColumnElement[int]:
+def control_hash(campaign_id: int) -> ColumnElement[int]:
     return ((_MEMBERS.c.id * _HASH_A + campaign_id * _HASH_B) % _HASH_P) % 100
 
 

@@ -252,7 +252,7 @@ class _Writer:
             template = texts[campaigns.text_language(texts, language)]
             text = template.format_map(values)
         else:
-            text = locales.render(journeys.message_id(campaign), language, **values)
+            text = journeys.catalog_text(campaign, language, values)
         return campaigns.compose(_tidy(text), language)
 
     def _tier_name(self, tier_id: int | None, language: str) -> str:

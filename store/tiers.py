@@ -77,11 +77,11 @@ def name(tier: Tier, language: str) -> str:
 def qualification_start(program: Program, now: dt.datetime) -> dt.datetime:
     zone = ZoneInfo(program.timezone)
     today = now.astimezone(zone).date()
-    start = _months_back(today, program.tier_period_months)
+    start = months_back(today, program.tier_period_months)
     return dt.datetime(start.year, start.month, start.day, tzinfo=zone).astimezone(dt.UTC)
 
 
-def _months_back(day: dt.date, months: int) -> dt.date:
+def months_back(day: dt.date, months: int) -> dt.date:
     """The same day `months` earlier (later, if negative), or that month's last day."""
     index = day.year * 12 + day.month - 1 - months
     year, month = index // 12, index % 12 + 1
@@ -145,7 +145,7 @@ def promote(
 
 def _hold(session: Session, program: Program, member_id: int, tier: Tier, now: dt.datetime) -> None:
     today = now.astimezone(ZoneInfo(program.timezone)).date()
-    until = _months_back(today, -program.tier_period_months) if tier.position > 0 else None
+    until = months_back(today, -program.tier_period_months) if tier.position > 0 else None
     session.connection().execute(
         update(_MEMBERS)
         .where(_MEMBERS.c.id == member_id)

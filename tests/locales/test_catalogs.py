@@ -153,6 +153,12 @@ def realistic_params(language: str) -> dict[str, object]:
         "n": 3,
         "cost": 10000,
         "balance": 9999,
+        "points": 12345,
+        "coupon_code": "WXYZ-7KQ2",
+        "expiring_points": 1250,
+        "expiry_date": date(2027, 3, 31),
+        "points_to_next": 350,
+        "next_tier": TIERS[language],
         "number": "+4791234567",
         "coupons": "; ".join(
             [

@@ -1,0 +1,81 @@
+"""The journeys job: plans every club's active journeys into the outbox, a club per transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store import campaigns, journeys, programs
+from store.database import Database
+from store.models import Campaign
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def run(db: Database, now: Clock = utc_now) -> dict[int, dict[str, int]]:
+    """Plan every club's active journeys at `now()`: the outbox rows written, per club and
+    trigger. Idempotent (each occasion is planned once), so running it every few minutes
+    catches each trigger's moment in every club's time zone, and a missed run is made up by
+    the next one.
+
+    A unit of work per chunk of members (journeys.plan_chunk), so the SQLite writer is never
+    held for long. A club whose planning fails is logged and planned again on the next run
+    (what its earlier chunks wrote stays, and is not written twice); the others go on."""
+    moment = now()
+    club_ids = await db.run(_clubs_with_journeys)
+    done: dict[int, dict[str, int]] = {}
+    for club_id in club_ids:
+        try:
+            counts = await _plan_club(db, club_id, moment)
+        except Exception:
+            log.exception("journeys of club %s could not be planned", club_id)
+            continue
+        done[club_id] = counts
+        if any(counts.values()):
+            log.info(
+                "journeys of club %s: %s",
+                club_id,
+                ", ".join(f"{n} {trigger}" for trigger, n in counts.items() if n),
+            )
+    return done
+
+
+async def _plan_club(db: Database, club_id: int, now: dt.datetime) -> dict[str, int]:
+    total: dict[str, int] = {}
+    after = 0
+    while True:
+        step = await db.run(functools.partial(_chunk, club_id=club_id, now=now, after=after))
+        for trigger, rows in step.rows.items():
+            total[trigger] = total.get(trigger, 0) + rows
+        if step.done:
+            return total
+        after = step.through
+
+
+def _clubs_with_journeys(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(Campaign.program_id)
+            .distinct()
+            .where(Campaign.kind == campaigns.JOURNEY, Campaign.status == campaigns.ACTIVE)
+            .order_by(Campaign.program_id)
+        )
+    )
+
+
+def _chunk(session: Session, club_id: int, now: dt.datetime, after: int) -> journeys.Planned:
+    program = programs.get(session, club_id)
+    if program is None:
+        return journeys.Planned({}, after, True)
+    return journeys.plan_chunk(session, program, now, after)
