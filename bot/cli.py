@@ -1,4 +1,6 @@
-"""The `klubb` command: serve, migrate, init a club, API keys, simulate a phone in the terminal."""
+"""The `klubb` command: serve, migrate, init a club, API keys, simulate a phone in the terminal.
+
+Campaigns, segments and `klubb worker` are in bot/cli_campaigns.py."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from bot import cli_campaigns
 from bot.app import create_app
+from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from bot.settings import Settings, SettingsError
 from store import apikeys, migrate, programs
-from store.database import open_database
 from store.errors import InvalidSetting, NotFound, StoreError
 from store.models import Program
 from store.phones import club_number, to_e164
@@ -94,22 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         (list_, _apikey_list),
         (revoke, _apikey_revoke),
     ):
-        which = action.add_mutually_exclusive_group()
-        which.add_argument("--club-number", help="the club that answers on this number")
-        which.add_argument("--club", type=int, metavar="ID", help="the club's id")
+        add_club_options(action)
         action.set_defaults(command=command)
+    cli_campaigns.add_commands(commands)
     return parser
 
 
-def _schema_is_current(settings: Settings) -> bool:
-    if asyncio.run(migrate.is_current(settings.database_url)):
-        return True
-    print("klubb: the database schema is not up to date: run `klubb migrate`", file=sys.stderr)
-    return False
-
-
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    if not _schema_is_current(settings):
+    if not schema_is_current(settings):
         return 1
     log.info(
         "Klubb listening on http://%s:%s (webhook %s/sms/twilio)",
@@ -168,7 +163,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
         print(f"klubb init: not a phone number or short code: {', '.join(bad)}", file=sys.stderr)
         return 2
     club["numbers"] = numbers
-    if not _schema_is_current(settings):
+    if not schema_is_current(settings):
         return 1
 
     def create(session: Session) -> str:
@@ -189,58 +184,25 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
         return f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
 
     try:
-        print(asyncio.run(_run_once(settings.database_url, create)))
+        print(asyncio.run(run_once(settings.database_url, create)))
     except StoreError as exc:
         print(f"klubb init: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _run_once(url: str, work: Any) -> Any:
-    db = open_database(url)
-    try:
-        return await db.run(work)
-    finally:
-        await db.close()
-
-
-class _NoClub(Exception):
-    """The command names no club it can act on; the message says why."""
-
-
-def _club(session: Session, args: argparse.Namespace) -> Program:
-    """The club named by --club or --club-number, else the only one there is."""
-    if args.club is not None:
-        program = programs.get(session, args.club)
-        if program is None:
-            raise _NoClub(f"no club with id {args.club}")
-        return program
-    if args.club_number is not None:
-        number = club_number(args.club_number)
-        program = programs.by_number(session, number) if number else None
-        if program is None:
-            raise _NoClub(f"no club answers on {args.club_number}")
-        return program
-    clubs = programs.all_programs(session)
-    if not clubs:
-        raise _NoClub("no club yet: run `klubb init`")
-    if len(clubs) > 1:
-        raise _NoClub("there are several clubs: name one with --club-number or --club")
-    return clubs[0]
-
-
 def _apikey(args: argparse.Namespace, settings: Settings, work: Any) -> int:
     """Run `work(session, program)` for the chosen club and print what it returns: (for stdout,
     for stderr or None). Errors are one line, and exit 1 or 2."""
-    if not _schema_is_current(settings):
+    if not schema_is_current(settings):
         return 1
 
     def run(session: Session) -> Any:
-        return work(session, _club(session, args))
+        return work(session, chosen_club(session, args))
 
     try:
-        out, note = asyncio.run(_run_once(settings.database_url, run))
-    except _NoClub as exc:
+        out, note = asyncio.run(run_once(settings.database_url, run))
+    except NoClub as exc:
         print(f"klubb apikey: {exc}", file=sys.stderr)
         return 2
     except InvalidSetting as exc:
@@ -318,7 +280,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     receiver = args.receiver and club_number(args.receiver)
     if receiver is None:
-        receiver = asyncio.run(_run_once(settings.database_url, _first_number))
+        receiver = asyncio.run(run_once(settings.database_url, _first_number))
         if receiver is None:
             print("klubb simulate: no club yet: run `klubb init --demo`", file=sys.stderr)
             return 1

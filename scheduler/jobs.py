@@ -5,6 +5,7 @@ broadcasts, evaluates journeys and runs the loyalty jobs (scheduler.leader)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import functools
@@ -24,11 +25,15 @@ log = logging.getLogger(__name__)
 
 # APScheduler logs every run at INFO: the sender runs every second, which would bury the log.
 logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+# And it logs each job added at start ("Adding job tentatively"): noise in every `klubb serve`.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
 
 SEND_EVERY_SECONDS = 1
 PLAN_EVERY_SECONDS = 15
 JOURNEYS_EVERY_MINUTES = 15
 LOYALTY_EVERY_HOURS = 1
+# How long a shutdown waits for running jobs (a sender's batch in hand, a planning chunk).
+FINISH_SECONDS = 15
 Clock = Callable[[], dt.datetime]
 
 
@@ -36,12 +41,15 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def plan_broadcasts(db: Database, now: Clock = utc_now) -> int:
+async def plan_broadcasts(
+    db: Database, now: Clock = utc_now, stop: asyncio.Event | None = None
+) -> int:
     """Plan every broadcast whose time has come, a chunk of members per transaction (so a
-    member's text never waits long behind it). Returns the outbox rows written."""
+    member's text never waits long behind it). Returns the outbox rows written. Once `stop`
+    is set it returns between chunks; the next run goes on where this one stopped."""
     written = 0
     for campaign_id in await db.run(functools.partial(campaigns.due_for_planning, now=now())):
-        while True:
+        while stop is None or not stop.is_set():
             step = await db.run(
                 functools.partial(campaigns.plan_chunk, campaign_id=campaign_id, now=now())
             )
@@ -56,10 +64,10 @@ def _led(leadership: Leadership, job: Callable[..., Awaitable[Any]]) -> Callable
     """The job, run only while this process holds the leadership (tried again each time)."""
 
     @functools.wraps(job)
-    async def run(*args: Any) -> Any:
+    async def run(*args: Any, **kwargs: Any) -> Any:
         if not await leadership.try_acquire():
             return None
-        return await job(*args)
+        return await job(*args, **kwargs)
 
     return run
 
@@ -74,28 +82,37 @@ async def running_scheduler(
 ) -> AsyncIterator[AsyncIOScheduler]:
     scheduler = AsyncIOScheduler(timezone="UTC")
     leadership = Leadership(db.url)
+    stop = asyncio.Event()
+    running: set[asyncio.Task[Any]] = set()
     pacer = sender.Pacer(send_rate)
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     every = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
-        sender.drain,
+        _tracked(running, sender.drain),
         "interval",
         seconds=SEND_EVERY_SECONDS,
         id="outbox-sender",
-        kwargs={"db": db, "gateway": gateway, "pacer": pacer, "stale": in_doubt_after},
+        kwargs={
+            "db": db,
+            "gateway": gateway,
+            "pacer": pacer,
+            "stale": in_doubt_after,
+            "stop": stop,
+        },
         **every,
     )
     scheduler.add_job(
-        _led(leadership, plan_broadcasts),
+        _tracked(running, _led(leadership, plan_broadcasts)),
         "interval",
         seconds=PLAN_EVERY_SECONDS,
         args=(db,),
+        kwargs={"stop": stop},
         id="campaign-planner",
         next_run_time=soon,
         **every,
     )
     scheduler.add_job(
-        _led(leadership, journeys.run),
+        _tracked(running, _led(leadership, journeys.run)),
         "interval",
         minutes=JOURNEYS_EVERY_MINUTES,
         args=(db,),
@@ -104,7 +121,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _led(leadership, loyalty.run_daily),
+        _tracked(running, _led(leadership, loyalty.run_daily)),
         "interval",
         hours=LOYALTY_EVERY_HOURS,
         args=(db,),
@@ -116,5 +133,30 @@ async def running_scheduler(
     try:
         yield scheduler
     finally:
+        # Shutting APScheduler down cancels the jobs it is running, and a send cancelled
+        # between the gateway and the database is left in doubt: no new runs, the sender is
+        # told to stop after the message in hand, and the running jobs get a while to finish.
+        scheduler.pause()
+        stop.set()
+        if running:
+            await asyncio.wait(set(running), timeout=FINISH_SECONDS)
         scheduler.shutdown(wait=False)
         await leadership.release()
+
+
+def _tracked(
+    running: set[asyncio.Task[Any]], job: Callable[..., Awaitable[Any]]
+) -> Callable[..., Any]:
+    """The job, its task kept in `running` while it runs (so a shutdown can wait for it)."""
+
+    @functools.wraps(job)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            return await job(*args, **kwargs)
+        finally:
+            running.discard(task)
+
+    return run

@@ -66,28 +66,37 @@ async def drain(
     batch: int = BATCH,
     pacer: Pacer | None = None,
     stale: dt.timedelta = sending.STALE,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Send everything due now, then return how many were sent (burst mode)."""
+    """Send everything due now, then return how many were sent (burst mode). Once `stop` is
+    set, no new message is handed over: the batch in hand is recorded (what was not sent goes
+    back to the queue) and the drain returns, so a shutdown leaves nothing in doubt."""
     pacer = pacer or Pacer(float("inf"))
     sent = 0
     await settle_in_doubt(db, gateway, now, stale)
     while True:
         claimed = await db.run(functools.partial(sending.claim, now=now(), limit=batch))
         if claimed:
-            results = await _send_all(gateway, claimed, pacer)
+            results = await _send_all(gateway, claimed, pacer, stop)
             await db.run(functools.partial(sending.record, results=results, now=now()))
             sent += sum(1 for r in results if r.outcome == "sent")
+        if stop is not None and stop.is_set():
+            return sent
         if len(claimed) < batch:
             await db.run(functools.partial(campaigns.finish_sent, now=now()))
             return sent
 
 
 async def _send_all(
-    gateway: Gateway, claimed: list[sending.Claimed], pacer: Pacer
+    gateway: Gateway, claimed: list[sending.Claimed], pacer: Pacer, stop: asyncio.Event | None
 ) -> list[sending.Result]:
     limit = asyncio.Semaphore(IN_FLIGHT)
     tasks = []
+    unsent: list[sending.Result] = []
     for row in claimed:
+        if stop is not None and stop.is_set():
+            unsent.append(sending.Result(row.id, "unsent"))
+            continue
         await pacer.wait() if pacer.rate != float("inf") else None
         await limit.acquire()
         tasks.append(asyncio.create_task(_send(gateway, row, limit)))
@@ -97,7 +106,7 @@ async def _send_all(
         pacer.throttled(max(a.retry_after or 1.0 for a in throttles))
     else:
         pacer.went_well()
-    return [a for a in answers if a is not None]
+    return [a for a in answers if a is not None] + unsent
 
 
 async def _send(

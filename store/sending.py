@@ -51,7 +51,9 @@ class Result:
     """What the gateway said of one claimed row."""
 
     id: int
-    outcome: str  # sent, retry, throttled, failed, flag (failed, and the number is flagged)
+    # sent, retry, throttled, failed, flag (failed, and the number is flagged), or unsent
+    # (never handed over: the sender is stopping)
+    outcome: str
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
@@ -331,7 +333,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
     if sent:
         connection.execute(_SENT, sent)
         delivery.apply_waiting(session, [r.provider_id for r in results if r.provider_id], now)
-    again = [r for r in results if r.outcome in ("retry", "throttled")]
+    again = [r for r in results if r.outcome in ("retry", "throttled", "unsent")]
     attempts = {}
     if again:
         attempts = {
@@ -341,7 +343,9 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
     requeue, failed = [], []
     for r in again:
         tries = attempts.get(r.id, (MAX_ATTEMPTS, None))[0]
-        if r.outcome == "throttled":
+        if r.outcome == "unsent":
+            requeue.append({"row_id": r.id, "error": None, "until": now, "uncount": 1})
+        elif r.outcome == "throttled":
             wait = dt.timedelta(seconds=r.retry_after) if r.retry_after else THROTTLE_WAIT
             requeue.append({"row_id": r.id, "error": r.error, "until": now + wait, "uncount": 1})
         elif tries >= MAX_ATTEMPTS:

@@ -412,3 +412,27 @@ async def test_system_messages_still_go_out(db, club):
     assert await send(db, gateway) == 1
     row = await run(db, lambda s: s.get(OutboxMessage, row_id))
     assert (row.status, row.provider_id) == ("sent", "SMfake000001")
+
+
+async def test_a_stopping_sender_puts_what_it_did_not_hand_over_back(db, club):
+    await add_members(db, club, 40)
+    campaign_id = await broadcast(db, club)
+    await plan(db, campaign_id)
+    stop = asyncio.Event()
+
+    class StopsHalfWay(RecordingGateway):
+        async def send(self, message):
+            if len(self.sent) == 9:
+                stop.set()  # a shutdown begins while the batch is being sent
+            return await super().send(message)
+
+    gateway = StopsHalfWay()
+    sent = await sender.drain(db, gateway, at(T0), pacer=sender.Pacer(1000), stop=stop)
+    assert 10 <= sent < 40
+    rows = await rows_of(db, campaign_id)
+    assert sum(r.status == "sent" for r in rows) == sent
+    waiting = [r for r in rows if r.status != "sent"]
+    assert waiting
+    assert all((r.status, r.attempts) == ("queued", 0) for r in waiting)
+    assert await send(db, gateway) == 40 - sent
+    assert set(gateway.per_number().values()) == {1}
