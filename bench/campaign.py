@@ -210,7 +210,7 @@ def previous_campaign(url: str) -> int:
                         "INSERT INTO campaigns (program_id, name, kind, status, send_at, "
                         "control_percent, planned_through, created_at, texts, filter) "
                         "SELECT id, 'Earlier', 'broadcast', 'done', :at, 0, 0, :at, "
-                        "'{\"nb\": \"x\"}', '{\"all\": []}' FROM programs"
+                        '\'{"nb": "x"}\', \'{"all": []}\' FROM programs'
                     ),
                     {"at": earlier},
                 )

@@ -202,7 +202,11 @@ class ProfileAnswer(Base):
     """A member's answer to one profile question."""
 
     __tablename__ = "profile_answers"
-    __table_args__ = (UniqueConstraint("member_id", "question_id"),)
+    __table_args__ = (
+        UniqueConstraint("member_id", "question_id"),
+        # Segments: one question's answers in member order ("answered" from the index alone).
+        Index("ix_profile_answers_question", "question_id", "member_id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
@@ -418,6 +422,16 @@ class Purchase(Base):
         Index("ix_purchases_member_occurred", "member_id", "occurred_at"),
         # Segments: who bought within a period, at a store.
         Index("ix_purchases_program_occurred", "program_id", "occurred_at", "member_id"),
+        # Segments: each member's purchases in one run (count, amount, last purchase, store),
+        # grouped by member without a sort or a read of the rows (store/segments.py).
+        Index(
+            "ix_purchases_program_member",
+            "program_id",
+            "member_id",
+            "occurred_at",
+            "total_minor",
+            "store",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -441,6 +455,8 @@ class PurchaseLine(Base):
     __table_args__ = (
         UniqueConstraint("purchase_id", "line_no"),
         Index("ix_purchase_lines_member_category", "member_id", "category"),
+        # Segments: the club's lines of a category, without reading the others.
+        Index("ix_purchase_lines_program_category", "program_id", "category", "member_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

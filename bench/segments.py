@@ -1,0 +1,801 @@
+"""Segments bench: segments.count over a club of 1,000,000 members, per filter shape, with plans.
+
+Fills one club (the demo club of `klubb init --demo`, plus a second choice question) with
+`--members` members — birthdays, languages, tiers, stores, profile answers for about 60 %,
+purchases with lines for about 30 %, point lots for about 40 % — by bulk insert (sqlite3
+executemany, or COPY on PostgreSQL), then times `store.segments.count` through Klubb's own
+`Database` for each filter shape, best of `--repeats`, and prints the plan of each. Target
+(../shared/PERFORMANCE.md): every shape under 1 s on SQLite. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import random
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import inbound
+from inbound import CLUB_NUMBER, REPO
+
+TARGET_MS = 1000.0
+CHUNK = 50_000  # members generated and inserted at a time
+STORES = ("Torshov", "Majorstuen", "Grünerløkka", "Sandvika", "Nettbutikk")
+CATEGORIES = (
+    "running",
+    "cycling",
+    "skiing",
+    "service",
+    "shoes",
+    "jackets",
+    "bags",
+    "nutrition",
+    "swimming",
+    "hiking",
+    "tennis",
+    "gift card",
+)
+ACTIVITIES = ("running", "cycling", "skiing")
+SIZES = ("s", "m", "l", "xl")
+SIZE_QUESTION = {
+    "key": "size",
+    "kind": "choice",
+    "prompt": {"nb": "Hvilken størrelse?", "sv": "Vilken storlek?", "en": "Which size?"},
+    "choices": [{"key": s, "label": {"nb": s.upper(), "en": s.upper()}} for s in SIZES],
+}
+
+
+# --- the members ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Club:
+    id: int
+    salt: str
+    currency: str
+    tiers: dict[int, int]  # position -> id
+    activities: int  # question ids
+    size: int
+
+
+@dataclass
+class Rows:
+    """One chunk's rows per table, in the columns of COLUMNS, with Python values."""
+
+    members: list[tuple[Any, ...]]
+    profile_answers: list[tuple[Any, ...]]
+    purchases: list[tuple[Any, ...]]
+    purchase_lines: list[tuple[Any, ...]]
+    ledger_entries: list[tuple[Any, ...]]
+    point_lots: list[tuple[Any, ...]]
+
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "members": (
+        "id",
+        "program_id",
+        "phone",
+        "phone_hash",
+        "status",
+        "language",
+        "first_name",
+        "birthday",
+        "joined_at",
+        "created_at",
+        "updated_at",
+        "tier_id",
+        "store",
+        "delivery_failures",
+    ),
+    "profile_answers": ("id", "program_id", "member_id", "question_id", "value", "answered_at"),
+    "purchases": (
+        "id",
+        "program_id",
+        "member_id",
+        "transaction_id",
+        "store",
+        "currency",
+        "total_minor",
+        "points",
+        "fingerprint",
+        "occurred_at",
+        "created_at",
+    ),
+    "purchase_lines": (
+        "id",
+        "program_id",
+        "purchase_id",
+        "member_id",
+        "line_no",
+        "category",
+        "qty",
+        "amount_minor",
+        "discounted",
+        "points",
+    ),
+    "ledger_entries": (
+        "id",
+        "program_id",
+        "member_id",
+        "kind",
+        "points",
+        "tier_points",
+        "reason",
+        "expires_at",
+        "created_at",
+    ),
+    "point_lots": ("entry_id", "program_id", "member_id", "points", "remaining", "expires_at"),
+}
+
+
+def phone_of(index: int) -> str:
+    """Eight in ten Norwegian mobiles, the rest Swedish, Danish and Finnish."""
+    kind = index % 20
+    if kind < 16:
+        return f"+479{index:07d}"
+    if kind < 18:
+        return f"+4670{index:07d}"
+    if kind == 18:
+        return f"+452{index:07d}"
+    return f"+35840{index:07d}"
+
+
+class Generator:
+    """Members and their rows, chunk by chunk, the same for the same seed."""
+
+    def __init__(self, club: Club, now: dt.datetime, seed: int) -> None:
+        self.club = club
+        self.now = now
+        self.rng = random.Random(seed)
+        self.ids = {"answers": 0, "purchases": 0, "lines": 0, "entries": 0}
+
+    def chunk(self, first: int, count: int, base: dict[str, int]) -> Rows:
+        rows = Rows([], [], [], [], [], [])
+        for index in range(first, first + count):
+            self.member(index, base, rows)
+        return rows
+
+    def member(self, index: int, base: dict[str, int], rows: Rows) -> None:
+        rng, now, club = self.rng, self.now, self.club
+        member_id = base["members"] + index
+        draw = rng.random()
+        status = (
+            "active"
+            if draw < 0.85
+            else "stopped"
+            if draw < 0.93
+            else "pending"
+            if draw < 0.97
+            else "erased"
+        )
+        erased = status == "erased"
+        phone = None if erased else phone_of(index)
+        hashed = hashlib.sha256(f"{club.salt}:{phone_of(index)}".encode()).hexdigest()
+        language = None
+        if not erased and rng.random() < 0.95:
+            language = rng.choices(("nb", "sv", "en"), (70, 20, 10))[0]
+        birthday = None
+        if not erased and rng.random() < 0.8:
+            birthday = (now - dt.timedelta(days=rng.randrange(13 * 365, 80 * 365))).date()
+        created = now - dt.timedelta(seconds=rng.randrange(5 * 365 * 86_400))
+        joined = None if status == "pending" else created + dt.timedelta(minutes=2)
+        draw = rng.random()
+        tier = club.tiers.get(2) if draw < 0.05 else club.tiers.get(1) if draw < 0.25 else None
+        store = rng.choice(STORES) if rng.random() < 0.7 else None
+        rows.members.append(
+            (
+                member_id,
+                club.id,
+                phone,
+                hashed,
+                status,
+                language,
+                None if erased else "Kari",
+                birthday,
+                joined,
+                created,
+                created,
+                tier,
+                store,
+                0,
+            )
+        )
+        if erased:
+            return  # erasure removed the answers; purchases and lots stay as figures
+        if rng.random() < 0.6:
+            picked = rng.sample(ACTIVITIES, rng.choice((1, 1, 2, 3)))
+            self.answer(rows, base, member_id, club.activities, picked, created)
+        if rng.random() < 0.35:
+            self.answer(rows, base, member_id, club.size, [rng.choice(SIZES)], created)
+        if rng.random() < 0.3:
+            self.purchases(rows, base, member_id, created)
+        if rng.random() < 0.4:
+            self.lots(rows, base, member_id, created)
+
+    def answer(
+        self,
+        rows: Rows,
+        base: dict[str, int],
+        member_id: int,
+        question: int,
+        value: list[str],
+        at: dt.datetime,
+    ) -> None:
+        answer_id = base["profile_answers"] + self.ids["answers"]
+        self.ids["answers"] += 1
+        rows.profile_answers.append(
+            (answer_id, self.club.id, member_id, question, json.dumps(value), at)
+        )
+
+    def purchases(
+        self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime
+    ) -> None:
+        rng = self.rng
+        span = max(60.0, (self.now - since).total_seconds())
+        # Most buyers buy a few times, some often: 1 to 25 purchases, about 3 on average.
+        for _ in range(min(25, 1 + int(rng.expovariate(0.5)))):
+            purchase_id = base["purchases"] + self.ids["purchases"]
+            self.ids["purchases"] += 1
+            # Recent purchases are more common than old ones.
+            at = self.now - dt.timedelta(seconds=span * rng.random() ** 1.5)
+            lines = []
+            for line_no in range(1, rng.choice((1, 1, 2, 3)) + 1):
+                amount = int(rng.lognormvariate(10.5, 0.9))
+                lines.append((line_no, rng.choice(CATEGORIES), amount))
+            total = sum(amount for _, _, amount in lines)
+            rows.purchases.append(
+                (
+                    purchase_id,
+                    self.club.id,
+                    member_id,
+                    f"bench-{purchase_id:09d}",
+                    rng.choice(STORES),
+                    self.club.currency,
+                    total,
+                    total // 100,
+                    f"{purchase_id:064x}",
+                    at,
+                    at,
+                )
+            )
+            for line_no, category, amount in lines:
+                line_id = base["purchase_lines"] + self.ids["lines"]
+                self.ids["lines"] += 1
+                rows.purchase_lines.append(
+                    (
+                        line_id,
+                        self.club.id,
+                        purchase_id,
+                        member_id,
+                        line_no,
+                        category,
+                        1,
+                        amount,
+                        False,
+                        amount // 100,
+                    )
+                )
+
+    def lots(self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime) -> None:
+        rng = self.rng
+        span = max(60.0, (self.now - since).total_seconds())
+        for _ in range(rng.randint(1, 4)):
+            entry_id = base["ledger_entries"] + self.ids["entries"]
+            self.ids["entries"] += 1
+            earned = self.now - dt.timedelta(seconds=span * rng.random())
+            # Two years to live: older lots have ended (the daily job may not have closed them).
+            expires = earned + dt.timedelta(days=730)
+            points = rng.randint(10, 2000)
+            remaining = 0 if rng.random() < 0.15 else rng.randint(1, points)
+            rows.ledger_entries.append(
+                (entry_id, self.club.id, member_id, "bonus", points, 0, "bench", expires, earned)
+            )
+            rows.point_lots.append((entry_id, self.club.id, member_id, points, remaining, expires))
+
+
+# --- populating -----------------------------------------------------------------------------------
+
+
+async def read_club(url: str) -> Club:
+    """The demo club, with a second (single) choice question added."""
+    from sqlalchemy import select
+
+    from store import programs
+    from store.database import open_database
+    from store.models import ProfileQuestion, Program, ProgramNumber, Tier
+
+    db = open_database(url)
+    try:
+
+        def work(session: Any) -> Club:
+            program = session.scalar(
+                select(Program).join(ProgramNumber).where(ProgramNumber.number == CLUB_NUMBER)
+            )
+            questions = {
+                q.key: q.id
+                for q in session.scalars(
+                    select(ProfileQuestion).where(ProfileQuestion.program_id == program.id)
+                )
+            }
+            if "size" not in questions:
+                questions["size"] = programs.add_question(session, program, **SIZE_QUESTION).id
+            tiers = {
+                t.position: t.id
+                for t in session.scalars(select(Tier).where(Tier.program_id == program.id))
+            }
+            return Club(
+                program.id,
+                program.hash_salt,
+                program.currency,
+                tiers,
+                questions["activities"],
+                questions["size"],
+            )
+
+        return await db.run(work)
+    finally:
+        await db.close()
+
+
+def chunks(
+    club: Club, members: int, now: dt.datetime, seed: int, base: dict[str, int]
+) -> Iterator[Rows]:
+    generator = Generator(club, now, seed)
+    for first in range(0, members, CHUNK):
+        yield generator.chunk(first, min(CHUNK, members - first), base)
+
+
+def sqlite_instant(value: dt.datetime | None) -> str | None:
+    """As SQLAlchemy writes a UTC instant on SQLite (the generator's are all in UTC)."""
+    return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def sqlite_date(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+# The columns SQLite needs written as SQLAlchemy writes them (by position in COLUMNS).
+SQLITE_CONVERT: dict[str, dict[int, Any]] = {
+    table: {
+        i: sqlite_date if name == "birthday" else sqlite_instant
+        for i, name in enumerate(columns)
+        if name == "birthday" or name.endswith("_at")
+    }
+    for table, columns in COLUMNS.items()
+}
+
+
+def sqlite_rows(table: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    convert = SQLITE_CONVERT[table]
+    if not convert:
+        yield from rows
+        return
+    for row in rows:
+        values = list(row)
+        for i, to_text in convert.items():
+            values[i] = to_text(values[i])
+        yield tuple(values)
+
+
+def populate_sqlite(
+    path: Path, club: Club, members: int, now: dt.datetime, seed: int
+) -> dict[str, int]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        # The bench's own fill: no journal and no fsync (a crash here only loses the bench).
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-1000000")
+        base = {
+            table: (conn.execute(f"SELECT max({key}) FROM {table}").fetchone()[0] or 0) + 1
+            for table, key in (
+                ("members", "id"),
+                ("profile_answers", "id"),
+                ("purchases", "id"),
+                ("purchase_lines", "id"),
+                ("ledger_entries", "id"),
+            )
+        }
+        # The tables' indexes are dropped while filling and made again after (from the very
+        # statements the migration made them with): building an index once is faster than
+        # keeping it up to date through a million random inserts.
+        indexes = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            f" AND tbl_name IN ({', '.join('?' * len(COLUMNS))})",
+            list(COLUMNS),
+        ).fetchall()
+        conn.execute("BEGIN")
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        for rows in chunks(club, members, now, seed, base):
+            for table, columns in COLUMNS.items():
+                marks = ", ".join("?" * len(columns))
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                    sqlite_rows(table, getattr(rows, table)),
+                )
+        for _, sql in indexes:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode=WAL")
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in COLUMNS
+        }
+    finally:
+        conn.close()
+
+
+async def populate_postgres(
+    url: str, club: Club, members: int, now: dt.datetime, seed: int
+) -> dict[str, int]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        base = {}
+        for table in (
+            "members",
+            "profile_answers",
+            "purchases",
+            "purchase_lines",
+            "ledger_entries",
+        ):
+            base[table] = (await conn.fetchval(f"SELECT max(id) FROM {table}") or 0) + 1
+        async with conn.transaction():
+            for rows in chunks(club, members, now, seed, base):
+                for table, columns in COLUMNS.items():
+                    await conn.copy_records_to_table(
+                        table, records=getattr(rows, table), columns=list(columns)
+                    )
+        for table in base:
+            await conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+            )
+        return {table: await conn.fetchval(f"SELECT count(*) FROM {table}") for table in COLUMNS}
+    finally:
+        await conn.close()
+
+
+async def analyze(url: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(inbound.async_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(
+                text("ANALYZE" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE")
+            )
+    finally:
+        await engine.dispose()
+
+
+async def run_sql(url: str, statements: list[str]) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(inbound.async_url(url))
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+# --- the shapes -----------------------------------------------------------------------------------
+
+
+def shapes(now: dt.datetime) -> dict[str, dict[str, Any]]:
+    """Filter shapes by name: the campaign filter of PERFORMANCE.md, broad ones, each leaf alone
+    (every form the compiler has: IN, NOT IN, grouped, windowed)."""
+    month = now.month
+    consent = {"field": "consent", "op": "is", "value": True}
+    return {
+        "campaign (PERFORMANCE.md)": {
+            "all": [
+                consent,
+                {"field": "language", "op": "in", "value": ["nb"]},
+                {"field": "birthday_month", "op": "in", "value": [month]},
+                {"field": "points", "op": "gte", "value": 100},
+                {"field": "answer", "question": "activities", "op": "in", "value": ["running"]},
+                {"field": "days_since_purchase", "op": "lte", "value": 90},
+            ]
+        },
+        "broad: consent and (points or bought or 18-35)": {
+            "all": [
+                consent,
+                {
+                    "any": [
+                        {"field": "points", "op": "gte", "value": 1},
+                        {"field": "purchase_count", "op": "gte", "value": 1, "days": 365},
+                        {"field": "age", "op": "between", "value": [18, 35]},
+                    ]
+                },
+            ]
+        },
+        "win-back: consent, bought, not in 180 days": {
+            "all": [consent, {"field": "days_since_purchase", "op": "gte", "value": 180}]
+        },
+        "never bought: not purchase_count gte 1": {
+            "all": [consent, {"not": {"field": "purchase_count", "op": "gte", "value": 1}}]
+        },
+        "everyone": {"all": []},
+        "consent": consent,
+        "language in sv, en": {"field": "language", "op": "in", "value": ["sv", "en"]},
+        "country in SE, FI": {"field": "country", "op": "in", "value": ["SE", "FI"]},
+        "not country NO": {"not": {"field": "country", "op": "in", "value": ["NO"]}},
+        "age between 18 and 25": {"field": "age", "op": "between", "value": [18, 25]},
+        "birthday_month this month": {"field": "birthday_month", "op": "in", "value": [month]},
+        "answer activities in skiing": {
+            "field": "answer",
+            "question": "activities",
+            "op": "in",
+            "value": ["skiing"],
+        },
+        "answer size answered": {
+            "field": "answer",
+            "question": "size",
+            "op": "answered",
+            "value": True,
+        },
+        "store in Sandvika": {"field": "store", "op": "in", "value": ["Sandvika"]},
+        "tier in 1, 2": {"field": "tier", "op": "in", "value": [1, 2]},
+        "tier in 0": {"field": "tier", "op": "in", "value": [0]},
+        "points gte 1000": {"field": "points", "op": "gte", "value": 1000},
+        "points lte 50 (NOT IN)": {"field": "points", "op": "lte", "value": 50},
+        "purchase_count gte 3": {"field": "purchase_count", "op": "gte", "value": 3},
+        "purchase_count lte 1, 365 days (NOT IN)": {
+            "field": "purchase_count",
+            "op": "lte",
+            "value": 1,
+            "days": 365,
+        },
+        "purchase_amount gte 5000 kr": {
+            "field": "purchase_amount",
+            "op": "gte",
+            "value": 500_000,
+        },
+        "days_since_purchase lte 90": {"field": "days_since_purchase", "op": "lte", "value": 90},
+        "days_since_purchase between 30 and 90": {
+            "field": "days_since_purchase",
+            "op": "between",
+            "value": [30, 90],
+        },
+        "category in skiing, service, 90 days": {
+            "field": "category",
+            "op": "in",
+            "value": ["skiing", "service"],
+            "days": 90,
+        },
+        "category in tennis": {"field": "category", "op": "in", "value": ["tennis"]},
+        "joined_days lte 30": {"field": "joined_days", "op": "lte", "value": 30},
+    }
+
+
+@dataclass
+class Timed:
+    name: str
+    count: int
+    best_ms: float
+    runs_ms: list[float]
+    cpu_ms: float  # SQLite: CPU time of the thread that ran it, best run
+    plan: list[str]
+
+
+def counted(session: Any, count: Any, *args: Any) -> tuple[int, float]:
+    """count(session, *args) and the CPU time this thread spent on it: on SQLite that is the
+    whole query (it runs in this thread), so the figure holds however busy the machine is."""
+    began = time.thread_time()
+    found = count(session, *args)
+    return found, time.thread_time() - began
+
+
+async def measure(
+    url: str, now: dt.datetime, repeats: int, analyse_plans: bool, only: str | None
+) -> list[Timed]:
+    from sqlalchemy import func, select, text
+
+    from store import segments
+    from store.database import open_database
+    from store.models import Member, Program, ProgramNumber
+
+    members = Member.__table__
+    db = open_database(url)
+    try:
+        program = await db.run(
+            lambda s: s.scalar(
+                select(Program).join(ProgramNumber).where(ProgramNumber.number == CLUB_NUMBER)
+            )
+        )
+        results = []
+        for name, shape in shapes(now).items():
+            if only and only not in name:
+                continue
+            runs = []
+            cpu = []
+            found = 0
+            for _ in range(repeats):
+                began = time.perf_counter()
+                found, used = await db.run(
+                    lambda s, shape=shape: counted(s, segments.count, program, shape, now)
+                )
+                runs.append((time.perf_counter() - began) * 1000)
+                cpu.append(used * 1000)
+
+            def explain(session: Any, shape: dict[str, Any] = shape) -> list[str]:
+                dialect = session.get_bind().dialect
+                query = (
+                    select(func.count())
+                    .select_from(members)
+                    .where(
+                        members.c.program_id == program.id,
+                        segments.compile_filter(
+                            shape,
+                            program_id=program.id,
+                            zone=program.timezone,
+                            now=now,
+                            dialect=dialect.name,
+                        ),
+                    )
+                )
+                sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+                if dialect.name == "sqlite":
+                    rows = session.execute(text("EXPLAIN QUERY PLAN " + sql)).all()
+                    depth = {0: 0}
+                    lines = []
+                    for node, parent, _, detail in rows:
+                        depth[node] = depth.get(parent, 0) + 1
+                        lines.append("  " * (depth[node] - 1) + detail)
+                    return lines
+                how = "EXPLAIN (ANALYZE, BUFFERS) " if analyse_plans else "EXPLAIN "
+                return [row[0] for row in session.execute(text(how + sql))]
+
+            plan = await db.run(explain)
+            results.append(Timed(name, found, min(runs), runs, min(cpu), plan))
+        return results
+    finally:
+        await db.close()
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000, help="members in the club")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per shape (best is shown)")
+    parser.add_argument(
+        "--database-url",
+        help="default: a fresh SQLite file in a temp dir; a PostgreSQL URL's schema public is "
+        "DROPPED and recreated",
+    )
+    parser.add_argument(
+        "--sqlite-file",
+        type=Path,
+        help="fill this SQLite file instead of a temp one, and keep it; with --reuse, time an "
+        "already filled one again (to try an index with --sql without filling again)",
+    )
+    parser.add_argument("--reuse", action="store_true", help="don't fill: time what is there")
+    parser.add_argument(
+        "--stats",
+        choices=("without", "with", "both"),
+        default="both",
+        help="time before ANALYZE (as a database Klubb made itself runs: it never analyses), "
+        "after it, or both",
+    )
+    parser.add_argument("--sql", action="append", default=[], help="run before timing (an index)")
+    parser.add_argument("--only", help="only the shapes whose name holds this")
+    parser.add_argument(
+        "--explain-analyze",
+        action="store_true",
+        help="PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) instead of EXPLAIN",
+    )
+    parser.add_argument("--seed", type=int, default=2020)
+    args = parser.parse_args(argv)
+    if args.members < 100 or args.repeats < 1:
+        parser.error("--members must be at least 100 and --repeats positive")
+    if args.reuse and not (args.sqlite_file or args.database_url):
+        parser.error("--reuse needs --sqlite-file or --database-url")
+    return args
+
+
+def report(results: list[Timed], label: str, members: int) -> None:
+    print()
+    sqlite = label.startswith("sqlite")
+    print(f"{label}: best of the runs, ms (every run)")
+    cpu_head = f"{'cpu ms':>9}" if sqlite else ""
+    print(f"{'ms':>9}{cpu_head} {'matches':>10}        shape")
+    for timed in results:
+        runs = " ".join(f"{ms:.0f}" for ms in timed.runs_ms)
+        share = timed.count / members if members else 0
+        cpu = f"{timed.cpu_ms:9.1f}" if sqlite else ""
+        print(f"{timed.best_ms:9.1f}{cpu} {timed.count:10,} {share:6.1%}  {timed.name}  ({runs})")
+    for timed in results:
+        print(f"  plan of {timed.name}:")
+        for line in timed.plan:
+            print(f"    | {line}")
+    slowest = max(results, key=lambda t: t.best_ms)
+    met = slowest.best_ms < TARGET_MS
+    line = f"verdict ({label}): slowest {slowest.best_ms:.0f} ms ({slowest.name})"
+    if sqlite:
+        busiest = max(results, key=lambda t: t.cpu_ms)
+        line += f", most CPU {busiest.cpu_ms:.0f} ms ({busiest.name})"
+    print(f"{line}; target every shape < {TARGET_MS:.0f} ms: {'MET' if met else 'MISSED'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from sqlalchemy.engine import make_url
+
+    signal.signal(signal.SIGTERM, inbound._interrupted)
+    signal.signal(signal.SIGINT, inbound._interrupted)
+    print(inbound.machine())
+    # Whole seconds: the shapes' windows don't move between the runs of one shape.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="klubb-segments-") as tmp_name:
+        path = args.sqlite_file or Path(tmp_name) / "klubb.db"
+        url = args.database_url or f"sqlite:///{path}"
+        kind = make_url(url).get_backend_name()
+        if kind not in ("sqlite", "postgresql"):
+            print(f"bench: unsupported database {kind}", file=sys.stderr)
+            return 2
+        began = time.perf_counter()
+        if not args.reuse:
+            if kind == "sqlite" and path.exists():
+                path.unlink()
+            if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
+                return 2
+            club = asyncio.run(read_club(url))
+            if kind == "sqlite":
+                rows = populate_sqlite(path, club, args.members, now, args.seed)
+            else:
+                rows = asyncio.run(populate_postgres(url, club, args.members, now, args.seed))
+            counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
+            print(f"database: {kind}, filled in {time.perf_counter() - began:.1f} s: {counts}")
+        if args.sql:
+            asyncio.run(run_sql(url, args.sql))
+            for statement in args.sql:
+                print(f"  then: {statement}")
+        explain_analyze = args.explain_analyze and kind == "postgresql"
+        phases = ["without", "with"] if args.stats == "both" else [args.stats]
+        if kind == "postgresql":
+            phases = ["with"]  # autovacuum analyses PostgreSQL anyway; the bench does it first
+        for phase in phases:
+            if phase == "with":
+                asyncio.run(analyze(url))
+            elif kind == "sqlite":
+                drop_stats(path)
+            results = asyncio.run(measure(url, now, args.repeats, explain_analyze, args.only))
+            label = f"{kind}, {'after ANALYZE' if phase == 'with' else 'no ANALYZE statistics'}"
+            report(results, label, args.members)
+        return 0
+
+
+def drop_stats(path: Path) -> None:
+    """Forget what ANALYZE learnt, as in a database Klubb made itself (it never analyses)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+            # A connection reads the statistics when it opens: the bench opens new ones.
+            conn.execute("DELETE FROM sqlite_stat1")
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
