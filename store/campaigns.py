@@ -51,6 +51,21 @@ _SAMPLE = {
 
 _MEMBERS = Member.__table__
 _OUTBOX = OutboxMessage.__table__
+# The columns a planner's INSERT ... SELECT writes (broadcasts here, journeys in store.journeys).
+PLANNED_COLUMNS = [
+    "program_id",
+    "member_id",
+    "campaign_id",
+    "occasion",
+    "kind",
+    "status",
+    "to_number",
+    "from_number",
+    "segments",
+    "attempts",
+    "created_at",
+    "send_after",
+]
 INSERT_OUTBOX = {
     "sqlite": sqlite.insert(_OUTBOX).on_conflict_do_nothing(
         index_elements=["campaign_id", "member_id", "occasion"]
@@ -384,21 +399,7 @@ def _plan_range(
         outreach.may_receive(),
         outreach.under_cap(program, moment, per_member=True),
     )
-    columns = [
-        "program_id",
-        "member_id",
-        "campaign_id",
-        "occasion",
-        "kind",
-        "status",
-        "to_number",
-        "from_number",
-        "segments",
-        "attempts",
-        "created_at",
-        "send_after",
-    ]
-    insert = INSERT_OUTBOX[session.get_bind().dialect.name].from_select(columns, chosen)
+    insert = INSERT_OUTBOX[session.get_bind().dialect.name].from_select(PLANNED_COLUMNS, chosen)
     return int(session.execute(insert).rowcount or 0)
 
 

@@ -108,20 +108,6 @@ _ENTRIES = LedgerEntry.__table__
 _PURCHASES = Purchase.__table__
 _TIERS = Tier.__table__
 _INSTANT = UTCDateTime()
-_COLUMNS = [
-    "program_id",
-    "member_id",
-    "campaign_id",
-    "occasion",
-    "kind",
-    "status",
-    "to_number",
-    "from_number",
-    "segments",
-    "attempts",
-    "created_at",
-    "send_after",
-]
 
 
 # --- setting journeys up ----------------------------------------------------------------------
@@ -372,7 +358,9 @@ class _Chunk:
         if source is not None:
             chosen = chosen.select_from(source)
         chosen = chosen.where(*self.members(), *where)
-        insert = campaigns.INSERT_OUTBOX[self.dialect].from_select(_COLUMNS, chosen)
+        insert = campaigns.INSERT_OUTBOX[self.dialect].from_select(
+            campaigns.PLANNED_COLUMNS, chosen
+        )
         return int(self.session.execute(insert).rowcount or 0)
 
 

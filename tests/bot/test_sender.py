@@ -26,34 +26,14 @@ from scheduler.gateway import (
 from store import messages, sending
 from store.database import Database
 from store.models import OutboxMessage
+from tests.scheduler.campaign_helpers import RecordingGateway, at
 
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 FROM = "2020"
 
 
-def at(moment: dt.datetime) -> sender.Clock:
-    return lambda: moment
-
-
-class FakeGateway:
-    """Records every SMS handed to it; raises the error set for a number instead of sending."""
-
-    def __init__(self, errors: dict[str, Exception] | None = None) -> None:
-        self.sent: list[OutboundSms] = []
-        self.errors = errors or {}
-        self.counter = 0
-
-    async def send(self, message: OutboundSms) -> str:
-        await asyncio.sleep(0)  # a real gateway yields while it waits for the network
-        error = self.errors.get(message.to)
-        if error is not None:
-            raise error
-        self.counter += 1
-        self.sent.append(message)
-        return f"SMfake{self.counter:04d}"
-
-    async def find_sent(self, message: OutboundSms, since: dt.datetime) -> str | None:
-        return None
+class FakeGateway(RecordingGateway):
+    """The campaign tests' recording gateway, with the bodies it got in order."""
 
     def bodies(self) -> list[str]:
         return sorted(m.body for m in self.sent)
@@ -213,7 +193,7 @@ class TestDrain:
         assert await sender.drain(db, gateway, at(T0 + dt.timedelta(seconds=wait))) == 1
         row = (await outbox(db))[row_id]
         assert row.status == sending.SENT
-        assert row.provider_id == "SMfake0001"
+        assert row.provider_id == "SMfake000001"
         assert [m.body for m in gateway.sent] == ["prøv igjen"]
 
     async def test_an_unexpected_error_for_one_row_keeps_the_others_sent(self, db, club) -> None:
