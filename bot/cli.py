@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
-from bot import cli_campaigns
+from bot import cli_campaigns, cli_journeys
 from bot.app import create_app
 from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         add_club_options(action)
         action.set_defaults(command=command)
     cli_campaigns.add_commands(commands)
+    cli_journeys.add_commands(commands)
     return parser
 
 

@@ -204,7 +204,7 @@ def _segment_save(args: argparse.Namespace, settings: Settings) -> int:
             matching = segments.count(session, program, segment.filter, now)
         except InvalidInput as exc:
             raise _filter_error(exc) from None
-        return f"klubb: saved segment {segment.name!r}: {_members(matching)} match now"
+        return f"klubb: saved segment {segment.name!r}: {_match(matching)} now"
 
     return _printed(_run("segment", args, settings, save))
 
@@ -241,7 +241,7 @@ def _segment_show(args: argparse.Namespace, settings: Settings) -> int:
                 f"segment {segment.name!r} of {program.name}, "
                 f"updated {_short(segment.updated_at, zone)} ({zone.key})",
                 json.dumps(segment.filter, indent=2, ensure_ascii=False),
-                f"{_members(matching)} match now",
+                f"{_match(matching)} now",
             )
         )
 
@@ -258,7 +258,7 @@ def _segment_count(args: argparse.Namespace, settings: Settings) -> int:
 
     def count(session: Session, program: Program) -> str:
         try:
-            return f"{_members(segments.count(session, program, filter_, now))} match"
+            return _match(segments.count(session, program, filter_, now))
         except InvalidInput as exc:
             raise _filter_error(exc) from None
 
@@ -654,6 +654,10 @@ async def _work(settings: Settings) -> int:
 
 def _members(n: int) -> str:
     return f"{n:,} member" + ("" if n == 1 else "s")
+
+
+def _match(n: int) -> str:
+    return f"{_members(n)} match" + ("es" if n == 1 else "")
 
 
 def _pair(label: str, value: str) -> str:

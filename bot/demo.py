@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from store import coupons
+from store import coupons, journeys
 from store.models import BonusRule, Program, PunchCard
 
 DEMO_CLUB = {
@@ -88,8 +88,8 @@ DEMO_COUPONS: list[dict[str, Any]] = [
 
 
 def set_up_loyalty(session: Session, program: Program) -> None:
-    """Coupons, rewards, a punch card (every 5th ski service is free) and extra points on the
-    shop's own brand, so every loyalty keyword has something to show."""
+    """Coupons, rewards, a punch card (every 5th ski service is free), extra points on the
+    shop's own brand and three journeys, so every loyalty keyword has something to show."""
     made = {}
     for position, template in enumerate(DEMO_COUPONS):
         made[template["key"]] = coupons.create_template(
@@ -106,3 +106,8 @@ def set_up_loyalty(session: Session, program: Program) -> None:
     )
     session.add(BonusRule(program_id=program.id, field="brand", value="Torshov", extra_points=1))
     session.flush()
+    # The journeys a shop turns on first (in the catalog's wording): a birthday greeting with
+    # the birthday coupon, a reminder before points expire, and a win-back after six months.
+    journeys.create(session, program, trigger="birthday", coupon="birthday", now=program.created_at)
+    for trigger in ("expiring", "winback"):
+        journeys.create(session, program, trigger=trigger, now=program.created_at)

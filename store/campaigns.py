@@ -179,11 +179,14 @@ def get(session: Session, program_id: int, campaign_id: int) -> Campaign:
     return campaign
 
 
-def all_of(session: Session, program_id: int, limit: int = 50) -> list[Campaign]:
+def all_of(
+    session: Session, program_id: int, limit: int = 50, kind: str = BROADCAST
+) -> list[Campaign]:
+    """The club's latest campaigns of a kind (broadcasts; journeys are listed by their own)."""
     return list(
         session.scalars(
             select(Campaign)
-            .where(Campaign.program_id == program_id)
+            .where(Campaign.program_id == program_id, Campaign.kind == kind)
             .order_by(Campaign.id.desc())
             .limit(limit)
         )

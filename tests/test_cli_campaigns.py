@@ -64,7 +64,13 @@ def read(url: str, work: Any) -> Any:
 
 
 def campaigns_in(url: str) -> list[Campaign]:
-    return read(url, lambda s: list(s.scalars(select(Campaign).order_by(Campaign.id))))
+    """The club's broadcasts (the demo club also has journeys)."""
+    return read(
+        url,
+        lambda s: list(
+            s.scalars(select(Campaign).where(Campaign.kind == "broadcast").order_by(Campaign.id))
+        ),
+    )
 
 
 @dataclass

@@ -1,0 +1,414 @@
+"""`klubb journey`: a club's automated messages (store.journeys) from the terminal.
+
+Errors follow bot/cli_campaigns.py: one line on stderr naming the trigger or flag that is wrong,
+exit 2 for input the owner can fix, 1 when the thing asked for is not there or can't be done."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+import locales
+from bot.cli_campaigns import Failure, Usage, _not_found, _pair, _printed, _run, _table
+from bot.cli_common import add_club_options
+from bot.settings import Settings
+from scheduler.jobs import JOURNEYS_EVERY_MINUTES
+from store import campaigns, journeys, tiers
+from store.errors import Conflict, InvalidInput, NotFound
+from store.models import Campaign, CouponTemplate, Program
+
+# A made-up member for showing what a journey sends, per language.
+_SAMPLE_NAMES = {"nb": "Kari", "sv": "Karin", "en": "Kate"}
+_SAMPLE_POINTS = 1250
+_SAMPLE_EXPIRING = 350
+_SAMPLE_TO_NEXT = 150
+_SAMPLE_CODE = "ABCD-2345"
+
+
+def add_commands(commands: Any) -> None:
+    """`journey list|on|off` on the `klubb` parser's subcommands."""
+    journey = commands.add_parser(
+        "journey", help="automated messages on a trigger (welcome, birthday, ...): list, on, off"
+    )
+    actions = journey.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list", help="every trigger: on or off, settings, coupon, text, messages so far"
+    )
+    listing.set_defaults(command=_journey_list)
+    on = actions.add_parser(
+        "on", help="set up the journey for a trigger, or switch it back on; shows what it sends"
+    )
+    on.add_argument("trigger", metavar="TRIGGER", help=", ".join(journeys.TRIGGERS))
+    on.add_argument(
+        "--text",
+        help="the club's own message for every language not given its own "
+        "(default: the catalog's wording)",
+    )
+    for language in locales.LANGUAGES:
+        on.add_argument(
+            f"--text-{language}", metavar="TEXT", help=f"the message for members in {language}"
+        )
+    on.add_argument("--coupon", metavar="TEMPLATE_KEY", help="give each member a coupon with it")
+    on.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the trigger (repeatable): "
+        + "; ".join(
+            f"{trigger} {', '.join(keys)}" for trigger, keys in journeys.DEFAULTS.items() if keys
+        ),
+    )
+    on.add_argument(
+        "--control",
+        type=int,
+        metavar="PERCENT",
+        help="percent of the members held out to measure the effect "
+        f"(0-{campaigns.MAX_CONTROL}; default 0)",
+    )
+    on.set_defaults(command=_journey_on)
+    off = actions.add_parser(
+        "off", help="pause a journey; the messages of it still queued are skipped"
+    )
+    off.add_argument("trigger", metavar="TRIGGER", help=", ".join(journeys.TRIGGERS))
+    off.set_defaults(command=_journey_off)
+    for action in (listing, on, off):
+        add_club_options(action)
+
+
+# --- klubb journey list -----------------------------------------------------------------------
+
+
+def _journey_list(args: argparse.Namespace, settings: Settings) -> int:
+    def listing(session: Session, program: Program) -> str:
+        have = {j.trigger: j for j in journeys.all_of(session, program.id)}
+        rows = []
+        for trigger in journeys.TRIGGERS:
+            journey = have.get(trigger)
+            shown = _settings_text(session, program, trigger, journey)
+            if journey is None:
+                rows.append((trigger, "-", "-", shown, "-", "-", "-", "-", "-"))
+                continue
+            template = _template(session, journey)
+            outcome = campaigns.outcome(session, journey.id)
+            waiting = outcome.by_status.get("queued", 0) + outcome.by_status.get("sending", 0)
+            rows.append(
+                (
+                    trigger,
+                    str(journey.id),
+                    "on" if journey.status == campaigns.ACTIVE else "off",
+                    shown,
+                    template.key if template else "-",
+                    f"{journey.control_percent}%",
+                    "own text" if journey.texts else "catalog wording",
+                    f"{waiting:,}",
+                    f"{outcome.by_status.get('sent', 0):,}",
+                )
+            )
+        header = (
+            "TRIGGER",
+            "ID",
+            "STATUS",
+            "SETTINGS",
+            "COUPON",
+            "CONTROL",
+            "TEXT",
+            "QUEUED",
+            "SENT",
+        )
+        return _table(header, rows, right={1, 5, 7, 8})
+
+    return _printed(_run("journey", args, settings, listing))
+
+
+def _settings_text(
+    session: Session, program: Program, trigger: str, journey: Campaign | None
+) -> str:
+    """The trigger's settings as key=value, the defaults filled in; `auto` for one worked out
+    when planning, with what it comes to now."""
+    values = journeys.settings_of(journey) if journey else dict(journeys.DEFAULTS[trigger])
+    parts = []
+    for key, value in values.items():
+        if value is not None:
+            parts.append(f"{key}={value}")
+        elif key == "threshold":
+            parts.append(f"{key}=auto ({_threshold(session, program, trigger, journey)})")
+        else:
+            parts.append(f"{key}=auto ({journeys.NEAR_PERCENT}%)")
+    return " ".join(parts) or "-"
+
+
+def _threshold(session: Session, program: Program, trigger: str, journey: Campaign | None) -> int:
+    # A journey not set up yet is asked about as if it were, with no settings of its own (a
+    # Campaign never added to the session, so nothing is written).
+    return journeys.threshold_of(
+        session, program, journey or Campaign(trigger=trigger, settings=None)
+    )
+
+
+# --- klubb journey on -------------------------------------------------------------------------
+
+
+def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        _check_trigger(args.trigger)
+        given = _settings(args.settings)
+    except Usage as exc:
+        print(f"klubb journey: {exc}", file=sys.stderr)
+        return 2
+    texts = {
+        language: text
+        for language in locales.LANGUAGES
+        if (text := getattr(args, f"text_{language}") or args.text) is not None
+    }
+    now = dt.datetime.now(dt.UTC)
+
+    def switch_on(session: Session, program: Program) -> str:
+        trigger = args.trigger
+        try:
+            journey = journeys.create(
+                session,
+                program,
+                trigger=trigger,
+                now=now,
+                texts=texts or None,
+                coupon=args.coupon,
+                settings=given,
+                control_percent=args.control or 0,
+            )
+            state = f"klubb: {trigger} journey on (set up now, id {journey.id})"
+        except InvalidInput as exc:
+            raise Usage(f"{_flag(exc.field, args)}: {exc.reason}") from None
+        except NotFound as exc:
+            raise Usage(_not_found(session, program, exc)) from None
+        except Conflict:
+            # The options were all valid (create checks them before it looks for the journey);
+            # the club already has one.
+            journey = _existing(session, program, trigger)
+            changed = _changed(session, journey, texts, args.coupon, given, args.control)
+            if changed:
+                raise Failure(
+                    f"the club's {trigger} journey (id {journey.id}) exists, and a journey's "
+                    f"options can't be changed yet ({', '.join(changed)} "
+                    f"{'differs' if len(changed) == 1 else 'differ'} from what it has): leave "
+                    "them out to switch it on as it is"
+                ) from None
+            if journey.status == campaigns.ACTIVE:
+                state = f"klubb: the {trigger} journey (id {journey.id}) was already on"
+            else:
+                journeys.set_active(session, program.id, trigger, active=True)
+                state = f"klubb: {trigger} journey switched back on (id {journey.id})"
+        return "\n".join(
+            (
+                _describe(session, program, journey, now),
+                f"{state}: it runs every {JOURNEYS_EVERY_MINUTES} minutes in `klubb serve` / "
+                "`klubb worker`; each member gets it once per occasion, within the monthly cap "
+                f"({program.marketing_per_month} a month)",
+            )
+        )
+
+    return _printed(_run("journey", args, settings, switch_on))
+
+
+def _check_trigger(trigger: str) -> None:
+    if trigger not in journeys.TRIGGERS:
+        raise Usage(f"unknown trigger {trigger!r}; the triggers are {', '.join(journeys.TRIGGERS)}")
+
+
+def _settings(pairs: list[str]) -> dict[str, int | str]:
+    """--set KEY=VALUE ... by key, the values as whole numbers where they are. The store checks
+    them: the key first (a setting of the trigger), then the value (a whole number in range)."""
+    given: dict[str, int | str] = {}
+    for pair in pairs:
+        key, equals, raw = pair.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise Usage(f"--set {pair}: give KEY=VALUE, e.g. --set days=14")
+        try:
+            given[key] = int(raw.strip())
+        except ValueError:
+            given[key] = raw.strip()
+    return given
+
+
+def _flag(field: str, args: argparse.Namespace) -> str:
+    """The flag an InvalidInput from journeys.create is about."""
+    if field.startswith("settings."):
+        return f"--set {field.removeprefix('settings.')}"
+    if field.startswith("texts."):
+        language = field.removeprefix("texts.")
+        return f"--text-{language}" if getattr(args, f"text_{language}", None) else "--text"
+    return {"control": "--control", "texts": "--text"}.get(field, field)
+
+
+def _existing(session: Session, program: Program, trigger: str) -> Campaign:
+    found = next((j for j in journeys.all_of(session, program.id) if j.trigger == trigger), None)
+    if found is None:
+        raise Failure(f"the club has no {trigger} journey: see `klubb journey list`")
+    return found
+
+
+def _changed(
+    session: Session,
+    journey: Campaign,
+    texts: Mapping[str, str],
+    coupon: str | None,
+    given: Mapping[str, int | str],
+    control: int | None,
+) -> list[str]:
+    """The options given that differ from what the journey has (those not given are kept)."""
+    changed = []
+    if texts and {k: v.strip() for k, v in texts.items()} != (journey.texts or {}):
+        changed.append("--text")
+    template = _template(session, journey)
+    if coupon is not None and (template is None or template.key != coupon):
+        changed.append("--coupon")
+    current = journeys.settings_of(journey)
+    changed += [f"--set {key}" for key, value in given.items() if current.get(key) != value]
+    if control is not None and control != journey.control_percent:
+        changed.append("--control")
+    return changed
+
+
+def _describe(session: Session, program: Program, journey: Campaign, now: dt.datetime) -> str:
+    """The journey as the owner reads it: when it sends, its options, and its message in each
+    language for a made-up member, as the sender would write it."""
+    template = _template(session, journey)
+    trigger = journey.trigger or ""
+    lines = [
+        f"Journey {trigger!r} of {program.name}",
+        _pair("when", _when(session, program, journey)),
+        _pair("settings", _settings_text(session, program, trigger, journey)),
+        _pair(
+            "coupon",
+            f"{template.key}, a code of their own for each member" if template else "none",
+        ),
+        _pair(
+            "control",
+            f"{journey.control_percent}% held out" if journey.control_percent else "none held out",
+        ),
+        _pair("text", "the club's own" if journey.texts else "the catalog's wording"),
+    ]
+    ladder = tiers.ladder(session, program.id)
+    if trigger in (journeys.NEAR_TIER, journeys.TIER_REACHED) and len(ladder) < 2:
+        lines.append(_pair("", "the club has a single tier: no member qualifies until it has more"))
+    lines.append("What a member gets (a made-up member):")
+    for language in locales.LANGUAGES:
+        text = _sample(session, program, journey, language, ladder, now)
+        size = locales.segments(text)
+        lines.append(f"  {language}, {size.encoding}, {size.segments} SMS")
+        lines += ["    " + line for line in text.splitlines()]
+    return "\n".join(lines)
+
+
+def _when(session: Session, program: Program, journey: Campaign) -> str:
+    values = journeys.settings_of(journey)
+    trigger = journey.trigger
+    if trigger == journeys.WELCOME:
+        hours = values["delay_hours"]
+        after = f"{hours} hours after a member joins" if hours else "as soon as a member joins"
+        return f"{after} (catching up to {values['lookback_days']} days late)"
+    if trigger == journeys.BIRTHDAY:
+        return "on the member's birthday (the club's day), once a year"
+    if trigger == journeys.EXPIRING:
+        days = values["days"]
+        return f"when some of a member's points expire within {days} days, once per expiry date"
+    if trigger == journeys.TIER_REACHED:
+        return (
+            "when a member reaches a tier above the lowest, once per tier "
+            f"(catching up to {values['lookback_days']} days late)"
+        )
+    if trigger == journeys.NEAR_TIER:
+        within = values["within"]
+        reach = f"{within} points" if within else f"{journeys.NEAR_PERCENT}% of its threshold"
+        return f"when a member is within {reach} of the next tier, once per tier and period"
+    if trigger == journeys.BALANCE:
+        threshold = journeys.threshold_of(session, program, journey)
+        return f"when a balance reaches {threshold:,} points, again after points are spent"
+    if trigger == journeys.AFTER_PURCHASE:
+        return (
+            f"{values['days']} days after a member's latest purchase, if none since, once per "
+            f"purchase (catching up to {values['lookback_days']} days late)"
+        )
+    return (
+        f"when a member has bought nothing for {values['days']} days, once per last purchase "
+        f"(catching up to {values['lookback_days']} days late)"
+    )
+
+
+def _sample(
+    session: Session,
+    program: Program,
+    journey: Campaign,
+    language: str,
+    ladder: list[Any],
+    now: dt.datetime,
+) -> str:
+    """The journey's message for a made-up member in `language`, as store.sending writes it:
+    placeholders filled, the coupon's line, the opt-out footer."""
+    upper = ladder[1] if len(ladder) > 1 else ladder[0] if ladder else None
+    tier = tiers.name(upper, language) if upper is not None else ""
+    points = _SAMPLE_POINTS
+    if journey.trigger == journeys.BALANCE:
+        points = journeys.threshold_of(session, program, journey)
+    days = journeys.settings_of(journey).get("days") or 0
+    expires = now.astimezone(ZoneInfo(program.timezone)).date() + dt.timedelta(days=days)
+    values = {
+        "first_name": _SAMPLE_NAMES.get(language, "Kate"),
+        "club": program.name,
+        "points": locales.format_number(points, language),
+        "tier": tier,
+        "coupon_code": _SAMPLE_CODE if journey.coupon_template_id is not None else "",
+        "expiring_points": locales.format_number(_SAMPLE_EXPIRING, language),
+        "expiry_date": locales.format_date(expires, language),
+        "points_to_next": locales.format_number(_SAMPLE_TO_NEXT, language),
+        "next_tier": tier,
+    }
+    texts = journey.texts or {}
+    if texts:
+        text = texts[campaigns.text_language(texts, language)].format_map(values)
+    else:
+        text = journeys.catalog_text(journey, language, values)
+    return campaigns.compose(text, language)
+
+
+# --- klubb journey off ------------------------------------------------------------------------
+
+
+def _journey_off(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        _check_trigger(args.trigger)
+    except Usage as exc:
+        print(f"klubb journey: {exc}", file=sys.stderr)
+        return 2
+
+    def pause(session: Session, program: Program) -> str:
+        trigger = args.trigger
+        journey = _existing(session, program, trigger)
+        if journey.status != campaigns.ACTIVE:
+            return f"klubb: the {trigger} journey (id {journey.id}) was already off"
+        journeys.set_active(session, program.id, trigger, active=False)
+        outcome = campaigns.outcome(session, journey.id)
+        waiting = outcome.by_status.get("queued", 0)
+        return (
+            f"klubb: {trigger} journey off (id {journey.id}): it plans nothing more, and the "
+            f"sender skips its {waiting:,} queued messages while it is off"
+        )
+
+    return _printed(_run("journey", args, settings, pause))
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _template(session: Session, journey: Campaign) -> CouponTemplate | None:
+    if journey.coupon_template_id is None:
+        return None
+    return session.get(CouponTemplate, journey.coupon_template_id)
