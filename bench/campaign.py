@@ -12,6 +12,10 @@ its peak memory is its own:
   against a bare baseline in the same process that hands the same number of messages to the
   same fake gateway with no database.
 Targets (SQLite, one process): planning <= 30 s with peak RSS <= 300 MB; sender >= 1,000/s.
+
+`--gateway twilio` drains through the real Twilio gateway (HTTP on loopback) to the fake Twilio
+of tests/fakes, run as a process of its own; its bare baseline is the same gateway sending to the
+same fake with no database (BARE_TWILIO messages).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from inbound import REPO
 PLAN_TARGET_S = 30.0
 RSS_TARGET_MB = 300.0
 SEND_TARGET = 1000.0
+BARE_TWILIO = 20_000
 # 10:00 on a Tuesday in Oslo: outside quiet hours, so nothing waits for the morning.
 NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
 SEGMENT = {
@@ -131,11 +136,11 @@ async def _plan(url: str) -> dict[str, Any]:
     }
 
 
-async def _drain(url: str, batch: int) -> dict[str, Any]:
+async def _drain(url: str, batch: int, twilio: str | None) -> dict[str, Any]:
     from scheduler import sender
     from store.database import open_database
 
-    gateway = FakeGateway()
+    gateway = _gateway(twilio)
     db = open_database(url)
     try:
         began = time.perf_counter()
@@ -143,20 +148,34 @@ async def _drain(url: str, batch: int) -> dict[str, Any]:
         took = time.perf_counter() - began
     finally:
         await db.close()
-    bare = FakeGateway()
+    bare = _gateway(twilio)
+    bare_count = min(sent, BARE_TWILIO) if twilio else sent
     began = time.perf_counter()
-    await _bare(bare, sent, batch)
+    await _bare(bare, bare_count, batch)
     bare_took = time.perf_counter() - began
+    for used in (gateway, bare):
+        close = getattr(used, "close", None)
+        if close is not None:
+            await close()
     return {
         "sent": sent,
         "drain_s": took,
         "per_s": sent / took if took else 0.0,
-        "bare_per_s": sent / bare_took if bare_took else 0.0,
+        "bare_per_s": bare_count / bare_took if bare_took else 0.0,
         "rss_mb": peak_rss_mb(),
     }
 
 
-async def _bare(gateway: FakeGateway, count: int, batch: int) -> None:
+def _gateway(twilio: str | None) -> Any:
+    if twilio is None:
+        return FakeGateway()
+    from bot.gateways.twilio import TwilioGateway
+    from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+    return TwilioGateway(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, api_url=twilio)
+
+
+async def _bare(gateway: Any, count: int, batch: int) -> None:
     """The sender's gateway work alone: the same batches, concurrency and fake, no database."""
     from scheduler import sender
     from scheduler.gateway import OutboundSms
@@ -176,7 +195,7 @@ def child(args: argparse.Namespace) -> int:
     if args.phase == "plan":
         result = asyncio.run(_plan(args.url))
     else:
-        result = asyncio.run(_drain(args.url, args.batch))
+        result = asyncio.run(_drain(args.url, args.batch, args.twilio_url))
     print(json.dumps(result))
     return 0
 
@@ -184,8 +203,10 @@ def child(args: argparse.Namespace) -> int:
 # --- the parent -------------------------------------------------------------------------------
 
 
-def run_phase(phase: str, url: str, batch: int) -> dict[str, Any]:
+def run_phase(phase: str, url: str, batch: int, twilio: str | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--phase", phase, "--url", url, "--batch", str(batch)]
+    if twilio:
+        command += ["--twilio-url", twilio]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
@@ -246,7 +267,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch", type=int, default=500, help="rows the sender claims at once")
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument(
+        "--gateway",
+        choices=("fake", "twilio"),
+        default="fake",
+        help="drain to an in-process fake, or through the Twilio gateway to the fake Twilio",
+    )
     parser.add_argument("--phase", choices=("plan", "drain"), help=argparse.SUPPRESS)
+    parser.add_argument("--twilio-url", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -286,10 +314,26 @@ def main(argv: list[str] | None = None) -> int:
             f"plan: {plan['rows']:,} outbox rows in {plan['plan_s']:.1f} s,"
             f" peak RSS {plan['rss_mb']:.0f} MB"
         )
-        drain = run_phase("drain", url, args.batch)
+        fake = None
+        twilio = None
+        if args.gateway == "twilio":
+            port = inbound.free_port()
+            fake = subprocess.Popen(
+                [sys.executable, "-m", "tests.fakes.twilio_server", "--port", str(port)],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+            )
+            twilio = f"http://127.0.0.1:{port}"
+            time.sleep(2)
+        try:
+            drain = run_phase("drain", url, args.batch, twilio)
+        finally:
+            if fake is not None:
+                fake.terminate()
+                fake.wait(10)
         print(
-            f"drain: {drain['sent']:,} sent in {drain['drain_s']:.1f} s ="
-            f" {drain['per_s']:,.0f} messages/s (bare fake gateway alone:"
+            f"drain ({args.gateway}): {drain['sent']:,} sent in {drain['drain_s']:.1f} s ="
+            f" {drain['per_s']:,.0f} messages/s (the same gateway alone:"
             f" {drain['bare_per_s']:,.0f}/s, ratio {drain['per_s'] / drain['bare_per_s']:.3f});"
             f" peak RSS {drain['rss_mb']:.0f} MB"
         )
