@@ -436,3 +436,22 @@ async def test_a_stopping_sender_puts_what_it_did_not_hand_over_back(db, club):
     assert all((r.status, r.attempts) == ("queued", 0) for r in waiting)
     assert await send(db, gateway) == 40 - sent
     assert set(gateway.per_number().values()) == {1}
+
+
+async def test_the_control_group_splits_neighbours_and_campaigns_like_a_coin(db, club):
+    await add_members(db, club, 480)
+    first = await broadcast(db, club, control_percent=50)
+    second = await broadcast(db, club, control_percent=50, texts={"nb": "To"})
+    await plan(db, first)
+    await plan(db, second)
+    rows = await rows_of(db, first)
+    held = [r.member_id for r in rows if r.status == "held_out"]
+    # Every run of 24 members who joined together is split about evenly (a binomial 24, 1/2
+    # is within 4 to 20 with overwhelming odds), not in long runs.
+    ordered = sorted(r.member_id for r in rows)
+    for start in range(0, len(ordered), 24):
+        window = set(ordered[start : start + 24])
+        assert 4 <= len(window & set(held)) <= 20
+    again = {r.member_id for r in await rows_of(db, second) if r.status == "held_out"}
+    # A member held out of one campaign is held out of the next by chance only (about half).
+    assert 0.3 < len(again & set(held)) / len(held) < 0.7
