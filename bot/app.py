@@ -11,6 +11,7 @@ from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 from bot import webhooks
+from bot.admin import add_admin
 from bot.api.auth import KeyCache
 from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(_scheduler)
     app.add_routes(webhooks.routes)
     add_api(app)
+    add_admin(app, settings)
     app.router.add_get("/healthz", healthz)
     return app
 

@@ -1,6 +1,7 @@
 """The `klubb` command: serve, migrate, init a club, API keys, simulate a phone in the terminal.
 
-Campaigns, segments and `klubb worker` are in bot/cli_campaigns.py."""
+Campaigns, segments and `klubb worker` are in bot/cli_campaigns.py; admin accounts in
+bot/cli_admin.py."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
-from bot import cli_campaigns, cli_journeys
+from bot import cli_admin, cli_campaigns, cli_journeys, cli_report
 from bot.app import create_app
 from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
+from bot.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from bot.settings import Settings, SettingsError
-from store import apikeys, migrate, programs
+from store import admins, apikeys, migrate, programs
 from store.errors import InvalidSetting, NotFound, StoreError
 from store.models import Program
 from store.phones import club_number, to_e164
@@ -101,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         action.set_defaults(command=command)
     cli_campaigns.add_commands(commands)
     cli_journeys.add_commands(commands)
+    cli_report.add_commands(commands)
+    cli_admin.add_commands(commands)
     return parser
 
 
@@ -166,23 +169,49 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
     club["numbers"] = numbers
     if not schema_is_current(settings):
         return 1
+    now = dt.datetime.now(dt.UTC)
+    # The demo owner's password, hashed before the unit of work (argon2 is slow on purpose).
+    password = admins.new_password() if args.demo else ""
+    password_hash = admins.hash_password(password) if args.demo else ""
+
+    def demo_admin(session: Session, program: Program) -> str:
+        """The demo owner account, made once: its password is printed only when it is made."""
+        if admins.by_email(session, DEMO_ADMIN) is not None:
+            return ""
+        admins.create(
+            session,
+            program.id,
+            email=DEMO_ADMIN,
+            password_hash=password_hash,
+            role=admins.OWNER,
+            now=now,
+        )
+        return (
+            f"\nklubb: the web admin is at {settings.public_url}/admin: sign in as {DEMO_ADMIN} "
+            f"with the password {password} (shown only this once)"
+        )
 
     def create(session: Session) -> str:
         existing = programs.by_number(session, numbers[0] or "")
         if existing is not None and args.demo:
-            return f"klubb: the demo club {existing.name!r} already answers on {numbers[0]}"
+            return (
+                f"klubb: the demo club {existing.name!r} already answers on {numbers[0]}"
+                + demo_admin(session, existing)
+            )
         program = programs.create(
             session,
             **club,
             marketing_per_month=args.per_month,
             min_age=args.min_age,
-            now=dt.datetime.now(dt.UTC),
+            now=now,
         )
         for question in questions:
             programs.add_question(session, program, **question)
+        made = f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
         if args.demo:
             set_up_loyalty(session, program)
-        return f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
+            made += demo_admin(session, program)
+        return made
 
     try:
         print(asyncio.run(run_once(settings.database_url, create)))

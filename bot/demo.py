@@ -17,6 +17,8 @@ DEMO_CLUB = {
     "contact": "post@torshovsport.no",
     "privacy_url": "https://example.com/privacy",
 }
+# The demo club's owner account in the web admin; `klubb init --demo` prints its password once.
+DEMO_ADMIN = "owner@demo.klubb"
 DEMO_QUESTIONS: list[dict[str, Any]] = [
     {"key": "first_name", "kind": "first_name"},
     {"key": "birthday", "kind": "birthday"},

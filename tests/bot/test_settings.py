@@ -112,6 +112,7 @@ class TestErrors:
         ("KLUBB_PUBLIC_URL", "public_url"),
         ("KLUBB_HOST", "host"),
         ("KLUBB_LOG_LEVEL", "log_level"),
+        ("KLUBB_SECRET_KEY", "secret_key"),
     ],
 )
 def test_an_empty_variable_counts_as_unset(variable: str, field: str) -> None:
@@ -119,3 +120,21 @@ def test_an_empty_variable_counts_as_unset(variable: str, field: str) -> None:
     assert getattr(Settings.from_env({variable: ""}), field) == getattr(
         Settings.from_env({}), field
     )
+
+
+class TestSecretKey:
+    KEY = "k" * 32
+
+    def test_it_is_read_and_kept_out_of_repr(self) -> None:
+        """KLUBB_SECRET_KEY encrypts admin sessions; settings printed in a log don't show it."""
+        settings = Settings.from_env({"KLUBB_SECRET_KEY": self.KEY})
+        assert settings.secret_key == self.KEY
+        assert self.KEY not in repr(settings)
+
+    def test_unset_it_is_none(self) -> None:
+        """Unset, the app makes a key per process (and says so: sessions end at a restart)."""
+        assert Settings.from_env({}).secret_key is None
+
+    def test_a_short_key_names_the_variable(self) -> None:
+        with pytest.raises(SettingsError, match="KLUBB_SECRET_KEY must be at least 32"):
+            Settings.from_env({"KLUBB_SECRET_KEY": "too-short"})

@@ -1,0 +1,88 @@
+"""Mounting the admin: a sub-application under /admin with its session, templates and assets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import warnings
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography.fernet import Fernet
+
+from bot.admin import pages
+from bot.admin.auth import errors, guard
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+# aiohttp-session keeps the session on the request under string keys: its code, not ours.
+warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
+
+COOKIE = "klubb_admin"
+# A signed-in session lasts a working day; the cookie's encryption carries the time it was
+# written, so an older cookie is refused even if a browser keeps it.
+SESSION_SECONDS = 12 * 3600
+
+
+def add_admin(app: web.Application, settings: Settings) -> None:
+    """Mount the admin at /admin (its pages, actions and static files)."""
+    admin = web.Application(
+        middlewares=[
+            session_middleware(_storage(settings)),
+            errors(pages.error_page),
+            guard,
+        ]
+    )
+    aiohttp_jinja2.setup(
+        admin,
+        loader=jinja2.PackageLoader("bot.admin", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    admin.add_routes(pages.routes)
+    admin.router.add_static("/static", _static_dir(), name="static")
+    # Before the sub-application, whose prefix would otherwise claim the bare /admin too.
+    app.router.add_get("/admin", _to_dashboard)
+    app.add_subapp("/admin", admin)
+
+
+async def _to_dashboard(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/admin/")
+
+
+def _static_dir() -> Path:
+    # The package's own folder: every asset is served from the install, never a CDN.
+    return Path(str(resources.files("bot.admin") / "static"))
+
+
+def _storage(settings: Settings) -> EncryptedCookieStorage:
+    return EncryptedCookieStorage(
+        fernet_key(settings.secret_key),
+        cookie_name=COOKIE,
+        max_age=SESSION_SECONDS,
+        path="/admin",
+        httponly=True,
+        samesite="Lax",
+        # Secure when Klubb is reached over HTTPS; a laptop's http://127.0.0.1 must still work.
+        secure=urlsplit(settings.public_url).scheme == "https",
+    )
+
+
+def fernet_key(secret_key: str | None) -> Fernet:
+    """The cookie's Fernet key: derived from KLUBB_SECRET_KEY, or made for this process."""
+    if secret_key is None:
+        log.warning(
+            "KLUBB_SECRET_KEY is not set: admin sessions use a key made for this process "
+            "and end when it restarts (set it to 32+ random characters in production)"
+        )
+        secret_key = secrets.token_urlsafe(32)
+    # Any string of 32+ characters works as the setting; Fernet wants 32 bytes in base64.
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret_key.encode()).digest()))

@@ -1,0 +1,120 @@
+"""Fixtures for the admin: accounts of the demo club and of a second club, a signed-in client."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy.orm import Session
+
+from bot.settings import Settings
+from store import admins, members, programs
+from store.database import Database
+from tests.conftest import AUTH_TOKEN, create_club, now
+
+PASSWORD = "correct horse battery staple"
+OWNER = "owner@torshov.test"
+STAFF = "staff@torshov.test"
+OTHER_OWNER = "owner@kari.test"
+OTHER_NUMBER = "3030"
+SECRET_KEY = "a-test-secret-key-of-at-least-32-characters"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The app on plain http (the test client's), so the session cookie is not Secure-only."""
+    return Settings(
+        database_url=database_url,
+        public_url="http://127.0.0.1:8080",
+        twilio_auth_token=AUTH_TOKEN,
+        run_scheduler=False,
+        secret_key=SECRET_KEY,
+    )
+
+
+async def create_account(
+    db: Database, program_id: int, email: str, role: str = admins.OWNER, password: str = PASSWORD
+) -> int:
+    password_hash = admins.hash_password(password)
+
+    def work(session: Session) -> int:
+        account = admins.create(
+            session, program_id, email=email, password_hash=password_hash, role=role, now=now()
+        )
+        return account.id
+
+    return await db.run(work)
+
+
+async def create_member(
+    db: Database, program_id: int, phone: str, name: str | None, status: str = members.ACTIVE
+) -> int:
+    def work(session: Session) -> int:
+        program = programs.get(session, program_id)
+        assert program is not None
+        member = members.create(session, program, phone, status=status, now=now())
+        member.first_name = name
+        if status == members.ACTIVE:
+            member.joined_at = now()
+        return member.id
+
+    return await db.run(work)
+
+
+@pytest.fixture
+async def other_club(db: Database) -> int:
+    return await create_club(db, name="Kafé Kari", numbers=[OTHER_NUMBER], country="SE")
+
+
+@pytest.fixture
+async def owner(db: Database, club: int) -> int:
+    return await create_account(db, club, OWNER)
+
+
+@pytest.fixture
+async def staff(db: Database, club: int) -> int:
+    return await create_account(db, club, STAFF, role=admins.STAFF)
+
+
+@dataclass
+class Admin:
+    """A browser on the admin: its cookies live in the test client's jar."""
+
+    client: TestClient
+
+    async def csrf(self) -> str:
+        """The session's CSRF token, as the sign-in page's form carries it."""
+        response = await self.client.get("/admin/sign-in", allow_redirects=False)
+        if response.status == 303:  # signed in already: any page's form has it
+            response = await self.client.get("/admin/")
+        found = _CSRF.search(await response.text())
+        assert found, "no CSRF token on the page"
+        return found.group(1)
+
+    async def sign_in(self, email: str, password: str = PASSWORD, **extra: str) -> Any:
+        token = await self.csrf()
+        return await self.client.post(
+            "/admin/sign-in",
+            data={"email": email, "password": password, "csrf_token": token, **extra},
+            allow_redirects=False,
+        )
+
+    async def signed_in(self, email: str) -> Admin:
+        response = await self.sign_in(email)
+        assert response.status == 303, await response.text()
+        return self
+
+    async def post(self, path: str, data: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        token = await self.csrf()
+        return await self.client.post(
+            path, data={"csrf_token": token, **(data or {})}, allow_redirects=False, **kwargs
+        )
+
+
+@pytest.fixture
+def admin(client: TestClient) -> Admin:
+    return Admin(client)

@@ -1,0 +1,455 @@
+"""The admin's security rules, through the app on SQLite and PostgreSQL: sessions, CSRF, slowed
+sign-in failures, roles, one club's data only, and passwords in no log and no page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from bot.app import create_app
+from bot.settings import Settings
+from store import admins
+from store.database import Database
+from store.models import AdminAccount, AdminSignInFailure
+from tests.admin.conftest import (
+    OTHER_OWNER,
+    OWNER,
+    PASSWORD,
+    STAFF,
+    Admin,
+    create_account,
+    create_member,
+)
+from tests.conftest import AUTH_TOKEN, now
+
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
+
+PAGES = ["/admin/", "/admin/members/1", "/admin/settings", "/admin/no-such-page"]
+
+
+async def failures(db: Database) -> int:
+    return await db.run(
+        lambda s: s.scalar(select(func.count()).select_from(AdminSignInFailure)) or 0
+    )
+
+
+async def last_sign_in(db: Database, email: str) -> dt.datetime | None:
+    return await db.run(
+        lambda s: s.scalar(select(AdminAccount.last_sign_in_at).where(AdminAccount.email == email))
+    )
+
+
+# --- without a session -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_a_page_without_a_session_redirects_to_sign_in(client: TestClient, path: str) -> None:
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"].startswith("/admin/sign-in")
+
+
+async def test_the_redirect_brings_the_admin_back_to_the_page_asked_for(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    member = await create_member(db, club, "+4791234567", "Kari")
+    response = await admin.client.get(f"/admin/members/{member}", allow_redirects=False)
+    assert response.headers["Location"] == f"/admin/sign-in?next=/admin/members/{member}"
+    signed_in = await admin.sign_in(OWNER, next=f"/admin/members/{member}")
+    assert signed_in.headers["Location"] == f"/admin/members/{member}"
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/admin//evil.example", "/elsewhere"]
+)
+async def test_sign_in_never_sends_the_admin_to_another_site(
+    admin: Admin, owner: int, target: str
+) -> None:
+    response = await admin.sign_in(OWNER, next=target)
+    assert response.status == 303
+    assert response.headers["Location"] == "/admin/"
+
+
+async def test_admin_without_a_slash_goes_to_the_dashboard(client: TestClient) -> None:
+    response = await client.get("/admin", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/admin/"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/admin/sign-out"),
+        ("POST", "/admin/members/1"),
+        ("POST", "/admin/settings"),
+        ("GET", "/admin/api/summary"),
+        ("DELETE", "/admin/members/1"),
+    ],
+)
+async def test_an_action_without_a_session_is_401_json(
+    client: TestClient, method: str, path: str
+) -> None:
+    response = await client.request(method, path, allow_redirects=False)
+    assert response.status == 401
+    assert await response.json() == {"error": "sign in first"}
+
+
+# --- CSRF ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "", "forged-token"])
+async def test_sign_in_without_the_csrf_token_is_403_and_signs_nobody_in(
+    admin: Admin, owner: int, db: Database, token: str | None
+) -> None:
+    await admin.csrf()  # the session exists, with its token
+    form = {"email": OWNER, "password": PASSWORD}
+    if token is not None:
+        form["csrf_token"] = token
+    response = await admin.client.post("/admin/sign-in", data=form, allow_redirects=False)
+    assert response.status == 403
+    assert await last_sign_in(db, OWNER) is None
+    assert await failures(db) == 0
+    still_out = await admin.client.get("/admin/", allow_redirects=False)
+    assert still_out.status == 303
+
+
+@pytest.mark.parametrize("token", [None, "forged-token"])
+async def test_sign_out_without_the_csrf_token_is_403_and_the_session_stays(
+    admin: Admin, owner: int, token: str | None
+) -> None:
+    await admin.signed_in(OWNER)
+    data = {} if token is None else {"csrf_token": token}
+    response = await admin.client.post(
+        "/admin/sign-out", data=data, headers={"Accept": "text/html"}, allow_redirects=False
+    )
+    assert response.status == 403
+    # The admin's own page (in the club's language), not JSON.
+    assert "Skjemaet var utløpt" in await response.text()
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 200
+
+
+async def test_a_token_from_another_session_is_refused(
+    admin: Admin, client: TestClient, owner: int, aiohttp_client: Any, settings: Settings
+) -> None:
+    other = Admin(await aiohttp_client(create_app(settings)))
+    stolen = await other.csrf()
+    await admin.signed_in(OWNER)
+    response = await admin.client.post(
+        "/admin/sign-out", data={"csrf_token": stolen}, allow_redirects=False
+    )
+    assert response.status == 403
+
+
+async def test_the_csrf_header_serves_scripts(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    token = await admin.csrf()
+    response = await admin.client.post(
+        "/admin/sign-out", headers={"X-CSRF-Token": token}, allow_redirects=False
+    )
+    assert response.status == 303
+
+
+async def test_sign_out_ends_the_session(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    response = await admin.post("/admin/sign-out")
+    assert response.status == 303
+    assert response.headers["Location"] == "/admin/sign-in"
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 303
+
+
+async def test_signing_in_gives_a_new_csrf_token(admin: Admin, owner: int) -> None:
+    before = await admin.csrf()
+    await admin.signed_in(OWNER)
+    assert await admin.csrf() != before
+
+
+# --- sign-in failures --------------------------------------------------------------------------
+
+
+async def test_unknown_email_and_wrong_password_get_the_same_answer(
+    admin: Admin, owner: int
+) -> None:
+    wrong = await admin.sign_in(OWNER, "not the password at all")
+    unknown = await admin.sign_in("nobody@torshov.test", PASSWORD)
+    assert wrong.status == unknown.status == 401
+    wrong_page = (await wrong.text()).replace(OWNER, "EMAIL")
+    unknown_page = (await unknown.text()).replace("nobody@torshov.test", "EMAIL")
+    assert wrong_page == unknown_page
+    assert "Wrong email or password." in wrong_page
+
+
+async def test_five_failures_refuse_the_account_even_the_right_password(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    for _ in range(admins.FAILURES_PER_EMAIL):
+        assert (await admin.sign_in(OWNER, "guess guess guess")).status == 401
+    refused = await admin.sign_in(OWNER)
+    assert refused.status == 429
+    assert "Too many failed attempts. Try again in 15 minutes." in await refused.text()
+    assert await last_sign_in(db, OWNER) is None
+    # The address has not used up its own allowance: another account still signs in.
+    await create_account(db, club, "other@torshov.test")
+    assert (await admin.sign_in("other@torshov.test")).status == 303
+
+
+async def test_an_unknown_email_is_refused_like_a_real_one(admin: Admin, owner: int) -> None:
+    """Refusals count per email whether or not it has an account: they tell nothing."""
+    for _ in range(admins.FAILURES_PER_EMAIL):
+        await admin.sign_in("nobody@torshov.test", "guess guess guess")
+        await admin.sign_in(OWNER, "guess guess guess")
+    unknown = await admin.sign_in("nobody@torshov.test", PASSWORD)
+    known = await admin.sign_in(OWNER)
+    assert unknown.status == known.status == 429
+    assert (await unknown.text()).replace("nobody@torshov.test", OWNER) == await known.text()
+
+
+async def test_many_failures_from_one_address_refuse_it_for_every_email(
+    admin: Admin, owner: int, db: Database
+) -> None:
+    def fail_from_here(session: Session) -> None:
+        for n in range(admins.FAILURES_PER_ADDRESS):
+            session.add(
+                AdminSignInFailure(email=f"guess{n}@x.test", address="127.0.0.1", created_at=now())
+            )
+
+    await db.run(fail_from_here)
+    assert (await admin.sign_in(OWNER)).status == 429
+
+
+async def test_the_refusal_lifts_when_the_failures_leave_the_window(
+    db: Database, owner: int
+) -> None:
+    start = now()
+    for _ in range(admins.FAILURES_PER_EMAIL):
+        result = await admins.verify(db, OWNER, "guess guess guess", address="10.0.0.1", now=start)
+        assert result.outcome is admins.Outcome.WRONG
+    refused = await admins.verify(db, OWNER, PASSWORD, address="10.0.0.2", now=start)
+    assert refused.outcome is admins.Outcome.REFUSED
+    later = start + admins.WINDOW + dt.timedelta(seconds=1)
+    signed_in = await admins.verify(db, OWNER, PASSWORD, address="10.0.0.2", now=later)
+    assert signed_in.outcome is admins.Outcome.SIGNED_IN
+    # A success wipes the email's failures.
+    assert await failures(db) == 0
+    await admins.verify(db, OWNER, "guess guess guess", address="10.0.0.1", now=later)
+    assert await failures(db) == 1
+
+
+async def test_failures_older_than_the_window_are_forgotten(db: Database) -> None:
+    start = now()
+    for n in range(3):
+        await admins.verify(db, f"a{n}@x.test", "guess guess guess", address="10.0.0.1", now=start)
+    assert await failures(db) == 3
+    later = start + admins.WINDOW
+    await admins.verify(db, "b@x.test", "guess guess guess", address="10.0.0.1", now=later)
+    assert await failures(db) == 1
+
+
+@pytest.mark.parametrize(
+    "email", ["", "not an email", "owner\x00@torshov.test", "x" * 5000 + "@x.test", "ø@ø.ø"]
+)
+async def test_a_malformed_email_is_a_wrong_sign_in_never_a_500(
+    admin: Admin, owner: int, db: Database, email: str
+) -> None:
+    response = await admin.sign_in(email)
+    assert response.status == 401
+    assert "Wrong email or password." in await response.text()
+    assert await failures(db) == 1
+
+
+async def test_an_email_is_found_in_any_case(admin: Admin, owner: int) -> None:
+    assert (await admin.sign_in("  Owner@TORSHOV.test ")).status == 303
+
+
+# --- roles and clubs -------------------------------------------------------------------------
+
+
+async def test_staff_get_403_on_owner_actions_and_no_link_to_them(admin: Admin, staff: int) -> None:
+    await admin.signed_in(STAFF)
+    dashboard = await admin.client.get("/admin/")
+    assert dashboard.status == 200
+    assert 'href="/admin/settings"' not in await dashboard.text()
+    settings = await admin.client.get("/admin/settings", headers={"Accept": "text/html"})
+    assert settings.status == 403
+    assert "Kontoen din har ikke tilgang til dette." in await settings.text()
+
+
+async def test_owners_reach_owner_actions(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    dashboard = await admin.client.get("/admin/")
+    assert 'href="/admin/settings"' in await dashboard.text()
+    assert (await admin.client.get("/admin/settings")).status == 200
+
+
+async def test_another_clubs_member_is_404_like_no_member_at_all(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int
+) -> None:
+    ours = await create_member(db, club, "+4791234567", "Kari")
+    theirs = await create_member(db, other_club, "+46701234567", "Karin")
+    await create_account(db, other_club, OTHER_OWNER)
+    await admin.signed_in(OWNER)
+    page = await admin.client.get(f"/admin/members/{ours}")
+    assert page.status == 200
+    text = await page.text()
+    assert "+4791234567" in text
+    assert "Kari" in text
+    assert "Aktiv" in text
+    for member_id in (theirs, 999_999, 2**63, 10**30):
+        response = await admin.client.get(
+            f"/admin/members/{member_id}", headers={"Accept": "text/html"}
+        )
+        assert response.status == 404, member_id
+        body = await response.text()
+        assert "Finnes ikke." in body
+        assert "Karin" not in body
+        assert "+46701234567" not in body
+
+
+async def test_the_dashboard_counts_only_the_clubs_own_members(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int
+) -> None:
+    await create_member(db, club, "+4791234567", "Kari")
+    await create_member(db, club, "+4791234568", None, status="stopped")
+    await create_member(db, other_club, "+46701234567", "Karin")
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/")).text()
+    assert "Torshov Sport" in page
+    assert '<span class="kpi-value" data-kpi="active">1</span>' in page
+    assert '<span class="kpi-value" data-kpi="stopped">1</span>' in page
+    assert "Karin" not in page
+    summary = await (await admin.client.get("/admin/api/summary")).json()
+    assert summary == {
+        "club": "Torshov Sport",
+        "members": {"active": 1, "erased": 0, "pending": 0, "stopped": 1},
+    }
+
+
+async def test_a_deleted_account_loses_its_session(admin: Admin, owner: int, db: Database) -> None:
+    await admin.signed_in(OWNER)
+    await db.run(lambda s: s.execute(delete(AdminAccount).where(AdminAccount.id == owner)))
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 303
+
+
+# --- secrets stay secret -----------------------------------------------------------------------
+
+
+async def test_the_password_is_in_no_log_and_no_page(
+    admin: Admin, owner: int, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bodies = []
+    for password in ("a wrong password here", PASSWORD):
+        response = await admin.sign_in(OWNER, password)
+        bodies.append(await response.text())
+    for path in ("/admin/", "/admin/settings", "/admin/api/summary"):
+        bodies.append(await (await admin.client.get(path)).text())
+    stored = await db.run(lambda s: s.scalar(select(AdminAccount.password_hash)))
+    for secret in (PASSWORD, "a wrong password here", stored):
+        assert secret not in caplog.text
+        for body in bodies:
+            assert secret not in body
+
+
+async def test_the_session_cookie_is_encrypted_http_only_and_same_site(
+    admin: Admin, owner: int
+) -> None:
+    response = await admin.sign_in(OWNER)
+    cookie = response.cookies["klubb_admin"]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/admin"
+    assert cookie.value.startswith("gAAAAA")  # a Fernet token: encrypted, not readable JSON
+    assert OWNER not in cookie.value
+    assert "account" not in cookie.value
+
+
+async def test_the_cookie_is_secure_when_klubb_is_served_over_https(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        public_url="https://klubb.example.com",
+        twilio_auth_token=AUTH_TOKEN,
+        run_scheduler=False,
+    )
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/admin/sign-in")
+    assert response.cookies["klubb_admin"]["secure"]
+
+
+async def test_pages_are_not_cached_framed_or_sniffed(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    response = await admin.client.get("/admin/")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    css = await admin.client.get("/admin/static/admin.css")
+    assert css.status == 200
+    assert css.content_type == "text/css"
+
+
+# --- language ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("sv-SE,sv;q=0.9,en;q=0.8", "Logga in"),
+        ("nb-NO", "Logg inn"),
+        ("no", "Logg inn"),
+        ("de-DE,en;q=0.5,nb;q=0.9", "Logg inn"),
+        ("fr", "Sign in"),
+        ("", "Sign in"),
+        ("sv;q=bad, en", "Sign in"),
+    ],
+)
+async def test_the_sign_in_page_speaks_the_browsers_language(
+    client: TestClient, accept: str, expected: str
+) -> None:
+    response = await client.get("/admin/sign-in", headers={"Accept-Language": accept})
+    assert f"<h1>{expected}</h1>" in await response.text()
+
+
+async def test_signed_in_pages_speak_the_clubs_language(
+    admin: Admin, other_club: int, db: Database
+) -> None:
+    await create_account(db, other_club, OTHER_OWNER)
+    await admin.signed_in(OTHER_OWNER)
+    response = await admin.client.get("/admin/", headers={"Accept-Language": "en"})
+    text = await response.text()
+    assert '<html lang="sv">' in text
+    assert "Aktiva medlemmar" in text
+    assert "Kafé Kari" in text
+
+
+def test_real_hashes_cost_what_rfc_9106_recommends() -> None:
+    """The tests hash cheaply (cheap_argon2); the app hashes at RFC 9106's cost."""
+    assert admins.PARAMETERS.type.name == "ID"
+    assert admins.PARAMETERS.memory_cost >= 64 * 1024
+    assert admins.PARAMETERS.time_cost >= 3
+
+
+async def test_a_session_outlives_a_restart_with_the_same_key_only(
+    aiohttp_client: Any, settings: Settings, owner: int
+) -> None:
+    first = Admin(await aiohttp_client(create_app(settings)))
+    response = await first.sign_in(OWNER)
+    cookie = f"klubb_admin={response.cookies['klubb_admin'].value}"
+    other_key = "another secret key, also 32 characters or more"
+    for key, status in ((settings.secret_key, 200), (other_key, 303)):
+        restarted = await aiohttp_client(create_app(settings.with_(secret_key=key)))
+        page = await restarted.get("/admin/", headers={"Cookie": cookie}, allow_redirects=False)
+        assert page.status == status
+
+
+def test_without_a_key_the_app_makes_one_and_warns(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_app(settings.with_(secret_key=None))
+    assert "KLUBB_SECRET_KEY is not set" in caplog.text
+    assert "end when it restarts" in caplog.text

@@ -1,0 +1,68 @@
+"""The admin in a real browser: sign in through the form, the dashboard, a member, sign out."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.admin.conftest import OWNER, PASSWORD
+from tests.browser.conftest import Demo, LiveServer, Screens
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_sign_in_see_the_club_open_a_member_and_sign_out(
+    page: Any, live_server: LiveServer, demo: Demo, screens: Screens
+) -> None:
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/sign-in$"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    screens(page, "sign-in")
+
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+    expect(page.get_by_label("Email")).to_have_value(OWNER)
+    expect(page.get_by_label("Password")).to_have_value("")
+    screens(page, "sign-in-wrong-password")
+
+    # The keyboard alone: the password field has the focus; type, Enter submits.
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    # A Norwegian club's admin speaks Norwegian, whatever the browser's language.
+    expect(page.locator(".brand")).to_have_text("Torshov Sport")
+    expect(page.get_by_role("heading", name="Oversikt", level=1)).to_be_visible()
+    expect(page.locator('[data-kpi="active"]')).to_have_text("2")
+    screens(page, "dashboard")
+
+    page.get_by_role("link", name="Kari").click()
+    expect(page).to_have_url(re.compile(rf"/admin/members/{demo.members['Kari']}$"))
+    expect(page.get_by_role("heading", name="Kari", level=1)).to_be_visible()
+    expect(page.get_by_text("+4791234567")).to_be_visible()
+    expect(page.get_by_text("Aktiv", exact=True)).to_be_visible()
+    screens(page, "member")
+
+    # Focus is visible: Tab to the first link of the page and see its outline.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert focused == "solid"
+    screens(page, "member-keyboard-focus")
+
+    page.set_viewport_size(PHONE)
+    page.goto("/admin/")
+    screens(page, "dashboard-phone")
+    page.set_viewport_size({"width": 1100, "height": 760})
+
+    page.get_by_role("button", name="Logg ut").click()
+    expect(page).to_have_url(re.compile(r"/admin/sign-in$"))
+    screens(page, "signed-out")
+    page.goto(f"/admin/members/{demo.members['Kari']}")
+    expect(page).to_have_url(re.compile(r"/admin/sign-in\?next="))
+    expect(page.get_by_text("+4791234567")).to_have_count(0)
+    assert len(screens.taken) == 7
