@@ -142,19 +142,7 @@ def create_broadcast(
     saved: Segment | None = None
     if segment is not None:
         saved = segments.get(session, program.id, segment)
-    template: CouponTemplate | None = None
-    if coupon is not None:
-        template = session.scalar(
-            select(CouponTemplate).where(
-                CouponTemplate.program_id == program.id,
-                CouponTemplate.key == coupon,
-                CouponTemplate.active.is_(True),
-            )
-        )
-        if template is None:
-            raise NotFound("coupon template", coupon)
-    if any("{coupon_code}" in text for text in checked.values()) and template is None:
-        raise InvalidInput("texts", "{coupon_code} needs a coupon to issue (--coupon KEY)")
+    template = coupon_for(session, program.id, coupon, checked)
     campaign = Campaign(
         program_id=program.id,
         name=name,
@@ -173,6 +161,27 @@ def create_broadcast(
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def coupon_for(
+    session: Session, program_id: int, key: str | None, texts: Mapping[str, str] | None
+) -> CouponTemplate | None:
+    """The active coupon template a campaign issues (NotFound for an unknown key), checked
+    against its texts: {coupon_code} without a coupon would reach members empty."""
+    template: CouponTemplate | None = None
+    if key is not None:
+        template = session.scalar(
+            select(CouponTemplate).where(
+                CouponTemplate.program_id == program_id,
+                CouponTemplate.key == key,
+                CouponTemplate.active.is_(True),
+            )
+        )
+        if template is None:
+            raise NotFound("coupon template", key)
+    if template is None and any("{coupon_code}" in text for text in (texts or {}).values()):
+        raise InvalidInput("texts", "{coupon_code} needs a coupon to issue (--coupon KEY)")
+    return template
 
 
 def get(session: Session, program_id: int, campaign_id: int) -> Campaign:

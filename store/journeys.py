@@ -36,7 +36,6 @@ from store import campaigns, coupons, ledger, outreach, programs, tiers
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import (
     Campaign,
-    CouponTemplate,
     LedgerEntry,
     Member,
     OutboxMessage,
@@ -140,19 +139,7 @@ def create(
     parameters = _check_settings(trigger, settings or {})
     if not 0 <= control_percent <= campaigns.MAX_CONTROL:
         raise InvalidInput("control", f"must be between 0 and {campaigns.MAX_CONTROL} percent")
-    template: CouponTemplate | None = None
-    if coupon is not None:
-        template = session.scalar(
-            select(CouponTemplate).where(
-                CouponTemplate.program_id == program.id,
-                CouponTemplate.key == coupon,
-                CouponTemplate.active.is_(True),
-            )
-        )
-        if template is None:
-            raise NotFound("coupon template", coupon)
-    if checked and template is None and any("{coupon_code}" in t for t in checked.values()):
-        raise InvalidInput("texts", "{coupon_code} needs a coupon to issue (--coupon KEY)")
+    template = campaigns.coupon_for(session, program.id, coupon, checked)
     if _journey(session, program.id, trigger) is not None:
         raise Conflict("journey_exists", f"the club already has a {trigger} journey")
     journey = Campaign(
