@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -48,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.command(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `klubb campaign list | head`: the reader has seen enough; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

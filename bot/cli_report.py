@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -71,12 +70,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         chosen = _period(program, start, end, now)
         return render(reports.report(session, program, chosen, now, args.by))
 
-    try:
-        return _printed(_run("report", args, settings, work, keep=False))
-    except BrokenPipeError:
-        # `klubb report | head`: the reader has seen enough; that is not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return _printed(_run("report", args, settings, work, keep=False))
 
 
 def _day(flag: str, raw: str | None) -> dt.date | None:
