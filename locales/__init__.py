@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "DOMAIN",
     "LANGUAGES",
+    "PREFIX_LANGUAGES",
     "MissingMessageError",
     "SmsSize",
     "babel_locale",
@@ -47,7 +48,8 @@ _BABEL_LOCALES = {"nb": "nb_NO", "sv": "sv_SE", "en": "en_GB"}
 # members see (or push a message over 160 characters).
 _DATE_PATTERNS = {"nb": "dd.MM.yyyy", "sv": "yyyy-MM-dd", "en": "d MMM yyyy"}
 _ALIASES = {"no": "nb", "nn": "nb"}
-_PREFIX_LANGUAGES = (("+47", "nb"), ("+46", "sv"))
+# The language a number starts in, by its country code (SQL reads it too: store.campaigns).
+PREFIX_LANGUAGES = (("+47", "nb"), ("+46", "sv"))
 # Babel writes an ISO code glued to the amount in en ("NOK100.00"); a space reads better.
 _CODE_BEFORE_DIGIT = re.compile(r"(?<![A-Za-z])([A-Z]{3})(?=\d)")
 
@@ -136,7 +138,7 @@ def language_for_phone(e164: str) -> str:
     """The language to start with for a phone number: +47 nb, +46 sv, anything else en."""
     # Country calling codes are prefix-free: +47 is only ever Norway (with Svalbard), +46 only
     # Sweden, so the prefix decides without parsing the number (this runs on every text).
-    for prefix, language in _PREFIX_LANGUAGES:
+    for prefix, language in PREFIX_LANGUAGES:
         if e164.startswith(prefix):
             return language
     return DEFAULT_LANGUAGE

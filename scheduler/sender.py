@@ -97,7 +97,7 @@ async def _send_all(
         if stop is not None and stop.is_set():
             unsent.append(sending.Result(row.id, "unsent"))
             continue
-        await pacer.wait() if pacer.rate != float("inf") else None
+        await pacer.wait()
         await limit.acquire()
         tasks.append(asyncio.create_task(_send(gateway, row, limit)))
     answers = await asyncio.gather(*tasks)

@@ -511,8 +511,10 @@ def control_hash(campaign_id: int) -> ColumnElement[int]:
 def _language_column(program: Program) -> ColumnElement[str]:
     """The member's language, or the one their number suggests (as the conversation does)."""
     guess = case(
-        (_MEMBERS.c.phone.like("+47%"), "nb"),
-        (_MEMBERS.c.phone.like("+46%"), "sv"),
+        *(
+            (_MEMBERS.c.phone.like(f"{prefix}%"), language)
+            for prefix, language in locales.PREFIX_LANGUAGES
+        ),
         else_=locales.DEFAULT_LANGUAGE,
     )
     return func.coalesce(_MEMBERS.c.language, guess)

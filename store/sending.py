@@ -334,15 +334,19 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         connection.execute(_SENT, sent)
         delivery.apply_waiting(session, [r.provider_id for r in results if r.provider_id], now)
     again = [r for r in results if r.outcome in ("retry", "throttled", "unsent")]
-    attempts = {}
-    if again:
-        attempts = {
-            row.id: (row.attempts, row.member_id)
-            for row in connection.execute(_ATTEMPTS, {"ids": [r.id for r in again]})
-        }
+    flagged = [r for r in results if r.outcome == "flag"]
+    # The tries a retry has had, and whom a flag is for: one read for the batch.
+    held = {
+        row.id: (row.attempts, row.member_id)
+        for row in (
+            connection.execute(_ATTEMPTS, {"ids": [r.id for r in again + flagged]})
+            if again or flagged
+            else ()
+        )
+    }
     requeue, failed = [], []
     for r in again:
-        tries = attempts.get(r.id, (MAX_ATTEMPTS, None))[0]
+        tries = held.get(r.id, (MAX_ATTEMPTS, None))[0]
         if r.outcome == "unsent":
             requeue.append({"row_id": r.id, "error": None, "until": now, "uncount": 1})
         elif r.outcome == "throttled":
@@ -360,16 +364,10 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         connection.execute(_REQUEUE, requeue)
     if failed:
         connection.execute(_FAILED, [{**f, "error": (f["error"] or "")[:200]} for f in failed])
-    flagged = [r for r in results if r.outcome == "flag"]
-    if flagged:
-        members = {
-            row.id: row.member_id
-            for row in connection.execute(_ATTEMPTS, {"ids": [r.id for r in flagged]})
-        }
-        for r in flagged:
-            member_id = members.get(r.id)
-            if member_id is not None:
-                delivery.flag(session, member_id, now, r.error or "")
+    for r in flagged:
+        member_id = held.get(r.id, (0, None))[1]
+        if member_id is not None:
+            delivery.flag(session, member_id, now, r.error or "")
 
 
 # --- rows in doubt ----------------------------------------------------------------------------
