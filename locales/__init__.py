@@ -36,6 +36,7 @@ __all__ = [
     "normalize_language",
     "render",
     "segments",
+    "text",
     "to_gsm7",
 ]
 
@@ -85,6 +86,27 @@ def render(message_id: str, language: str, /, **params: object) -> str:
         if name in params
     }
     return to_gsm7(template.format_map(values))
+
+
+def text(message_id: str, language: str, /, **params: object) -> str:
+    """The message as a web page shows it: like `render`, but typography is left alone (no
+    GSM-7 replacements), since no SMS carries it. Numbers keep the locale's own spaces."""
+    language = normalize_language(language)
+    template = _catalog(language).template(message_id, params.get("count"))
+    values = {
+        name: _web_value(params[name], language)
+        for name in _placeholders(template)
+        if name in params
+    }
+    return template.format_map(values)
+
+
+def _web_value(value: object, language: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return format_decimal(value, locale=babel_locale(language))
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return babel_format_date(value, _DATE_PATTERNS[language], locale=_BABEL_LOCALES[language])
+    return str(value)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -167,8 +189,16 @@ class _Catalog:
         return text
 
 
-def _parse_catalog(po: bytes, language: str) -> _Catalog:
-    catalog = read_po(io.BytesIO(po), locale=_BABEL_LOCALES[language], abort_invalid=True)
+def _parse_catalog(sources: list[bytes], language: str) -> _Catalog:
+    """One catalog from the language's .po files (the SMS texts in klubb.po, the web admin's
+    words in admin*.po); an id in two files is an error, not a silent override."""
+    catalog = read_po(io.BytesIO(sources[0]), locale=_BABEL_LOCALES[language], abort_invalid=True)
+    for po in sources[1:]:
+        for message in list(read_po(io.BytesIO(po), abort_invalid=True))[1:]:
+            if message.id in catalog:
+                msg = f"{_message_id(message.id)} is in two of the {language} catalog files"
+                raise ValueError(msg)
+            catalog[message.id] = message
     usable = [
         message
         for message in list(catalog)[1:]
@@ -192,8 +222,14 @@ def _message_id(message_id: str | tuple[str, ...]) -> str:
 
 @functools.cache
 def _catalog(language: str) -> _Catalog:
-    source = resources.files(__name__) / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    return _parse_catalog(source.read_bytes(), language)
+    folder = resources.files(__name__) / language / "LC_MESSAGES"
+    others = sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name.endswith(".po") and entry.name != f"{DOMAIN}.po"
+    )
+    names = [f"{DOMAIN}.po", *others]
+    return _parse_catalog([(folder / name).read_bytes() for name in names], language)
 
 
 def _format_value(value: object, language: str) -> str:

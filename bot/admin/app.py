@@ -18,8 +18,9 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
-from bot.admin import pages
+from bot.admin import campaigns, club, journeys, members, pages, segments, transfer
 from bot.admin.auth import errors, guard
+from bot.admin.render import error_page
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     admin = web.Application(
         middlewares=[
             session_middleware(_storage(settings)),
-            errors(pages.error_page),
+            errors(error_page),
             guard,
         ]
     )
@@ -47,7 +48,8 @@ def add_admin(app: web.Application, settings: Settings) -> None:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    admin.add_routes(pages.routes)
+    for section in (pages, members, segments, campaigns, journeys, transfer, club):
+        admin.add_routes(section.routes)
     admin.router.add_static("/static", _static_dir(), name="static")
     # Before the sub-application, whose prefix would otherwise claim the bare /admin too.
     app.router.add_get("/admin", _to_dashboard)

@@ -1,29 +1,22 @@
-"""The admin's pages and actions: sign in and out, the dashboard, a member, settings (owner)."""
+"""The admin's own pages: sign in and out, the dashboard and its figures."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
-import zoneinfo
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 from sqlalchemy.orm import Session
 
 from bot.admin.auth import (
     ADMIN,
-    CSRF,
-    LANGUAGE,
-    CsrfRefused,
     csrf_token,
-    owner_only,
     public,
 )
+from bot.admin.render import page
 from bot.keys import DB
-from locales import format_date, format_number, render
 from store import admins, members
 
 log = logging.getLogger(__name__)
@@ -31,34 +24,6 @@ routes = web.RouteTableDef()
 DASHBOARD = "/admin/"
 NEWEST_MEMBERS = 10
 MAX_FIELD = 1024  # an email or password longer than this is not one
-
-
-def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    """A template rendered in the request's language, with what every page's layout needs."""
-    language = request.get(LANGUAGE, "en")
-    base = {
-        "t": functools.partial(render_text, language),
-        "number": lambda n: format_number(n, language),
-        "language": language,
-        "admin": request.get(ADMIN),
-        "csrf_token": request.get(CSRF, ""),
-        "section": None,
-    }
-    return aiohttp_jinja2.render_template(template, request, base | context, status=status)
-
-
-def render_text(language: str, message_id: str, **params: object) -> str:
-    return render(message_id, language, **params)
-
-
-def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
-    if isinstance(exc, CsrfRefused):
-        message = "admin.error.csrf"
-    else:
-        message = {403: "admin.error.forbidden", 404: "admin.error.not_found"}.get(
-            exc.status, "admin.error.other"
-        )
-    return page(request, "error.html", status=exc.status, message=message)
 
 
 def _safe_next(target: str | None) -> str:
@@ -140,42 +105,6 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
     counts, newest = await request.config_dict[DB].run(read)
     return page(request, "dashboard.html", section="dashboard", counts=counts, newest=newest)
-
-
-@routes.get(r"/members/{member_id:\d+}")
-async def member(request: web.Request) -> web.StreamResponse:
-    admin = request[ADMIN]
-    member_id = int(request.match_info["member_id"])
-    if member_id > 2**63 - 1:  # beyond any id; PostgreSQL would refuse the parameter
-        raise web.HTTPNotFound()
-
-    def read(session: Session) -> dict[str, Any] | None:
-        found = members.in_club(session, admin.program_id, member_id)
-        if found is None:
-            return None
-        return {
-            "id": found.id,
-            "phone": found.phone,
-            "name": found.first_name,
-            "status": found.status,
-            "language": found.language,
-            "joined": found.joined_at,
-        }
-
-    shown = await request.config_dict[DB].run(read)
-    if shown is None:
-        raise web.HTTPNotFound()
-    joined = shown["joined"]
-    if joined is not None:
-        local = joined.astimezone(zoneinfo.ZoneInfo(admin.timezone)).date()
-        shown["joined"] = format_date(local, request[LANGUAGE])
-    return page(request, "member.html", section="members", member=shown)
-
-
-@routes.get("/settings")
-@owner_only
-async def settings(request: web.Request) -> web.StreamResponse:
-    return page(request, "settings.html", section="settings")
 
 
 @routes.get("/api/summary")

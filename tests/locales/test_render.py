@@ -164,7 +164,7 @@ msgstr[1] ""
 
 @pytest.mark.parametrize("message_id", ["empty", "fuzzy", "plural.empty", "plural.half"])
 def test_an_untranslated_or_fuzzy_entry_is_missing_never_empty(message_id):
-    catalog = parse_catalog(PO_WITH_GAPS, "en")
+    catalog = parse_catalog([PO_WITH_GAPS], "en")
     assert catalog.ids == {"ok"}
     assert catalog.template("ok", None) == "Fine"
     with pytest.raises(MissingMessageError):

@@ -1,0 +1,63 @@
+"""What every admin page shares: rendering a template in the admin's language, the error page,
+and reading an id from the URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused
+from locales import format_date, format_number, text
+
+MAX_ID = 2**63 - 1  # beyond any id; PostgreSQL would refuse the parameter
+
+
+def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    """A template rendered in the request's language, with what every page's layout needs."""
+    language = request.get(LANGUAGE, "en")
+    base = {
+        "t": functools.partial(render_text, language),
+        "number": lambda n: format_number(n, language),
+        "language": language,
+        "admin": request.get(ADMIN),
+        "csrf_token": request.get(CSRF, ""),
+        "section": None,
+    }
+    return aiohttp_jinja2.render_template(template, request, base | context, status=status)
+
+
+def render_text(language: str, message_id: str, **params: object) -> str:
+    return text(message_id, language, **params)
+
+
+def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    if isinstance(exc, CsrfRefused):
+        message = "admin.error.csrf"
+    else:
+        message = {403: "admin.error.forbidden", 404: "admin.error.not_found"}.get(
+            exc.status, "admin.error.other"
+        )
+    return page(request, "error.html", status=exc.status, message=message)
+
+
+def path_id(request: web.Request, name: str) -> int:
+    """An id from the URL (its route matches digits only); 404 for one no row can have."""
+    value = int(request.match_info[name])
+    if value > MAX_ID:
+        raise web.HTTPNotFound()
+    return value
+
+
+def local_date(request: web.Request, moment: dt.datetime | None) -> str | None:
+    """A moment as a date in the club's zone and the admin's language ("23.11.2026")."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite gives naive UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    local = moment.astimezone(zoneinfo.ZoneInfo(request[ADMIN].timezone)).date()
+    return format_date(local, request[LANGUAGE])
