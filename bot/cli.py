@@ -24,7 +24,7 @@ from twilio.request_validator import RequestValidator
 from bot import cli_admin, cli_campaigns, cli_journeys, cli_report
 from bot.app import create_app
 from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
-from bot.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
+from bot.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings, SettingsError
 from store import admins, apikeys, migrate, programs
 from store.errors import InvalidSetting, NotFound, StoreError
@@ -215,6 +215,11 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
         made = f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
         if args.demo:
             set_up_loyalty(session, program)
+            filled = fill_demo(session, program, now)
+            made += (
+                f"\nklubb: the demo club has {filled.members} members, {filled.purchases} "
+                "purchases and a finished campaign"
+            )
             made += demo_admin(session, program)
         return made
 

@@ -42,7 +42,17 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import segments
-from store import consent, coupons, loyalty, members, messages, programs, rewards, tiers
+from store import (
+    consent,
+    coupons,
+    loyalty,
+    members,
+    messages,
+    privacy,
+    programs,
+    rewards,
+    tiers,
+)
 from store import profile as answers
 from store.models import CouponTemplate, Member, Program
 
@@ -369,9 +379,16 @@ def _apply_one(
         case SetLanguage(language=language) if member is not None:
             member.language = language
         case Erase(reason=reason) if member is not None:
-            if consent.marketing_since(session, member) is not None:
-                _withdraw(session, member, f"erase.{reason}", turn, text)
-            members.erase(session, member, now)
+            privacy.erase(
+                session,
+                member,
+                now,
+                wording_id=f"erase.{reason}",
+                wording_language=member.language or turn.language,
+                wording_text=text.body[:500],
+                channel="sms",
+                evidence=text.provider_sid,
+            )
         case DiscardPending() if member is not None:
             members.discard(session, member)
             member = None

@@ -10,6 +10,8 @@ from typing import Literal
 __all__ = [
     "GSM7_BASIC",
     "GSM7_EXTENSION",
+    "REPLACE_MANY",
+    "REPLACE_ONE",
     "SmsSize",
     "is_gsm7",
     "segments",
@@ -34,7 +36,7 @@ _UCS2_PART = 67
 
 # One character for one character (or none): such a swap can never make a text cost more
 # segments, because a UTF-16 unit becomes at most two septets and 2/153 < 1/67.
-_REPLACE_ONE: dict[int, str] = {
+REPLACE_ONE: dict[int, str] = {
     **dict.fromkeys(map(ord, "«»“”„‟″〝〞＂"), '"'),
     **dict.fromkeys(map(ord, "‘’‚‛′‹›`´ʼ＇"), "'"),
     **dict.fromkeys(map(ord, "‐‑‒–—―−﹘﹣－"), "-"),
@@ -50,7 +52,7 @@ _REPLACE_ONE: dict[int, str] = {
     **dict.fromkeys([0xAD, 0x200B, 0x2060, 0xFEFF], None),
 }
 # Replacements that lengthen the text; see to_gsm7 for when they are kept.
-_REPLACE_MANY: dict[int, str] = {ord("…"): "...", ord("‥"): ".."}
+REPLACE_MANY: dict[int, str] = {ord("…"): "...", ord("‥"): ".."}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +79,8 @@ def to_gsm7(text: str) -> str:
     composed = unicodedata.normalize("NFC", text)
     if segments(composed).segments > segments(text).segments:
         composed = text
-    plain = composed.translate(_REPLACE_ONE)
-    expanded = plain.translate(_REPLACE_MANY)
+    plain = composed.translate(REPLACE_ONE)
+    expanded = plain.translate(REPLACE_MANY)
     if segments(expanded).segments <= segments(plain).segments:
         return expanded
     return plain

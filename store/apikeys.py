@@ -124,6 +124,17 @@ def revoke(session: Session, program_id: int, name: str, now: dt.datetime) -> Ap
     return key
 
 
+def revoke_id(session: Session, program_id: int, key_id: int, now: dt.datetime) -> ApiKey:
+    """Revoke one of the club's keys by its id (as the admin lists them); a key revoked already
+    keeps its first revocation time. NotFound for another club's key or no key."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.program_id != program_id:
+        raise NotFound("api key", str(key_id))
+    if key.revoked_at is None:
+        key.revoked_at = now
+    return key
+
+
 def of_club(session: Session, program_id: int) -> Sequence[ApiKey]:
     return session.scalars(
         select(ApiKey).where(ApiKey.program_id == program_id).order_by(ApiKey.id)

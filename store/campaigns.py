@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ ACTIVE, PAUSED = "active", "paused"
 PLACEHOLDERS = frozenset({"first_name", "points", "tier", "coupon_code", "club"})
 MAX_TEXT = 640  # four GSM-7 segments: more is a letter, not an SMS
 MAX_CONTROL = 50
+MAX_NAME = 80
 # Members per planning commit: on SQLite a commit holds the only write lock, and a member's
 # text waits behind it (PERFORMANCE.md: 5,000 rows ≈ 0.1 s).
 PLAN_CHUNK = 5000
@@ -79,38 +80,90 @@ INSERT_OUTBOX = {
 }
 
 
+class BadBroadcast(InvalidInput):
+    """InvalidInput with a `code` (and its `params`) that a page words in its own language;
+    `field` and `reason` stay as the CLI and the API show them."""
+
+    def __init__(self, field: str, reason: str, code: str, **params: Any) -> None:
+        super().__init__(field, reason)
+        self.code = code
+        self.params = params
+
+
 def check_texts(texts: Mapping[str, str], allowed: frozenset[str] = PLACEHOLDERS) -> dict[str, str]:
     """The texts per language, checked: known languages, not empty, not too long, and only
     placeholders the renderer knows (a typo like {frist_name} would reach members raw)."""
     if not texts:
-        raise InvalidInput("texts", "give the message in at least one language")
+        raise BadBroadcast("texts", "give the message in at least one language", "no_text")
     checked: dict[str, str] = {}
     for language, text in texts.items():
+        where = f"texts.{language}"
         if language not in locales.LANGUAGES:
-            raise InvalidInput(
-                f"texts.{language}", f"language must be one of {', '.join(locales.LANGUAGES)}"
+            raise BadBroadcast(
+                where, f"language must be one of {', '.join(locales.LANGUAGES)}", "language"
             )
         text = text.strip()
         if not text:
-            raise InvalidInput(f"texts.{language}", "must not be empty")
+            raise BadBroadcast(where, "must not be empty", "empty")
         if len(text) > MAX_TEXT:
-            raise InvalidInput(f"texts.{language}", f"at most {MAX_TEXT} characters")
+            raise BadBroadcast(where, f"at most {MAX_TEXT} characters", "too_long", max=MAX_TEXT)
         try:
             fields = [field for _, field, spec, _ in string.Formatter().parse(text) if field]
             specs = [spec for _, field, spec, _ in string.Formatter().parse(text) if spec]
         except ValueError as exc:
-            raise InvalidInput(
-                f"texts.{language}", f"a brace is not closed or not doubled ({exc})"
+            raise BadBroadcast(
+                where, f"a brace is not closed or not doubled ({exc})", "brace"
             ) from None
         unknown = sorted({f for f in fields if f not in allowed})
         if unknown or specs or any(field.isdigit() for field in fields):
             names = ", ".join("{" + name + "}" for name in sorted(allowed))
-            raise InvalidInput(
-                f"texts.{language}",
+            raise BadBroadcast(
+                where,
                 f"unknown placeholder {', '.join(unknown) or 'format'}; use {names}",
+                "placeholder",
+                wrong=", ".join("{" + name + "}" for name in unknown) or "{…:…}",
+                allowed=names,
             )
         checked[language] = text
     return checked
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    name: str
+    texts: dict[str, str]
+    segment: Segment | None
+    filter: dict[str, Any]
+    template: CouponTemplate | None
+
+
+def problems(
+    session: Session,
+    program: Program,
+    *,
+    name: str,
+    texts: Mapping[str, str],
+    segment: str | None,
+    now: dt.datetime,
+    send_at: dt.datetime | None = None,
+    control_percent: int = 0,
+    coupon: str | None = None,
+    filter: Mapping[str, Any] | None = None,
+) -> list[InvalidInput | NotFound]:
+    """Every rule a broadcast's options break, in the order create_broadcast checks them
+    (empty when it would accept them): a form shows each next to its field at once."""
+    return _check(
+        session,
+        program,
+        name=name,
+        texts=texts,
+        segment=segment,
+        now=now,
+        send_at=send_at,
+        control_percent=control_percent,
+        coupon=coupon,
+        filter=filter,
+    )[1]
 
 
 def create_broadcast(
@@ -125,32 +178,34 @@ def create_broadcast(
     control_percent: int = 0,
     coupon: str | None = None,
     created_by: str | None = None,
+    filter: Mapping[str, Any] | None = None,
 ) -> Campaign:
-    """A broadcast scheduled for `send_at` (now when None) to a saved segment (everyone with
-    consent when None). Raises InvalidInput naming the field, or NotFound for the segment or
-    coupon template."""
-    name = name.strip()
-    if not name or len(name) > 80:
-        raise InvalidInput("name", "must be 1 to 80 characters")
-    checked = check_texts(texts)
-    if not 0 <= control_percent <= MAX_CONTROL:
-        raise InvalidInput("control", f"must be between 0 and {MAX_CONTROL} percent")
-    if send_at is not None and send_at.tzinfo is None:
-        raise InvalidInput("send_at", "needs a time zone (e.g. 2026-12-01T10:00+01:00)")
-    if send_at is not None and send_at < now - dt.timedelta(minutes=1):
-        raise InvalidInput("send_at", "is in the past")
-    saved: Segment | None = None
-    if segment is not None:
-        saved = segments.get(session, program.id, segment)
-    template = coupon_for(session, program.id, coupon, checked)
+    """A broadcast scheduled for `send_at` (now when None) to a saved segment, or to the
+    members a `filter` selects (everyone with consent when neither is given). Raises the first
+    of `problems`: InvalidInput naming the field, or NotFound for the segment or coupon
+    template."""
+    checked, found = _check(
+        session,
+        program,
+        name=name,
+        texts=texts,
+        segment=segment,
+        now=now,
+        send_at=send_at,
+        control_percent=control_percent,
+        coupon=coupon,
+        filter=filter,
+    )
+    if checked is None:
+        raise found[0]
     campaign = Campaign(
         program_id=program.id,
-        name=name,
+        name=checked.name,
         kind=BROADCAST,
-        texts=checked,
-        segment_id=saved.id if saved else None,
-        filter=dict(saved.filter) if saved else {"all": []},
-        coupon_template_id=template.id if template else None,
+        texts=checked.texts,
+        segment_id=checked.segment.id if checked.segment else None,
+        filter=checked.filter,
+        coupon_template_id=checked.template.id if checked.template else None,
         control_percent=control_percent,
         status=SCHEDULED,
         send_at=send_at or now,
@@ -161,6 +216,103 @@ def create_broadcast(
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def _check(
+    session: Session,
+    program: Program,
+    *,
+    name: str,
+    texts: Mapping[str, str],
+    segment: str | None,
+    now: dt.datetime,
+    send_at: dt.datetime | None,
+    control_percent: int,
+    coupon: str | None,
+    filter: Mapping[str, Any] | None,
+) -> tuple[_Checked | None, list[InvalidInput | NotFound]]:
+    found: list[InvalidInput | NotFound] = []
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        found.append(BadBroadcast("name", f"must be 1 to {MAX_NAME} characters", "name"))
+    checked: dict[str, str] = {}
+    if not texts:
+        try:
+            check_texts(texts)
+        except InvalidInput as exc:
+            found.append(exc)
+    # One language at a time, so a form can say what is wrong with each of them.
+    for language, text in texts.items():
+        try:
+            checked |= check_texts({language: text})
+        except InvalidInput as exc:
+            found.append(exc)
+    if not 0 <= control_percent <= MAX_CONTROL:
+        found.append(
+            BadBroadcast(
+                "control",
+                f"must be between 0 and {MAX_CONTROL} percent",
+                "control",
+                max=MAX_CONTROL,
+            )
+        )
+    if send_at is not None and send_at.tzinfo is None:
+        found.append(
+            BadBroadcast("send_at", "needs a time zone (e.g. 2026-12-01T10:00+01:00)", "zone")
+        )
+    elif send_at is not None and send_at < now - dt.timedelta(minutes=1):
+        found.append(BadBroadcast("send_at", "is in the past", "past"))
+    saved: Segment | None = None
+    chosen: dict[str, Any] = {"all": []}
+    if segment is not None and filter is not None:
+        found.append(BadBroadcast("segment", "give a segment or a filter, not both", "both"))
+    elif segment is not None:
+        try:
+            saved = segments.get(session, program.id, segment)
+            chosen = dict(saved.filter)
+        except NotFound as exc:
+            found.append(exc)
+    elif filter is not None:
+        try:
+            chosen = segments.validate(filter)
+        except InvalidInput as exc:
+            found.append(BadBroadcast(exc.field, exc.reason, "filter"))
+    template: CouponTemplate | None = None
+    try:
+        template = coupon_for(session, program.id, coupon, checked or texts)
+    except NotFound as exc:
+        found.append(exc)
+    except InvalidInput as exc:
+        found.append(exc)
+    if found:
+        return None, found
+    return _Checked(name, checked, saved, chosen, template), []
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A broadcast as it would be if created now: its preview and, per language of its texts,
+    the text a sample member would get (placeholders filled, the opt-out line added)."""
+
+    preview: Preview
+    samples: dict[str, str]
+
+
+def try_broadcast(session: Session, program: Program, *, now: dt.datetime, **options: Any) -> Draft:
+    """What create_broadcast(**options) would do, previewed inside a savepoint that is then
+    rolled back: nothing is saved. Raises as create_broadcast does. (The control group drawn
+    for a draft is an estimate: the campaign made later has another id, so another draw.)"""
+    savepoint = session.begin_nested()
+    try:
+        campaign = create_broadcast(session, program, now=now, **options)
+        shown = preview(session, program, campaign, now)
+        samples = {
+            language: sample_text(session, program, campaign, language)
+            for language in campaign.texts or {}
+        }
+    finally:
+        savepoint.rollback()
+    return Draft(shown, samples)
 
 
 def coupon_for(
@@ -180,7 +332,9 @@ def coupon_for(
         if template is None:
             raise NotFound("coupon template", key)
     if template is None and any("{coupon_code}" in text for text in (texts or {}).values()):
-        raise InvalidInput("texts", "{coupon_code} needs a coupon to issue (--coupon KEY)")
+        raise BadBroadcast(
+            "texts", "{coupon_code} needs a coupon to issue (--coupon KEY)", "coupon_needed"
+        )
     return template
 
 
@@ -312,19 +466,24 @@ def sample_text(session: Session, program: Program, campaign: Campaign, language
     longest tier name and the opt-out footer: what sizes the estimate."""
     texts = campaign.texts or {}
     template = texts[text_language(texts, language)]
+    return compose(template.format_map(sample_values(session, program, language)), language)
+
+
+def sample_values(session: Session, program: Program, language: str) -> dict[str, str]:
+    """The placeholders' sample values in a language: long-ish, so sizes err on the high side."""
     ladder = session.scalars(select(Tier).where(Tier.program_id == program.id)).all()
     tier_names = [str(t.name.get(language) or next(iter(t.name.values()))) for t in ladder]
-    values = {**_SAMPLE, "club": program.name, "tier": max(tier_names, key=len, default="")}
-    return compose(template.format_map(values), language)
+    return {**_SAMPLE, "club": program.name, "tier": max(tier_names, key=len, default="")}
 
 
 def compose(text: str, language: str) -> str:
     """A marketing SMS as sent: the text and the opt-out line the law asks for in every one."""
-    return locales.to_gsm7(text + "\n" + _footer(language))
+    return locales.to_gsm7(text + "\n" + footer(language))
 
 
 @functools.lru_cache(maxsize=8)
-def _footer(language: str) -> str:
+def footer(language: str) -> str:
+    """The opt-out line every marketing SMS ends with, in a language."""
     return locales.render("campaign.stop_footer", language)
 
 
@@ -480,6 +639,53 @@ def outcome(session: Session, campaign_id: int) -> Outcome:
         failed=int(delivery.get("failed", 0)) + int(statuses.get("failed", 0)),
         skipped={str(k or "?"): int(v) for k, v in skipped.items()},
     )
+
+
+def tallies(session: Session, campaign_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Each campaign's outbox rows by status, in one query (a list of campaigns shows them)."""
+    found: dict[int, dict[str, int]] = {campaign_id: {} for campaign_id in campaign_ids}
+    if not campaign_ids:
+        return found
+    for campaign_id, status, n in session.execute(
+        select(_OUTBOX.c.campaign_id, _OUTBOX.c.status, func.count())
+        .where(_OUTBOX.c.campaign_id.in_(list(campaign_ids)))
+        .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status)
+    ):
+        found[campaign_id][str(status)] = int(n)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A member a campaign planned a message for (or held out), as its outbox row says."""
+
+    member_id: int | None
+    first_name: str | None
+    phone: str | None
+    status: str
+    delivery: str | None
+    sent_at: dt.datetime | None
+
+
+def recipients(
+    session: Session, program_id: int, campaign_id: int, limit: int = 50
+) -> list[Recipient]:
+    """The first `limit` members of a campaign's outbox rows, in the order they were planned."""
+    rows = session.execute(
+        select(
+            _OUTBOX.c.member_id,
+            _MEMBERS.c.first_name,
+            _OUTBOX.c.to_number,
+            _OUTBOX.c.status,
+            _OUTBOX.c.delivery,
+            _OUTBOX.c.sent_at,
+        )
+        .select_from(_OUTBOX.outerjoin(_MEMBERS, _MEMBERS.c.id == _OUTBOX.c.member_id))
+        .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.program_id == program_id)
+        .order_by(_OUTBOX.c.id)
+        .limit(limit)
+    )
+    return [Recipient(*row) for row in rows]
 
 
 # --- helpers ----------------------------------------------------------------------------------

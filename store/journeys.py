@@ -80,7 +80,7 @@ DEFAULTS: dict[str, dict[str, int | None]] = {
     WINBACK: {"days": 180, "lookback_days": 30},
 }
 # The range each setting may take.
-_LIMITS: dict[str, tuple[int, int]] = {
+LIMITS: dict[str, tuple[int, int]] = {
     "delay_hours": (0, 24 * 30),
     "lookback_days": (1, 365),
     "days": (1, 730),
@@ -170,6 +170,68 @@ def set_active(session: Session, program_id: int, trigger: str, active: bool) ->
         raise NotFound("journey", trigger)
     journey.status = campaigns.ACTIVE if active else campaigns.PAUSED
     return journey
+
+
+def update(
+    session: Session,
+    program: Program,
+    trigger: str,
+    *,
+    now: dt.datetime,
+    active: bool | None = None,
+    texts: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Campaign:
+    """Change the club's journey for a trigger, setting it up (off) first if it has none.
+
+    `active` None leaves it as it is. `texts` are the club's own wording per language; a
+    language left empty speaks the catalog's wording, and all empty is the catalog's wording
+    throughout. `settings` replace the journey's own (a key left out, or None, takes the
+    trigger's default). Raises InvalidInput naming the field; nothing changes then."""
+    if trigger not in TRIGGERS:
+        raise InvalidInput("trigger", f"must be one of {', '.join(TRIGGERS)}")
+    journey = _journey(session, program.id, trigger)
+    coupon = journey is not None and journey.coupon_template_id is not None
+    checked = _own_texts(trigger, texts, coupon) if texts is not None else None
+    parameters = (
+        _check_settings(trigger, {k: v for k, v in settings.items() if v is not None})
+        if settings is not None
+        else None
+    )
+    if journey is None:
+        journey = create(session, program, trigger=trigger, now=now, active=False)
+    if active is not None:
+        journey.status = campaigns.ACTIVE if active else campaigns.PAUSED
+    if texts is not None:
+        journey.texts = checked
+    if parameters is not None:
+        journey.settings = parameters or None
+    session.flush()
+    return journey
+
+
+def catalog_wording(trigger: str, language: str, *, coupon: bool = False) -> str:
+    """The catalog's wording of a trigger's message, its placeholders unfilled (what a journey
+    without texts of its own sends, as the owner edits it), the coupon's line after it when
+    the journey gives one."""
+    fields = campaigns.PLACEHOLDERS | EXTRA_PLACEHOLDERS.get(trigger, frozenset())
+    # Each placeholder given as itself: the catalog's template comes back as it is written.
+    raw = {name: "{" + name + "}" for name in fields}
+    text = locales.text(f"journey.{trigger}", language, **raw)
+    if coupon:
+        text += "\n" + locales.text("journey.coupon", language, **raw)
+    return text
+
+
+def own_texts(journey: Campaign) -> dict[str, str]:
+    """The journey's texts that are the club's own: a language whose text is the catalog's
+    wording (filled in by `update`, see _own_texts) is left out."""
+    coupon = journey.coupon_template_id is not None
+    return {
+        language: str(text)
+        for language, text in (journey.texts or {}).items()
+        if text != catalog_wording(journey.trigger or "", language, coupon=coupon)
+    }
 
 
 def all_of(session: Session, program_id: int) -> list[Campaign]:
@@ -669,6 +731,22 @@ def _journey(session: Session, program_id: int, trigger: str) -> Campaign | None
     )
 
 
+def _own_texts(trigger: str, texts: Mapping[str, str], coupon: bool) -> dict[str, str] | None:
+    """The texts `update` stores: None when every language is empty (the catalog's wording).
+    The sender gives a member one of a journey's own texts (campaigns.text_language), so a
+    language left empty beside others gets the catalog's wording written in, as it reads now."""
+    given = {language: text for language, text in texts.items() if text.strip()}
+    if not given:
+        return None
+    checked = campaigns.check_texts(
+        given, campaigns.PLACEHOLDERS | EXTRA_PLACEHOLDERS.get(trigger, frozenset())
+    )
+    return {
+        language: checked.get(language) or catalog_wording(trigger, language, coupon=coupon)
+        for language in locales.LANGUAGES
+    }
+
+
 def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, int]:
     allowed = DEFAULTS[trigger]
     checked: dict[str, int] = {}
@@ -676,7 +754,7 @@ def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, int]:
         if key not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
             raise InvalidInput(f"settings.{key}", f"not a setting of {trigger} (use {names})")
-        low, high = _LIMITS[key]
+        low, high = LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidInput(f"settings.{key}", f"must be a whole number from {low} to {high}")
         checked[key] = value

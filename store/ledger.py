@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from store.errors import NotEnoughPoints
+from store.errors import Conflict, InvalidInput, NotEnoughPoints
 from store.models import LedgerEntry, Member, PointLot, Program, Refund
 
 EARN = "earn"
@@ -28,6 +28,11 @@ ADJUST = "adjust"
 BONUS = "bonus"
 KINDS = frozenset({EARN, REFUND, SPEND, EXPIRE, ADJUST, BONUS})
 LIFETIMES = (12, 24, 36)
+# A manual adjustment: points fit a 32-bit INTEGER with room to spare; the reason is shown in
+# the member's history (the column's length), the actor is who made it (its column's length).
+MAX_ADJUSTMENT = 10_000_000
+MAX_REASON = 200
+MAX_ACTOR = 60
 
 _ENTRIES = LedgerEntry.__table__
 _LOTS = PointLot.__table__
@@ -185,6 +190,41 @@ def debit(
             },
         )
     return wanted
+
+
+def adjust(
+    session: Session,
+    program: Program,
+    member: Member,
+    points: int,
+    now: dt.datetime,
+    *,
+    reason: str,
+    actor: str,
+) -> int:
+    """Staff add (points > 0) or take (points < 0) points with a reason; returns the new balance.
+
+    The one rule for the API and the admin: a reason is required, points are for members who
+    have joined, and taking more than the balance raises NotEnoughPoints (nothing is taken)."""
+    why = reason.strip()
+    if not why:
+        raise InvalidInput("reason", "say why")
+    if len(why) > MAX_REASON:
+        raise InvalidInput("reason", f"at most {MAX_REASON} characters")
+    if points == 0 or abs(points) > MAX_ADJUSTMENT:
+        raise InvalidInput("points", f"non-zero, between -{MAX_ADJUSTMENT} and {MAX_ADJUSTMENT}")
+    if member.joined_at is None:
+        raise Conflict(
+            "not_joined", f"member {member.id} has not joined the club: enrol them first"
+        )
+    lock_member(session, member.id)
+    # An admin's email may be longer than the column; its start still says who it was.
+    who = {"reason": why, "actor": actor[:MAX_ACTOR]}
+    if points > 0:
+        credit(session, program, member.id, points, ADJUST, now, **who)
+    else:
+        debit(session, program.id, member.id, -points, ADJUST, now, **who)
+    return balance(session, member.id, now)
 
 
 def settle_expiry(session: Session, program_id: int, member_id: int, now: dt.datetime) -> int:

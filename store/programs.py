@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store import coupons, purchases, tiers
-from store.errors import InvalidSetting, NumberTaken
+from store.errors import InvalidSetting, NotFound, NumberTaken
 from store.models import CouponTemplate, ProfileQuestion, Program, ProgramNumber, Tier
 
 # Sensible defaults per country; a club can override them.
@@ -25,6 +26,36 @@ COUNTRY_DEFAULTS = {
     "IS": ("Atlantic/Reykjavik", "ISK"),
 }
 QUESTION_KINDS = frozenset({"first_name", "birthday", "choice", "multichoice", "text"})
+REFERRAL_TRIGGERS = ("signup", "purchase")
+MAX_NAME = 60  # Program.name
+MAX_CONTACT = 200  # Program.contact
+MAX_URL = 300  # Program.privacy_url
+MAX_KEY = 40  # ProfileQuestion.key
+MAX_PROMPT = 300  # a question is one SMS, more or less
+MAX_CHOICES = 9  # answered with one digit
+# The ranges of the club's numbers a setting may take (the cap is the law's and PRODUCT.md's).
+LIMITS: dict[str, tuple[int, int]] = {
+    "marketing_per_month": (1, 3),
+    "quiet_start": (0, 23),
+    "quiet_end": (0, 23),
+    "sms_price_minor": (0, 100_000),
+    "earn_points": (0, 10_000),
+    "earn_per_minor": (1, 100_000_000),
+    "min_purchase_minor": (0, 100_000_000),
+    "points_lifetime_months": (1, 120),
+    "tier_period_months": (1, 60),
+    "referral_points": (0, 1_000_000),
+}
+
+
+class InvalidSettings(InvalidSetting):
+    """Several settings refused at once: `problems` holds each field's reason (the first is
+    the InvalidSetting's own), so a form can name every bad field, not just the first."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        field, reason = next(iter(problems.items()))
+        super().__init__(field, reason)
+        self.problems = problems
 
 
 def by_number(session: Session, number: str) -> Program | None:
@@ -102,18 +133,23 @@ def add_question(
     session: Session,
     program: Program,
     *,
-    key: str,
     kind: str,
-    prompt: dict[str, str] | None = None,
+    key: str | None = None,
+    prompt: Mapping[str, str] | None = None,
     choices: list[dict[str, Any]] | None = None,
 ) -> ProfileQuestion:
-    """Append a profile question to the club's list."""
-    if kind not in QUESTION_KINDS:
-        raise InvalidSetting("kind", f"must be one of {', '.join(sorted(QUESTION_KINDS))}")
-    if kind in ("choice", "multichoice") and not choices:
-        raise InvalidSetting("choices", "a choice question needs choices")
-    if kind in ("choice", "multichoice", "text") and not prompt:
-        raise InvalidSetting("prompt", "the question needs its wording")
+    """Append a profile question to the club's list. Without a key, one is made from the
+    wording ("Favourite sport?" gives favourite_sport), unique in the club."""
+    prompt, choices = _check_question(kind, prompt, choices)
+    taken = set(
+        session.scalars(select(ProfileQuestion.key).where(ProfileQuestion.program_id == program.id))
+    )
+    if key is None:
+        key = _unique(_slug(_first(prompt) if prompt else kind) or "question", taken)
+    elif not key.strip() or len(key) > MAX_KEY:
+        raise InvalidSetting("key", f"1 to {MAX_KEY} characters")
+    elif key in taken:
+        raise InvalidSetting("key", f"the club already has a question {key}")
     last = session.scalar(
         select(ProfileQuestion.position)
         .where(ProfileQuestion.program_id == program.id)
@@ -134,6 +170,105 @@ def add_question(
     return question
 
 
+def edit_question(
+    session: Session,
+    program_id: int,
+    question_id: int,
+    *,
+    prompt: Mapping[str, str] | None,
+    choices: list[dict[str, Any]] | None = None,
+) -> ProfileQuestion:
+    """New wording (and choices, for a choice question) for one of the club's questions; its
+    key and kind stay, so the answers already given keep their meaning."""
+    question = _question(session, program_id, question_id)
+    question.prompt, question.choices = _check_question(question.kind, prompt, choices)
+    session.flush()
+    return question
+
+
+def move_question(session: Session, program_id: int, question_id: int, step: int) -> None:
+    """Ask a question one place earlier (step -1) or later (+1); at either end nothing moves."""
+    question = _question(session, program_id, question_id)
+    order = list(questions(session, program_id))
+    index = order.index(question)
+    other = index + (1 if step > 0 else -1)
+    if not 0 <= other < len(order):
+        return
+    order[index], order[other] = order[other], order[index]
+    # Numbered afresh: positions may repeat or have gaps in older data.
+    for position, each in enumerate(order, start=1):
+        each.position = position
+    session.flush()
+
+
+def choices_from_labels(
+    labels: Mapping[str, Sequence[str]], existing: Sequence[Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Choices from their labels per language (line n of each language is choice n). A choice
+    keeps the key it had at its place, so answers already given keep their meaning; a new one
+    gets a key made from its label."""
+    count = max((len(lines) for lines in labels.values()), default=0)
+    old_keys = [str(c.get("key")) for c in existing or []]
+    taken: set[str] = set()
+    made: list[dict[str, Any]] = []
+    for n in range(count):
+        label = {
+            lang: lines[n].strip()
+            for lang, lines in labels.items()
+            if n < len(lines) and lines[n].strip()
+        }
+        if not label:
+            continue
+        key = old_keys[n] if n < len(old_keys) and old_keys[n] not in taken else None
+        key = key or _unique(_slug(_first(label)) or "choice", taken)
+        taken.add(key)
+        made.append({"key": key, "label": label})
+    return made
+
+
+def _check_question(
+    kind: str, prompt: Mapping[str, str] | None, choices: list[dict[str, Any]] | None
+) -> tuple[dict[str, str] | None, list[dict[str, Any]] | None]:
+    if kind not in QUESTION_KINDS:
+        raise InvalidSetting("kind", f"must be one of {', '.join(sorted(QUESTION_KINDS))}")
+    wording = {lang: text.strip() for lang, text in (prompt or {}).items() if text.strip()}
+    if kind in ("choice", "multichoice", "text") and not wording:
+        raise InvalidSetting("prompt", "the question needs its wording")
+    if any(len(text) > MAX_PROMPT for text in wording.values()):
+        raise InvalidSetting("prompt", f"at most {MAX_PROMPT} characters")
+    if kind in ("choice", "multichoice"):
+        if not choices:
+            raise InvalidSetting("choices", "a choice question needs choices")
+        if len(choices) > MAX_CHOICES:
+            raise InvalidSetting("choices", f"at most {MAX_CHOICES} choices")
+    else:
+        choices = None
+    return wording or None, choices
+
+
+def _question(session: Session, program_id: int, question_id: int) -> ProfileQuestion:
+    question = session.get(ProfileQuestion, question_id)
+    if question is None or question.program_id != program_id or not question.active:
+        raise NotFound("question", str(question_id))
+    return question
+
+
+def _first(texts: Mapping[str, str]) -> str:
+    return texts.get("en") or next(iter(texts.values()), "")
+
+
+def _slug(text: str) -> str:
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    return "_".join(words)[: MAX_KEY - 4].strip("_")
+
+
+def _unique(key: str, taken: set[str]) -> str:
+    found, n = key, 2
+    while found in taken:
+        found, n = f"{key}_{n}", n + 1
+    return found
+
+
 def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
     """The club's active profile questions in the order they are asked."""
     return session.scalars(
@@ -141,6 +276,77 @@ def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
         .where(ProfileQuestion.program_id == program_id, ProfileQuestion.active.is_(True))
         .order_by(ProfileQuestion.position, ProfileQuestion.id)
     ).all()
+
+
+def update_club(
+    session: Session, program: Program, *, name: str, contact: str, privacy_url: str
+) -> Program:
+    """The club's name, contact and privacy page (an https address: members follow it from
+    an SMS). Raises InvalidSettings naming every bad field; nothing changes then."""
+    name, contact, privacy_url = name.strip(), contact.strip(), privacy_url.strip()
+    problems: dict[str, str] = {}
+    if not name:
+        problems["name"] = "must not be empty"
+    elif len(name) > MAX_NAME:
+        problems["name"] = f"at most {MAX_NAME} characters"
+    if not contact:
+        problems["contact"] = "must not be empty"
+    elif len(contact) > MAX_CONTACT:
+        problems["contact"] = f"at most {MAX_CONTACT} characters"
+    if not _https_url(privacy_url):
+        problems["privacy_url"] = f"an https:// address of at most {MAX_URL} characters"
+    if problems:
+        raise InvalidSettings(problems)
+    program.name, program.contact, program.privacy_url = name, contact, privacy_url
+    session.flush()
+    return program
+
+
+def update_numbers(session: Session, program: Program, **values: int) -> Program:
+    """Change some of the club's numbers (the cap, quiet hours, the SMS price, the earning
+    rules, the referral points: the keys of LIMITS). Raises InvalidSettings naming every value
+    out of its range; nothing changes then."""
+    problems = check_numbers(**values)
+    if problems:
+        raise InvalidSettings(problems)
+    for field, value in values.items():
+        setattr(program, field, value)
+    session.flush()
+    return program
+
+
+def check_numbers(**values: object) -> dict[str, str]:
+    """What is wrong with each of these club numbers (nothing: an empty dict)."""
+    problems: dict[str, str] = {}
+    for field, value in values.items():
+        if field not in LIMITS:
+            problems[field] = "not a setting of the club"
+            continue
+        low, high = LIMITS[field]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            problems[field] = f"a whole number from {low} to {high}"
+    return problems
+
+
+def set_referral(session: Session, program: Program, *, trigger: str, points: int) -> Program:
+    """When a referral is rewarded (the friend joined, or first bought) and with how many points
+    each (0: the referral coupon alone, if the club has one)."""
+    if trigger not in REFERRAL_TRIGGERS:
+        raise InvalidSettings({"referral_trigger": f"one of {', '.join(REFERRAL_TRIGGERS)}"})
+    update_numbers(session, program, referral_points=points)
+    program.referral_trigger = trigger
+    session.flush()
+    return program
+
+
+def _https_url(url: str) -> bool:
+    if len(url) > MAX_URL or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and "." in (parts.hostname or "")
 
 
 @dataclass(frozen=True, slots=True)

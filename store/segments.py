@@ -20,6 +20,8 @@ with, for some fields, an extra key:
     days_since_purchase  gte|lte|between      members who never bought never match
     category             in ["shoes", ...]    bought a line of the category; + "days"
     joined_days          gte|lte|between      members who never joined never match
+    member               in [ids]             these members (at most 1,000 ids; another
+                                              club's ids select no one)
 
 "between" takes [low, high], both included. Day counts are whole days elapsed since the instant
 (a purchase 36 hours ago is 1 day ago; one in the future is 0), and "days": N means the
@@ -59,6 +61,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    bindparam,
     cast,
     exists,
     extract,
@@ -75,6 +78,7 @@ from sqlalchemy.orm import Session, object_session
 
 from store.errors import InvalidInput, NotFound
 from store.models import (
+    Campaign,
     Member,
     PointLot,
     ProfileAnswer,
@@ -90,6 +94,8 @@ from store.models import (
 MAX_DEPTH = 8
 MAX_LEAVES = 50
 MAX_LIST = 100
+MAX_MEMBERS = 1000  # ids in one member condition: a hand-picked list, not a segment
+MAX_ID = 2**63 - 1
 MAX_NAME = 60
 LANGUAGES = ("nb", "sv", "en")
 RANGE_OPS = ("gte", "lte", "between")
@@ -122,8 +128,7 @@ def save(
     """Create the segment `name`, or replace its filter; the filter is validated first, and
     its profile questions checked against the club's (InvalidInput naming the path)."""
     name = _segment_name(name)
-    normal = validate(filter)
-    _check_questions(session, program.id, normal)
+    normal = check(session, program.id, filter)
     segment = session.scalar(
         select(Segment).where(Segment.program_id == program.id, Segment.name == name)
     )
@@ -163,6 +168,58 @@ def delete(session: Session, program_id: int, name: str) -> None:
     if there is none."""
     session.delete(get(session, program_id, name))
     session.flush()
+
+
+def rename(session: Session, program_id: int, old: str, new: str) -> Segment:
+    """Give the segment `old` the name `new`; NotFound if there is no `old`, InvalidInput on
+    "name" if another segment of the club has the new name already."""
+    segment = get(session, program_id, old)
+    name = _segment_name(new)
+    if name != segment.name:
+        clash = session.scalar(
+            select(Segment.id).where(Segment.program_id == program_id, Segment.name == name)
+        )
+        if clash is not None:
+            raise InvalidInput("name", f"the club has a segment named {name!r} already")
+        segment.name = name
+    session.flush()
+    return segment
+
+
+def get_by_id(session: Session, program_id: int, segment_id: int) -> Segment:
+    """The club's segment with this id; NotFound for another club's or none."""
+    segment = session.get(Segment, segment_id)
+    if segment is None or segment.program_id != program_id:
+        raise NotFound("segment", str(segment_id))
+    return segment
+
+
+def campaigns_using(session: Session, segment: Segment) -> list[Campaign]:
+    """The broadcasts made with the segment that have not been sent yet, soonest first: each
+    holds a copy of the filter it was made with, so renaming, editing or deleting the segment
+    does not change who they reach."""
+    # Imported here: store.campaigns reads segments when it makes a broadcast.
+    from store import campaigns
+
+    return list(
+        session.scalars(
+            select(Campaign)
+            .where(
+                Campaign.program_id == segment.program_id,
+                Campaign.segment_id == segment.id,
+                Campaign.status.in_((campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)),
+            )
+            .order_by(Campaign.send_at, Campaign.id)
+        )
+    )
+
+
+def check(session: Session, program_id: int, filter: Any) -> Filter:
+    """The filter in its normal form, with its profile questions checked against the club's
+    (InvalidInput naming the path): what save() accepts, for a count shown before saving."""
+    normal = validate(filter)
+    _check_questions(session, program_id, normal)
+    return normal
 
 
 def count(session: Session, program: Program, filter: Mapping[str, Any], now: dt.datetime) -> int:
@@ -663,6 +720,14 @@ def _joined_days(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[boo
     return _nullable(column, positive, negate)
 
 
+def _member(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
+    # The ids written into the statement (validated whole numbers): up to 1,000 of them in
+    # each of 50 conditions would pass SQLite's limit of bound parameters.
+    ids = bindparam(None, leaf["value"], expanding=True, literal_execute=True)
+    column = _MEMBERS.c.id
+    return column.not_in(ids) if negate else column.in_(ids)
+
+
 _LEAVES: dict[str, Callable[[Filter, _Scope, bool], ColumnElement[bool]]] = {
     "consent": _consent,
     "language": _language,
@@ -678,6 +743,7 @@ _LEAVES: dict[str, Callable[[Filter, _Scope, bool], ColumnElement[bool]]] = {
     "days_since_purchase": _days_since_purchase,
     "category": _category,
     "joined_days": _joined_days,
+    "member": _member,
 }
 
 
@@ -795,12 +861,14 @@ def _ranged(low: int, high: int) -> Callable[[str, str, str, Any], Any]:
     return check
 
 
-def _listed(item: Callable[[str, str, Any], Any]) -> Callable[[str, str, str, Any], list[Any]]:
+def _listed(
+    item: Callable[[str, str, Any], Any], most: int = MAX_LIST
+) -> Callable[[str, str, str, Any], list[Any]]:
     def check(path: str, field: str, op: str, value: Any) -> list[Any]:
         if not isinstance(value, list | tuple) or not value:
             raise InvalidInput(path, f"{field} in takes a list of at least one value")
-        if len(value) > MAX_LIST:
-            raise InvalidInput(path, f"{field} in takes at most {MAX_LIST} values")
+        if len(value) > most:
+            raise InvalidInput(path, f"{field} in takes at most {most:,} values")
         seen: dict[Any, None] = {}
         for i, one in enumerate(value):
             seen.setdefault(item(f"{path}[{i}]", field, one), None)
@@ -868,6 +936,7 @@ _FIELDS: dict[str, _Field] = {
     "days_since_purchase": _Field(RANGE_OPS, _ranged(0, 36_500)),
     "category": _Field(("in",), _listed(_text(60)), ("days",)),
     "joined_days": _Field(RANGE_OPS, _ranged(0, 36_500)),
+    "member": _Field(("in",), _listed(_whole(1, MAX_ID, " (member ids)"), MAX_MEMBERS)),
 }
 FIELDS = tuple(_FIELDS)
 

@@ -34,13 +34,7 @@ def set_ladder(
     benefits: Sequence[Mapping[str, str] | None] | None = None,
 ) -> list[Tier]:
     """Replace the club's ladder: (name per language, threshold, discount %) from the bottom."""
-    thresholds = [threshold for _, threshold, _ in steps]
-    if not steps or thresholds[0] != 0:
-        raise InvalidSetting("tiers", "the first tier starts at 0 points")
-    if any(b <= a for a, b in itertools.pairwise(thresholds)):
-        raise InvalidSetting("tiers", "each tier needs more points than the one below")
-    if any(not 0 <= discount <= 100 for _, _, discount in steps):
-        raise InvalidSetting("tiers", "a discount is between 0 and 100 %")
+    _check_steps(steps)
     session.execute(
         update(Member).where(Member.program_id == program.id).values(tier_id=None, tier_until=None)
     )
@@ -61,6 +55,35 @@ def set_ladder(
     session.add_all(tiers)
     session.flush()
     return tiers
+
+
+def edit_ladder(
+    session: Session, program: Program, steps: Sequence[tuple[Mapping[str, str], int, int]]
+) -> list[Tier]:
+    """Change the club's ladder as an owner edits it. With as many tiers as before, each is
+    changed in place (names, thresholds, discounts) and members keep the tier they hold until
+    its review; with more or fewer, the ladder is replaced (set_ladder: members climb again
+    from the points they earn)."""
+    _check_steps(steps)
+    current = ladder(session, program.id)
+    if len(current) != len(steps):
+        return set_ladder(session, program, steps)
+    for tier, (names, threshold, discount) in zip(current, steps, strict=True):
+        tier.name, tier.threshold, tier.discount_percent = dict(names), threshold, discount
+    session.flush()
+    return current
+
+
+def _check_steps(steps: Sequence[tuple[Mapping[str, str], int, int]]) -> None:
+    thresholds = [threshold for _, threshold, _ in steps]
+    if not steps or thresholds[0] != 0:
+        raise InvalidSetting("tiers", "the first tier starts at 0 points")
+    if any(b <= a for a, b in itertools.pairwise(thresholds)):
+        raise InvalidSetting("tiers", "each tier needs more points than the one below")
+    if any(not 0 <= discount <= 100 for _, _, discount in steps):
+        raise InvalidSetting("tiers", "a discount is between 0 and 100 %")
+    if any(not any(str(n).strip() for n in names.values()) for names, _, _ in steps):
+        raise InvalidSetting("tiers", "each tier needs a name")
 
 
 def ladder(session: Session, program_id: int) -> list[Tier]:

@@ -15,13 +15,24 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
-from store import migrate, programs
+from store import migrate, programs, reports
 from store.database import open_database
+from store.models import (
+    ConsentEvent,
+    LedgerEntry,
+    Member,
+    OutboxMessage,
+    ProfileAnswer,
+    Program,
+    Purchase,
+)
 
 KLUBB = str(Path(sys.executable).with_name("klubb"))
 COMMAND_TIMEOUT = 30
@@ -37,6 +48,40 @@ async def create_demo_club(url: str) -> None:
     db = open_database(url)
     try:
         await db.run(work)
+    finally:
+        await db.close()
+
+
+async def demo_counts(url: str) -> dict[str, Any]:
+    """What `klubb init --demo` left in the database."""
+
+    def work(session: Session) -> dict[str, Any]:
+        def count(table: Any, *where: Any) -> int:
+            return int(session.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+        program = session.scalars(select(Program)).one()
+        now = dt.datetime.now(dt.UTC)
+        today = now.date()
+        year = reports.period(program, today - dt.timedelta(days=400), today + dt.timedelta(days=2))
+        results = reports.campaign_results(session, program, year, now)
+        (campaign,) = results
+        return {
+            "members": count(Member),
+            "languages": sorted(
+                set(session.scalars(select(Member.language).where(Member.language.is_not(None))))
+            ),
+            "birthdays": count(Member, Member.birthday.is_not(None)),
+            "answers": count(ProfileAnswer),
+            "consent_events": count(ConsentEvent),
+            "purchases": count(Purchase),
+            "earned": count(LedgerEntry, LedgerEntry.kind == "earn"),
+            "outbox": count(OutboxMessage),
+            "campaign": campaign,
+        }
+
+    db = open_database(url)
+    try:
+        return await db.run(work)
     finally:
         await db.close()
 
@@ -209,6 +254,34 @@ class TestSetup:
         assert second.returncode == 0, second.stderr
         assert "already" in second.stdout
         assert "created" not in second.stdout
+
+    def test_init_demo_fills_the_club_once(self, migrated: Klubb) -> None:
+        """The demo club has members, purchases with their points, and a finished campaign
+        with a control group whose results the report counts; a second run adds nothing, and
+        `klubb report` prints them."""
+        assert migrated("init", "--demo").returncode == 0
+        first = asyncio.run(demo_counts(migrated.env["KLUBB_DATABASE_URL"]))
+        assert first["members"] >= 250
+        assert set(first["languages"]) == {"nb", "sv", "en"}
+        assert first["birthdays"] > 0
+        assert first["answers"] > 0
+        assert first["consent_events"] >= first["members"] - 20  # pending never consented
+        assert first["purchases"] > 300
+        assert first["earned"] == first["purchases"]  # each purchase earned its points
+        campaign = first["campaign"]
+        assert campaign.status == "done"
+        assert campaign.sent > 0
+        assert campaign.delivered > 0
+        assert campaign.held_out > 0
+        assert campaign.recipients.buyers > 0
+        assert migrated("init", "--demo").returncode == 0
+        second = asyncio.run(demo_counts(migrated.env["KLUBB_DATABASE_URL"]))
+        assert {k: v for k, v in second.items() if k != "campaign"} == {
+            k: v for k, v in first.items() if k != "campaign"
+        }
+        report = migrated("report", "--from", "2020-01-01")
+        assert report.returncode == 0, report.stderr
+        assert "Vintersalg" in report.stdout
 
 
 class TestServeAndSimulate:

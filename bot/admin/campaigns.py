@@ -2,6 +2,592 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import locales
+from bot.admin.auth import ADMIN, LANGUAGE, owner_only
+from bot.admin.render import page, path_id
+from bot.keys import DB
+from locales import sms
+from store import campaigns, coupons, reports, segments
+from store.errors import Conflict, InvalidInput, NotFound
+from store.models import Campaign, CouponTemplate, Member, Program, Segment
 
 routes = web.RouteTableDef()
+
+LANGUAGES = locales.LANGUAGES
+EVERYONE, MEMBERS, SEGMENT = "everyone", "members", "segment:"
+NOW, LATER = "now", "later"
+# The member condition that a list of chosen members becomes (store.segments' `member` field).
+MEMBER_FIELD = "member"
+MAX_CHOSEN = 1000
+# Statuses a broadcast can still be cancelled in (store.campaigns.cancel refuses the others).
+CANCELLABLE = (campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)
+RECIPIENTS_SHOWN = 50
+
+# A message shown next to a field: a catalog id and its parameters.
+Message = tuple[str, dict[str, Any]]
+
+
+# --- the compose form -------------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    """The compose form as posted (or pre-filled), kept as typed so it can be shown again."""
+
+    name: str = ""
+    audience: str = EVERYONE
+    members: list[int] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=lambda: dict.fromkeys(LANGUAGES, ""))
+    coupon: str = ""
+    control: str = "0"
+    when: str = NOW
+    send_at: str = ""
+
+    @property
+    def members_value(self) -> str:
+        return ",".join(str(member) for member in self.members)
+
+
+def _member_ids(raw: str) -> list[int] | None:
+    """ "1,2,3" as ids (repeats dropped, order kept); None when it is not such a list."""
+    ids: list[int] = []
+    for part in raw.replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit() or len(part) > 18:
+            return None
+        if int(part) not in ids:
+            ids.append(int(part))
+    return ids
+
+
+def _read(data: Mapping[str, Any]) -> tuple[Form, dict[str, Message]]:
+    """The form from posted fields, and what is wrong with them before the store is asked."""
+    errors: dict[str, Message] = {}
+
+    def text(key: str, limit: int = 2000) -> str:
+        value = data.get(key, "")
+        return value[:limit] if isinstance(value, str) else ""
+
+    form = Form(
+        name=text("name", 200).strip(),
+        audience=text("audience", 200) or EVERYONE,
+        texts={language: text(f"text_{language}") for language in LANGUAGES},
+        coupon=text("coupon", 100),
+        control=text("control", 20).strip() or "0",
+        when=LATER if text("when", 10) == LATER else NOW,
+        send_at=text("send_at", 40).strip(),
+    )
+    chosen = _member_ids(text("members", 20_000))
+    if chosen is None or len(chosen) > MAX_CHOSEN:
+        errors["audience"] = ("admin.campaigns.error.members", {"max": MAX_CHOSEN})
+        chosen = []
+    form.members = chosen
+    if form.audience == MEMBERS and not form.members:
+        errors.setdefault("audience", ("admin.campaigns.error.no_members", {}))
+    if not _is_int(form.control):
+        errors["control"] = ("admin.campaigns.error.control", {"max": campaigns.MAX_CONTROL})
+    if form.when == LATER and _local_time(form.send_at) is None:
+        errors["send_at"] = ("admin.campaigns.error.when", {})
+    return form, errors
+
+
+def _is_int(raw: str) -> bool:
+    try:
+        int(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def _local_time(raw: str) -> dt.datetime | None:
+    """A datetime-local value ("2026-12-01T10:00"), naive: the club's own time."""
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is None else None
+
+
+def _options(form: Form, zone: ZoneInfo) -> dict[str, Any]:
+    """create_broadcast's options for a form whose own checks passed."""
+    segment: str | None = None
+    chosen: dict[str, Any] | None = None
+    if form.audience.startswith(SEGMENT):
+        segment = form.audience.removeprefix(SEGMENT)
+    elif form.audience == MEMBERS:
+        chosen = {"field": MEMBER_FIELD, "op": "in", "value": form.members}
+    send_at = None
+    local = _local_time(form.send_at) if form.when == LATER else None
+    if local is not None:
+        send_at = local.replace(tzinfo=zone)
+    return {
+        "name": form.name,
+        "texts": {language: text for language, text in form.texts.items() if text.strip()},
+        "segment": segment,
+        "filter": chosen,
+        "coupon": form.coupon or None,
+        "control_percent": int(form.control),
+        "send_at": send_at,
+    }
+
+
+def _field_of(problem: InvalidInput | NotFound) -> tuple[str, Message]:
+    """Where a store problem shows on the form, and how it reads there."""
+    if isinstance(problem, NotFound):
+        if problem.what == "segment":
+            return "audience", ("admin.campaigns.error.unknown_segment", {})
+        return "coupon", ("admin.campaigns.error.unknown_coupon", {})
+    code = getattr(problem, "code", "other")
+    params = dict(getattr(problem, "params", {}))
+    message = ("admin.campaigns.error." + code, params)
+    if code == "coupon_needed":
+        return "coupon", message
+    if code in ("filter", "both"):
+        return "audience", message
+    if problem.field.startswith("texts."):
+        return "text_" + problem.field.removeprefix("texts."), message
+    if problem.field in ("name", "control", "send_at", "texts"):
+        return problem.field, message
+    return "texts", ("admin.campaigns.error.other", {})
+
+
+def _store_problems(
+    session: Session, program: Program, options: dict[str, Any], now: dt.datetime
+) -> dict[str, Message]:
+    errors: dict[str, Message] = {}
+    for problem in campaigns.problems(session, program, now=now, **options):
+        where, message = _field_of(problem)
+        errors.setdefault(where, message)
+    return errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Choices:
+    """What the form offers: the club's segments and coupons, and the counter's data."""
+
+    segments: list[str]
+    coupons: list[tuple[str, str]]  # key, what it gives in the admin's language
+    counter: dict[str, Any]
+    chosen: list[str]  # the names (or numbers) of the chosen members
+
+
+def _choices(session: Session, program: Program, language: str, form: Form) -> _Choices:
+    offered = [
+        (template.key, coupons.benefit_of(template, language) or template.key)
+        for template in coupons.templates(session, program.id)
+    ]
+    return _Choices(
+        segments=[segment.name for segment in segments.all_of(session, program.id)],
+        coupons=offered,
+        counter=_counter_data(session, program),
+        chosen=_chosen_names(session, program.id, form.members),
+    )
+
+
+def _chosen_names(session: Session, program_id: int, ids: list[int]) -> list[str]:
+    if not ids:
+        return []
+    found = session.execute(
+        select(Member.id, Member.first_name, Member.phone)
+        .where(Member.program_id == program_id, Member.id.in_(ids[:MAX_CHOSEN]))
+        .order_by(Member.id)
+    )
+    return [first_name or phone or f"#{member_id}" for member_id, first_name, phone in found]
+
+
+def _counter_data(session: Session, program: Program) -> dict[str, Any]:
+    """What campaigns.js needs to size a text as the server does: the GSM-7 alphabet and its
+    extension, the typographic replacements store.campaigns.compose makes (locales.sms), the
+    sample values of each language and the opt-out line."""
+    return {
+        "basic": "".join(sorted(sms.GSM7_BASIC)),
+        "extension": "".join(sorted(sms.GSM7_EXTENSION)),
+        "replace": _replacements(),
+        "expand": {chr(code): text for code, text in sms.REPLACE_MANY.items()},
+        "samples": {
+            language: campaigns.sample_values(session, program, language) for language in LANGUAGES
+        },
+        "footers": {language: campaigns.footer(language) for language in LANGUAGES},
+    }
+
+
+@functools.cache
+def _replacements() -> dict[str, str]:
+    # locales.sms keeps the table private; the page gets it as data rather than a second copy.
+    return {chr(code): text or "" for code, text in sms.REPLACE_ONE.items()}
+
+
+async def _program(request: web.Request, work: Any) -> Any:
+    admin = request[ADMIN]
+
+    def run(session: Session) -> Any:
+        program = session.get(Program, admin.program_id)
+        assert program is not None
+        return work(session, program)
+
+    return await request.config_dict[DB].run(run)
+
+
+async def _show_form(
+    request: web.Request, form: Form, errors: dict[str, Message], status: int = 200
+) -> web.Response:
+    language = request[LANGUAGE]
+    choices = await _program(request, lambda s, p: _choices(s, p, language, form))
+    return page(
+        request,
+        "campaign_form.html",
+        status=status,
+        section="campaigns",
+        form=form,
+        errors=errors,
+        choices=choices,
+        counter_json=json.dumps(choices.counter, ensure_ascii=False),
+        languages=LANGUAGES,
+        placeholders=sorted(campaigns.PLACEHOLDERS),
+        max_control=campaigns.MAX_CONTROL,
+        zone=request[ADMIN].timezone,
+        min_time=_now_local(request).strftime("%Y-%m-%dT%H:%M"),
+    )
+
+
+def _now_local(request: web.Request) -> dt.datetime:
+    return dt.datetime.now(ZoneInfo(request[ADMIN].timezone))
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@routes.get("/campaigns")
+@owner_only
+async def list_campaigns(request: web.Request) -> web.StreamResponse:
+    zone = ZoneInfo(request[ADMIN].timezone)
+    language = request[LANGUAGE]
+
+    def read(session: Session, program: Program) -> list[dict[str, Any]]:
+        listed = campaigns.all_of(session, program.id)
+        counts = campaigns.tallies(session, [c.id for c in listed])
+        rows = []
+        for campaign in listed:
+            tally = counts[campaign.id]
+            planned = sum(tally.values()) - tally.get("held_out", 0)
+            rows.append(
+                {
+                    "id": campaign.id,
+                    "name": campaign.name,
+                    "status": campaign.status,
+                    "when": _moment(campaign.send_at, zone, language),
+                    "planned": planned if tally else None,
+                    "sent": tally.get("sent", 0),
+                }
+            )
+        return rows
+
+    rows = await _program(request, read)
+    return page(request, "campaigns.html", section="campaigns", campaigns=rows)
+
+
+@routes.get("/campaigns/new")
+@owner_only
+async def new_campaign(request: web.Request) -> web.StreamResponse:
+    """The compose form; ?members=1,2,3 starts it for chosen members, ?segment=NAME for a
+    saved segment."""
+    form = Form()
+    errors: dict[str, Message] = {}
+    if "members" in request.query:
+        chosen = _member_ids(request.query["members"])
+        if chosen is None or not chosen or len(chosen) > MAX_CHOSEN:
+            errors["audience"] = ("admin.campaigns.error.members", {"max": MAX_CHOSEN})
+        else:
+            form.members, form.audience = chosen, MEMBERS
+    elif request.query.get("segment"):
+        form.audience = SEGMENT + request.query["segment"]
+    return await _show_form(request, form, errors, 422 if errors else 200)
+
+
+@routes.post("/campaigns/edit")
+@owner_only
+async def edit_campaign(request: web.Request) -> web.StreamResponse:
+    """Back from the preview to the form, with everything as it was typed."""
+    form, errors = _read(await request.post())
+    return await _show_form(request, form, errors)
+
+
+@routes.post("/campaigns/preview")
+@owner_only
+async def preview_campaign(request: web.Request) -> web.StreamResponse:
+    """What the campaign would do: recipients after each guard rail, its texts as a sample
+    member gets them, SMS segments and cost. Nothing is saved."""
+    form, errors = _read(await request.post())
+    if errors:
+        return await _show_form(request, form, errors, 422)
+    admin = request[ADMIN]
+    zone = ZoneInfo(admin.timezone)
+    options = _options(form, zone)
+    now = dt.datetime.now(dt.UTC)
+
+    def work(session: Session, program: Program) -> dict[str, Any]:
+        problems = _store_problems(session, program, options, now)
+        if problems:
+            return {"errors": problems}
+        draft = campaigns.try_broadcast(session, program, now=now, **options)
+        return {
+            "draft": draft,
+            "price_minor": program.sms_price_minor,
+            "cap": program.marketing_per_month,
+            "quiet": (program.quiet_start, program.quiet_end),
+            "segment": options["segment"],
+            "coupon": _coupon_label(session, program, options["coupon"], request[LANGUAGE]),
+        }
+
+    found = await _program(request, work)
+    if "errors" in found:
+        return await _show_form(request, form, found["errors"], 422)
+    return _show_preview(request, form, found, options, now)
+
+
+def _show_preview(
+    request: web.Request,
+    form: Form,
+    found: dict[str, Any],
+    options: dict[str, Any],
+    now: dt.datetime,
+) -> web.Response:
+    language = request[LANGUAGE]
+    zone = ZoneInfo(request[ADMIN].timezone)
+    draft: campaigns.Draft = found["draft"]
+    shown = draft.preview
+    asked = max(options["send_at"] or now, now)
+    sizes = [
+        {"language": lang, "text": text, "size": locales.segments(text)}
+        for lang, text in draft.samples.items()
+    ]
+    money = functools.partial(locales.format_money, currency=shown.currency, language=language)
+    return page(
+        request,
+        "campaign_preview.html",
+        section="campaigns",
+        form=form,
+        preview=shown,
+        samples=sizes,
+        languages=LANGUAGES,
+        cost=money(shown.cost_minor),
+        price=money(found["price_minor"]),
+        cap=found["cap"],
+        quiet_start=f"{found['quiet'][0]:02d}:00",
+        quiet_end=f"{found['quiet'][1]:02d}:00",
+        goes_out=_moment(shown.first_send, zone, language),
+        moved=shown.first_send - asked > dt.timedelta(seconds=1),
+        asked=_moment(asked, zone, language),
+        later=options["send_at"] is not None,
+        segment=found["segment"],
+        coupon=found["coupon"],
+        zone=zone.key,
+    )
+
+
+def _coupon_label(session: Session, program: Program, key: str | None, language: str) -> str | None:
+    if key is None:
+        return None
+    for template in coupons.templates(session, program.id):
+        if template.key == key:
+            return coupons.benefit_of(template, language) or key
+    return key
+
+
+@routes.post("/campaigns")
+@owner_only
+async def create_campaign(request: web.Request) -> web.StreamResponse:
+    """Create the campaign the preview showed: the scheduler plans and sends it at its time."""
+    form, errors = _read(await request.post())
+    if errors:
+        return await _show_form(request, form, errors, 422)
+    admin = request[ADMIN]
+    options = _options(form, ZoneInfo(admin.timezone))
+    now = dt.datetime.now(dt.UTC)
+
+    def work(session: Session, program: Program) -> int | dict[str, Message]:
+        problems = _store_problems(session, program, options, now)
+        if problems:
+            return problems
+        campaign = campaigns.create_broadcast(
+            session, program, now=now, created_by=admin.email[:60], **options
+        )
+        return campaign.id
+
+    made = await _program(request, work)
+    if isinstance(made, dict):
+        return await _show_form(request, form, made, 422)
+    raise web.HTTPSeeOther(f"/admin/campaigns/{made}")
+
+
+@routes.get(r"/campaigns/{id:\d+}")
+@owner_only
+async def show_campaign(request: web.Request) -> web.StreamResponse:
+    campaign_id = path_id(request, "id")
+    language = request[LANGUAGE]
+    zone = ZoneInfo(request[ADMIN].timezone)
+    now = dt.datetime.now(dt.UTC)
+    found = await _program(request, lambda s, p: _campaign_view(s, p, campaign_id, now, language))
+    if found is None:
+        raise web.HTTPNotFound()
+    campaign: Campaign = found["campaign"]
+    cancelled = request.query.get("cancelled", "")
+    return page(
+        request,
+        "campaign.html",
+        section="campaigns",
+        campaign=campaign,
+        when=_moment(campaign.send_at, zone, language),
+        created=_moment(campaign.created_at, zone, language),
+        finished=_moment(campaign.finished_at, zone, language),
+        cancellable=campaign.status in CANCELLABLE,
+        cancelled=int(cancelled) if cancelled.isdigit() else None,
+        recipients=[
+            {
+                "name": r.first_name or "–",
+                "phone": r.phone or "–",
+                "member_id": r.member_id,
+                "status": r.status,
+                "delivery": r.delivery,
+            }
+            for r in found["recipients"]
+        ],
+        **{key: value for key, value in found.items() if key not in ("campaign", "recipients")},
+        money=functools.partial(
+            locales.format_money, currency=found["currency"], language=language
+        ),
+        window_ends=_moment(found["result"].window_ends, zone, language)
+        if found["result"]
+        else None,
+    )
+
+
+def _campaign_view(
+    session: Session, program: Program, campaign_id: int, now: dt.datetime, language: str
+) -> dict[str, Any] | None:
+    try:
+        campaign = campaigns.get(session, program.id, campaign_id)
+    except NotFound:
+        return None
+    if campaign.kind != campaigns.BROADCAST:
+        return None
+    segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
+    template = (
+        session.get(CouponTemplate, campaign.coupon_template_id)
+        if campaign.coupon_template_id
+        else None
+    )
+    result = None
+    if campaign.send_at is not None:
+        day = campaign.send_at.astimezone(ZoneInfo(program.timezone)).date()
+        per = reports.period(program, day, day + dt.timedelta(days=1))
+        result = next(
+            (
+                r
+                for r in reports.campaign_results(session, program, per, now)
+                if r.id == campaign.id
+            ),
+            None,
+        )
+    return {
+        "campaign": campaign,
+        "audience": _audience(campaign, segment),
+        "segment": segment.name if segment else None,
+        "chosen": _chosen_count(campaign),
+        "coupon": (coupons.benefit_of(template, language) or template.key) if template else None,
+        "outcome": campaigns.outcome(session, campaign.id),
+        "result": result,
+        "recipients": campaigns.recipients(session, program.id, campaign.id, RECIPIENTS_SHOWN),
+        "currency": program.currency,
+        "texts": [
+            (lang, campaign.texts[lang]) for lang in LANGUAGES if lang in (campaign.texts or {})
+        ],
+    }
+
+
+def _audience(campaign: Campaign, segment: Segment | None) -> str:
+    if segment is not None:
+        return "segment"
+    if campaign.filter in (None, {"all": []}):
+        return "everyone"
+    if _chosen_count(campaign) is not None:
+        return "members"
+    return "deleted"
+
+
+def _chosen_count(campaign: Campaign) -> int | None:
+    leaf = campaign.filter or {}
+    if leaf.get("field") == MEMBER_FIELD and isinstance(leaf.get("value"), list):
+        return len(leaf["value"])
+    return None
+
+
+@routes.get(r"/campaigns/{id:\d+}/cancel")
+@owner_only
+async def confirm_cancel(request: web.Request) -> web.StreamResponse:
+    campaign_id = path_id(request, "id")
+
+    def read(session: Session, program: Program) -> Campaign | None:
+        try:
+            return campaigns.get(session, program.id, campaign_id)
+        except NotFound:
+            return None
+
+    campaign = await _program(request, read)
+    if campaign is None or campaign.kind != campaigns.BROADCAST:
+        raise web.HTTPNotFound()
+    if campaign.status not in CANCELLABLE:
+        raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}")
+    return page(request, "campaign_cancel.html", section="campaigns", campaign=campaign)
+
+
+@routes.post(r"/campaigns/{id:\d+}/cancel")
+@owner_only
+async def cancel_campaign(request: web.Request) -> web.StreamResponse:
+    """Cancel a broadcast: nothing more is planned and its queued messages are not sent."""
+    campaign_id = path_id(request, "id")
+    now = dt.datetime.now(dt.UTC)
+
+    def work(session: Session, program: Program) -> int | str | None:
+        try:
+            campaign = campaigns.get(session, program.id, campaign_id)
+            if campaign.kind != campaigns.BROADCAST:
+                return None
+            return campaigns.cancel(session, program.id, campaign_id, now)
+        except NotFound:
+            return None
+        except Conflict as exc:
+            return exc.reason
+
+    outcome = await _program(request, work)
+    if outcome is None:
+        raise web.HTTPNotFound()
+    if isinstance(outcome, str):  # done or cancelled already: the page says which
+        raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}")
+    raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}?cancelled={outcome}")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _moment(moment: dt.datetime | None, zone: ZoneInfo, language: str) -> str | None:
+    """A moment in the club's zone: its date as the language writes it, and the time."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite gives naive UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    local = moment.astimezone(zone)
+    return f"{locales.format_date(local.date(), language)} {local:%H:%M}"

@@ -1,16 +1,629 @@
-"""The club's settings (owner only)."""
+"""The club's settings (owner only): one page of sections, each its own form and action, so a
+bad field in one section never loses what was typed in another."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
 from aiohttp import web
+from babel.numbers import get_currency_precision
+from multidict import MultiDictProxy
+from sqlalchemy.orm import Session
 
-from bot.admin.auth import owner_only
-from bot.admin.render import page
+from bot.admin.auth import ADMIN, LANGUAGE, owner_only
+from bot.admin.render import local_date, page, path_id
+from bot.keys import DB
+from locales import LANGUAGES
+from store import apikeys, coupons, programs, tiers
+from store.errors import InvalidSetting, NotFound
+from store.models import ApiKey, Program, PunchCard
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+SETTINGS = "/admin/settings"
+MAX_FIELD = 2000  # a form value longer than this is not a setting
+Error = tuple[str, dict[str, Any]]  # a catalog id and its parameters
+Errors = dict[str, Error]
+# The numbers of each section as the form names them; money fields are typed in the club's
+# currency with decimals and kept in minor units.
+MESSAGES = ("marketing_per_month", "quiet_start", "quiet_end")
+EARNING = ("earn_points", "points_lifetime_months", "tier_period_months")
+MONEY = {"messages": ("sms_price_minor",), "earning": ("earn_per_minor", "min_purchase_minor")}
+QUESTION_KINDS = ("choice", "multichoice", "text")  # the kinds an owner adds from the page
+TIER_ROWS_EXTRA = 1  # an empty row under the ladder adds a tier
+
+
+class Refused(Exception):
+    """A section's form with bad fields: each field's error, nothing saved."""
+
+    def __init__(self, errors: Errors) -> None:
+        super().__init__(", ".join(errors))
+        self.errors = errors
+
+
+# --- the page ---------------------------------------------------------------------------------
 
 
 @routes.get("/settings")
 @owner_only
 async def settings(request: web.Request) -> web.StreamResponse:
-    return page(request, "settings.html", section="settings")
+    return await _page(request, saved=request.query.get("saved"))
+
+
+async def _page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    saved: str | None = None,
+    section: str | None = None,
+    form: Mapping[str, Any] | None = None,
+    errors: Errors | None = None,
+) -> web.Response:
+    """The whole page; a refused section shows what was typed and each field's error."""
+    admin = request[ADMIN]
+    state = await request.config_dict[DB].run(_read(admin.program_id, request[LANGUAGE]))
+    for key in state["keys"]:
+        key["created"] = local_date(request, key["created"])
+        key["revoked"] = local_date(request, key["revoked"])
+    forms: dict[str, Any] = {section: dict(form or {})} if section else {}
+    return page(
+        request,
+        "settings.html",
+        status=status,
+        section="settings",
+        s=state,
+        saved=saved,
+        refused=section,
+        forms=forms,
+        errors={section: errors or {}} if section else {},
+        languages=LANGUAGES,
+        scopes=apikeys.SCOPES,
+        question_kinds=QUESTION_KINDS,
+        coupon_kinds=coupons.KINDS,
+        referral_triggers=programs.REFERRAL_TRIGGERS,
+    )
+
+
+def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]:
+    def work(session: Session) -> dict[str, Any]:
+        program = _program(session, program_id)
+        precision = get_currency_precision(program.currency)
+        ladder = tiers.ladder(session, program_id)
+        templates = coupons.templates(session, program_id)
+        by_id = {t.id: t for t in templates}
+        cards = session.query(PunchCard).filter(PunchCard.program_id == program_id).all()
+        return {
+            "club": {
+                "name": program.name,
+                "contact": program.contact,
+                "privacy_url": program.privacy_url,
+            },
+            "facts": {
+                "numbers": programs.numbers(session, program_id),
+                "country": program.country,
+                "timezone": program.timezone,
+                "currency": program.currency,
+            },
+            "messages": {
+                "marketing_per_month": str(program.marketing_per_month),
+                "quiet_start": str(program.quiet_start),
+                "quiet_end": str(program.quiet_end),
+                "sms_price_minor": money_text(program.sms_price_minor, precision, language),
+            },
+            "earning": {
+                "earn_points": str(program.earn_points),
+                "earn_per_minor": money_text(program.earn_per_minor, precision, language),
+                "min_purchase_minor": money_text(program.min_purchase_minor, precision, language),
+                "points_lifetime_months": str(program.points_lifetime_months),
+                "tier_period_months": str(program.tier_period_months),
+            },
+            "referral": {
+                "referral_trigger": program.referral_trigger,
+                "referral_points": str(program.referral_points),
+            },
+            "tiers": [
+                {
+                    **{f"name_{lang}": str(t.name.get(lang, "")) for lang in LANGUAGES},
+                    "threshold": str(t.threshold),
+                    "discount": str(t.discount_percent),
+                }
+                for t in ladder
+            ],
+            "templates": [
+                {
+                    "key": t.key,
+                    "kind": t.kind,
+                    "benefit": {lang: str(t.benefit.get(lang, "")) for lang in LANGUAGES},
+                    "amount": money_text(t.discount_minor, precision, language)
+                    if t.discount_minor is not None
+                    else "",
+                    "percent": t.discount_percent,
+                    "points_cost": t.points_cost,
+                    "valid_days": t.valid_days,
+                }
+                for t in templates
+            ],
+            "cards": [
+                {
+                    "category": c.category,
+                    "every": c.every,
+                    "active": c.active,
+                    "coupon": by_id[c.template_id].key if c.template_id in by_id else "",
+                }
+                for c in cards
+            ],
+            "questions": [_question(q) for q in programs.questions(session, program_id)],
+            "keys": [_key(k) for k in reversed(apikeys.of_club(session, program_id))],
+        }
+
+    return work
+
+
+def _question(q: Any) -> dict[str, Any]:
+    choices = q.choices or []
+    return {
+        "id": q.id,
+        "key": q.key,
+        "kind": q.kind,
+        "prompt": {lang: str((q.prompt or {}).get(lang, "")) for lang in LANGUAGES},
+        "choices": {
+            lang: "\n".join(str(c.get("label", {}).get(lang, "")) for c in choices)
+            for lang in LANGUAGES
+        },
+    }
+
+
+def _key(k: ApiKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "name": k.name,
+        "store": k.store or "",
+        "prefix": k.prefix,
+        "scopes": list(k.scopes),
+        "created": k.created_at,
+        "revoked": k.revoked_at,
+    }
+
+
+# --- club, messages, earning, referral --------------------------------------------------------
+
+
+@routes.post("/settings/club")
+@owner_only
+async def save_club(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    values = {f: _field(form, f) for f in ("name", "contact", "privacy_url")}
+
+    def work(session: Session) -> None:
+        program = _program(session, request[ADMIN].program_id)
+        try:
+            programs.update_club(session, program, **values)
+        except programs.InvalidSettings as exc:
+            raise Refused(_club_errors(exc.problems)) from None
+
+    return await _save(request, "club", form, work)
+
+
+@routes.post("/settings/messages")
+@owner_only
+async def save_messages(request: web.Request) -> web.StreamResponse:
+    return await _save_numbers(request, "messages", MESSAGES)
+
+
+@routes.post("/settings/earning")
+@owner_only
+async def save_earning(request: web.Request) -> web.StreamResponse:
+    return await _save_numbers(request, "earning", EARNING)
+
+
+async def _save_numbers(
+    request: web.Request, section: str, whole: tuple[str, ...]
+) -> web.StreamResponse:
+    """A section of the club's numbers: whole numbers and amounts of money, every field read
+    (each bad one named), then the store checks the ranges."""
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        precision = get_currency_precision(program.currency)
+        values, errors = _numbers(form, whole, MONEY[section], precision)
+        # The numbers that read are checked too: every bad field named at once.
+        errors |= _range_errors(programs.check_numbers(**values), precision)
+        if errors:
+            raise Refused(errors)
+        programs.update_numbers(session, program, **values)
+
+    return await _save(request, section, form, work)
+
+
+@routes.post("/settings/referral")
+@owner_only
+async def save_referral(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        values, errors = _numbers(form, ("referral_points",), (), 0)
+        if errors:
+            raise Refused(errors)
+        try:
+            programs.set_referral(
+                session,
+                program,
+                trigger=_field(form, "referral_trigger"),
+                points=values["referral_points"],
+            )
+        except programs.InvalidSettings as exc:
+            raise Refused(_range_errors(exc.problems, 0)) from None
+
+    return await _save(request, "referral", form, work)
+
+
+# --- tiers, coupon templates ------------------------------------------------------------------
+
+
+@routes.post("/settings/tiers")
+@owner_only
+async def save_tiers(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+    rows = _tier_rows(form)
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        errors: Errors = {}
+        steps = []
+        for n, row in enumerate(rows):
+            names = {lang: row[f"name_{lang}"].strip() for lang in LANGUAGES}
+            if not any(row.values()):
+                continue  # the empty row left empty
+            if not any(names.values()):
+                errors[f"tier{n}_name_nb"] = ("admin.settings.error.tier_name", {})
+            threshold, discount = _whole(row["threshold"]), _whole(row["discount"])
+            if threshold is None:
+                errors[f"tier{n}_threshold"] = ("admin.settings.error.whole", {})
+            if discount is None:
+                errors[f"tier{n}_discount"] = ("admin.settings.error.whole", {})
+            steps.append(({k: v for k, v in names.items() if v}, threshold or 0, discount or 0))
+        if errors:
+            raise Refused(errors)
+        try:
+            tiers.edit_ladder(session, program, steps)
+        except InvalidSetting as exc:
+            raise Refused({"tiers": ("admin.settings.error.ladder", {})}) from exc
+
+    return await _save(request, "tiers", {"rows": rows}, work)
+
+
+@routes.post("/settings/coupons")
+@owner_only
+async def add_coupon(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        precision = get_currency_precision(program.currency)
+        errors: Errors = {}
+        benefit = {
+            lang: text for lang in LANGUAGES if (text := _field(form, f"benefit_{lang}").strip())
+        }
+        amount_raw = _field(form, "amount").strip()
+        amount = parse_money(amount_raw, precision) if amount_raw else None
+        if amount_raw and amount is None:
+            errors["amount"] = _money_error(precision)
+        optional: dict[str, int | None] = {}
+        for name in ("discount_percent", "points_cost", "valid_days"):
+            raw = _field(form, name).strip()
+            optional[name] = _whole(raw) if raw else None
+            if raw and optional[name] is None:
+                errors[name] = ("admin.settings.error.whole", {})
+        key = _field(form, "key").strip()
+        if not key or len(key) > programs.MAX_KEY:
+            errors["key"] = ("admin.settings.error.coupon_key", {"max": programs.MAX_KEY})
+        if errors:
+            raise Refused(errors)
+        try:
+            coupons.create_template(
+                session,
+                program,
+                key=key,
+                kind=_field(form, "kind"),
+                benefit=benefit,
+                valid_days=optional["valid_days"] or 0,
+                discount_percent=optional["discount_percent"],
+                discount_minor=amount,
+                points_cost=optional["points_cost"],
+                position=len(coupons.templates(session, program_id)),
+            )
+        except InvalidSetting as exc:
+            field = {"discount_minor": "amount"}.get(exc.field, exc.field)
+            # The benefit's error names the {amount} placeholder itself.
+            params = {"amount": "{amount}"} if exc.field == "benefit" else {}
+            raise Refused({field: ("admin.settings.error.coupon." + exc.field, params)}) from None
+
+    return await _save(request, "coupons", form, work)
+
+
+# --- profile questions ------------------------------------------------------------------------
+
+
+@routes.post("/settings/questions")
+@owner_only
+async def add_question(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        kind = _field(form, "kind")
+        if kind not in QUESTION_KINDS:
+            raise Refused({"kind": ("admin.settings.error.question.kind", {})})
+        prompt = {lang: _field(form, f"prompt_{lang}") for lang in LANGUAGES}
+        choices = programs.choices_from_labels(_labels(form)) if kind != "text" else None
+        try:
+            programs.add_question(session, program, kind=kind, prompt=prompt, choices=choices)
+        except InvalidSetting as exc:
+            raise Refused(_question_error(exc)) from None
+
+    return await _save(request, "question-new", form, work)
+
+
+@routes.post(r"/settings/questions/{question_id:\d+}")
+@owner_only
+async def edit_question(request: web.Request) -> web.StreamResponse:
+    question_id = path_id(request, "question_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        found = _club_question(session, program_id, question_id)
+        prompt = {lang: _field(form, f"prompt_{lang}") for lang in LANGUAGES}
+        choices = (
+            programs.choices_from_labels(_labels(form), found.choices)
+            if found.kind in ("choice", "multichoice")
+            else None
+        )
+        try:
+            programs.edit_question(session, program_id, question_id, prompt=prompt, choices=choices)
+        except InvalidSetting as exc:
+            raise Refused(_question_error(exc)) from None
+
+    return await _save(request, f"question-{question_id}", form, work)
+
+
+@routes.post(r"/settings/questions/{question_id:\d+}/move")
+@owner_only
+async def move_question(request: web.Request) -> web.StreamResponse:
+    question_id = path_id(request, "question_id")
+    form = await request.post()
+    step = -1 if form.get("direction") == "up" else 1
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        _club_question(session, program_id, question_id)
+        programs.move_question(session, program_id, question_id, step)
+
+    return await _save(request, "questions", form, work)
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@routes.post("/settings/api-keys")
+@owner_only
+async def create_key(request: web.Request) -> web.StreamResponse:
+    """A new key: its secret is shown on this response and never again (only a hash is kept)."""
+    form = await request.post()
+    admin = request[ADMIN]
+    name, store = _field(form, "name"), _field(form, "store")
+    scopes = [s for s in form.getall("scopes", []) if isinstance(s, str)]
+
+    def work(session: Session) -> tuple[str, str]:
+        try:
+            key, secret = apikeys.create(
+                session,
+                admin.program_id,
+                name=name,
+                store=store or None,
+                scopes=scopes,
+                now=dt.datetime.now(dt.UTC),
+            )
+        except InvalidSetting as exc:
+            raise Refused({exc.field: ("admin.settings.error.apikey." + exc.field, {})}) from None
+        return key.name, secret
+
+    try:
+        name, secret = await request.config_dict[DB].run(work)
+    except Refused as exc:
+        return await _page(
+            request,
+            status=422,
+            section="api-keys",
+            form={"name": name, "store": store, "scopes": scopes},
+            errors=exc.errors,
+        )
+    # The key's name, never its secret: logs outlive the page.
+    log.info("admin %s created API key %r", admin.account_id, name)
+    return page(request, "settings_key.html", section="settings", name=name, secret=secret)
+
+
+@routes.get(r"/settings/api-keys/{key_id:\d+}/revoke")
+@owner_only
+async def confirm_revoke(request: web.Request) -> web.StreamResponse:
+    key_id = path_id(request, "key_id")
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> dict[str, Any] | None:
+        key = session.get(ApiKey, key_id)
+        if key is None or key.program_id != program_id:
+            return None
+        return _key(key)
+
+    key = await request.config_dict[DB].run(work)
+    if key is None:
+        raise web.HTTPNotFound()
+    return page(request, "settings_revoke.html", section="settings", key=key)
+
+
+@routes.post(r"/settings/api-keys/{key_id:\d+}/revoke")
+@owner_only
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    key_id = path_id(request, "key_id")
+    admin = request[ADMIN]
+
+    def work(session: Session) -> None:
+        try:
+            apikeys.revoke_id(session, admin.program_id, key_id, dt.datetime.now(dt.UTC))
+        except NotFound:
+            raise web.HTTPNotFound() from None
+
+    await request.config_dict[DB].run(work)
+    log.info("admin %s revoked API key %s", admin.account_id, key_id)
+    raise web.HTTPSeeOther(f"{SETTINGS}?saved=api-keys#api-keys")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+async def _save(
+    request: web.Request,
+    section: str,
+    form: Mapping[str, Any],
+    work: Callable[[Session], None],
+) -> web.StreamResponse:
+    """Run a section's change; refused, the page again with the errors and what was typed
+    (nothing written: a unit of work that raises is rolled back)."""
+    try:
+        await request.config_dict[DB].run(work)
+    except Refused as exc:
+        typed = {k: v for k, v in form.items() if k != "csrf_token" and isinstance(v, str)}
+        if "rows" in form:
+            typed["rows"] = form["rows"]
+        return await _page(request, status=422, section=section, form=typed, errors=exc.errors)
+    anchor = section if not section.startswith("question") else "questions"
+    raise web.HTTPSeeOther(f"{SETTINGS}?saved={section}#{anchor}")
+
+
+def _program(session: Session, program_id: int) -> Program:
+    program = programs.get(session, program_id)
+    if program is None:
+        raise web.HTTPNotFound()
+    return program
+
+
+def _club_question(session: Session, program_id: int, question_id: int) -> Any:
+    found = next((q for q in programs.questions(session, program_id) if q.id == question_id), None)
+    if found is None:
+        raise web.HTTPNotFound()
+    return found
+
+
+def _field(form: MultiDictProxy[Any], name: str) -> str:
+    value = form.get(name, "")
+    return value[:MAX_FIELD] if isinstance(value, str) else ""
+
+
+def _labels(form: MultiDictProxy[Any]) -> dict[str, list[str]]:
+    """The choices typed per language, one a line."""
+    return {lang: _field(form, f"choices_{lang}").splitlines() for lang in LANGUAGES}
+
+
+def _tier_rows(form: MultiDictProxy[Any]) -> list[dict[str, str]]:
+    count = _whole(_field(form, "rows")) or 0
+    fields = [f"name_{lang}" for lang in LANGUAGES] + ["threshold", "discount"]
+    return [{f: _field(form, f"tier{n}_{f}") for f in fields} for n in range(min(count, 20))]
+
+
+def _whole(raw: str) -> int | None:
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+def _numbers(
+    form: MultiDictProxy[Any], whole: tuple[str, ...], money: tuple[str, ...], precision: int
+) -> tuple[dict[str, int], Errors]:
+    values: dict[str, int] = {}
+    errors: Errors = {}
+    for name in whole:
+        value = _whole(_field(form, name))
+        if value is None:
+            errors[name] = ("admin.settings.error.whole", {})
+        else:
+            values[name] = value
+    for name in money:
+        amount = parse_money(_field(form, name), precision)
+        if amount is None:
+            errors[name] = _money_error(precision)
+        else:
+            values[name] = amount
+    return values, errors
+
+
+def parse_money(raw: str, precision: int) -> int | None:
+    """An amount typed in the currency ("0,50", "0.5", "12") in minor units; None if it is not
+    one (letters, a negative, more decimals than the currency has)."""
+    text = raw.strip().replace(" ", "").replace("\u00a0", "").replace(",", ".")
+    if not text or len(text) > 15 or text.count(".") > 1:
+        return None
+    if not text.replace(".", "").isdigit():
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        return None
+    minor = amount.scaleb(precision)
+    if minor != minor.to_integral_value():
+        return None
+    return int(minor)
+
+
+def money_text(minor: int, precision: int, language: str) -> str:
+    """Minor units as typed back in a form: "0,50" in nb and sv, "0.50" in en."""
+    text = f"{Decimal(minor).scaleb(-precision):.{precision}f}"
+    return text.replace(".", ",") if language in ("nb", "sv") else text
+
+
+def _money_error(precision: int) -> Error:
+    return "admin.settings.error.money", {"decimals": precision}
+
+
+def _club_errors(problems: Mapping[str, str]) -> Errors:
+    ids = {
+        "name": "admin.settings.error.name",
+        "contact": "admin.settings.error.contact",
+        "privacy_url": "admin.settings.error.privacy_url",
+    }
+    return {field: (ids.get(field, "admin.settings.error.other"), {}) for field in problems}
+
+
+def _range_errors(problems: Mapping[str, str], precision: int) -> Errors:
+    """Each number out of its range, said in the form's own terms (money as money)."""
+    errors: Errors = {}
+    for field in problems:
+        if field not in programs.LIMITS:
+            errors[field] = ("admin.settings.error.other", {})
+            continue
+        low, high = programs.LIMITS[field]
+        if field.endswith("_minor"):
+            unit = 10**precision
+            errors[field] = (
+                "admin.settings.error.money_range",
+                {"low": low // unit, "high": high // unit},
+            )
+        else:
+            errors[field] = ("admin.settings.error.range", {"low": low, "high": high})
+    return errors
+
+
+def _question_error(exc: InvalidSetting) -> Errors:
+    field = exc.field if exc.field in ("prompt", "choices") else "kind"
+    target = {"prompt": "prompt_nb", "choices": "choices_nb"}.get(field, field)
+    return {target: ("admin.settings.error.question." + field, {})}

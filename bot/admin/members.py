@@ -1,40 +1,386 @@
-"""The members pages: search, a member's page."""
+"""The members pages: search, a member's page, a points adjustment, the GDPR export and erasure."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import zoneinfo
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN
-from bot.admin.render import local_date, page, path_id
+import locales
+from bot.admin.auth import ADMIN, LANGUAGE, Admin, owner_only
+from bot.admin.render import page, path_id
 from bot.keys import DB
-from store import members
+from flows.conversation import last_day
+from store import consent, coupons, ledger, member_search, members, privacy, programs, tiers
+from store.errors import Conflict, InvalidInput, NotEnoughPoints
+from store.models import Member, Program
 
 routes = web.RouteTableDef()
+
+PAGE_SIZE = 25
+MAX_PAGE = 10_000  # beyond any club's list; an OFFSET past it is a typo
+HISTORY = 50  # ledger lines and texts each way shown on a member's page (the export has all)
+# The words a status, kind or channel may have: anything else is shown as stored, never a 500.
+OUTBOX_STATUSES = frozenset(
+    {"sent_inline", "queued", "sending", "sent", "failed", "skipped", "held_out"}
+)
+DELIVERIES = frozenset({"delivered", "undelivered", "failed"})
+ERASE_WORDING = "erase.admin"
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+@routes.get("/members")
+async def search(request: web.Request) -> web.StreamResponse:
+    admin = request[ADMIN]
+    query = request.query.get("q", "")[: member_search.MAX_QUERY]
+    number = _page_number(request.query.get("page", "1"))
+
+    def read(session: Session) -> tuple[member_search.Found, list[dict[str, Any]]]:
+        program = _program(session, admin)
+        found = member_search.search(
+            session, program, query, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+        )
+        rows = [
+            {"id": m.id, "name": m.first_name, "phone": m.phone, "status": m.status}
+            for m in found.members
+        ]
+        return found, rows
+
+    found, rows = await request.config_dict[DB].run(read)
+    first = (number - 1) * PAGE_SIZE
+    return page(
+        request,
+        "members.html",
+        section="members",
+        query=query,
+        found=found,
+        rows=rows,
+        first=first + 1,
+        last=first + len(rows),
+        previous=number - 1 if number > 1 else None,
+        next=number + 1 if first + len(rows) < found.total else None,
+        erased=request.query.get("erased") == "1",
+    )
+
+
+def _page_number(raw: str) -> int:
+    # A page that is not a number is the first page: a hand-edited URL gets a list, not an error.
+    return min(int(raw), MAX_PAGE) if raw.isdigit() and int(raw) > 0 else 1
+
+
+# --- a member's page ---------------------------------------------------------------------------
 
 
 @routes.get(r"/members/{member_id:\d+}")
 async def member(request: web.Request) -> web.StreamResponse:
+    member_id = path_id(request, "member_id")
+    shown = await _read_member(request, member_id)
+    return page(
+        request,
+        "member.html",
+        section="members",
+        member=shown,
+        form={"points": "", "reason": ""},
+        errors={},
+        error_params={},
+        adjusted=request.query.get("adjusted") == "1",
+    )
+
+
+@routes.post(r"/members/{member_id:\d+}/adjust")
+async def adjust(request: web.Request) -> web.StreamResponse:
+    """Owner and staff add or take points with a reason; the ledger names the admin."""
     admin = request[ADMIN]
     member_id = path_id(request, "member_id")
+    form = await request.post()
+    raw_points = str(form.get("points", "")).strip()
+    reason = str(form.get("reason", "")).strip()
+    errors: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    points = _points(raw_points)
+    if points is None:
+        errors["points"] = "admin.members.adjust.not_a_number"
+    elif points == 0:
+        errors["points"] = "admin.members.adjust.zero"
+    if not reason:
+        errors["reason"] = "admin.members.adjust.no_reason"
+    elif len(reason) > ledger.MAX_REASON:
+        errors["reason"] = "admin.members.adjust.too_long"
+        params["max"] = ledger.MAX_REASON
 
-    def read(session: Session) -> dict[str, Any] | None:
-        found = members.in_club(session, admin.program_id, member_id)
-        if found is None:
+    def work(session: Session) -> None:
+        found = _member_of(session, admin, member_id)
+        assert points is not None
+        ledger.adjust(
+            session,
+            _program(session, admin),
+            found,
+            points,
+            dt.datetime.now(dt.UTC),
+            reason=reason,
+            actor=admin.email,
+        )
+
+    if not errors:
+        try:
+            await request.config_dict[DB].run(work)
+        except NotEnoughPoints as exc:
+            errors["points"] = "admin.members.adjust.not_enough"
+            params["balance"] = exc.balance
+        except InvalidInput as exc:
+            if exc.field == "points":
+                errors["points"] = "admin.members.adjust.too_many"
+                params["max"] = ledger.MAX_ADJUSTMENT
+            else:
+                errors["reason"] = "admin.members.adjust.no_reason"
+        except Conflict:
+            errors["points"] = "admin.members.adjust.not_joined"
+    if not errors:
+        raise web.HTTPSeeOther(f"/admin/members/{member_id}?adjusted=1#points")
+    shown = await _read_member(request, member_id)
+    return page(
+        request,
+        "member.html",
+        status=422,
+        section="members",
+        member=shown,
+        form={"points": raw_points[:20], "reason": reason[: ledger.MAX_REASON * 2]},
+        errors=errors,
+        error_params=params,
+        adjusted=False,
+    )
+
+
+def _points(raw: str) -> int | None:
+    """ "+50", "-50", "50", "1 000": whole points, or None for anything else."""
+    compact = raw.replace(" ", "").replace("\u00a0", "").replace("\u2212", "-")
+    sign = -1 if compact.startswith("-") else 1
+    digits = compact[1:] if compact[:1] in ("+", "-") else compact
+    if not digits.isdigit() or len(digits) > 12:
+        return None
+    return sign * int(digits)
+
+
+async def _read_member(request: web.Request, member_id: int) -> dict[str, Any]:
+    """Everything a member's page shows, in the admin's language; 404 for a member of another
+    club, an erased one or none."""
+    admin = request[ADMIN]
+    language = request[LANGUAGE]
+    zone = zoneinfo.ZoneInfo(admin.timezone)
+
+    def when(moment: dt.datetime | None) -> str | None:
+        if moment is None:
             return None
+        local = moment.astimezone(zone)
+        return f"{locales.format_date(local.date(), language)} {local:%H:%M}"
+
+    def day(moment: dt.datetime | None) -> str | None:
+        return locales.format_date(moment.astimezone(zone).date(), language) if moment else None
+
+    def read(session: Session) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        program = _program(session, admin)
+        found = _member_of(session, admin, member_id)
+        lots = ledger.open_lots(session, found.id, now)
+        standing = tiers.standing(session, program, found.id, found.tier_id, now)
+        inbound, outbound = privacy.texts_of(session, found, HISTORY)
+        texts = [
+            {
+                "at": m.received_at,
+                "direction": "in",
+                "text": m.body,
+                "status": "received",
+                "delivery": None,
+            }
+            for m in inbound
+        ] + [
+            {
+                "at": m.sent_at or m.created_at,
+                "direction": "out",
+                "text": m.body,
+                "status": m.status if m.status in OUTBOX_STATUSES else None,
+                "raw_status": m.status,
+                "delivery": m.delivery if m.delivery in DELIVERIES else None,
+            }
+            for m in outbound
+        ]
+        texts.sort(key=lambda m: m["at"], reverse=True)
+        phone = found.phone or ""
         return {
             "id": found.id,
             "phone": found.phone,
+            "last4": phone[-4:],
             "name": found.first_name,
+            "birthday": locales.format_date(found.birthday, language) if found.birthday else None,
             "status": found.status,
-            "language": found.language,
-            "joined": found.joined_at,
+            "language": found.language or locales.language_for_phone(phone),
+            "language_from_number": found.language is None,
+            "joined": day(found.joined_at),
+            "has_joined": found.joined_at is not None,
+            "tier": tiers.name(standing.tier, language) if standing.tier else None,
+            "balance": sum(points for _, points in lots),
+            "expiry": (
+                {
+                    "points": lots[0][1],
+                    "on": locales.format_date(last_day(lots[0][0], zone), language),
+                }
+                if lots
+                else None
+            ),
+            "answers": [
+                {
+                    "prompt": _in(question.prompt or {}, language) or question.key,
+                    "answer": _answer_text(question.choices or [], answer.value, language),
+                }
+                for answer, question in privacy.answers_of(session, found)
+            ],
+            "ledger": [
+                {
+                    "at": when(entry.created_at),
+                    "kind": entry.kind if entry.kind in ledger.KINDS else None,
+                    "raw_kind": entry.kind,
+                    "points": entry.points,
+                    "reason": entry.reason,
+                    "actor": entry.actor,
+                }
+                for entry in ledger.history(session, found.id, HISTORY)
+            ],
+            "coupons": [
+                {
+                    "code": coupons.display(held.coupon.code),
+                    "benefit": locales.benefit(
+                        coupons.benefit_of(held.template, language),
+                        language,
+                        amount_minor=held.template.discount_minor,
+                        currency=program.currency,
+                    ),
+                    "state": coupons.state(held.coupon, now),
+                    "until": locales.format_date(last_day(held.coupon.valid_until, zone), language),
+                }
+                for held in reversed(privacy.coupons_of(session, found))
+            ],
+            "consent": [
+                {
+                    "at": when(event.created_at),
+                    "action": event.action
+                    if event.action in (consent.GRANT, consent.WITHDRAW)
+                    else None,
+                    "raw_action": event.action,
+                    "channel": event.channel if event.channel in consent.CHANNELS else None,
+                    "raw_channel": event.channel,
+                    "wording": event.wording_text,
+                    "evidence": event.evidence,
+                }
+                for event in reversed(consent.history(session, found.id))
+            ],
+            "texts": [{**m, "at": when(m["at"])} for m in texts[:HISTORY]],
         }
 
-    shown = await request.config_dict[DB].run(read)
-    if shown is None:
+    return await request.config_dict[DB].run(read)
+
+
+def _in(texts: dict[str, Any], language: str) -> str:
+    return str(texts.get(language) or texts.get("en") or next(iter(texts.values()), ""))
+
+
+def _answer_text(choices: list[Any], value: list[Any], language: str) -> str:
+    """An answer as the admin reads it: a choice's label in the admin's language, else as given."""
+    labels = {
+        str(choice.get("key")): _in(choice.get("label") or {}, language)
+        for choice in choices
+        if isinstance(choice, dict)
+    }
+    return ", ".join(labels.get(str(v)) or str(v) for v in value)
+
+
+# --- the GDPR export ---------------------------------------------------------------------------
+
+
+@routes.get(r"/members/{member_id:\d+}/export.json")
+@owner_only
+async def export(request: web.Request) -> web.StreamResponse:
+    """Everything held about the member, as a JSON download (GDPR art. 15 and 20)."""
+    admin = request[ADMIN]
+    member_id = path_id(request, "member_id")
+
+    def read(session: Session) -> dict[str, Any]:
+        found = _member_of(session, admin, member_id)
+        return privacy.export(session, _program(session, admin), found, dt.datetime.now(dt.UTC))
+
+    data = await request.config_dict[DB].run(read)
+    return web.Response(
+        body=json.dumps(data, ensure_ascii=False, indent=2).encode(),
+        content_type="application/json",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="member-{member_id}.json"'},
+    )
+
+
+# --- erasure -----------------------------------------------------------------------------------
+
+
+@routes.get(r"/members/{member_id:\d+}/erase")
+@owner_only
+async def erase_page(request: web.Request) -> web.StreamResponse:
+    member_id = path_id(request, "member_id")
+    shown = await _read_member(request, member_id)
+    return page(request, "member_erase.html", section="members", member=shown, error=None)
+
+
+@routes.post(r"/members/{member_id:\d+}/erase")
+@owner_only
+async def erase(request: web.Request) -> web.StreamResponse:
+    """Erase the member once the owner has typed the last four digits of the number."""
+    admin = request[ADMIN]
+    language = request[LANGUAGE]
+    member_id = path_id(request, "member_id")
+    form = await request.post()
+    typed = "".join(str(form.get("confirm", "")).split())
+
+    def work(session: Session) -> bool:
+        found = _member_of(session, admin, member_id)
+        if not found.phone or typed != found.phone[-4:]:
+            return False
+        privacy.erase(
+            session,
+            found,
+            dt.datetime.now(dt.UTC),
+            wording_id=ERASE_WORDING,
+            wording_language=language,
+            wording_text=locales.text("admin.members.erase.logged", language),
+            channel="admin",
+            evidence=f"admin {admin.email}"[:200],
+        )
+        return True
+
+    if await request.config_dict[DB].run(work):
+        raise web.HTTPSeeOther("/admin/members?erased=1")
+    shown = await _read_member(request, member_id)
+    error = "admin.members.erase.empty" if not typed else "admin.members.erase.mismatch"
+    return page(
+        request, "member_erase.html", status=422, section="members", member=shown, error=error
+    )
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _program(session: Session, admin: Admin) -> Program:
+    program = programs.get(session, admin.program_id)
+    if program is None:  # the club went while the page was asked for
         raise web.HTTPNotFound()
-    shown["joined"] = local_date(request, shown["joined"])
-    return page(request, "member.html", section="members", member=shown)
+    return program
+
+
+def _member_of(session: Session, admin: Admin, member_id: int) -> Member:
+    """The club's member with this id; 404 for another club's, an erased one or none."""
+    found = members.in_club(session, admin.program_id, member_id)
+    if found is None or found.status == members.ERASED:
+        raise web.HTTPNotFound()
+    return found

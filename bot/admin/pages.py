@@ -1,29 +1,46 @@
-"""The admin's own pages: sign in and out, the dashboard and its figures."""
+"""The admin's own pages: sign in and out, the dashboard and its figures (store.reports)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
+from babel import dates as babel_dates
+from babel.numbers import format_decimal, format_percent
 from sqlalchemy.orm import Session
 
+from bot.admin import charts
 from bot.admin.auth import (
     ADMIN,
+    LANGUAGE,
     csrf_token,
     public,
 )
 from bot.admin.render import page
 from bot.keys import DB
-from store import admins, members
+from locales import babel_locale, format_date, format_money, format_number, text
+from store import admins, members, programs, reports
+from store.errors import InvalidInput
+from store.models import Program
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 DASHBOARD = "/admin/"
 NEWEST_MEMBERS = 10
 MAX_FIELD = 1024  # an email or password longer than this is not one
+DEFAULT_DAYS = 30
+_DAY = dt.timedelta(days=1)
+QUICK_DAYS = (7, 30, 90, 365)  # the quick choices: a week, a month, a quarter, a year
+
+
+def _now() -> dt.datetime:
+    """The moment figures are counted at (tests set it)."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _safe_next(target: str | None) -> str:
@@ -91,20 +108,321 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/admin/sign-in")
 
 
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """The period the dashboard shows, and what was wrong with the one asked for (if anything):
+    (catalog id, the value as given)."""
+
+    period: reports.Period
+    days: int | None  # one of QUICK_DAYS when the period is exactly one of them, ending today
+    notice: tuple[str, str] | None = None
+
+
+def choose_period(program: Program, query: Mapping[str, str], now: dt.datetime) -> Chosen:
+    """The period of `?from=YYYY-MM-DD&to=YYYY-MM-DD`, both days included (as a date picker
+    means them; `klubb report --to` is the first day after). `from` alone runs to today, `to`
+    alone has the DEFAULT_DAYS days up to it; nothing, or anything wrong, is the last
+    DEFAULT_DAYS days, with a notice naming what was wrong."""
+    default = reports.last_days(program, now, DEFAULT_DAYS)
+    raw_from = query.get("from", "").strip()[:MAX_FIELD]
+    raw_to = query.get("to", "").strip()[:MAX_FIELD]
+    if not raw_from and not raw_to:
+        return Chosen(default, DEFAULT_DAYS)
+    days: dict[str, dt.date] = {}
+    for name, raw in (("from", raw_from), ("to", raw_to)):
+        if not raw:
+            continue
+        try:
+            days[name] = dt.date.fromisoformat(raw)
+        except ValueError:
+            return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.bad_date", raw))
+    today = default.last_day
+    last = days.get("to", today)
+    first = days.get("from", last - dt.timedelta(days=DEFAULT_DAYS - 1))
+    if first > last:
+        return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.bad_order", f"{first} > {last}"))
+    try:
+        per = reports.period(program, first, last + dt.timedelta(days=1))
+    except InvalidInput:
+        return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.too_long", f"{first} - {last}"))
+    quick = per.days if per.last_day == today and per.days in QUICK_DAYS else None
+    return Chosen(per, quick)
+
+
+def quick_choices(today: dt.date) -> list[tuple[int, str, str]]:
+    """(days, from, to) of each quick choice, every one ending today."""
+    return [
+        (days, (today - dt.timedelta(days=days - 1)).isoformat(), today.isoformat())
+        for days in QUICK_DAYS
+    ]
+
+
+def _percent(value: float | None, language: str) -> str | None:
+    if value is None:
+        return None
+    return format_percent(value, "#,##0.0 %", locale=babel_locale(language))
+
+
+def _slice_label(piece: reports.Slice, grain: str, language: str) -> str:
+    """Short enough to sit under a bar: "W47", or "Nov 26" as the language writes months."""
+    if grain == reports.WEEK:
+        return f"{text('admin.dashboard.week_short', language)}{piece.start.isocalendar()[1]}"
+    return babel_dates.format_date(piece.start, "LLL yy", locale=babel_locale(language))
+
+
+def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[str, Any]:
+    """What the template shows: the figures written for the language, and the charts. Staff
+    see counts, not money (revenue, baskets, the value of a campaign): their work is looking
+    up members at the till, and a shop's takings are the owner's."""
+    currency = report.purchases.currency
+
+    def money(minor: int | None) -> str | None:
+        return None if minor is None else format_money(minor, currency, language)
+
+    def t(message_id: str, **params: object) -> str:
+        return text(message_id, language, **params)
+
+    m, p = report.members, report.purchases
+    grain = p.grain
+    labels = [_slice_label(s.slice, grain, language) for s in p.by_slice]
+    spans = [
+        f"{format_date(s.slice.start, language)} – {format_date(s.slice.end - _DAY, language)}"
+        for s in p.by_slice
+    ]
+    per_buyer = None if not p.buyers else p.purchases / p.buyers
+    joined = [n.joined for n in m.new_by_slice]
+    still = [n.still_members for n in m.new_by_slice]
+    busiest = max(range(len(joined)), key=lambda i: joined[i]) if joined else 0
+    members_chart = charts.bars(
+        t("admin.dashboard.chart_members", grain=t("admin.dashboard.grain." + grain)),
+        t(
+            "admin.dashboard.chart_members_desc",
+            count=m.new,
+            most=joined[busiest] if joined else 0,
+            when=spans[busiest] if spans else "",
+        ),
+        labels,
+        [
+            charts.Series(
+                t("admin.dashboard.joined"), joined, [format_number(n, language) for n in joined]
+            ),
+            charts.Series(
+                t("admin.dashboard.still_members"),
+                still,
+                [format_number(n, language) for n in still],
+            ),
+        ],
+    )
+    counts = [s.purchases for s in p.by_slice]
+    revenue = [s.revenue_minor for s in p.by_slice]
+    purchases_chart = charts.bars(
+        t("admin.dashboard.chart_purchases", grain=t("admin.dashboard.grain." + grain)),
+        t("admin.dashboard.chart_purchases_desc", count=p.purchases),
+        labels,
+        [
+            charts.Series(
+                t("admin.dashboard.purchases"), counts, [format_number(n, language) for n in counts]
+            )
+        ],
+    )
+    revenue_chart = (
+        charts.bars(
+            t("admin.dashboard.chart_revenue", grain=t("admin.dashboard.grain." + grain)),
+            t("admin.dashboard.chart_revenue_desc", amount=money(p.revenue_minor) or ""),
+            labels,
+            [
+                charts.Series(
+                    t("admin.dashboard.revenue"), revenue, [money(n) or "" for n in revenue]
+                )
+            ],
+        )
+        if owner
+        else None
+    )
+    campaigns = []
+    for c in report.campaigns:
+        row = {
+            "id": c.id,
+            "name": c.name,
+            "sent": c.sent,
+            "delivered": c.delivered,
+            "failed": c.failed,
+            "opt_outs": c.opt_outs,
+            "held_out": c.held_out,
+            "coupons_redeemed": c.coupons_redeemed,
+            "complete": c.complete,
+            "recipients": c.recipients,
+            "control": c.control,
+            "recipients_bought": _percent(
+                c.recipients.buyers / c.recipients.members if c.recipients.members else None,
+                language,
+            ),
+            "control_bought": _percent(
+                c.control.buyers / c.control.members if c.control.members else None, language
+            ),
+            "recipients_average": money(c.recipients.average_minor),
+            "control_average": money(c.control.average_minor),
+            "uplift": money(c.uplift_minor),
+        }
+        campaigns.append(row)
+    campaign_chart = None
+    if report.campaigns:
+        names = [c.name for c in report.campaigns]
+        if owner:
+            treated = [c.recipients.average_minor or 0 for c in report.campaigns]
+            held = [c.control.average_minor or 0 for c in report.campaigns]
+            shown = (
+                [money(n) or "" for n in treated],
+                [money(n) or "" for n in held],
+            )
+            title = t("admin.dashboard.chart_campaigns_revenue")
+        else:
+            # Per mille of each group who bought: whole numbers for the bars' lengths.
+            treated = [
+                c.recipients.buyers * 1000 // c.recipients.members if c.recipients.members else 0
+                for c in report.campaigns
+            ]
+            held = [
+                c.control.buyers * 1000 // c.control.members if c.control.members else 0
+                for c in report.campaigns
+            ]
+            shown = (
+                [r["recipients_bought"] or "–" for r in campaigns],
+                [r["control_bought"] or "–" for r in campaigns],
+            )
+            title = t("admin.dashboard.chart_campaigns_bought")
+        campaign_chart = charts.bars(
+            title,
+            t("admin.dashboard.chart_campaigns_desc", count=len(names)),
+            names,
+            [
+                charts.Series(t("admin.dashboard.recipients"), treated, shown[0]),
+                charts.Series(t("admin.dashboard.control"), held, shown[1]),
+            ],
+            horizontal=True,
+        )
+    recency_counts = [r.members for r in report.recency]
+    recency_labels = [t("admin.dashboard.recency." + _RECENCY_IDS[r.label]) for r in report.recency]
+    recency_chart = charts.bars(
+        t("admin.dashboard.chart_recency"),
+        t("admin.dashboard.chart_recency_desc", count=m.members),
+        # Short under the bars ("31-90"); the table below names them in full.
+        [
+            r.label if r.label != reports.NEVER else label
+            for r, label in zip(report.recency, recency_labels, strict=True)
+        ],
+        [
+            charts.Series(
+                t("admin.dashboard.members"),
+                recency_counts,
+                [format_number(n, language) for n in recency_counts],
+            )
+        ],
+    )
+    top = report.top_customers
+    return {
+        "members": m,
+        "purchases": p,
+        "consent_share": _percent(m.consent_share, language),
+        "revenue": money(p.revenue_minor),
+        "average": money(p.average_minor),
+        "per_buyer": None
+        if per_buyer is None
+        else format_decimal(per_buyer, "#,##0.0", locale=babel_locale(language)),
+        "slices": [
+            {
+                "label": labels[i],
+                "span": spans[i],
+                "joined": joined[i],
+                "still": still[i],
+                "purchases": counts[i],
+                "revenue": money(revenue[i]),
+            }
+            for i in range(len(labels))
+        ],
+        "grain": grain,
+        "recency": list(zip(recency_labels, recency_counts, strict=True)),
+        "campaigns": campaigns,
+        "top": [
+            {
+                "id": c.member_id,
+                "name": c.first_name or c.phone_masked or "–",
+                "phone": c.phone_masked if c.first_name else None,
+                "status": c.status,
+                "purchases": c.purchases,
+                "revenue": money(c.revenue_minor),
+            }
+            for c in top
+        ],
+        "campaign_link": (
+            # Ids are integers: the comma-separated list needs no escaping.
+            "/admin/campaigns/new?members=" + ",".join(str(c.member_id) for c in top)
+            if owner and top
+            else None
+        ),
+        "charts": {
+            "members": members_chart,
+            "purchases": purchases_chart,
+            "revenue": revenue_chart,
+            "campaigns": campaign_chart,
+            "recency": recency_chart,
+        },
+    }
+
+
+# The labels of store.reports.RECENCY and NEVER as catalog ids.
+_RECENCY_IDS = {
+    "0-30": "0_30",
+    "31-90": "31_90",
+    "91-180": "91_180",
+    "181-365": "181_365",
+    ">365": "over_365",
+    reports.NEVER: "never",
+}
+
+
+def _read_report(program_id: int, query: Mapping[str, str], now: dt.datetime) -> Any:
+    def read(session: Session) -> tuple[Chosen, reports.Report, list[dict[str, Any]]]:
+        program = programs.get(session, program_id)
+        assert program is not None  # the guard read the admin's club for this request
+        chosen = choose_period(program, query, now)
+        report = reports.report(session, program, chosen.period, now)
+        newest = [
+            {"id": m.id, "name": m.first_name, "phone": m.phone, "status": m.status}
+            for m in members.newest(session, program_id, NEWEST_MEMBERS)
+        ]
+        return chosen, report, newest
+
+    return read
+
+
 @routes.get("/")
 async def dashboard(request: web.Request) -> web.StreamResponse:
     admin = request[ADMIN]
-
-    def read(session: Session) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        counts = members.count_by_status(session, admin.program_id)
-        newest = [
-            {"id": m.id, "name": m.first_name, "phone": m.phone, "status": m.status}
-            for m in members.newest(session, admin.program_id, NEWEST_MEMBERS)
-        ]
-        return counts, newest
-
-    counts, newest = await request.config_dict[DB].run(read)
-    return page(request, "dashboard.html", section="dashboard", counts=counts, newest=newest)
+    language = request[LANGUAGE]
+    now = _now()
+    chosen, report, newest = await request.config_dict[DB].run(
+        _read_report(admin.program_id, request.query, now)
+    )
+    today = now.astimezone(chosen.period.zone).date()
+    per = chosen.period
+    return page(
+        request,
+        "dashboard.html",
+        section="dashboard",
+        view=dashboard_view(report, admin.is_owner, language),
+        chosen=chosen,
+        first=per.start.isoformat(),
+        last=per.last_day.isoformat(),
+        first_shown=format_date(per.start, language),
+        last_shown=format_date(per.last_day, language),
+        quick=quick_choices(today),
+        today=today.isoformat(),
+        newest=newest,
+    )
 
 
 @routes.get("/api/summary")

@@ -2,6 +2,587 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import functools
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from aiohttp import BodyPartReader, web
+from aiohttp_session import get_session
+from sqlalchemy.orm import Session
+
+from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner_only
+from bot.admin.render import page
+from bot.keys import DB
+from locales import text
+from store import exports, imports, programs
+from store.models import Program
+
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+# Uploads wait here between the preview and the run, one folder per random token; the token
+# lives in the admin's session (never the file itself: a cookie holds 4 KB).
+UPLOADS = Path(tempfile.gettempdir()) / "klubb-imports"
+KEEP_UPLOADS = dt.timedelta(days=1)
+SESSION_TOKENS = 5  # the admin's latest uploads that stay reachable from their session
+SHOW_BAD = 100
+CHUNK = 64 * 1024
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+RUNNING, DONE, REFUSED, FAILED = "running", "done", "refused", "failed"
+# Background imports still running: asyncio keeps only a weak reference to a task.
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+class UploadRefused(Exception):
+    """The upload can't be taken (too large, no file): `code` names why."""
+
+    def __init__(self, code: str, **params: object) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@routes.get("/transfer")
+@owner_only
+async def transfer_page(request: web.Request) -> web.StreamResponse:
+    return _upload_page(request)
+
+
+@routes.post("/transfer/import/preview")
+@owner_only
+async def preview(request: web.Request) -> web.StreamResponse:
+    """A new upload (multipart) or a changed column mapping for one (a form with its token):
+    the file as read, the mapping, and every bad row with its line and reason."""
+    if request.content_type == "multipart/form-data":
+        try:
+            token = await _receive(request)
+        except UploadRefused as refused:
+            status = 413 if refused.code == "too_large" else 400
+            return _upload_page(request, refused.code, refused.params, status=status)
+        mapping: imports.Mapping | None = None
+    else:
+        form = await request.post()
+        token = await _owned(request, str(form.get("token", "")))
+        mapping = _mapping_from(form)
+    job = _Job(token)
+    try:
+        shown = await _preview(request, job, mapping)
+    except imports.FileRefused as refused:
+        return _upload_page(request, refused.code, refused.params, status=422)
+    return page(request, "transfer_preview.html", section="transfer", **shown)
+
+
+@routes.post("/transfer/import/run")
+@owner_only
+async def run(request: web.Request) -> web.StreamResponse:
+    """Start the import in the background and show its progress."""
+    form = await request.post()
+    token = await _owned(request, str(form.get("token", "")))
+    mode = str(form.get("mode", ""))
+    job = _Job(token)
+    mapping = _mapping_from(form)
+    if mode not in imports.MODES or imports.missing_required(mapping):
+        shown = await _preview(request, job, mapping, error="mode")
+        return page(request, "transfer_preview.html", status=422, section="transfer", **shown)
+    if job.state() is None:  # a second click on "Import" shows the first run, not a second
+        admin = request[ADMIN]
+        job.write_state({"state": RUNNING, "phase": "checking", "done": 0, "total": 0})
+        task = asyncio.create_task(
+            _import(
+                request.config_dict[DB],
+                job,
+                admin.program_id,
+                mapping,
+                mode,
+                request[LANGUAGE],
+                dt.datetime.now(dt.UTC),
+            )
+        )
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+    raise web.HTTPSeeOther(f"/admin/transfer/import/{token}")
+
+
+@routes.get("/transfer/import/{token}")
+@owner_only
+async def progress_page(request: web.Request) -> web.StreamResponse:
+    job = _Job(await _owned(request, request.match_info["token"]))
+    state = job.state()
+    if state is None:
+        raise web.HTTPNotFound()
+    language = request[LANGUAGE]
+    bad = [_shown_bad(language, row) for row in job.bad()[:SHOW_BAD]]
+    return page(
+        request,
+        "transfer_progress.html",
+        section="transfer",
+        token=job.token,
+        job=state,
+        bad=bad,
+        filename=job.meta().get("filename", ""),
+    )
+
+
+@routes.get("/transfer/import/{token}/report.csv")
+@owner_only
+async def report(request: web.Request) -> web.StreamResponse:
+    """The bad rows of a run as CSV: line, number as written, reason in the admin's words."""
+    job = _Job(await _owned(request, request.match_info["token"]))
+    language = request[LANGUAGE]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=exports.DELIMITER, lineterminator="\r\n")
+    writer.writerow([text(REPORT + column, language) for column in _REPORT_COLUMNS])
+    for row in job.bad():
+        shown = _shown_bad(language, row)
+        writer.writerow([row.line, exports.cell(row.phone), shown["reason"]])
+    name = f"{_slug(request[ADMIN].club)}-import-report-{_today(request)}.csv"
+    return web.Response(
+        body=(exports.BOM + out.getvalue()).encode(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": _attachment(name)},
+    )
+
+
+@routes.get("/api/transfer/import/{token}")
+@owner_only
+async def progress(request: web.Request) -> web.StreamResponse:
+    """{state, phase, done, total, imported, skipped} of a run, for the progress bar."""
+    job = _Job(await _owned(request, request.match_info["token"]))
+    state = job.state()
+    if state is None:
+        raise web.HTTPNotFound(text="no such import")
+    return web.json_response(state)
+
+
+@routes.get("/transfer/export/{kind}.csv")
+@owner_only
+async def export(request: web.Request) -> web.StreamResponse:
+    """One of the club's tables as CSV, streamed a page at a time (any size, little memory)."""
+    kind = request.match_info["kind"]
+    if kind not in exports.KINDS:
+        raise web.HTTPNotFound()
+    admin = request[ADMIN]
+    db = request.config_dict[DB]
+    name = f"{_slug(admin.club)}-{kind}-{_today(request)}.csv"
+    response = web.StreamResponse(
+        headers={**SECURITY_HEADERS, "Content-Disposition": _attachment(name)}
+    )
+    response.content_type = "text/csv"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    await response.write(exports.BOM.encode() + exports.encode([exports.header(kind)]))
+    cursor: tuple[int, int] | None = (0, 0)
+    while cursor is not None:
+        chunk = await db.run(
+            functools.partial(_export_page, program_id=admin.program_id, kind=kind, cursor=cursor)
+        )
+        if chunk.rows:
+            await response.write(exports.encode(chunk.rows))
+        cursor = chunk.cursor
+    await response.write_eof()
+    return response
+
+
+def _export_page(
+    session: Session, *, program_id: int, kind: str, cursor: tuple[int, int]
+) -> exports.Page:
+    return exports.page(session, program_id, kind, cursor)
+
+
+# --- the upload -------------------------------------------------------------------------------
+
+
+async def _receive(request: web.Request) -> str:
+    """Store the uploaded file under a new token (kept in the admin's session) and return it.
+
+    Without a CSRF header (a plain form post) the guard has read the form already, within the
+    app's request limit; with one (transfer.js), the file is read here as a stream, never more
+    than imports.MAX_BYTES of it, whatever the request claims."""
+    length = request.content_length
+    if length is not None and length > imports.MAX_BYTES + CHUNK:
+        raise UploadRefused("too_large", limit=imports.MAX_BYTES // (1024 * 1024))
+    _sweep()
+    job = _Job.new()
+    try:
+        if CSRF_HEADER in request.headers:
+            filename = await _stream_file(request, job.upload)
+        else:
+            filename = await _form_file(request, job.upload)
+    except BaseException:
+        job.remove()
+        raise
+    admin = request[ADMIN]
+    job.write_meta(
+        {"program_id": admin.program_id, "account_id": admin.account_id, "filename": filename}
+    )
+    session = await get_session(request)
+    tokens = [t for t in session.get("imports", []) if isinstance(t, str)]
+    session["imports"] = [*tokens, job.token][-SESSION_TOKENS:]
+    return job.token
+
+
+async def _stream_file(request: web.Request, target: Path) -> str:
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            continue
+        if not part.filename:
+            raise UploadRefused("no_file")
+        size = 0
+        with target.open("wb") as out:
+            while chunk := await part.read_chunk(CHUNK):
+                size += len(chunk)
+                if size > imports.MAX_BYTES:
+                    raise UploadRefused("too_large", limit=imports.MAX_BYTES // (1024 * 1024))
+                out.write(chunk)
+        return _clean_name(part.filename)
+    raise UploadRefused("no_file")
+
+
+async def _form_file(request: web.Request, target: Path) -> str:
+    form = await request.post()
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField) or not upload.filename:
+        raise UploadRefused("no_file")
+    with target.open("wb") as out:
+        shutil.copyfileobj(upload.file, out, CHUNK)
+        size = out.tell()
+    if size > imports.MAX_BYTES:
+        raise UploadRefused("too_large", limit=imports.MAX_BYTES // (1024 * 1024))
+    return _clean_name(upload.filename)
+
+
+def _clean_name(filename: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(ch for ch in name if ch.isprintable())[:80] or "upload.csv"
+
+
+async def _owned(request: web.Request, token: str) -> str:
+    """The token if this admin uploaded it in this session (and it is still on disk); 404
+    otherwise, so one admin can't look at or run another's file."""
+    session = await get_session(request)
+    if not _TOKEN.match(token) or token not in session.get("imports", []):
+        raise web.HTTPNotFound()
+    job = _Job(token)
+    if job.meta().get("program_id") != request[ADMIN].program_id:
+        raise web.HTTPNotFound()
+    return token
+
+
+def _sweep() -> None:
+    """Forget uploads older than a day (each new upload tidies up after the old ones)."""
+    if not UPLOADS.exists():
+        return
+    cutoff = time.time() - KEEP_UPLOADS.total_seconds()
+    for folder in UPLOADS.iterdir():
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One upload's folder: the file, who uploaded it, and a run's state and bad rows."""
+
+    token: str
+
+    @classmethod
+    def new(cls) -> _Job:
+        job = cls(secrets.token_urlsafe(24))
+        job.folder.mkdir(parents=True, mode=0o700)
+        return job
+
+    @property
+    def folder(self) -> Path:
+        return UPLOADS / self.token
+
+    @property
+    def upload(self) -> Path:
+        return self.folder / "upload.csv"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def meta(self) -> dict[str, Any]:
+        return self._read("meta.json") or {}
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self._write("meta.json", meta)
+
+    def state(self) -> dict[str, Any] | None:
+        return self._read("state.json")
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        self._write("state.json", state)
+
+    def bad(self) -> list[imports.Bad]:
+        rows = self._read("bad.json") or []
+        return [imports.Bad(r["line"], r["phone"], r["reason"], r["params"]) for r in rows]
+
+    def write_bad(self, bad: list[imports.Bad]) -> None:
+        rows = [
+            {"line": b.line, "phone": b.phone, "reason": b.reason, "params": b.params} for b in bad
+        ]
+        self._write("bad.json", rows)
+
+    def _read(self, name: str) -> Any:
+        try:
+            return json.loads((self.folder / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, name: str, value: Any) -> None:
+        # Written whole and renamed: a poll never reads half a file.
+        part = self.folder / f".{name}.part"
+        part.write_text(json.dumps(value))
+        os.replace(part, self.folder / name)
+
+
+# --- preview and run --------------------------------------------------------------------------
+
+
+async def _preview(
+    request: web.Request,
+    job: _Job,
+    mapping: imports.Mapping | None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    admin = request[ADMIN]
+    loop = asyncio.get_running_loop()
+    table = await loop.run_in_executor(None, _read_table, job.upload)
+    if mapping is None:
+        mapping = imports.guess_mapping(table.headers)
+    mapping = {k: (v if v is None or v < len(table.headers) else None) for k, v in mapping.items()}
+    program = await request.config_dict[DB].run(
+        functools.partial(_program, program_id=admin.program_id)
+    )
+    missing = imports.missing_required(mapping)
+    bad: list[imports.Bad] = []
+    good = 0
+    if not missing:
+        checked = await loop.run_in_executor(
+            None,
+            functools.partial(
+                imports.check,
+                table,
+                mapping,
+                country=program.country,
+                timezone=program.timezone,
+                min_age=program.min_age,
+                now=dt.datetime.now(dt.UTC),
+            ),
+        )
+        known = await request.config_dict[DB].run(
+            functools.partial(_against_club, program_id=admin.program_id, rows=checked.good)
+        )
+        bad = sorted([*checked.bad, *known], key=lambda b: b.line)
+        good = len(checked.good) - len(known)
+    language = request[LANGUAGE]
+    width = len(table.headers)
+    return {
+        "token": job.token,
+        "filename": job.meta().get("filename", ""),
+        "table": table,
+        "sample": [(line, (cells + [""] * width)[:width]) for line, cells in table.sample],
+        "encoding": table.encoding,
+        "delimiter": {";": "semicolon", ",": "comma", "\t": "tab"}[table.delimiter],
+        "fields": imports.FIELDS,
+        "required": imports.REQUIRED,
+        "mapping": mapping,
+        "missing": missing,
+        "good": good,
+        "bad_count": len(bad),
+        "bad": [_shown_bad(language, b) for b in bad[:SHOW_BAD]],
+        "error": error,
+        "max_rows": imports.MAX_ROWS,
+    }
+
+
+def _read_table(path: Path) -> imports.Table:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise web.HTTPNotFound() from exc
+    return imports.read(data)
+
+
+def _program(session: Session, *, program_id: int) -> Program:
+    program = programs.get(session, program_id)
+    if program is None:
+        raise web.HTTPNotFound()
+    session.expunge(program)
+    return program
+
+
+def _against_club(
+    session: Session, *, program_id: int, rows: list[imports.Row]
+) -> list[imports.Bad]:
+    program = programs.get(session, program_id)
+    assert program is not None
+    return imports.against_club(session, program, rows)
+
+
+def _mapping_from(form: Any) -> imports.Mapping:
+    mapping: imports.Mapping = {}
+    for name in imports.FIELDS:
+        value = str(form.get(f"map_{name}", ""))
+        mapping[name] = int(value) if value.isdigit() and len(value) < 4 else None
+    return mapping
+
+
+async def _import(
+    db: Any,
+    job: _Job,
+    program_id: int,
+    mapping: imports.Mapping,
+    mode: str,
+    language: str,
+    now: dt.datetime,
+) -> None:
+    """The run: read and check the file in a worker thread (the event loop stays free), then
+    land the good rows in one transaction; the state file says how far it got."""
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {"state": RUNNING, "phase": "checking", "done": 0, "total": 0}
+    try:
+        table = await loop.run_in_executor(None, _read_table, job.upload)
+        state["total"] = len(table.rows)
+        job.write_state(state)
+
+        def checked_so_far(done: int) -> None:
+            job.write_state({**state, "done": done})
+
+        program = await db.run(functools.partial(_program, program_id=program_id))
+        checked = await loop.run_in_executor(
+            None,
+            functools.partial(
+                imports.check,
+                table,
+                mapping,
+                country=program.country,
+                timezone=program.timezone,
+                min_age=program.min_age,
+                now=now,
+                progress=checked_so_far,
+            ),
+        )
+        state.update(phase="importing", done=0, total=len(checked.good))
+        job.write_state(state)
+
+        def landed_so_far(done: int) -> None:
+            job.write_state({**state, "done": done})
+
+        landed = await db.run(
+            functools.partial(
+                _land,
+                program_id=program_id,
+                checked=checked,
+                mode=mode,
+                source=job.meta().get("filename", "import"),
+                now=now,
+                progress=landed_so_far,
+            )
+        )
+        job.write_bad(landed.bad)
+        state.update(
+            state=REFUSED if landed.refused else DONE,
+            done=landed.imported,
+            imported=landed.imported,
+            skipped=len(landed.bad),
+        )
+    except imports.FileRefused as refused:
+        state.update(state=FAILED, error=refused.code, error_params=refused.params)
+    except Exception:
+        log.exception("member import %s failed", job.token)
+        state.update(state=FAILED, error="other")
+    job.write_state(state)
+
+
+def _land(
+    session: Session,
+    *,
+    program_id: int,
+    checked: imports.Checked,
+    mode: str,
+    source: str,
+    now: dt.datetime,
+    progress: imports.Progress,
+) -> imports.Landed:
+    program = programs.get(session, program_id)
+    assert program is not None
+    return imports.land(
+        session, program, checked, mode=mode, source=source, now=now, progress=progress
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+_REPORT_COLUMNS = ("line", "phone", "reason")
+# Catalog ids completed at run time (tests/locales/test_admin_catalogs.py reads the prefixes).
+REASON = "admin.transfer.reason."
+REPORT = "admin.transfer.report."
+STATUS = "admin.status."
+
+
+def _shown_bad(language: str, bad: imports.Bad) -> dict[str, Any]:
+    params = dict(bad.params)
+    if bad.reason == "known":
+        params["status"] = text(STATUS + str(params.get("status")), language)
+    return {
+        "line": bad.line,
+        "phone": bad.phone,
+        "reason": text(REASON + bad.reason, language, **params),
+    }
+
+
+def _upload_page(
+    request: web.Request,
+    error: str | None = None,
+    params: dict[str, object] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return page(
+        request,
+        "transfer.html",
+        status=status,
+        section="transfer",
+        error=error,
+        error_params=params or {},
+        kinds=exports.KINDS,
+        max_mb=imports.MAX_BYTES // (1024 * 1024),
+        max_rows=imports.MAX_ROWS,
+        fields=imports.FIELDS,
+        required=imports.REQUIRED,
+    )
+
+
+def _slug(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "klubb"
+
+
+def _today(request: web.Request) -> str:
+    return dt.datetime.now(ZoneInfo(request[ADMIN].timezone)).date().isoformat()
+
+
+def _attachment(name: str) -> str:
+    return f'attachment; filename="{name}"'

@@ -195,20 +195,19 @@ async def member_coupons(call: Call) -> web.Response:
 async def adjust(call: Call) -> web.Response:
     """Staff add or take points with a reason; taking more than the balance is a 409."""
     points: int = int(call.body["points"])
-    reason = call.body["reason"].strip()
-    if not reason:
-        raise ApiError(422, "say why", field="reason")
 
     def work(session: Session) -> dict[str, Any]:
         program = views.club(session, call.caller)
-        row = views.joined(views.member_by_id(session, call.caller, call.params["member_id"]))
-        ledger.lock_member(session, row.id)
-        why = {"reason": reason, "actor": call.caller.name}
-        if points > 0:
-            ledger.credit(session, program, row.id, points, ledger.ADJUST, call.now, **why)
-        else:
-            ledger.debit(session, program.id, row.id, -points, ledger.ADJUST, call.now, **why)
-        balance = ledger.balance(session, row.id, call.now)
+        row = views.member_by_id(session, call.caller, call.params["member_id"])
+        balance = ledger.adjust(
+            session,
+            program,
+            row,
+            points,
+            call.now,
+            reason=call.body["reason"],
+            actor=call.caller.name,
+        )
         return {"member_id": row.id, "points": points, "balance": balance}
 
     return web.json_response(await call.run(work), status=201)

@@ -19,12 +19,12 @@ from jsonschema.exceptions import ValidationError, best_match
 
 import locales
 from store import apikeys, coupons, members
+from store.ledger import MAX_ADJUSTMENT  # ledger points are a 32-bit INTEGER
 
 MAX_ID = 2**63 - 1  # BIGINT
 MAX_QTY = 1_000_000
 MAX_AMOUNT_MINOR = 10**10  # per line and per purchase: 100 million kroner in øre
 MAX_LINES = 500
-MAX_ADJUSTMENT = 10_000_000  # ledger points are a 32-bit INTEGER
 MAX_PHONE = 40  # as typed at a till: "+47 912 34 567", "0047 91 23 45 67"
 
 # No control characters (PostgreSQL refuses NUL in text; a till never means one). Python's `$`

@@ -810,6 +810,46 @@ async def test_another_clubs_members_and_rows_never_count(loyalty_db: Database) 
     assert await loyalty_db.run(work) == [1, 0, 0, 1, 0, 1]
 
 
+async def test_members_picked_by_id(loyalty_db: Database) -> None:
+    """ "These members" (the dashboard's top 10): their ids, and another club's ids select no
+    one; the negation is everyone else."""
+
+    def work(session: Session) -> list[set[str]]:
+        mine, theirs = demo_club(session), demo_club(session)
+        people = {name: person(session, mine) for name in ("a", "b", "c")}
+        stranger = person(session, theirs)
+        ids = [people["a"].id, people["c"].id, stranger.id]
+        return picked(
+            session,
+            mine,
+            people,
+            [
+                leaf("member", "in", ids),
+                no(leaf("member", "in", ids)),
+                {"all": [leaf("member", "in", ids), leaf("consent", "is", True)]},
+                leaf("member", "in", [stranger.id]),
+            ],
+        )
+
+    assert await loyalty_db.run(work) == [{"a", "c"}, {"b"}, {"a", "c"}, set()]
+
+
+async def test_a_thousand_members_in_every_condition_fit_one_statement(
+    loyalty_db: Database,
+) -> None:
+    """50 conditions of 1,000 ids each are more ids than SQLite takes as parameters."""
+
+    def work(session: Session) -> int:
+        program = demo_club(session)
+        first = person(session, program)
+        ids = list(range(first.id, first.id + segments.MAX_MEMBERS))
+        return segments.count(
+            session, program, {"any": [leaf("member", "in", ids)] * segments.MAX_LEAVES}, NOW
+        )
+
+    assert await loyalty_db.run(work) == 1
+
+
 # --- saved segments -------------------------------------------------------------------------------
 
 
@@ -850,6 +890,74 @@ async def test_a_segment_is_saved_replaced_listed_and_deleted(loyalty_db: Databa
     assert seen["listed"] == ["Adults", "Runners"]
     assert seen["after delete"] == ["Runners"]
     assert seen["missing"] == [("NotFound", "Adults")] * 2
+
+
+async def test_a_segment_is_renamed_unless_the_name_is_taken(loyalty_db: Database) -> None:
+    def work(session: Session) -> dict[str, Any]:
+        program = demo_club(session)
+        other = demo_club(session)
+        segments.save(session, program, "Runners", leaf("age", "gte", 18), NOW)
+        segments.save(session, program, "Adults", leaf("age", "gte", 18), NOW)
+        segments.save(session, other, "Joggers", leaf("age", "gte", 18), NOW)
+        renamed = segments.rename(session, program.id, "Runners", " Joggers ")
+        taken = error_of(lambda: segments.rename(session, program.id, "Joggers", "Adults"))
+        empty = error_of(lambda: segments.rename(session, program.id, "Joggers", "  "))
+        missing = error_of(lambda: segments.rename(session, program.id, "Runners", "X"))
+        same = segments.rename(session, program.id, "Adults", "Adults")
+        return {
+            "renamed": renamed.name,
+            "listed": [s.name for s in segments.all_of(session, program.id)],
+            "other": [s.name for s in segments.all_of(session, other.id)],
+            "errors": [
+                (type(e).__name__, getattr(e, "field", None), getattr(e, "reason", None))
+                for e in (taken, empty)
+            ],
+            "missing": type(missing).__name__,
+            "same": same.name,
+        }
+
+    seen = await loyalty_db.run(work)
+    assert seen["renamed"] == "Joggers"
+    assert seen["listed"] == ["Adults", "Joggers"]
+    assert seen["other"] == ["Joggers"]
+    assert seen["errors"] == [
+        ("InvalidInput", "name", "the club has a segment named 'Adults' already"),
+        ("InvalidInput", "name", "a segment needs a name"),
+    ]
+    assert seen["missing"] == "NotFound"
+    assert seen["same"] == "Adults"
+
+
+async def test_the_campaigns_not_yet_sent_with_a_segment_are_named(loyalty_db: Database) -> None:
+    """They keep the filter they were made with: deleting the segment leaves it to them."""
+    from store import campaigns
+
+    def work(session: Session) -> dict[str, Any]:
+        program = demo_club(session)
+        segment = segments.save(session, program, "Adults", leaf("age", "gte", 18), NOW)
+        texts = {"nb": "Hei", "sv": "Hej", "en": "Hi"}
+        made = [
+            campaigns.create_broadcast(
+                session,
+                program,
+                name=name,
+                texts=texts,
+                segment="Adults",
+                now=NOW,
+                send_at=NOW + days * DAY,
+            )
+            for name, days in (("Later", 5), ("Soon", 1), ("Cancelled", 2))
+        ]
+        campaigns.cancel(session, program.id, made[2].id, NOW)
+        using = [c.name for c in segments.campaigns_using(session, segment)]
+        segments.delete(session, program.id, "Adults")
+        session.expire_all()
+        kept = [(c.segment_id, c.filter) for c in made[:2]]
+        return {"using": using, "kept": kept}
+
+    seen = await loyalty_db.run(work)
+    assert seen["using"] == ["Soon", "Later"]
+    assert seen["kept"] == [(None, leaf("age", "gte", 18))] * 2
 
 
 @pytest.mark.parametrize(
@@ -978,6 +1086,13 @@ def deep(levels: int) -> dict[str, Any]:
             "value[0]",
             "category takes text of at most 60 characters",
         ),
+        (leaf("member", "in", [1, "2"]), "value[1]", "member takes whole numbers (member ids)"),
+        (
+            leaf("member", "in", list(range(1, 1002))),
+            "value",
+            "member in takes at most 1,000 values",
+        ),
+        (leaf("member", "between", [1, 2]), "op", "member takes op in"),
         (deep(9), "not.not.not.not.not.not.not.not", "filters nest at most 8 deep"),
         (
             {"any": [leaf("consent", "is", True)] * 51},

@@ -1,0 +1,366 @@
+"""Dashboard bench: the admin dashboard's figures (store.reports) over a club of 1,000,000 members.
+
+Fills the demo club with bench/segments.py's generator (members, answers, purchases with lines,
+point lots), adds a broadcast sent 10 days ago to every fifth active member with a 10 % control
+group, then times, through Klubb's own `Database`, each figure of store.reports for the last 30
+days, 90 days and 12 months (best of `--repeats`), the whole `reports.report` the dashboard
+calls, and a bare baseline in the same process: the two plain reads no dashboard can do without
+(count the active members, count and sum the period's purchases). Last, the dashboard page
+itself, `GET /admin/?from=&to=` through the app with a signed-in owner. Target (issue 6): the
+page under 1 s on SQLite. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import inbound
+import segments as segment_bench
+from inbound import CLUB_NUMBER, REPO
+
+TARGET_MS = 1000.0
+PERIODS = (("30 days", 30), ("90 days", 90), ("12 months", 365))
+OWNER = "bench-owner@klubb.test"
+PASSWORD = "bench password, long enough"
+
+
+def add_campaign(url: str, now: dt.datetime) -> int:
+    """A finished broadcast 10 days before `now` to every fifth active member: one in ten of
+    them held out as the control group, the rest sent, most delivered. Returns its rows."""
+    from sqlalchemy import text
+
+    from store.database import open_database
+
+    async def fill() -> int:
+        db = open_database(url)
+        try:
+
+            def work(session: Any) -> int:
+                at = now - dt.timedelta(days=10)
+                session.execute(
+                    text(
+                        "INSERT INTO campaigns (program_id, name, kind, status, send_at, "
+                        "control_percent, planned_through, created_at, texts, filter) "
+                        "SELECT id, 'Bench', 'broadcast', 'done', :at, 10, 0, :at, "
+                        '\'{"nb": "x"}\', \'{"all": []}\' FROM programs'
+                    ),
+                    {"at": at},
+                )
+                campaign = session.execute(text("SELECT max(id) FROM campaigns")).scalar()
+                return int(
+                    session.execute(
+                        text(
+                            "INSERT INTO outbox_messages (program_id, member_id, campaign_id, "
+                            "occasion, kind, status, delivery, to_number, from_number, body, "
+                            "segments, attempts, created_at, send_after, sent_at) "
+                            "SELECT program_id, id, :campaign, '', 'marketing', "
+                            "CASE WHEN id % 50 = 0 THEN 'held_out' ELSE 'sent' END, "
+                            "CASE WHEN id % 50 = 0 THEN NULL WHEN id % 45 = 0 THEN 'failed' "
+                            "ELSE 'delivered' END, "
+                            "phone, '2020', 'x', 1, 1, :at, :at, :at FROM members "
+                            "WHERE status = 'active' AND id % 5 = 0"
+                        ),
+                        {"campaign": campaign, "at": at},
+                    ).rowcount
+                )
+
+            return await db.run(work)
+        finally:
+            await db.close()
+
+    return asyncio.run(fill())
+
+
+@dataclass
+class Timed:
+    name: str
+    runs_ms: list[float]
+    shown: str
+
+    @property
+    def best_ms(self) -> float:
+        return min(self.runs_ms)
+
+
+async def measure(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
+    from sqlalchemy import func, select
+
+    from store import members, reports
+    from store.database import open_database
+    from store.models import Member, Program, ProgramNumber, Purchase
+
+    db = open_database(url)
+    try:
+        program = await db.run(
+            lambda s: s.scalar(
+                select(Program).join(ProgramNumber).where(ProgramNumber.number == CLUB_NUMBER)
+            )
+        )
+        results: list[Timed] = []
+
+        async def timed(name: str, fn: Callable[[Any], Any], show: Callable[[Any], str]) -> None:
+            runs = []
+            value: Any = None
+            for _ in range(repeats):
+                began = time.perf_counter()
+                value = await db.run(fn)
+                runs.append((time.perf_counter() - began) * 1000)
+            results.append(Timed(name, runs, show(value)))
+
+        for label, days in PERIODS:
+            per = reports.last_days(program, now, days)
+
+            def bare(session: Any, per: reports.Period = per) -> tuple[int, int, int]:
+                active = session.scalar(
+                    select(func.count()).where(
+                        Member.program_id == program.id, Member.status == members.ACTIVE
+                    )
+                )
+                count, total = session.execute(
+                    select(func.count(), func.coalesce(func.sum(Purchase.total_minor), 0)).where(
+                        Purchase.program_id == program.id,
+                        Purchase.occurred_at >= per.since,
+                        Purchase.occurred_at < per.until,
+                    )
+                ).one()
+                return int(active), int(count), int(total)
+
+            await timed(
+                f"{label}: bare (count active; count and sum the period's purchases)",
+                bare,
+                lambda v: f"{v[0]:,} active, {v[1]:,} purchases",
+            )
+            await timed(
+                f"{label}: member_figures",
+                lambda s, per=per: reports.member_figures(s, program, per),
+                lambda f: f"{f.members:,} members, {f.new:,} new",
+            )
+            await timed(
+                f"{label}: purchase_figures",
+                lambda s, per=per: reports.purchase_figures(s, program, per),
+                lambda f: f"{f.purchases:,} purchases, {f.buyers:,} buyers",
+            )
+            await timed(
+                f"{label}: top_customers",
+                lambda s, per=per: reports.top_customers(s, program, per),
+                lambda rows: f"{len(rows)} rows",
+            )
+            await timed(
+                f"{label}: campaign_results",
+                lambda s, per=per: reports.campaign_results(s, program, per, now),
+                lambda rows: (
+                    ", ".join(f"{r.sent:,} sent / {r.held_out:,} held out" for r in rows) or "none"
+                ),
+            )
+            await timed(
+                f"{label}: report (everything the dashboard shows)",
+                lambda s, per=per: reports.report(s, program, per, now),
+                lambda r: f"{r.members.members:,} members",
+            )
+        await timed(
+            "recency (at now, any period)",
+            lambda s: reports.recency(s, program, now),
+            lambda rows: ", ".join(f"{r.label} {r.members:,}" for r in rows),
+        )
+        return results
+    finally:
+        await db.close()
+
+
+async def page(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
+    """GET /admin/ for each period through the app (aiohttp's test server), signed in."""
+    import re
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from sqlalchemy import select
+
+    from bot.app import create_app
+    from bot.settings import Settings
+    from store import admins
+    from store.database import open_database
+    from store.models import Program, ProgramNumber
+
+    db = open_database(url)
+    try:
+        password_hash = admins.hash_password(PASSWORD)
+
+        def account(session: Any) -> None:
+            if admins.by_email(session, OWNER) is None:
+                program = session.scalar(
+                    select(Program).join(ProgramNumber).where(ProgramNumber.number == CLUB_NUMBER)
+                )
+                admins.create(
+                    session,
+                    program.id,
+                    email=OWNER,
+                    password_hash=password_hash,
+                    role=admins.OWNER,
+                    now=now,
+                )
+
+        await db.run(account)
+    finally:
+        await db.close()
+    settings = Settings(
+        database_url=url,
+        public_url="http://127.0.0.1",
+        twilio_auth_token=inbound.AUTH_TOKEN,
+        run_scheduler=False,
+        secret_key="the dashboard bench's secret key, 32 characters or more",
+    )
+    results = []
+    async with TestClient(TestServer(create_app(settings))) as client:
+        form = await (await client.get("/admin/sign-in")).text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token, "no CSRF token on the sign-in page"
+        signed = await client.post(
+            "/admin/sign-in",
+            data={"email": OWNER, "password": PASSWORD, "csrf_token": token.group(1)},
+            allow_redirects=False,
+        )
+        assert signed.status == 303, await signed.text()
+        today = now.date()
+        for label, days in PERIODS:
+            query = f"?from={today - dt.timedelta(days=days - 1)}&to={today}"
+            runs = []
+            size = 0
+            for _ in range(repeats):
+                began = time.perf_counter()
+                response = await client.get("/admin/" + query)
+                body = await response.read()
+                runs.append((time.perf_counter() - began) * 1000)
+                assert response.status == 200, body[:500]
+                size = len(body)
+            results.append(Timed(f"{label}: GET /admin/{query}", runs, f"{size:,} bytes"))
+    return results
+
+
+def show(results: list[Timed], title: str) -> None:
+    print()
+    print(f"{title}: best of the runs, ms (every run)")
+    for timed in results:
+        runs = " ".join(f"{ms:.0f}" for ms in timed.runs_ms)
+        print(f"{timed.best_ms:9.1f}  {timed.name}: {timed.shown}  ({runs})")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000, help="members in the club")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each (best is shown)")
+    parser.add_argument(
+        "--database-url",
+        help="default: a fresh SQLite file in a temp dir; a PostgreSQL URL's schema public is "
+        "DROPPED and recreated",
+    )
+    parser.add_argument(
+        "--sqlite-file",
+        type=Path,
+        help="fill this SQLite file instead of a temp one, and keep it (see --reuse)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="don't fill: time what is there (a file bench/segments.py filled works too; the "
+        "campaign is added when there is none)",
+    )
+    parser.add_argument("--sql", action="append", default=[], help="run before timing (an index)")
+    parser.add_argument("--analyze", action="store_true", help="ANALYZE before timing")
+    parser.add_argument("--no-page", action="store_true", help="time the figures only")
+    parser.add_argument("--seed", type=int, default=2020)
+    args = parser.parse_args(argv)
+    if args.members < 100 or args.repeats < 1:
+        parser.error("--members must be at least 100 and --repeats positive")
+    if args.reuse and not (args.sqlite_file or args.database_url):
+        parser.error("--reuse needs --sqlite-file or --database-url")
+    return args
+
+
+def has_campaign(url: str) -> bool:
+    from sqlalchemy import text
+
+    from store.database import open_database
+
+    async def look() -> bool:
+        db = open_database(url)
+        try:
+            return bool(
+                await db.run(
+                    lambda s: s.execute(
+                        text("SELECT count(*) FROM campaigns WHERE name = 'Bench'")
+                    ).scalar()
+                )
+            )
+        finally:
+            await db.close()
+
+    return asyncio.run(look())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from sqlalchemy.engine import make_url
+
+    signal.signal(signal.SIGTERM, inbound._interrupted)
+    signal.signal(signal.SIGINT, inbound._interrupted)
+    print(inbound.machine())
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="klubb-dashboard-") as tmp_name:
+        path = args.sqlite_file or Path(tmp_name) / "klubb.db"
+        url = args.database_url or f"sqlite:///{path}"
+        kind = make_url(url).get_backend_name()
+        if kind not in ("sqlite", "postgresql"):
+            print(f"bench: unsupported database {kind}", file=sys.stderr)
+            return 2
+        began = time.perf_counter()
+        if not args.reuse:
+            if kind == "sqlite" and path.exists():
+                path.unlink()
+            if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
+                return 2
+            club = asyncio.run(segment_bench.read_club(url))
+            if kind == "sqlite":
+                rows = segment_bench.populate_sqlite(path, club, args.members, now, args.seed)
+            else:
+                rows = asyncio.run(
+                    segment_bench.populate_postgres(url, club, args.members, now, args.seed)
+                )
+            counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
+            print(f"database: {kind}, filled in {time.perf_counter() - began:.1f} s: {counts}")
+        if not has_campaign(url):
+            print(f"campaign: {add_campaign(url, now):,} outbox rows (10 days ago)")
+        if args.sql:
+            asyncio.run(segment_bench.run_sql(url, args.sql))
+            for statement in args.sql:
+                print(f"  then: {statement}")
+        if args.analyze:
+            asyncio.run(segment_bench.analyze(url))
+            print("  then: ANALYZE")
+        figures = asyncio.run(measure(url, now, args.repeats))
+        show(figures, f"{kind}: store.reports through Database")
+        worst = max((t for t in figures if "report (" in t.name), key=lambda t: t.best_ms)
+        verdict = worst.best_ms
+        if not args.no_page:
+            pages = asyncio.run(page(url, now, args.repeats))
+            show(pages, f"{kind}: the dashboard page through the app")
+            verdict = max(t.best_ms for t in pages)
+        met = verdict < TARGET_MS
+        print(
+            f"\nverdict ({kind}): slowest {'page' if not args.no_page else 'report'} "
+            f"{verdict:.0f} ms; target < {TARGET_MS:.0f} ms: {'MET' if met else 'MISSED'}"
+        )
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The dashboard through the app, on SQLite and PostgreSQL: the figures it shows are
+store.reports' for the period chosen, wrong dates fall back to the last 30 days with a notice,
+the top 10 and its campaign button (owner only), staff see counts without money, and the
+charts are inline SVG with a title."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import itertools
+import re
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from bot.admin import pages
+from bot.demo import fill_demo
+from locales import format_money, format_number
+from store import members, purchases, reports
+from store.database import Database
+from store.earning import Line
+from store.models import Member, Program
+from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
+
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
+
+# 11:00 in Oslo on Wednesday 25 November 2026: the last 30 days are 27 Oct to 25 Nov.
+NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
+NOVEMBER = "?from=2026-11-01&to=2026-11-30"
+_SALES = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "_now", lambda: NOW)
+
+
+def utc(*parts: int) -> dt.datetime:
+    return dt.datetime(*parts, tzinfo=dt.UTC)
+
+
+async def joined(db: Database, member_id: int, when: dt.datetime) -> None:
+    await db.run(
+        lambda s: s.execute(update(Member).where(Member.id == member_id).values(joined_at=when))
+    )
+
+
+async def buy(db: Database, club: int, member_id: int, kroner: int, when: dt.datetime) -> None:
+    number = f"T{next(_SALES)}"
+
+    def work(session: Session) -> None:
+        purchases.record(
+            session,
+            session.get(Program, club),
+            member_id,
+            transaction_id=number,
+            lines=[Line(qty=1, amount_minor=kroner * 100)],
+            occurred_at=when,
+            fingerprint=number,
+            now=when,
+        )
+
+    await db.run(work)
+
+
+async def small_club(db: Database, club: int) -> dict[str, int]:
+    """Five numbers: three members who joined in November, one in September, one stopped;
+    purchases in November (and one in September, outside it)."""
+    ids = {
+        "Kari": await create_member(db, club, "+4791000001", "Kari"),
+        "Ola": await create_member(db, club, "+4791000002", "Ola"),
+        "Per": await create_member(db, club, "+4791000003", None),
+        "Siv": await create_member(db, club, "+4791000004", "Siv"),
+        "Gone": await create_member(db, club, "+4791000005", "Gone", status=members.STOPPED),
+    }
+    for name, day in (("Kari", 3), ("Ola", 12), ("Per", 20)):
+        await joined(db, ids[name], utc(2026, 11, day, 12))
+    await joined(db, ids["Siv"], utc(2026, 9, 2, 12))
+    await buy(db, club, ids["Kari"], 500, utc(2026, 11, 4, 12))
+    await buy(db, club, ids["Kari"], 300, utc(2026, 11, 20, 12))
+    await buy(db, club, ids["Ola"], 1000, utc(2026, 11, 14, 12))
+    await buy(db, club, ids["Per"], 50, utc(2026, 11, 21, 12))
+    await buy(db, club, ids["Siv"], 2000, utc(2026, 9, 10, 12))
+    return ids
+
+
+def kpi(page: str, name: str) -> str:
+    found = re.search(rf'data-kpi="{name}">([^<]*)<', page)
+    assert found, f"no KPI {name} on the page"
+    return html.unescape(found.group(1))
+
+
+def period_of(page: str) -> str:
+    found = re.search(r'data-period="([^"]+)"', page)
+    assert found
+    return found.group(1)
+
+
+def top_rows(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<tr data-member="(\d+)">', page)]
+
+
+async def expected(db: Database, club: int, first: dt.date, after: dt.date) -> reports.Report:
+    def work(session: Session) -> reports.Report:
+        program = session.get(Program, club)
+        return reports.report(session, program, reports.period(program, first, after), NOW)
+
+    return await db.run(work)
+
+
+async def test_the_figures_are_the_reports_for_the_period(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    ids = await small_club(db, club)
+    await admin.signed_in(OWNER)
+    response = await admin.client.get("/admin/" + NOVEMBER)
+    assert response.status == 200
+    page = await response.text()
+    want = await expected(db, club, dt.date(2026, 11, 1), dt.date(2026, 12, 1))
+    m, p = want.members, want.purchases
+    # The club is Norwegian: figures as nb writes them.
+    assert kpi(page, "active") == format_number(m.members, "nb") == "4"
+    assert kpi(page, "new") == "3"
+    assert kpi(page, "stopped") == "1"
+    assert kpi(page, "pending") == "0"
+    assert kpi(page, "consent") == "80,0 %"  # 4 of 5 numbers known
+    assert kpi(page, "purchases") == str(p.purchases) == "4"
+    assert kpi(page, "buyers") == str(p.buyers) == "3"
+    assert kpi(page, "visits") == "1,3"  # 4 purchases by 3 members
+    assert kpi(page, "revenue") == format_money(p.revenue_minor, "NOK", "nb")
+    assert p.revenue_minor == 185_000
+    assert kpi(page, "average") == format_money(p.average_minor or 0, "NOK", "nb")
+    assert period_of(page) == "2026-11-01/2026-11-30"
+    # Recency at NOW, as store.reports counts it.
+    for row in want.recency:
+        assert row.members == {"0-30": 3, "91-180": 0, "31-90": 1}.get(row.label, 0)
+    assert top_rows(page) == [c.member_id for c in want.top_customers]
+    assert top_rows(page) == [ids["Ola"], ids["Kari"], ids["Per"]]
+    assert ids["Siv"] not in top_rows(page)  # bought in September only
+    # Non-members' sales are not made up.
+    assert "ikke-medlemmer er ukjent" in page
+
+
+async def test_the_default_period_is_the_last_30_days_and_the_quick_choices_end_today(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await small_club(db, club)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/")).text()
+    assert period_of(page) == "2026-10-27/2026-11-25"
+    assert 'href="/admin/?from=2026-10-27&amp;to=2026-11-25" aria-current="true"' in page
+    for first in ("2026-11-19", "2026-08-28", "2025-11-26"):  # 7, 90 days, 12 months
+        assert f'href="/admin/?from={first}&amp;to=2026-11-25">' in page
+    week = await (await admin.client.get("/admin/?from=2026-11-19&to=2026-11-25")).text()
+    assert period_of(week) == "2026-11-19/2026-11-25"
+    assert 'href="/admin/?from=2026-11-19&amp;to=2026-11-25" aria-current="true"' in week
+    assert kpi(week, "purchases") == "2"  # Kari on the 20th, Per on the 21st
+    year = await (await admin.client.get("/admin/?from=2025-11-26&to=2026-11-25")).text()
+    assert kpi(year, "purchases") == "5"
+    assert kpi(year, "new") == "4"
+    # `from` alone runs to today; `to` alone has the 30 days up to it.
+    assert period_of(await (await admin.client.get("/admin/?from=2026-11-10")).text()) == (
+        "2026-11-10/2026-11-25"
+    )
+    assert period_of(await (await admin.client.get("/admin/?to=2026-10-31")).text()) == (
+        "2026-10-02/2026-10-31"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("?from=2026-13-01&to=2026-11-30", "2026-13-01"),
+        ("?from=2026-11-01&to=yesterday", "yesterday"),
+        ("?from=<script>alert(1)</script>", "<script>alert(1)</script>"),
+        ("?from=2026-11-30&to=2026-11-01", "2026-11-30 > 2026-11-01"),
+        ("?from=1900-01-01&to=2026-11-01", "1900-01-01 - 2026-11-01"),
+    ],
+)
+async def test_a_wrong_period_shows_the_last_30_days_with_a_notice_naming_it(
+    admin: Admin, owner: int, query: str, named: str
+) -> None:
+    await admin.signed_in(OWNER)
+    response = await admin.client.get("/admin/" + query)
+    assert response.status == 200
+    page = await response.text()
+    notice = re.search(r'<p class="alert" role="alert" data-notice>([^<]*)</p>', page)
+    assert notice, "no notice"
+    assert named in html.unescape(notice.group(1))
+    assert "<script>alert" not in page
+    assert period_of(page) == "2026-10-27/2026-11-25"
+
+
+async def test_the_top_10_and_the_button_that_starts_a_campaign_to_them(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int
+) -> None:
+    ids = []
+    for i in range(12):
+        member = await create_member(db, club, f"+479200{i:04d}", f"Navn{i}")
+        ids.append(member)
+        await buy(db, club, member, 100 * (i + 1), utc(2026, 11, 10, 12))
+    stranger = await create_member(db, other_club, "+46701234567", "Karin")
+    await buy(db, other_club, stranger, 99_999, utc(2026, 11, 10, 12))
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/" + NOVEMBER)).text()
+    best = list(reversed(ids))[:10]
+    assert top_rows(page) == best
+    assert "Karin" not in page
+    link = f"/admin/campaigns/new?members={','.join(map(str, best))}"
+    assert f'<a class="button" href="{link}" data-action="campaign-to-top">' in page
+    for member in best:
+        assert f'href="/admin/members/{member}"' in page
+    assert format_money(120_000, "NOK", "nb") in page  # the best customer's revenue
+    # A period without purchases: no list, no button.
+    empty = await (await admin.client.get("/admin/?from=2026-01-01&to=2026-01-31")).text()
+    assert top_rows(empty) == []
+    assert "campaigns/new" not in empty
+
+
+async def test_staff_see_counts_but_no_money_and_no_campaign_button(
+    admin: Admin, staff: int, db: Database, club: int
+) -> None:
+    ids = await small_club(db, club)
+    await admin.signed_in(STAFF)
+    response = await admin.client.get("/admin/" + NOVEMBER)
+    assert response.status == 200
+    page = await response.text()
+    assert kpi(page, "active") == "4"
+    assert kpi(page, "purchases") == "4"
+    assert 'data-kpi="revenue"' not in page
+    assert 'data-kpi="average"' not in page
+    assert not re.search(r"\d\s*kr\b", html.unescape(page))  # no amount anywhere
+    assert top_rows(page) == [ids["Ola"], ids["Kari"], ids["Per"]]
+    assert "campaigns/new" not in page
+    assert 'data-action="campaign-to-top"' not in page
+
+
+async def test_the_charts_are_inline_svg_with_a_title_and_a_table(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await small_club(db, club)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/" + NOVEMBER)).text()
+    charts = re.findall(r'<svg class="chart-svg"[^>]*role="img"[^>]*>\s*<title id="([^"]+)">', page)
+    assert len(charts) == 4  # members, purchases, revenue, recency (no campaign this month)
+    assert '<title id="chart' in page
+    assert ">Nye medlemmer per uke</title>" in page
+    assert ">Dager siden siste kjøp</title>" in page
+    assert "style=" not in page  # the CSP allows no style attributes
+    # Each bar says what it is; the same figures are in a table.
+    assert "<title>U45, Ble med: 1</title>" in page
+    assert '<table class="figures" data-table="recency">' in page
+    # Twelve months: counted by month.
+    year = await (await admin.client.get("/admin/?from=2025-12-01&to=2026-11-30")).text()
+    assert ">Nye medlemmer per måned</title>" in year
+
+
+async def test_the_demo_club_shows_its_campaign_against_the_control_group(
+    admin: Admin, db: Database, club: int
+) -> None:
+    """The demo data (bot.demo.fill_demo) through the dashboard: the campaign row holds the
+    figures store.reports counts."""
+
+    def fill(session: Session) -> None:
+        fill_demo(session, session.get(Program, club), NOW, count=60)
+
+    await db.run(fill)
+    await create_account(db, club, OTHER_OWNER)
+    await admin.signed_in(OTHER_OWNER)
+    page = await (await admin.client.get("/admin/?from=2026-10-01&to=2026-10-31")).text()
+    want = await expected(db, club, dt.date(2026, 10, 1), dt.date(2026, 11, 1))
+    assert len(want.campaigns) == 1
+    result = want.campaigns[0]
+    assert result.sent > 0
+    assert result.held_out > 0
+    row = re.search(r'<table class="figures" data-table="campaigns">.*?</table>', page, re.S)
+    assert row, "no campaign table"
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(0))
+    assert cells[:6] == [
+        str(result.sent),
+        str(result.delivered),
+        str(result.failed),
+        str(result.opt_outs),
+        str(result.coupons_redeemed),
+        str(result.held_out),
+    ]
+    assert "Vintersalg" in page
+    assert ">Omsetning per medlem 30 dager etter kampanjen</title>" in page

@@ -1,0 +1,477 @@
+"""Import and export in the admin, through the app on SQLite and PostgreSQL: a member list with
+its consent evidence lands (or nothing does), every bad row is named by its line, bad files get
+a clear answer, and the exports hold this club's rows only."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import os
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store import consent, members, programs
+from store.database import Database
+from store.models import ConsentEvent, LedgerEntry, Member, OutboxMessage, Purchase
+from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
+from tests.conftest import now
+
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
+
+HEADER = "Telefon;Fornavn;Språk;Fødselsdato;Samtykkedato;Kilde\r\n"
+GOOD = (
+    HEADER
+    + "912 34 567;Kari;nb;12.03.1990;01.02.2024;papirskjema i kassen\r\n"
+    + "+46 70 123 45 67;Åsa;sv;;2024-02-01 10:30;nettbutikk-avkrysning\r\n"
+    + "0047 98 76 54 32;Ola;;;2023-12-24;papirskjema i kassen\r\n"
+)
+# Line 3: not a number; line 5: the same number as line 2.
+TWO_BAD = (
+    HEADER
+    + "912 34 567;Kari;nb;;01.02.2024;skjema\r\n"
+    + "ring meg;Per;;;01.02.2024;skjema\r\n"
+    + "98 76 54 32;Ola;;;01.02.2024;skjema\r\n"
+    + "+47 912 34 567;Kari igjen;;;01.02.2024;skjema\r\n"
+    + "41 23 45 67;Liv;;;01.02.2024;skjema\r\n"
+)
+_TOKEN = re.compile(r'name="token" value="([^"]+)"')
+_SELECTED = re.compile(r'<select id="map_(\w+)"[^>]*>(.*?)</select>', re.S)
+_VALUE = re.compile(r'<option value="(\d+)" selected>')
+
+
+async def upload(
+    admin: Admin, content: bytes, name: str = "members.csv", *, script: bool = True
+) -> Any:
+    """Post a file as the upload form does: with transfer.js (the CSRF token in a header) or
+    as a plain form (the token in the form)."""
+    token = await admin.csrf()
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", token)
+    form.add_field("file", io.BytesIO(content), filename=name, content_type="text/csv")
+    headers = {"Accept": "text/html"}
+    if script:
+        headers["X-CSRF-Token"] = token
+    return await admin.client.post(
+        "/admin/transfer/import/preview", data=form, headers=headers, allow_redirects=False
+    )
+
+
+def mapping_of(page: str) -> dict[str, str]:
+    """The column mapping the preview chose, as its form would post it."""
+    chosen = {}
+    for field, options in _SELECTED.findall(page):
+        found = _VALUE.search(options)
+        chosen[f"map_{field}"] = found.group(1) if found else ""
+    return chosen
+
+
+async def run_import(admin: Admin, page: str, mode: str) -> dict[str, Any]:
+    """Start the import the preview shows and wait for it to finish (polling, as the page does)."""
+    token = _TOKEN.search(page)
+    assert token, page
+    started = await admin.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": mode, **mapping_of(page)}
+    )
+    assert started.status == 303, await started.text()
+    assert started.headers["Location"] == f"/admin/transfer/import/{token.group(1)}"
+    for _ in range(200):
+        state = await (
+            await admin.client.get(f"/admin/api/transfer/import/{token.group(1)}")
+        ).json()
+        if state["state"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    result = await admin.client.get(started.headers["Location"])
+    assert result.status == 200
+    return {**state, "page": await result.text(), "token": token.group(1)}
+
+
+async def club_members(db: Database, program_id: int) -> list[Member]:
+    return list(
+        await db.run(
+            lambda s: s.scalars(
+                select(Member).where(Member.program_id == program_id).order_by(Member.id)
+            ).all()
+        )
+    )
+
+
+async def count(db: Database, model: Any) -> int:
+    return await db.run(lambda s: s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# --- a good file ------------------------------------------------------------------------------
+
+
+async def test_a_good_file_lands_as_active_members_with_their_consent(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await admin.signed_in(OWNER)
+    preview = await upload(admin, ("\ufeff" + GOOD).encode())
+    page = await preview.text()
+    assert preview.status == 200, page
+    # A Norwegian club's admin speaks Norwegian: the file as read, in its words.
+    assert 'data-fact="encoding">UTF-8 med BOM<' in page
+    assert 'data-fact="delimiter">semikolon (;)<' in page
+    assert "3 rader kan importeres" in page
+    assert "0 rader kan ikke" in page
+    assert "Åsa" in page
+    assert mapping_of(page) == {
+        "map_phone": "0",
+        "map_first_name": "1",
+        "map_language": "2",
+        "map_birthday": "3",
+        "map_consent_at": "4",
+        "map_consent_evidence": "5",
+        "map_consent_text": "",
+    }
+
+    result = await run_import(admin, page, "all")
+    assert result["state"] == "done"
+    assert result["imported"] == 3
+    assert "3 medlemmer importert." in result["page"]
+
+    landed = {m.phone: m for m in await club_members(db, club)}
+    assert set(landed) == {"+4791234567", "+46701234567", "+4798765432"}
+    kari = landed["+4791234567"]
+    assert kari.status == members.ACTIVE
+    assert kari.first_name == "Kari"
+    assert kari.language == "nb"
+    assert kari.birthday == dt.date(1990, 3, 12)
+    # Joined when they consented (midnight in Oslo), not today.
+    assert kari.joined_at == dt.datetime(2024, 1, 31, 23, 0, tzinfo=dt.UTC)
+    events = await db.run(lambda s: consent.history(s, kari.id))
+    assert [(e.action, e.channel, e.purpose) for e in events] == [
+        (consent.GRANT, "import", consent.MARKETING_SMS)
+    ]
+    assert events[0].evidence == "members.csv, line 2: papirskjema i kassen"
+    assert events[0].created_at == kari.joined_at
+    # The planner's and the sender's question sees an imported member as one who joined by SMS.
+    assert await db.run(lambda s: consent.marketing_since(s, kari)) == kari.joined_at
+    asa = landed["+46701234567"]
+    assert asa.joined_at == dt.datetime(2024, 2, 1, 9, 30, tzinfo=dt.UTC)
+
+
+# --- bad rows ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "landed"), [("all", 0), ("good", 3)])
+async def test_two_bad_rows_are_named_by_line_and_the_mode_decides_what_lands(
+    admin: Admin, owner: int, db: Database, club: int, mode: str, landed: int
+) -> None:
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, TWO_BAD.encode())).text()
+    assert "3 rader kan importeres" in page
+    assert "2 rader kan ikke" in page
+    assert re.search(r'data-line="3"><td>3</td><td>ring meg</td><td>Ikke et telefonnummer<', page)
+    assert re.search(
+        r'data-line="5"><td>5</td><td>\+47 912 34 567</td><td>Samme nummer som linje 2<', page
+    )
+
+    result = await run_import(admin, page, mode)
+    assert len(await club_members(db, club)) == landed
+    assert await count(db, ConsentEvent) == landed
+    if mode == "all":
+        assert result["state"] == "refused"
+        assert "Ingenting ble importert: 2 rader er feil." in result["page"]
+    else:
+        assert result["state"] == "done"
+        assert (result["imported"], result["skipped"]) == (3, 2)
+        assert "2 rader hoppet over." in result["page"]
+    report = await admin.client.get(f"/admin/transfer/import/{result['token']}/report.csv")
+    assert report.status == 200
+    assert "attachment" in report.headers["Content-Disposition"]
+    assert (await report.read()).decode("utf-8-sig").splitlines() == [
+        "Linje;Nummer slik det står;Hvorfor den ikke kan importeres",
+        "3;ring meg;Ikke et telefonnummer",
+        "5;'+47 912 34 567;Samme nummer som linje 2",
+    ]
+
+
+async def test_numbers_the_club_knows_or_erased_are_not_imported(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await create_member(db, club, "+4791234567", "Kari")
+    erased = await create_member(db, club, "+4798765432", "Ola")
+
+    def erase(session: Session) -> None:
+        member = session.get(Member, erased)
+        assert member is not None
+        members.erase(session, member, now())
+
+    await db.run(erase)
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, GOOD.encode())).text()
+    assert re.search(r'data-line="2">.*?Allerede kjent i klubben \(Aktiv\)<', page)
+    assert re.search(r'data-line="4">.*?Ba om å bli slettet: kan ikke importeres uten nytt', page)
+
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (1, 2)
+    phones = [m.phone for m in await club_members(db, club)]
+    assert sorted(p for p in phones if p) == ["+46701234567", "+4791234567"]
+    program = await db.run(lambda s: programs.get(s, club))
+    assert await db.run(lambda s: members.was_erased(s, program, "+4798765432"))
+
+
+# --- bad files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "says"),
+    [
+        (b"", 422, "Filen er tom."),
+        (b"Telefon;Samtykkedato;Kilde\r\n", 422, "Filen har en overskriftsrad, men ingen"),
+        (GOOD.encode("utf-16-le"), 422, "Dette er ikke en tekstfil."),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 40, 422, "ikke en tekstfil"),
+        (None, 413, "Filen er større enn 20 MB."),  # 50 MB of random bytes, made in the test
+    ],
+    ids=["empty", "header-only", "utf16-without-bom", "binary", "50MB-of-garbage"],
+)
+async def test_a_bad_file_gets_a_clear_answer_and_changes_nothing(
+    admin: Admin, owner: int, db: Database, club: int, content: bytes | None, status: int, says: str
+) -> None:
+    await admin.signed_in(OWNER)
+    garbage = os.urandom(50 * 1024 * 1024) if content is None else content
+    response = await upload(admin, garbage)
+    assert response.status == status
+    page = await response.text()
+    assert says in page
+    assert 'role="alert"' in page
+    assert await count(db, Member) == 0
+
+
+async def test_a_large_plain_form_post_is_refused_not_crashed(
+    admin: Admin, owner: int, db: Database
+) -> None:
+    """Without transfer.js the admin's guard reads the form within the app's request limit."""
+    await admin.signed_in(OWNER)
+    response = await upload(admin, os.urandom(2 * 1024 * 1024), script=False)
+    assert response.status == 413
+    assert await count(db, Member) == 0
+
+
+async def test_a_plain_form_post_of_a_small_file_works_without_script(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await admin.signed_in(OWNER)
+    response = await upload(admin, GOOD.encode("cp1252"), script=False)
+    page = await response.text()
+    assert response.status == 200
+    assert 'data-fact="encoding">Windows-1252 (eldre Excel)<' in page
+    result = await run_import(admin, page, "all")
+    assert result["imported"] == 3
+    assert "Åsa" in [m.first_name for m in await club_members(db, club)]
+
+
+async def test_a_missing_required_column_is_named_and_can_be_mapped(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    content = "Mobil,Navn,Når,Hvordan\r\n91234567,Kari,2024-02-01,skjema\r\n"
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode())).text()
+    assert 'data-fact="delimiter">komma (,)<' in page
+    assert "Velg en kolonne for: consent_at, consent_evidence." in page
+    assert 'name="mode"' not in page  # no import until the columns are chosen
+    token = _TOKEN.search(page)
+    assert token
+    refused = await admin.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": "all", **mapping_of(page)}
+    )
+    assert refused.status == 422
+    assert await count(db, Member) == 0
+
+    chosen = {**mapping_of(page), "map_consent_at": "2", "map_consent_evidence": "3"}
+    again = await admin.post("/admin/transfer/import/preview", {"token": token.group(1), **chosen})
+    page = await again.text()
+    assert again.status == 200
+    assert "1 rad kan importeres" in page
+    result = await run_import(admin, page, "all")
+    assert result["imported"] == 1
+
+
+# --- who may ----------------------------------------------------------------------------------
+
+OWNER_ONLY = [
+    ("GET", "/admin/transfer"),
+    ("GET", "/admin/transfer/export/members.csv"),
+    ("GET", "/admin/transfer/export/messages.csv"),
+    ("POST", "/admin/transfer/import/preview"),
+    ("POST", "/admin/transfer/import/run"),
+    ("GET", "/admin/api/transfer/import/abcdefghijklmnopqrstuvwxyz"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OWNER_ONLY)
+async def test_staff_get_403(admin: Admin, staff: int, method: str, path: str) -> None:
+    await admin.signed_in(STAFF)
+    if method == "GET":
+        response = await admin.client.get(path, allow_redirects=False)
+    else:
+        response = await admin.post(path, {"token": "x"})
+    assert response.status == 403
+
+
+async def test_without_the_csrf_token_nothing_is_read_or_imported(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, GOOD.encode())).text()
+    token = _TOKEN.search(page)
+    assert token
+    form = aiohttp.FormData()
+    form.add_field("file", GOOD.encode(), filename="members.csv")
+    forged = await admin.client.post("/admin/transfer/import/preview", data=form)
+    assert forged.status == 403
+    run = await admin.client.post(
+        "/admin/transfer/import/run",
+        data={"token": token.group(1), "mode": "good", **mapping_of(page)},
+        headers={"X-CSRF-Token": "wrong"},
+    )
+    assert run.status == 403
+    await asyncio.sleep(0.1)
+    assert await count(db, Member) == 0
+
+
+async def test_another_admins_upload_is_not_found(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int
+) -> None:
+    """An upload belongs to the session that made it: another club's owner (signed in on the
+    same browser, even) can't look at it or run it."""
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, GOOD.encode())).text()
+    token = _TOKEN.search(page)
+    assert token
+    await create_account(db, other_club, OTHER_OWNER)
+    assert (await admin.post("/admin/sign-out")).status == 303
+    other = await admin.signed_in(OTHER_OWNER)
+    response = await other.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": "good", **mapping_of(page)}
+    )
+    assert response.status == 404
+    assert (await other.client.get(f"/admin/api/transfer/import/{token.group(1)}")).status == 404
+    await asyncio.sleep(0.1)
+    assert await count(db, Member) == 0
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+
+async def fill(db: Database, club: int, other_club: int) -> dict[str, int]:
+    """Two members here (one then erased), one in the other club, a purchase, points and a
+    text each."""
+    ids = {
+        "kari": await create_member(db, club, "+4791234567", "=cmd|' /C calc'!A0"),
+        "ola": await create_member(db, club, "+4798765432", "Ola"),
+        "theirs": await create_member(db, other_club, "+46701234567", "Sven"),
+    }
+
+    def work(session: Session) -> None:
+        at = now()
+        for name, member_id in ids.items():
+            program_id = other_club if name == "theirs" else club
+            purchase = Purchase(
+                program_id=program_id,
+                member_id=member_id,
+                transaction_id=f"T-{name}",
+                currency="NOK",
+                total_minor=12_345,
+                points=123,
+                fingerprint="f",
+                occurred_at=at,
+                created_at=at,
+            )
+            session.add(purchase)
+            session.flush()
+            session.add(
+                LedgerEntry(
+                    program_id=program_id,
+                    member_id=member_id,
+                    kind="earn",
+                    points=123,
+                    purchase_id=purchase.id,
+                    created_at=at,
+                )
+            )
+            session.add(
+                OutboxMessage(
+                    program_id=program_id,
+                    member_id=member_id,
+                    kind="reply",
+                    status="sent_inline",
+                    to_number="+4700000000",
+                    from_number="2020",
+                    body=f"Hei {name}",
+                    segments=1,
+                    created_at=at,
+                )
+            )
+        ola = session.get(Member, ids["ola"])
+        assert ola is not None
+        members.erase(session, ola, at)
+
+    await db.run(work)
+    return ids
+
+
+async def export(admin: Admin, kind: str) -> tuple[Any, list[list[str]]]:
+    response = await admin.client.get(f"/admin/transfer/export/{kind}.csv")
+    assert response.status == 200
+    body = await response.read()
+    assert body.startswith(b"\xef\xbb\xbf")
+    rows = [line.split(";") for line in body.decode("utf-8-sig").splitlines()]
+    return response, rows
+
+
+async def test_the_members_export_holds_this_clubs_members_and_not_the_erased(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int
+) -> None:
+    ids = await fill(db, club, other_club)
+    await admin.signed_in(OWNER)
+    response, rows = await export(admin, "members")
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"].startswith(
+        'attachment; filename="torshov-sport-members-'
+    )
+    assert today[:7] in response.headers["Content-Disposition"]
+    assert rows[0][:3] == ["member_id", "phone", "first_name"]
+    assert [r[:3] for r in rows[1:]] == [[str(ids["kari"]), "+4791234567", "'=cmd|' /C calc'!A0"]]
+
+
+@pytest.mark.parametrize("kind", ["purchases", "ledger", "messages"])
+async def test_the_other_exports_hold_this_clubs_rows_with_erased_members_anonymous(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int, kind: str
+) -> None:
+    ids = await fill(db, club, other_club)
+    await admin.signed_in(OWNER)
+    _, rows = await export(admin, kind)
+    member_ids = [row[rows[0].index("member_id")] for row in rows[1:]]
+    if kind == "messages":  # an erased member's texts are left out
+        assert member_ids == [str(ids["kari"])]
+        assert rows[1][rows[0].index("body")] == "Hei kari"
+    else:  # figures stay, without whose they were
+        assert member_ids == [str(ids["kari"]), ""]
+    assert str(ids["theirs"]) not in member_ids
+
+
+async def test_an_export_of_an_unknown_table_is_not_found(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    assert (await admin.client.get("/admin/transfer/export/accounts.csv")).status == 404
+
+
+async def test_the_transfer_page_offers_the_upload_and_every_export(
+    admin: Admin, owner: int
+) -> None:
+    await admin.signed_in(OWNER)
+    response = await admin.client.get("/admin/transfer")
+    page = await response.text()
+    assert response.status == 200
+    assert 'enctype="multipart/form-data"' in page
+    for kind in ("members", "purchases", "ledger", "messages"):
+        assert f'href="/admin/transfer/export/{kind}.csv"' in page

@@ -1,0 +1,98 @@
+"""The dashboard in a real browser, on the demo club's data: the figures and charts, a quick
+period and a chosen one, the tables behind the charts, a phone's width, and the top 10's
+campaign button."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy.orm import Session
+
+from bot.demo import fill_demo
+from store.database import open_database
+from store.models import Program
+from tests.admin.conftest import OWNER, PASSWORD
+from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
+
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1100, "height": 760}
+
+
+async def _fill(url: str, club: int) -> None:
+    db = open_database(url)
+    try:
+
+        def work(session: Session) -> None:
+            fill_demo(session, session.get(Program, club), dt.datetime.now(dt.UTC), count=120)
+
+        await db.run(work)
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def demo_data(demo_url: str, demo: Demo) -> None:
+    run_apart(_fill(demo_url, demo.club))
+
+
+def test_the_dashboard_its_periods_charts_and_top_10(
+    page: Any, live_server: LiveServer, demo: Demo, demo_data: None, screens: Screens
+) -> None:
+    page.goto("/admin/sign-in")
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    expect(page.get_by_role("heading", name="Oversikt", level=1)).to_be_visible()
+    expect(page.locator('[data-kpi="active"]')).not_to_have_text("0")
+    expect(page.get_by_role("link", name="30 dager")).to_have_attribute("aria-current", "true")
+    charts = page.locator("svg.chart-svg[role=img]")
+    expect(charts).to_have_count(5)  # members, purchases, revenue, recency, the campaign
+    expect(page.get_by_role("img", name="Dager siden siste kjøp")).to_be_visible()
+    expect(page.get_by_text("Kjøp fra ikke-medlemmer er ukjent")).to_be_visible()
+    screens(page, "dashboard-30-days")
+
+    # A quick choice: the last 7 days.
+    page.get_by_role("link", name="7 dager").click()
+    expect(page).to_have_url(re.compile(r"/admin/\?from=\d{4}-\d\d-\d\d&to=\d{4}-\d\d-\d\d$"))
+    expect(page.get_by_role("link", name="7 dager")).to_have_attribute("aria-current", "true")
+    screens(page, "dashboard-7-days")
+
+    # A period of one's own, keyboard and form: 12 months counts by month.
+    today = dt.datetime.now(ZoneInfo("Europe/Oslo")).date()  # the club's today
+    page.get_by_label("Fra", exact=True).fill((today - dt.timedelta(days=364)).isoformat())
+    page.get_by_label("Til og med", exact=True).fill(today.isoformat())
+    page.get_by_role("button", name="Vis", exact=True).click()
+    expect(page.get_by_role("link", name="12 måneder")).to_have_attribute("aria-current", "true")
+    expect(page.get_by_role("img", name="Nye medlemmer per måned")).to_be_visible()
+    # The figures behind a chart, as a table.
+    page.locator("#recency-chart + svg + details summary").click()
+    expect(page.locator('table[data-table="recency"]')).to_be_visible()
+    screens(page, "dashboard-12-months")
+
+    # A wrong date: the last 30 days, and a notice naming it.
+    page.goto("/admin/?from=2026-02-30")
+    expect(page.get_by_role("alert")).to_contain_text("2026-02-30")
+    screens(page, "dashboard-wrong-date")
+
+    page.set_viewport_size(PHONE)
+    page.goto("/admin/?from=" + (today - dt.timedelta(days=89)).isoformat())
+    expect(page.locator('[data-kpi="active"]')).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page is {width}px wide on a phone"
+    screens(page, "dashboard-phone")
+    page.set_viewport_size(LAPTOP)
+
+    # The top 10 of the period, and a campaign to them.
+    rows = page.locator('table[data-table="top"] tbody tr')
+    expect(rows).to_have_count(10)
+    ids = [row.get_attribute("data-member") for row in rows.all()]
+    page.get_by_role("link", name="Kampanje til disse").click()
+    expect(page).to_have_url(re.compile(r"/admin/campaigns/new\?members=[\d,]+$"))
+    assert page.url.endswith("members=" + ",".join(ids))
+    screens(page, "campaign-to-top-10")

@@ -1,0 +1,133 @@
+"""Settings and journeys in a real browser: the monthly cap and quiet hours, a journey turned
+off with a Norwegian text of its own, an API key shown once and revoked; on a laptop and a
+phone."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from store import campaigns, journeys, programs
+from store.database import open_database
+from tests.admin.conftest import OWNER, PASSWORD
+from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
+
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1100, "height": 760}
+
+
+async def _stored(url: str, club: int) -> dict[str, Any]:
+    db = open_database(url)
+    try:
+
+        def read(session: Any) -> dict[str, Any]:
+            program = programs.get(session, club)
+            found = {j.trigger: j for j in journeys.all_of(session, club)}
+            return {
+                "cap": program.marketing_per_month,
+                "quiet": (program.quiet_start, program.quiet_end),
+                "birthday": found.get("birthday"),
+            }
+
+        return await db.run(read)
+    finally:
+        await db.close()
+
+
+def test_cap_quiet_hours_a_journey_and_an_api_key(
+    page: Any, live_server: LiveServer, demo: Demo, demo_url: str, screens: Screens
+) -> None:
+    page.goto("/admin/settings")
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Innstillinger", level=1)).to_be_visible()
+    screens(page, "settings")
+
+    # A cap of 4 is refused beside its field; the rest of what was typed stays.
+    messages = page.locator("#messages")
+    messages.get_by_label("Markedsføringsmeldinger per medlem").fill("4")
+    messages.get_by_label("Fra").fill("21")
+    messages.get_by_role("button", name="Lagre").click()
+    expect(page.locator("#messages-marketing_per_month-error")).to_contain_text("fra 1 til 3")
+    expect(page.locator("#messages-quiet_start")).to_have_value("21")
+    page.locator("#messages").scroll_into_view_if_needed()
+    screens(page, "messages-refused")
+    assert run_apart(_stored(demo_url, demo.club))["cap"] == 2
+
+    page.locator("#messages-marketing_per_month").fill("1")
+    page.locator("#messages-quiet_end").fill("8")
+    page.locator("#messages").get_by_role("button", name="Lagre").click()
+    expect(page).to_have_url(re.compile(r"saved=messages#messages$"))
+    expect(page.locator("#messages").get_by_role("status")).to_have_text("Lagret.")
+    expect(page.locator("#messages-marketing_per_month")).to_have_value("1")
+    screens(page, "messages-saved")
+    stored = run_apart(_stored(demo_url, demo.club))
+    assert (stored["cap"], stored["quiet"]) == (1, (21, 8))
+
+    # The birthday journey: on the page as off (not set up yet); turned on with a text, then off.
+    page.get_by_role("link", name="Automatiske meldinger").first.click()
+    expect(page.get_by_role("heading", name="Automatiske meldinger", level=1)).to_be_visible()
+    birthday = page.locator("#journey-birthday")
+    text = birthday.get_by_label("Norsk")
+    expect(text).to_have_attribute("placeholder", re.compile("Gratulerer med dagen"))
+    screens(page, "journeys")
+    birthday.get_by_label("Send denne meldingen").check()
+    text.fill("Gratulerer, {first_name}! Kom innom {club} for en kake.")
+    birthday.get_by_role("button", name="Lagre").click()
+    expect(page.locator("#journey-birthday").get_by_role("status")).to_have_text("Lagret.")
+    birthday = page.locator("#journey-birthday")
+    birthday.get_by_label("Send denne meldingen").uncheck()
+    birthday.get_by_label("Norsk").fill("Gratulerer, {first_name}! Hilsen {club}")
+    birthday.get_by_role("button", name="Lagre").click()
+    expect(page.locator("#journey-birthday .status")).to_have_text("Av")
+    expect(page.locator("#journey-birthday").get_by_label("Norsk")).to_have_value(
+        "Gratulerer, {first_name}! Hilsen {club}"
+    )
+    screens(page, "journey-saved")
+    journey = run_apart(_stored(demo_url, demo.club))["birthday"]
+    assert journey.status == campaigns.PAUSED
+    assert journey.texts["nb"] == "Gratulerer, {first_name}! Hilsen {club}"
+
+    # A bad placeholder is named under the text, and the journey keeps what it had.
+    page.locator("#journey-birthday").get_by_label("Norsk").fill("Hei {frist_name}")
+    page.locator("#journey-birthday").get_by_role("button", name="Lagre").click()
+    expect(page.locator("#journey-birthday-text-nb-error")).to_contain_text("bruk bare")
+    screens(page, "journey-refused")
+
+    page.set_viewport_size(PHONE)
+    page.goto("/admin/journeys#journey-birthday")
+    screens(page, "journeys-phone")
+    page.set_viewport_size(LAPTOP)
+
+    # An API key: its secret on the next page once, never on the list; then revoked.
+    page.goto("/admin/settings#api-keys")
+    keys = page.locator("#api-keys")
+    keys.get_by_label("Navn på nøkkelen").fill("Kasse 1")
+    keys.get_by_role("button", name="Lag nøkkel").click()
+    expect(page.get_by_role("heading", name="Ny API-nøkkel")).to_be_visible()
+    secret = page.get_by_label("Nøkkel").input_value()
+    assert re.fullmatch(r"klubb_[0-9a-f]{8}_[A-Za-z0-9_-]{32}", secret)
+    screens(page, "key-created")
+    page.get_by_role("link", name="Jeg har kopiert den").click()
+    expect(page.locator('[data-key="Kasse 1"]')).to_be_visible()
+    assert secret not in page.content()
+    page.reload()
+    assert secret not in page.content()
+    page.locator('[data-key="Kasse 1"]').get_by_role("link", name="Trekk tilbake").click()
+    expect(page.get_by_text("Trekke tilbake nøkkelen Kasse 1?")).to_be_visible()
+    screens(page, "key-revoke-confirm")
+    page.get_by_role("button", name="Trekk tilbake Kasse 1").click()
+    expect(page.locator('[data-key="Kasse 1"] .status')).to_contain_text("Trukket tilbake")
+    screens(page, "key-revoked")
+
+    page.set_viewport_size(PHONE)
+    page.goto("/admin/settings")
+    screens(page, "settings-phone")
+    # Keyboard: Tab reaches the first field of the page with a visible outline.
+    page.locator("#club-name").focus()
+    focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert focused == "solid"
+    assert len(screens.taken) == 11

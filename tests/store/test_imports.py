@@ -1,0 +1,227 @@
+"""store.imports: reading a member list (encodings, delimiters, header, line numbers), checking
+every row, and landing the good ones with their consent, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store import consent, imports, members, programs
+from store.database import Database
+from store.models import ConsentEvent, Member
+from tests.conftest import create_club, now
+
+NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+def check(content: str, **options: object) -> imports.Checked:
+    table = imports.read(content.encode())
+    settings = {"country": "NO", "timezone": "Europe/Oslo", "min_age": 13, "now": NOW}
+    return imports.check(table, imports.guess_mapping(table.headers), **{**settings, **options})
+
+
+class TestReading:
+    @pytest.mark.parametrize(
+        ("data", "encoding"),
+        [
+            ("telefon;förnamn\n1;Åsa\n".encode(), "utf-8"),
+            ("\ufefftelefon;förnamn\n1;Åsa\n".encode(), "utf-8-sig"),
+            ("telefon;förnamn\n1;Åsa\n".encode("cp1252"), "windows-1252"),
+            ("telefon\tförnamn\n1\tÅsa\n".encode("utf-16"), "utf-16"),
+        ],
+    )
+    def test_the_encoding_is_found_and_the_text_read_right(self, data: bytes, encoding: str):
+        table = imports.read(data)
+        assert table.encoding == encoding
+        assert table.rows == [(2, ["1", "Åsa"])]
+
+    @pytest.mark.parametrize(
+        ("header", "delimiter"),
+        [("a;b,c;d", ";"), ("a,b,c", ","), ("a\tb\tc", "\t"), ('"x;y",b,c', ",")],
+    )
+    def test_the_delimiter_is_the_one_the_header_uses(self, header: str, delimiter: str):
+        assert imports.sniff_delimiter(header) == delimiter
+
+    def test_line_numbers_count_the_header_blank_lines_and_quoted_line_breaks(self):
+        table = imports.read(b'\nphone;name\n1;"Kari\nNordmann"\n\n2;Ola\n')
+        assert table.headers == ["phone", "name"]
+        assert [line for line, _ in table.rows] == [3, 6]
+
+    @pytest.mark.parametrize(
+        ("data", "code"),
+        [
+            (b"", "empty"),
+            (b" \r\n\r\n", "empty"),
+            (b"phone;consent_at\r\n", "no_rows"),
+            (b"\x00\x01\x02binary", "binary"),
+            (b"\xff\xfe\x00\xd8", "binary"),  # a UTF-16 BOM, then half a surrogate pair
+        ],
+    )
+    def test_a_file_that_is_no_member_list_is_refused_with_why(self, data: bytes, code: str):
+        with pytest.raises(imports.FileRefused) as refused:
+            imports.read(data)
+        assert refused.value.code == code
+
+    def test_more_rows_than_the_limit_are_refused(self):
+        data = b"phone\n" + b"1\n" * (imports.MAX_ROWS + 1)
+        with pytest.raises(imports.FileRefused) as refused:
+            imports.read(data)
+        assert refused.value.code == "too_many_rows"
+
+    def test_more_bytes_than_the_limit_are_refused_before_decoding(self):
+        with pytest.raises(imports.FileRefused) as refused:
+            imports.read(b"x" * (imports.MAX_BYTES + 1))
+        assert refused.value.code == "too_large"
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            ["Telefon", "Fornavn", "Fødselsdato", "Samtykkedato", "Kilde", "Språk"],
+            ["Mobilnummer", "Förnamn", "Födelsedatum", "Samtyckesdatum", "Källa", "Språk"],
+            ["Phone Number", "First name", "Date of birth", "Consent date", "Evidence", "Lang"],
+        ],
+    )
+    def test_the_mapping_is_guessed_from_nb_sv_and_en_headers(self, headers: list[str]):
+        assert imports.guess_mapping(headers) == {
+            "phone": 0,
+            "first_name": 1,
+            "birthday": 2,
+            "consent_at": 3,
+            "consent_evidence": 4,
+            "language": 5,
+            "consent_text": None,
+        }
+
+
+class TestChecking:
+    HEADER = "phone;first_name;language;birthday;consent_at;consent_evidence\n"
+
+    @pytest.mark.parametrize(
+        ("row", "reason"),
+        [
+            (";Kari;;;2024-01-01;form", "phone_missing"),
+            ("12;Kari;;;2024-01-01;form", "phone"),
+            ("91234567;Kari;;;2024-01-01;", "evidence_missing"),
+            ("91234567;Kari;;;;form", "consent_at_missing"),
+            ("91234567;Kari;;;i fjor;form", "consent_at"),
+            ("91234567;Kari;;;2027-01-01;form", "consent_at_future"),
+            ("91234567;Kari;de;;2024-01-01;form", "language"),
+            ("91234567;Kari;;31.02.1990;2024-01-01;form", "birthday"),
+            ("91234567;Kari;;01.06.2012;2024-01-01;form", "too_young"),
+        ],
+    )
+    def test_a_bad_row_is_named_with_its_line_and_reason(self, row: str, reason: str):
+        checked = check(self.HEADER + row + "\n")
+        assert checked.good == []
+        assert [(b.line, b.reason) for b in checked.bad] == [(2, reason)]
+
+    def test_the_same_number_twice_names_the_first_line(self):
+        checked = check(self.HEADER + "912 34 567;;;;2024-01-01;a\n+47 91234567;;;;2024-01-01;b\n")
+        assert [r.line for r in checked.good] == [2]
+        assert checked.bad == [imports.Bad(3, "+47 91234567", "duplicate", {"line": 2})]
+
+    @pytest.mark.parametrize(
+        ("written", "instant"),
+        [
+            ("2024-02-01", dt.datetime(2024, 2, 1, tzinfo=OSLO)),
+            ("01.02.2024", dt.datetime(2024, 2, 1, tzinfo=OSLO)),
+            ("01.02.2024 10:30", dt.datetime(2024, 2, 1, 10, 30, tzinfo=OSLO)),
+            ("2024-02-01T10:30:00Z", dt.datetime(2024, 2, 1, 10, 30, tzinfo=dt.UTC)),
+            ("2024-02-01 10:30+01:00", dt.datetime(2024, 2, 1, 9, 30, tzinfo=dt.UTC)),
+        ],
+    )
+    def test_consent_times_without_a_zone_are_the_clubs_local_time(
+        self, written: str, instant: dt.datetime
+    ):
+        checked = check(self.HEADER + f"91234567;;;;{written};form\n")
+        assert checked.good[0].consent_at == instant
+
+    def test_a_missing_required_column_refuses_the_file(self):
+        with pytest.raises(imports.FileRefused) as refused:
+            check("phone;first_name\n91234567;Kari\n")
+        assert refused.value.code == "missing_columns"
+        assert refused.value.params == {"columns": "consent_at, consent_evidence"}
+
+
+async def test_good_rows_land_as_active_members_with_a_consent_grant(db: Database) -> None:
+    club = await create_club(db)
+    checked = check(
+        "telefon;fornavn;språk;samtykkedato;kilde\n"
+        "912 34 567;Kari;nb;01.02.2024;papirskjema\n"
+        "+46 70 123 45 67;Åsa;;2024-02-03;webbutik\n"
+    )
+
+    def land(session: Session) -> imports.Landed:
+        program = programs.get(session, club)
+        assert program is not None
+        return imports.land(
+            session, program, checked, mode=imports.ALL_OR_NOTHING, source="f.csv", now=now()
+        )
+
+    landed = await db.run(land)
+    assert (landed.imported, landed.bad, landed.refused) == (2, [], False)
+
+    def read(session: Session) -> list[tuple[object, ...]]:
+        rows = session.execute(
+            select(
+                Member.phone,
+                Member.status,
+                Member.language,
+                ConsentEvent.wording_language,
+                ConsentEvent.channel,
+                ConsentEvent.evidence,
+            )
+            .join(ConsentEvent, ConsentEvent.member_id == Member.id)
+            .order_by(Member.id)
+        )
+        return [tuple(r) for r in rows]
+
+    assert await db.run(read) == [
+        ("+4791234567", members.ACTIVE, "nb", "nb", "import", "f.csv, line 2: papirskjema"),
+        ("+46701234567", members.ACTIVE, None, "sv", "import", "f.csv, line 3: webbutik"),
+    ]
+
+    def may_send(session: Session) -> list[bool]:
+        found = session.scalars(select(Member).where(Member.program_id == club)).all()
+        return [consent.marketing_since(session, m) is not None for m in found]
+
+    assert await db.run(may_send) == [True, True]
+
+
+@pytest.mark.parametrize(("mode", "imported"), [("all", 0), ("good", 1)])
+async def test_a_known_or_erased_number_is_bad_and_the_mode_decides(
+    db: Database, mode: str, imported: int
+) -> None:
+    club = await create_club(db)
+
+    def setup(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        members.create(session, program, "+4791234567", status=members.STOPPED, now=now())
+        gone = members.create(session, program, "+4798765432", status=members.ACTIVE, now=now())
+        members.erase(session, gone, now())
+
+    await db.run(setup)
+    checked = check(
+        "telefon;samtykkedato;kilde\n"
+        "91234567;2024-01-01;a\n98765432;2024-01-01;b\n41234567;2024-01-01;c\n"
+    )
+
+    def land(session: Session) -> imports.Landed:
+        program = programs.get(session, club)
+        assert program is not None
+        return imports.land(session, program, checked, mode=mode, source="f.csv", now=now())
+
+    landed = await db.run(land)
+    assert [(b.line, b.reason, b.params) for b in landed.bad] == [
+        (2, "known", {"status": "stopped"}),
+        (3, "erased", {}),
+    ]
+    assert (landed.imported, landed.refused) == (imported, mode == "all")
+    count = await db.run(lambda s: s.scalar(select(func.count()).select_from(ConsentEvent)) or 0)
+    assert count == imported
