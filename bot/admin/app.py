@@ -19,7 +19,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 from bot.admin import campaigns, club, journeys, members, pages, segments, transfer
-from bot.admin.auth import errors, guard
+from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
 from bot.settings import Settings
 
@@ -37,6 +37,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     """Mount the admin at /admin (its pages, actions and static files)."""
     admin = web.Application(
         middlewares=[
+            upload_limits,
             session_middleware(_storage(settings)),
             errors(error_page),
             guard,

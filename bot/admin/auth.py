@@ -5,6 +5,7 @@ marked `public`, so a page added later can't forget to check."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -75,14 +76,39 @@ def public(handler: Handler) -> Handler:
 def owner_only(handler: Handler) -> Handler:
     """An action a staff account may not take: 403 for staff, whatever the request."""
 
+    @functools.wraps(handler)
     async def checked(request: web.Request) -> web.StreamResponse:
         if not request[ADMIN].is_owner:
             raise web.HTTPForbidden(text="owner only")
         return await handler(request)
 
-    checked.__name__ = handler.__name__
-    checked.__doc__ = handler.__doc__
     return checked
+
+
+def upload(max_bytes: int) -> Callable[[Handler], Handler]:
+    """Mark a handler that takes a file: its request body may be up to max_bytes (the app's
+    own limit is small), for the upload with JavaScript and the plain form without."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.admin_upload_limit = max_bytes  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+@web.middleware
+async def upload_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Raise the body limit for an `upload` handler. First of the admin's middlewares, so the
+    session and the CSRF check (which reads a plain form's fields) see the same request."""
+    limit = getattr(request.match_info.handler, "admin_upload_limit", None)
+    if not isinstance(limit, int):
+        return await handler(request)
+    larger = request.clone(client_max_size=limit)
+    try:
+        return await handler(larger)
+    finally:
+        # aiohttp closes the temporary files of a form it read only for the request it made.
+        larger._finish()
 
 
 def is_action(request: web.Request) -> bool:

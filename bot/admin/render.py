@@ -39,9 +39,11 @@ def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
     if isinstance(exc, CsrfRefused):
         message = "admin.error.csrf"
     else:
-        message = {403: "admin.error.forbidden", 404: "admin.error.not_found"}.get(
-            exc.status, "admin.error.other"
-        )
+        message = {
+            403: "admin.error.forbidden",
+            404: "admin.error.not_found",
+            413: "admin.error.too_large",
+        }.get(exc.status, "admin.error.other")
     return page(request, "error.html", status=exc.status, message=message)
 
 

@@ -26,7 +26,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp_session import get_session
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner_only
+from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner_only, upload
 from bot.admin.render import page
 from bot.keys import DB
 from locales import text
@@ -43,6 +43,8 @@ KEEP_UPLOADS = dt.timedelta(days=1)
 SESSION_TOKENS = 5  # the admin's latest uploads that stay reachable from their session
 SHOW_BAD = 100
 CHUNK = 64 * 1024
+# A plain form (no JavaScript) carries the file and its fields: room for both.
+UPLOAD_OVERHEAD = 64 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 RUNNING, DONE, REFUSED, FAILED = "running", "done", "refused", "failed"
 # Background imports still running: asyncio keeps only a weak reference to a task.
@@ -68,6 +70,7 @@ async def transfer_page(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/transfer/import/preview")
+@upload(imports.MAX_BYTES + UPLOAD_OVERHEAD)
 @owner_only
 async def preview(request: web.Request) -> web.StreamResponse:
     """A new upload (multipart) or a changed column mapping for one (a form with its token):
