@@ -214,49 +214,6 @@ def run_phase(phase: str, url: str, batch: int, twilio: str | None = None) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def previous_campaign(url: str) -> int:
-    """A campaign sent 10 days ago to every third member: the cap's subquery reads real rows."""
-    from sqlalchemy import text
-
-    from store.database import open_database
-
-    async def fill() -> int:
-        db = open_database(url)
-        try:
-
-            def work(session: Any) -> int:
-                earlier = NOW - dt.timedelta(days=10)
-                session.execute(
-                    text(
-                        "INSERT INTO campaigns (program_id, name, kind, status, send_at, "
-                        "control_percent, planned_through, created_at, texts, filter) "
-                        "SELECT id, 'Earlier', 'broadcast', 'done', :at, 0, 0, :at, "
-                        '\'{"nb": "x"}\', \'{"all": []}\' FROM programs'
-                    ),
-                    {"at": earlier},
-                )
-                campaign_id = session.execute(text("SELECT max(id) FROM campaigns")).scalar()
-                return int(
-                    session.execute(
-                        text(
-                            "INSERT INTO outbox_messages (program_id, member_id, campaign_id, "
-                            "occasion, kind, status, to_number, from_number, body, segments, "
-                            "attempts, created_at, send_after, sent_at) "
-                            "SELECT program_id, id, :campaign, '', 'marketing', 'sent', phone, "
-                            "'2020', 'x', 1, 1, :at, :at, :at FROM members "
-                            "WHERE status = 'active' AND id % 3 = 0"
-                        ),
-                        {"campaign": campaign_id, "at": earlier},
-                    ).rowcount
-                )
-
-            return await db.run(work)
-        finally:
-            await db.close()
-
-    return asyncio.run(fill())
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1_000_000)
@@ -292,14 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         url = args.database_url or f"sqlite:///{path}"
         kind = make_url(url).get_backend_name()
         began = time.perf_counter()
-        if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
+        if segment_bench.fill_club(url, kind, path, args.members, NOW, args.seed) is None:
             return 2
-        club = asyncio.run(segment_bench.read_club(url))
-        if kind == "sqlite":
-            segment_bench.populate_sqlite(path, club, args.members, NOW, args.seed)
-        else:
-            asyncio.run(segment_bench.populate_postgres(url, club, args.members, NOW, args.seed))
-        earlier = previous_campaign(url)
+        # Sent 10 days ago to every third member: the cap's subquery reads real rows.
+        earlier = segment_bench.past_campaign(
+            url, NOW - dt.timedelta(days=10), name="Earlier", every=3
+        )
         print(
             f"database: {kind}, {args.members:,} members and a campaign of {earlier:,} sent"
             f" 10 days ago, filled in {time.perf_counter() - began:.1f} s"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import signal
 import sys
 import tempfile
 import time
@@ -26,59 +25,12 @@ from typing import Any
 
 import inbound
 import segments as segment_bench
-from inbound import CLUB_NUMBER, REPO
+from inbound import CLUB_NUMBER
 
 TARGET_MS = 1000.0
 PERIODS = (("30 days", 30), ("90 days", 90), ("12 months", 365))
 OWNER = "bench-owner@klubb.test"
 PASSWORD = "bench password, long enough"
-
-
-def add_campaign(url: str, now: dt.datetime) -> int:
-    """A finished broadcast 10 days before `now` to every fifth active member: one in ten of
-    them held out as the control group, the rest sent, most delivered. Returns its rows."""
-    from sqlalchemy import text
-
-    from store.database import open_database
-
-    async def fill() -> int:
-        db = open_database(url)
-        try:
-
-            def work(session: Any) -> int:
-                at = now - dt.timedelta(days=10)
-                session.execute(
-                    text(
-                        "INSERT INTO campaigns (program_id, name, kind, status, send_at, "
-                        "control_percent, planned_through, created_at, texts, filter) "
-                        "SELECT id, 'Bench', 'broadcast', 'done', :at, 10, 0, :at, "
-                        '\'{"nb": "x"}\', \'{"all": []}\' FROM programs'
-                    ),
-                    {"at": at},
-                )
-                campaign = session.execute(text("SELECT max(id) FROM campaigns")).scalar()
-                return int(
-                    session.execute(
-                        text(
-                            "INSERT INTO outbox_messages (program_id, member_id, campaign_id, "
-                            "occasion, kind, status, delivery, to_number, from_number, body, "
-                            "segments, attempts, created_at, send_after, sent_at) "
-                            "SELECT program_id, id, :campaign, '', 'marketing', "
-                            "CASE WHEN id % 50 = 0 THEN 'held_out' ELSE 'sent' END, "
-                            "CASE WHEN id % 50 = 0 THEN NULL WHEN id % 45 = 0 THEN 'failed' "
-                            "ELSE 'delivered' END, "
-                            "phone, '2020', 'x', 1, 1, :at, :at, :at FROM members "
-                            "WHERE status = 'active' AND id % 5 = 0"
-                        ),
-                        {"campaign": campaign, "at": at},
-                    ).rowcount
-                )
-
-            return await db.run(work)
-        finally:
-            await db.close()
-
-    return asyncio.run(fill())
 
 
 @dataclass
@@ -308,37 +260,26 @@ def has_campaign(url: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from sqlalchemy.engine import make_url
-
-    signal.signal(signal.SIGTERM, inbound._interrupted)
-    signal.signal(signal.SIGINT, inbound._interrupted)
-    print(inbound.machine())
+    inbound.start()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="klubb-dashboard-") as tmp_name:
         path = args.sqlite_file or Path(tmp_name) / "klubb.db"
         url = args.database_url or f"sqlite:///{path}"
-        kind = make_url(url).get_backend_name()
-        if kind not in ("sqlite", "postgresql"):
-            print(f"bench: unsupported database {kind}", file=sys.stderr)
+        kind = inbound.database_kind(url)
+        if kind is None:
             return 2
-        began = time.perf_counter()
-        if not args.reuse:
-            if kind == "sqlite" and path.exists():
-                path.unlink()
-            if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
-                return 2
-            club = asyncio.run(segment_bench.read_club(url))
-            if kind == "sqlite":
-                rows = segment_bench.populate_sqlite(path, club, args.members, now, args.seed)
-            else:
-                rows = asyncio.run(
-                    segment_bench.populate_postgres(url, club, args.members, now, args.seed)
-                )
-            counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
-            print(f"database: {kind}, filled in {time.perf_counter() - began:.1f} s: {counts}")
+        if not args.reuse and not segment_bench.fill_and_say(
+            url, kind, path, args.members, now, args.seed
+        ):
+            return 2
         if not has_campaign(url):
-            print(f"campaign: {add_campaign(url, now):,} outbox rows (10 days ago)")
+            # A finished broadcast 10 days ago to every fifth active member: one in ten of
+            # them held out as the control group, the rest sent, most delivered.
+            rows = segment_bench.past_campaign(
+                url, now - dt.timedelta(days=10), name="Bench", every=5, control_percent=10,
+                outcomes=True,
+            )  # fmt: skip
+            print(f"campaign: {rows:,} outbox rows (10 days ago)")
         if args.sql:
             asyncio.run(segment_bench.run_sql(url, args.sql))
             for statement in args.sql:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from store import imports, members, migrate, programs
+from store import imports, migrate, programs
 from store.database import Database, open_database
 from store.models import ConsentEvent, Member, Program
 
@@ -147,22 +147,7 @@ async def one_database(url: str, rows: int, seed: int) -> dict[str, Any]:
             table, imports.guess_mapping(table.headers), country="NO",
             timezone="Europe/Oslo", min_age=13, now=now,
         )  # fmt: skip
-        plain = [
-            {
-                "program_id": bare,
-                "phone": row.phone,
-                "phone_hash": members.hash_phone(program, row.phone),
-                "status": members.ACTIVE,
-                "first_name": row.first_name,
-                "language": row.language,
-                "birthday": row.birthday,
-                "joined_at": row.consent_at,
-                "created_at": now,
-                "updated_at": now,
-                "delivery_failures": 0,
-            }
-            for row in checked.good
-        ]
+        plain = [imports.member_values(program, row, now) for row in checked.good]
         figures["bare"] = await bare_insert(db, program, plain)
         figures["events"] = float(
             await db.run(

@@ -680,25 +680,37 @@ def _interrupted(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def start() -> None:
+    """What a bench's main does first: Klubb importable; stopped from outside (SIGTERM, or
+    SIGINT in a background job), the servers and temp files still go; the machine printed."""
+    sys.path.insert(0, str(REPO))
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
+    print(machine())
+
+
+def database_kind(url: str) -> str | None:
+    """sqlite or postgresql, the two a bench runs on; None (said on stderr) for any other."""
+    from sqlalchemy.engine import make_url
+
+    kind = make_url(url).get_backend_name()
+    if kind not in ("sqlite", "postgresql"):
+        print(f"bench: unsupported database {kind}", file=sys.stderr)
+        return None
+    return kind
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.bare_server is not None:
         bare_server(args.bare_server)
         return 0
-    sys.path.insert(0, str(REPO))
-    from sqlalchemy.engine import make_url
-
-    # Stopped from outside (SIGTERM, or SIGINT in a background job), the servers still go.
-    signal.signal(signal.SIGTERM, _interrupted)
-    signal.signal(signal.SIGINT, _interrupted)
-
-    print(machine())
+    start()
     with tempfile.TemporaryDirectory(prefix="klubb-bench-") as tmp_name:
         tmp = Path(tmp_name)
         url = args.database_url or f"sqlite+aiosqlite:///{tmp / 'klubb.db'}"
-        kind = make_url(url).get_backend_name()
-        if kind not in ("sqlite", "postgresql"):
-            print(f"bench: unsupported database {kind}", file=sys.stderr)
+        kind = database_kind(url)
+        if kind is None:
             return 2
         klubb_port, bare_port = free_port(), free_port()
         env = server_env(url, klubb_port)

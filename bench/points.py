@@ -18,7 +18,6 @@ import inspect
 import math
 import random
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -924,20 +923,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from sqlalchemy.engine import make_url
-
-    signal.signal(signal.SIGTERM, inbound._interrupted)
-    signal.signal(signal.SIGINT, inbound._interrupted)
-
-    print(inbound.machine())
+    inbound.start()
     print(f"code: {code_version()}")
     with tempfile.TemporaryDirectory(prefix="klubb-points-") as tmp_name:
         tmp = Path(tmp_name)
         url = args.database_url or f"sqlite+aiosqlite:///{tmp / 'klubb.db'}"
-        kind = make_url(url).get_backend_name()
-        if kind not in ("sqlite", "postgresql"):
-            print(f"bench: unsupported database {kind}", file=sys.stderr)
+        kind = inbound.database_kind(url)
+        if kind is None:
             return 2
         port = inbound.free_port()
         env = inbound.server_env(url, port)

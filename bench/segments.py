@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import json
 import random
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import inbound
-from inbound import CLUB_NUMBER, REPO
+from inbound import CLUB_NUMBER
 
 TARGET_MS = 1000.0
 CHUNK = 50_000  # members generated and inserted at a time
@@ -469,6 +468,95 @@ async def populate_postgres(
         await conn.close()
 
 
+def fill_club(
+    url: str, kind: str, path: Path, members: int, now: dt.datetime, seed: int
+) -> dict[str, int] | None:
+    """A database made anew (on SQLite, the file at `path`) with the demo club and `members`
+    members in it: the rows of each table, or None when it could not be made (said why)."""
+    if kind == "sqlite" and path.exists():
+        path.unlink()
+    if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
+        return None
+    club = asyncio.run(read_club(url))
+    if kind == "sqlite":
+        return populate_sqlite(path, club, members, now, seed)
+    return asyncio.run(populate_postgres(url, club, members, now, seed))
+
+
+def fill_and_say(
+    url: str, kind: str, path: Path, members: int, now: dt.datetime, seed: int
+) -> bool:
+    """fill_club, and a line saying how long it took and what it wrote."""
+    began = time.perf_counter()
+    rows = fill_club(url, kind, path, members, now, seed)
+    if rows is None:
+        return False
+    counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
+    print(f"database: {kind}, filled in {time.perf_counter() - began:.1f} s: {counts}")
+    return True
+
+
+def past_campaign(
+    url: str,
+    at: dt.datetime,
+    *,
+    name: str,
+    every: int,
+    control_percent: int = 0,
+    outcomes: bool = False,
+) -> int:
+    """A finished broadcast at `at` to every `every`th active member; returns its outbox rows.
+    With `outcomes`, one in ten of them held out as the control group and most of the rest
+    delivered (some failed); without, all of them sent and no receipts."""
+    from sqlalchemy import text
+
+    from store.database import open_database
+
+    assert name.isalnum(), "the name is written into the SQL"
+    if outcomes:
+        status = "CASE WHEN id % 50 = 0 THEN 'held_out' ELSE 'sent' END"
+        delivery = (
+            "CASE WHEN id % 50 = 0 THEN NULL WHEN id % 45 = 0 THEN 'failed' ELSE 'delivered' END"
+        )
+    else:
+        status, delivery = "'sent'", "NULL"
+
+    async def fill() -> int:
+        db = open_database(url)
+        try:
+
+            def work(session: Any) -> int:
+                session.execute(
+                    text(
+                        "INSERT INTO campaigns (program_id, name, kind, status, send_at, "
+                        "control_percent, planned_through, created_at, texts, filter) "
+                        f"SELECT id, '{name}', 'broadcast', 'done', :at, {control_percent:d}, 0, "
+                        ':at, \'{"nb": "x"}\', \'{"all": []}\' FROM programs'
+                    ),
+                    {"at": at},
+                )
+                campaign = session.execute(text("SELECT max(id) FROM campaigns")).scalar()
+                return int(
+                    session.execute(
+                        text(
+                            "INSERT INTO outbox_messages (program_id, member_id, campaign_id, "
+                            "occasion, kind, status, delivery, to_number, from_number, body, "
+                            "segments, attempts, created_at, send_after, sent_at) "
+                            f"SELECT program_id, id, :campaign, '', 'marketing', {status}, "
+                            f"{delivery}, phone, '2020', 'x', 1, 1, :at, :at, :at FROM members "
+                            f"WHERE status = 'active' AND id % {every:d} = 0"
+                        ),
+                        {"campaign": campaign, "at": at},
+                    ).rowcount
+                )
+
+            return await db.run(work)
+        finally:
+            await db.close()
+
+    return asyncio.run(fill())
+
+
 async def analyze(url: str) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -739,34 +827,17 @@ def report(results: list[Timed], label: str, members: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from sqlalchemy.engine import make_url
-
-    signal.signal(signal.SIGTERM, inbound._interrupted)
-    signal.signal(signal.SIGINT, inbound._interrupted)
-    print(inbound.machine())
+    inbound.start()
     # Whole seconds: the shapes' windows don't move between the runs of one shape.
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="klubb-segments-") as tmp_name:
         path = args.sqlite_file or Path(tmp_name) / "klubb.db"
         url = args.database_url or f"sqlite:///{path}"
-        kind = make_url(url).get_backend_name()
-        if kind not in ("sqlite", "postgresql"):
-            print(f"bench: unsupported database {kind}", file=sys.stderr)
+        kind = inbound.database_kind(url)
+        if kind is None:
             return 2
-        began = time.perf_counter()
-        if not args.reuse:
-            if kind == "sqlite" and path.exists():
-                path.unlink()
-            if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
-                return 2
-            club = asyncio.run(read_club(url))
-            if kind == "sqlite":
-                rows = populate_sqlite(path, club, args.members, now, args.seed)
-            else:
-                rows = asyncio.run(populate_postgres(url, club, args.members, now, args.seed))
-            counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
-            print(f"database: {kind}, filled in {time.perf_counter() - began:.1f} s: {counts}")
+        if not args.reuse and not fill_and_say(url, kind, path, args.members, now, args.seed):
+            return 2
         if args.sql:
             asyncio.run(run_sql(url, args.sql))
             for statement in args.sql:

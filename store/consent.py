@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -15,6 +17,54 @@ GRANT = "grant"
 WITHDRAW = "withdraw"
 CHANNELS = frozenset({"sms", "pos", "import", "admin"})
 _INSERT = insert(ConsentEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One member's grant, for record_many: the exact words shown and the evidence."""
+
+    program_id: int
+    member_id: int
+    wording_id: str
+    wording_language: str
+    wording_text: str
+    evidence: str
+    created_at: dt.datetime
+
+
+def _checked(action: str, channel: str) -> None:
+    if action not in (GRANT, WITHDRAW):
+        raise ValueError(f"unknown consent action {action!r}")
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown consent channel {channel!r}")
+
+
+def _row(
+    program_id: int,
+    member_id: int,
+    *,
+    purpose: str,
+    action: str,
+    wording_id: str,
+    wording_language: str,
+    wording_text: str,
+    channel: str,
+    evidence: str,
+    created_at: dt.datetime,
+) -> dict[str, Any]:
+    """A consent event's columns, as both record and record_many write them."""
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "purpose": purpose,
+        "action": action,
+        "wording_id": wording_id,
+        "wording_language": wording_language,
+        "wording_text": wording_text,
+        "channel": channel,
+        "evidence": evidence,
+        "created_at": created_at,
+    }
 
 
 def record(
@@ -34,24 +84,48 @@ def record(
 
     A plain insert on the session's connection: the log is append-only and never read back
     within the turn that writes it."""
-    if action not in (GRANT, WITHDRAW):
-        raise ValueError(f"unknown consent action {action!r}")
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown consent channel {channel!r}")
+    _checked(action, channel)
     session.connection().execute(
         _INSERT,
-        {
-            "program_id": member.program_id,
-            "member_id": member.id,
-            "purpose": purpose,
-            "action": action,
-            "wording_id": wording_id,
-            "wording_language": wording_language,
-            "wording_text": wording_text,
-            "channel": channel,
-            "evidence": evidence,
-            "created_at": now,
-        },
+        _row(
+            member.program_id,
+            member.id,
+            purpose=purpose,
+            action=action,
+            wording_id=wording_id,
+            wording_language=wording_language,
+            wording_text=wording_text,
+            channel=channel,
+            evidence=evidence,
+            created_at=now,
+        ),
+    )
+
+
+def record_many(
+    session: Session, grants: Sequence[Grant], *, channel: str, purpose: str = MARKETING_SMS
+) -> None:
+    """Append many grants in one executemany (an import's batch), as record appends one."""
+    _checked(GRANT, channel)
+    if not grants:
+        return
+    session.connection().execute(
+        _INSERT,
+        [
+            _row(
+                grant.program_id,
+                grant.member_id,
+                purpose=purpose,
+                action=GRANT,
+                wording_id=grant.wording_id,
+                wording_language=grant.wording_language,
+                wording_text=grant.wording_text,
+                channel=channel,
+                evidence=grant.evidence,
+                created_at=grant.created_at,
+            )
+            for grant in grants
+        ],
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from store import consent, members
-from store.models import ConsentEvent, Member, Program
+from store.models import Member, Program
 from store.phones import to_e164
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -426,8 +426,6 @@ def against_club(session: Session, program: Program, rows: Sequence[Row]) -> lis
     """The rows whose number the club knows already (a member, pending or stopped: an import
     can't override a STOP) or that asked to be erased (only the salted hash is left)."""
     known: dict[str, str] = {}
-    erased: set[str] = set()
-    hashes = {members.hash_phone(program, row.phone): row.phone for row in rows}
     for chunk in _chunks([row.phone for row in rows], 500):
         found = session.execute(
             select(Member.phone, Member.status).where(
@@ -435,15 +433,7 @@ def against_club(session: Session, program: Program, rows: Sequence[Row]) -> lis
             )
         )
         known.update({row[0]: row[1] for row in found})
-    for chunk in _chunks(list(hashes), 500):
-        found_hashes = session.scalars(
-            select(Member.phone_hash).where(
-                Member.program_id == program.id,
-                Member.phone_hash.in_(chunk),
-                Member.status == members.ERASED,
-            )
-        )
-        erased.update(hashes[h] for h in found_hashes)
+    erased = members.erased_among(session, program, [row.phone for row in rows])
     bad: list[Bad] = []
     for row in rows:
         status = known.get(row.phone)
@@ -490,49 +480,46 @@ def _insert(
 ) -> None:
     """One batch: the members (as store.members.create makes them, active and joined when
     they consented, as store.members.set_status would), then a consent grant for each."""
-    conn = session.connection()
-    created = conn.execute(
+    created = session.connection().execute(
         insert(Member.__table__).returning(Member.__table__.c.id, Member.__table__.c.phone),
-        [
-            {
-                "program_id": program.id,
-                "phone": row.phone,
-                "phone_hash": members.hash_phone(program, row.phone),
-                "status": members.ACTIVE,
-                "first_name": row.first_name,
-                "language": row.language,
-                "birthday": row.birthday,
-                # Joined when they consented: the reports' "new members" and the welcome
-                # journey see an old member as old, not as 100,000 new ones today.
-                "joined_at": row.consent_at,
-                "created_at": now,
-                "updated_at": now,
-                "delivery_failures": 0,
-            }
-            for row in rows
-        ],
+        [member_values(program, row, now) for row in rows],
     )
     ids = {row[1]: row[0] for row in created}
-    if CHANNEL not in consent.CHANNELS:  # pragma: no cover - store.consent renamed it
-        raise ValueError(f"store.consent has no {CHANNEL!r} channel")
-    conn.execute(
-        insert(ConsentEvent.__table__),
+    consent.record_many(
+        session,
         [
-            {
-                "program_id": program.id,
-                "member_id": ids[row.phone],
-                "purpose": consent.MARKETING_SMS,
-                "action": consent.GRANT,
-                "wording_id": WORDING_ID,
-                "wording_language": row.language or locales.language_for_phone(row.phone),
-                "wording_text": row.wording or row.evidence,
-                "channel": CHANNEL,
-                "evidence": f"{source}, line {row.line}: {row.evidence}"[:200],
-                "created_at": row.consent_at,
-            }
+            consent.Grant(
+                program_id=program.id,
+                member_id=ids[row.phone],
+                wording_id=WORDING_ID,
+                wording_language=row.language or locales.language_for_phone(row.phone),
+                wording_text=row.wording or row.evidence,
+                evidence=f"{source}, line {row.line}: {row.evidence}"[:200],
+                created_at=row.consent_at,
+            )
             for row in rows
         ],
+        channel=CHANNEL,
     )
+
+
+def member_values(program: Program, row: Row, now: dt.datetime) -> dict[str, Any]:
+    """A row's member as an import inserts it: active, and joined when they consented."""
+    return {
+        "program_id": program.id,
+        "phone": row.phone,
+        "phone_hash": members.hash_phone(program, row.phone),
+        "status": members.ACTIVE,
+        "first_name": row.first_name,
+        "language": row.language,
+        "birthday": row.birthday,
+        # Joined when they consented: the reports' "new members" and the welcome
+        # journey see an old member as old, not as 100,000 new ones today.
+        "joined_at": row.consent_at,
+        "created_at": now,
+        "updated_at": now,
+        "delivery_failures": 0,
+    }
 
 
 def _line(bad: Bad) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,16 +117,28 @@ def newest(session: Session, program_id: int, limit: int = 10) -> Sequence[Membe
 
 def was_erased(session: Session, program: Program, phone: str) -> bool:
     """Whether this number asked to be erased: an import must not bring it back."""
-    return (
-        session.scalar(
-            select(Member.id).where(
+    return phone in erased_among(session, program, [phone])
+
+
+_ERASED_CHUNK = 500  # hashes per query, well under any database's limit on bound parameters
+
+
+def erased_among(session: Session, program: Program, phones: Iterable[str]) -> set[str]:
+    """The numbers among `phones` that asked to be erased (was_erased for many at once: only
+    the salted hash of an erased number is left to match)."""
+    hashes = {hash_phone(program, phone): phone for phone in phones}
+    keys = list(hashes)
+    erased: set[str] = set()
+    for start in range(0, len(keys), _ERASED_CHUNK):
+        found = session.scalars(
+            select(Member.phone_hash).where(
                 Member.program_id == program.id,
-                Member.phone_hash == hash_phone(program, phone),
+                Member.phone_hash.in_(keys[start : start + _ERASED_CHUNK]),
                 Member.status == ERASED,
             )
         )
-        is not None
-    )
+        erased.update(hashes[h] for h in found)
+    return erased
 
 
 def create(

@@ -7,25 +7,30 @@ saved as a screenshot in tests/browser/artifacts/ to look at."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from playwright.sync_api import expect
 
 from bot.app import create_app
 from bot.settings import Settings
-from store.database import open_database
-from tests.admin.conftest import OWNER, create_account, create_member
+from store.database import Database, open_database
+from tests.admin.conftest import OWNER, PASSWORD, create_account, create_member
 from tests.conftest import AUTH_TOKEN, create_club
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 5000
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1100, "height": 760}
+T = TypeVar("T")
 
 
 class LiveServer:
@@ -125,6 +130,19 @@ def run_apart(coroutine: Any) -> Any:
     return result[0]
 
 
+def on_database(url: str, use: Callable[[Database], Awaitable[T]]) -> T:
+    """`use(db)` on the live server's database, opened for it and closed after (run_apart)."""
+
+    async def run() -> T:
+        db = open_database(url)
+        try:
+            return await use(db)
+        finally:
+            await db.close()
+
+    return run_apart(run())
+
+
 @pytest.fixture
 def demo(demo_url: str) -> Demo:
     return run_apart(_fill(demo_url))
@@ -176,6 +194,14 @@ class Screens:
         self.taken.append(path)
         return path
 
+    def on_phone(self, page: Any, name: str) -> Path:
+        """A screenshot at a phone's width, the laptop's width restored after it."""
+        page.set_viewport_size(PHONE)
+        try:
+            return self(page, name)
+        finally:
+            page.set_viewport_size(LAPTOP)
+
 
 @pytest.fixture
 def screens(request: pytest.FixtureRequest) -> Screens:
@@ -185,10 +211,23 @@ def screens(request: pytest.FixtureRequest) -> Screens:
 @pytest.fixture
 def page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
     """A new browser tab (English browser, laptop-sized) on the live server."""
-    context = browser.new_context(
-        base_url=live_server.url, locale="en-GB", viewport={"width": 1100, "height": 760}
-    )
+    context = browser.new_context(base_url=live_server.url, locale="en-GB", viewport=LAPTOP)
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     yield tab
     context.close()
+
+
+def submit_sign_in(page: Any, password: str = PASSWORD) -> None:
+    """The sign-in form (already on the page) filled in for the owner and sent."""
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_in(page: Any, start: str = "/admin/sign-in", lands: str = r"/admin/$") -> None:
+    """The owner signs in through the form, going to `start` first (a page behind the sign-in
+    sends there), and is on a page whose address matches `lands` after it."""
+    page.goto(start)
+    submit_sign_in(page)
+    expect(page).to_have_url(re.compile(lands))

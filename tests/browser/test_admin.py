@@ -8,9 +8,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.admin.conftest import OWNER, PASSWORD
-from tests.browser.conftest import Demo, LiveServer, Screens
-
-PHONE = {"width": 390, "height": 844}
+from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, submit_sign_in
 
 
 def test_sign_in_see_the_club_open_a_member_and_sign_out(
@@ -21,9 +19,7 @@ def test_sign_in_see_the_club_open_a_member_and_sign_out(
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     screens(page, "sign-in")
 
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill("not the password")
-    page.get_by_role("button", name="Sign in").click()
+    submit_sign_in(page, password="not the password")
     expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
     expect(page.get_by_label("Email")).to_have_value(OWNER)
     expect(page.get_by_label("Password")).to_have_value("")
@@ -57,7 +53,7 @@ def test_sign_in_see_the_club_open_a_member_and_sign_out(
     page.set_viewport_size(PHONE)
     page.goto("/admin/")
     screens(page, "dashboard-phone")
-    page.set_viewport_size({"width": 1100, "height": 760})
+    page.set_viewport_size(LAPTOP)
 
     page.get_by_role("button", name="Logg ut").click()
     expect(page).to_have_url(re.compile(r"/admin/sign-in$"))

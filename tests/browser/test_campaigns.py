@@ -14,13 +14,10 @@ from sqlalchemy.orm import Session
 
 import locales
 from store import campaigns
-from store.database import open_database
+from store.database import Database
 from store.models import Program
-from tests.admin.conftest import OWNER, PASSWORD
-from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
+from tests.browser.conftest import Demo, LiveServer, Screens, on_database, sign_in
 
-LAPTOP = {"width": 1100, "height": 760}
-PHONE = {"width": 390, "height": 844}
 OSLO = ZoneInfo("Europe/Oslo")
 
 # Texts whose size the page and the server must agree on: plain, long, the extension table,
@@ -37,43 +34,20 @@ TEXTS = [
 ]
 
 
-def sign_in(page: Any) -> None:
-    page.goto("/admin/sign-in")
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-
-
-async def _server_sizes(url: str, club: int, texts: list[str]) -> list[tuple[str, int, int]]:
+async def _server_sizes(db: Database, club: int, texts: list[str]) -> list[tuple[str, int, int]]:
     """Each text sized as store.campaigns.sample_text sizes it (locales.sms.segments)."""
-    db = open_database(url)
-    try:
 
-        def work(session: Session) -> list[tuple[str, int, int]]:
-            program = session.get(Program, club)
-            assert program is not None
-            values = campaigns.sample_values(session, program, "nb")
-            sizes = []
-            for text in texts:
-                size = locales.segments(campaigns.compose(text.strip().format_map(values), "nb"))
-                sizes.append((size.encoding, size.units, size.segments))
-            return sizes
+    def work(session: Session) -> list[tuple[str, int, int]]:
+        program = session.get(Program, club)
+        assert program is not None
+        values = campaigns.sample_values(session, program, "nb")
+        sizes = []
+        for text in texts:
+            size = locales.segments(campaigns.compose(text.strip().format_map(values), "nb"))
+            sizes.append((size.encoding, size.units, size.segments))
+        return sizes
 
-        return await db.run(work)
-    finally:
-        await db.close()
-
-
-async def _plan_all(url: str) -> int:
-    """The scheduler's planner, run once on the live server's database."""
-    from scheduler.jobs import plan_broadcasts
-
-    db = open_database(url)
-    try:
-        return await plan_broadcasts(db)
-    finally:
-        await db.close()
+    return await db.run(work)
 
 
 def counter(page: Any) -> Any:
@@ -124,7 +98,7 @@ def test_compose_count_preview_and_schedule_a_campaign(
         )
         for sample in TEXTS
     ]
-    on_server = run_apart(_server_sizes(demo_url, demo.club, TEXTS))
+    on_server = on_database(demo_url, lambda db: _server_sizes(db, demo.club, TEXTS))
     assert [tuple(size) for size in in_page] == on_server
 
     page.get_by_label("Engelsk", exact=True).fill("Hi {first_name}! Christmas sale at {club}.")
@@ -145,9 +119,7 @@ def test_compose_count_preview_and_schedule_a_campaign(
     expect(page.locator('.sample[data-language="nb"] pre')).to_contain_text("Hei Kristoffer!")
     screens(page, "preview")
 
-    page.set_viewport_size(PHONE)
-    screens(page, "preview-phone")
-    page.set_viewport_size(LAPTOP)
+    screens.on_phone(page, "preview-phone")
 
     # Back to edit keeps what was typed; then on to the preview and schedule it.
     page.get_by_role("button", name="Tilbake og endre").click()
@@ -166,8 +138,7 @@ def test_compose_count_preview_and_schedule_a_campaign(
     row = page.locator("li[data-campaign]").filter(has_text="Julesalg")
     expect(row).to_contain_text("Planlagt")
     screens(page, "campaigns-list")
-    page.set_viewport_size(PHONE)
-    screens(page, "campaigns-list-phone")
+    screens.on_phone(page, "campaigns-list-phone")
 
 
 def test_bad_input_is_named_next_to_its_field(
@@ -184,8 +155,7 @@ def test_bad_input_is_named_next_to_its_field(
     expect(page.locator("#control-error")).to_contain_text("0 til 50")
     expect(page.get_by_label("Norsk", exact=True)).to_have_value("Hei {frist_name}!")
     screens(page, "errors")
-    page.set_viewport_size(PHONE)
-    screens(page, "errors-phone")
+    screens.on_phone(page, "errors-phone")
 
 
 def test_send_now_then_planned_shows_its_recipients_and_can_be_cancelled(
@@ -205,7 +175,9 @@ def test_send_now_then_planned_shows_its_recipients_and_can_be_cancelled(
     screens(page, "sent-now-before-planning")
 
     # The planner of the running scheduler, run once on the live server's database.
-    assert run_apart(_plan_all(demo_url)) == 2
+    from scheduler.jobs import plan_broadcasts
+
+    assert on_database(demo_url, plan_broadcasts) == 2
     page.reload()
     expect(page.locator('[data-kpi="planned"]')).to_have_text("2")
     recipients = page.locator("ul.recipients li")
@@ -213,9 +185,7 @@ def test_send_now_then_planned_shows_its_recipients_and_can_be_cancelled(
     expect(recipients.filter(has_text="Kari")).to_contain_text("+4791234567")
     expect(recipients.filter(has_text="Ola")).to_contain_text("I kø")
     screens(page, "planned-recipients")
-    page.set_viewport_size(PHONE)
-    screens(page, "planned-recipients-phone")
-    page.set_viewport_size(LAPTOP)
+    screens.on_phone(page, "planned-recipients-phone")
 
     page.get_by_role("link", name="Avbryt kampanjen").click()
     expect(page.get_by_role("heading", name=re.compile("Avbryte"))).to_be_visible()

@@ -14,40 +14,27 @@ from playwright.sync_api import expect
 from sqlalchemy.orm import Session
 
 from bot.demo import fill_demo
-from store.database import open_database
+from store.database import Database
 from store.models import Program
-from tests.admin.conftest import OWNER, PASSWORD
-from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
-
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1100, "height": 760}
+from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, on_database, sign_in
 
 
-async def _fill(url: str, club: int) -> None:
-    db = open_database(url)
-    try:
+async def _fill(db: Database, club: int) -> None:
+    def work(session: Session) -> None:
+        fill_demo(session, session.get(Program, club), dt.datetime.now(dt.UTC), count=120)
 
-        def work(session: Session) -> None:
-            fill_demo(session, session.get(Program, club), dt.datetime.now(dt.UTC), count=120)
-
-        await db.run(work)
-    finally:
-        await db.close()
+    await db.run(work)
 
 
 @pytest.fixture
 def demo_data(demo_url: str, demo: Demo) -> None:
-    run_apart(_fill(demo_url, demo.club))
+    on_database(demo_url, lambda db: _fill(db, demo.club))
 
 
 def test_the_dashboard_its_periods_charts_and_top_10(
     page: Any, live_server: LiveServer, demo: Demo, demo_data: None, screens: Screens
 ) -> None:
-    page.goto("/admin/sign-in")
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
+    sign_in(page)
     expect(page.get_by_role("heading", name="Oversikt", level=1)).to_be_visible()
     expect(page.locator('[data-kpi="active"]')).not_to_have_text("0")
     expect(page.get_by_role("link", name="30 dager")).to_have_attribute("aria-current", "true")

@@ -10,21 +10,17 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from store.database import open_database
-from tests.admin.conftest import OWNER, PASSWORD
+from tests.admin.conftest import OWNER
 from tests.admin.members_data import with_history
-from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
-
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1100, "height": 760}
-
-
-async def _history(url: str, member_id: int) -> None:
-    db = open_database(url)
-    try:
-        await with_history(db, member_id)
-    finally:
-        await db.close()
+from tests.browser.conftest import (
+    LAPTOP,
+    PHONE,
+    Demo,
+    LiveServer,
+    Screens,
+    on_database,
+    submit_sign_in,
+)
 
 
 def test_find_adjust_export_and_erase_members(
@@ -37,12 +33,10 @@ def test_find_adjust_export_and_erase_members(
 ) -> None:
     kari, ola = demo.members["Kari"], demo.members["Ola"]
     # Kari has consented by SMS, texted, earned 120 points and holds a welcome coupon.
-    run_apart(_history(demo_url, kari))
+    on_database(demo_url, lambda db: with_history(db, kari))
     page.goto("/admin/members")
     expect(page).to_have_url(re.compile(r"/admin/sign-in\?next=/admin/members$"))
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    submit_sign_in(page)
 
     # The list: the newest members, counted.
     expect(page).to_have_url(re.compile(r"/admin/members$"))

@@ -10,51 +10,42 @@ from typing import Any
 from playwright.sync_api import expect
 from sqlalchemy.orm import Session
 
-from store.database import open_database
+from store.database import Database
 from store.models import Member
-from tests.admin.conftest import OWNER, PASSWORD, create_member
-from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
+from tests.admin.conftest import create_member
+from tests.browser.conftest import (
+    Demo,
+    LiveServer,
+    Screens,
+    on_database,
+    sign_in,
+)
 
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1100, "height": 760}
 
-
-async def swedes_and_birthdays(url: str, demo: Demo) -> None:
+async def swedes_and_birthdays(db: Database, demo: Demo) -> None:
     """Kari (nb, 46), Ola (nb, 25), Sven (sv, 36) and Anna (sv, no birthday)."""
-    db = open_database(url)
-    try:
-        demo.members["Sven"] = await create_member(db, demo.club, "+46701000003", "Sven")
-        demo.members["Anna"] = await create_member(db, demo.club, "+46701000004", "Anna")
-        facts = {
-            "Kari": ("nb", dt.date(1980, 5, 1)),
-            "Ola": ("nb", dt.date(2001, 1, 2)),
-            "Sven": ("sv", dt.date(1990, 5, 3)),
-            "Anna": ("sv", None),
-        }
+    demo.members["Sven"] = await create_member(db, demo.club, "+46701000003", "Sven")
+    demo.members["Anna"] = await create_member(db, demo.club, "+46701000004", "Anna")
+    facts = {
+        "Kari": ("nb", dt.date(1980, 5, 1)),
+        "Ola": ("nb", dt.date(2001, 1, 2)),
+        "Sven": ("sv", dt.date(1990, 5, 3)),
+        "Anna": ("sv", None),
+    }
 
-        def work(session: Session) -> None:
-            for name, (language, birthday) in facts.items():
-                member = session.get(Member, demo.members[name])
-                assert member is not None
-                member.language, member.birthday = language, birthday
+    def work(session: Session) -> None:
+        for name, (language, birthday) in facts.items():
+            member = session.get(Member, demo.members[name])
+            assert member is not None
+            member.language, member.birthday = language, birthday
 
-        await db.run(work)
-    finally:
-        await db.close()
-
-
-def sign_in(page: Any) -> None:
-    page.goto("/admin/sign-in")
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
+    await db.run(work)
 
 
 def test_build_a_segment_watch_the_count_and_find_it_in_the_list(
     page: Any, live_server: LiveServer, demo: Demo, demo_url: str, screens: Screens
 ) -> None:
-    run_apart(swedes_and_birthdays(demo_url, demo))
+    on_database(demo_url, lambda db: swedes_and_birthdays(db, demo))
     sign_in(page)
     page.get_by_role("link", name="Segmenter").click()
     expect(page.get_by_role("heading", name="Segmenter", level=1)).to_be_visible()
@@ -123,9 +114,7 @@ def test_build_a_segment_watch_the_count_and_find_it_in_the_list(
     group.get_by_role("button", name="Fjern gruppen").click()
     expect(count).to_have_text("1 medlem")
 
-    page.set_viewport_size(PHONE)
-    screens(page, "builder-phone")
-    page.set_viewport_size(LAPTOP)
+    screens.on_phone(page, "builder-phone")
 
     page.get_by_label("Navn på segmentet").fill("Svenske voksne")
     page.get_by_role("button", name="Lagre segmentet").click()
@@ -134,9 +123,7 @@ def test_build_a_segment_watch_the_count_and_find_it_in_the_list(
     row = page.locator(".segment-list li", has_text="Svenske voksne")
     expect(row).to_contain_text("1 medlem")
     screens(page, "segments-list")
-    page.set_viewport_size(PHONE)
-    screens(page, "segments-list-phone")
-    page.set_viewport_size(LAPTOP)
+    screens.on_phone(page, "segments-list-phone")
 
     # Opened again, the builder shows the two conditions as they were saved.
     row.get_by_role("link", name="Svenske voksne", exact=True).click()

@@ -10,39 +10,30 @@ from typing import Any
 from playwright.sync_api import expect
 
 from store import campaigns, journeys, programs
-from store.database import open_database
-from tests.admin.conftest import OWNER, PASSWORD
-from tests.browser.conftest import Demo, LiveServer, Screens, run_apart
-
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1100, "height": 760}
+from store.database import Database
+from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, on_database, sign_in
 
 
-async def _stored(url: str, club: int) -> dict[str, Any]:
-    db = open_database(url)
-    try:
+def _stored(url: str, club: int) -> dict[str, Any]:
+    def read(session: Any) -> dict[str, Any]:
+        program = programs.get(session, club)
+        found = {j.trigger: j for j in journeys.all_of(session, club)}
+        return {
+            "cap": program.marketing_per_month,
+            "quiet": (program.quiet_start, program.quiet_end),
+            "birthday": found.get("birthday"),
+        }
 
-        def read(session: Any) -> dict[str, Any]:
-            program = programs.get(session, club)
-            found = {j.trigger: j for j in journeys.all_of(session, club)}
-            return {
-                "cap": program.marketing_per_month,
-                "quiet": (program.quiet_start, program.quiet_end),
-                "birthday": found.get("birthday"),
-            }
-
+    async def use(db: Database) -> dict[str, Any]:
         return await db.run(read)
-    finally:
-        await db.close()
+
+    return on_database(url, use)
 
 
 def test_cap_quiet_hours_a_journey_and_an_api_key(
     page: Any, live_server: LiveServer, demo: Demo, demo_url: str, screens: Screens
 ) -> None:
-    page.goto("/admin/settings")
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, start="/admin/settings", lands=r"/admin/settings$")
     expect(page.get_by_role("heading", name="Innstillinger", level=1)).to_be_visible()
     screens(page, "settings")
 
@@ -55,7 +46,7 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     expect(page.locator("#messages-quiet_start")).to_have_value("21")
     page.locator("#messages").scroll_into_view_if_needed()
     screens(page, "messages-refused")
-    assert run_apart(_stored(demo_url, demo.club))["cap"] == 2
+    assert _stored(demo_url, demo.club)["cap"] == 2
 
     page.locator("#messages-marketing_per_month").fill("1")
     page.locator("#messages-quiet_end").fill("8")
@@ -64,7 +55,7 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     expect(page.locator("#messages").get_by_role("status")).to_have_text("Lagret.")
     expect(page.locator("#messages-marketing_per_month")).to_have_value("1")
     screens(page, "messages-saved")
-    stored = run_apart(_stored(demo_url, demo.club))
+    stored = _stored(demo_url, demo.club)
     assert (stored["cap"], stored["quiet"]) == (1, (21, 8))
 
     # The birthday journey: on the page as off (not set up yet); turned on with a text, then off.
@@ -87,7 +78,7 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
         "Gratulerer, {first_name}! Hilsen {club}"
     )
     screens(page, "journey-saved")
-    journey = run_apart(_stored(demo_url, demo.club))["birthday"]
+    journey = _stored(demo_url, demo.club)["birthday"]
     assert journey.status == campaigns.PAUSED
     assert journey.texts["nb"] == "Gratulerer, {first_name}! Hilsen {club}"
 

@@ -9,11 +9,8 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.admin.conftest import OWNER, PASSWORD
-from tests.browser.conftest import Demo, LiveServer, Screens
+from tests.browser.conftest import Demo, LiveServer, Screens, sign_in
 
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1100, "height": 760}
 # Line 3 is not a number; line 5 repeats line 2's number.
 CSV = (
     "\ufeffTelefon;Fornavn;Språk;Fødselsdato;Samtykkedato;Kilde\r\n"
@@ -25,14 +22,6 @@ CSV = (
 )
 
 
-def sign_in(page: Any) -> None:
-    page.goto("/admin/sign-in")
-    page.get_by_label("Email").fill(OWNER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-
-
 def test_import_a_file_with_two_bad_rows_then_export_the_members(
     page: Any, live_server: LiveServer, demo: Demo, screens: Screens, tmp_path: Path
 ) -> None:
@@ -41,9 +30,7 @@ def test_import_a_file_with_two_bad_rows_then_export_the_members(
     expect(page).to_have_url(re.compile(r"/admin/transfer$"))
     expect(page.get_by_role("heading", name="Importer medlemmer")).to_be_visible()
     screens(page, "transfer")
-    page.set_viewport_size(PHONE)
-    screens(page, "transfer-phone")
-    page.set_viewport_size(LAPTOP)
+    screens.on_phone(page, "transfer-phone")
 
     upload = tmp_path / "medlemmer.csv"
     upload.write_bytes(CSV.encode())
@@ -60,9 +47,7 @@ def test_import_a_file_with_two_bad_rows_then_export_the_members(
     expect(page.get_by_label("Telefonnummer")).to_have_value("0")
     expect(page.get_by_label("Bevis for samtykke")).to_have_value("5")
     screens(page, "preview")
-    page.set_viewport_size(PHONE)
-    screens(page, "preview-phone")
-    page.set_viewport_size(LAPTOP)
+    screens.on_phone(page, "preview-phone")
 
     page.get_by_label("Importer de riktige radene og hopp over de feil").check()
     page.get_by_role("button", name="Importer", exact=True).click()

@@ -225,3 +225,51 @@ async def test_a_known_or_erased_number_is_bad_and_the_mode_decides(
     assert (landed.imported, landed.refused) == (imported, mode == "all")
     count = await db.run(lambda s: s.scalar(select(func.count()).select_from(ConsentEvent)) or 0)
     assert count == imported
+
+
+async def test_erased_among_is_was_erased_for_many_numbers(db: Database) -> None:
+    club = await create_club(db)
+    phones = ["+4791234567", "+4798765432", "+4741234567", "+4741234568"]
+
+    def work(session: Session) -> tuple[set[str], list[bool]]:
+        program = programs.get(session, club)
+        assert program is not None
+        members.create(session, program, phones[0], status=members.STOPPED, now=now())
+        for phone in phones[1:3]:
+            gone = members.create(session, program, phone, status=members.ACTIVE, now=now())
+            members.erase(session, gone, now())
+        among = members.erased_among(session, program, phones)
+        return among, [members.was_erased(session, program, p) for p in phones]
+
+    among, one_by_one = await db.run(work)
+    assert among == {phones[1], phones[2]}
+    assert one_by_one == [p in among for p in phones]
+
+
+async def test_record_many_writes_what_record_writes(db: Database) -> None:
+    club = await create_club(db)
+    at = now()
+
+    def work(session: Session) -> list[tuple[object, ...]]:
+        program = programs.get(session, club)
+        assert program is not None
+        kari = members.create(session, program, "+4791234567", status=members.ACTIVE, now=at)
+        ola = members.create(session, program, "+4798765432", status=members.ACTIVE, now=at)
+        session.flush()
+        words = {"wording_id": "w1", "wording_language": "nb", "wording_text": "ja"}
+        consent.record(
+            session, kari, action=consent.GRANT, channel="import", evidence="e", now=at, **words
+        )
+        grant = consent.Grant(program.id, ola.id, evidence="e", created_at=at, **words)
+        consent.record_many(session, [grant], channel="import")
+        consent.record_many(session, [], channel="import")
+        with pytest.raises(ValueError, match="channel"):
+            consent.record_many(session, [grant], channel="fax")
+        events = session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)).all()
+        columns = [
+            c.key for c in ConsentEvent.__table__.columns if c.key not in ("id", "member_id")
+        ]
+        return [tuple(getattr(e, c) for c in columns) for e in events]
+
+    first, second = await db.run(work)
+    assert first == second
