@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +14,7 @@ from babel.numbers import get_currency_precision
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
+from bot.admin.amounts import parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import local_date, page, path_id
 from bot.keys import DB
@@ -565,24 +566,6 @@ def _numbers(
         else:
             values[name] = amount
     return values, errors
-
-
-def parse_money(raw: str, precision: int) -> int | None:
-    """An amount typed in the currency ("0,50", "0.5", "12") in minor units; None if it is not
-    one (letters, a negative, more decimals than the currency has)."""
-    text = raw.strip().replace(" ", "").replace("\u00a0", "").replace(",", ".")
-    if not text or len(text) > 15 or text.count(".") > 1:
-        return None
-    if not text.replace(".", "").isdigit():
-        return None
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        return None
-    minor = amount.scaleb(precision)
-    if minor != minor.to_integral_value():
-        return None
-    return int(minor)
 
 
 def money_text(minor: int, precision: int, language: str) -> str:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as default
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +25,7 @@ from babel.numbers import get_currency_precision
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
+from bot.admin.amounts import parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import local_date, page, path_id
 from bot.keys import DB
@@ -381,10 +382,10 @@ def _leaf_value(condition: Condition, spec: FieldSpec, currency: str) -> dict[st
             raise FormError("admin.segments.error.words")
         leaf["value"] = [_whole(w) for w in words] if spec.kind == IDS else words
     else:
-        scale = 10 ** get_currency_precision(currency) if spec.kind == MONEY else 1
-        low = _number(condition.value, scale)
+        decimals = get_currency_precision(currency) if spec.kind == MONEY else None
+        low = _number(condition.value, decimals)
         if op == "between":
-            high = _number(condition.high, scale)
+            high = _number(condition.high, decimals)
             if low > high:
                 raise FormError("admin.segments.error.order")
             leaf["value"] = [low, high]
@@ -402,18 +403,14 @@ def _whole(value: str) -> int:
     return int(value)
 
 
-def _number(value: str, scale: int) -> int:
-    """A whole number, or an amount in major units ("149,50") as minor units."""
-    if scale == 1:
+def _number(value: str, decimals: int | None) -> int:
+    """A whole number (decimals None), or an amount in major units ("149,50") as minor units."""
+    if decimals is None:
         return _whole(value)
-    cleaned = value.strip().replace(" ", "").replace("\u00a0", "").replace(",", ".")
-    try:
-        amount = Decimal(cleaned) * scale
-    except InvalidOperation:
-        raise FormError("admin.segments.error.number") from None
-    if not amount.is_finite() or amount != amount.to_integral_value() or len(cleaned) > 24:
+    amount = parse_money(value, decimals)
+    if amount is None:
         raise FormError("admin.segments.error.number")
-    return int(amount)
+    return amount
 
 
 def mark(builder: Builder, meaning: Meaning, refused: InvalidInput) -> None:
