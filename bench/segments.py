@@ -96,6 +96,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "tier_id",
         "store",
         "delivery_failures",
+        "last_purchase_at",
     ),
     "profile_answers": ("id", "program_id", "member_id", "question_id", "value", "answered_at"),
     "purchases": (
@@ -208,6 +209,7 @@ class Generator:
                 tier,
                 store,
                 0,
+                None,
             )
         )
         if erased:
@@ -218,7 +220,8 @@ class Generator:
         if rng.random() < 0.35:
             self.answer(rows, base, member_id, club.size, [rng.choice(SIZES)], created)
         if rng.random() < 0.3:
-            self.purchases(rows, base, member_id, created)
+            last = self.purchases(rows, base, member_id, created)
+            rows.members[-1] = (*rows.members[-1][:-1], last)
         if rng.random() < 0.4:
             self.lots(rows, base, member_id, created)
 
@@ -239,8 +242,10 @@ class Generator:
 
     def purchases(
         self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime
-    ) -> None:
+    ) -> dt.datetime:
+        """The member's purchases; returns the last one's time (members.last_purchase_at)."""
         rng = self.rng
+        last = since
         span = max(60.0, (self.now - since).total_seconds())
         # Most buyers buy a few times, some often: 1 to 25 purchases, about 3 on average.
         for _ in range(min(25, 1 + int(rng.expovariate(0.5)))):
@@ -248,6 +253,7 @@ class Generator:
             self.ids["purchases"] += 1
             # Recent purchases are more common than old ones.
             at = self.now - dt.timedelta(seconds=span * rng.random() ** 1.5)
+            last = max(last, at)
             lines = []
             for line_no in range(1, rng.choice((1, 1, 2, 3)) + 1):
                 amount = int(rng.lognormvariate(10.5, 0.9))
@@ -285,6 +291,7 @@ class Generator:
                         amount // 100,
                     )
                 )
+        return last
 
     def lots(self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime) -> None:
         rng = self.rng

@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from scheduler import journeys, loyalty, sender
 from scheduler.gateway import Gateway
 from scheduler.leader import Leadership
-from store import campaigns, sending
+from store import campaigns, reports, sending
 from store.database import Database
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,15 @@ async def plan_broadcasts(
                 log.info("campaign %s planned", campaign_id)
                 break
     return written
+
+
+async def store_campaign_results(db: Database, now: Clock = utc_now) -> int:
+    """Count again the results of every sent broadcast that can still change, one campaign per
+    transaction, and keep them for the dashboard. Returns how many were counted."""
+    due = await db.run(lambda session: reports.unsettled_results(session, now()))
+    for campaign_id in due:
+        await db.run(functools.partial(reports.store_results, campaign_id=campaign_id, now=now()))
+    return len(due)
 
 
 def _led(leadership: Leadership, job: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -127,6 +136,15 @@ async def running_scheduler(
         args=(db,),
         id="loyalty-daily",
         next_run_time=soon + dt.timedelta(seconds=30),
+        **every,
+    )
+    scheduler.add_job(
+        _tracked(running, _led(leadership, store_campaign_results)),
+        "interval",
+        minutes=reports.RESULTS_EVERY_MINUTES,
+        args=(db,),
+        id="campaign-results",
+        next_run_time=soon + dt.timedelta(seconds=40),
         **every,
     )
     scheduler.start()

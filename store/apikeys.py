@@ -28,6 +28,8 @@ PREFIX = "klubb"
 MAX_NAME = 60  # ApiKey.name
 MAX_STORE = 40  # ApiKey.store, Purchase.store
 # klubb_<8 hex>_<32 of base64url>: the random part may itself contain "_".
+# A key's last use is the minute it was last used in: a write per request would be too many.
+USE_RECORDED_EVERY = dt.timedelta(minutes=1)
 _SECRET = re.compile(rf"{PREFIX}_([0-9a-f]{{8}})_[A-Za-z0-9_-]{{32}}")
 
 
@@ -95,8 +97,9 @@ def create(
     return key, secret
 
 
-def verify(session: Session, secret: str) -> Caller | None:
-    """The caller a secret belongs to, or None (unknown, malformed or revoked)."""
+def verify(session: Session, secret: str, now: dt.datetime | None = None) -> Caller | None:
+    """The caller a secret belongs to, or None (unknown, malformed or revoked). Given `now`,
+    the key's last use is set to it, at most once every USE_RECORDED_EVERY."""
     # Checked before the query: a malformed secret (a NUL, which PostgreSQL refuses in text)
     # never reaches the database.
     matched = _SECRET.fullmatch(secret)
@@ -107,6 +110,10 @@ def verify(session: Session, secret: str) -> Caller | None:
         return None
     if not hmac.compare_digest(key.secret_hash, _digest(secret)):
         return None
+    if now is not None and (
+        key.last_used_at is None or now - key.last_used_at >= USE_RECORDED_EVERY
+    ):
+        key.last_used_at = now
     return Caller(key.id, key.program_id, key.name, key.store, frozenset(key.scopes))
 
 

@@ -131,6 +131,12 @@ class Member(Base):
         # Reports: members by status, joined in a period, at a store, without reading the rows
         # (1M members: 5 s -> 0.1 s on SQLite).
         Index("ix_members_program_status_joined", "program_id", "status", "joined_at", "store"),
+        # The newest members first (the admin's lists), without sorting the club's members.
+        Index("ix_members_program_id", "program_id", "id"),
+        # Reports: members by days since their last purchase, as ranges of this index.
+        Index(
+            "ix_members_program_status_last_purchase", "program_id", "status", "last_purchase_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -161,6 +167,9 @@ class Member(Base):
     # says opted out or invalid, or it kept failing); a flagged number gets no marketing.
     delivery_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     undeliverable_at: Mapped[dt.datetime | None]
+    # When the member last bought (the latest purchase's occurred_at), kept by
+    # purchases.record: the dashboard's recency counts read it instead of every purchase.
+    last_purchase_at: Mapped[dt.datetime | None]
 
 
 class ConsentEvent(Base):
@@ -370,6 +379,10 @@ class Campaign(Base):
     created_at: Mapped[dt.datetime]
     planned_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # A broadcast's report as store.reports last counted it, and when: the dashboard reads it
+    # instead of counting every message again (see reports.campaign_results).
+    results: Mapped[dict[str, Any] | None]
+    results_at: Mapped[dt.datetime | None]
 
 
 class Tier(Base):
@@ -423,8 +436,15 @@ class Purchase(Base):
     __table_args__ = (
         UniqueConstraint("program_id", "transaction_id"),
         Index("ix_purchases_member_occurred", "member_id", "occurred_at"),
-        # Segments: who bought within a period, at a store.
-        Index("ix_purchases_program_occurred", "program_id", "occurred_at", "member_id"),
+        # Segments: who bought within a period; reports: a period's purchases, revenue, buyers
+        # and top customers, from the index alone.
+        Index(
+            "ix_purchases_program_occurred_total",
+            "program_id",
+            "occurred_at",
+            "member_id",
+            "total_minor",
+        ),
         # Segments: each member's purchases in one run (count, amount, last purchase, store),
         # grouped by member without a sort or a read of the rows (store/segments.py).
         Index(
@@ -663,6 +683,8 @@ class ApiKey(Base):
     scopes: Mapped[list[Any]]
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
+    # Set by apikeys.verify at most once a minute (a write per API call would be too many).
+    last_used_at: Mapped[dt.datetime | None]
 
 
 class AdminAccount(Base):

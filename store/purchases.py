@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from store.errors import Conflict, InvalidInput, NotFound
 from store.models import (
     BonusRule,
     CouponTemplate,
+    Member,
     PointMultiplier,
     Program,
     PunchCard,
@@ -128,6 +129,19 @@ _INSERT_PURCHASE = {
     for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 _INSERT_LINES = insert(_LINES)
+_MEMBERS = Member.__table__
+# A purchase told late (a till's backlog) doesn't move the member's last purchase back.
+_LAST_PURCHASE = (
+    update(_MEMBERS)
+    .where(
+        _MEMBERS.c.id == bindparam("member"),
+        or_(
+            _MEMBERS.c.last_purchase_at.is_(None),
+            _MEMBERS.c.last_purchase_at < bindparam("at", type_=_MEMBERS.c.last_purchase_at.type),
+        ),
+    )
+    .values(last_purchase_at=bindparam("at"))
+)
 
 
 def record(
@@ -180,6 +194,7 @@ def record(
     purchase_id = conn.execute(_INSERT_PURCHASE[conn.dialect.name], values).scalar()
     if purchase_id is None:
         return _again(session, program, transaction_id, fingerprint, now)
+    conn.execute(_LAST_PURCHASE, {"member": member_id, "at": occurred_at})
     conn.execute(
         _INSERT_LINES,
         [

@@ -23,13 +23,14 @@ What the words mean, once for all of them:
   sends nothing. So the share of sales made by members and the average purchase of non-members
   are not known, and are given as None (see PurchaseFigures), never estimated.
 
-What it costs (a club of 1,000,000 members with 742,400 purchases, 110,000 of them in a 30-day
-period; SQLite, and PostgreSQL 15, on 2 busy CPUs): member_figures 0.1 s / 0.26 s given an
-index on members (program_id, status, joined_at, store), which the per-status counts and the
-joined_at ranges read alone (without it every count reads the whole table: 5 s / 1.5 s);
-purchase_figures 0.2-0.55 s; recency 0.7-1.1 s / 1.1-1.5 s (it reads every purchase of the
-club once, grouped by member, and looks up each buyer's status); top_customers 0.3 s / 0.7 s;
-campaign_results about 0.4 s per 100,000 messages of the period's campaigns (SQLite).
+What it costs (a club of 1,000,000 members with 743,000 purchases, 120,000 of them in a 30-day
+period; SQLite on 2 quiet CPUs, bench/dashboard.py): member_figures 40 ms, given an index on
+members (program_id, status, joined_at, store) that the per-status counts and the joined_at
+ranges read alone; purchase_figures 110 ms and top_customers 130 ms from the covering index
+purchases (program_id, occurred_at, member_id, total_minor); recency 30 ms, as range counts of
+members (program_id, status, last_purchase_at), which purchases.record keeps; campaign_results
+about 0.2 s per 100,000 messages when counted, which is why the dashboard reads them as the
+scheduler stored them (store_results) while they are fresh.
 """
 
 from __future__ import annotations
@@ -411,43 +412,26 @@ class Recency:
 
 def recency(session: Session, program: Program, now: dt.datetime) -> list[Recency]:
     """Members (active) by whole days since their last purchase at `now`, as segments count
-    days (a purchase 36 hours ago is 1 day ago), in RECENCY's buckets and `never`."""
-    last = (
-        select(
-            _PURCHASES.c.member_id.label("member_id"),
-            func.max(_PURCHASES.c.occurred_at).label("last"),
-        )
-        .where(_PURCHASES.c.program_id == program.id)
-        .group_by(_PURCHASES.c.member_id)
-        .subquery()
-    )
-    # days <= high  <=>  the last purchase is after the instant high + 1 days before now.
-    bucket = case(
-        *(
-            (last.c.last > literal(now - (high + 1) * _DAY, _INSTANT), literal_column(str(i)))
-            for i, (_, _, high) in enumerate(RECENCY)
-            if high is not None
-        ),
-        else_=literal_column(str(len(RECENCY) - 1)),
-    )
-    # Buyers only, each found by its primary key: the members who never bought are the rest.
-    labelled = (
-        select(bucket.label("bucket"))
-        .select_from(last.join(_MEMBERS, _MEMBERS.c.id == last.c.member_id))
-        .where(_MEMBERS.c.status == members.ACTIVE)
-        .subquery()
-    )
-    counts = dict(
-        session.execute(select(labelled.c.bucket, func.count()).group_by(labelled.c.bucket)).all()
-    )
-    active = session.scalar(
-        select(func.count()).where(
-            _MEMBERS.c.program_id == program.id, _MEMBERS.c.status == members.ACTIVE
-        )
-    )
-    out = [Recency(label, int(counts.get(i, 0))) for i, (label, _, _) in enumerate(RECENCY)]
-    out.append(Recency(NEVER, int(active or 0) - sum(r.members for r in out)))
-    return out
+    days (a purchase 36 hours ago is 1 day ago), in RECENCY's buckets and `never`: a range
+    count each of the members' (program_id, status, last_purchase_at) index."""
+    active = and_(_MEMBERS.c.program_id == program.id, _MEMBERS.c.status == members.ACTIVE)
+    last = _MEMBERS.c.last_purchase_at
+
+    def after(days: int) -> ColumnElement[bool]:
+        # days since <= n  <=>  the last purchase is after the instant n + 1 days before now.
+        return last > literal(now - (days + 1) * _DAY, _INSTANT)
+
+    counts = []
+    for _, low, high in RECENCY:
+        where = [active]
+        if low > 0:
+            where.append(~after(low - 1))
+        where.append(after(high) if high is not None else last.is_not(None))
+        counts.append(select(func.count()).where(*where).scalar_subquery())
+    counts.append(select(func.count()).where(active, last.is_(None)).scalar_subquery())
+    row = session.execute(select(*counts)).one()
+    labels = [label for label, _, _ in RECENCY] + [NEVER]
+    return [Recency(label, int(n)) for label, n in zip(labels, row, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +559,16 @@ class CampaignResult:
     control: Group
     window_ends: dt.datetime | None  # the last planned moment + REVENUE_DAYS; None: not sent
     complete: bool  # the window has passed: the revenue figures are final
+    # When these figures were counted (the moment asked for, unless they were stored), and
+    # from when on a count can't change any more: the window has passed and every coupon the
+    # campaign issued has expired (None: the campaign is not sent yet).
+    counted_at: dt.datetime
+    settles_at: dt.datetime | None
+
+    @property
+    def settled(self) -> bool:
+        """Counted after the last moment anything could change them."""
+        return self.settles_at is not None and self.counted_at >= self.settles_at
 
     @property
     def opt_outs(self) -> int:
@@ -597,18 +591,48 @@ class CampaignResult:
         return float((treated - held) / held)
 
 
+# A broadcast whose stored results are younger than this is shown as stored (the scheduler
+# counts them again every RESULTS_EVERY_MINUTES until they settle).
+RESULTS_FRESH = dt.timedelta(minutes=15)
+RESULTS_EVERY_MINUTES = 10
+# The figures of CampaignResult kept in campaigns.results.
+_COUNTS = (
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "skipped",
+    "held_out",
+    "coupons_issued",
+    "coupons_redeemed",
+)
+_GROUP = ("members", "buyers", "revenue_minor", "opt_outs")
+_RESULT_COLUMNS = (
+    Campaign.id,
+    Campaign.name,
+    Campaign.status,
+    Campaign.send_at,
+    Campaign.control_percent,
+    Campaign.results,
+    Campaign.results_at,
+)
+
+
 def campaign_results(
-    session: Session, program: Program, per: Period, now: dt.datetime
+    session: Session,
+    program: Program,
+    per: Period,
+    now: dt.datetime,
+    *,
+    stored: dt.timedelta | None = None,
 ) -> list[CampaignResult]:
-    """Every broadcast of the club whose send time is in the period, in send order."""
+    """Every broadcast of the club whose send time is in the period, in send order.
+
+    Counted at `now`, unless `stored` is given: then a broadcast's results as last stored
+    (store_results) are taken when they are younger than that or settled, and only the others
+    are counted (about 0.3 s per 100,000 messages on SQLite)."""
     chosen = session.execute(
-        select(
-            Campaign.id,
-            Campaign.name,
-            Campaign.status,
-            Campaign.send_at,
-            Campaign.control_percent,
-        )
+        select(*_RESULT_COLUMNS)
         .where(
             Campaign.program_id == program.id,
             Campaign.kind == campaigns.BROADCAST,
@@ -617,8 +641,103 @@ def campaign_results(
         )
         .order_by(Campaign.send_at, Campaign.id)
     ).all()
+    kept = {}
+    if stored is not None:
+        for row in chosen:
+            result = _stored(row, now)
+            if result is not None and (_settled(result) or now - result.counted_at < stored):
+                kept[row.id] = result
+    counted = _count_results(session, program, [r for r in chosen if r.id not in kept], now)
+    return [kept.get(row.id) or counted[row.id] for row in chosen]
+
+
+def unsettled_results(session: Session, now: dt.datetime) -> list[int]:
+    """The sent broadcasts (of every club) whose stored results have not settled: what the
+    scheduler counts again (store_results), so the dashboard reads them."""
+    rows = session.execute(
+        select(*_RESULT_COLUMNS).where(
+            Campaign.kind == campaigns.BROADCAST,
+            Campaign.status.in_((campaigns.SENDING, campaigns.DONE, campaigns.CANCELLED)),
+            Campaign.send_at.is_not(None),
+        )
+    ).all()
+    return sorted(row.id for row in rows if not _settled(_stored(row, now)))
+
+
+def store_results(session: Session, campaign_id: int, now: dt.datetime) -> CampaignResult | None:
+    """Count a broadcast's results now and keep them in the campaign (None: no such sent
+    broadcast)."""
+    row = session.execute(
+        select(*_RESULT_COLUMNS, Campaign.program_id).where(
+            Campaign.id == campaign_id,
+            Campaign.kind == campaigns.BROADCAST,
+            Campaign.send_at.is_not(None),
+        )
+    ).one_or_none()
+    program = session.get(Program, row.program_id) if row is not None else None
+    if row is None or program is None:
+        return None
+    result = _count_results(session, program, [row], now)[campaign_id]
+    session.execute(
+        Campaign.__table__.update()
+        .where(Campaign.__table__.c.id == campaign_id)
+        .values(results=_to_json(result), results_at=now)
+    )
+    return result
+
+
+def _settled(result: CampaignResult | None) -> bool:
+    return result is not None and result.settled
+
+
+def _to_json(result: CampaignResult) -> dict[str, Any]:
+    out: dict[str, Any] = {name: getattr(result, name) for name in _COUNTS}
+    for side in ("recipients", "control"):
+        group = getattr(result, side)
+        out[side] = [getattr(group, name) for name in _GROUP]
+    for name in ("window_ends", "settles_at"):
+        moment = getattr(result, name)
+        out[name] = None if moment is None else moment.isoformat()
+    return out
+
+
+def _stored(row: Any, now: dt.datetime) -> CampaignResult | None:
+    """A campaign's stored results, with its name and status as they are now; None when
+    there are none, or they are of a form this code doesn't read."""
+    data, counted_at = row.results, row.results_at
+    if not data or counted_at is None:
+        return None
+    try:
+        moments = {
+            name: None if data[name] is None else dt.datetime.fromisoformat(data[name])
+            for name in ("window_ends", "settles_at")
+        }
+        counts = {name: int(data[name]) for name in _COUNTS}
+        groups = {side: Group(*(int(v) for v in data[side])) for side in ("recipients", "control")}
+    except (KeyError, TypeError, ValueError):
+        return None
+    ends = moments["window_ends"]
+    return CampaignResult(
+        id=row.id,
+        name=row.name,
+        status=row.status,
+        send_at=row.send_at,
+        control_percent=row.control_percent,
+        **counts,
+        **groups,
+        window_ends=ends,
+        complete=ends is not None and ends <= now,
+        counted_at=counted_at,
+        settles_at=moments["settles_at"],
+    )
+
+
+def _count_results(
+    session: Session, program: Program, chosen: Sequence[Any], now: dt.datetime
+) -> dict[int, CampaignResult]:
+    """The results of these broadcasts of the club, counted now: {campaign id: result}."""
     if not chosen:
-        return []
+        return {}
     ids = [row.id for row in chosen]
     dialect = session.get_bind().dialect.name
     of_them = _OUTBOX.c.campaign_id.in_(ids)
@@ -705,12 +824,13 @@ def campaign_results(
         + cast(_OUTBOX.c.member_id, String)
     )
     issued = {
-        campaign_id: (int(n), int(redeemed or 0))
-        for campaign_id, n, redeemed in session.execute(
+        campaign_id: (int(n), int(redeemed or 0), until)
+        for campaign_id, n, redeemed, until in session.execute(
             select(
                 _OUTBOX.c.campaign_id,
                 func.count(_COUPONS.c.id),
                 func.sum(case((_COUPONS.c.redeemed_at.is_not(None), 1), else_=0)),
+                func.max(_COUPONS.c.valid_until),
             )
             .select_from(
                 _OUTBOX.join(
@@ -727,32 +847,35 @@ def campaign_results(
         n, buyers, total = revenue.get((campaign_id, status), (0, 0, 0))
         return Group(n, buyers, total, opt_outs.get((campaign_id, status), 0))
 
-    results = []
+    results = {}
     for row in chosen:
         tally = counts[row.id]
         last = last_moment.get(row.id)
         ends = None if last is None else last + REVENUE_DAYS * _DAY
-        coupons_issued, coupons_redeemed = issued.get(row.id, (0, 0))
-        results.append(
-            CampaignResult(
-                id=row.id,
-                name=row.name,
-                status=row.status,
-                send_at=row.send_at,
-                control_percent=row.control_percent,
-                sent=tally.get(_SENT, 0),
-                delivered=tally.get("delivery:delivered", 0),
-                undelivered=tally.get("delivery:undelivered", 0),
-                failed=tally.get("failed", 0) + tally.get("delivery:failed", 0),
-                skipped=tally.get("skipped", 0),
-                held_out=tally.get(_HELD_OUT, 0),
-                coupons_issued=coupons_issued,
-                coupons_redeemed=coupons_redeemed,
-                recipients=group(row.id, _SENT),
-                control=group(row.id, _HELD_OUT),
-                window_ends=ends,
-                complete=ends is not None and ends <= now,
-            )
+        coupons_issued, coupons_redeemed, valid_until = issued.get(row.id, (0, 0, None))
+        settles = None
+        if ends is not None and row.status in (campaigns.DONE, campaigns.CANCELLED):
+            settles = max(ends, valid_until) if valid_until is not None else ends
+        results[row.id] = CampaignResult(
+            id=row.id,
+            name=row.name,
+            status=row.status,
+            send_at=row.send_at,
+            control_percent=row.control_percent,
+            sent=tally.get(_SENT, 0),
+            delivered=tally.get("delivery:delivered", 0),
+            undelivered=tally.get("delivery:undelivered", 0),
+            failed=tally.get("failed", 0) + tally.get("delivery:failed", 0),
+            skipped=tally.get("skipped", 0),
+            held_out=tally.get(_HELD_OUT, 0),
+            coupons_issued=coupons_issued,
+            coupons_redeemed=coupons_redeemed,
+            recipients=group(row.id, _SENT),
+            control=group(row.id, _HELD_OUT),
+            window_ends=ends,
+            complete=ends is not None and ends <= now,
+            counted_at=now,
+            settles_at=settles,
         )
     return results
 
@@ -774,9 +897,16 @@ class Report:
 
 
 def report(
-    session: Session, program: Program, per: Period, now: dt.datetime, grain: str = AUTO
+    session: Session,
+    program: Program,
+    per: Period,
+    now: dt.datetime,
+    grain: str = AUTO,
+    *,
+    stored: dt.timedelta | None = None,
 ) -> Report:
-    """Every figure of the dashboard for the period; the figures "now" are at `now`."""
+    """Every figure of the dashboard for the period; the figures "now" are at `now`, and the
+    campaigns' results as campaign_results takes them with `stored`."""
     return Report(
         program_id=program.id,
         club=program.name,
@@ -786,7 +916,7 @@ def report(
         purchases=purchase_figures(session, program, per, grain),
         recency=recency(session, program, now),
         top_customers=top_customers(session, program, per),
-        campaigns=campaign_results(session, program, per, now),
+        campaigns=campaign_results(session, program, per, now, stored=stored),
     )
 
 

@@ -201,7 +201,10 @@ async def authenticate(request: web.Request) -> Caller:
     cache = request.app[API_KEYS]
     caller = cache.get(secret)
     if caller is None:
-        caller = await request.app[DB].run(lambda session: apikeys.verify(session, secret))
+        now = dt.datetime.now(dt.UTC)
+        caller = await request.app[DB].run(
+            lambda session: apikeys.verify(session, secret, now)
+        )
         if caller is None:
             raise ApiError(
                 401,

@@ -20,7 +20,7 @@ from locales import format_money, format_number
 from store import members, purchases, reports
 from store.database import Database
 from store.earning import Line
-from store.models import Member, Program
+from store.models import Campaign, Member, Program
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
@@ -287,3 +287,43 @@ async def test_the_demo_club_shows_its_campaign_against_the_control_group(
     ]
     assert "Vintersalg" in page
     assert ">Omsetning per medlem 30 dager etter kampanjen</title>" in page
+
+
+async def test_campaign_figures_the_scheduler_stored_are_shown_with_when_they_were_counted(
+    admin: Admin, db: Database, club: int
+) -> None:
+    """The dashboard reads a broadcast's results as the scheduler last stored them (while
+    fresh) and says when they were counted; the campaign's own page counts them now."""
+
+    def fill(session: Session) -> int:
+        fill_demo(session, session.get(Program, club), NOW, count=60)
+        [campaign] = reports.campaign_results(
+            session,
+            session.get(Program, club),
+            reports.last_days(session.get(Program, club), NOW, 90),
+            NOW,
+        )
+        return campaign.id
+
+    campaign_id = await db.run(fill)
+    counted = NOW - dt.timedelta(minutes=5)
+    stored = await db.run(lambda s: reports.store_results(s, campaign_id, counted))
+    assert stored is not None
+    # Something the stored figures can't know yet: the figures shown are still the stored ones.
+    await db.run(
+        lambda s: s.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(results={**s.get(Campaign, campaign_id).results, "sent": 999_999})
+        )
+    )
+    await create_account(db, club, OTHER_OWNER)
+    await admin.signed_in(OTHER_OWNER)
+    page = await (await admin.client.get("/admin/?from=2026-10-01&to=2026-10-31")).text()
+    row = re.search(r'<table class="figures" data-table="campaigns">.*?</table>', page, re.S)
+    assert row, "no campaign table"
+    assert re.findall(r"<td>([^<]*)</td>", row.group(0))[0] == format_number(999_999, "nb")
+    note = re.search(r"<p class=\"muted\" data-counted>([^<]*)</p>", page)
+    assert note, "no note saying when the figures were counted"
+    assert "25.11.2026 10:55" in html.unescape(note.group(1))  # 09:55 UTC in Oslo
+    assert str(reports.RESULTS_EVERY_MINUTES) in note.group(1)

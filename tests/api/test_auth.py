@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -119,6 +120,27 @@ class TestKeys:
         key = await create_key(db, club)
         await revoke_key(db, club, "till-1")
         assert (await Till(client, key).get("/members/999")).status == 401
+
+    async def test_a_keys_last_use_is_recorded_at_most_once_a_minute(
+        self, client: TestClient, db: Database, club: int, key: str
+    ) -> None:
+        def last_used(session) -> Any:
+            [found] = [k for k in apikeys.of_club(session, club) if k.name == "till-1"]
+            return found.last_used_at
+
+        assert await db.run(last_used) is None
+        before = dt.datetime.now(dt.UTC)
+        assert (await Till(client, key).get("/members/1")).status == 404
+        used = await db.run(last_used)
+        assert used is not None
+        assert used >= before.replace(microsecond=0) - dt.timedelta(seconds=1)
+
+        # The store's rule: a use within the minute leaves it; a later one moves it.
+        later = used + apikeys.USE_RECORDED_EVERY
+        assert await db.run(lambda s: apikeys.verify(s, key, later - dt.timedelta(seconds=1)))
+        assert await db.run(last_used) == used
+        assert await db.run(lambda s: apikeys.verify(s, key, later))
+        assert await db.run(last_used) == later
 
     async def test_the_document_needs_no_key(self, client: TestClient, club: int) -> None:
         response = await client.get(API + "/openapi.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,12 +10,16 @@ from typing import Any, TypeVar
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, inspect
+from sqlalchemy import Connection, create_engine, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import Session
 
-from store import migrate
-from store.models import Base
+from store import members, migrate, purchases
+from store.database import open_database
+from store.earning import Line
+from store.models import Base, Member, Program
+from tests.conftest import create_club
 
 T = TypeVar("T")
 
@@ -95,5 +100,59 @@ async def test_downgrade_to_base_and_upgrade_again(database_url: str, tmp_path: 
         await migrate.upgrade(url)
         assert await migrate.is_current(url) is True
         assert await on_connection(url, schema_diff) == []
+    finally:
+        await migrate.upgrade(url)
+
+
+async def test_0004_fills_in_each_members_last_purchase(database_url: str, tmp_path: Path) -> None:
+    """Members who bought before the column existed get their latest purchase's time."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        url = f"sqlite:///{tmp_path / 'last-purchase.db'}"
+        await migrate.upgrade(url)
+    else:
+        url = database_url
+    first = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    db = open_database(url)
+    try:
+        club = await create_club(db)
+
+        def work(session: Session) -> tuple[int, int]:
+            program = session.get(Program, club)
+            assert program is not None
+            buyer = members.create(
+                session, program, "+4791000001", status=members.ACTIVE, now=first
+            )
+            other = members.create(
+                session, program, "+4791000002", status=members.ACTIVE, now=first
+            )
+            session.flush()
+            for i, days in enumerate((3, 40, 1)):
+                purchases.record(
+                    session,
+                    program,
+                    buyer.id,
+                    transaction_id=f"T{i}",
+                    lines=[Line(qty=1, amount_minor=1000)],
+                    occurred_at=first + dt.timedelta(days=days),
+                    fingerprint=f"T{i}",
+                    now=first,
+                )
+            return buyer.id, other.id
+
+        buyer, other = await db.run(work)
+    finally:
+        await db.close()
+    try:
+        await migrate.downgrade(url, "0003")
+        await migrate.upgrade(url)
+
+        def last(conn: Connection) -> dict[int, Any]:
+            table = Member.__table__
+            rows = conn.execute(select(table.c.id, table.c.last_purchase_at)).all()
+            return {row.id: row.last_purchase_at for row in rows}
+
+        found = await on_connection(url, last)
+        assert found[buyer] == first + dt.timedelta(days=40)
+        assert found[other] is None
     finally:
         await migrate.upgrade(url)
