@@ -9,6 +9,10 @@ chosen by measurement (../shared/PERFORMANCE.md):
   the group is rolled back and run again with each turn in its own SAVEPOINT, so one failing
   turn never undoes another: a unit of work must therefore be a function of the database and
   its input, with no effect outside the session. SQLite's single writer serialises turns.
+- Reads that take long (the admin's dashboard, segment counts, exports) go to `Database.read`:
+  on SQLite a pool of reader threads with connections of their own (WAL lets them read while
+  the writer writes), so a merchant's report never holds up a member's text; a read there that
+  tries to write fails (`PRAGMA query_only`). On PostgreSQL it is `run`.
 - PostgreSQL: SQLAlchemy's async engine over asyncpg, the same sync function run through
   `AsyncSession.run_sync` (no threads). Turns of one member are serialised by
   `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
@@ -22,6 +26,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 # The most turns committed together: bounds the time a turn waits behind the others.
 GROUP_COMMIT_MAX = 64
 PG_RETRIES = 3
+# SQLite reads beside the writer: two at once on a 2-CPU machine keeps one core for turns.
+SQLITE_READERS = 2
 
 
 class Database(Protocol):
@@ -48,6 +55,10 @@ class Database(Protocol):
     dialect: str
 
     async def run(self, work: UnitOfWork[T]) -> T: ...
+
+    async def read(self, work: UnitOfWork[T]) -> T:
+        """Run a unit of work that only reads, in one snapshot, beside the writer."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -62,8 +73,9 @@ def open_database(url: str) -> Database:
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
 
 
-def sync_sqlite_engine(url: str) -> Engine:
-    """A pysqlite engine with WAL, foreign keys and SQLAlchemy's SAVEPOINT recipe applied."""
+def sync_sqlite_engine(url: str, *, read_only: bool = False) -> Engine:
+    """A pysqlite engine with WAL, foreign keys and SQLAlchemy's SAVEPOINT recipe applied; one
+    connection per thread. `read_only`: its transactions take no write lock and can't write."""
     parsed = make_url(url).set(drivername="sqlite")
     engine = create_engine(parsed, poolclass=_single_connection_pool())
 
@@ -72,17 +84,20 @@ def sync_sqlite_engine(url: str) -> Engine:
         # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy emits BEGIN instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front, so another process (the CLI) waits instead of
-        # failing half-way with "database is locked".
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # failing half-way with "database is locked". A reader's BEGIN reads one snapshot.
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -116,6 +131,8 @@ class SqliteDatabase:
             target=self._writer, name="klubb-sqlite-writer", daemon=True
         )
         self._thread.start()
+        self._read_engine: Engine | None = None
+        self._readers: ThreadPoolExecutor | None = None
 
     async def run(self, work: UnitOfWork[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -123,10 +140,29 @@ class SqliteDatabase:
         self._jobs.put(_Job(work, future, loop))
         return await future
 
+    async def read(self, work: UnitOfWork[T]) -> T:
+        if self._readers is None:
+            # Made on first use: most processes (the CLI, a turn's tests) never read apart.
+            self._read_engine = sync_sqlite_engine(self.url, read_only=True)
+            self._readers = ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="klubb-reader")
+        engine = self._read_engine
+        assert engine is not None
+
+        def snapshot() -> T:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                return work(session)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, snapshot)
+
     async def close(self) -> None:
         self._jobs.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._thread.join)
         self.engine.dispose()
+        if self._readers is not None:
+            await loop.run_in_executor(None, self._readers.shutdown)
+            assert self._read_engine is not None
+            self._read_engine.dispose()
 
     def _writer(self) -> None:
         stopping = False
@@ -250,6 +286,9 @@ class PostgresDatabase:
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def read(self, work: UnitOfWork[T]) -> T:
+        return await self.run(work)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

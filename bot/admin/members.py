@@ -52,7 +52,7 @@ async def search(request: web.Request) -> web.StreamResponse:
         ]
         return found, rows
 
-    found, rows = await request.config_dict[DB].run(read)
+    found, rows = await request.config_dict[DB].read(read)
     first = (number - 1) * PAGE_SIZE
     return page(
         request,

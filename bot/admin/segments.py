@@ -565,7 +565,7 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
             )
         return shown
 
-    listed = await request.config_dict[DB].run(read)
+    listed = await request.config_dict[DB].read(read)
     for row in listed:
         row["updated"] = local_date(request, row["updated"])
     return page(
@@ -834,7 +834,7 @@ async def count_api(request: web.Request) -> web.StreamResponse:
         return segments.count(session, program, segments.check(session, program.id, filter), now)
 
     try:
-        counted = await request.config_dict[DB].run(work)
+        counted = await request.config_dict[DB].read(work)
     except InvalidInput as refused:
         return web.json_response({"error": refused.reason, "path": refused.field}, status=422)
     return _counted(request, counted)
@@ -857,7 +857,7 @@ async def saved_count_api(request: web.Request) -> web.StreamResponse:
             raise web.HTTPNotFound(text="no such segment") from None
         return segments.count(session, program, segment.filter, now)
 
-    return _counted(request, await request.config_dict[DB].run(work))
+    return _counted(request, await request.config_dict[DB].read(work))
 
 
 def _counted(request: web.Request, counted: int) -> web.Response:

@@ -196,7 +196,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     await response.write(exports.BOM.encode() + exports.encode([exports.header(kind)]))
     cursor: tuple[int, int] | None = (0, 0)
     while cursor is not None:
-        chunk = await db.run(
+        chunk = await db.read(
             functools.partial(_export_page, program_id=admin.program_id, kind=kind, cursor=cursor)
         )
         if chunk.rows:

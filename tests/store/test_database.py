@@ -214,3 +214,62 @@ class TestSqliteGroupCommit:
         assert 1 <= len(commits) < BURST / 2
         count = await sqlite_db.run(lambda session: len(session.scalars(select(Program)).all()))
         assert count == BURST
+
+
+async def test_a_read_sees_what_was_committed(db: Database) -> None:
+    club = await db.run(lambda s: create_club(s, 1))
+    name = await db.read(lambda s: s.scalar(select(Program.name).where(Program.id == club)))
+    assert name == "Klubb 1"
+
+
+async def test_a_read_runs_while_the_writer_is_busy(tmp_path: Path, sqlite_template: Path) -> None:
+    """On SQLite a long read (a report) doesn't wait behind the writer, nor the writer behind
+    it: a turn holding the writer for a while doesn't hold up a read."""
+    path = tmp_path / "klubb.db"
+    shutil.copy(sqlite_template, path)
+    db = open_database(f"sqlite:///{path}")
+    try:
+        await db.run(lambda s: create_club(s, 1))
+        release = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def busy_writer(session: Session) -> int:
+            create_club(session, 2)
+            session.flush()
+            # Holds the writer thread until the read below has answered.
+            asyncio.run_coroutine_threadsafe(asyncio.wait_for(release.wait(), 10), loop).result()
+            return 2
+
+        writing = asyncio.ensure_future(db.run(busy_writer))
+        await asyncio.sleep(0.05)
+        seen = await asyncio.wait_for(
+            db.read(lambda s: set(s.scalars(select(ProgramNumber.number)))), timeout=5
+        )
+        # The read's snapshot: the committed club, not the one still being written.
+        assert seen == {number(1)}
+        assert not writing.done()
+        release.set()
+        assert await writing == 2
+        assert await db.read(lambda s: set(s.scalars(select(ProgramNumber.number)))) == {
+            number(1),
+            number(2),
+        }
+    finally:
+        await db.close()
+
+
+async def test_a_read_cant_write(tmp_path: Path, sqlite_template: Path) -> None:
+    path = tmp_path / "klubb.db"
+    shutil.copy(sqlite_template, path)
+    db = open_database(f"sqlite:///{path}")
+
+    def write(session: Session) -> None:
+        create_club(session, 3)
+        session.flush()
+
+    try:
+        with pytest.raises(Exception, match="readonly"):
+            await db.read(write)
+        assert await db.read(lambda s: s.scalar(select(Program.id))) is None
+    finally:
+        await db.close()
