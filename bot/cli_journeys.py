@@ -10,7 +10,6 @@ import datetime as dt
 import sys
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -22,13 +21,6 @@ from scheduler.jobs import JOURNEYS_EVERY_MINUTES
 from store import campaigns, journeys, tiers
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program
-
-# A made-up member for showing what a journey sends, per language.
-_SAMPLE_NAMES = {"nb": "Kari", "sv": "Karin", "en": "Kate"}
-_SAMPLE_POINTS = 1250
-_SAMPLE_EXPIRING = 350
-_SAMPLE_TO_NEXT = 150
-_SAMPLE_CODE = "ABCD-2345"
 
 
 def add_commands(commands: Any) -> None:
@@ -107,7 +99,7 @@ def _journey_list(args: argparse.Namespace, settings: Settings) -> int:
                     shown,
                     template.key if template else "-",
                     f"{journey.control_percent}%",
-                    "own text" if journey.texts else "catalog wording",
+                    _text_kind(journey),
                     f"{waiting:,}",
                     f"{outcome.by_status.get('sent', 0):,}",
                 )
@@ -294,14 +286,14 @@ def _describe(session: Session, program: Program, journey: Campaign, now: dt.dat
             "control",
             f"{journey.control_percent}% held out" if journey.control_percent else "none held out",
         ),
-        _pair("text", "the club's own" if journey.texts else "the catalog's wording"),
+        _pair("text", _text_source(journey)),
     ]
     ladder = tiers.ladder(session, program.id)
     if trigger in (journeys.NEAR_TIER, journeys.TIER_REACHED) and len(ladder) < 2:
         lines.append(_pair("", "the club has a single tier: no member qualifies until it has more"))
     lines.append("What a member gets (a made-up member):")
     for language in locales.LANGUAGES:
-        text = _sample(session, program, journey, language, ladder, now)
+        text = journeys.sample_text(session, program, journey, language, now)
         size = locales.segments(text)
         lines.append(f"  {language}, {size.encoding}, {size.segments} SMS")
         lines += ["    " + line for line in text.splitlines()]
@@ -343,42 +335,6 @@ def _when(session: Session, program: Program, journey: Campaign) -> str:
     )
 
 
-def _sample(
-    session: Session,
-    program: Program,
-    journey: Campaign,
-    language: str,
-    ladder: list[Any],
-    now: dt.datetime,
-) -> str:
-    """The journey's message for a made-up member in `language`, as store.sending writes it:
-    placeholders filled, the coupon's line, the opt-out footer."""
-    upper = ladder[1] if len(ladder) > 1 else ladder[0] if ladder else None
-    tier = tiers.name(upper, language) if upper is not None else ""
-    points = _SAMPLE_POINTS
-    if journey.trigger == journeys.BALANCE:
-        points = journeys.threshold_of(session, program, journey)
-    days = journeys.settings_of(journey).get("days") or 0
-    expires = now.astimezone(ZoneInfo(program.timezone)).date() + dt.timedelta(days=days)
-    values = {
-        "first_name": _SAMPLE_NAMES.get(language, "Kate"),
-        "club": program.name,
-        "points": locales.format_number(points, language),
-        "tier": tier,
-        "coupon_code": _SAMPLE_CODE if journey.coupon_template_id is not None else "",
-        "expiring_points": locales.format_number(_SAMPLE_EXPIRING, language),
-        "expiry_date": locales.format_date(expires, language),
-        "points_to_next": locales.format_number(_SAMPLE_TO_NEXT, language),
-        "next_tier": tier,
-    }
-    texts = journey.texts or {}
-    if texts:
-        text = texts[campaigns.text_language(texts, language)].format_map(values)
-    else:
-        text = journeys.catalog_text(journey, language, values)
-    return campaigns.compose(text, language)
-
-
 # --- klubb journey off ------------------------------------------------------------------------
 
 
@@ -406,6 +362,28 @@ def _journey_off(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _text_kind(journey: Campaign) -> str:
+    """The list's TEXT column: whose wording the journey speaks, and in which languages when
+    only some are the club's own."""
+    own = journeys.own_texts(journey)
+    if not own:
+        return "catalog wording"
+    if set(own) >= set(locales.LANGUAGES):
+        return "own text"
+    return "own text " + ",".join(language for language in locales.LANGUAGES if language in own)
+
+
+def _text_source(journey: Campaign) -> str:
+    own = journeys.own_texts(journey)
+    if not own:
+        return "the catalog's wording"
+    if set(own) >= set(locales.LANGUAGES):
+        return "the club's own"
+    languages = [language for language in locales.LANGUAGES if language in own]
+    others = [language for language in locales.LANGUAGES if language not in own]
+    return f"the club's own in {', '.join(languages)}, the catalog's wording in {', '.join(others)}"
 
 
 def _template(session: Session, journey: Campaign) -> CouponTemplate | None:

@@ -36,6 +36,7 @@ from store import campaigns, coupons, ledger, outreach, programs, tiers
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import (
     Campaign,
+    CouponTemplate,
     LedgerEntry,
     Member,
     OutboxMessage,
@@ -89,6 +90,14 @@ LIMITS: dict[str, tuple[int, int]] = {
 }
 FALLBACK_THRESHOLD = 1000
 NEAR_PERCENT = 20
+# `update`'s coupon that takes the journey's coupon away (None leaves it as it is).
+NO_COUPON = ""
+# A made-up member for showing what a journey sends (sample_text).
+SAMPLE_NAMES = {"nb": "Kari", "sv": "Karin", "en": "Kate"}
+SAMPLE_POINTS = 1250
+SAMPLE_EXPIRING = 350
+SAMPLE_TO_NEXT = 150
+SAMPLE_CODE = "ABCD-2345"
 # The placeholders a trigger adds to a broadcast's (store.campaigns.PLACEHOLDERS).
 EXTRA_PLACEHOLDERS: dict[str, frozenset[str]] = {
     EXPIRING: frozenset({"expiring_points", "expiry_date"}),
@@ -137,8 +146,7 @@ def create(
         else None
     )
     parameters = _check_settings(trigger, settings or {})
-    if not 0 <= control_percent <= campaigns.MAX_CONTROL:
-        raise InvalidInput("control", f"must be between 0 and {campaigns.MAX_CONTROL} percent")
+    _check_control(control_percent)
     template = campaigns.coupon_for(session, program.id, coupon, checked)
     if _journey(session, program.id, trigger) is not None:
         raise Conflict("journey_exists", f"the club already has a {trigger} journey")
@@ -181,39 +189,69 @@ def update(
     active: bool | None = None,
     texts: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
+    coupon: str | None = None,
+    control_percent: int | None = None,
 ) -> Campaign:
     """Change the club's journey for a trigger, setting it up (off) first if it has none.
 
-    `active` None leaves it as it is. `texts` are the club's own wording per language; a
-    language left empty speaks the catalog's wording, and all empty is the catalog's wording
-    throughout. `settings` replace the journey's own (a key left out, or None, takes the
-    trigger's default). Raises InvalidInput naming the field; nothing changes then."""
+    `active` None leaves it as it is. `texts` are the club's own wording per language, and
+    only what the owner wrote is kept: a language left empty (or given the catalog's wording
+    as it reads now) speaks the catalog's wording when the message is written (`text_for`),
+    so a later change to the catalog reaches it. `settings` replace the journey's own (a key
+    left out, or None, takes the trigger's default). `coupon` None leaves the journey's coupon
+    as it is, NO_COUPON takes it away, a template key gives that active template's coupon
+    (the key of the template it gives already keeps it, even if deactivated since).
+    `control_percent` None leaves the control group as it is.
+
+    Raises InvalidInput naming the field (texts.<language>, settings.<key>, control, and
+    texts with code coupon_needed for {coupon_code} without a coupon), NotFound for a coupon
+    key the club has no active template of; nothing changes then."""
     if trigger not in TRIGGERS:
         raise InvalidInput("trigger", f"must be one of {', '.join(TRIGGERS)}")
     journey = _journey(session, program.id, trigger)
-    coupon = journey is not None and journey.coupon_template_id is not None
-    checked = _own_texts(trigger, texts, coupon) if texts is not None else None
+    current = _template(session, journey)
+    if coupon is not None and current is not None and coupon == current.key:
+        coupon = None
     parameters = (
         _check_settings(trigger, {k: v for k, v in settings.items() if v is not None})
         if settings is not None
         else None
     )
+    if control_percent is not None:
+        _check_control(control_percent)
+    template = current
+    if coupon is not None:
+        template = campaigns.coupon_for(session, program.id, coupon or None, None)
+    gives = template is not None
+    if texts is not None:
+        kept = _own_texts(trigger, texts, gives)
+    elif journey is not None and gives != (current is not None):
+        # Texts a former version of `update` wrote in (the catalog's wording with or without
+        # the coupon's line) would read wrong once the coupon changes: only the club's own stay.
+        kept = own_texts(journey) or None
+    else:
+        kept = journey.texts if journey is not None else None
+    if template is None:
+        # {coupon_code} in a text without a coupon would reach members empty.
+        campaigns.coupon_for(session, program.id, None, kept)
     if journey is None:
         journey = create(session, program, trigger=trigger, now=now, active=False)
     if active is not None:
         journey.status = campaigns.ACTIVE if active else campaigns.PAUSED
-    if texts is not None:
-        journey.texts = checked
+    journey.texts = kept
+    journey.coupon_template_id = template.id if template is not None else None
     if parameters is not None:
         journey.settings = parameters or None
+    if control_percent is not None:
+        journey.control_percent = control_percent
     session.flush()
     return journey
 
 
 def catalog_wording(trigger: str, language: str, *, coupon: bool = False) -> str:
     """The catalog's wording of a trigger's message, its placeholders unfilled (what a journey
-    without texts of its own sends, as the owner edits it), the coupon's line after it when
-    the journey gives one."""
+    without a text of its own in the language sends, as the owner edits it), the coupon's line
+    after it when the journey gives one."""
     fields = campaigns.PLACEHOLDERS | EXTRA_PLACEHOLDERS.get(trigger, frozenset())
     # Each placeholder given as itself: the catalog's template comes back as it is written.
     raw = {name: "{" + name + "}" for name in fields}
@@ -224,8 +262,9 @@ def catalog_wording(trigger: str, language: str, *, coupon: bool = False) -> str
 
 
 def own_texts(journey: Campaign) -> dict[str, str]:
-    """The journey's texts that are the club's own: a language whose text is the catalog's
-    wording (filled in by `update`, see _own_texts) is left out."""
+    """The journey's texts that are the club's own. A text that is the catalog's wording as it
+    reads now is left out: a journey saved before only the owner's texts were kept has the
+    catalog's wording written into the languages left empty."""
     coupon = journey.coupon_template_id is not None
     return {
         language: str(text)
@@ -250,13 +289,52 @@ def settings_of(journey: Campaign) -> dict[str, Any]:
 
 
 def message_id(campaign: Campaign) -> str:
-    """The catalog's wording for a journey that has no texts of its own."""
+    """The catalog's wording for a journey that has no text of its own in a language."""
     return f"journey.{campaign.trigger}"
 
 
+def text_for(journey: Campaign, language: str, values: Mapping[str, Any]) -> str:
+    """The journey's message in a member's language, placeholders filled (the opt-out line is
+    campaigns.compose's): the club's own text for the language, else the catalog's wording in
+    it, with the coupon's line when the journey gives one. `values` holds every placeholder
+    the trigger allows."""
+    own = (journey.texts or {}).get(language)
+    if own:
+        return str(own).format_map(values)
+    return catalog_text(journey, language, values)
+
+
+def sample_text(
+    session: Session, program: Program, journey: Campaign, language: str, now: dt.datetime
+) -> str:
+    """The journey's message for a made-up member in `language`, as store.sending writes it
+    (`text_for`, then the opt-out line): what the admin and `klubb journey` show, and size in
+    SMS segments. `journey` may be one not set up yet (a Campaign never added)."""
+    ladder = tiers.ladder(session, program.id)
+    upper = ladder[1] if len(ladder) > 1 else ladder[0] if ladder else None
+    tier = tiers.name(upper, language) if upper is not None else ""
+    points = SAMPLE_POINTS
+    if journey.trigger == BALANCE:
+        points = threshold_of(session, program, journey)
+    days = settings_of(journey).get("days") or 0
+    expires = now.astimezone(ZoneInfo(program.timezone)).date() + dt.timedelta(days=days)
+    values = {
+        "first_name": SAMPLE_NAMES.get(language, SAMPLE_NAMES[locales.DEFAULT_LANGUAGE]),
+        "club": program.name,
+        "points": locales.format_number(points, language),
+        "tier": tier,
+        "coupon_code": SAMPLE_CODE if journey.coupon_template_id is not None else "",
+        "expiring_points": locales.format_number(SAMPLE_EXPIRING, language),
+        "expiry_date": locales.format_date(expires, language),
+        "points_to_next": locales.format_number(SAMPLE_TO_NEXT, language),
+        "next_tier": tier,
+    }
+    return campaigns.compose(text_for(journey, language, values), language)
+
+
 def catalog_text(campaign: Campaign, language: str, values: Mapping[str, Any]) -> str:
-    """A journey without texts of its own, in the catalog's wording, with the coupon's line
-    after it when the journey gives one (the catalog's text can't know there is a coupon)."""
+    """A journey in the catalog's wording (a language without a text of its own), with the
+    coupon's line after it when the journey gives one (the catalog can't know there is one)."""
     text = locales.render(message_id(campaign), language, **values)
     code = values.get("coupon_code")
     if campaign.coupon_template_id is not None and code:
@@ -732,19 +810,36 @@ def _journey(session: Session, program_id: int, trigger: str) -> Campaign | None
 
 
 def _own_texts(trigger: str, texts: Mapping[str, str], coupon: bool) -> dict[str, str] | None:
-    """The texts `update` stores: None when every language is empty (the catalog's wording).
-    The sender gives a member one of a journey's own texts (campaigns.text_language), so a
-    language left empty beside others gets the catalog's wording written in, as it reads now."""
+    """The texts `update` stores: the languages the owner wrote, checked, less any that is the
+    catalog's wording as it reads now (kept, it would stay frozen if the catalog changed);
+    None when that leaves none."""
     given = {language: text for language, text in texts.items() if text.strip()}
     if not given:
         return None
     checked = campaigns.check_texts(
         given, campaigns.PLACEHOLDERS | EXTRA_PLACEHOLDERS.get(trigger, frozenset())
     )
-    return {
-        language: checked.get(language) or catalog_wording(trigger, language, coupon=coupon)
-        for language in locales.LANGUAGES
+    own = {
+        language: text
+        for language, text in checked.items()
+        if text != catalog_wording(trigger, language, coupon=coupon)
     }
+    return own or None
+
+
+def _check_control(control_percent: int) -> None:
+    if (
+        isinstance(control_percent, bool)
+        or not isinstance(control_percent, int)
+        or not 0 <= control_percent <= campaigns.MAX_CONTROL
+    ):
+        raise InvalidInput("control", f"must be between 0 and {campaigns.MAX_CONTROL} percent")
+
+
+def _template(session: Session, journey: Campaign | None) -> CouponTemplate | None:
+    if journey is None or journey.coupon_template_id is None:
+        return None
+    return session.get(CouponTemplate, journey.coupon_template_id)
 
 
 def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, int]:

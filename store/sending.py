@@ -249,12 +249,11 @@ class _Writer:
             values["coupon_code"] = self._coupon(program, campaign, row)
         if campaign.kind == campaigns.JOURNEY:
             values.update(journeys.values(self.session, program, campaign, row, language, self.now))
-        texts = campaign.texts or {}
-        if texts:
-            template = texts[campaigns.text_language(texts, language)]
-            text = template.format_map(values)
+            # The club's own text in the member's language, else the catalog's wording in it.
+            text = journeys.text_for(campaign, language, values)
         else:
-            text = journeys.catalog_text(campaign, language, values)
+            texts = campaign.texts or {}
+            text = texts[campaigns.text_language(texts, language)].format_map(values)
         return campaigns.compose(_tidy(text), language)
 
     def _tier_name(self, tier_id: int | None, language: str) -> str:

@@ -249,6 +249,21 @@ class TestOn:
         assert "\n    Hi Karin: 350 points expire on " in result.out
         assert "\n    Reply STOP to opt out\n" in result.out
 
+    def test_an_own_text_in_one_language_leaves_the_others_the_catalogs(
+        self, klubb: Any, url: str
+    ) -> None:
+        result = klubb("journey", "on", "welcome", "--text-nb", "Hei {first_name}, velkommen!")
+        assert result.code == 0, result.err
+        [journey] = journeys_in(url)
+        assert journey.texts == {"nb": "Hei {first_name}, velkommen!"}
+        assert _value(result.out, "text") == (
+            "the club's own in nb, the catalog's wording in sv, en"
+        )
+        assert "\n    Hei Kari, velkommen!\n" in result.out
+        english = locales.render("journey.welcome", "en", first_name="Kate", club="Torshov Sport")
+        assert f"\n    {english}\n    Reply STOP to opt out\n" in result.out
+        assert listed(klubb)["welcome"][5] == "own text nb"
+
     def test_again_switches_it_back_on_and_keeps_its_options(self, klubb: Any, url: str) -> None:
         made = klubb("journey", "on", "balance", "--set", "threshold=500", "--coupon", "welcome")
         assert made.code == 0, made.err

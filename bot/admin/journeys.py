@@ -1,4 +1,5 @@
-"""Journeys (owner only): each automated journey on or off, its texts and its setting."""
+"""Journeys (owner only): each automated journey on or off, its texts, its setting, the coupon
+it gives and its control group."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN, owner_only
+from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import page
 from bot.keys import DB
-from locales import LANGUAGES
-from store import campaigns, journeys, programs
-from store.errors import InvalidInput
-from store.models import Campaign, Program
+from locales import LANGUAGES, format_money, segments
+from store import campaigns, coupons, journeys, programs
+from store.errors import InvalidInput, NotFound
+from store.models import Campaign, CouponTemplate, Program
 
 routes = web.RouteTableDef()
 
@@ -35,13 +36,14 @@ Error = tuple[str, dict[str, Any]]  # a catalog id and its parameters
 @routes.get("/journeys")
 @owner_only
 async def journeys_page(request: web.Request) -> web.StreamResponse:
-    shown = await request.config_dict[DB].run(_read(request[ADMIN].program_id))
+    shown = await request.config_dict[DB].run(_read(request[ADMIN].program_id, request[LANGUAGE]))
     return page(
         request,
         "journeys.html",
         section="journeys",
         journeys=shown,
         saved=request.query.get("saved"),
+        max_control=campaigns.MAX_CONTROL,
     )
 
 
@@ -55,7 +57,19 @@ async def save_journey(request: web.Request) -> web.StreamResponse:
     admin = request[ADMIN]
     active = form.get("active") == "on"
     texts = {language: _field(form, f"text_{language}") for language in LANGUAGES}
+    # A field the form did not send leaves the journey's coupon or control group as it is;
+    # the empty choice is journeys.NO_COUPON.
+    coupon = _field(form, "coupon").strip() if "coupon" in form else None
+    control_raw = _field(form, "control").strip()
     errors: dict[str, Error] = {}
+    control: int | None = None
+    if "control" in form:
+        if not control_raw:
+            control = 0  # nobody held out
+        elif control_raw.isdigit() and len(control_raw) < 4:
+            control = int(control_raw)
+        else:
+            errors["control"] = _control_error()
     settings: dict[str, int | None] = {}
     for key in journeys.DEFAULTS[trigger]:
         raw = _field(form, f"setting_{key}").strip()
@@ -67,12 +81,12 @@ async def save_journey(request: web.Request) -> web.StreamResponse:
             errors[f"setting_{key}"] = _setting_error(key)
     if not errors:
         error = await request.config_dict[DB].run(
-            _save(admin.program_id, trigger, active, texts, settings)
+            _save(admin.program_id, trigger, active, texts, settings, coupon, control)
         )
         if error is None:
             raise web.HTTPSeeOther(f"/admin/journeys?saved={trigger}#journey-{trigger}")
         errors.update(error)
-    shown = await request.config_dict[DB].run(_read(admin.program_id))
+    shown = await request.config_dict[DB].run(_read(admin.program_id, request[LANGUAGE]))
     for journey in shown:
         if journey["trigger"] == trigger:
             # What the owner typed stays in the form beside its error.
@@ -81,9 +95,19 @@ async def save_journey(request: web.Request) -> web.StreamResponse:
             journey["settings"] = {
                 key: _field(form, f"setting_{key}") for key in journeys.DEFAULTS[trigger]
             }
+            if coupon is not None:
+                journey["coupon"] = coupon
+            if "control" in form:
+                journey["control"] = control_raw
             journey["errors"] = errors
     return page(
-        request, "journeys.html", status=422, section="journeys", journeys=shown, saved=None
+        request,
+        "journeys.html",
+        status=422,
+        section="journeys",
+        journeys=shown,
+        saved=None,
+        max_control=campaigns.MAX_CONTROL,
     )
 
 
@@ -93,6 +117,8 @@ def _save(
     active: bool,
     texts: Mapping[str, str],
     settings: Mapping[str, int | None],
+    coupon: str | None,
+    control: int | None,
 ) -> Any:
     def work(session: Session) -> dict[str, Error] | None:
         program = programs.get(session, program_id)
@@ -108,47 +134,88 @@ def _save(
                     active=active,
                     texts=texts,
                     settings=settings,
+                    coupon=coupon,
+                    control_percent=control,
                 )
+        except NotFound:
+            # Another club's key, or a template deactivated since the page was shown.
+            return {"coupon": ("admin.journeys.error.coupon", {})}
         except InvalidInput as exc:
-            return {_form_field(exc.field): _input_error(trigger, exc.field)}
+            return {_form_field(exc): _input_error(trigger, exc)}
         return None
 
     return work
 
 
-def _read(program_id: int) -> Any:
+def _read(program_id: int, language: str) -> Any:
     def work(session: Session) -> list[dict[str, Any]]:
         program = programs.get(session, program_id)
         assert program is not None
         have = {j.trigger: j for j in journeys.all_of(session, program_id)}
-        return [_shown(session, program, t, have.get(t)) for t in journeys.TRIGGERS]
+        offered = {template.id: template for template in coupons.templates(session, program_id)}
+        now = dt.datetime.now(dt.UTC)
+        return [
+            _shown(session, program, t, have.get(t), offered, language, now)
+            for t in journeys.TRIGGERS
+        ]
 
     return work
 
 
 def _shown(
-    session: Session, program: Program, trigger: str, journey: Campaign | None
+    session: Session,
+    program: Program,
+    trigger: str,
+    journey: Campaign | None,
+    offered: Mapping[int, CouponTemplate],
+    language: str,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     coupon = journey is not None and journey.coupon_template_id is not None
     own = journeys.settings_of(journey) if journey else {}
     given = (journey.settings or {}) if journey else {}
     defaults: dict[str, str] = {}
+    # A journey not set up yet is shown as it would be, with no options of its own (a
+    # Campaign never added to the session, so nothing is written).
+    probe = journey or Campaign(trigger=trigger, settings=None, texts=None, control_percent=0)
     for key, value in journeys.DEFAULTS[trigger].items():
         if value is not None:
             defaults[key] = str(value)
         elif key == "threshold":
-            probe = journey or Campaign(trigger=trigger, settings=None)
             defaults[key] = str(journeys.threshold_of(session, program, probe))
         else:
             defaults[key] = ""
+    # The club's active templates to choose from, and the journey's own even if it has been
+    # deactivated since (it keeps giving it until the owner chooses another).
+    choices = dict(offered)
+    template = (
+        session.get(CouponTemplate, journey.coupon_template_id)
+        if journey is not None and journey.coupon_template_id is not None
+        else None
+    )
+    if template is not None:
+        choices.setdefault(template.id, template)
+    price = program.sms_price_minor
+    samples = []
+    for each in LANGUAGES:
+        sample = journeys.sample_text(session, program, probe, each, now)
+        size = segments(sample)
+        samples.append(
+            {
+                "language": each,
+                "lines": sample.splitlines(),
+                "segments": size.segments,
+                "encoding": size.encoding,
+                "cost": format_money(size.segments * price, program.currency, language),
+            }
+        )
     return {
         "trigger": trigger,
         "created": journey is not None,
         "active": journey is not None and journey.status == campaigns.ACTIVE,
         "texts": journeys.own_texts(journey) if journey else {},
         "catalog": {
-            language: journeys.catalog_wording(trigger, language, coupon=coupon)
-            for language in LANGUAGES
+            each: journeys.catalog_wording(trigger, each, coupon=coupon) for each in LANGUAGES
         },
         "placeholders": sorted(
             campaigns.PLACEHOLDERS | journeys.EXTRA_PLACEHOLDERS.get(trigger, frozenset())
@@ -156,8 +223,18 @@ def _shown(
         "settings": {key: str(given[key]) if key in given else "" for key in own},
         "defaults": defaults,
         "units": {key: UNITS[key] for key in journeys.DEFAULTS[trigger]},
+        "coupon": template.key if template is not None else "",
+        "coupon_label": _coupon_label(template, language) if template is not None else None,
+        "coupons": [(t.key, _coupon_label(t, language)) for t in choices.values()],
+        "control": str(journey.control_percent) if journey is not None else "0",
+        "control_percent": journey.control_percent if journey is not None else 0,
+        "samples": samples,
         "errors": {},
     }
+
+
+def _coupon_label(template: CouponTemplate, language: str) -> str:
+    return coupons.benefit_of(template, language) or template.key
 
 
 def _field(form: MultiDictProxy[Any], name: str) -> str:
@@ -165,25 +242,39 @@ def _field(form: MultiDictProxy[Any], name: str) -> str:
     return value[:MAX_FIELD] if isinstance(value, str) else ""
 
 
-def _form_field(store_field: str) -> str:
+def _form_field(problem: InvalidInput) -> str:
     """The form's field an InvalidInput from journeys.update is about."""
+    store_field = problem.field
+    if isinstance(problem, campaigns.BadBroadcast) and problem.code == "coupon_needed":
+        return "coupon"
     if store_field.startswith("texts."):
         return "text_" + store_field.removeprefix("texts.")
     if store_field.startswith("settings."):
         return "setting_" + store_field.removeprefix("settings.")
+    if store_field == "control":
+        return "control"
     return "form"
 
 
-def _input_error(trigger: str, store_field: str) -> Error:
+def _input_error(trigger: str, problem: InvalidInput) -> Error:
+    store_field = problem.field
+    if isinstance(problem, campaigns.BadBroadcast) and problem.code == "coupon_needed":
+        return "admin.journeys.error.coupon_needed", {}
     if store_field.startswith("settings."):
         return _setting_error(store_field.removeprefix("settings."))
     if store_field.startswith("texts."):
         allowed = campaigns.PLACEHOLDERS | journeys.EXTRA_PLACEHOLDERS.get(trigger, frozenset())
         names = ", ".join("{" + name + "}" for name in sorted(allowed))
         return "admin.journeys.error.text", {"placeholders": names, "max": campaigns.MAX_TEXT}
+    if store_field == "control":
+        return _control_error()
     return "admin.journeys.error.other", {}
 
 
 def _setting_error(key: str) -> Error:
     low, high = journeys.LIMITS[key]
     return "admin.journeys.error.setting", {"low": low, "high": high}
+
+
+def _control_error() -> Error:
+    return "admin.journeys.error.control", {"max": campaigns.MAX_CONTROL}

@@ -121,6 +121,105 @@ class TestWelcome:
         ]
 
 
+class TestTexts:
+    """A language with the club's own text speaks it; one without speaks the catalog's."""
+
+    async def test_an_own_text_in_norwegian_only_leaves_the_others_the_catalogs(self, db, club):
+        def setup(session) -> None:
+            journeys.update(
+                session,
+                session.get(Program, club),
+                "welcome",
+                now=T0,
+                active=True,
+                texts={"nb": "Velkommen, {first_name}! Hilsen {club}", "sv": " ", "en": ""},
+            )
+
+        await run(db, setup)
+        joined = {"joined_at": T0 - 30 * HOUR}
+        nb = await person(db, club, "Ann", number=1, **joined)
+        sv = await person(db, club, "Bo", number=2, language="sv", **joined)
+        en = await person(db, club, "Amy", number=3, language="en", **joined)
+        await plan(db, club)
+        gateway = await send(db)
+        assert gateway.to(nb) == ["Velkommen, Ann! Hilsen Torshov Sport" + NB]
+        assert gateway.to(sv) == [
+            "Hej Bo! Tack för att du gick med i Torshov Sport. Handla med ditt nummer så får du"
+            " poäng. Skicka POÄNG för att se saldot.\nSvara STOPP för att avsluta"
+        ]
+        assert gateway.to(en) == [
+            "Hi Amy! Thanks for joining Torshov Sport. Shop with your number to earn points."
+            " Text POINTS to see your balance." + EN
+        ]
+
+    async def test_the_catalog_wording_carries_the_coupon_line_beside_an_own_text(self, db, club):
+        def setup(session) -> None:
+            program = session.get(Program, club)
+            coupons.create_template(
+                session,
+                program,
+                key="back",
+                kind=coupons.CAMPAIGN,
+                benefit={"nb": "20 % rabatt"},
+                valid_days=30,
+                discount_percent=20,
+            )
+            journeys.update(
+                session,
+                program,
+                "winback",
+                now=T0,
+                active=True,
+                coupon="back",
+                texts={"nb": "Savner deg, {first_name}! Kode {coupon_code}"},
+            )
+
+        await run(db, setup)
+        nb = await person(db, club, "Ann", number=1)
+        en = await person(db, club, "Amy", number=2, language="en")
+        for phone in (nb, en):
+            await buy(db, club, phone, 100, T0 - 200 * DAY)
+        await plan(db, club)
+        gateway = await send(db)
+        codes = {
+            c.member_id: coupons.display(c.code)
+            for c in await run(db, lambda s: list(s.scalars(select(Coupon))))
+        }
+        members = await run(db, lambda s: dict(s.execute(select(Member.phone, Member.id)).all()))
+        assert gateway.to(nb) == [f"Savner deg, Ann! Kode {codes[members[nb]]}" + NB]
+        [english] = gateway.to(en)
+        assert english.startswith("Hi Amy!")
+        assert english.endswith(f"\nCoupon code: {codes[members[en]]}" + EN)
+
+    async def test_a_row_holding_the_catalogs_wording_written_in_still_sends_it(self, db, club):
+        """Journeys saved before only own texts were kept have the catalog's wording copied
+        into the languages left empty: they keep sending it, and show no own text there."""
+        journey_id = await journey(db, club, "welcome")
+
+        def copy_in(session) -> None:
+            found = journeys.all_of(session, club)[0]
+            found.texts = {
+                "nb": "Hei {first_name}, velkommen!",
+                "en": journeys.catalog_wording("welcome", "en"),
+            }
+
+        await run(db, copy_in)
+        shown = await run(db, lambda s: journeys.own_texts(journeys.all_of(s, club)[0]))
+        assert shown == {"nb": "Hei {first_name}, velkommen!"}
+        joined = {"joined_at": T0 - 30 * HOUR}
+        en = await person(db, club, "Amy", number=1, language="en", **joined)
+        sv = await person(db, club, "Bo", number=2, language="sv", **joined)
+        await plan(db, club)
+        gateway = await send(db)
+        assert gateway.to(en) == [
+            "Hi Amy! Thanks for joining Torshov Sport. Shop with your number to earn points."
+            " Text POINTS to see your balance." + EN
+        ]
+        [swedish] = gateway.to(sv)
+        assert swedish.startswith("Hej Bo! Tack för att du gick med i Torshov Sport.")
+        assert len(await outbox(db, journey_id)) == 2
+
+
 class TestBirthday:
     async def test_a_birthday_in_the_clubs_zone_is_greeted_after_quiet_hours(self, db, club):
         await journey(db, club, "birthday")
