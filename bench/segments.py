@@ -678,6 +678,12 @@ def shapes(now: dt.datetime) -> dict[str, dict[str, Any]]:
         },
         "category in tennis": {"field": "category", "op": "in", "value": ["tennis"]},
         "joined_days lte 30": {"field": "joined_days", "op": "lte", "value": 30},
+        # The dashboard's "campaign to these" and a pasted list: ids spread over the club.
+        "member in 1,000 ids": {
+            "field": "member",
+            "op": "in",
+            "value": list(range(1, 1_000_000, 1000)),
+        },
     }
 
 

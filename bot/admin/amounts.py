@@ -21,3 +21,9 @@ def parse_money(raw: str, precision: int) -> int | None:
     if minor != minor.to_integral_value():
         return None
     return int(minor)
+
+
+def money_text(minor: int, precision: int, language: str) -> str:
+    """Minor units as typed back in a form: "0,50" in nb and sv, "0.50" in en."""
+    text = f"{Decimal(minor).scaleb(-precision):.{precision}f}"
+    return text.replace(".", ",") if language in ("nb", "sv") else text

@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as default
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +24,7 @@ from babel.numbers import get_currency_precision
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
-from bot.admin.amounts import parse_money
+from bot.admin.amounts import money_text, parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import local_date, page, path_id
 from bot.keys import DB
@@ -426,7 +425,7 @@ def mark(builder: Builder, meaning: Meaning, refused: InvalidInput) -> None:
 
 
 def from_filter(
-    filter: Mapping[str, Any], specs: Mapping[str, FieldSpec], currency: str
+    filter: Mapping[str, Any], specs: Mapping[str, FieldSpec], currency: str, language: str
 ) -> Builder | None:
     """The builder showing a saved filter, or None for one it can't show (made elsewhere
     with deeper nesting: the page then shows it as JSON)."""
@@ -440,7 +439,7 @@ def from_filter(
     for i, child in enumerate(node[mode]):
         negate, inner = _unwrap(child)
         if "field" in inner:
-            condition = _condition_of(inner, f"c{i}", negate, specs, currency)
+            condition = _condition_of(inner, f"c{i}", negate, specs, currency, language)
             if condition is None:
                 return None
             builder.items.append(condition)
@@ -452,7 +451,7 @@ def from_filter(
         for j, grandchild in enumerate(inner[group_mode]):
             leaf_negate, leaf = _unwrap(grandchild)
             condition = (
-                _condition_of(leaf, f"c{i}-{j}", leaf_negate, specs, currency)
+                _condition_of(leaf, f"c{i}-{j}", leaf_negate, specs, currency, language)
                 if "field" in leaf
                 else None
             )
@@ -476,6 +475,7 @@ def _condition_of(
     negate: bool,
     specs: Mapping[str, FieldSpec],
     currency: str,
+    language: str,
 ) -> Condition | None:
     key = f"answer:{leaf.get('question')}" if leaf["field"] == "answer" else leaf["field"]
     spec = specs.get(key)
@@ -490,10 +490,11 @@ def _condition_of(
     elif spec.kind in (WORDS, IDS):
         condition.value = ", ".join(str(v) for v in value)
     else:
-        scale = 10 ** get_currency_precision(currency) if spec.kind == MONEY else 1
+        precision = get_currency_precision(currency)
 
         def shown(n: int) -> str:
-            return str(n) if scale == 1 else f"{Decimal(n) / scale:f}".rstrip("0").rstrip(".")
+            # An amount as the settings page writes it back ("149,50" in nb and sv).
+            return money_text(n, precision, language) if spec.kind == MONEY else str(n)
 
         if leaf["op"] == "between":
             condition.value, condition.high = shown(value[0]), shown(value[1])
@@ -629,7 +630,7 @@ async def _show_builder(
             builder = read_form(form, specs)
             apply_action(builder, action, specs)
         elif saved is not None:
-            shown = from_filter(saved.filter, specs, program.currency)
+            shown = from_filter(saved.filter, specs, program.currency, language)
             if shown is None:
                 raw = json.dumps(saved.filter, indent=2, ensure_ascii=False)
             builder = shown or Builder()
