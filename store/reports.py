@@ -450,34 +450,46 @@ def top_customers(
     """The members with the highest revenue in the period (ties: more purchases, then the
     older member first). Erased members are left out: their purchases stay in the totals, but
     a ranked row of one person is not an anonymous figure."""
-    bought = (
-        select(
-            _PURCHASES.c.member_id.label("member_id"),
-            func.count().label("purchases"),
-            func.sum(_PURCHASES.c.total_minor).label("revenue"),
+    # The best few buyers first, then their member rows: joining every buyer of a year to
+    # the members before ranking them took PostgreSQL a second. A few more than asked are
+    # taken, as some may be erased; if too many are, more are taken.
+    taken = limit * 2 + 5
+    while True:
+        bought = (
+            select(
+                _PURCHASES.c.member_id.label("member_id"),
+                func.count().label("purchases"),
+                func.sum(_PURCHASES.c.total_minor).label("revenue"),
+            )
+            .where(
+                _PURCHASES.c.program_id == program.id,
+                _PURCHASES.c.occurred_at >= literal(per.since, _INSTANT),
+                _PURCHASES.c.occurred_at < literal(per.until, _INSTANT),
+            )
+            .group_by(_PURCHASES.c.member_id)
         )
-        .where(
-            _PURCHASES.c.program_id == program.id,
-            _PURCHASES.c.occurred_at >= literal(per.since, _INSTANT),
-            _PURCHASES.c.occurred_at < literal(per.until, _INSTANT),
+        order = (
+            bought.selected_columns.revenue.desc(),
+            bought.selected_columns.purchases.desc(),
+            bought.selected_columns.member_id,
         )
-        .group_by(_PURCHASES.c.member_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(
-            _MEMBERS.c.id,
-            _MEMBERS.c.first_name,
-            _MEMBERS.c.phone,
-            _MEMBERS.c.status,
-            bought.c.purchases,
-            bought.c.revenue,
-        )
-        .select_from(bought.join(_MEMBERS, _MEMBERS.c.id == bought.c.member_id))
-        .where(_MEMBERS.c.status != members.ERASED)
-        .order_by(bought.c.revenue.desc(), bought.c.purchases.desc(), _MEMBERS.c.id)
-        .limit(limit)
-    ).all()
+        best = bought.order_by(*order).limit(taken).subquery()
+        rows = session.execute(
+            select(
+                _MEMBERS.c.id,
+                _MEMBERS.c.first_name,
+                _MEMBERS.c.phone,
+                _MEMBERS.c.status,
+                best.c.purchases,
+                best.c.revenue,
+            )
+            .select_from(best.join(_MEMBERS, _MEMBERS.c.id == best.c.member_id))
+            .order_by(best.c.revenue.desc(), best.c.purchases.desc(), _MEMBERS.c.id)
+        ).all()
+        kept = [row for row in rows if row.status != members.ERASED]
+        if len(kept) >= limit or len(rows) < taken:
+            break
+        taken *= 4
     return [
         Customer(
             member_id=int(row.id),
@@ -487,7 +499,7 @@ def top_customers(
             purchases=int(row.purchases),
             revenue_minor=int(row.revenue),
         )
-        for row in rows
+        for row in kept[:limit]
     ]
 
 

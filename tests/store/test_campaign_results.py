@@ -1,5 +1,6 @@
-"""A broadcast's results as the scheduler stores them and the dashboard reads them: fresh ones
-as stored, stale ones counted again, settled ones kept; and each member's last purchase."""
+"""What keeps the dashboard fast, still exact: a broadcast's results as the scheduler stores
+them (fresh ones read as stored, stale ones counted again, settled ones kept), each member's
+last purchase, and the top customers ranked before their member rows are read."""
 
 from __future__ import annotations
 
@@ -184,3 +185,24 @@ async def test_a_members_last_purchase_never_moves_back(loyalty_db: Database) ->
 
     buckets = {r.label: r.members for r in await db.run(recency)}
     assert buckets == {"0-30": 0, "31-90": 1, "91-180": 0, "181-365": 0, ">365": 0, "never": 0}
+
+
+async def test_the_top_customers_skip_erased_members_however_many_rank_first(
+    loyalty_db: Database,
+) -> None:
+    """More erased members than the first look takes rank above the others: they are left
+    out, and the ten after them are the top 10."""
+    db = loyalty_db
+    club_id = await new_club(db)
+    erased = await ids_of(
+        db, club_id, await add_members(db, club_id, 30, status="erased", prefix="+4792")
+    )
+    kept = await ids_of(db, club_id, await add_members(db, club_id, 12, prefix="+4793"))
+    when = dt.datetime(2026, 11, 10, 12, tzinfo=dt.UTC)
+    for i, member_id in enumerate(erased):
+        await buy(db, club_id, member_id, 900_000 + i, when)
+    for i, member_id in enumerate(kept):
+        await buy(db, club_id, member_id, 1000 * (i + 1), when)
+    top = await figures(db, club_id, reports.top_customers)
+    assert [c.member_id for c in top] == kept[::-1][:10]
+    assert [c.revenue_minor for c in top] == [1000 * n for n in range(12, 2, -1)]
