@@ -85,15 +85,24 @@ class Admin:
     """A browser on the admin: its cookies live in the test client's jar."""
 
     client: TestClient
+    # The session's CSRF token, kept while the cookies it was read with are the jar's.
+    _token: tuple[str, str] | None = None
 
     async def csrf(self) -> str:
-        """The session's CSRF token, as the sign-in page's form carries it."""
+        """The session's CSRF token, as the sign-in page's form (or, signed in, the members
+        page's) carries it."""
+        if self._token is not None and self._token[0] == self._cookies():
+            return self._token[1]
         response = await self.client.get("/admin/sign-in", allow_redirects=False)
         if response.status == 303:  # signed in already: any page's form has it
-            response = await self.client.get("/admin/")
+            response = await self.client.get("/admin/members")
         found = _CSRF.search(await response.text())
         assert found, "no CSRF token on the page"
+        self._token = (self._cookies(), found.group(1))
         return found.group(1)
+
+    def _cookies(self) -> str:
+        return ";".join(f"{c.key}={c.value}" for c in self.client.session.cookie_jar)
 
     async def sign_in(self, email: str, password: str = PASSWORD, **extra: str) -> Any:
         token = await self.csrf()
