@@ -55,6 +55,8 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     # Before the sub-application, whose prefix would otherwise claim the bare /admin too.
     app.router.add_get("/admin", _to_dashboard)
     app.add_subapp("/admin", admin)
+    # After the database's own cleanup context, so it runs first: imports end, then it closes.
+    app.cleanup_ctx.append(transfer.finish_imports)
 
 
 async def _to_dashboard(request: web.Request) -> web.StreamResponse:

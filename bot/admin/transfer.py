@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import unicodedata
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 RUNNING, DONE, REFUSED, FAILED = "running", "done", "refused", "failed"
 # Background imports still running: asyncio keeps only a weak reference to a task.
 _TASKS: set[asyncio.Task[None]] = set()
+# How long a shutdown waits for running imports (100,000 rows take about 20 s) before it
+# stops them.
+FINISH_SECONDS = 45.0
 
 
 class UploadRefused(Exception):
@@ -514,6 +518,10 @@ async def _import(
         )
     except imports.FileRefused as refused:
         state.update(state=FAILED, error=refused.code, error_params=refused.params)
+    except asyncio.CancelledError:
+        # The server is shutting down (finish_imports gave it its time): say so, then stop.
+        job.write_state({**state, "state": FAILED, "error": "stopped"})
+        raise
     except Exception:
         log.exception("member import %s failed", job.token)
         state.update(state=FAILED, error="other")
@@ -535,6 +543,21 @@ def _land(
     return imports.land(
         session, program, checked, mode=mode, source=source, now=now, progress=progress
     )
+
+
+async def finish_imports(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context: at shutdown, before the database closes, the running imports get
+    FINISH_SECONDS to end; the rest are stopped, and their pages say the server stopped them
+    (an import run again skips the numbers it had landed, as known)."""
+    yield
+    running = set(_TASKS)
+    if not running:
+        return
+    _, late = await asyncio.wait(running, timeout=FINISH_SECONDS)
+    for task in late:
+        log.warning("stopping a member import at shutdown")
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import os
 import re
+import threading
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store import consent, members, programs
+from bot.admin import transfer
+from bot.app import create_app
+from store import consent, imports, members, programs
 from store.database import Database
 from store.models import ConsentEvent, LedgerEntry, Member, OutboxMessage, Purchase
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
@@ -490,3 +493,61 @@ async def test_the_transfer_page_offers_the_upload_and_every_export(
     assert 'enctype="multipart/form-data"' in page
     for kind in ("members", "purchases", "ledger", "messages"):
         assert f'href="/admin/transfer/export/{kind}.csv"' in page
+
+
+async def test_an_import_stopped_by_a_shutdown_says_so_after_the_restart(
+    admin: Admin, owner: int, db: Database, settings: Any, aiohttp_client: Any, monkeypatch: Any
+) -> None:
+    """A server shut down while an import runs gives it a while, then stops it: nothing lands,
+    and after the restart its page says the server stopped it (not "running" for ever)."""
+    await admin.signed_in(OWNER)
+    preview = await upload(admin, GOOD.encode())
+    assert preview.status == 200
+    release = threading.Event()
+    real_check = imports.check
+
+    def slow_check(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "check", slow_check)
+    monkeypatch.setattr(transfer, "FINISH_SECONDS", 0.2)
+    page = await preview.text()
+    token = _TOKEN.search(page)
+    assert token
+    started = await admin.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": "all", **mapping_of(page)}
+    )
+    assert started.status == 303
+    try:
+        await admin.client.close()  # the server shuts down
+    finally:
+        release.set()
+    assert await count(db, Member) == 0
+
+    restarted = await aiohttp_client(create_app(settings))
+    for cookie in admin.client.session.cookie_jar:
+        restarted.session.cookie_jar.update_cookies(
+            {cookie.key: cookie.value}, response_url=restarted.make_url("/")
+        )
+    state = await (await restarted.get(f"/admin/api/transfer/import/{token.group(1)}")).json()
+    assert (state["state"], state.get("error")) == ("failed", "stopped")
+    shown = await (await restarted.get(started.headers["Location"])).text()
+    assert "Serveren ble stoppet mens importen pågikk" in shown
+    assert await count(db, Member) == 0
+
+
+async def test_an_import_that_fails_unexpectedly_says_so_and_lands_nothing(
+    admin: Admin, owner: int, db: Database, monkeypatch: Any
+) -> None:
+    await admin.signed_in(OWNER)
+    preview = await upload(admin, GOOD.encode())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug, not the file")
+
+    monkeypatch.setattr(imports, "check", broken)
+    result = await run_import(admin, await preview.text(), "all")
+    assert (result["state"], result["error"]) == ("failed", "other")
+    assert "Importen stoppet på en feil; ingenting ble importert" in result["page"]
+    assert await count(db, Member) == 0
