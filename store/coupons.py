@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidSetting, NotFound
-from store.models import Coupon, CouponTemplate, Program, Purchase
+from store.models import Coupon, CouponTemplate, Program, PunchCard, Purchase
 
 WELCOME = "welcome"
 BIRTHDAY = "birthday"
@@ -22,6 +22,7 @@ REWARD = "reward"
 REFERRAL = "referral"
 PUNCH = "punch"
 KINDS = (WELCOME, BIRTHDAY, CAMPAIGN, REWARD, REFERRAL, PUNCH)
+MAX_VALID_DAYS = 3660
 
 # No 0/O, 1/I/L: a code read aloud at the till or typed from an SMS can't be misread.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -55,18 +56,18 @@ def create_template(
     points_cost: int | None = None,
     position: int = 0,
 ) -> CouponTemplate:
+    """A new template, in use. Raises InvalidSetting naming the first bad field."""
     if kind not in KINDS:
         raise InvalidSetting("kind", f"must be one of {', '.join(KINDS)}")
-    if kind == REWARD and (points_cost is None or points_cost <= 0):
-        raise InvalidSetting("points_cost", "a reward costs a positive number of points")
-    if kind != REWARD and points_cost is not None:
-        raise InvalidSetting("points_cost", "only a reward costs points")
-    if not 1 <= valid_days <= 3660:
-        raise InvalidSetting("valid_days", "must be between 1 and 3660")
-    if not benefit:
-        raise InvalidSetting("benefit", "say what the coupon gives, per language")
-    if discount_minor is None and any("{amount}" in text for text in benefit.values()):
-        raise InvalidSetting("benefit", "{amount} needs the coupon's discount_minor")
+    benefit = _wording(benefit)
+    _check_template(kind, benefit, valid_days, discount_percent, discount_minor, points_cost)
+    taken = session.scalar(
+        select(CouponTemplate.id).where(
+            CouponTemplate.program_id == program.id, CouponTemplate.key == key
+        )
+    )
+    if taken is not None:
+        raise InvalidSetting("key", f"the club already has a coupon template {key}")
     template = CouponTemplate(
         program_id=program.id,
         key=key,
@@ -84,10 +85,100 @@ def create_template(
     return template
 
 
-def templates(session: Session, program_id: int, kind: str | None = None) -> list[CouponTemplate]:
-    query = select(CouponTemplate).where(
-        CouponTemplate.program_id == program_id, CouponTemplate.active.is_(True)
+def edit_template(
+    session: Session,
+    program_id: int,
+    template_id: int,
+    *,
+    benefit: Mapping[str, str],
+    valid_days: int,
+    discount_percent: int | None = None,
+    discount_minor: int | None = None,
+    points_cost: int | None = None,
+) -> CouponTemplate:
+    """What a template gives, costs and how long its coupons last. Its key and kind stay
+    (campaigns and issued coupons name them). Coupons issued before keep their validity; they
+    are described with the new wording. Raises NotFound, or InvalidSetting naming the first
+    bad field (nothing changes then)."""
+    template = template_of(session, program_id, template_id)
+    benefit = _wording(benefit)
+    _check_template(
+        template.kind, benefit, valid_days, discount_percent, discount_minor, points_cost
     )
+    template.benefit = benefit
+    template.valid_days = valid_days
+    template.discount_percent = discount_percent
+    template.discount_minor = discount_minor
+    template.points_cost = points_cost
+    session.flush()
+    return template
+
+
+def set_template_active(
+    session: Session, program_id: int, template_id: int, *, active: bool
+) -> CouponTemplate:
+    """Retire a template (no new coupons of it: no welcome, birthday or referral coupon of it,
+    no reward to claim) or bring it back. Never deleted: issued coupons refer to it and stay
+    valid. A template an active punch card gives can't be retired (InvalidSetting "active"):
+    the card would punch on and give nothing."""
+    template = template_of(session, program_id, template_id)
+    if not active:
+        card = session.scalar(
+            select(PunchCard.id).where(
+                PunchCard.template_id == template.id, PunchCard.active.is_(True)
+            )
+        )
+        if card is not None:
+            raise InvalidSetting("active", "an active punch card gives this coupon")
+    template.active = active
+    session.flush()
+    return template
+
+
+def template_of(session: Session, program_id: int, template_id: int) -> CouponTemplate:
+    """One of the club's templates (in use or retired); another club's is NotFound."""
+    template = session.get(CouponTemplate, template_id)
+    if template is None or template.program_id != program_id:
+        raise NotFound("coupon_template", str(template_id))
+    return template
+
+
+def _wording(benefit: Mapping[str, str]) -> dict[str, str]:
+    """The benefit per language, the languages left empty left out."""
+    return {lang: text.strip() for lang, text in benefit.items() if text.strip()}
+
+
+def _check_template(
+    kind: str,
+    benefit: Mapping[str, str],
+    valid_days: int,
+    discount_percent: int | None,
+    discount_minor: int | None,
+    points_cost: int | None,
+) -> None:
+    if kind == REWARD and (points_cost is None or points_cost <= 0):
+        raise InvalidSetting("points_cost", "a reward costs a positive number of points")
+    if kind != REWARD and points_cost is not None:
+        raise InvalidSetting("points_cost", "only a reward costs points")
+    if not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise InvalidSetting("valid_days", f"must be between 1 and {MAX_VALID_DAYS}")
+    if discount_percent is not None and not 1 <= discount_percent <= 100:
+        raise InvalidSetting("discount_percent", "must be between 1 and 100")
+    if discount_minor is not None and discount_minor <= 0:
+        raise InvalidSetting("discount_minor", "must be a positive amount")
+    if not benefit:
+        raise InvalidSetting("benefit", "say what the coupon gives, per language")
+    if discount_minor is None and any("{amount}" in text for text in benefit.values()):
+        raise InvalidSetting("benefit", "{amount} needs the coupon's discount_minor")
+
+
+def templates(
+    session: Session, program_id: int, kind: str | None = None, *, retired: bool = False
+) -> list[CouponTemplate]:
+    """The club's templates in use (with `retired`, the retired ones too), in their order."""
+    query = select(CouponTemplate).where(CouponTemplate.program_id == program_id)
+    if not retired:
+        query = query.where(CouponTemplate.active.is_(True))
     if kind is not None:
         query = query.where(CouponTemplate.kind == kind)
     return list(

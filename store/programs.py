@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store import coupons, purchases, tiers
 from store.errors import InvalidSetting, NotFound, NumberTaken
-from store.models import CouponTemplate, ProfileQuestion, Program, ProgramNumber, Tier
+from store.models import (
+    CouponTemplate,
+    ProfileAnswer,
+    ProfileQuestion,
+    Program,
+    ProgramNumber,
+    Segment,
+    Tier,
+)
 
 # Sensible defaults per country; a club can override them.
 COUNTRY_DEFAULTS = {
@@ -26,6 +34,7 @@ COUNTRY_DEFAULTS = {
     "IS": ("Atlantic/Reykjavik", "ISK"),
 }
 QUESTION_KINDS = frozenset({"first_name", "birthday", "choice", "multichoice", "text"})
+BUILT_IN_KINDS = frozenset({"first_name", "birthday"})  # kept on the member, asked by Klubb
 REFERRAL_TRIGGERS = ("signup", "purchase")
 MAX_NAME = 60  # Program.name
 MAX_CONTACT = 200  # Program.contact
@@ -199,6 +208,66 @@ def move_question(session: Session, program_id: int, question_id: int, step: int
     for position, each in enumerate(order, start=1):
         each.position = position
     session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionUse:
+    """What removing a question touches: how many members answered it, and the saved segments
+    that filter on its answers."""
+
+    answers: int
+    segments: list[str]
+
+
+def question_use(session: Session, program_id: int, question_id: int) -> QuestionUse:
+    """How one of the club's questions is used (NotFound for another club's or a removed one)."""
+    question = _question(session, program_id, question_id)
+    answers = session.scalar(
+        select(func.count())
+        .select_from(ProfileAnswer)
+        .where(ProfileAnswer.question_id == question.id)
+    )
+    segments = [
+        name
+        for name, filter_ in session.execute(
+            select(Segment.name, Segment.filter)
+            .where(Segment.program_id == program_id)
+            .order_by(Segment.name)
+        )
+        if _filters_on(filter_, question.key)
+    ]
+    return QuestionUse(answers or 0, segments)
+
+
+def remove_question(session: Session, program_id: int, question_id: int) -> None:
+    """Stop asking a question: it leaves the club's list (the row stays, inactive, so an
+    answer arriving for it still has its question). A member in the middle of answering it is
+    asked the club's questions again from the first (flows.profile). The answers given stay
+    with the members (their page, their data export, until they are erased).
+
+    Refused (InvalidSettings) for the first name and birthday, which the club's greetings,
+    birthday coupons and minimum age rely on, and while a saved segment filters on the
+    answers (the segment would go on using answers to a question no one is asked)."""
+    question = _question(session, program_id, question_id)
+    if question.kind in BUILT_IN_KINDS:
+        raise InvalidSettings({"kind": "the first name and birthday questions stay"})
+    used = question_use(session, program_id, question_id).segments
+    if used:
+        raise InvalidSettings({"segments": f"used by the segments {', '.join(used)}"})
+    question.active = False
+    session.flush()
+
+
+def _filters_on(node: object, key: str) -> bool:
+    """Whether a segment's filter (any nesting of all/any/not) has a condition on the answers
+    to the question `key`."""
+    if isinstance(node, dict):
+        if node.get("field") == "answer" and node.get("question") == key:
+            return True
+        return any(_filters_on(child, key) for child in node.values())
+    if isinstance(node, list):
+        return any(_filters_on(child, key) for child in node)
+    return False
 
 
 def choices_from_labels(

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from babel.numbers import get_currency_precision
@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from bot.admin.amounts import parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
-from bot.admin.render import local_date, page, path_id
+from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from locales import LANGUAGES
-from store import apikeys, coupons, programs, tiers
+from store import apikeys, club_rules, coupons, imports, programs, tiers
 from store.errors import InvalidSetting, NotFound
-from store.models import ApiKey, Program, PunchCard
+from store.models import ApiKey, CouponTemplate, Program
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -37,6 +37,7 @@ EARNING = ("earn_points", "points_lifetime_months", "tier_period_months")
 MONEY = {"messages": ("sms_price_minor",), "earning": ("earn_per_minor", "min_purchase_minor")}
 QUESTION_KINDS = ("choice", "multichoice", "text")  # the kinds an owner adds from the page
 TIER_ROWS_EXTRA = 1  # an empty row under the ladder adds a tier
+_T = TypeVar("_T")
 
 
 class Refused(Exception):
@@ -71,6 +72,7 @@ async def _page(
     for key in state["keys"]:
         key["created"] = local_date(request, key["created"])
         key["revoked"] = local_date(request, key["revoked"])
+        key["last_used"] = local_moment(request, key["last_used"])
     forms: dict[str, Any] = {section: dict(form or {})} if section else {}
     return page(
         request,
@@ -87,6 +89,7 @@ async def _page(
         question_kinds=QUESTION_KINDS,
         coupon_kinds=coupons.KINDS,
         referral_triggers=programs.REFERRAL_TRIGGERS,
+        bonus_fields=club_rules.BONUS_FIELDS,
     )
 
 
@@ -95,9 +98,8 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
         program = _program(session, program_id)
         precision = get_currency_precision(program.currency)
         ladder = tiers.ladder(session, program_id)
-        templates = coupons.templates(session, program_id)
+        templates = coupons.templates(session, program_id, retired=True)
         by_id = {t.id: t for t in templates}
-        cards = session.query(PunchCard).filter(PunchCard.program_id == program_id).all()
         return {
             "club": {
                 "name": program.name,
@@ -135,28 +137,47 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
                 }
                 for t in ladder
             ],
-            "templates": [
-                {
-                    "key": t.key,
-                    "kind": t.kind,
-                    "benefit": {lang: str(t.benefit.get(lang, "")) for lang in LANGUAGES},
-                    "amount": money_text(t.discount_minor, precision, language)
-                    if t.discount_minor is not None
-                    else "",
-                    "percent": t.discount_percent,
-                    "points_cost": t.points_cost,
-                    "valid_days": t.valid_days,
-                }
+            "templates": [_template(t, precision, language) for t in templates],
+            "punch_templates": [
+                {"id": t.id, "key": t.key}
                 for t in templates
+                if t.kind == coupons.PUNCH and t.active
             ],
             "cards": [
                 {
+                    "id": c.id,
                     "category": c.category,
-                    "every": c.every,
+                    "every": str(c.every),
+                    "template_id": str(c.template_id),
                     "active": c.active,
                     "coupon": by_id[c.template_id].key if c.template_id in by_id else "",
+                    "coupon_retired": c.template_id in by_id and not by_id[c.template_id].active,
                 }
-                for c in cards
+                for c in club_rules.punch_cards(session, program_id)
+            ],
+            "bonuses": [
+                {
+                    "id": b.id,
+                    "field": b.field,
+                    "value": b.value,
+                    "extra_points": str(b.extra_points),
+                    "points": b.extra_points,
+                }
+                for b in club_rules.bonus_rules(session, program_id)
+            ],
+            # What one earning unit is ("1,00 NOK"): bonus points are given per unit.
+            "per": f"{money_text(program.earn_per_minor, precision, language)} {program.currency}",
+            "multipliers": [
+                {
+                    "id": m.id,
+                    "name": m.name,
+                    "starts_on": m.starts_on.isoformat(),
+                    "ends_on": m.ends_on.isoformat(),
+                    "multiplier": str(m.multiplier),
+                    "first": m.starts_on,
+                    "last": m.ends_on,
+                }
+                for m in club_rules.multipliers(session, program_id)
             ],
             "questions": [_question(q) for q in programs.questions(session, program_id)],
             "keys": [_key(k) for k in reversed(apikeys.of_club(session, program_id))],
@@ -165,12 +186,36 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
     return work
 
 
+def _template(t: CouponTemplate, precision: int, language: str) -> dict[str, Any]:
+    amount = money_text(t.discount_minor, precision, language) if t.discount_minor else ""
+    return {
+        "id": t.id,
+        "key": t.key,
+        "kind": t.kind,
+        "active": t.active,
+        "benefit": {lang: str(t.benefit.get(lang, "")) for lang in LANGUAGES},
+        "amount": amount,
+        "percent": t.discount_percent,
+        "points_cost": t.points_cost,
+        "valid_days": t.valid_days,
+        # As its edit form shows it.
+        "form": {
+            **{f"benefit_{lang}": str(t.benefit.get(lang, "")) for lang in LANGUAGES},
+            "amount": amount,
+            "discount_percent": str(t.discount_percent or ""),
+            "points_cost": str(t.points_cost or ""),
+            "valid_days": str(t.valid_days),
+        },
+    }
+
+
 def _question(q: Any) -> dict[str, Any]:
     choices = q.choices or []
     return {
         "id": q.id,
         "key": q.key,
         "kind": q.kind,
+        "built_in": q.kind in programs.BUILT_IN_KINDS,
         "prompt": {lang: str((q.prompt or {}).get(lang, "")) for lang in LANGUAGES},
         "choices": {
             lang: "\n".join(str(c.get("label", {}).get(lang, "")) for c in choices)
@@ -188,6 +233,7 @@ def _key(k: ApiKey) -> dict[str, Any]:
         "scopes": list(k.scopes),
         "created": k.created_at,
         "revoked": k.revoked_at,
+        "last_used": k.last_used_at,
     }
 
 
@@ -311,21 +357,7 @@ async def add_coupon(request: web.Request) -> web.StreamResponse:
 
     def work(session: Session) -> None:
         program = _program(session, program_id)
-        precision = get_currency_precision(program.currency)
-        errors: Errors = {}
-        benefit = {
-            lang: text for lang in LANGUAGES if (text := _field(form, f"benefit_{lang}").strip())
-        }
-        amount_raw = _field(form, "amount").strip()
-        amount = parse_money(amount_raw, precision) if amount_raw else None
-        if amount_raw and amount is None:
-            errors["amount"] = _money_error(precision)
-        optional: dict[str, int | None] = {}
-        for name in ("discount_percent", "points_cost", "valid_days"):
-            raw = _field(form, name).strip()
-            optional[name] = _whole(raw) if raw else None
-            if raw and optional[name] is None:
-                errors[name] = ("admin.settings.error.whole", {})
+        values, errors = _coupon_form(form, get_currency_precision(program.currency))
         key = _field(form, "key").strip()
         if not key or len(key) > programs.MAX_KEY:
             errors["key"] = ("admin.settings.error.coupon_key", {"max": programs.MAX_KEY})
@@ -337,20 +369,295 @@ async def add_coupon(request: web.Request) -> web.StreamResponse:
                 program,
                 key=key,
                 kind=_field(form, "kind"),
-                benefit=benefit,
-                valid_days=optional["valid_days"] or 0,
-                discount_percent=optional["discount_percent"],
-                discount_minor=amount,
-                points_cost=optional["points_cost"],
-                position=len(coupons.templates(session, program_id)),
+                **values,
+                position=len(coupons.templates(session, program_id, retired=True)),
             )
         except InvalidSetting as exc:
-            field = {"discount_minor": "amount"}.get(exc.field, exc.field)
-            # The benefit's error names the {amount} placeholder itself.
-            params = {"amount": "{amount}"} if exc.field == "benefit" else {}
-            raise Refused({field: ("admin.settings.error.coupon." + exc.field, params)}) from None
+            raise Refused(_coupon_error(exc)) from None
 
     return await _save(request, "coupons", form, work)
+
+
+@routes.post(r"/settings/coupons/{template_id:\d+}")
+@owner_only
+async def edit_coupon(request: web.Request) -> web.StreamResponse:
+    """What a coupon gives, costs and how long it lasts (its short name and kind stay)."""
+    template_id = path_id(request, "template_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        _found(coupons.template_of, session, program_id, template_id)
+        values, errors = _coupon_form(form, get_currency_precision(program.currency))
+        if errors:
+            raise Refused(errors)
+        try:
+            coupons.edit_template(session, program_id, template_id, **values)
+        except InvalidSetting as exc:
+            raise Refused(_coupon_error(exc)) from None
+
+    return await _save(request, f"coupon-{template_id}", form, work)
+
+
+@routes.post(r"/settings/coupons/{template_id:\d+}/active")
+@owner_only
+async def retire_coupon(request: web.Request) -> web.StreamResponse:
+    """Retire a coupon (active=off: none issued or claimed from now on) or bring it back."""
+    template_id = path_id(request, "template_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+    active = _field(form, "active") == "on"
+
+    def work(session: Session) -> None:
+        try:
+            coupons.set_template_active(session, program_id, template_id, active=active)
+        except NotFound:
+            raise web.HTTPNotFound() from None
+        except InvalidSetting as exc:
+            raise Refused({"active": ("admin.settings.error.coupon." + exc.field, {})}) from None
+
+    # Refused, the error shows beside the button; the coupon's edit form keeps its values.
+    section = f"coupon-{template_id}"
+    return await _save(request, f"{section}-active", form, work, saved=section)
+
+
+def _coupon_form(form: MultiDictProxy[Any], precision: int) -> tuple[dict[str, Any], Errors]:
+    """A coupon form's benefit and numbers as the store takes them, and each unreadable one."""
+    errors: Errors = {}
+    benefit = {lang: _field(form, f"benefit_{lang}") for lang in LANGUAGES}
+    amount_raw = _field(form, "amount").strip()
+    amount = parse_money(amount_raw, precision) if amount_raw else None
+    if amount_raw and amount is None:
+        errors["amount"] = _money_error(precision)
+    optional: dict[str, int | None] = {}
+    for name in ("discount_percent", "points_cost", "valid_days"):
+        raw = _field(form, name).strip()
+        optional[name] = _whole(raw) if raw else None
+        if raw and optional[name] is None:
+            errors[name] = ("admin.settings.error.whole", {})
+    values = {
+        "benefit": benefit,
+        "valid_days": optional["valid_days"] or 0,
+        "discount_percent": optional["discount_percent"],
+        "discount_minor": amount,
+        "points_cost": optional["points_cost"],
+    }
+    return values, errors
+
+
+def _coupon_error(exc: InvalidSetting) -> Errors:
+    field = {"discount_minor": "amount"}.get(exc.field, exc.field)
+    # The benefit's error names the {amount} placeholder itself.
+    params = {"amount": "{amount}"} if exc.field == "benefit" else {}
+    return {field: ("admin.settings.error.coupon." + exc.field, params)}
+
+
+# --- punch cards, bonus rules, point multipliers ----------------------------------------------
+
+
+@routes.post("/settings/punch-cards")
+@owner_only
+async def add_card(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        try:
+            club_rules.add_punch_card(session, program, **_card_values(form))
+        except programs.InvalidSettings as exc:
+            raise Refused(_rule_errors(exc.problems, form)) from None
+
+    return await _save(request, "card-new", form, work, saved="punch-cards")
+
+
+@routes.post(r"/settings/punch-cards/{card_id:\d+}")
+@owner_only
+async def edit_card(request: web.Request) -> web.StreamResponse:
+    card_id = path_id(request, "card_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        try:
+            club_rules.edit_punch_card(session, program_id, card_id, **_card_values(form))
+        except NotFound:
+            raise web.HTTPNotFound() from None
+        except programs.InvalidSettings as exc:
+            raise Refused(_rule_errors(exc.problems, form)) from None
+
+    return await _save(request, f"card-{card_id}", form, work)
+
+
+@routes.post(r"/settings/punch-cards/{card_id:\d+}/active")
+@owner_only
+async def switch_card(request: web.Request) -> web.StreamResponse:
+    """Turn a punch card off (active=off) or on: never deleted, coupons and purchases name it."""
+    card_id = path_id(request, "card_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+    active = _field(form, "active") == "on"
+
+    def work(session: Session) -> None:
+        try:
+            club_rules.set_punch_card_active(session, program_id, card_id, active=active)
+        except NotFound:
+            raise web.HTTPNotFound() from None
+        except programs.InvalidSettings:
+            raise Refused({"active": ("admin.settings.cards.coupon_retired", {})}) from None
+
+    # Refused, the error shows beside the button; the card's edit form keeps its values.
+    section = f"card-{card_id}"
+    return await _save(request, f"{section}-active", form, work, saved=section)
+
+
+@routes.post("/settings/bonus-rules")
+@owner_only
+async def add_bonus(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        try:
+            club_rules.add_bonus_rule(session, program, **_bonus_values(form))
+        except programs.InvalidSettings as exc:
+            raise Refused(_rule_errors(exc.problems, form)) from None
+
+    return await _save(request, "bonus-new", form, work, saved="bonus-rules")
+
+
+@routes.post(r"/settings/bonus-rules/{rule_id:\d+}")
+@owner_only
+async def edit_bonus(request: web.Request) -> web.StreamResponse:
+    rule_id = path_id(request, "rule_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        try:
+            club_rules.edit_bonus_rule(session, program_id, rule_id, **_bonus_values(form))
+        except NotFound:
+            raise web.HTTPNotFound() from None
+        except programs.InvalidSettings as exc:
+            raise Refused(_rule_errors(exc.problems, form)) from None
+
+    return await _save(request, f"bonus-{rule_id}", form, work)
+
+
+@routes.post(r"/settings/bonus-rules/{rule_id:\d+}/remove")
+@owner_only
+async def remove_bonus(request: web.Request) -> web.StreamResponse:
+    rule_id = path_id(request, "rule_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        _found(club_rules.remove_bonus_rule, session, program_id, rule_id)
+
+    return await _save(request, "bonus-rules", form, work)
+
+
+@routes.post("/settings/multipliers")
+@owner_only
+async def add_multiplier(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        program = _program(session, program_id)
+        try:
+            club_rules.add_multiplier(session, program, **_multiplier_values(form))
+        except programs.InvalidSettings as exc:
+            raise Refused(_rule_errors(exc.problems, form)) from None
+
+    return await _save(request, "multiplier-new", form, work, saved="multipliers")
+
+
+@routes.post(r"/settings/multipliers/{multiplier_id:\d+}")
+@owner_only
+async def edit_multiplier(request: web.Request) -> web.StreamResponse:
+    multiplier_id = path_id(request, "multiplier_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        values = _multiplier_values(form)
+        try:
+            club_rules.edit_multiplier(session, program_id, multiplier_id, **values)
+        except NotFound:
+            raise web.HTTPNotFound() from None
+        except programs.InvalidSettings as exc:
+            raise Refused(_rule_errors(exc.problems, form)) from None
+
+    return await _save(request, f"multiplier-{multiplier_id}", form, work)
+
+
+@routes.post(r"/settings/multipliers/{multiplier_id:\d+}/remove")
+@owner_only
+async def remove_multiplier(request: web.Request) -> web.StreamResponse:
+    multiplier_id = path_id(request, "multiplier_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+
+    def work(session: Session) -> None:
+        _found(club_rules.remove_multiplier, session, program_id, multiplier_id)
+
+    return await _save(request, "multipliers", form, work)
+
+
+def _card_values(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    return {
+        "category": _field(form, "category"),
+        "every": _whole(_field(form, "every")),
+        "template_id": _whole(_field(form, "template_id")),
+    }
+
+
+def _bonus_values(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    return {
+        "field": _field(form, "field"),
+        "value": _field(form, "value"),
+        "extra_points": _whole(_field(form, "extra_points")),
+    }
+
+
+def _multiplier_values(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    """A period's fields; its days as a date picker sends them (ISO) or as the club's
+    locale writes them (24.12.2026), parsed like the member import's dates."""
+    return {
+        "name": _field(form, "name"),
+        "starts_on": imports.parse_date(_field(form, "starts_on")),
+        "ends_on": imports.parse_date(_field(form, "ends_on")),
+        "multiplier": _whole(_field(form, "multiplier")),
+    }
+
+
+# Each rule field's error (the numbers' come from club_rules.LIMITS).
+RULE_ERRORS: dict[str, Error] = {
+    "category": ("admin.settings.error.card.category", {"max": club_rules.MAX_TEXT}),
+    "template_id": ("admin.settings.error.card.coupon", {}),
+    "field": ("admin.settings.error.bonus.field", {}),
+    "value": ("admin.settings.error.bonus.value", {"max": club_rules.MAX_TEXT}),
+    "name": ("admin.settings.error.multiplier.name", {"max": club_rules.MAX_TEXT}),
+    "starts_on": ("admin.settings.error.date", {}),
+}
+
+
+def _rule_errors(problems: Mapping[str, str], form: MultiDictProxy[Any]) -> Errors:
+    errors: Errors = {}
+    for field in problems:
+        if field in club_rules.LIMITS:
+            low, high = club_rules.LIMITS[field]
+            errors[field] = ("admin.settings.error.range", {"low": low, "high": high})
+        elif field == "ends_on" and imports.parse_date(_field(form, "ends_on")) is not None:
+            errors[field] = ("admin.settings.error.multiplier.order", {})
+        elif field == "ends_on":
+            errors[field] = ("admin.settings.error.date", {})
+        else:
+            errors[field] = RULE_ERRORS.get(field, ("admin.settings.error.other", {}))
+    return errors
 
 
 # --- profile questions ------------------------------------------------------------------------
@@ -413,6 +720,54 @@ async def move_question(request: web.Request) -> web.StreamResponse:
         programs.move_question(session, program_id, question_id, step)
 
     return await _save(request, "questions", form, work)
+
+
+@routes.get(r"/settings/questions/{question_id:\d+}/remove")
+@owner_only
+async def confirm_remove_question(request: web.Request) -> web.StreamResponse:
+    """What removing a question means (how many answered it, what stops it), before it is."""
+    question_id = path_id(request, "question_id")
+    program_id = request[ADMIN].program_id
+    return await _removal_page(request, program_id, question_id)
+
+
+@routes.post(r"/settings/questions/{question_id:\d+}/remove")
+@owner_only
+async def remove_question(request: web.Request) -> web.StreamResponse:
+    question_id = path_id(request, "question_id")
+    admin = request[ADMIN]
+
+    def work(session: Session) -> None:
+        try:
+            programs.remove_question(session, admin.program_id, question_id)
+        except NotFound:
+            raise web.HTTPNotFound() from None
+
+    try:
+        await request.config_dict[DB].run(work)
+    except programs.InvalidSettings:
+        # Only a request the confirmation page didn't offer gets here: it says why.
+        return await _removal_page(request, admin.program_id, question_id, status=422)
+    log.info("admin %s removed profile question %s", admin.account_id, question_id)
+    raise web.HTTPSeeOther(f"{SETTINGS}?saved=questions#questions")
+
+
+async def _removal_page(
+    request: web.Request, program_id: int, question_id: int, status: int = 200
+) -> web.Response:
+    def work(session: Session) -> dict[str, Any]:
+        question = _club_question(session, program_id, question_id)
+        use = programs.question_use(session, program_id, question_id)
+        return {**_question(question), "answers": use.answers, "segments": use.segments}
+
+    question = await request.config_dict[DB].run(work)
+    return page(
+        request,
+        "settings_question_remove.html",
+        status=status,
+        section="settings",
+        q=question,
+    )
 
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -499,9 +854,12 @@ async def _save(
     section: str,
     form: Mapping[str, Any],
     work: Callable[[Session], None],
+    *,
+    saved: str | None = None,
 ) -> web.StreamResponse:
     """Run a section's change; refused, the page again with the errors and what was typed
-    (nothing written: a unit of work that raises is rolled back)."""
+    (nothing written: a unit of work that raises is rolled back). Done, back to the page at
+    the part that changed (`saved`, else the section), which says so."""
     try:
         await request.config_dict[DB].run(work)
     except Refused as exc:
@@ -509,8 +867,9 @@ async def _save(
         if "rows" in form:
             typed["rows"] = form["rows"]
         return await _page(request, status=422, section=section, form=typed, errors=exc.errors)
-    anchor = section if not section.startswith("question") else "questions"
-    raise web.HTTPSeeOther(f"{SETTINGS}?saved={section}#{anchor}")
+    saved = saved or section
+    anchor = saved if not saved.startswith("question") else "questions"
+    raise web.HTTPSeeOther(f"{SETTINGS}?saved={saved}#{anchor}")
 
 
 def _program(session: Session, program_id: int) -> Program:
@@ -518,6 +877,14 @@ def _program(session: Session, program_id: int) -> Program:
     if program is None:
         raise web.HTTPNotFound()
     return program
+
+
+def _found(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """A store call on one of the club's rows; another club's (or none) is 404."""
+    try:
+        return call(*args, **kwargs)
+    except NotFound:
+        raise web.HTTPNotFound() from None
 
 
 def _club_question(session: Session, program_id: int, question_id: int) -> Any:
@@ -545,7 +912,8 @@ def _tier_rows(form: MultiDictProxy[Any]) -> list[dict[str, str]]:
 
 def _whole(raw: str) -> int | None:
     raw = raw.strip()
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return int(raw) if raw.isdecimal() and len(raw) < 10 else None
 
 
 def _numbers(

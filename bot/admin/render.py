@@ -55,6 +55,16 @@ def path_id(request: web.Request, name: str) -> int:
     return value
 
 
+def local_moment(request: web.Request, moment: dt.datetime | None) -> str | None:
+    """A moment as a date and time in the club's zone ("23.11.2026 14:05")."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite gives naive UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    local = moment.astimezone(zoneinfo.ZoneInfo(request[ADMIN].timezone))
+    return f"{format_date(local.date(), request[LANGUAGE])} {local:%H:%M}"
+
+
 def local_date(request: web.Request, moment: dt.datetime | None) -> str | None:
     """A moment as a date in the club's zone and the admin's language ("23.11.2026")."""
     if moment is None:

@@ -1,19 +1,25 @@
 """The settings page, through the app on SQLite and PostgreSQL: each section's form saves what
 the store then holds; a bad field is named beside it and nothing changes; owners only; an API
-key's secret is shown once and never logged."""
+key's secret is shown once and never logged; punch cards, bonus points, multiplier periods and
+coupons are edited, turned off or removed; a profile question is removed after a confirmation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from multidict import MultiDict
 from sqlalchemy.orm import Session
 
-from store import apikeys, coupons, programs, tiers
+from bot.keys import CLUBS
+from store import apikeys, club_rules, coupons, members, profile, programs, segments, tiers
 from store.database import Database
-from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account
+from store.models import ProfileAnswer
+from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
+from tests.conftest import replies_in, sign, twilio_form
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -67,6 +73,33 @@ ACTIONS: list[tuple[str, dict[str, str]]] = [
     ("/admin/settings/questions", {"kind": "text", "prompt_en": "Your shoe size?"}),
     ("/admin/settings/questions/{question}", {"prompt_en": "Activities?", "choices_en": "Run"}),
     ("/admin/settings/questions/{question}/move", {"direction": "up"}),
+    ("/admin/settings/questions/{question}/remove", {}),
+    (
+        "/admin/settings/coupons/{coupon}",
+        {"benefit_en": "a hat", "points_cost": "9", "valid_days": "9"},
+    ),
+    ("/admin/settings/coupons/{coupon}/active", {"active": "off"}),
+    ("/admin/settings/punch-cards", {"category": "Bolle", "every": "5", "template_id": "{punch}"}),
+    (
+        "/admin/settings/punch-cards/{card}",
+        {"category": "Bolle", "every": "5", "template_id": "{punch}"},
+    ),
+    ("/admin/settings/punch-cards/{card}/active", {"active": "off"}),
+    ("/admin/settings/bonus-rules", {"field": "category", "value": "Sko", "extra_points": "3"}),
+    (
+        "/admin/settings/bonus-rules/{bonus}",
+        {"field": "category", "value": "Sko", "extra_points": "3"},
+    ),
+    ("/admin/settings/bonus-rules/{bonus}/remove", {}),
+    (
+        "/admin/settings/multipliers",
+        {"name": "Påske", "starts_on": "2026-04-01", "ends_on": "2026-04-06", "multiplier": "3"},
+    ),
+    (
+        "/admin/settings/multipliers/{multiplier}",
+        {"name": "Påske", "starts_on": "2026-04-01", "ends_on": "2026-04-06", "multiplier": "3"},
+    ),
+    ("/admin/settings/multipliers/{multiplier}/remove", {}),
     ("/admin/settings/api-keys", {"name": "till", "scopes": "members:read"}),
     ("/admin/settings/api-keys/{key}/revoke", {}),
 ]
@@ -86,9 +119,79 @@ async def club_state(db: Database, club: int) -> dict[str, Any]:
             "coupons": [(t.key, t.kind, t.benefit) for t in coupons.templates(session, club)],
             "questions": [(q.key, q.prompt, q.choices) for q in programs.questions(session, club)],
             "keys": [(k.name, k.revoked_at) for k in apikeys.of_club(session, club)],
+            **rules_of(session, club),
         }
 
     return await db.run(read)
+
+
+def rules_of(session: Session, club: int) -> dict[str, Any]:
+    """The club's coupon templates (retired ones too), punch cards, bonus rules and periods."""
+    return {
+        "templates": [
+            (t.key, t.benefit, t.valid_days, t.points_cost, t.discount_minor, t.active)
+            for t in coupons.templates(session, club, retired=True)
+        ],
+        "cards": [
+            (c.category, c.every, c.template_id, c.active)
+            for c in club_rules.punch_cards(session, club)
+        ],
+        "bonuses": [
+            (b.field, b.value, b.extra_points) for b in club_rules.bonus_rules(session, club)
+        ],
+        "multipliers": [
+            (m.name, m.starts_on, m.ends_on, m.multiplier)
+            for m in club_rules.multipliers(session, club)
+        ],
+    }
+
+
+async def seed_rules(db: Database, club: int) -> dict[str, int]:
+    """A reward, a punch card with its coupon, a bonus rule and a multiplier period: their ids."""
+
+    def work(session: Session) -> dict[str, int]:
+        program = programs.get(session, club)
+        assert program is not None
+        cap = coupons.create_template(
+            session,
+            program,
+            key="cap",
+            kind=coupons.REWARD,
+            benefit={"nb": "en caps", "en": "a cap"},
+            valid_days=30,
+            points_cost=500,
+        )
+        punch = coupons.create_template(
+            session,
+            program,
+            key="free-coffee",
+            kind=coupons.PUNCH,
+            benefit={"nb": "gratis kaffe", "en": "a free coffee"},
+            valid_days=60,
+        )
+        card = club_rules.add_punch_card(
+            session, program, category="Kaffe", every=10, template_id=punch.id
+        )
+        bonus = club_rules.add_bonus_rule(
+            session, program, field="brand", value="Torshov", extra_points=2
+        )
+        period = club_rules.add_multiplier(
+            session,
+            program,
+            name="Jul",
+            starts_on=dt.date(2026, 12, 1),
+            ends_on=dt.date(2026, 12, 24),
+            multiplier=2,
+        )
+        return {
+            "coupon": cap.id,
+            "punch": punch.id,
+            "card": card.id,
+            "bonus": bonus.id,
+            "multiplier": period.id,
+        }
+
+    return await db.run(work)
 
 
 async def make_key(db: Database, club: int, name: str = "till") -> int:
@@ -487,11 +590,18 @@ async def test_a_keys_secret_is_in_exactly_one_response_and_no_log(
     listing = await (await admin.client.get("/admin/settings")).text()
     assert "Kasse 1" in listing
     assert secret not in listing
-    assert secret.split("_")[2] not in listing  # nor its random part
+    # Nor its random part (which may itself hold "_": it is everything after the prefix).
+    assert secret.split("_", 2)[2] not in listing
     assert secret not in caplog.text
     # Reloading the list (or the creation's address) never shows it again.
     again = await admin.client.get("/admin/settings/api-keys", allow_redirects=False)
     assert secret not in await again.text()
+    # Unused so far; once a till has used it, the list says when (in the club's time).
+    assert "Ikke brukt ennå" in listing
+    used = dt.datetime(2026, 11, 23, 13, 5, tzinfo=dt.UTC)
+    await db.run(lambda s: apikeys.verify(s, secret, used))
+    listing = await (await admin.client.get("/admin/settings")).text()
+    assert "Sist brukt 23.11.2026 14:05" in listing
 
 
 async def test_a_key_without_scopes_or_name_is_refused_beside_the_field(
@@ -528,9 +638,15 @@ async def test_revoking_asks_first_then_revokes(
 
 
 async def _paths(db: Database, club: int) -> list[tuple[str, dict[str, str]]]:
-    question = (await question_ids(db, club))[-1]
-    key = await make_key(db, club)
-    return [(path.format(question=question, key=key), data) for path, data in ACTIONS]
+    ids = {
+        "question": (await question_ids(db, club))[-1],
+        "key": await make_key(db, club),
+        **await seed_rules(db, club),
+    }
+    return [
+        (path.format(**ids), {name: value.format(**ids) for name, value in data.items()})
+        for path, data in ACTIONS
+    ]
 
 
 async def test_staff_get_403_on_every_page_and_action(
@@ -580,3 +696,498 @@ async def test_another_clubs_owner_changes_only_their_own_club(
     assert response.status == 303
     assert (await club_state(db, other_club))["marketing_per_month"] == 3
     assert await club_state(db, club) == before
+
+
+# --- punch cards, bonus points, multiplier periods ---------------------------------------------
+
+
+async def rules(db: Database, club: int) -> dict[str, Any]:
+    return await db.run(lambda s: rules_of(s, club))
+
+
+def error_beside(page: str, field: str) -> str:
+    """The error shown under the field with this id."""
+    return page.split(f'id="{field}-error">')[1].split("</p>")[0]
+
+
+async def test_punch_cards_are_added_edited_and_turned_off_and_on(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    response = await admin.post(
+        "/admin/settings/punch-cards",
+        {"category": " Bolle ", "every": "6", "template_id": str(ids["punch"])},
+    )
+    assert response.status == 303, await response.text()
+    assert response.headers["Location"] == "/admin/settings?saved=punch-cards#punch-cards"
+    assert (await rules(db, club))["cards"][-1] == ("Bolle", 6, ids["punch"], True)
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert "Hvert 6. kjøp i Bolle gir kupongen free-coffee" in page
+
+    card = ids["card"]
+    response = await admin.post(
+        f"/admin/settings/punch-cards/{card}",
+        {"category": "Kaffe", "every": "8", "template_id": str(ids["punch"])},
+    )
+    assert response.headers["Location"] == f"/admin/settings?saved=card-{card}#card-{card}"
+    assert (await rules(db, club))["cards"][0] == ("Kaffe", 8, ids["punch"], True)
+
+    await admin.post(f"/admin/settings/punch-cards/{card}/active", {"active": "off"})
+    assert (await rules(db, club))["cards"][0][3] is False
+    page = await (await admin.client.get("/admin/settings")).text()
+    article = page.split(f'id="card-{card}"')[1].split("</article>")[0]
+    assert "Slå på" in article
+    await admin.post(f"/admin/settings/punch-cards/{card}/active", {"active": "on"})
+    assert (await rules(db, club))["cards"][0][3] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"every": "1"}, "every", "fra 2 til 50"),
+        ({"every": "tre"}, "every", "fra 2 til 50"),
+        ({"every": "²"}, "every", "fra 2 til 50"),  # a digit, but not a number
+        ({"category": "  "}, "category", "Skriv en kategori"),
+        ({"template_id": "{coupon}"}, "template_id", "klippekortkupong"),
+    ],
+)
+async def test_a_bad_punch_card_field_is_named_beside_it_and_nothing_changes(
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    changes: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    form = {"category": "Bolle", "every": "5", "template_id": str(ids["punch"])}
+    form |= {name: value.format(coupon=ids["coupon"]) for name, value in changes.items()}
+    for path, section in [
+        ("/admin/settings/punch-cards", "card-new"),
+        (f"/admin/settings/punch-cards/{ids['card']}", f"card-{ids['card']}"),
+    ]:
+        response = await admin.post(path, form)
+        assert response.status == 422
+        page = await response.text()
+        assert message in error_beside(page, f"{section}-{field}")
+        assert 'role="alert"' in page
+    assert await club_state(db, club) == before
+
+
+async def test_bonus_rules_are_added_edited_and_removed(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    response = await admin.post(
+        "/admin/settings/bonus-rules", {"field": "category", "value": "Sko", "extra_points": "3"}
+    )
+    assert response.headers["Location"] == "/admin/settings?saved=bonus-rules#bonus-rules"
+    assert (await rules(db, club))["bonuses"] == [("category", "Sko", 3), ("brand", "Torshov", 2)]
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert "Kategori Sko: 3 ekstra poeng per 1,00 NOK" in page
+
+    bonus = ids["bonus"]
+    response = await admin.post(
+        f"/admin/settings/bonus-rules/{bonus}",
+        {"field": "brand", "value": "Kari", "extra_points": "10"},
+    )
+    assert response.status == 303
+    assert ("brand", "Kari", 10) in (await rules(db, club))["bonuses"]
+    response = await admin.post(f"/admin/settings/bonus-rules/{bonus}/remove")
+    assert response.status == 303
+    assert (await rules(db, club))["bonuses"] == [("category", "Sko", 3)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"extra_points": "0"}, "extra_points", "fra 1 til 1\xa0000"),
+        ({"extra_points": "1001"}, "extra_points", "fra 1 til 1\xa0000"),
+        ({"value": ""}, "value", "kategorien eller merket"),
+        ({"field": "sku"}, "field", "kategori eller merke"),
+    ],
+)
+async def test_a_bad_bonus_field_is_named_beside_it_and_nothing_changes(
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    changes: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    form = {"field": "category", "value": "Sko", "extra_points": "3", **changes}
+    for path, section in [
+        ("/admin/settings/bonus-rules", "bonus-new"),
+        (f"/admin/settings/bonus-rules/{ids['bonus']}", f"bonus-{ids['bonus']}"),
+    ]:
+        response = await admin.post(path, form)
+        assert response.status == 422
+        assert message in error_beside(await response.text(), f"{section}-{field}")
+    assert await club_state(db, club) == before
+
+
+async def test_multiplier_periods_are_added_edited_and_removed(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """Days as the date picker sends them (ISO) or as a Norwegian types them."""
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    response = await admin.post(
+        "/admin/settings/multipliers",
+        {
+            "name": "Black Week",
+            "starts_on": "23.11.2026",
+            "ends_on": "2026-11-29",
+            "multiplier": "3",
+        },
+    )
+    assert response.headers["Location"] == "/admin/settings?saved=multipliers#multipliers"
+    periods = (await rules(db, club))["multipliers"]
+    assert ("Black Week", dt.date(2026, 11, 23), dt.date(2026, 11, 29), 3) in periods
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert "Black Week: 3 ganger poengene fra 23.11.2026 til 29.11.2026" in page
+    assert 'value="2026-11-23"' in page  # as the date picker reads it
+
+    period = ids["multiplier"]
+    response = await admin.post(
+        f"/admin/settings/multipliers/{period}",
+        {"name": "Jul", "starts_on": "2026-12-20", "ends_on": "2026-12-20", "multiplier": "5"},
+    )
+    assert response.status == 303
+    assert ("Jul", dt.date(2026, 12, 20), dt.date(2026, 12, 20), 5) in (await rules(db, club))[
+        "multipliers"
+    ]
+    assert (await admin.post(f"/admin/settings/multipliers/{period}/remove")).status == 303
+    assert [m[0] for m in (await rules(db, club))["multipliers"]] == ["Black Week"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"ends_on": "2026-03-31"}, "ends_on", "før første dag"),
+        ({"starts_on": "i morgen"}, "starts_on", "Skriv en dato"),
+        ({"ends_on": "31.02.2026"}, "ends_on", "Skriv en dato"),
+        ({"multiplier": "6"}, "multiplier", "fra 2 til 5"),
+        ({"name": ""}, "name", "Gi perioden et navn"),
+    ],
+)
+async def test_a_bad_period_field_is_named_beside_it_and_nothing_changes(
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    changes: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    form = {"name": "Påske", "starts_on": "2026-04-01", "ends_on": "2026-04-06", "multiplier": "3"}
+    form |= changes
+    for path, section in [
+        ("/admin/settings/multipliers", "multiplier-new"),
+        (f"/admin/settings/multipliers/{ids['multiplier']}", f"multiplier-{ids['multiplier']}"),
+    ]:
+        response = await admin.post(path, form)
+        assert response.status == 422
+        page = await response.text()
+        assert message in error_beside(page, f"{section}-{field}")
+        assert f'value="{next(iter(changes.values()))}"' in page
+    assert await club_state(db, club) == before
+
+
+async def test_a_purchase_through_the_api_earns_by_the_rules_the_page_set(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """A bonus and a multiplier edited on the page, then a sale at the till: 100 kr of the
+    brand at triple points with 4 extra per krone is 700 points."""
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    await admin.post(
+        f"/admin/settings/multipliers/{ids['multiplier']}",
+        {"name": "I dag", "starts_on": today, "ends_on": today, "multiplier": "3"},
+    )
+    await admin.post(
+        f"/admin/settings/bonus-rules/{ids['bonus']}",
+        {"field": "brand", "value": "torshov", "extra_points": "4"},
+    )
+    await admin.post(
+        f"/admin/settings/punch-cards/{ids['card']}",
+        {"category": "Sko", "every": "2", "template_id": str(ids["punch"])},
+    )
+    await create_member(db, club, "+4791234567", "Kari")
+    _, secret = await db.run(
+        lambda s: apikeys.create(s, club, name="till", scopes=["purchases:write"], now=_now())
+    )
+    line = {"qty": 1, "amount_minor": 10000, "brand": "Torshov", "category": "sko"}
+    answers = []
+    for n in (1, 2):
+        response = await admin.client.post(
+            "/api/v1/purchases",
+            json={"phone": "+4791234567", "transaction_id": f"T{n}", "lines": [line]},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert response.status in (200, 201), await response.text()
+        answers.append(await response.json())
+    assert [a["points"] for a in answers] == [700, 700]
+    assert [len(a["coupons"]) for a in answers] == [0, 1]
+
+
+# --- coupons edited and retired ----------------------------------------------------------------
+
+
+async def test_a_coupon_is_edited_retired_and_brought_back(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    ids = await seed_rules(db, club)
+    cap = ids["coupon"]
+    await admin.signed_in(OWNER)
+    response = await admin.post(
+        f"/admin/settings/coupons/{cap}",
+        {
+            "benefit_nb": "en lue",
+            "benefit_en": "{amount} off a beanie",
+            "amount": "50",
+            "points_cost": "800",
+            "valid_days": "14",
+        },
+    )
+    assert response.status == 303, await response.text()
+    assert response.headers["Location"] == f"/admin/settings?saved=coupon-{cap}#coupon-{cap}"
+    edited = next(t for t in (await rules(db, club))["templates"] if t[0] == "cap")
+    assert edited == ("cap", {"nb": "en lue", "en": "{amount} off a beanie"}, 14, 800, 5000, True)
+
+    response = await admin.post(f"/admin/settings/coupons/{cap}/active", {"active": "off"})
+    assert response.status == 303
+    assert "cap" not in [t.key for t in await db.run(lambda s: coupons.rewards(s, club))]
+    page = await (await admin.client.get("/admin/settings")).text()
+    article = page.split(f'id="coupon-{cap}"')[1].split("</article>")[0]
+    assert "Trukket tilbake" in article
+    assert "Ta i bruk igjen" in article
+    await admin.post(f"/admin/settings/coupons/{cap}/active", {"active": "on"})
+    assert "cap" in [t.key for t in await db.run(lambda s: coupons.rewards(s, club))]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"valid_days": "0"}, "valid_days", "1–3660"),
+        ({"valid_days": "ti"}, "valid_days", "helt tall"),
+        ({"points_cost": ""}, "points_cost", "En belønning koster poeng"),
+        ({"discount_percent": "101"}, "discount_percent", "fra 1 til 100"),
+        ({"amount": "0"}, "amount", "over 0"),
+        ({"benefit_nb": "{amount} rabatt"}, "benefit", "{amount} trenger et beløp"),
+    ],
+)
+async def test_a_bad_coupon_field_is_named_beside_it_and_nothing_changes(
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    changes: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    cap = (await seed_rules(db, club))["coupon"]
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    form = {"benefit_nb": "en lue", "points_cost": "800", "valid_days": "14", **changes}
+    response = await admin.post(f"/admin/settings/coupons/{cap}", form)
+    assert response.status == 422
+    page = await response.text()
+    assert message in error_beside(page, f"coupon-{cap}-{field}")
+    assert await club_state(db, club) == before
+
+
+async def test_the_coupon_of_a_punch_card_that_is_on_is_not_retired(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    response = await admin.post(f"/admin/settings/coupons/{ids['punch']}/active", {"active": "off"})
+    assert response.status == 422
+    error = error_beside(await response.text(), f"coupon-{ids['punch']}-active-active")
+    assert "Slå av kortet" in error
+    assert await club_state(db, club) == before
+
+
+async def test_a_card_whose_coupon_is_retired_is_not_turned_on(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    ids = await seed_rules(db, club)
+    await admin.signed_in(OWNER)
+    card = ids["card"]
+    await admin.post(f"/admin/settings/punch-cards/{card}/active", {"active": "off"})
+    await admin.post(f"/admin/settings/coupons/{ids['punch']}/active", {"active": "off"})
+    before = await club_state(db, club)
+    response = await admin.post(f"/admin/settings/punch-cards/{card}/active", {"active": "on"})
+    assert response.status == 422
+    assert "trukket tilbake" in error_beside(await response.text(), f"card-{card}-active-active")
+    assert await club_state(db, club) == before
+
+
+# --- profile questions removed ------------------------------------------------------------------
+
+
+async def answer(db: Database, club: int, key: str, count: int) -> None:
+    """`count` members answer the question `key`."""
+
+    def work(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        question = next(q.id for q in programs.questions(session, club) if q.key == key)
+        for n in range(count):
+            member = members.create(
+                session, program, f"+479900{n:04d}", status=members.ACTIVE, now=_now()
+            )
+            profile.save_answer(session, member, question, ["running"], _now())
+
+    await db.run(work)
+
+
+async def test_a_question_is_removed_after_a_page_that_says_who_answered_it(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    await answer(db, club, "activities", 2)
+    question = (await question_ids(db, club))[-1]
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert f'href="/admin/settings/questions/{question}/remove"' in page
+    confirm = await admin.client.get(f"/admin/settings/questions/{question}/remove")
+    assert confirm.status == 200
+    text = await confirm.text()
+    assert "Hvilke aktiviteter liker du?" in text
+    assert "2 medlemmer har svart på det" in text
+    assert len(await question_ids(db, club)) == 3
+    response = await admin.post(f"/admin/settings/questions/{question}/remove")
+    assert response.status == 303
+    assert response.headers["Location"] == "/admin/settings?saved=questions#questions"
+    assert [q[0] for q in (await club_state(db, club))["questions"]] == ["first_name", "birthday"]
+    # Its answers stay with the members.
+    answers = await db.run(
+        lambda s: s.scalar(sa.select(sa.func.count()).select_from(ProfileAnswer))
+    )
+    assert answers == 2
+    # Removed, it is gone from the page and can't be removed again.
+    assert (await admin.client.get(f"/admin/settings/questions/{question}/remove")).status == 404
+
+
+async def test_the_first_name_and_birthday_questions_are_not_removed(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    first_name, birthday = (await question_ids(db, club))[:2]
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert f"/admin/settings/questions/{first_name}/remove" not in page
+    before = await club_state(db, club)
+    for question in (first_name, birthday):
+        confirm = await (
+            await admin.client.get(f"/admin/settings/questions/{question}/remove")
+        ).text()
+        assert "kan ikke fjernes" in confirm
+        assert 'class="danger"' not in confirm
+        response = await admin.post(f"/admin/settings/questions/{question}/remove")
+        assert response.status == 422
+        assert "kan ikke fjernes" in await response.text()
+    assert await club_state(db, club) == before
+
+
+async def test_a_question_a_segment_filters_on_is_not_removed(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    runners = {"field": "answer", "question": "activities", "op": "in", "value": ["running"]}
+
+    def save(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        segments.save(session, program, "Løpere", runners, _now())
+
+    await db.run(save)
+    question = (await question_ids(db, club))[-1]
+    await admin.signed_in(OWNER)
+    confirm = await (await admin.client.get(f"/admin/settings/questions/{question}/remove")).text()
+    assert "<li>Løpere</li>" in confirm
+    assert 'class="danger"' not in confirm
+    before = await club_state(db, club)
+    response = await admin.post(f"/admin/settings/questions/{question}/remove")
+    assert response.status == 422
+    assert await club_state(db, club) == before
+
+
+async def test_a_member_answering_a_removed_question_carries_on(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """Mid-way through the questions when the owner removes the one being answered: the
+    answer is not saved to it, and the conversation goes on to the end without an error."""
+
+    async def text(body: str) -> str:
+        form = twilio_form("+4791234567", body)
+        response = await admin.client.post(
+            "/sms/twilio",
+            data=form,
+            headers={"X-Twilio-Signature": sign("http://127.0.0.1:8080/sms/twilio", form)},
+        )
+        assert response.status == 200, await response.text()
+        return " ".join(replies_in(await response.text()))
+
+    await text("BLI MED")
+    await text("JA")
+    await text("Kari")
+    asked = await text("12.03.1990")
+    assert "Hvilke aktiviteter liker du?" in asked
+    question = (await question_ids(db, club))[-1]
+    await admin.signed_in(OWNER)
+    assert (await admin.post(f"/admin/settings/questions/{question}/remove")).status == 303
+    # The app would see the change within seconds; the test doesn't wait for it.
+    admin.client.app[CLUBS].ttl = 0
+    replies = [await text("1 3")]
+    for _ in range(3):
+        if "Alt klart" in replies[-1]:
+            break
+        replies.append(await text("HOPP OVER"))
+    assert "Alt klart" in replies[-1], replies
+    assert not any("aktiviteter" in reply for reply in replies)
+    answers = await db.run(
+        lambda s: s.scalar(sa.select(sa.func.count()).select_from(ProfileAnswer))
+    )
+    assert answers == 0
+
+
+# --- another club's rows -----------------------------------------------------------------------
+
+
+async def test_another_clubs_coupons_cards_rules_and_periods_are_not_found(
+    admin: Admin, owner: int, db: Database, club: int, other_club: int
+) -> None:
+    ids = await seed_rules(db, other_club)
+    theirs = (await question_ids(db, other_club))[-1]
+    await admin.signed_in(OWNER)
+    before = await club_state(db, other_club)
+    for path, data in ACTIONS:
+        if "{" not in path or "{key}" in path:
+            continue
+        path = path.format(question=theirs, **ids)
+        response = await admin.post(path, {k: v.format(**ids) for k, v in data.items()})
+        assert response.status == 404, path
+    assert (await admin.client.get(f"/admin/settings/questions/{theirs}/remove")).status == 404
+    assert await club_state(db, other_club) == before
+
+
+async def test_staff_cannot_see_the_page_that_removes_a_question(
+    admin: Admin, staff: int, db: Database, club: int
+) -> None:
+    question = (await question_ids(db, club))[-1]
+    await admin.signed_in(STAFF)
+    assert (await admin.client.get(f"/admin/settings/questions/{question}/remove")).status == 403

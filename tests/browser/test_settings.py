@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from store import campaigns, journeys, programs
+from store import campaigns, club_rules, journeys, programs
 from store.database import Database
 from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, on_database, sign_in
 
@@ -122,3 +122,81 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert focused == "solid"
     assert len(screens.taken) == 11
+
+
+def _rules(url: str, club: int) -> dict[str, Any]:
+    def read(session: Any) -> dict[str, Any]:
+        return {
+            "cards": [(c.category, c.every) for c in club_rules.punch_cards(session, club)],
+            "bonuses": [(b.value, b.extra_points) for b in club_rules.bonus_rules(session, club)],
+            "periods": [(m.name, m.multiplier) for m in club_rules.multipliers(session, club)],
+            "questions": [q.key for q in programs.questions(session, club)],
+        }
+
+    async def use(db: Database) -> dict[str, Any]:
+        return await db.run(read)
+
+    return on_database(url, use)
+
+
+def test_punch_cards_bonus_points_periods_and_a_question_removed(
+    page: Any, live_server: LiveServer, demo: Demo, demo_url: str, screens: Screens
+) -> None:
+    sign_in(page, start="/admin/settings", lands=r"/admin/settings$")
+
+    # A punch card needs its free item first: a coupon of the kind Klippekort.
+    coupons_section = page.locator("#coupons")
+    coupons_section.locator("summary", has_text="Legg til kupong").click()
+    coupons_section.get_by_label("Kort navn").fill("gratis-kaffe")
+    coupons_section.get_by_label("Type").select_option("punch")
+    coupons_section.get_by_label("Hva den gir, på norsk").fill("en gratis kaffe")
+    coupons_section.get_by_label("Gyldig i").fill("30")
+    coupons_section.get_by_role("button", name="Legg til kupong").click()
+    expect(page.locator("#punch-cards")).to_contain_text("Legg til klippekort")
+
+    cards = page.locator("#punch-cards")
+    cards.locator("summary", has_text="Legg til klippekort").click()
+    cards.get_by_label("Kategori").fill("Kaffe")
+    cards.get_by_label("Antall kjøp per kupong").fill("1")
+    cards.get_by_role("button", name="Legg til klippekort").click()
+    expect(page.locator("#card-new-every-error")).to_contain_text("fra 2 til 50")
+    screens(page, "card-refused")
+    page.locator("#card-new-every").fill("10")
+    page.locator("#card-new").get_by_role("button", name="Legg til klippekort").click()
+    expect(page.locator("#punch-cards")).to_contain_text("Hvert 10. kjøp i Kaffe")
+
+    bonus = page.locator("#bonus-rules")
+    bonus.locator("summary", has_text="Legg til ekstrapoeng").click()
+    bonus.get_by_label("Gjelder").select_option("brand")
+    bonus.get_by_label("Kategori eller merke").fill("Torshov")
+    bonus.get_by_label("Ekstra poeng").fill("2")
+    bonus.get_by_role("button", name="Legg til ekstrapoeng").click()
+    expect(page.locator("#bonus-rules")).to_contain_text("Merke Torshov: 2 ekstra poeng")
+
+    periods = page.locator("#multipliers")
+    periods.locator("summary", has_text="Legg til periode").click()
+    periods.get_by_label("Navn").fill("Black Week")
+    periods.get_by_label("Første dag").fill("2026-11-23")
+    periods.get_by_label("Siste dag").fill("2026-11-29")
+    periods.get_by_label("Poengene ganges med").fill("2")
+    periods.get_by_role("button", name="Legg til periode").click()
+    expect(page.locator("#multipliers")).to_contain_text("Black Week: 2 ganger poengene")
+    screens.on_phone(page, "rules-phone")
+
+    # The card's coupon can't be retired while the card is on.
+    page.locator("#coupons").get_by_role("button", name="Trekk tilbake").click()
+    expect(page.locator("#coupons .field-error")).to_contain_text("Slå av kortet")
+
+    page.goto("/admin/settings#questions")
+    page.locator("#questions").get_by_role("link", name="Fjern").click()
+    expect(page.get_by_role("heading", name="Fjern profilspørsmål")).to_be_visible()
+    screens(page, "question-remove-confirm")
+    page.get_by_role("button", name="Fjern spørsmålet").click()
+    expect(page).to_have_url(re.compile(r"saved=questions#questions$"))
+
+    assert _rules(demo_url, demo.club) == {
+        "cards": [("Kaffe", 10)],
+        "bonuses": [("Torshov", 2)],
+        "periods": [("Black Week", 2)],
+        "questions": ["first_name", "birthday"],
+    }

@@ -57,9 +57,9 @@ class TestJourneyUpdate:
         assert journey.status == campaigns.PAUSED
         assert journeys.settings_of(journey)["days"] == 14
         assert journey.texts["nb"].startswith("Hei {first_name}")
-        # The empty language speaks the catalog's wording (the sender needs a text for each).
-        assert journey.texts["en"] == journeys.catalog_wording("expiring", "en")
-        assert journeys.own_texts(journey) == {"nb": journey.texts["nb"]}
+        # Only the owner's text is kept: the empty language speaks the catalog's wording.
+        assert journey.texts == {"nb": "Hei {first_name}, {expiring_points} poeng går ut"}
+        assert journeys.own_texts(journey) == journey.texts
 
     @pytest.mark.parametrize(
         ("change", "field"),

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from store import coupons
+from store import club_rules, coupons, ledger, loyalty, rewards
 from store.database import Database
-from store.errors import Conflict, InvalidSetting
+from store.errors import Conflict, InvalidSetting, NotFound
 from tests.store.loyalty_helpers import at, club, error_of, member, template
 
 T = at(2026, 5, 1)
@@ -272,3 +272,176 @@ async def test_rewards_are_listed_by_position_then_cost_and_only_active(
         )
 
     assert await loyalty_db.run(work) == (["first", "100", "500"], None, "welcome")
+
+
+# --- editing and retiring templates -----------------------------------------------------------
+
+
+async def test_an_edited_template_gives_new_coupons_its_terms_and_old_ones_keep_theirs(
+    loyalty_db: Database,
+) -> None:
+    """Benefit, discount, cost and validity change; key and kind stay; a coupon issued before
+    keeps its end date and reads with the new wording."""
+
+    def work(session) -> tuple:
+        program = club(session)
+        m = member(session, program)
+        cap = template(session, program, coupons.REWARD, key="cap", points_cost=500)
+        coupons.issue(session, program.id, m.id, cap, "reward:before", T)
+        coupons.edit_template(
+            session,
+            program.id,
+            cap.id,
+            benefit={"nb": " en lue ", "en": "a beanie", "sv": ""},
+            valid_days=10,
+            discount_minor=5000,
+            points_cost=800,
+        )
+        after = coupons.issue(session, program.id, m.id, cap, "reward:after", T)
+        held = {h.coupon.source: h for h in coupons.valid_for(session, m.id, T)}
+        return (
+            (cap.key, cap.kind, cap.benefit, cap.discount_minor, cap.points_cost),
+            held["reward:before"].coupon.valid_until - T,
+            after.valid_until - T,
+            held["reward:before"].benefit("nb"),
+            [t.points_cost for t in coupons.rewards(session, program.id)],
+        )
+
+    edited, old_validity, new_validity, wording, costs = await loyalty_db.run(work)
+    assert edited == ("cap", "reward", {"nb": "en lue", "en": "a beanie"}, 5000, 800)
+    assert old_validity == dt.timedelta(days=30)
+    assert new_validity == dt.timedelta(days=10)
+    assert wording == "en lue"
+    assert costs == [800]
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes", "field"),
+    [
+        (coupons.REWARD, {"points_cost": None}, "points_cost"),
+        (coupons.WELCOME, {"points_cost": 10}, "points_cost"),
+        (coupons.WELCOME, {"valid_days": 0}, "valid_days"),
+        (coupons.WELCOME, {"discount_percent": 0}, "discount_percent"),
+        (coupons.WELCOME, {"discount_percent": 101}, "discount_percent"),
+        (coupons.WELCOME, {"discount_minor": 0}, "discount_minor"),
+        (coupons.WELCOME, {"benefit": {"en": " "}}, "benefit"),
+        (coupons.WELCOME, {"benefit": {"en": "{amount} off"}}, "benefit"),
+    ],
+)
+async def test_an_edit_with_a_bad_field_names_it_and_changes_nothing(
+    loyalty_db: Database, kind: str, changes: dict, field: str
+) -> None:
+    def work(session) -> tuple:
+        program = club(session)
+        cost = 100 if kind == coupons.REWARD else None
+        made = template(session, program, kind, points_cost=cost)
+        values = {"benefit": {"en": "new"}, "valid_days": 5, "points_cost": cost, **changes}
+        refused = error_of(lambda: coupons.edit_template(session, program.id, made.id, **values))
+        session.refresh(made)
+        return refused, (made.benefit, made.valid_days, made.points_cost)
+
+    refused, after = await loyalty_db.run(work)
+    assert isinstance(refused, InvalidSetting)
+    assert refused.field == field
+    assert after[1:] == (30, 100 if kind == coupons.REWARD else None)
+    assert after[0]["en"] == f"a {kind} treat"
+
+
+async def test_another_clubs_template_is_not_found(loyalty_db: Database) -> None:
+    def work(session) -> list[Exception | None]:
+        program, elsewhere = club(session), club(session)
+        theirs = template(session, elsewhere, coupons.WELCOME)
+        return [
+            error_of(
+                lambda: coupons.edit_template(
+                    session, program.id, theirs.id, benefit={"en": "x"}, valid_days=5
+                )
+            ),
+            error_of(
+                lambda: coupons.set_template_active(session, program.id, theirs.id, active=False)
+            ),
+        ]
+
+    assert all(isinstance(e, NotFound) for e in await loyalty_db.run(work))
+
+
+async def test_a_retired_template_is_neither_issued_nor_claimable_until_it_is_back(
+    loyalty_db: Database,
+) -> None:
+    """Retired: no welcome coupon on joining, no reward to list or claim, no birthday coupon;
+    a coupon issued before stays valid. Brought back, all of it again."""
+
+    def work(session) -> tuple:
+        program = club(session)
+        birthday = T.date().replace(year=1990)
+        m = member(session, program, birthday=birthday)
+        welcome = template(session, program, coupons.WELCOME)
+        cap = template(session, program, coupons.REWARD, key="cap", points_cost=10)
+        gift = template(session, program, coupons.BIRTHDAY)
+        ledger.credit(session, program, m.id, 100, ledger.BONUS, T, reason="test")
+        kept = coupons.issue(session, program.id, m.id, cap, "reward:kept", T)
+        for made in (welcome, cap, gift):
+            coupons.set_template_active(session, program.id, made.id, active=False)
+        retired = (
+            loyalty.on_joined(session, program, m, T, first_time=True).welcome,
+            coupons.rewards(session, program.id),
+            coupons.club_templates(session, program.id).first_of_kind,
+            error_of(lambda: rewards.claim(session, program, m.id, cap.id, T)),
+            loyalty.birthday_coupons(session, program, T),
+            [v.code for v in coupons.valid_codes(session, m.id, T)],
+        )
+        for made in (welcome, cap, gift):
+            coupons.set_template_active(session, program.id, made.id, active=True)
+        back = (
+            loyalty.on_joined(session, program, m, T, first_time=True).welcome is not None,
+            [t.key for t in coupons.rewards(session, program.id)],
+            rewards.claim(session, program, m.id, cap.id, T).held.template.key,
+            loyalty.birthday_coupons(session, program, T),
+        )
+        return kept.code, retired, back
+
+    kept, retired, back = await loyalty_db.run(work)
+    welcome, listed, first_of_kind, claimed, birthdays, valid = retired
+    assert (welcome, listed, first_of_kind, birthdays) == (None, [], {}, 0)
+    assert isinstance(claimed, NotFound)
+    assert valid == [kept]
+    assert back == (True, ["cap"], "cap", 1)
+
+
+async def test_the_coupon_of_an_active_punch_card_is_not_retired(loyalty_db: Database) -> None:
+    """Refused while a card that is on gives it (the card would punch for nothing); once the
+    card is off, retired."""
+
+    def work(session) -> tuple:
+        program = club(session)
+        free = template(session, program, coupons.PUNCH)
+        card = club_rules.add_punch_card(
+            session, program, category="Kaffe", every=5, template_id=free.id
+        )
+        refused = error_of(
+            lambda: coupons.set_template_active(session, program.id, free.id, active=False)
+        )
+        still = free.active
+        club_rules.set_punch_card_active(session, program.id, card.id, active=False)
+        coupons.set_template_active(session, program.id, free.id, active=False)
+        return refused, still, free.active
+
+    refused, still, after = await loyalty_db.run(work)
+    assert isinstance(refused, InvalidSetting)
+    assert refused.field == "active"
+    assert (still, after) == (True, False)
+
+
+async def test_a_templates_key_is_unique_in_the_club(loyalty_db: Database) -> None:
+    def work(session) -> tuple:
+        program, elsewhere = club(session), club(session)
+        template(session, program, coupons.WELCOME, key="hello")
+        same_elsewhere = template(session, elsewhere, coupons.WELCOME, key="hello").key
+        return same_elsewhere, error_of(
+            lambda: template(session, program, coupons.CAMPAIGN, key="hello")
+        )
+
+    same_elsewhere, refused = await loyalty_db.run(work)
+    assert same_elsewhere == "hello"
+    assert isinstance(refused, InvalidSetting)
+    assert refused.field == "key"
