@@ -625,7 +625,7 @@ class CouponTemplate(Base):
 class Coupon(Base):
     """An issued coupon: a unique code, valid between two instants, redeemed at most once.
 
-    source: why it was issued ("welcome:12", "birthday:12:2026", "punch:3:12:2"); unique, so
+    source: why it was issued ("welcome:12", "birthday:12:2026", "punch:3:12:10": its 10th punch); unique, so
     issuing twice for the same reason issues once.
     """
 

@@ -289,7 +289,9 @@ def _punch(
                 program.id,
                 member_id,
                 card.template,
-                f"punch:{card.id}:{member_id}:{punches // card.every}",
+                # Keyed by the punch that filled the card, not by how many cards were filled:
+                # with `every` changed, a filled card still issues a coupon of its own.
+                f"punch:{card.id}:{member_id}:{punches}",
                 now,
                 purchase_id=purchase_id,
             )

@@ -514,7 +514,31 @@ async def test_every_nth_purchase_in_the_category_issues_the_punch_coupon(
         (["free-beer"], 0),
         ([], 1),
     ]
-    assert issued == [(seen[3][2], f"punch:{card_id}:{member_id}:1")]
+    assert issued == [(seen[3][2], f"punch:{card_id}:{member_id}:3")]
+
+
+async def test_a_card_made_longer_still_issues_when_it_fills_again(loyalty_db: Database) -> None:
+    """Every 2nd punch, then every 3rd: the 6th punch fills a card of three and issues a coupon
+    of its own (the 2nd, 4th and 6th punches filled cards of two; nothing is handed out twice,
+    nothing is withheld)."""
+
+    def work(session) -> list[str]:
+        program = club(session)
+        free = template(session, program, coupons.PUNCH, key="free-coffee")
+        card = PunchCard(program_id=program.id, category="kaffe", every=2, template_id=free.id)
+        session.add(card)
+        m = member(session, program)
+        for day in range(1, 5):  # punches 1-4: coupons at 2 and 4
+            buy(session, program, m.id, [Line(qty=1, amount_minor=4000, category="kaffe")],
+                at(2026, 2, day))  # fmt: skip
+        card.every = 3
+        session.flush()
+        for day in range(5, 8):  # punches 5-7: a coupon at 6
+            buy(session, program, m.id, [Line(qty=1, amount_minor=4000, category="kaffe")],
+                at(2026, 2, day))  # fmt: skip
+        return [c.source.rsplit(":", 1)[1] for c in coupons.of_member(session, m.id)]
+
+    assert sorted(await loyalty_db.run(work), key=int) == ["2", "4", "6"]
 
 
 async def test_a_replayed_purchase_shows_the_punch_coupon_it_issued(loyalty_db: Database) -> None:
