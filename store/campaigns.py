@@ -28,6 +28,8 @@ SCHEDULED, PLANNING, SENDING, DONE, CANCELLED = (
     "done",
     "cancelled",
 )
+# A broadcast's messages (and its coupons) are written while it is planned: before that, none.
+NOT_SENT = (SCHEDULED, PLANNING)
 ACTIVE, PAUSED = "active", "paused"
 # What a broadcast's text may say about the member; journeys add their own (store.journeys).
 PLACEHOLDERS = frozenset({"first_name", "points", "tier", "coupon_code", "club"})

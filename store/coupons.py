@@ -9,11 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from store import campaigns
 from store.errors import Conflict, InvalidSetting, NotFound
-from store.models import Coupon, CouponTemplate, Program, PunchCard, Purchase
+from store.models import Campaign, Coupon, CouponTemplate, Program, PunchCard, Purchase
 
 WELCOME = "welcome"
 BIRTHDAY = "birthday"
@@ -114,13 +115,24 @@ def edit_template(
     return template
 
 
+class TemplateInUse(InvalidSetting):
+    """A template a journey that is on (by its trigger) or a broadcast not sent yet (by its
+    name) gives: it can't be retired before they stop giving it."""
+
+    def __init__(self, *, journeys: list[str], broadcasts: list[str]) -> None:
+        super().__init__("in_use", ", ".join([*journeys, *broadcasts]))
+        self.journeys = journeys
+        self.broadcasts = broadcasts
+
+
 def set_template_active(
     session: Session, program_id: int, template_id: int, *, active: bool
 ) -> CouponTemplate:
     """Retire a template (no new coupons of it: no welcome, birthday or referral coupon of it,
     no reward to claim) or bring it back. Never deleted: issued coupons refer to it and stay
     valid. A template an active punch card gives can't be retired (InvalidSetting "active"):
-    the card would punch on and give nothing."""
+    the card would punch on and give nothing; nor one a journey that is on or a broadcast not
+    sent yet gives (TemplateInUse, naming them): their texts promise a code."""
     template = template_of(session, program_id, template_id)
     if not active:
         card = session.scalar(
@@ -130,6 +142,25 @@ def set_template_active(
         )
         if card is not None:
             raise InvalidSetting("active", "an active punch card gives this coupon")
+        users = session.execute(
+            select(Campaign.kind, Campaign.name)
+            .where(
+                Campaign.coupon_template_id == template.id,
+                or_(
+                    and_(Campaign.kind == campaigns.JOURNEY, Campaign.status == campaigns.ACTIVE),
+                    and_(
+                        Campaign.kind == campaigns.BROADCAST,
+                        Campaign.status.in_(campaigns.NOT_SENT),
+                    ),
+                ),
+            )
+            .order_by(Campaign.id)
+        ).all()
+        if users:
+            raise TemplateInUse(
+                journeys=[name for kind, name in users if kind == campaigns.JOURNEY],
+                broadcasts=[name for kind, name in users if kind == campaigns.BROADCAST],
+            )
     template.active = active
     session.flush()
     return template

@@ -625,8 +625,8 @@ class CouponTemplate(Base):
 class Coupon(Base):
     """An issued coupon: a unique code, valid between two instants, redeemed at most once.
 
-    source: why it was issued ("welcome:12", "birthday:12:2026", "punch:3:12:10": its 10th punch); unique, so
-    issuing twice for the same reason issues once.
+    source: why it was issued ("welcome:12", "birthday:12:2026", "punch:3:12:10": the 10th
+    punch on card 3 of member 12); unique, so issuing twice for the same reason issues once.
     """
 
     __tablename__ = "coupons"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -14,11 +13,11 @@ from babel.numbers import get_currency_precision
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
-from bot.admin.amounts import parse_money
+from bot.admin.amounts import money_text, parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
-from locales import LANGUAGES
+from locales import LANGUAGES, text
 from store import apikeys, club_rules, coupons, imports, programs, tiers
 from store.errors import InvalidSetting, NotFound
 from store.models import ApiKey, CouponTemplate, Program
@@ -415,7 +414,15 @@ async def retire_coupon(request: web.Request) -> web.StreamResponse:
         except NotFound:
             raise web.HTTPNotFound() from None
         except InvalidSetting as exc:
-            raise Refused({"active": ("admin.settings.error.coupon." + exc.field, {})}) from None
+            params = {}
+            if isinstance(exc, coupons.TemplateInUse):
+                language = request[LANGUAGE]
+                journeys = [
+                    text("admin.journeys.trigger." + trigger, language) for trigger in exc.journeys
+                ]
+                params["names"] = ", ".join([*journeys, *exc.broadcasts])
+            error = ("admin.settings.error.coupon." + exc.field, params)
+            raise Refused({"active": error}) from None
 
     # Refused, the error shows beside the button; the coupon's edit form keeps its values.
     section = f"coupon-{template_id}"
@@ -934,12 +941,6 @@ def _numbers(
         else:
             values[name] = amount
     return values, errors
-
-
-def money_text(minor: int, precision: int, language: str) -> str:
-    """Minor units as typed back in a form: "0,50" in nb and sv, "0.50" in en."""
-    text = f"{Decimal(minor).scaleb(-precision):.{precision}f}"
-    return text.replace(".", ",") if language in ("nb", "sv") else text
 
 
 def _money_error(precision: int) -> Error:

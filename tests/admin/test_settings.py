@@ -15,11 +15,22 @@ from multidict import MultiDict
 from sqlalchemy.orm import Session
 
 from bot.keys import CLUBS
-from store import apikeys, club_rules, coupons, members, profile, programs, segments, tiers
+from store import (
+    apikeys,
+    campaigns,
+    club_rules,
+    coupons,
+    journeys,
+    members,
+    profile,
+    programs,
+    segments,
+    tiers,
+)
 from store.database import Database
-from store.models import ProfileAnswer
+from store.models import CouponTemplate, ProfileAnswer
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
-from tests.conftest import replies_in, sign, twilio_form
+from tests.conftest import now, replies_in, sign, twilio_form
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -1021,6 +1032,59 @@ async def test_the_coupon_of_a_punch_card_that_is_on_is_not_retired(
     error = error_beside(await response.text(), f"coupon-{ids['punch']}-active-active")
     assert "Slå av kortet" in error
     assert await club_state(db, club) == before
+
+
+async def test_a_coupon_a_journey_or_a_planned_campaign_gives_is_not_retired(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """Their texts promise a code: the refusal names them (the journey as the journeys page
+    calls it); once the journey is off and the campaign cancelled, it is retired."""
+    later = now() + dt.timedelta(days=3)
+
+    def work(session: Session) -> tuple[int, int]:
+        program = programs.get(session, club)
+        assert program is not None
+        gift = coupons.create_template(
+            session,
+            program,
+            key="jul",
+            kind=coupons.CAMPAIGN,
+            benefit={"nb": "20 % rabatt"},
+            valid_days=14,
+            discount_percent=20,
+        )
+        journeys.update(session, program, "birthday", now=now(), active=True, coupon="jul")
+        broadcast = campaigns.create_broadcast(
+            session,
+            program,
+            name="Julesalg",
+            texts={"nb": "God jul! {coupon_code}"},
+            segment=None,
+            now=now(),
+            send_at=later,
+            coupon="jul",
+        )
+        return gift.id, broadcast.id
+
+    gift, broadcast = await db.run(work)
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    response = await admin.post(f"/admin/settings/coupons/{gift}/active", {"active": "off"})
+    assert response.status == 422
+    error = error_beside(await response.text(), f"coupon-{gift}-active-active")
+    assert "Bursdag, Julesalg" in error
+    assert await club_state(db, club) == before
+
+    def stop_them(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        journeys.update(session, program, "birthday", now=now(), active=False)
+        campaigns.cancel(session, club, broadcast, now())
+
+    await db.run(stop_them)
+    response = await admin.post(f"/admin/settings/coupons/{gift}/active", {"active": "off"})
+    assert response.status == 303
+    assert not await db.run(lambda s: s.get(CouponTemplate, gift).active)
 
 
 async def test_a_card_whose_coupon_is_retired_is_not_turned_on(
