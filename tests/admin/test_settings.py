@@ -734,7 +734,7 @@ async def test_punch_cards_are_added_edited_and_turned_off_and_on(
     assert response.headers["Location"] == "/admin/settings?saved=punch-cards#punch-cards"
     assert (await rules(db, club))["cards"][-1] == ("Bolle", 6, ids["punch"], True)
     page = await (await admin.client.get("/admin/settings")).text()
-    assert "Hvert 6. kjøp i Bolle gir kupongen free-coffee" in page
+    assert "Hvert 6. kjøp i Bolle gir: gratis kaffe" in page
 
     card = ids["card"]
     response = await admin.post(
@@ -1255,3 +1255,26 @@ async def test_staff_cannot_see_the_page_that_removes_a_question(
     question = (await question_ids(db, club))[-1]
     await admin.signed_in(STAFF)
     assert (await admin.client.get(f"/admin/settings/questions/{question}/remove")).status == 403
+
+
+async def test_a_coupon_is_headed_by_what_it_gives_as_a_member_reads_it(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    def work(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        coupons.create_template(
+            session,
+            program,
+            key="hundred",
+            kind=coupons.CAMPAIGN,
+            benefit={"nb": "{amount} rabatt", "en": "{amount} off"},
+            valid_days=30,
+            discount_minor=10000,
+        )
+
+    await db.run(work)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert "<h3>100,00\xa0kr rabatt</h3>" in page or "<h3>100,00 kr rabatt</h3>" in page
+    assert "{amount}" not in page.split('id="coupons"')[1].split("<form")[0]

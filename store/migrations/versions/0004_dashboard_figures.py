@@ -1,5 +1,4 @@
-"""dashboard figures: members' last purchase, a covering index of purchases by period,
-a broadcast's counted results, an API key's last use
+"""dashboard figures: last purchases, purchases by period, campaign results, key use
 
 Revision ID: 0004
 Revises: 0003
