@@ -28,6 +28,7 @@ from flows.turn import (
     LoyaltyView,
     MemberView,
     Outcome,
+    PointsView,
     Question,
     Reply,
     RequestJoin,
@@ -109,7 +110,7 @@ def handle_text(
     outcome = router.route(turn)
     member = None
     if row is not None and (outcome.effects or outcome.state is not KEEP or _shows_data(outcome)):
-        member = members.attach(session, row)
+        member = members.take(session, row)
     produced: dict[str, Any] = {}
     member = _apply(session, program, member, outcome, turn, text, produced, clubs)
     language = outcome.language or turn.language
@@ -117,6 +118,8 @@ def handle_text(
         language = member.language
     produced["number"] = text.to_number
     body = _render(session, program, member, outcome, language, produced)
+    if member is not None:
+        members.save(session, member)
     # The turns of a group share a session: the next one must read this one's changes.
     session.flush()
 
@@ -197,6 +200,7 @@ def _turn(
             flow=member.flow,
             step=member.step,
             data=member.flow_data or {},
+            has_birthday=member.columns.get("birthday") is not None,
         )
         if member.flow in ("join", profile.FLOW):
             questions = tuple(
@@ -219,9 +223,9 @@ def _turn(
     fuzzy = not profile.expects_free_text(draft)
     intent = keywords.match(draft.text, fuzzy=fuzzy) if len(draft.text) <= 200 else None
     loyalty_view = None
-    asks_loyalty = intent is not None and intent.name in router.LOYALTY
-    if asks_loyalty and member is not None and member.status == members.ACTIVE:
-        loyalty_view = _loyalty(session, program, member, language, text.received_at, clubs)
+    parts = router.LOYALTY.get(intent.name) if intent is not None else None
+    if parts is not None and member is not None and member.status == members.ACTIVE:
+        loyalty_view = _loyalty(session, program, member, language, text.received_at, clubs, parts)
     return Turn(
         text=draft.text,
         intent=intent,
@@ -241,22 +245,28 @@ def _loyalty(
     language: str,
     now: dt.datetime,
     clubs: programs.ClubDirectory,
+    parts: frozenset[str] = router.LOYALTY["points"],
 ) -> LoyaltyView:
-    """What POINTS, COUPONS, CLAIM and INVITE answer from: read only for those texts."""
+    """What POINTS, COUPONS, CLAIM and INVITE answer from: read only for those texts, and only
+    the `parts` the keyword answers from (router.LOYALTY)."""
     zone = ZoneInfo(program.timezone)
     setup = clubs.loyalty(session, program)
-    points = loyalty.summary(
-        session, program, member.id, member.columns["tier_id"], now, setup.ladder
-    )
-    standing, expiry = points.standing, points.expiry
-    return LoyaltyView(
-        balance=points.balance,
-        tier=tiers.name(standing.tier, language) if standing.tier else None,
-        next_tier=tiers.name(standing.next, language) if standing.next else None,
-        to_next=standing.to_next,
-        expiry_points=expiry.points if expiry else 0,
-        expiry_date=last_day(expiry.at, zone) if expiry else None,
-        coupons=tuple(
+    points_view = coupons_view = rewards_view = None
+    if router.POINTS in parts:
+        points = loyalty.summary(
+            session, program, member.id, member.columns["tier_id"], now, setup.ladder
+        )
+        standing, expiry = points.standing, points.expiry
+        points_view = PointsView(
+            balance=points.balance,
+            tier=tiers.name(standing.tier, language) if standing.tier else None,
+            next_tier=tiers.name(standing.next, language) if standing.next else None,
+            to_next=standing.to_next,
+            expiry_points=expiry.points if expiry else 0,
+            expiry_date=last_day(expiry.at, zone) if expiry else None,
+        )
+    if router.COUPONS in parts:
+        coupons_view = tuple(
             CouponView(
                 coupons.display(valid.code),
                 _benefit(setup.templates.by_id[valid.template_id], language, program),
@@ -264,11 +274,16 @@ def _loyalty(
             )
             for valid in coupons.valid_codes(session, member.id, now)
             if valid.template_id in setup.templates.by_id
-        ),
-        rewards=tuple(
+        )
+    if router.REWARDS in parts:
+        rewards_view = tuple(
             RewardView(n, t.id, _benefit(t, language, program), t.points_cost or 0)
             for n, t in enumerate(setup.rewards, start=1)
-        ),
+        )
+    return LoyaltyView(
+        points=points_view,
+        coupons=coupons_view,
+        rewards=rewards_view,
         referral_reward=program.referral_trigger if setup.rewards_referral else None,
     )
 
@@ -324,9 +339,8 @@ def _apply_one(
     match effect:
         case RequestJoin():
             if member is None:
-                member = members.create(
-                    session, program, text.from_number, status=members.PENDING, now=now
-                )
+                # Inserted at the end of the turn with its conversation state: one statement.
+                member = members.new(program, text.from_number, status=members.PENDING, now=now)
             else:
                 members.set_status(member, members.PENDING, now)
         case GrantConsent(wording_id=wording_id):
@@ -365,9 +379,8 @@ def _apply_one(
             produced["code"] = loyalty.referral_code(session, member)
         case WithdrawConsent(reason=reason):
             if member is None:
-                member = members.create(
-                    session, program, text.from_number, status=members.STOPPED, now=now
-                )
+                member = members.new(program, text.from_number, status=members.STOPPED, now=now)
+                members.save(session, member)  # the consent log needs its id
             _withdraw(session, member, f"keyword.{reason}", turn, text)
             members.set_status(member, members.STOPPED, now)
         case SetFirstName(name=name) if member is not None:

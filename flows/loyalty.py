@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from flows.turn import ACTIVE, ClaimReward, LoyaltyView, Outcome, Reply, ShowReferralCode, Turn
 from flows.turn import reply as say
+
+T = TypeVar("T")
 
 # A reply lists at most this many coupons and rewards (the rest are in the member's next ask,
 # once these are used): a long list would cost the member's patience and the club's segments.
@@ -11,9 +15,10 @@ MAX_LISTED = 3
 
 
 def points(turn: Turn) -> Outcome:
-    view = _view(turn)
-    if view is None:
+    loaded = _view(turn)
+    if loaded is None:
         return Outcome.say(say("loyalty.members_only"))
+    view = _part(loaded.points)
     if view.tier:
         parts = [say("points.balance.tier", count=view.balance, tier=view.tier)]
     else:
@@ -32,18 +37,19 @@ def coupons(turn: Turn) -> Outcome:
     if view is None:
         return Outcome.say(say("loyalty.members_only"))
     parts: list[Reply] = []
-    if view.coupons:
+    held, offered = _part(view.coupons), _part(view.rewards)
+    if held:
         items = tuple(
             say("coupons.item", code=c.code, benefit=c.benefit, date=c.until)
-            for c in view.coupons[:MAX_LISTED]
+            for c in held[:MAX_LISTED]
         )
         parts.append(say("coupons.list", coupons=items))
     else:
         parts.append(say("coupons.none"))
-    if view.rewards:
+    if offered:
         rewards = tuple(
             say("coupons.reward", n=r.n, benefit=r.benefit, count=r.cost)
-            for r in view.rewards[:MAX_LISTED]
+            for r in offered[:MAX_LISTED]
         )
         parts.append(say("coupons.rewards", rewards=rewards))
     return Outcome.say(*parts)
@@ -53,19 +59,20 @@ def claim(turn: Turn) -> Outcome:
     view = _view(turn)
     if view is None:
         return Outcome.say(say("loyalty.members_only"))
-    if not view.rewards:
+    offered, balance = _part(view.rewards), _part(view.points).balance
+    if not offered:
         return Outcome.say(say("claim.none"))
     arg = (turn.intent.arg if turn.intent else None) or ""
     number = arg.strip().lstrip("#").rstrip(".")
     if not number.isdigit():
         return Outcome.say(say("claim.how"))
     n = int(number)
-    reward = next((r for r in view.rewards if r.n == n), None)
+    reward = next((r for r in offered if r.n == n), None)
     if reward is None:
         return Outcome.say(say("claim.unknown", n=n))
-    if reward.cost > view.balance:
+    if reward.cost > balance:
         return Outcome.say(
-            say("claim.short", benefit=reward.benefit, cost=reward.cost, balance=view.balance)
+            say("claim.short", benefit=reward.benefit, cost=reward.cost, balance=balance)
         )
     return Outcome.say(
         say("claim.done", benefit=reward.benefit),
@@ -88,3 +95,10 @@ def _view(turn: Turn) -> LoyaltyView | None:
     if member is None or member.status != ACTIVE or turn.loyalty is None:
         return None
     return turn.loyalty
+
+
+def _part(part: T | None) -> T:
+    """A part of the view this keyword answers from (flows.router.LOYALTY loads it)."""
+    if part is None:
+        raise LookupError("flows.router.LOYALTY does not load a part this keyword reads")
+    return part

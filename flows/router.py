@@ -40,8 +40,16 @@ KEYWORDS: dict[str, Step] = {
     "invite": loyalty.invite,
 }
 
-# The keywords whose answer needs the member's points and coupons (loaded only for these).
-LOYALTY = frozenset({"points", "coupons", "claim", "invite"})
+# The parts of a LoyaltyView a keyword can ask for.
+POINTS, COUPONS, REWARDS = "points", "coupons", "rewards"
+# The keywords whose answer needs the member's points and coupons (loaded only for these), and
+# the parts each answers from: only those are read (see flows.turn.LoyaltyView).
+LOYALTY: dict[str, frozenset[str]] = {
+    "points": frozenset({POINTS}),
+    "coupons": frozenset({COUPONS, REWARDS}),
+    "claim": frozenset({POINTS, REWARDS}),
+    "invite": frozenset(),
+}
 
 # A member who texted STOP hears nothing more, except these (a new consent, or a privacy
 # request, which GDPR says must be answered).

@@ -50,6 +50,7 @@ class MemberView:
     step: str | None
     data: Mapping[str, Any]
     joined: bool  # has ever been a member (a number that only texted STOP has not)
+    has_birthday: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,8 @@ class RewardView:
 
 
 @dataclass(frozen=True, slots=True)
-class LoyaltyView:
-    """A member's points, tier, coupons and rewards, loaded for the texts that ask about them."""
+class PointsView:
+    """A member's balance, tier and next expiry."""
 
     balance: int
     tier: str | None  # None: the club has no ladder
@@ -79,8 +80,19 @@ class LoyaltyView:
     to_next: int
     expiry_points: int
     expiry_date: dt.date | None
-    coupons: tuple[CouponView, ...]
-    rewards: tuple[RewardView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoyaltyView:
+    """A member's points, coupons and rewards, loaded for the texts that ask about them.
+
+    Only the parts the keyword answers from are loaded (flows.router.LOYALTY says which); the
+    others are None. POINTS is a third of all texts, and its coupons and rewards (a read, and
+    money formatted per reward) cost more than its own answer."""
+
+    points: PointsView | None
+    coupons: tuple[CouponView, ...] | None
+    rewards: tuple[RewardView, ...] | None
     referral_reward: str | None  # when a referral is rewarded (signup, purchase); None: never
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from store.models import ConsentEvent, Member
@@ -143,12 +143,18 @@ def marketing_since(session: Session, member: Member) -> dt.datetime | None:
     """
     if member.status != "active":
         return None
-    latest = session.execute(
-        select(ConsentEvent.action, ConsentEvent.created_at)
-        .where(ConsentEvent.member_id == member.id, ConsentEvent.purpose == MARKETING_SMS)
-        .order_by(ConsentEvent.id.desc())
-        .limit(1)
-    ).first()
+    # Read on the connection with a statement built once (MYDATA asks on the SQLite writer's
+    # hot path; the log is only ever written the same way, so there is nothing to flush first).
+    latest = session.connection().execute(_LATEST, {"member_id": member.id}).first()
     if latest is None or latest.action != GRANT:
         return None
     return latest.created_at
+
+
+_EVENTS = ConsentEvent.__table__
+_LATEST = (
+    select(_EVENTS.c.action, _EVENTS.c.created_at)
+    .where(_EVENTS.c.member_id == bindparam("member_id"), _EVENTS.c.purpose == MARKETING_SMS)
+    .order_by(_EVENTS.c.id.desc())
+    .limit(1)
+)

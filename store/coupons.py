@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store import campaigns
@@ -31,7 +32,11 @@ CODE_LENGTH = 8
 _NOT_CODE = re.compile(r"[\s\-_.]")
 
 _COUPONS = Coupon.__table__
-_INSERT = insert(_COUPONS).returning(_COUPONS.c.id)
+# No conflict target: a source issued before and a code drawn twice are both "nothing".
+_INSERT_NEW = {
+    name: module.insert(_COUPONS).on_conflict_do_nothing().returning(_COUPONS.c.id)
+    for name, module in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 
 
 def display(code: str) -> str:
@@ -240,46 +245,42 @@ def issue(
     *,
     purchase_id: int | None = None,
 ) -> Coupon:
-    """Issue a coupon for a reason (`source`); the same reason again returns the first one."""
+    """Issue a coupon for a reason (`source`); the same reason again returns the first one.
+
+    One statement in the common case (a member's YES issues the welcome coupon on the SQLite
+    writer's hot path): the insert itself tells a new reason from one seen before, as the
+    club's unique keys on source and on code refuse it (ON CONFLICT DO NOTHING); nothing came
+    back and the source is not there means the random code was taken, so another is drawn."""
     conn = session.connection()
-    existing = conn.execute(_BY_SOURCE, {"program_id": program_id, "source": source}).scalar()
-    if existing is not None:
-        found = session.get(Coupon, existing)
-        assert found is not None
-        return found
-    values = {
-        "program_id": program_id,
-        "member_id": member_id,
-        "template_id": template.id,
-        "code": _new_code(session, program_id),
-        "source": source,
-        "purchase_id": purchase_id,
-        "issued_at": now,
-        "valid_from": now,
-        "valid_until": now + dt.timedelta(days=template.valid_days),
-        "redeemed_at": None,
-        "redeemed_by": None,
-        "redeemed_ref": None,
-    }
-    coupon_id = conn.execute(_INSERT, values).scalar_one()
-    # Built from what was written, not read back (joining and claiming issue coupons in a turn).
-    return Coupon(id=coupon_id, **values)
+    while True:
+        values = {
+            "program_id": program_id,
+            "member_id": member_id,
+            "template_id": template.id,
+            "code": "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH)),
+            "source": source,
+            "purchase_id": purchase_id,
+            "issued_at": now,
+            "valid_from": now,
+            "valid_until": now + dt.timedelta(days=template.valid_days),
+            "redeemed_at": None,
+            "redeemed_by": None,
+            "redeemed_ref": None,
+        }
+        coupon_id = conn.execute(_INSERT_NEW[conn.dialect.name], values).scalar()
+        if coupon_id is not None:
+            # Built from what was written, not read back (a turn issues and shows it).
+            return Coupon(id=coupon_id, **values)
+        existing = conn.execute(_BY_SOURCE, {"program_id": program_id, "source": source}).scalar()
+        if existing is not None:
+            found = session.get(Coupon, existing)
+            assert found is not None
+            return found
 
 
 _BY_SOURCE = select(_COUPONS.c.id).where(
     _COUPONS.c.program_id == bindparam("program_id"), _COUPONS.c.source == bindparam("source")
 )
-_CODE_TAKEN = select(_COUPONS.c.id).where(
-    _COUPONS.c.program_id == bindparam("program_id"), _COUPONS.c.code == bindparam("code")
-)
-
-
-def _new_code(session: Session, program_id: int) -> str:
-    conn = session.connection()
-    while True:
-        code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-        if conn.execute(_CODE_TAKEN, {"program_id": program_id, "code": code}).first() is None:
-            return code
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, null, select, union_all, update
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
@@ -374,3 +374,37 @@ _OPEN_LOTS = (
     .group_by(_LOTS.c.expires_at)
     .order_by(_LOTS.c.expires_at)
 )
+
+
+def open_lots_and_earned(
+    session: Session, member_id: int, now: dt.datetime, since: dt.datetime
+) -> tuple[list[tuple[dt.datetime, int]], int]:
+    """open_lots(now) and earned_since(since) in one statement: POINTS, a third of all texts,
+    needs both (balance and expiry; the tier), and on SQLite each statement costs the single
+    writer more than the index lookups it runs."""
+    rows = session.connection().execute(
+        _LOTS_AND_EARNED, {"member_id": member_id, "now": now, "since": since}
+    )
+    lots: list[tuple[dt.datetime, int]] = []
+    earned = 0
+    for at, points in rows:
+        if at is None:  # the second SELECT's one row: its `at` is NULL
+            earned = max(0, int(points))
+        else:
+            lots.append((at, int(points)))
+    return lots, earned
+
+
+_LOTS_AND_EARNED = union_all(
+    select(_LOTS.c.expires_at.label("at"), func.sum(_LOTS.c.remaining).label("points"))
+    .where(
+        _LOTS.c.member_id == bindparam("member_id"),
+        _LOTS.c.remaining > 0,
+        _LOTS.c.expires_at > bindparam("now"),
+    )
+    .group_by(_LOTS.c.expires_at),
+    select(null(), func.coalesce(func.sum(_ENTRIES.c.tier_points), 0)).where(
+        _ENTRIES.c.member_id == bindparam("member_id"),
+        _ENTRIES.c.created_at >= bindparam("since"),
+    ),
+).order_by("at")  # where the NULL row sorts differs by database; it is told apart by its NULL

@@ -94,8 +94,9 @@ def on_joined(
         if coupon.redeemed_at is None and coupon.valid_until > now:
             welcome = coupons.Held(coupon, template)
     if program.referral_trigger == ON_SIGNUP and member.referred_by_id is not None:
-        session.flush()
-        reward_referral(session, program, member.id, now)
+        # The friend is given, not read back: the member's row may not be written yet (a
+        # turn writes its member once, at its end: members.save).
+        _reward_referral(session, program, member.id, member.referred_by_id, now)
     return Perks(welcome)
 
 
@@ -111,6 +112,18 @@ def reward_referral(
     friend = session.scalar(select(Member.referred_by_id).where(Member.id == member_id))
     if friend is None:
         return False
+    return _reward_referral(session, program, member_id, friend, now, purchase_id=purchase_id)
+
+
+def _reward_referral(
+    session: Session,
+    program: Program,
+    member_id: int,
+    friend: int,
+    now: dt.datetime,
+    *,
+    purchase_id: int | None = None,
+) -> bool:
     source = f"referral:{member_id}"
     if _rewarded(session, program.id, member_id, source):
         return False
@@ -199,10 +212,16 @@ def summary(
     ladder: list[tiers.Tier] | None = None,
 ) -> Summary:
     """Balance, tier and next expiry: the open lots grouped by their end give both the balance
-    and the next expiry in one read. `ladder`: the club's, if the caller keeps it in memory."""
-    lots = ledger.open_lots(session, member_id, now)
+    and the next expiry, and come in one read with the points that decide the tier. `ladder`:
+    the club's, if the caller keeps it in memory."""
+    steps = ladder if ladder is not None else tiers.ladder(session, program.id)
+    if steps:
+        since = tiers.qualification_start(program, now)
+        lots, qualifying = ledger.open_lots_and_earned(session, member_id, now, since)
+    else:  # no ladder: no tier to work out
+        lots, qualifying = ledger.open_lots(session, member_id, now), 0
     return Summary(
         balance=sum(points for _, points in lots),
-        standing=tiers.standing(session, program, member_id, tier_id, now, ladder),
+        standing=tiers.standing_of(steps, tier_id, qualifying),
         expiry=ledger.Expiry(lots[0][1], lots[0][0]) if lots else None,
     )

@@ -133,6 +133,13 @@ def standing(
     if not steps:
         return Standing(None, None, 0, 0)
     qualifying = ledger.earned_since(session, member_id, qualification_start(program, now))
+    return standing_of(steps, tier_id, qualifying)
+
+
+def standing_of(steps: list[Tier], tier_id: int | None, qualifying: int) -> Standing:
+    """The standing from the points earned in the qualification period, read by the caller."""
+    if not steps:
+        return Standing(None, None, 0, 0)
     held = next((t for t in steps if t.id == tier_id), steps[0])
     earned = _reached(steps, qualifying)
     current = earned if earned.position > held.position else held

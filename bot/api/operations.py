@@ -202,9 +202,7 @@ async def authenticate(request: web.Request) -> Caller:
     caller = cache.get(secret)
     if caller is None:
         now = dt.datetime.now(dt.UTC)
-        caller = await request.app[DB].run(
-            lambda session: apikeys.verify(session, secret, now)
-        )
+        caller = await request.app[DB].run(lambda session: apikeys.verify(session, secret, now))
         if caller is None:
             raise ApiError(
                 401,

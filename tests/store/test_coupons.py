@@ -445,3 +445,30 @@ async def test_a_templates_key_is_unique_in_the_club(loyalty_db: Database) -> No
     assert same_elsewhere == "hello"
     assert isinstance(refused, InvalidSetting)
     assert refused.field == "key"
+
+
+async def test_a_code_drawn_twice_is_drawn_again_and_a_reason_seen_before_returns_its_coupon(
+    loyalty_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert tells the two apart: the same source gives back the first coupon; a new
+    source whose random code is taken gets another code."""
+    draws = iter("A" * 8 * 3 + "B" * 8)  # the third draw is the first one's code again
+    monkeypatch.setattr(coupons.secrets, "choice", lambda alphabet: next(draws))
+
+    def work(session) -> tuple:
+        program = club(session)
+        gift = template(session, program, coupons.CAMPAIGN)
+        first = member(session, program)
+        second = member(session, program)
+        one = coupons.issue(session, program.id, first.id, gift, "test:1", at(2026, 3, 1))
+        again = coupons.issue(session, program.id, first.id, gift, "test:1", at(2026, 3, 2))
+        other = coupons.issue(session, program.id, second.id, gift, "test:2", at(2026, 3, 1))
+        return one.id, one.code, again.id, again.code, other.code, other.member_id, second.id
+
+    one_id, one_code, again_id, again_code, other_code, other_member, second = await loyalty_db.run(
+        work
+    )
+    assert (again_id, again_code) == (one_id, one_code)
+    assert one_code == "A" * coupons.CODE_LENGTH
+    assert other_code == "B" * coupons.CODE_LENGTH
+    assert other_member == second

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from store import coupons, ledger, purchases
+from store import coupons, ledger, purchases, tiers
 from store.database import Database, open_database
 from store.earning import Line, taken_back
 from store.errors import Conflict, NotEnoughPoints
@@ -305,13 +305,21 @@ class Run:
         now = self.now
 
         def read(session) -> tuple:
+            since = tiers.qualification_start(self.program, now)
             return (
                 ledger.balance(session, self.member_id, now),
                 ledger.totals(session, self.member_id),
                 ledger.next_expiry(session, self.member_id, now),
+                # POINTS reads the open lots and the tier's points in one statement.
+                ledger.open_lots_and_earned(session, self.member_id, now, since),
+                (
+                    ledger.open_lots(session, self.member_id, now),
+                    ledger.earned_since(session, self.member_id, since),
+                ),
             )
 
-        balance, (entries, lots), expiry = self.run(read)
+        balance, (entries, lots), expiry, together, apart = self.run(read)
+        assert together == apart
         assert balance >= 0
         assert entries == lots
         assert balance == self.model.balance(now)
