@@ -82,8 +82,9 @@ def answer(turn: Turn) -> Outcome:
     """The member's answer to the current question: saved and the next asked, or asked again."""
     question = current_question(turn)
     if question is None:
-        # The question was removed while the member was answering it: carry on from the start.
-        return _next(turn, None, ())
+        # The question was removed while the member was answering it: carry on with the first
+        # question they have not answered (their name and birthday are known, if given).
+        return _resume(turn)
     answered = _ANSWERS[question.kind](turn, question)
     # SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer.
     skips = turn.intent is not None and turn.intent.name == "skip"
@@ -164,6 +165,18 @@ _ANSWERS = {
     "multichoice": _multichoice,
     "text": _text,
 }
+
+
+def _resume(turn: Turn) -> Outcome:
+    member = turn.member
+    known = {
+        "first_name": member is not None and member.first_name is not None,
+        "birthday": member is not None and member.has_birthday,
+    }
+    following = next((q for q in turn.questions if not known.get(q.kind, False)), None)
+    if following is None:
+        return Outcome.go(None, reply("profile.done"))
+    return Outcome.go(state_for(following), ask(following, turn))
 
 
 def _next(turn: Turn, question: Question | None, effects: tuple, *before: Reply) -> Outcome:

@@ -554,6 +554,33 @@ class TestProfileAnswers:
         assert outcome.state == State("profile", "q1")
 
 
+class TestRemovedQuestion:
+    """The question being answered was removed: the answer goes nowhere, and the first
+    question the member has not answered is asked (a name or birthday given is not asked
+    again)."""
+
+    @pytest.mark.parametrize(
+        ("first_name", "has_birthday", "asked", "state"),
+        [
+            (None, False, ASKS[FIRST_NAME.id], State("profile", "q1")),
+            ("Kari", False, ASKS[BIRTHDAY.id], State("profile", "q2")),
+            ("Kari", True, None, None),
+        ],
+    )
+    def test_carries_on_with_what_is_not_answered(
+        self, first_name: str | None, has_birthday: bool, asked: Reply | None, state: State | None
+    ) -> None:
+        who = replace(at(ACTIVITIES), first_name=first_name, has_birthday=has_birthday)
+        outcome = route("1 3", who, questions=(FIRST_NAME, BIRTHDAY))
+        assert outcome.effects == ()
+        if asked is None:
+            assert outcome.replies == (Reply("profile.done"),)
+            assert outcome.state is None
+        else:
+            assert outcome.replies == (asked,)
+            assert outcome.state == state
+
+
 class TestSkip:
     """SKIP (nb, sv, en) leaves a question unanswered and moves on."""
 
