@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -532,99 +533,59 @@ async def switch_card(request: web.Request) -> web.StreamResponse:
     return await _save(request, f"{section}-active", form, work, saved=section)
 
 
-@routes.post("/settings/bonus-rules")
-@owner_only
-async def add_bonus(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    program_id = request[ADMIN].program_id
+@dataclass(frozen=True, slots=True)
+class _RuleKind:
+    """Bonus rules and multiplier periods: a list on the page, each row with an edit and a
+    remove form, and a form to add one; the store's functions for the three."""
 
-    def work(session: Session) -> None:
-        program = _program(session, program_id)
-        try:
-            club_rules.add_bonus_rule(session, program, **_bonus_values(form))
-        except programs.InvalidSettings as exc:
-            raise Refused(_rule_errors(exc.problems, form)) from None
-
-    return await _save(request, "bonus-new", form, work, saved="bonus-rules")
+    path: str  # under /admin/settings/, and the section's anchor
+    form: str  # the forms' ids: "<form>-new", "<form>-<id>"
+    values: Callable[[MultiDictProxy[Any]], dict[str, Any]]
+    add: Callable[..., Any]
+    edit: Callable[..., Any]
+    remove: Callable[..., Any]
 
 
-@routes.post(r"/settings/bonus-rules/{rule_id:\d+}")
-@owner_only
-async def edit_bonus(request: web.Request) -> web.StreamResponse:
-    rule_id = path_id(request, "rule_id")
-    form = await request.post()
-    program_id = request[ADMIN].program_id
+def _rule_routes(kind: _RuleKind) -> None:
+    async def add(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        program_id = request[ADMIN].program_id
 
-    def work(session: Session) -> None:
-        try:
-            club_rules.edit_bonus_rule(session, program_id, rule_id, **_bonus_values(form))
-        except NotFound:
-            raise web.HTTPNotFound() from None
-        except programs.InvalidSettings as exc:
-            raise Refused(_rule_errors(exc.problems, form)) from None
+        def work(session: Session) -> None:
+            program = _program(session, program_id)
+            try:
+                kind.add(session, program, **kind.values(form))
+            except programs.InvalidSettings as exc:
+                raise Refused(_rule_errors(exc.problems, form)) from None
 
-    return await _save(request, f"bonus-{rule_id}", form, work)
+        return await _save(request, f"{kind.form}-new", form, work, saved=kind.path)
 
+    async def edit(request: web.Request) -> web.StreamResponse:
+        row_id = path_id(request, "row_id")
+        form = await request.post()
+        program_id = request[ADMIN].program_id
 
-@routes.post(r"/settings/bonus-rules/{rule_id:\d+}/remove")
-@owner_only
-async def remove_bonus(request: web.Request) -> web.StreamResponse:
-    rule_id = path_id(request, "rule_id")
-    form = await request.post()
-    program_id = request[ADMIN].program_id
+        def work(session: Session) -> None:
+            try:
+                _found(kind.edit, session, program_id, row_id, **kind.values(form))
+            except programs.InvalidSettings as exc:
+                raise Refused(_rule_errors(exc.problems, form)) from None
 
-    def work(session: Session) -> None:
-        _found(club_rules.remove_bonus_rule, session, program_id, rule_id)
+        return await _save(request, f"{kind.form}-{row_id}", form, work)
 
-    return await _save(request, "bonus-rules", form, work)
+    async def remove(request: web.Request) -> web.StreamResponse:
+        row_id = path_id(request, "row_id")
+        form = await request.post()
+        program_id = request[ADMIN].program_id
 
+        def work(session: Session) -> None:
+            _found(kind.remove, session, program_id, row_id)
 
-@routes.post("/settings/multipliers")
-@owner_only
-async def add_multiplier(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
-    program_id = request[ADMIN].program_id
+        return await _save(request, kind.path, form, work)
 
-    def work(session: Session) -> None:
-        program = _program(session, program_id)
-        try:
-            club_rules.add_multiplier(session, program, **_multiplier_values(form))
-        except programs.InvalidSettings as exc:
-            raise Refused(_rule_errors(exc.problems, form)) from None
-
-    return await _save(request, "multiplier-new", form, work, saved="multipliers")
-
-
-@routes.post(r"/settings/multipliers/{multiplier_id:\d+}")
-@owner_only
-async def edit_multiplier(request: web.Request) -> web.StreamResponse:
-    multiplier_id = path_id(request, "multiplier_id")
-    form = await request.post()
-    program_id = request[ADMIN].program_id
-
-    def work(session: Session) -> None:
-        values = _multiplier_values(form)
-        try:
-            club_rules.edit_multiplier(session, program_id, multiplier_id, **values)
-        except NotFound:
-            raise web.HTTPNotFound() from None
-        except programs.InvalidSettings as exc:
-            raise Refused(_rule_errors(exc.problems, form)) from None
-
-    return await _save(request, f"multiplier-{multiplier_id}", form, work)
-
-
-@routes.post(r"/settings/multipliers/{multiplier_id:\d+}/remove")
-@owner_only
-async def remove_multiplier(request: web.Request) -> web.StreamResponse:
-    multiplier_id = path_id(request, "multiplier_id")
-    form = await request.post()
-    program_id = request[ADMIN].program_id
-
-    def work(session: Session) -> None:
-        _found(club_rules.remove_multiplier, session, program_id, multiplier_id)
-
-    return await _save(request, "multipliers", form, work)
+    routes.post(f"/settings/{kind.path}")(owner_only(add))
+    routes.post(rf"/settings/{kind.path}/{{row_id:\d+}}")(owner_only(edit))
+    routes.post(rf"/settings/{kind.path}/{{row_id:\d+}}/remove")(owner_only(remove))
 
 
 def _card_values(form: MultiDictProxy[Any]) -> dict[str, Any]:
@@ -652,6 +613,28 @@ def _multiplier_values(form: MultiDictProxy[Any]) -> dict[str, Any]:
         "ends_on": imports.parse_date(_field(form, "ends_on")),
         "multiplier": _whole(_field(form, "multiplier")),
     }
+
+
+_rule_routes(
+    _RuleKind(
+        "bonus-rules",
+        "bonus",
+        _bonus_values,
+        club_rules.add_bonus_rule,
+        club_rules.edit_bonus_rule,
+        club_rules.remove_bonus_rule,
+    )
+)
+_rule_routes(
+    _RuleKind(
+        "multipliers",
+        "multiplier",
+        _multiplier_values,
+        club_rules.add_multiplier,
+        club_rules.edit_multiplier,
+        club_rules.remove_multiplier,
+    )
+)
 
 
 # Each rule field's error (the numbers' come from club_rules.LIMITS).
