@@ -1,28 +1,32 @@
-"""`klubb admin create`: accounts of the web admin; the password is typed, never a flag.
+"""`klubb admin create|list|password|remove`: accounts of the web admin; a password is typed,
+never a flag.
 
 Errors follow bot/cli_campaigns.py: one line on stderr naming what is wrong, exit 2 for input
-the owner can fix, 1 when it can't be done (the email already has an account)."""
+the owner can fix, 1 when it can't be done (the email already has an account, or none)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import getpass
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from bot.cli_campaigns import Failure, Usage, _printed, _run
-from bot.cli_common import add_club_options
+from bot.cli_campaigns import Failure, Usage, _printed, _run, _short, _table
+from bot.cli_common import add_club_options, run_once, schema_is_current
 from bot.settings import Settings
-from store import admins
-from store.errors import InvalidSetting
-from store.models import Program
+from store import admins, programs
+from store.errors import InvalidSetting, NotFound
+from store.models import AdminAccount, Program
 
 
 def add_commands(commands: Any) -> None:
-    """`admin create` on the `klubb` parser's subcommands."""
+    """`admin create|list|password|remove` on the `klubb` parser's subcommands."""
     admin = commands.add_parser("admin", help="accounts of the web admin at /admin")
     actions = admin.add_subparsers(required=True, metavar="ACTION")
     create = actions.add_parser(
@@ -38,6 +42,21 @@ def add_commands(commands: Any) -> None:
     )
     add_club_options(create)
     create.set_defaults(command=_create)
+    listing = actions.add_parser("list", help="the club's accounts: email, role, when made")
+    add_club_options(listing)
+    listing.set_defaults(command=_list)
+    password = actions.add_parser(
+        "password",
+        help="a new password for an account, asked for (or read from stdin); "
+        "its signed-in sessions end",
+    )
+    password.add_argument("--email", required=True, help="the account's email")
+    password.set_defaults(command=_password)
+    remove = actions.add_parser(
+        "remove", help="remove an account (not the club's last owner); its sessions end"
+    )
+    remove.add_argument("--email", required=True, help="the account's email")
+    remove.set_defaults(command=_remove)
 
 
 def read_password(stdin: TextIO) -> str:
@@ -85,3 +104,111 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     return _printed(_run("admin", args, settings, create))
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    def listing(session: Session, program: Program) -> str:
+        zone = ZoneInfo(program.timezone)
+        # What an account is, never its hash.
+        rows = [
+            (
+                account.email,
+                account.role,
+                _short(account.created_at, zone),
+                _short(account.last_sign_in_at, zone) if account.last_sign_in_at else "never",
+            )
+            for account in admins.of_club(session, program.id)
+        ]
+        if not rows:
+            return f"klubb: club {program.name!r} has no admin accounts yet: `klubb admin create`"
+        return _table(("EMAIL", "ROLE", f"CREATED ({zone.key})", "LAST SIGN-IN"), rows, right=set())
+
+    return _printed(_run("admin", args, settings, listing, keep=False))
+
+
+def _password(args: argparse.Namespace, settings: Settings) -> int:
+    """The new password is asked for only once the account is known to exist."""
+    email = _email(args)
+    if email is None:
+        return 2
+    if not schema_is_current(settings):
+        return 1
+    code = _on_account(settings, email, lambda session, account: "")
+    if code != 0:
+        return code
+    try:
+        # Hashed here, before the unit of work: argon2 is slow on purpose.
+        password_hash = admins.hash_password(read_password(sys.stdin))
+    except Usage as exc:
+        print(f"klubb admin: {exc}", file=sys.stderr)
+        return 2
+    except InvalidSetting as exc:
+        print(f"klubb admin: the password must have {exc.reason}", file=sys.stderr)
+        return 2
+
+    def change(session: Session, account: AdminAccount) -> str:
+        admins.set_password(session, account.id, password_hash)
+        return (
+            f"klubb: new password for admin account {account.email} ({account.role}) of club "
+            f"{_club_name(session, account)!r}; its signed-in sessions have ended"
+        )
+
+    return _on_account(settings, email, change)
+
+
+def _remove(args: argparse.Namespace, settings: Settings) -> int:
+    email = _email(args)
+    if email is None:
+        return 2
+    if not schema_is_current(settings):
+        return 1
+
+    def remove(session: Session, account: AdminAccount) -> str:
+        club = _club_name(session, account)
+        admins.remove(session, account.program_id, account.id)
+        return (
+            f"klubb: removed admin account {account.email} ({account.role}) of club {club!r}; "
+            "its signed-in sessions have ended"
+        )
+
+    return _on_account(settings, email, remove)
+
+
+def _email(args: argparse.Namespace) -> str | None:
+    """--email as stored, or None once stderr says what is wrong with it."""
+    try:
+        return admins.normalize_email(args.email)
+    except InvalidSetting as exc:
+        print(f"klubb admin: --email: {exc.reason}", file=sys.stderr)
+        return None
+
+
+def _on_account(
+    settings: Settings, email: str, work: Callable[[Session, AdminAccount], str]
+) -> int:
+    """`work(session, account)` in one transaction for the account with this email (whatever
+    its club: an email has one account), and its answer printed; 1 once stderr says there is
+    no such account, or that it is the club's last owner."""
+
+    def run(session: Session) -> str:
+        account = admins.by_email(session, email)
+        if account is None:
+            raise NotFound("admin account", email)
+        return work(session, account)
+
+    try:
+        out = asyncio.run(run_once(settings.database_url, run))
+    except NotFound:
+        print(f"klubb admin: no admin account has the email {email}", file=sys.stderr)
+        return 1
+    except admins.LastOwner as exc:
+        print(f"klubb admin: {exc.reason}", file=sys.stderr)
+        return 1
+    if out:
+        print(out)
+    return 0
+
+
+def _club_name(session: Session, account: AdminAccount) -> str:
+    program = programs.get(session, account.program_id)
+    return program.name if program is not None else str(account.program_id)

@@ -6,6 +6,8 @@ import asyncio
 import datetime as dt
 import enum
 import functools
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from store.database import Database
-from store.errors import InvalidSetting
+from store.errors import InvalidSetting, NotFound
 from store.models import AdminAccount, AdminSignInFailure
 
 OWNER = "owner"
@@ -45,6 +47,23 @@ PARAMETERS: Parameters = profiles.RFC_9106_LOW_MEMORY
 _hasher = PasswordHasher.from_parameters(PARAMETERS)
 
 
+class EmailTaken(InvalidSetting):
+    """The email already has an account (in this club or another: an email has one account)."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__("email", f"an admin account with {email} already exists")
+        self.email = email
+
+
+class LastOwner(InvalidSetting):
+    """Removing this account would leave its club without an owner, and nobody could manage
+    the club's accounts, settings or broadcasts from the web admin."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__("account", f"{email} is the club's last owner; make another owner first")
+        self.email = email
+
+
 def normalize_email(email: str) -> str:
     """The email as it is stored and looked up: trimmed, lower case; InvalidSetting if it is
     not an address."""
@@ -54,16 +73,36 @@ def normalize_email(email: str) -> str:
     return email
 
 
+def check_password(password: str) -> None:
+    """InvalidSetting("password") if a new password is too short or too long."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidSetting("password", f"at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidSetting("password", f"at most {MAX_PASSWORD} characters")
+
+
 def hash_password(password: str) -> str:
     """The argon2 hash of a new password; InvalidSetting if it is too short or too long.
 
     Slow on purpose (tens of milliseconds): call it outside a unit of work, which may run on
     the SQLite writer everyone shares (and may run twice)."""
-    if len(password) < MIN_PASSWORD:
-        raise InvalidSetting("password", f"at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise InvalidSetting("password", f"at most {MAX_PASSWORD} characters")
+    check_password(password)
     return _hasher.hash(password)
+
+
+def fingerprint(password_hash: str) -> str:
+    """A short digest of an account's stored hash, kept in each of its signed-in sessions: a new
+    password (or a hash redone with new parameters) changes it, and the sessions that carry the
+    old one end. It gives nothing away: the hash it comes from is salted and never leaves the
+    database."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def same_fingerprint(account: AdminAccount, given: object) -> bool:
+    """Whether a session's fingerprint is the account's current one."""
+    return isinstance(given, str) and hmac.compare_digest(
+        given.encode(), fingerprint(account.password_hash).encode()
+    )
 
 
 def new_password() -> str:
@@ -85,7 +124,7 @@ def create(
     if role not in ROLES:
         raise InvalidSetting("role", f"one of {', '.join(ROLES)}")
     if by_email(session, email) is not None:
-        raise InvalidSetting("email", f"an admin account with {email} already exists")
+        raise EmailTaken(email)
     account = AdminAccount(
         program_id=program_id,
         email=email,
@@ -112,8 +151,60 @@ def of_club(session: Session, program_id: int) -> Sequence[AdminAccount]:
     ).all()
 
 
+def in_club(session: Session, program_id: int, account_id: int) -> AdminAccount | None:
+    """The club's account with this id; None for another club's, as for one that isn't."""
+    account = session.get(AdminAccount, account_id)
+    return account if account is not None and account.program_id == program_id else None
+
+
+def set_password(session: Session, account: int | str, password_hash: str) -> AdminAccount:
+    """Give an account (by id or email) a new password, hashed by hash_password; NotFound if
+    there is no such account. Its signed-in sessions end at their next request (their
+    fingerprint is the old hash's), and the failed sign-ins counted against its email are
+    forgotten: the refusal guarded a password that is gone."""
+    if isinstance(account, str):
+        email = normalize_email(account)
+        found = by_email(session, email)
+    else:
+        email, found = str(account), session.get(AdminAccount, account)
+    if found is None:
+        raise NotFound("admin account", email)
+    found.password_hash = password_hash
+    session.execute(delete(AdminSignInFailure).where(AdminSignInFailure.email == found.email))
+    return found
+
+
+def is_last_owner(session: Session, account: AdminAccount, *, lock: bool = False) -> bool:
+    """Whether the account is its club's only owner, which `remove` refuses. `lock`: the
+    club's owners are locked until the end of the unit of work (PostgreSQL; SQLite has one
+    writer), so two owners removing each other at once can't leave the club with none."""
+    if account.role != OWNER:
+        return False
+    owners = select(AdminAccount.id).where(
+        AdminAccount.program_id == account.program_id, AdminAccount.role == OWNER
+    )
+    if lock:
+        owners = owners.with_for_update()
+    return len(session.scalars(owners).all()) <= 1
+
+
+def remove(session: Session, program_id: int, account_id: int) -> AdminAccount:
+    """Remove one of the club's accounts; its sessions end at their next request. NotFound for
+    an id that is not the club's; LastOwner for the club's only owner."""
+    account = in_club(session, program_id, account_id)
+    if account is None:
+        raise NotFound("admin account", str(account_id))
+    if is_last_owner(session, account, lock=True):
+        raise LastOwner(account.email)
+    session.delete(account)
+    session.flush()
+    return account
+
+
 class Outcome(enum.Enum):
     SIGNED_IN = "signed_in"
+    # change_password: the current password was right and the new one is kept.
+    CHANGED = "changed"
     # Unknown email and wrong password are one outcome: the caller can't tell them apart.
     WRONG = "wrong"
     REFUSED = "refused"
@@ -123,6 +214,8 @@ class Outcome(enum.Enum):
 class SignIn:
     outcome: Outcome
     account_id: int | None = None
+    # The session's fingerprint of the account's password (SIGNED_IN and CHANGED only).
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +277,19 @@ def _record_failure(session: Session, attempt: _Attempt, now: dt.datetime) -> No
 
 
 def _record_success(
-    session: Session, account_id: int, email: str, new_hash: str | None, now: dt.datetime
-) -> None:
-    account = session.get(AdminAccount, account_id)
-    if account is None:  # deleted between the two units: nothing to sign in to
-        return
+    session: Session, attempt: _Attempt, new_hash: str | None, now: dt.datetime
+) -> str | None:
+    """The account's fingerprint once signed in; None if it was removed, or its password
+    changed, between the check and now: the password checked is not the account's any more."""
+    account = session.get(AdminAccount, attempt.account_id)
+    if account is None or account.password_hash != attempt.password_hash:
+        return None
     account.last_sign_in_at = now
     if new_hash is not None:
         account.password_hash = new_hash
     # The email's slate is wiped; the address's is not (it may be guessing other emails).
-    session.execute(delete(AdminSignInFailure).where(AdminSignInFailure.email == email))
+    session.execute(delete(AdminSignInFailure).where(AdminSignInFailure.email == attempt.email))
+    return fingerprint(account.password_hash)
 
 
 def _matches(password_hash: str, password: str) -> bool:
@@ -225,10 +321,55 @@ async def verify(
     if not ok or attempt.account_id is None:
         await db.run(lambda session: _record_failure(session, attempt, now))
         return SignIn(Outcome.WRONG)
-    account_id = attempt.account_id
-    # Hashes made with older parameters are brought up to today's on a successful sign-in.
+    # Hashes made with older parameters are brought up to today's on a successful sign-in
+    # (which ends the account's other sessions, once: their fingerprint is the old hash's).
     new_hash = None
     if _hasher.check_needs_rehash(attempt.password_hash):
         new_hash = await asyncio.to_thread(_hasher.hash, password)
-    await db.run(lambda session: _record_success(session, account_id, email, new_hash, now))
-    return SignIn(Outcome.SIGNED_IN, account_id)
+    signed = await db.run(lambda session: _record_success(session, attempt, new_hash, now))
+    if signed is None:
+        return SignIn(Outcome.WRONG)
+    return SignIn(Outcome.SIGNED_IN, attempt.account_id, signed)
+
+
+async def change_password(
+    db: Database, account_id: int, current: str, new: str, *, address: str, now: dt.datetime
+) -> SignIn:
+    """A signed-in person's own new password, given their current one, which is checked like a
+    sign-in: refused by the same rule (REFUSED, nothing checked), and a wrong one is a failure
+    counted against the account's email and the address (WRONG). CHANGED carries the session's
+    new fingerprint: the account's other sessions end. InvalidSetting("password") for a new
+    password that breaks the rules, before anything is checked or counted; NotFound if the
+    account is gone."""
+    check_password(new)
+    address = (address or "unknown")[:MAX_ADDRESS]
+
+    def begin(session: Session) -> _Attempt:
+        account = session.get(AdminAccount, account_id)
+        if account is None:
+            raise NotFound("admin account", str(account_id))
+        return _begin(session, account.email, address, now, valid=True)
+
+    attempt = await db.run(begin)
+    if attempt.refused:
+        return SignIn(Outcome.REFUSED)
+    ok = len(current) <= MAX_PASSWORD and await asyncio.to_thread(
+        _matches, attempt.password_hash, current
+    )
+    if not ok:
+        await db.run(lambda session: _record_failure(session, attempt, now))
+        return SignIn(Outcome.WRONG)
+    new_hash = await asyncio.to_thread(_hasher.hash, new)
+
+    def replace(session: Session) -> str | None:
+        account = session.get(AdminAccount, account_id)
+        # Changed elsewhere since the check: the password given is not the current one now.
+        if account is None or account.password_hash != attempt.password_hash:
+            return None
+        set_password(session, account_id, new_hash)
+        return fingerprint(new_hash)
+
+    changed = await db.run(replace)
+    if changed is None:
+        return SignIn(Outcome.WRONG)
+    return SignIn(Outcome.CHANGED, account_id, changed)

@@ -255,3 +255,147 @@ def test_init_demo_on_a_demo_club_without_an_owner_makes_one(
     assert "already answers" in result.out
     assert f"sign in as {DEMO_ADMIN}" in result.out
     assert [a.program_id for a in accounts(url)] == [club]
+
+
+# --- list, password, remove ------------------------------------------------------------------
+
+NEW = "another long password"
+
+
+def hashes(url: str) -> dict[str, str]:
+    return {a.email: a.password_hash for a in accounts(url)}
+
+
+@pytest.fixture
+def two_accounts(klubb: Callable[..., Run], club: int) -> None:
+    """An owner and a staff member of the club, both with PASSWORD."""
+    for email, role in (("owner@x.test", "owner"), ("staff@x.test", "staff")):
+        made = klubb(
+            "admin", "create", "--email", email, "--role", role, stdin=io.StringIO(PASSWORD)
+        )
+        assert made.code == 0, made.err
+
+
+def test_list_shows_email_role_and_when_never_a_hash(
+    klubb: Callable[..., Run], url: str, two_accounts: None
+) -> None:
+    signs_in(url, "owner@x.test", PASSWORD)
+    result = klubb("admin", "list")
+    assert result.code == 0, result.err
+    header, owner, staff = result.out.splitlines()
+    assert header.split()[:4] == ["EMAIL", "ROLE", "CREATED", "(Europe/Oslo)"]
+    assert owner.split()[:2] == ["owner@x.test", "owner"]
+    assert staff.split()[:2] == ["staff@x.test", "staff"]
+    assert staff.split()[-1] == "never"
+    assert owner.split()[-1] != "never"
+    for stored in hashes(url).values():
+        assert stored not in result.out
+    assert "$argon2" not in result.out
+
+
+def test_list_of_a_club_without_accounts_says_so(klubb: Callable[..., Run], club: int) -> None:
+    result = klubb("admin", "list", "--club", str(club))
+    assert result.code == 0, result.err
+    assert "has no admin accounts yet" in result.out
+
+
+def test_list_names_a_club_that_is_not_there(klubb: Callable[..., Run], club: int) -> None:
+    result = klubb("admin", "list", "--club", "999")
+    assert result.code == 2
+    assert "no club with id 999" in result.err
+
+
+def test_password_sets_a_new_one_from_stdin_and_ends_the_sessions(
+    klubb: Callable[..., Run], url: str, two_accounts: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = hashes(url)
+    result = klubb("admin", "password", "--email", "Staff@X.test", stdin=io.StringIO(NEW + "\n"))
+    assert result.code == 0, result.err
+    assert "staff@x.test (staff)" in result.out
+    assert "sessions have ended" in result.out
+    for text in (result.out, result.err, caplog.text):
+        assert NEW not in text
+    after = hashes(url)
+    assert after["owner@x.test"] == before["owner@x.test"]
+    # The sessions' fingerprint is the hash's: a new hash, a new fingerprint.
+    assert admins.fingerprint(after["staff@x.test"]) != admins.fingerprint(before["staff@x.test"])
+    assert signs_in(url, "staff@x.test", NEW)
+    assert not signs_in(url, "staff@x.test", PASSWORD)
+
+
+def test_password_asks_twice_at_a_terminal(
+    klubb: Callable[..., Run], url: str, two_accounts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    typed = iter([NEW, NEW])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(typed))
+    result = klubb("admin", "password", "--email", "owner@x.test", stdin=Terminal())
+    assert result.code == 0, result.err
+    assert signs_in(url, "owner@x.test", NEW)
+
+
+@pytest.mark.parametrize(
+    ("email", "stdin", "code", "says"),
+    [
+        ("nobody@x.test", NEW, 1, "no admin account has the email nobody@x.test"),
+        ("not-an-email", NEW, 2, "--email: not an email address"),
+        ("staff@x.test", "short", 2, "at least 10 characters"),
+    ],
+)
+def test_password_bad_input_says_what_is_wrong_and_changes_nothing(
+    klubb: Callable[..., Run],
+    url: str,
+    two_accounts: None,
+    email: str,
+    stdin: str,
+    code: int,
+    says: str,
+) -> None:
+    before = hashes(url)
+    result = klubb("admin", "password", "--email", email, stdin=io.StringIO(stdin))
+    assert result.code == code
+    assert says in result.err
+    assert len(result.err.splitlines()) == 1
+    assert "Traceback" not in result.err
+    assert hashes(url) == before
+
+
+def test_password_is_never_a_flag(klubb: Callable[..., Run], two_accounts: None) -> None:
+    result = klubb("admin", "password", "--email", "owner@x.test", "--password", NEW)
+    assert result.code == 2
+    assert "unrecognized arguments" in result.err
+
+
+def test_remove_takes_a_staff_account_away(
+    klubb: Callable[..., Run], url: str, two_accounts: None
+) -> None:
+    result = klubb("admin", "remove", "--email", "STAFF@x.test")
+    assert result.code == 0, result.err
+    assert "removed admin account staff@x.test (staff)" in result.out
+    assert [a.email for a in accounts(url)] == ["owner@x.test"]
+    assert not signs_in(url, "staff@x.test", PASSWORD)
+
+
+def test_remove_refuses_the_clubs_last_owner(
+    klubb: Callable[..., Run], url: str, two_accounts: None
+) -> None:
+    result = klubb("admin", "remove", "--email", "owner@x.test")
+    assert result.code == 1
+    assert "owner@x.test is the club's last owner" in result.err
+    assert len(result.err.splitlines()) == 1
+    assert [a.email for a in accounts(url)] == ["owner@x.test", "staff@x.test"]
+
+
+@pytest.mark.parametrize(
+    ("email", "code", "says"),
+    [
+        ("nobody@x.test", 1, "no admin account has the email nobody@x.test"),
+        ("not-an-email", 2, "--email: not an email address"),
+    ],
+)
+def test_remove_bad_input_says_what_is_wrong(
+    klubb: Callable[..., Run], url: str, two_accounts: None, email: str, code: int, says: str
+) -> None:
+    result = klubb("admin", "remove", "--email", email)
+    assert result.code == code
+    assert says in result.err
+    assert len(accounts(url)) == 2

@@ -18,7 +18,7 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
-from bot.admin import campaigns, club, journeys, members, pages, segments, transfer
+from bot.admin import accounts, campaigns, club, journeys, members, pages, segments, transfer
 from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
 from bot.settings import Settings
@@ -49,7 +49,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    for section in (pages, members, segments, campaigns, journeys, transfer, club):
+    for section in (pages, members, segments, campaigns, journeys, transfer, club, accounts):
         admin.add_routes(section.routes)
     admin.router.add_static("/static", _static_dir(), name="static")
     # Before the sub-application, whose prefix would otherwise claim the bare /admin too.

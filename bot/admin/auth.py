@@ -24,6 +24,10 @@ from store import admins, programs
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SIGN_IN = "/admin/sign-in"
+# What a signed-in session holds: the account's id and the fingerprint of its password hash
+# when it signed in (store.admins.fingerprint), so a new password ends the other sessions.
+SESSION_ACCOUNT = "account"
+SESSION_FINGERPRINT = "fingerprint"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -146,10 +150,19 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _load(account_id: int) -> Callable[[DbSession], Admin | None]:
+def signed_in(session: Session, account_id: int, fingerprint: str) -> None:
+    """Make the session the account's, as its password is now (by its fingerprint)."""
+    session[SESSION_ACCOUNT] = account_id
+    session[SESSION_FINGERPRINT] = fingerprint
+
+
+def _load(account_id: int, fingerprint: object) -> Callable[[DbSession], Admin | None]:
     def load(session: DbSession) -> Admin | None:
         account = admins.get(session, account_id)
-        if account is None:
+        # A session from before the account's password changed (elsewhere, or by `klubb admin
+        # password`) is signed out. So is one without a fingerprint: sessions made before
+        # sessions carried one; their owners sign in again once.
+        if account is None or not admins.same_fingerprint(account, fingerprint):
             return None
         program = programs.get(session, account.program_id)
         if program is None:
@@ -206,10 +219,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     session = await get_session(request)
     admin: Admin | None = None
-    account_id = session.get("account")
+    account_id = session.get(SESSION_ACCOUNT)
     if isinstance(account_id, int):
-        admin = await request.config_dict[DB].run(_load(account_id))
-        if admin is None:  # the account (or its club) is gone: so is the session
+        load = _load(account_id, session.get(SESSION_FINGERPRINT))
+        admin = await request.config_dict[DB].run(load)
+        if admin is None:  # the account (or its club, or its password) is gone: so is the session
             session.clear()
     request[LANGUAGE] = language_for(request, admin)
     if admin is not None:

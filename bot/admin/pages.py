@@ -20,6 +20,7 @@ from bot.admin.auth import (
     LANGUAGE,
     csrf_token,
     public,
+    signed_in,
 )
 from bot.admin.render import page
 from bot.keys import DB
@@ -78,10 +79,14 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         address=request.remote or "unknown",
         now=dt.datetime.now(dt.UTC),
     )
-    if result.outcome is admins.Outcome.SIGNED_IN and result.account_id is not None:
+    if (
+        result.outcome is admins.Outcome.SIGNED_IN
+        and result.account_id is not None
+        and result.fingerprint is not None
+    ):
         # A new session (and CSRF token) at sign-in: one planted before it is worth nothing.
         session = await new_session(request)
-        session["account"] = result.account_id
+        signed_in(session, result.account_id, result.fingerprint)
         csrf_token(session)
         log.info("admin sign-in: account %s", result.account_id)
         raise web.HTTPSeeOther(target)
