@@ -222,7 +222,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     account_id = session.get(SESSION_ACCOUNT)
     if isinstance(account_id, int):
         load = _load(account_id, session.get(SESSION_FINGERPRINT))
-        admin = await request.config_dict[DB].run(load)
+        # Beside the writer (Database.read): every admin request reads its account.
+        admin = await request.config_dict[DB].read(load)
         if admin is None:  # the account (or its club, or its password) is gone: so is the session
             session.clear()
     request[LANGUAGE] = language_for(request, admin)
