@@ -35,6 +35,8 @@ MAX_ADDRESS = 64  # AdminSignInFailure.address: an IPv6 address with a zone fits
 # FAILURES_PER_EMAIL failures and an address after FAILURES_PER_ADDRESS (higher: a shop's
 # staff share one address). A refused attempt never checks the password, so a correct guess
 # made while refused gets nothing, and the refusal lifts as old failures leave the window.
+# From the address the account last signed in from, only that address's failures for the
+# email count: someone guessing from elsewhere can't lock the owner out of their own shop.
 WINDOW = dt.timedelta(minutes=15)
 FAILURES_PER_EMAIL = 5
 FAILURES_PER_ADDRESS = 20
@@ -233,13 +235,17 @@ def _decoy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
-def refused(session: Session, email: str, address: str, now: dt.datetime) -> bool:
-    """Whether the rule refuses an attempt for this email or from this address now."""
+def refused(
+    session: Session, email: str, address: str, now: dt.datetime, *, trusted: str | None = None
+) -> bool:
+    """Whether the rule refuses an attempt for this email or from this address now. `trusted`:
+    the address the account last signed in from, where only its own failures count."""
     since = now - WINDOW
+    mine = [AdminSignInFailure.address == address] if address == trusted else []
     by_email = session.scalar(
         select(func.count())
         .select_from(AdminSignInFailure)
-        .where(AdminSignInFailure.email == email, AdminSignInFailure.created_at > since)
+        .where(AdminSignInFailure.email == email, AdminSignInFailure.created_at > since, *mine)
     )
     if (by_email or 0) >= FAILURES_PER_EMAIL:
         return True
@@ -260,7 +266,13 @@ def _begin(
         address=address,
         account_id=account.id if account else None,
         password_hash=account.password_hash if account else _decoy_hash(),
-        refused=refused(session, email, address, now),
+        refused=refused(
+            session,
+            email,
+            address,
+            now,
+            trusted=account.last_sign_in_address if account else None,
+        ),
     )
 
 
@@ -285,10 +297,19 @@ def _record_success(
     if account is None or account.password_hash != attempt.password_hash:
         return None
     account.last_sign_in_at = now
+    account.last_sign_in_address = attempt.address
     if new_hash is not None:
         account.password_hash = new_hash
-    # The email's slate is wiped; the address's is not (it may be guessing other emails).
-    session.execute(delete(AdminSignInFailure).where(AdminSignInFailure.email == attempt.email))
+    # The email's failures from this address are wiped (the owner's own typos), and those that
+    # left the window; not others' from elsewhere (a success here must not give someone
+    # guessing there a fresh allowance), nor the address's for other emails.
+    session.execute(
+        delete(AdminSignInFailure).where(
+            AdminSignInFailure.email == attempt.email,
+            (AdminSignInFailure.address == attempt.address)
+            | (AdminSignInFailure.created_at <= now - WINDOW),
+        )
+    )
     return fingerprint(account.password_hash)
 
 

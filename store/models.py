@@ -705,6 +705,8 @@ class AdminAccount(Base):
     role: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[dt.datetime]
     last_sign_in_at: Mapped[dt.datetime | None]
+    # Where it last signed in from: failures elsewhere don't lock it out there (store.admins).
+    last_sign_in_address: Mapped[str | None] = mapped_column(String(64))
 
 
 class AdminSignInFailure(Base):

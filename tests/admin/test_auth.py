@@ -453,3 +453,30 @@ def test_without_a_key_the_app_makes_one_and_warns(
     create_app(settings.with_(secret_key=None))
     assert "KLUBB_SECRET_KEY is not set" in caplog.text
     assert "end when it restarts" in caplog.text
+
+
+async def test_failures_from_elsewhere_dont_lock_the_account_out_where_it_signs_in(
+    db: Database, owner: int
+) -> None:
+    """Someone guessing the owner's password from another address refuses the email
+    everywhere but at the address the owner last signed in from; there only its own failures
+    count."""
+    start = now()
+    shop = await admins.verify(db, OWNER, PASSWORD, address="10.0.0.2", now=start)
+    assert shop.outcome is admins.Outcome.SIGNED_IN
+    for _ in range(admins.FAILURES_PER_EMAIL):
+        guess = await admins.verify(db, OWNER, "guess guess guess", address="10.6.6.6", now=start)
+        assert guess.outcome is admins.Outcome.WRONG
+    for elsewhere in ("10.6.6.6", "10.0.0.3"):
+        refused = await admins.verify(db, OWNER, PASSWORD, address=elsewhere, now=start)
+        assert refused.outcome is admins.Outcome.REFUSED, elsewhere
+    again = await admins.verify(db, OWNER, PASSWORD, address="10.0.0.2", now=start)
+    assert again.outcome is admins.Outcome.SIGNED_IN
+    # That success gives the guesser no fresh allowance.
+    still = await admins.verify(db, OWNER, PASSWORD, address="10.6.6.6", now=start)
+    assert still.outcome is admins.Outcome.REFUSED
+    # At the shop its own failures still count.
+    for _ in range(admins.FAILURES_PER_EMAIL):
+        await admins.verify(db, OWNER, "typo typo typo", address="10.0.0.2", now=start)
+    locked = await admins.verify(db, OWNER, PASSWORD, address="10.0.0.2", now=start)
+    assert locked.outcome is admins.Outcome.REFUSED
