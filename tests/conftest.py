@@ -100,6 +100,19 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
+@pytest.fixture
+def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
+    """A loop and a database of a plain (sync) test's own: hypothesis runs many examples in
+    one test, which an async test's fixtures can't give it."""
+    loop = asyncio.new_event_loop()
+    db = open_database(database_url)
+    try:
+        yield loop, db
+    finally:
+        loop.run_until_complete(db.close())
+        loop.close()
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

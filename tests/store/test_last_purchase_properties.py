@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from store import purchases, reports
-from store.database import Database, open_database
+from store.database import Database
 from store.earning import Line
 from store.models import Member, Program, Purchase
 from tests.store.loyalty_helpers import at, club, fingerprint, member
@@ -31,17 +29,6 @@ SALES = st.lists(
     min_size=0,
     max_size=8,
 )
-
-
-@pytest.fixture
-def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
-    loop = asyncio.new_event_loop()
-    db = open_database(database_url)
-    try:
-        yield loop, db
-    finally:
-        loop.run_until_complete(db.close())
-        loop.close()
 
 
 def test_the_last_purchase_is_the_latest_told_and_recency_agrees(

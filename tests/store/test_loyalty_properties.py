@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from store import coupons, ledger, purchases, tiers
-from store.database import Database, open_database
+from store.database import Database
 from store.earning import Line, taken_back
 from store.errors import Conflict, NotEnoughPoints
 from store.models import Program, PurchaseLine
@@ -325,17 +325,6 @@ class Run:
         assert balance == self.model.balance(now)
         assert entries == self.model.total()
         assert expiry == self.model.next_expiry(now)
-
-
-@pytest.fixture
-def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
-    loop = asyncio.new_event_loop()
-    db = open_database(database_url)
-    try:
-        yield loop, db
-    finally:
-        loop.run_until_complete(db.close())
-        loop.close()
 
 
 def test_any_sequence_of_point_operations_keeps_the_ledger_whole(

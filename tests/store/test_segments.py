@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.demo import DEMO_QUESTIONS
 from store import ledger, members, profile, programs, segments, tiers
-from store.database import Database, open_database
+from store.database import Database
 from store.earning import Line
 from store.errors import InvalidInput
 from store.models import (
@@ -1399,17 +1399,6 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
         session.flush()
         ids.append(member.id)
     return program, ids
-
-
-@pytest.fixture
-def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
-    loop = asyncio.new_event_loop()
-    db = open_database(database_url)
-    try:
-        yield loop, db
-    finally:
-        loop.run_until_complete(db.close())
-        loop.close()
 
 
 def test_any_filter_selects_what_a_plain_reading_of_it_selects(
