@@ -219,35 +219,16 @@ def show(results: list[Timed], title: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=1_000_000, help="members in the club")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each (best is shown)")
-    parser.add_argument(
-        "--database-url",
-        help="default: a fresh SQLite file in a temp dir; a PostgreSQL URL's schema public is "
-        "DROPPED and recreated",
-    )
-    parser.add_argument(
-        "--sqlite-file",
-        type=Path,
-        help="fill this SQLite file instead of a temp one, and keep it (see --reuse)",
-    )
+    parser = segment_bench.club_parser(__doc__.splitlines()[0], "runs of each (best is shown)")
     parser.add_argument(
         "--reuse",
         action="store_true",
         help="don't fill: time what is there (a file bench/segments.py filled works too; the "
         "campaign is added when there is none)",
     )
-    parser.add_argument("--sql", action="append", default=[], help="run before timing (an index)")
     parser.add_argument("--analyze", action="store_true", help="ANALYZE before timing")
     parser.add_argument("--no-page", action="store_true", help="time the figures only")
-    parser.add_argument("--seed", type=int, default=2020)
-    args = parser.parse_args(argv)
-    if args.members < 100 or args.repeats < 1:
-        parser.error("--members must be at least 100 and --repeats positive")
-    if args.reuse and not (args.sqlite_file or args.database_url):
-        parser.error("--reuse needs --sqlite-file or --database-url")
-    return args
+    return segment_bench.club_args(parser, argv)
 
 
 def has_campaign(url: str) -> bool:

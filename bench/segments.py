@@ -775,10 +775,11 @@ async def measure(
 # --- main -----------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def club_parser(description: str, repeats: str) -> argparse.ArgumentParser:
+    """The options every bench over a filled club takes (this one and bench/dashboard.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--members", type=int, default=1_000_000, help="members in the club")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per shape (best is shown)")
+    parser.add_argument("--repeats", type=int, default=3, help=repeats)
     parser.add_argument(
         "--database-url",
         help="default: a fresh SQLite file in a temp dir; a PostgreSQL URL's schema public is "
@@ -790,6 +791,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fill this SQLite file instead of a temp one, and keep it; with --reuse, time an "
         "already filled one again (to try an index with --sql without filling again)",
     )
+    parser.add_argument("--sql", action="append", default=[], help="run before timing (an index)")
+    parser.add_argument("--seed", type=int, default=2020)
+    return parser
+
+
+def club_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The parsed options, with club_parser's rules checked."""
+    args = parser.parse_args(argv)
+    if args.members < 100 or args.repeats < 1:
+        parser.error("--members must be at least 100 and --repeats positive")
+    if args.reuse and not (args.sqlite_file or args.database_url):
+        parser.error("--reuse needs --sqlite-file or --database-url")
+    return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = club_parser(__doc__.splitlines()[0], "runs per shape (best is shown)")
     parser.add_argument("--reuse", action="store_true", help="don't fill: time what is there")
     parser.add_argument(
         "--stats",
@@ -798,20 +816,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="time before ANALYZE (as a database Klubb made itself runs: it never analyses), "
         "after it, or both",
     )
-    parser.add_argument("--sql", action="append", default=[], help="run before timing (an index)")
     parser.add_argument("--only", help="only the shapes whose name holds this")
     parser.add_argument(
         "--explain-analyze",
         action="store_true",
         help="PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) instead of EXPLAIN",
     )
-    parser.add_argument("--seed", type=int, default=2020)
-    args = parser.parse_args(argv)
-    if args.members < 100 or args.repeats < 1:
-        parser.error("--members must be at least 100 and --repeats positive")
-    if args.reuse and not (args.sqlite_file or args.database_url):
-        parser.error("--reuse needs --sqlite-file or --database-url")
-    return args
+    return club_args(parser, argv)
 
 
 def report(results: list[Timed], label: str, members: int) -> None:
