@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
@@ -236,6 +237,13 @@ class InboundMessage(Base):
         UniqueConstraint("program_id", "provider_sid"),
         # Erasure finds the texts a number sent before it was a member.
         Index("ix_inbound_messages_program_from", "program_id", "from_number"),
+        # The texts Klubb could not answer, counted per period (dashboard) and listed (inbox).
+        Index(
+            "ix_inbound_messages_program_not_understood",
+            "program_id",
+            "not_understood",
+            "received_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -250,6 +258,8 @@ class InboundMessage(Base):
     intent: Mapped[str | None] = mapped_column(String(20))
     reply: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[dt.datetime]
+    # Klubb could not tell what the text asked for and answered with what a member can text.
+    not_understood: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class OutboxMessage(Base):
@@ -707,6 +717,24 @@ class AdminAccount(Base):
     last_sign_in_at: Mapped[dt.datetime | None]
     # Where it last signed in from: failures elsewhere don't lock it out there (store.admins).
     last_sign_in_address: Mapped[str | None] = mapped_column(String(64))
+
+
+class AdminSession(Base):
+    """A signed-in browser, kept on the server so sign-out, "sign out everywhere", a new
+    password and a removed account end it at once; the cookie holds only a random token,
+    and only its SHA-256 is kept here."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_accounts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
 
 
 class AdminSignInFailure(Base):
