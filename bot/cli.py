@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        # Alembic tells at INFO which database it checked: noise before every command's answer.
+        logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
     try:
         return int(args.command(args, settings) or 0)
     except KeyboardInterrupt:
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="klubb", description="SMS-first loyalty club.")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also log what Alembic does (schema checks)"
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the web server (webhooks) and the scheduler")

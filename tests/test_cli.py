@@ -207,6 +207,17 @@ class TestSetup:
         url = klubb.env["KLUBB_DATABASE_URL"]
         assert asyncio.run(migrate.is_current(url)) is True
 
+    def test_alembic_is_quiet_unless_verbose(self, migrated: Klubb) -> None:
+        """A command's answer comes alone; Alembic's INFO lines only with --verbose."""
+        quiet = migrated("apikey", "list")
+        assert "alembic" not in quiet.stderr + quiet.stdout
+        migrate_ = migrated("migrate")
+        assert migrate_.returncode == 0, migrate_.stderr
+        assert migrate_.stderr == ""
+        assert migrate_.stdout == "klubb: database is up to date\n"
+        loud = migrated("--verbose", "migrate")
+        assert "INFO alembic.runtime.migration: Context impl SQLiteImpl." in loud.stderr
+
     def test_init_without_flags_names_every_missing_one(self, klubb: Klubb) -> None:
         """`klubb init` without --demo exits 2 naming each missing flag, and only those."""
         result = klubb("init", "--name", "Kaffebaren", "--country", "NO")
