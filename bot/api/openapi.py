@@ -16,6 +16,7 @@ ERRORS = {
     404: "Not found in the key's club (`field` names the parameter when one is at fault)",
     409: "A conflict with what is recorded (`reason` says which)",
     413: f"The body is larger than {MAX_BODY // 1024} KiB",
+    415: "The body is not sent as Content-Type: application/json",
     422: "A value breaks its schema or a rule (`field` names it)",
 }
 
@@ -82,7 +83,7 @@ def _responses(operation: Operation) -> dict[str, Any]:
     }
     statuses = {401, 403, *operation.errors}
     if operation.body is not None:
-        statuses |= {400, 413, 422}
+        statuses |= {400, 413, 415, 422}
     if any(param.where == "query" for param in operation.params):
         statuses.add(422)
     if any(param.where == "path" for param in operation.params):

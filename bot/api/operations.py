@@ -33,6 +33,7 @@ T = TypeVar("T")
 # A purchase of 500 lines is about 100 KB of JSON; the app's own limit is for Twilio's forms.
 MAX_BODY = 512 * 1024
 REALM = 'Bearer realm="klubb"'
+JSON = "application/json"
 
 
 class ApiError(Exception):
@@ -176,6 +177,8 @@ class Operation:
         raw = await read_bytes(request)
         if not raw.strip() and not self.body_required:
             return {}
+        if not is_json(request.content_type):
+            raise ApiError(415, f"send the body as Content-Type: {JSON}")
         try:
             body = json.loads(raw, parse_constant=_no_constant)
         except (ValueError, RecursionError):
@@ -187,6 +190,13 @@ class Operation:
         except schemas.Invalid as exc:
             raise ApiError(422, exc.reason, field=exc.field or None) from None
         return body
+
+
+def is_json(content_type: str) -> bool:
+    """application/json, or a type built on it (application/vnd.example+json); aiohttp gives
+    the type lower-cased without its parameters (a charset), application/octet-stream if none."""
+    kind, _, subtype = content_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def authenticate(request: web.Request) -> Caller:

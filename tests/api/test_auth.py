@@ -206,3 +206,79 @@ class TestOtherClubs:
         other = (await theirs.enrol("+46701234567")).body
         assert ours["id"] != other["id"]
         assert (await till.get(f"/members/{other['id']}")).status == 404
+
+
+class TestBodies:
+    """A body is read as JSON only when it says it is JSON."""
+
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/octet-stream",
+            "application/jsonx",
+            "text/json",
+        ],
+    )
+    async def test_a_body_that_is_not_json_by_its_type_is_415(
+        self, client: TestClient, club: int, key: str, content_type: str
+    ) -> None:
+        body = '{"phone": "+4791234567", "consent": {"evidence": "x"}}'
+        answer = await Till(client, key).post(
+            "/members", raw=body, headers={"Content-Type": content_type}
+        )
+        assert answer.status == 415
+        assert answer.body == {"error": "send the body as Content-Type: application/json"}
+
+    async def test_a_body_without_a_type_is_415(
+        self, client: TestClient, club: int, key: str
+    ) -> None:
+        response = await client.post(
+            API + "/members",
+            data=b'{"phone": "+4791234567", "consent": {"evidence": "x"}}',
+            headers={"Authorization": f"Bearer {key}"},
+            skip_auto_headers=["Content-Type"],
+        )
+        assert response.status == 415
+        assert "application/json" in (await response.json())["error"]
+
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON; charset=UTF-8",
+            "application/vnd.klubb+json",
+        ],
+    )
+    async def test_json_in_any_of_its_types_is_read(
+        self, client: TestClient, club: int, key: str, content_type: str
+    ) -> None:
+        body = '{"phone": "+4791234567", "consent": {"evidence": "x"}}'
+        answer = await Till(client, key).post(
+            "/members", raw=body, headers={"Content-Type": content_type}
+        )
+        assert answer.status == 201, answer.body
+
+    async def test_a_redemption_needs_no_body_nor_its_type(
+        self, client: TestClient, db: Database, club: int, key: str
+    ) -> None:
+        till = Till(client, key)
+        member = (await till.enrol()).body
+        code = await issue_coupon(db, club, member["id"])
+        response = await client.post(
+            API + f"/coupons/{code}/redeem",
+            headers={"Authorization": f"Bearer {key}"},
+            skip_auto_headers=["Content-Type"],
+        )
+        assert response.status == 200, await response.text()
+
+    async def test_a_lone_surrogate_escaped_in_json_is_422_naming_the_field(
+        self, client: TestClient, club: int, key: str
+    ) -> None:
+        body = '{"phone": "+4791234567", "consent": {"evidence": "box \\ud800 ticked"}}'
+        answer = await Till(client, key).post("/members", raw=body)
+        assert answer.status == 422
+        assert answer.body["field"] == "consent.evidence"
