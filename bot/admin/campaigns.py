@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
-from bot.admin.render import page, path_id
+from bot.admin.render import coupon_title, money, page, path_id
 from bot.keys import DB
 from locales import sms
 from store import campaigns, coupons, reports, segments
@@ -186,7 +186,7 @@ class _Choices:
 
 def _choices(session: Session, program: Program, language: str, form: Form) -> _Choices:
     offered = [
-        (template.key, coupons.benefit_of(template, language) or template.key)
+        (template.key, coupon_title(template, program.currency, language))
         for template in coupons.templates(session, program.id)
     ]
     return _Choices(
@@ -211,7 +211,7 @@ def _chosen_names(session: Session, program_id: int, ids: list[int]) -> list[str
 def _counter_data(session: Session, program: Program) -> dict[str, Any]:
     """What campaigns.js needs to size a text as the server does: the GSM-7 alphabet and its
     extension, the typographic replacements store.campaigns.compose makes (locales.sms), the
-    sample values of each language and the opt-out line."""
+    sample values of each language, the club's name it puts first and the opt-out line."""
     return {
         "basic": "".join(sorted(sms.GSM7_BASIC)),
         "extension": "".join(sorted(sms.GSM7_EXTENSION)),
@@ -221,6 +221,7 @@ def _counter_data(session: Session, program: Program) -> dict[str, Any]:
             language: campaigns.sample_values(session, program, language) for language in LANGUAGES
         },
         "footers": {language: campaigns.footer(language) for language in LANGUAGES},
+        "club": program.name,
     }
 
 
@@ -374,7 +375,7 @@ def _show_preview(
         {"language": lang, "text": text, "size": locales.segments(text)}
         for lang, text in draft.samples.items()
     ]
-    money = functools.partial(locales.format_money, currency=shown.currency, language=language)
+    cash = functools.partial(money, currency=shown.currency, language=language)
     return page(
         request,
         "campaign_preview.html",
@@ -383,8 +384,8 @@ def _show_preview(
         preview=shown,
         samples=sizes,
         languages=LANGUAGES,
-        cost=money(shown.cost_minor),
-        price=money(found["price_minor"]),
+        cost=cash(shown.cost_minor),
+        price=cash(found["price_minor"]),
         cap=found["cap"],
         quiet_start=f"{found['quiet'][0]:02d}:00",
         quiet_end=f"{found['quiet'][1]:02d}:00",
@@ -403,7 +404,7 @@ def _coupon_label(session: Session, program: Program, key: str | None, language:
         return None
     for template in coupons.templates(session, program.id):
         if template.key == key:
-            return coupons.benefit_of(template, language) or key
+            return coupon_title(template, program.currency, language)
     return key
 
 
@@ -466,9 +467,7 @@ async def show_campaign(request: web.Request) -> web.StreamResponse:
             for r in found["recipients"]
         ],
         **{key: value for key, value in found.items() if key not in ("campaign", "recipients")},
-        money=functools.partial(
-            locales.format_money, currency=found["currency"], language=language
-        ),
+        money=functools.partial(money, currency=found["currency"], language=language),
         window_ends=_moment(found["result"].window_ends, zone, language)
         if found["result"]
         else None,
@@ -507,7 +506,7 @@ def _campaign_view(
         "audience": _audience(campaign, segment),
         "segment": segment.name if segment else None,
         "chosen": _chosen_count(campaign),
-        "coupon": (coupons.benefit_of(template, language) or template.key) if template else None,
+        "coupon": coupon_title(template, program.currency, language) if template else None,
         "outcome": campaigns.outcome(session, campaign.id),
         "result": result,
         "recipients": campaigns.recipients(session, program.id, campaign.id, RECIPIENTS_SHOWN),

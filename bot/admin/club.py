@@ -14,10 +14,9 @@ from babel.numbers import get_currency_precision
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
-import locales
 from bot.admin.amounts import money_text, parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
-from bot.admin.render import local_date, local_moment, page, path_id
+from bot.admin.render import coupon_title, local_date, local_moment, page, path_id
 from bot.keys import DB
 from locales import LANGUAGES, text
 from store import apikeys, club_rules, coupons, imports, programs, tiers
@@ -140,7 +139,7 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
             ],
             "templates": [_template(t, program.currency, language) for t in templates],
             "punch_templates": [
-                {"id": t.id, "key": t.key, "title": _title(t, program.currency, language)}
+                {"id": t.id, "key": t.key, "title": coupon_title(t, program.currency, language)}
                 for t in templates
                 if t.kind == coupons.PUNCH and t.active
             ],
@@ -151,7 +150,7 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
                     "every": str(c.every),
                     "template_id": str(c.template_id),
                     "active": c.active,
-                    "coupon": _title(by_id[c.template_id], program.currency, language)
+                    "coupon": coupon_title(by_id[c.template_id], program.currency, language)
                     if c.template_id in by_id
                     else "",
                     "coupon_retired": c.template_id in by_id and not by_id[c.template_id].active,
@@ -189,21 +188,13 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
     return work
 
 
-def _title(t: CouponTemplate, currency: str, language: str) -> str:
-    """What the coupon gives as a member reads it ("100,00 kr rabatt"), else its key."""
-    wording = coupons.benefit_of(t, language)
-    if not wording:
-        return t.key
-    return locales.benefit(wording, language, amount_minor=t.discount_minor, currency=currency)
-
-
 def _template(t: CouponTemplate, currency: str, language: str) -> dict[str, Any]:
     precision = get_currency_precision(currency)
     amount = money_text(t.discount_minor, precision, language) if t.discount_minor else ""
     return {
         "id": t.id,
         "key": t.key,
-        "title": _title(t, currency, language),
+        "title": coupon_title(t, currency, language),
         "kind": t.kind,
         "active": t.active,
         "benefit": {lang: str(t.benefit.get(lang, "")) for lang in LANGUAGES},

@@ -12,9 +12,9 @@ from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
-from bot.admin.render import page
+from bot.admin.render import coupon_title, money, page
 from bot.keys import DB
-from locales import LANGUAGES, format_money, segments
+from locales import LANGUAGES, segments
 from store import campaigns, coupons, journeys, programs
 from store.errors import InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program
@@ -206,7 +206,7 @@ def _shown(
                 "lines": sample.splitlines(),
                 "segments": size.segments,
                 "encoding": size.encoding,
-                "cost": format_money(size.segments * price, program.currency, language),
+                "cost": money(size.segments * price, program.currency, language),
             }
         )
     return {
@@ -224,17 +224,15 @@ def _shown(
         "defaults": defaults,
         "units": {key: UNITS[key] for key in journeys.DEFAULTS[trigger]},
         "coupon": template.key if template is not None else "",
-        "coupon_label": _coupon_label(template, language) if template is not None else None,
-        "coupons": [(t.key, _coupon_label(t, language)) for t in choices.values()],
+        "coupon_label": (
+            coupon_title(template, program.currency, language) if template is not None else None
+        ),
+        "coupons": [(t.key, coupon_title(t, program.currency, language)) for t in choices.values()],
         "control": str(journey.control_percent) if journey is not None else "0",
         "control_percent": journey.control_percent if journey is not None else 0,
         "samples": samples,
         "errors": {},
     }
-
-
-def _coupon_label(template: CouponTemplate, language: str) -> str:
-    return coupons.benefit_of(template, language) or template.key
 
 
 def _field(form: MultiDictProxy[Any], name: str) -> str:

@@ -22,9 +22,10 @@ from bot.admin.auth import (
     public,
     signed_in,
 )
+from bot.admin.render import money as page_money
 from bot.admin.render import page
 from bot.keys import DB
-from locales import babel_locale, format_date, format_money, format_number, text
+from locales import babel_locale, format_date, format_number, text
 from store import admins, members, programs, reports
 from store.errors import InvalidInput
 from store.models import Program
@@ -185,7 +186,7 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
     currency = report.purchases.currency
 
     def money(minor: int | None) -> str | None:
-        return None if minor is None else format_money(minor, currency, language)
+        return None if minor is None else page_money(minor, currency, language)
 
     def t(message_id: str, **params: object) -> str:
         return text(message_id, language, **params)
@@ -338,6 +339,8 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
         "members": m,
         "purchases": p,
         "consent_share": _percent(m.consent_share, language),
+        # Owner and staff alike: staff answer the members who wrote them.
+        "not_understood": report.not_understood,
         "revenue": money(p.revenue_minor),
         "average": money(p.average_minor),
         "per_buyer": None

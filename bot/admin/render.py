@@ -12,7 +12,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused
-from locales import format_date, format_number, text
+from locales import format_date, format_money, format_number, text
+from store import coupons
+from store.models import CouponTemplate
 
 MAX_ID = 2**63 - 1  # beyond any id; PostgreSQL would refuse the parameter
 
@@ -29,6 +31,23 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
         "section": None,
     }
     return aiohttp_jinja2.render_template(template, request, base | context, status=status)
+
+
+def money(minor: int, currency: str, language: str) -> str:
+    """An amount as a page shows it ("13 246,00 kr"): spaces no-break, so it never wraps.
+    (format_money writes it for an SMS, where a no-break space would cost UCS-2.)"""
+    return format_money(minor, currency, language).replace(" ", "\u00a0")
+
+
+def coupon_title(template: CouponTemplate, currency: str, language: str) -> str:
+    """What a coupon of the template gives, as a member reads it ("100,00 kr rabatt"), else
+    its key: the settings page, the campaign form and the journeys page all name it so."""
+    wording = coupons.benefit_of(template, language)
+    if not wording:
+        return template.key
+    if template.discount_minor is None:
+        return wording
+    return wording.replace("{amount}", money(template.discount_minor, currency, language))
 
 
 def render_text(language: str, message_id: str, **params: object) -> str:

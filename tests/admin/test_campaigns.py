@@ -308,6 +308,33 @@ async def test_a_coupon_campaign_names_its_coupon(
     assert campaign.coupon_template_id is not None
 
 
+async def test_the_coupon_picker_names_what_a_coupon_gives_with_its_amount(
+    signed_in: Admin, db: Database, club: int
+) -> None:
+    """A benefit written "{amount} rabatt" reads as the member reads it, in the form and the
+    preview, never as the raw template."""
+
+    def template(session: Session) -> None:
+        coupons.create_template(
+            session,
+            session.get(Program, club),
+            key="hundred",
+            kind=coupons.CAMPAIGN,
+            benefit={"nb": "{amount} rabatt", "en": "{amount} off"},
+            valid_days=14,
+            discount_minor=10_000,
+        )
+
+    await db.run(template)
+    await create_member(db, club, "+4791234567", "Kari")
+    html = await (await signed_in.client.get("/admin/campaigns/new")).text()
+    assert '<option value="hundred">100,00\u00a0kr rabatt</option>' in html
+    assert "{amount}" not in html.split('id="coupon"')[1].split("</select>")[0]
+    fields = form(text_nb="Kode {coupon_code}", coupon="hundred")
+    preview = await (await signed_in.post("/admin/campaigns/preview", fields)).text()
+    assert "100,00\u00a0kr rabatt" in preview
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 

@@ -53,6 +53,30 @@ async def add_template(db: Database, club: int, key: str, *, active: bool = True
     await db.run(work)
 
 
+async def test_the_coupon_picker_names_what_a_coupon_gives_with_its_amount(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """A benefit written "{amount} rabatt" reads as the member reads it ("50,00 kr rabatt"),
+    never as the raw template."""
+
+    def work(session: Session) -> None:
+        coupons.create_template(
+            session,
+            session.get(Program, club),
+            key="fifty",
+            kind=coupons.CAMPAIGN,
+            benefit={"nb": "{amount} rabatt", "en": "{amount} off"},
+            valid_days=14,
+            discount_minor=5_000,
+        )
+
+    await db.run(work)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/journeys")).text()
+    assert '<option value="fifty">50,00\u00a0kr rabatt</option>' in card(page, "birthday")
+    assert "{amount}" not in page
+
+
 def card(page: str, trigger: str) -> str:
     """One journey's section of the page."""
     return page.split(f'id="journey-{trigger}"')[1].split("</section>")[0]
