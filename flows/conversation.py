@@ -29,6 +29,7 @@ from flows.turn import (
     MemberView,
     Outcome,
     PointsView,
+    PunchView,
     Question,
     Reply,
     RequestJoin,
@@ -51,6 +52,7 @@ from store import (
     messages,
     privacy,
     programs,
+    purchases,
     rewards,
     tiers,
 )
@@ -264,6 +266,7 @@ def _loyalty(
             to_next=standing.to_next,
             expiry_points=expiry.points if expiry else 0,
             expiry_date=last_day(expiry.at, zone) if expiry else None,
+            punch=_punch_view(session, program, member.id, setup.cards, language),
         )
     if router.COUPONS in parts:
         coupons_view = tuple(
@@ -286,6 +289,24 @@ def _loyalty(
         rewards=rewards_view,
         referral_reward=program.referral_trigger if setup.rewards_referral else None,
     )
+
+
+def _punch_view(
+    session: Session,
+    program: Program,
+    member_id: int,
+    cards: tuple[purchases.Card, ...],
+    language: str,
+) -> PunchView | None:
+    """The punch card nearest to full that has a punch (one SMS has room for one card); read
+    only when the club has an active card."""
+    started = [p for p in purchases.punches(session, cards, member_id) if p.count]
+    if not started:
+        return None
+    nearest = min(started, key=lambda p: p.card.every - p.count)
+    assert nearest.card.template is not None  # punches() leaves out cards that give nothing
+    benefit = _benefit(nearest.card.template, language, program)
+    return PunchView(nearest.count, nearest.card.every, benefit) if benefit else None
 
 
 def _benefit(template: CouponTemplate, language: str, program: Program) -> str:

@@ -29,6 +29,9 @@ def points(turn: Turn) -> Outcome:
         parts.append(say("points.expiry", count=view.expiry_points, date=view.expiry_date))
     elif view.balance == 0:
         parts.append(say("points.earn"))
+    if view.punch is not None:
+        punch = view.punch
+        parts.append(say("points.punch", n=punch.count, count=punch.every, benefit=punch.benefit))
     return Outcome.say(*parts)
 
 

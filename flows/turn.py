@@ -71,8 +71,17 @@ class RewardView:
 
 
 @dataclass(frozen=True, slots=True)
+class PunchView:
+    """A punch card as POINTS shows it: `count` of `every` towards `benefit`."""
+
+    count: int
+    every: int
+    benefit: str  # the card's coupon, as the member reads it
+
+
+@dataclass(frozen=True, slots=True)
 class PointsView:
-    """A member's balance, tier and next expiry."""
+    """A member's balance, tier, next expiry and punch card."""
 
     balance: int
     tier: str | None  # None: the club has no ladder
@@ -80,6 +89,7 @@ class PointsView:
     to_next: int
     expiry_points: int
     expiry_date: dt.date | None
+    punch: PunchView | None = None  # the card nearest to full, once it has a punch
 
 
 @dataclass(frozen=True, slots=True)

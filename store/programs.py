@@ -420,11 +420,13 @@ def _https_url(url: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LoyaltySetup:
-    """The club's ladder, its coupon templates and whether a referral earns anything."""
+    """The club's ladder, its coupon templates, whether a referral earns anything and its
+    active punch cards."""
 
     ladder: list[Tier]
     templates: coupons.ClubTemplates
     rewards_referral: bool
+    cards: tuple[purchases.Card, ...] = ()
 
     @property
     def rewards(self) -> list[CouponTemplate]:
@@ -441,6 +443,7 @@ def loyalty_setup(session: Session, program: Program) -> LoyaltySetup:
         ladder=ladder,
         templates=templates,
         rewards_referral=program.referral_points > 0 or coupons.REFERRAL in templates.first_of_kind,
+        cards=purchases.active_cards(session, program.id),
     )
 
 

@@ -83,9 +83,20 @@ def club_rules(session: Session, program_id: int) -> ClubRules:
         Bonus(rule.field, rule.value, rule.extra_points)
         for rule in session.scalars(select(BonusRule).where(BonusRule.program_id == program_id))
     )
+    ladder = tiers.ladder(session, program_id)
+    for tier in ladder:
+        session.expunge(tier)
+    return ClubRules(multipliers, bonuses, active_cards(session, program_id), ladder)
+
+
+def active_cards(session: Session, program_id: int) -> tuple[Card, ...]:
+    """The club's active punch cards, oldest first, each with its coupon template if that is
+    active too (detached: safe to keep between sessions)."""
     cards = []
     for card in session.scalars(
-        select(PunchCard).where(PunchCard.program_id == program_id, PunchCard.active.is_(True))
+        select(PunchCard)
+        .where(PunchCard.program_id == program_id, PunchCard.active.is_(True))
+        .order_by(PunchCard.id)
     ):
         template = session.get(CouponTemplate, card.template_id)
         if template is not None and template.active:
@@ -93,10 +104,7 @@ def club_rules(session: Session, program_id: int) -> ClubRules:
         else:
             template = None
         cards.append(Card(card.id, card.category.casefold(), card.every, template))
-    ladder = tiers.ladder(session, program_id)
-    for tier in ladder:
-        session.expunge(tier)
-    return ClubRules(multipliers, bonuses, tuple(cards), ladder)
+    return tuple(cards)
 
 
 def rules_for(
@@ -299,9 +307,27 @@ def _punch(
     return issued
 
 
-def punches(session: Session, card: PunchCard, member_id: int) -> int:
-    """Purchases on the member's card so far (the card restarts at every Nth)."""
-    return _punched(session, card.category.casefold(), member_id) % card.every
+@dataclass(frozen=True, slots=True)
+class Punches:
+    """Where a member stands on a punch card: `count` of `card.every` (0 after a filled card)."""
+
+    card: Card
+    count: int
+
+
+def punches(session: Session, cards: Sequence[Card], member_id: int) -> list[Punches]:
+    """The member's punches on each card that gives a coupon (a card whose template is
+    inactive gives nothing, so it shows nothing): one read for all the cards, none without
+    one. Counted as `_punch` counts them when it issues the coupon (the card restarts at every
+    Nth)."""
+    giving = [card for card in cards if card.template is not None]
+    if not giving:
+        return []
+    rows = session.connection().execute(_CATEGORIES_BOUGHT, {"member_id": member_id})
+    bought: dict[str, set[int]] = {}
+    for purchase_id, category in rows:
+        bought.setdefault(category.casefold(), set()).add(purchase_id)
+    return [Punches(card, len(bought.get(card.category, ())) % card.every) for card in giving]
 
 
 def _punched(session: Session, wanted: str, member_id: int) -> int:

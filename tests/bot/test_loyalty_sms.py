@@ -6,12 +6,16 @@ import datetime as dt
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from bot.demo import set_up_loyalty
-from store import coupons, ledger, purchases
+from bot.keys import CLUBS
+from locales import segments
+from locales.sms import SmsSize
+from store import coupons, ledger, purchases, tiers
 from store.earning import Line
-from store.models import Coupon, Member, Program
+from store.models import Coupon, Member, Program, PunchCard
 from tests.conftest import Phone
 
 
@@ -224,3 +228,108 @@ class TestMoney:
         await swedish.text("GÅ MED")
         await swedish.text("JA")
         assert "svara HÄMTA 1 för 100,00 Nkr rabatt" in await swedish.text("KUPONGER")
+
+
+class TestPunchCard:
+    """POINTS names the punch card nearest to full (the demo's: every 5th service is free)."""
+
+    async def test_points_show_the_punches_towards_the_free_item(self, phone, shop, db) -> None:
+        await join(phone)
+        for n in range(4):
+            await buy(db, shop, phone.number, 10_000, f"T{n}", category="service")
+        reply = await phone.text("POENG")
+        assert reply.startswith("Du har 400 poeng (Bronse).")
+        assert reply.endswith(" 4 av 5 til gratis skismøring.")
+
+    async def test_a_category_counts_in_any_case(self, phone, shop, db) -> None:
+        await join(phone)
+        await buy(db, shop, phone.number, 10_000, "T1", category="SERVICE")
+        await buy(db, shop, phone.number, 10_000, "T2", category="running")
+        assert (await phone.text("POENG")).endswith(" 1 av 5 til gratis skismøring.")
+
+    @pytest.mark.parametrize(
+        ("number", "texts", "expected"),
+        [
+            ("+46701234567", ("GÅ MED", "JA", "POÄNG"), " 2 av 5 till gratis skidvallning."),
+            ("+447700900123", ("JOIN", "YES", "POINTS"), " 2 of 5 towards a free ski waxing."),
+        ],
+    )
+    async def test_in_swedish_and_english(self, client, shop, db, number, texts, expected) -> None:
+        phone = Phone(client, number)
+        await phone.text(texts[0])
+        await phone.text(texts[1])
+        for n in range(2):
+            await buy(db, shop, phone.number, 10_000, f"T{n}", category="service")
+        assert expected in await phone.text(texts[2])
+
+    async def test_a_filled_card_starts_again(self, phone, shop, db) -> None:
+        await join(phone)
+        for n in range(5):
+            await buy(db, shop, phone.number, 10_000, f"T{n}", category="service")
+        # The fifth gave the coupon; a card with no punch on it is not named.
+        assert (await phone.text("POENG")).endswith("poeng utløper " + _expiry_text())
+        assert "gratis skismøring" in await phone.text("KUPONGER")
+        await buy(db, shop, phone.number, 10_000, "T5", category="service")
+        assert (await phone.text("POENG")).endswith(" 1 av 5 til gratis skismøring.")
+
+    async def test_the_longest_points_reply_is_one_sms(self, phone, shop, db) -> None:
+        """Seven-digit balances, a tier, the next tier, the expiry and the punch card."""
+
+        def ladder(session) -> None:
+            steps = [
+                ({"nb": "Bronse", "sv": "Brons", "en": "Bronze"}, 0, 0),
+                ({"nb": "Platinum", "sv": "Platina", "en": "Platinum"}, 9_999_999, 10),
+            ]
+            tiers.set_ladder(session, session.get(Program, shop), steps)
+
+        await db.run(ladder)
+        await join(phone)
+        for n in range(3):
+            await buy(db, shop, phone.number, 41_200_000, f"T{n}", category="service")
+        reply = await phone.text("POENG")
+        assert reply.startswith("Du har 1 236 000 poeng (Bronse). 8 763 999 "), reply
+        assert "Platinum" in reply
+        assert reply.endswith(" 3 av 5 til gratis skismøring.")
+        assert segments(reply) == SmsSize("GSM-7", len(reply), 1)
+
+    async def test_points_read_one_statement_more_with_a_card(self, client, db, shop) -> None:
+        """POINTS is a third of all texts: the card costs one read, and nothing without one."""
+        kari = Phone(client, "+4791234567")
+        await join(kari)
+        await buy(db, shop, kari.number, 10_000, "T1", category="service")
+        with_card = await _statements_of_points(kari)
+
+        def deactivate(session) -> None:
+            for card in session.scalars(select(PunchCard)):
+                card.active = False
+
+        await db.run(deactivate)
+        # The club's settings are kept a few seconds: read them again now.
+        clubs = client.app[CLUBS]
+        kept, clubs.ttl = clubs.ttl, 0
+        await kari.text("POENG")
+        clubs.ttl = kept
+        assert await _statements_of_points(kari) == with_card - 1
+
+
+def _expiry_text() -> str:
+    """The last day of the month 24 months on, as nb writes it, with the full stop."""
+    today = dt.datetime.now(dt.UTC).date()
+    first = dt.date(today.year + 2 + today.month // 12, today.month % 12 + 1, 1)
+    return (first - dt.timedelta(days=1)).strftime("%d.%m.%Y") + "."
+
+
+async def _statements_of_points(phone: Phone) -> int:
+    """The SQL statements a warm POINTS turn runs (the club's settings already in memory)."""
+    await phone.text("POENG")
+    sent: list[str] = []
+
+    def listener(*args) -> None:
+        sent.append(args[2])
+
+    event.listen(Engine, "before_cursor_execute", listener)
+    try:
+        await phone.text("POENG")
+    finally:
+        event.remove(Engine, "before_cursor_execute", listener)
+    return len(sent)

@@ -69,6 +69,7 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "points.next_tier": {"count", "tier"},
     "points.expiry": {"count", "date"},
     "points.earn": set(),
+    "points.punch": {"n", "count", "benefit"},
     "coupons.list": {"coupons"},
     "coupons.item": {"code", "benefit", "date"},
     "coupons.none": set(),
