@@ -48,6 +48,7 @@ WORDS = "words"  # one or more free texts, comma-separated
 IDS = "ids"  # member ids, comma-separated
 YES_NO = "yes_no"  # consent is true|false
 _PREFIX = re.compile(r"^c\d{1,4}(-\d{1,4})?$")
+CHECKED_ACTIONS = ("save", "count")  # the form's submits: every condition is checked
 
 
 # --- the fields the builder offers ------------------------------------------------------------
@@ -206,6 +207,11 @@ class Condition:
     negate: bool = False
     error: str | None = None  # a catalog id
     detail: str | None = None  # the store's words, when it refused the filter
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing chosen or typed in it yet (as a condition just added is)."""
+        return not (self.values or self.value.strip() or self.high.strip() or self.days.strip())
 
 
 @dataclass
@@ -651,6 +657,12 @@ async def _show_builder(
         try:
             meaning = to_filter(builder, specs, program.currency)
         except FormError:
+            if action not in CHECKED_ACTIONS:
+                # Adding or removing a condition checks none that is still untouched: one
+                # just added is not in error before anything was chosen in it.
+                for row in builder.rows():
+                    if isinstance(row, Condition) and row.untouched:
+                        row.error = None
             return result
         try:
             normal = segments.check(session, admin.program_id, meaning.filter)
@@ -667,7 +679,7 @@ async def _show_builder(
         raise web.HTTPSeeOther(f"/admin/segments?done=saved&name={_quote(shown['saved_as'])}")
     builder: Builder = shown["builder"]
     failed = any(r.error for r in builder.rows()) or builder.form_error or builder.name_error
-    status = 422 if form is not None and failed and action in ("save", "count") else 200
+    status = 422 if form is not None and failed and action in CHECKED_ACTIONS else 200
     return page(
         request,
         "segment_builder.html",

@@ -339,6 +339,26 @@ async def test_buttons_add_a_condition_and_a_group_and_remove_them(
     assert 'name="c0.field"' not in page
 
 
+async def test_a_condition_just_added_is_not_in_error_until_the_form_is_submitted(
+    admin: Admin, owner: int
+) -> None:
+    """Adding a condition checks none still untouched; counting or saving checks them all."""
+    await admin.signed_in(OWNER)
+    adult = {"field": "age", "op": "gte", "value": "18"}
+    added = await post_form(admin, "/admin/segments/new", form(adult, action="add"))
+    assert added.status == 200
+    page = await added.text()
+    assert 'name="c1.field"' in page
+    assert "has-error" not in page
+    assert '<p class="field-error" data-error>' not in page  # each one is hidden
+    untouched = {"field": "consent", "op": "is"}
+    counted = await post_form(admin, "/admin/segments/new", form(adult, untouched, action="count"))
+    assert counted.status == 422
+    before, after = (await counted.text()).split('data-prefix="c1"')
+    assert "has-error" in before.rsplit("<li", 1)[1]
+    assert '<p class="field-error" data-error>Velg minst én.</p>' in after.split("</li>")[0]
+
+
 async def test_a_group_with_not_is_saved_as_the_filter_it_shows(
     admin: Admin, owner: int, db: Database, club: int
 ) -> None:

@@ -134,3 +134,35 @@ def test_build_a_segment_watch_the_count_and_find_it_in_the_list(
     ).to_have_value("40")
     screens(page, "builder-saved")
     assert len(screens.taken) == 10
+
+
+def test_a_new_condition_is_not_red_and_at_least_shows_one_box(
+    page: Any, live_server: LiveServer, demo: Demo, screens: Screens
+) -> None:
+    """A condition just added waits for the owner: no error before it is touched; "minst"
+    (at least) shows one number box, "mellom" (between) two."""
+    sign_in(page, "/admin/segments/new", r"/admin/segments/new$")
+    page.get_by_role("button", name="Legg til betingelse").click()
+    first = page.locator('ol[data-list="root"] > li').nth(0)
+    expect(page.locator("#segment-count")).to_have_text(re.compile("Fullfør betingelsene"))
+    expect(first.locator("[data-error]")).to_be_hidden()
+    assert "has-error" not in (first.get_attribute("class") or "")
+    first.locator("select.field-select").select_option(label="Alder (år)")
+    expect(first.locator("select.op-select")).to_have_value("gte")
+    expect(first.get_by_label("Verdi")).to_be_visible()
+    expect(first.get_by_label("Øvre grense")).to_be_hidden()
+    expect(first.locator("[data-error]")).to_be_hidden()
+    screens(page, "new-condition-untouched")
+    # Touched and left wrong, it is named; the count button checks every condition.
+    first.get_by_label("Verdi").fill("x")
+    expect(first.locator("[data-error]")).to_be_visible()
+    first.get_by_label("Verdi").fill("30")
+    expect(first.locator("[data-error]")).to_be_hidden()
+    first.locator("select.op-select").select_option("between")
+    expect(first.get_by_label("Øvre grense")).to_be_visible()
+    page.get_by_role("button", name="Legg til betingelse").click()
+    second = page.locator('ol[data-list="root"] > li').nth(1)
+    expect(second.locator("[data-error]")).to_be_hidden()
+    page.locator("button.count-button").click()
+    expect(second.locator("[data-error]")).to_have_text("Velg minst én.")
+    screens(page, "new-condition-counted")

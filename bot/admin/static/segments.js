@@ -119,6 +119,18 @@
     const mode = checked ? checked.value : "all";
     const children = [];
     const rows = form.querySelectorAll('ol[data-list="root"] > li[data-kind]');
+    const problems = [];
+    // Every condition is read, so each one that can't be gets its own message.
+    function leafOf(row) {
+      try {
+        const leaf = readLeaf(row, messages);
+        return negated(row) ? { not: leaf } : leaf;
+      } catch (error) {
+        if (!(error instanceof FormError)) throw error;
+        problems.push(error);
+        return null;
+      }
+    }
     rows.forEach((row) => {
       const path = `${mode}[${children.length}]`;
       const negate = negated(row);
@@ -130,17 +142,23 @@
         row.querySelectorAll(":scope > ol > li[data-kind]").forEach((child) => {
           const at = `${base}.${groupMode}[${inner.length}]`;
           places.set(at, child);
-          const leaf = readLeaf(child, messages);
-          inner.push(negated(child) ? { not: leaf } : leaf);
+          inner.push(leafOf(child));
         });
         const node = { [groupMode]: inner };
         children.push(negate ? { not: node } : node);
       } else {
-        const leaf = readLeaf(row, messages);
-        children.push(negate ? { not: leaf } : leaf);
+        children.push(leafOf(row));
       }
     });
+    if (problems.length) throw new FormErrors(problems);
     return { filter: { [mode]: children }, places: places };
+  }
+
+  class FormErrors extends Error {
+    constructor(problems) {
+      super(problems[0].message);
+      this.problems = problems;
+    }
   }
 
   function placeOf(places, path) {
@@ -196,14 +214,30 @@
       note.hidden = false;
     }
 
+    // A condition is checked once the owner has touched it, or the count is asked for: one
+    // just added is not red before anything was chosen in it.
+    const touched = new WeakSet();
+    form.querySelectorAll("li.has-error").forEach((row) => touched.add(row));
+
+    function touch(element) {
+      const row = element.closest("li[data-kind]");
+      if (row) touched.add(row);
+    }
+
+    function everyRowTouched() {
+      form.querySelectorAll("li[data-kind]").forEach((row) => touched.add(row));
+    }
+
     async function count() {
       clearErrors();
       let read;
       try {
         read = readFilter(form, messages);
       } catch (error) {
-        if (!(error instanceof FormError)) throw error;
-        showError(error.element, error.message);
+        if (!(error instanceof FormErrors)) throw error;
+        error.problems
+          .filter((problem) => touched.has(problem.element))
+          .forEach((problem) => showError(problem.element, problem.message));
         output.textContent = messages.incomplete;
         return;
       }
@@ -276,8 +310,11 @@
 
     form.addEventListener("change", (event) => {
       const target = event.target;
+      // A new field starts its condition afresh: untouched until something is chosen in it.
+      if (!target.classList.contains("field-select")) touch(target);
       if (target.classList.contains("field-select")) {
         const row = target.closest("li[data-kind]");
+        touched.delete(row);
         const old = own(row, "[data-inputs]")[0];
         old.replaceWith(clone(`seg-inputs-${target.value}`, row.dataset.prefix));
       } else if (target.classList.contains("op-select")) {
@@ -286,7 +323,10 @@
       if (target.name !== "name") soon();
     });
     form.addEventListener("input", (event) => {
-      if (event.target.matches("input.number, input.words")) soon();
+      if (event.target.matches("input.number, input.words")) {
+        touch(event.target);
+        soon();
+      }
     });
     form.addEventListener("click", (event) => {
       const button = event.target.closest("button[name=action]");
@@ -294,6 +334,7 @@
       const value = button.value;
       if (value === "count") {
         event.preventDefault();
+        everyRowTouched();
         clearTimeout(timer);
         count();
       } else if (button.dataset.add) {
