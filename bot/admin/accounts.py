@@ -81,7 +81,11 @@ async def _page(
 
 def _accounts(program_id: int) -> Callable[[Session], list[dict[str, Any]]]:
     def work(session: Session) -> list[dict[str, Any]]:
-        return [_row(a) for a in admins.of_club(session, program_id)]
+        # The club's last owner is not offered for removal (store.admins.remove refuses it).
+        return [
+            _row(a) | {"removable": not admins.is_last_owner(session, a)}
+            for a in admins.of_club(session, program_id)
+        ]
 
     return work
 

@@ -103,6 +103,21 @@ async def test_owners_see_the_clubs_accounts_and_no_other_clubs(
         assert "$argon2" not in page
 
 
+async def test_the_last_owner_is_not_offered_for_removal(
+    admin: Admin, owner: int, staff: int, db: Database, club: int
+) -> None:
+    """The store refuses to remove the club's last owner, so the page offers no "Fjern" for
+    it; with a second owner, both can be removed."""
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/account")).text()
+    assert f'href="/admin/account/{owner}/remove"' not in page
+    assert f'href="/admin/account/{staff}/remove"' in page
+    second = await create_account(db, club, "second@torshov.test")
+    page = await (await admin.client.get("/admin/account")).text()
+    assert f'href="/admin/account/{owner}/remove"' in page
+    assert f'href="/admin/account/{second}/remove"' in page
+
+
 async def test_without_a_session_the_page_redirects_and_actions_are_401(
     admin: Admin, owner: int
 ) -> None:
