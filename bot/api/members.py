@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 import locales
 from bot.api import schemas, views
 from bot.api.operations import ApiError, Call
+from bot.keys import CLUBS
 from flows import profile
 from flows.conversation import club_of, club_params
 from flows.turn import Question, Reply, State, Turn
@@ -171,10 +172,13 @@ async def find(call: Call) -> web.Response:
 
 
 async def show(call: Call) -> web.Response:
+    clubs = call.request.app[CLUBS]
+
     def work(session: Session) -> dict[str, Any]:
         program = views.club(session, call.caller)
         row = views.member_by_id(session, call.caller, call.params["member_id"])
-        return views.member(session, program, row, call.now)
+        cards = clubs.rules(session, program.id).cards
+        return views.member(session, program, row, call.now, cards)
 
     return web.json_response(await call.run(work))
 

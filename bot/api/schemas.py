@@ -201,6 +201,24 @@ TIER: dict[str, Any] = {
     },
 }
 
+PUNCH_CARD: dict[str, Any] = {
+    "type": "object",
+    "description": "Every `every`th purchase with a line in `category` gives the coupon.",
+    "required": ["id", "category", "every", "punches", "benefit"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "category": {"type": "string", "description": "as matched: in lower case"},
+        "every": {"type": "integer", "minimum": 1},
+        "punches": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "the member's purchases on the card now (0 again once it fills)",
+        },
+        "benefit": {"type": "string", "description": "its coupon, in the member's language"},
+    },
+}
+
 MEMBER: dict[str, Any] = {
     "type": "object",
     "required": [
@@ -213,6 +231,7 @@ MEMBER: dict[str, Any] = {
         "balance",
         "tier",
         "referral_code",
+        "punch_cards",
     ],
     "additionalProperties": False,
     "properties": {
@@ -225,6 +244,11 @@ MEMBER: dict[str, Any] = {
         "balance": {"type": "integer", "description": "points that can be spent now"},
         "tier": nullable(ref("Tier")),
         "referral_code": nullable({"type": "string"}),
+        "punch_cards": {
+            "type": "array",
+            "items": ref("PunchCard"),
+            "description": "the club's active punch cards and the member's punches on each",
+        },
     },
 }
 
@@ -348,6 +372,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "AdjustmentIn": ADJUSTMENT_IN,
     "Error": ERROR,
     "Tier": TIER,
+    "PunchCard": PUNCH_CARD,
     "Member": MEMBER,
     "Coupon": COUPON,
     "CouponList": COUPON_LIST,

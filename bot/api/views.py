@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from bot.api.operations import REALM, ApiError, not_found
-from store import coupons, ledger, members, tiers
+from store import coupons, ledger, members, purchases, tiers
 from store.apikeys import Caller
 from store.models import Member, Program
 
@@ -74,7 +75,15 @@ def joined(member: Member) -> Member:
     return member
 
 
-def member(session: Session, program: Program, row: Member, now: dt.datetime) -> dict[str, Any]:
+def member(
+    session: Session,
+    program: Program,
+    row: Member,
+    now: dt.datetime,
+    cards: Sequence[purchases.Card] | None = None,
+) -> dict[str, Any]:
+    """The member as the API shows them; `cards`: the club's active punch cards, if the caller
+    has them in memory (else read)."""
     language = language_of(row)
     standing = tiers.standing(session, program, row.id, row.tier_id, now)
     tier = None
@@ -95,7 +104,39 @@ def member(session: Session, program: Program, row: Member, now: dt.datetime) ->
         "balance": ledger.balance(session, row.id, now),
         "tier": tier,
         "referral_code": row.referral_code,
+        "punch_cards": punch_cards(session, program, row.id, language, cards),
     }
+
+
+def punch_cards(
+    session: Session,
+    program: Program,
+    member_id: int,
+    language: str,
+    cards: Sequence[purchases.Card] | None = None,
+) -> list[dict[str, Any]]:
+    """Where the member stands on each of the club's active punch cards."""
+    if cards is None:
+        cards = purchases.active_cards(session, program.id)
+    shown = []
+    for on_card in purchases.punches(session, cards, member_id):
+        card, template = on_card.card, on_card.card.template
+        assert template is not None  # punches() leaves out cards that give nothing
+        shown.append(
+            {
+                "id": card.id,
+                "category": card.category,
+                "every": card.every,
+                "punches": on_card.count,
+                "benefit": locales.benefit(
+                    coupons.benefit_of(template, language),
+                    language,
+                    amount_minor=template.discount_minor,
+                    currency=program.currency,
+                ),
+            }
+        )
+    return shown
 
 
 def coupon(held: coupons.Held, language: str, now: dt.datetime, currency: str) -> dict[str, Any]:

@@ -9,11 +9,20 @@ from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 import locales
-from bot.demo import DEMO_CLUB
+from bot.demo import DEMO_CLUB, set_up_loyalty
 from store.database import Database
-from store.models import ConsentEvent, LedgerEntry, Member, OutboxMessage
+from store.models import (
+    ConsentEvent,
+    CouponTemplate,
+    LedgerEntry,
+    Member,
+    OutboxMessage,
+    Program,
+    PunchCard,
+)
 from tests.api.conftest import PHONE, Till, create_key, issue_coupon
 from tests.conftest import Phone
 
@@ -310,6 +319,68 @@ class TestLookUp:
         after = (await till.get(f"/members/{member['id']}")).body
         assert after["balance"] == 0
         assert after["tier"]["name"] == "Sølv"
+
+
+class TestPunchCards:
+    """The demo's punch card: every 5th purchase with a service line gives a free ski waxing."""
+
+    @pytest.fixture
+    async def card(self, db: Database, club: int) -> int:
+        def work(session: Session) -> int:
+            set_up_loyalty(session, session.get(Program, club))
+            return session.scalars(select(PunchCard.id)).one()
+
+        return await db.run(work)
+
+    async def test_the_member_shows_the_punches_on_each_card(
+        self, till: Till, card: int, member: dict[str, Any]
+    ) -> None:
+        for n, category in enumerate(("service", "Service", "running")):
+            line = {"qty": 1, "amount_minor": 10_000, "category": category}
+            body = {"transaction_id": f"T-{n}", "member_id": member["id"], "lines": [line]}
+            assert (await till.post("/purchases", body)).status == 201
+        answer = await till.get(f"/members/{member['id']}")
+        assert answer.status == 200
+        assert answer.body["punch_cards"] == [
+            {
+                "id": card,
+                "category": "service",
+                "every": 5,
+                "punches": 2,
+                "benefit": "gratis skismøring",
+            }
+        ]
+        by_phone = await till.get("/members?" + _query(phone=PHONE))
+        assert by_phone.body == answer.body
+
+    async def test_in_the_members_language_and_none_before_a_purchase(
+        self, till: Till, card: int
+    ) -> None:
+        enrolled = (await till.enrol("+46701234567")).body
+        assert enrolled["punch_cards"] == [
+            {
+                "id": card,
+                "category": "service",
+                "every": 5,
+                "punches": 0,
+                "benefit": "gratis skidvallning",
+            }
+        ]
+
+    async def test_a_club_without_a_card_shows_none(
+        self, till: Till, member: dict[str, Any]
+    ) -> None:
+        assert (await till.get(f"/members/{member['id']}")).body["punch_cards"] == []
+
+    async def test_a_card_whose_coupon_is_off_is_not_shown(
+        self, till: Till, db: Database, card: int, member: dict[str, Any]
+    ) -> None:
+        def switch_off(session: Session) -> None:
+            template_id = session.get(PunchCard, card).template_id
+            session.get(CouponTemplate, template_id).active = False
+
+        await db.run(switch_off)
+        assert (await till.get(f"/members/{member['id']}")).body["punch_cards"] == []
 
 
 class TestCoupons:
