@@ -54,6 +54,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     admin.router.add_static("/static", _static_dir(), name="static")
     # Before the sub-application, whose prefix would otherwise claim the bare /admin too.
     app.router.add_get("/admin", _to_dashboard)
+    app.router.add_get("/favicon.ico", pages.favicon)
     app.add_subapp("/admin", admin)
     # After the database's own cleanup context, so it runs first: imports end, then it closes.
     app.cleanup_ctx.append(transfer.finish_imports)

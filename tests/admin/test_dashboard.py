@@ -333,3 +333,19 @@ async def test_campaign_figures_the_scheduler_stored_are_shown_with_when_they_we
     assert note, "no note saying when the figures were counted"
     assert "25.11.2026 10:55" in html.unescape(note.group(1))  # 09:55 UTC in Oslo
     assert str(reports.RESULTS_EVERY_MINUTES) in note.group(1)
+
+
+async def test_the_favicon_is_served_at_the_root_and_named_by_the_pages(
+    admin: Admin, owner: int
+) -> None:
+    """/favicon.ico (asked for by browsers and crawlers, before any sign-in) is an icon, not a
+    404; the pages name the SVG one."""
+    icon = await admin.client.get("/favicon.ico")
+    assert icon.status == 200
+    assert icon.headers["Content-Type"] == "image/x-icon"
+    assert (await icon.read())[:4] == b"\x00\x00\x01\x00"  # an ICO's header
+    page = await (await admin.client.get("/admin/sign-in")).text()
+    assert '<link rel="icon" href="/admin/static/favicon.svg" type="image/svg+xml">' in page
+    svg = await admin.client.get("/admin/static/favicon.svg")
+    assert svg.status == 200
+    assert (await svg.text()).startswith("<svg")
