@@ -361,7 +361,7 @@ class _Story:
                     first_name=member.first_name or "", club=self.program.name
                 )
                 row.status = "sent"
-                row.body = campaigns.compose(body, language)
+                row.body = campaigns.compose(body, language, self.program.name)
                 row.segments = 1
                 row.attempts = 1
                 row.sent_at = row.send_after

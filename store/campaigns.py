@@ -464,11 +464,13 @@ def text_language(texts: Mapping[str, Any], member_language: str) -> str:
 
 
 def sample_text(session: Session, program: Program, campaign: Campaign, language: str) -> str:
-    """The text as a member would get it, with long sample values, the club's name, the
-    longest tier name and the opt-out footer: what sizes the estimate."""
+    """The text as a member would get it, with long sample values, the club's name (as a
+    placeholder and before the text), the longest tier name and the opt-out footer: what sizes
+    the estimate."""
     texts = campaign.texts or {}
     template = texts[text_language(texts, language)]
-    return compose(template.format_map(sample_values(session, program, language)), language)
+    values = sample_values(session, program, language)
+    return compose(template.format_map(values), language, program.name)
 
 
 def sample_values(session: Session, program: Program, language: str) -> dict[str, str]:
@@ -478,9 +480,27 @@ def sample_values(session: Session, program: Program, language: str) -> dict[str
     return {**_SAMPLE, "club": program.name, "tier": max(tier_names, key=len, default="")}
 
 
-def compose(text: str, language: str) -> str:
-    """A marketing SMS as sent: the text and the opt-out line the law asks for in every one."""
-    return locales.to_gsm7(text + "\n" + footer(language))
+def compose(text: str, language: str, club: str) -> str:
+    """A marketing SMS as sent: the club's name first, the text, and the opt-out line the law
+    asks for in every one (PRODUCT.md, "Privacy and consent"). Broadcasts and journeys alike
+    come through here, and so do their previews, sizes and costs."""
+    return locales.to_gsm7(signed(text, club) + "\n" + footer(language))
+
+
+def signed(text: str, club: str) -> str:
+    """The text with "{club}: " before it, unless the owner began it with the club's name
+    already (in any case, then a colon, a dash, a space or nothing: "TORSHOV SPORT - Sale!").
+    A short code or a number shared by several clubs names no sender: the text must."""
+    name = club.strip()
+    head = text.lstrip()
+    if not name:
+        return text
+    if (
+        head[: len(name)].casefold() == name.casefold()
+        and not head[len(name) : len(name) + 1].isalnum()
+    ):
+        return text
+    return f"{name}: {text}"
 
 
 @functools.lru_cache(maxsize=8)

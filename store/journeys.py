@@ -294,10 +294,10 @@ def message_id(campaign: Campaign) -> str:
 
 
 def text_for(journey: Campaign, language: str, values: Mapping[str, Any]) -> str:
-    """The journey's message in a member's language, placeholders filled (the opt-out line is
-    campaigns.compose's): the club's own text for the language, else the catalog's wording in
-    it, with the coupon's line when the journey gives one. `values` holds every placeholder
-    the trigger allows."""
+    """The journey's message in a member's language, placeholders filled (the club's name
+    before it and the opt-out line after it are campaigns.compose's): the club's own text for
+    the language, else the catalog's wording in it, with the coupon's line when the journey
+    gives one. `values` holds every placeholder the trigger allows."""
     own = (journey.texts or {}).get(language)
     if own:
         return str(own).format_map(values)
@@ -308,8 +308,9 @@ def sample_text(
     session: Session, program: Program, journey: Campaign, language: str, now: dt.datetime
 ) -> str:
     """The journey's message for a made-up member in `language`, as store.sending writes it
-    (`text_for`, then the opt-out line): what the admin and `klubb journey` show, and size in
-    SMS segments. `journey` may be one not set up yet (a Campaign never added)."""
+    (`text_for`, then campaigns.compose: the club's name first, the opt-out line last): what
+    the admin and `klubb journey` show, and size in SMS segments. `journey` may be one not set
+    up yet (a Campaign never added)."""
     ladder = tiers.ladder(session, program.id)
     upper = ladder[1] if len(ladder) > 1 else ladder[0] if ladder else None
     tier = tiers.name(upper, language) if upper is not None else ""
@@ -329,7 +330,7 @@ def sample_text(
         "points_to_next": locales.format_number(SAMPLE_TO_NEXT, language),
         "next_tier": tier,
     }
-    return campaigns.compose(text_for(journey, language, values), language)
+    return campaigns.compose(text_for(journey, language, values), language, program.name)
 
 
 def catalog_text(campaign: Campaign, language: str, values: Mapping[str, Any]) -> str:

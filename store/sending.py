@@ -254,7 +254,7 @@ class _Writer:
         else:
             texts = campaign.texts or {}
             text = texts[campaigns.text_language(texts, language)].format_map(values)
-        return campaigns.compose(_tidy(text), language)
+        return campaigns.compose(_tidy(text), language, program.name)
 
     def _tier_name(self, tier_id: int | None, language: str) -> str:
         if tier_id is None:

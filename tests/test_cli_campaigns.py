@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.cli import main
 from bot.cli_common import run_once
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
-from store import messages, programs
+from store import campaigns, messages, programs
 from store.database import open_database
 from store.models import Campaign, CouponTemplate, OutboxMessage, Program
 from store.phones import club_number
@@ -494,7 +494,8 @@ def test_the_worker_sends_what_is_queued_until_interrupted(
     bodies = _bodies(outbox)
     assert len(bodies) == 1 + EVERYONE_NB + EVERYONE_EN
     assert "Hei fra Torshov Sport" in bodies
-    assert bodies.count("Nyhet i Torshov Sport\nSvar STOPP for å melde av") == EVERYONE_NB
+    nyhet = "Torshov Sport: Nyhet i Torshov Sport\n" + campaigns.footer("nb")
+    assert bodies.count(nyhet) == EVERYONE_NB
     # Stopped after the batch was recorded: nothing is left in doubt.
     statuses = read(url, lambda s: s.execute(select(OutboxMessage.status)).scalars().all())
     assert set(statuses) == {"sent"}

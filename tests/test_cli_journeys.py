@@ -220,9 +220,10 @@ class TestOn:
                 "journey.welcome", language, first_name=name, club="Torshov Sport"
             )
             footer = locales.render("campaign.stop_footer", language)
-            assert f"\n    {wording}\n    {coupon}\n    {footer}\n" in out
+            assert f"\n    Torshov Sport: {wording}\n    {coupon}\n    {footer}\n" in out
+        # The club's name before the text is sized too: English takes two with it.
         assert "  nb, GSM-7, 2 SMS\n" in out
-        assert "  en, GSM-7, 1 SMS\n" in out
+        assert "  en, GSM-7, 2 SMS\n" in out
         assert out.splitlines()[-1] == (
             f"klubb: welcome journey on (set up now, id {journey.id}): {RUNS}"
         )
@@ -245,8 +246,8 @@ class TestOn:
         assert _value(result.out, "when") == (
             "when some of a member's points expire within 14 days, once per expiry date"
         )
-        assert "\n    Hei Kari: 350 poeng går ut " in result.out
-        assert "\n    Hi Karin: 350 points expire on " in result.out
+        assert "\n    Torshov Sport: Hei Kari: 350 poeng går ut " in result.out
+        assert "\n    Torshov Sport: Hi Karin: 350 points expire on " in result.out
         assert "\n    Reply STOP to opt out\n" in result.out
 
     def test_an_own_text_in_one_language_leaves_the_others_the_catalogs(
@@ -259,9 +260,9 @@ class TestOn:
         assert _value(result.out, "text") == (
             "the club's own in nb, the catalog's wording in sv, en"
         )
-        assert "\n    Hei Kari, velkommen!\n" in result.out
+        assert "\n    Torshov Sport: Hei Kari, velkommen!\n" in result.out
         english = locales.render("journey.welcome", "en", first_name="Kate", club="Torshov Sport")
-        assert f"\n    {english}\n    Reply STOP to opt out\n" in result.out
+        assert f"\n    Torshov Sport: {english}\n    Reply STOP to opt out\n" in result.out
         assert listed(klubb)["welcome"][5] == "own text nb"
 
     def test_again_switches_it_back_on_and_keeps_its_options(self, klubb: Any, url: str) -> None:
@@ -310,8 +311,11 @@ class TestOn:
     def test_a_tier_journey_shows_the_clubs_tier_names(self, klubb: Any) -> None:
         result = klubb("journey", "on", "tier_reached")
         assert result.code == 0, result.err
-        assert "\n    Gratulerer, Kari! Du er nå Sølv i Torshov Sport." in result.out
-        assert "\n    Congratulations, Kate! You are now Silver at Torshov Sport." in result.out
+        assert "\n    Torshov Sport: Gratulerer, Kari! Du er nå Sølv i Torshov Sport." in result.out
+        assert (
+            "\n    Torshov Sport: Congratulations, Kate! You are now Silver at Torshov Sport."
+            in result.out
+        )
 
 
 class TestOff:

@@ -24,7 +24,7 @@ from tests.scheduler.campaign_helpers import RecordingGateway, plan
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 OSLO = ZoneInfo("Europe/Oslo")
-FOOTER_NB = "Svar STOPP for å melde av"
+FOOTER_NB = "Svar STOPP for å melde deg av"
 
 
 def utc_now() -> dt.datetime:
@@ -146,7 +146,7 @@ async def test_the_preview_counts_who_each_guard_rail_removes_and_saves_nothing(
     assert rail(html, "held_out") == "0"
     assert rail(html, "recipients") == "3"
     # The text as a sample member gets it, sized by the server.
-    assert f"Hei Kristoffer! Vintersalg i Torshov Sport.\n{FOOTER_NB}" in html
+    assert f"Torshov Sport: Hei Kristoffer! Vintersalg i Torshov Sport.\n{FOOTER_NB}" in html
     assert 'data-segments="1" data-encoding="GSM-7"' in html
     assert re.search(r'data-figure="segments">3<', html)
     assert await campaign_count(db) == 0
@@ -250,7 +250,7 @@ async def test_send_now_is_planned_and_sent_with_each_members_text(
             ).all()
         )
     )
-    assert bodies[kari] == f"Hei Kari! Vintersalg i Torshov Sport.\n{FOOTER_NB}"
+    assert bodies[kari] == f"Torshov Sport: Hei Kari! Vintersalg i Torshov Sport.\n{FOOTER_NB}"
     assert len(bodies) == 2
 
     page = await (await signed_in.client.get(f"/admin/campaigns/{campaign.id}")).text()

@@ -145,8 +145,8 @@ async def test_what_a_member_gets_is_shown_per_language_with_its_size_and_price(
         for part in shown.split('class="sample" data-language="')[1:]
     }
     assert set(samples) == {"nb", "sv", "en"}
-    assert "Hei Kari, lenge siden! Velkommen innom Torshov Sport." in samples["nb"]
-    assert "Svar STOPP for å melde av" in samples["nb"]
+    assert "Torshov Sport: Hei Kari, lenge siden! Velkommen innom Torshov Sport." in samples["nb"]
+    assert "Svar STOPP for å melde deg av" in samples["nb"]
     assert 'data-segments="2"' in samples["nb"]
     assert "2 SMS · GSM-7 · " in samples["nb"]
     for language, name, footer in (

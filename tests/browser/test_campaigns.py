@@ -31,6 +31,7 @@ TEXTS = [
     "Ærlig talt: ÆØÅ æøå ÄÖ äö, {points} poeng og {tier}.",
     "x" * 600,
     "Kode {coupon_code} {{ikke et felt}}",
+    "{club}: begynner med klubbens navn, som ikke settes foran igjen",
 ]
 
 
@@ -43,7 +44,8 @@ async def _server_sizes(db: Database, club: int, texts: list[str]) -> list[tuple
         values = campaigns.sample_values(session, program, "nb")
         sizes = []
         for text in texts:
-            size = locales.segments(campaigns.compose(text.strip().format_map(values), "nb"))
+            sent = campaigns.compose(text.strip().format_map(values), "nb", program.name)
+            size = locales.segments(sent)
             sizes.append((size.encoding, size.units, size.segments))
         return sizes
 

@@ -44,7 +44,7 @@ class TestBroadcast:
         assert sorted(gateway.per_number()) == phones
         assert gateway.to(stopped[0]) == []
         assert gateway.to(phones[1]) == [
-            "Hei Navn1! Nyhet i Torshov Sport.\nSvar STOPP for å melde av"
+            "Torshov Sport: Hei Navn1! Nyhet i Torshov Sport.\n" + campaigns.footer("nb")
         ]
         assert all(m.from_ == CLUB_NUMBER for m in gateway.sent)
         assert (await campaign_row(db, campaign_id)).status == campaigns.DONE
@@ -89,9 +89,9 @@ class TestBroadcast:
         gateway = RecordingGateway()
         await plan(db, campaign_id)
         await send(db, gateway)
-        assert gateway.to(nb) == ["Hei!\nSvar STOPP for å melde av"]
-        assert gateway.to(sv) == ["Hi!\nSvara STOPP för att avsluta"]
-        assert gateway.to(en) == ["Hi!\nReply STOP to opt out"]
+        assert gateway.to(nb) == ["Torshov Sport: Hei!\n" + campaigns.footer("nb")]
+        assert gateway.to(sv) == ["Torshov Sport: Hi!\n" + campaigns.footer("sv")]
+        assert gateway.to(en) == ["Torshov Sport: Hi!\n" + campaigns.footer("en")]
 
     async def test_a_missing_first_name_leaves_no_gap(self, db, club):
         [phone] = await add_members(db, club, 1, first_name=None)
@@ -99,7 +99,9 @@ class TestBroadcast:
         gateway = RecordingGateway()
         await plan(db, campaign_id)
         await send(db, gateway)
-        assert gateway.to(phone) == ["Hei! Hilsen Torshov Sport\nSvar STOPP for å melde av"]
+        assert gateway.to(phone) == [
+            "Torshov Sport: Hei! Hilsen Torshov Sport\n" + campaigns.footer("nb")
+        ]
 
     async def test_each_recipient_gets_their_own_coupon_once(self, db, club):
         phones = await add_members(db, club, 3)
@@ -137,7 +139,7 @@ class TestBroadcast:
         gateway = RecordingGateway()
         await plan(db, campaign_id)
         await send(db, gateway)
-        assert gateway.to(phone)[0].startswith("You have 0 points (")
+        assert gateway.to(phone)[0].startswith("Torshov Sport: You have 0 points (")
 
     @pytest.mark.parametrize(
         ("texts", "field"),
@@ -215,7 +217,7 @@ class TestGuardRails:
         await run(db, lambda s: setattr(s.get(Program, club), "marketing_per_month", 1))
         gateway = RecordingGateway()
         await send(db, gateway)
-        assert [b.split("\n")[0] for b in gateway.to(phone)] == ["En"]
+        assert [b.split("\n")[0] for b in gateway.to(phone)] == ["Torshov Sport: En"]
         [held] = await rows_of(db, second)
         assert (held.status, held.error) == ("skipped", "cap")
 
@@ -422,7 +424,7 @@ async def test_a_stopping_sender_puts_what_it_did_not_hand_over_back(db, club):
 
     class StopsHalfWay(RecordingGateway):
         async def send(self, message):
-            if len(self.sent) == 9:
+            if len(self.sent) >= 9:
                 stop.set()  # a shutdown begins while the batch is being sent
             return await super().send(message)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+import locales
 from scheduler import journeys as job
 from scheduler import sender
 from scheduler.loyalty import run_daily
@@ -28,8 +29,9 @@ from tests.scheduler.campaign_helpers import (
 )
 from tests.scheduler.campaign_helpers import plan as plan_broadcast
 
-NB = "\nSvar STOPP for å melde av"
-EN = "\nReply STOP to opt out"
+# Every marketing SMS: "Torshov Sport: " first, the opt-out line last.
+NB = "\n" + campaigns.footer("nb")
+EN = "\n" + campaigns.footer("en")
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
 _transactions = itertools.count(1)
 
@@ -101,6 +103,7 @@ class TestWelcome:
         assert await plan(db, club) == {"welcome": 1}
         gateway = await send(db)
         assert gateway.to(new) == [
+            "Torshov Sport: "
             "Hei Ann! Takk for at du ble med i Torshov Sport. Handle med nummeret ditt, så får"
             " du poeng. Send POENG for å se saldoen." + NB
         ]
@@ -116,6 +119,7 @@ class TestWelcome:
         phone = await person(db, club, "Amy", number=1, language="en", joined_at=T0 - 25 * HOUR)
         await plan(db, club)
         assert (await send(db)).to(phone) == [
+            "Torshov Sport: "
             "Hi Amy! Thanks for joining Torshov Sport. Shop with your number to earn points."
             " Text POINTS to see your balance." + EN
         ]
@@ -142,12 +146,14 @@ class TestTexts:
         en = await person(db, club, "Amy", number=3, language="en", **joined)
         await plan(db, club)
         gateway = await send(db)
-        assert gateway.to(nb) == ["Velkommen, Ann! Hilsen Torshov Sport" + NB]
+        assert gateway.to(nb) == ["Torshov Sport: Velkommen, Ann! Hilsen Torshov Sport" + NB]
         assert gateway.to(sv) == [
+            "Torshov Sport: "
             "Hej Bo! Tack för att du gick med i Torshov Sport. Handla med ditt nummer så får du"
             " poäng. Skicka POÄNG för att se saldot.\nSvara STOPP för att avsluta"
         ]
         assert gateway.to(en) == [
+            "Torshov Sport: "
             "Hi Amy! Thanks for joining Torshov Sport. Shop with your number to earn points."
             " Text POINTS to see your balance." + EN
         ]
@@ -186,9 +192,9 @@ class TestTexts:
             for c in await run(db, lambda s: list(s.scalars(select(Coupon))))
         }
         members = await run(db, lambda s: dict(s.execute(select(Member.phone, Member.id)).all()))
-        assert gateway.to(nb) == [f"Savner deg, Ann! Kode {codes[members[nb]]}" + NB]
+        assert gateway.to(nb) == [f"Torshov Sport: Savner deg, Ann! Kode {codes[members[nb]]}" + NB]
         [english] = gateway.to(en)
-        assert english.startswith("Hi Amy!")
+        assert english.startswith("Torshov Sport: Hi Amy!")
         assert english.endswith(f"\nCoupon code: {codes[members[en]]}" + EN)
 
     async def test_a_row_holding_the_catalogs_wording_written_in_still_sends_it(self, db, club):
@@ -212,11 +218,14 @@ class TestTexts:
         await plan(db, club)
         gateway = await send(db)
         assert gateway.to(en) == [
+            "Torshov Sport: "
             "Hi Amy! Thanks for joining Torshov Sport. Shop with your number to earn points."
             " Text POINTS to see your balance." + EN
         ]
         [swedish] = gateway.to(sv)
-        assert swedish.startswith("Hej Bo! Tack för att du gick med i Torshov Sport.")
+        assert swedish.startswith(
+            "Torshov Sport: Hej Bo! Tack för att du gick med i Torshov Sport."
+        )
         assert len(await outbox(db, journey_id)) == 2
 
 
@@ -231,7 +240,7 @@ class TestBirthday:
         assert (await send(db, night)).sent == []
         gateway = await send(db, T0)
         assert gateway.to(today) == [
-            "Gratulerer med dagen, Ann! Hilsen alle oss i Torshov Sport." + NB
+            "Torshov Sport: Gratulerer med dagen, Ann! Hilsen alle oss i Torshov Sport." + NB
         ]
         assert list(gateway.per_number()) == [today]
 
@@ -285,7 +294,8 @@ class TestBirthday:
         [coupon] = await run(db, lambda s: list(s.scalars(select(Coupon))))
         assert coupon.source == f"birthday:{coupon.member_id}:2026"
         assert body == (
-            f"Gratulerer, Ann! Kaffe på oss med kode {coupons.display(coupon.code)}" + NB
+            f"Torshov Sport: Gratulerer, Ann! Kaffe på oss med kode {coupons.display(coupon.code)}"
+            + NB
         )
 
     async def test_the_catalog_wording_gets_the_coupon_line(self, db, club):
@@ -306,7 +316,7 @@ class TestBirthday:
         [body] = (await send(db)).to(phone)
         [coupon] = await run(db, lambda s: list(s.scalars(select(Coupon))))
         assert body == (
-            "Gratulerer med dagen, Ann! Hilsen alle oss i Torshov Sport.\n"
+            "Torshov Sport: Gratulerer med dagen, Ann! Hilsen alle oss i Torshov Sport.\n"
             f"Kupongkode: {coupons.display(coupon.code)}" + NB
         )
 
@@ -325,10 +335,12 @@ class TestPoints:
         assert await plan(db, club) == {"expiring": 2}
         gateway = await send(db)
         assert gateway.to(soon) == [
+            "Torshov Sport: "
             "Hei Ann! 150 av poengene dine i Torshov Sport utløper 30.11.2026. Send KUPONGER"
             " for å se hva du kan hente." + NB
         ]
         assert gateway.to(english) == [
+            "Torshov Sport: "
             "Hi Amy! 50 of your Torshov Sport points expire on 30 Nov 2026. Text COUPONS to see"
             " what you can claim." + EN
         ]
@@ -355,6 +367,7 @@ class TestPoints:
         await buy(db, club, poor, 400, T0 - 5 * DAY)
         assert await plan(db, club) == {"balance": 1}
         assert (await send(db)).to(rich) == [
+            "Torshov Sport: "
             "Hei Ann! Du har 600 poeng i Torshov Sport. Send KUPONGER for å se hva du kan hente."
             + NB
         ]
@@ -368,7 +381,11 @@ class TestPoints:
         assert await plan(db, club, T0 + 2 * HOUR) == {"balance": 0}
         await buy(db, club, rich, 450, T0 + 2 * HOUR)  # 550: a new crossing
         assert await plan(db, club, T0 + 3 * HOUR) == {"balance": 1}
-        assert (await send(db, T0 + 3 * HOUR)).to(rich)[0].startswith("Hei Ann! Du har 550 poeng")
+        assert (
+            (await send(db, T0 + 3 * HOUR))
+            .to(rich)[0]
+            .startswith("Torshov Sport: Hei Ann! Du har 550 poeng")
+        )
 
     async def test_the_threshold_can_be_set(self, db, club):
         await journey(db, club, "balance", settings={"threshold": 300})
@@ -389,9 +406,11 @@ class TestPurchases:
         await buy(db, club, recent, 100, T0 - 3 * DAY)
         assert await plan(db, club) == {"after_purchase": 1}
         gateway = await send(db)
-        assert gateway.to(week) == [
-            "Hei Ann! Takk for sist. Du har nå 250 poeng i Torshov Sport. Vi sees snart!" + NB
-        ]
+        # The catalog's wording (its owner may reword it), the club's name first.
+        wording = locales.render(
+            "journey.after_purchase", "nb", first_name="Ann", points="250", club="Torshov Sport"
+        )
+        assert gateway.to(week) == ["Torshov Sport: " + wording + NB]
         assert list(gateway.per_number()) == [week]
         assert await plan(db, club, T0 + HOUR) == {"after_purchase": 0}
         # Five days later Bo's latest purchase and Cai's are a week old: they are thanked now.
@@ -409,6 +428,7 @@ class TestPurchases:
         assert await plan(db, club) == {"winback": 1}
         gateway = await send(db)
         assert gateway.to(gone) == [
+            "Torshov Sport: "
             "Hei Ann! Vi savner deg i Torshov Sport. Kom innom og se hva som er nytt!" + NB
         ]
         assert gateway.to(regular) == []
@@ -428,10 +448,10 @@ class TestTiers:
         assert await plan(db, club) == {"near_tier": 2}
         gateway = await send(db)
         assert gateway.to(close) == [
-            "Hei Ann! Bare 300 poeng til, så er du Sølv i Torshov Sport." + NB
+            "Torshov Sport: Hei Ann! Bare 300 poeng til, så er du Sølv i Torshov Sport." + NB
         ]
         assert gateway.to(silver) == [
-            "Hei Cai! Bare 500 poeng til, så er du Gull i Torshov Sport." + NB
+            "Torshov Sport: Hei Cai! Bare 500 poeng til, så er du Gull i Torshov Sport." + NB
         ]
         assert gateway.to(far) == []
         assert await plan(db, club, T0 + DAY) == {"near_tier": 0}
@@ -447,6 +467,7 @@ class TestTiers:
         assert await plan(db, club) == {"tier_reached": 1}
         gateway = await send(db)
         assert gateway.to(climber) == [
+            "Torshov Sport: "
             "Gratulerer, Ann! Du er nå Sølv i Torshov Sport. Send POENG for å se fordelene." + NB
         ]
         assert list(gateway.per_number()) == [climber]
@@ -454,6 +475,7 @@ class TestTiers:
         await buy(db, club, climber, 3000, T0 + HOUR)
         assert await plan(db, club, T0 + 2 * HOUR) == {"tier_reached": 1}
         assert (await send(db, T0 + 2 * HOUR)).to(climber) == [
+            "Torshov Sport: "
             "Gratulerer, Ann! Du er nå Gull i Torshov Sport. Send POENG for å se fordelene." + NB
         ]
 

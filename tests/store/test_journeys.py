@@ -102,12 +102,14 @@ class TestTexts:
             }
 
         samples = await db.run(work)
-        assert samples["nb"].startswith("Hei Kari! Lang tekst.")
+        assert samples["nb"].startswith("Torshov Sport: Hei Kari! Lang tekst.")
         assert locales.segments(samples["nb"]).segments == 2
         assert samples["en"] == campaigns.compose(
             locales.render("journey.winback", "en", first_name="Kate", club="Torshov Sport"),
             "en",
+            "Torshov Sport",
         )
+        assert samples["en"].startswith("Torshov Sport: Hi Kate!")
         assert locales.segments(samples["en"]).segments == 1
 
     async def test_copied_catalog_wording_is_dropped_when_the_coupon_changes(

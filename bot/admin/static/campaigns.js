@@ -1,8 +1,9 @@
 /* The compose form's live counter: each text sized as an SMS the way the server sizes it
    (store.campaigns.sample_text and locales.sms.segments): placeholders filled with the sample
-   values, the opt-out line added, typographic characters replaced as to_gsm7 does, then GSM-7
-   septets (the extension table costs two) or UTF-16 units for UCS-2. The alphabet, the
-   replacements, the samples and the footers come from the page, so there is one source of each.
+   values, the club's name put first, the opt-out line added, typographic characters replaced as
+   to_gsm7 does, then GSM-7 septets (the extension table costs two) or UTF-16 units for UCS-2.
+   The alphabet, the replacements, the samples, the club's name and the footers come from the
+   page, so there is one source of each.
    The preview step shows the server's own figure. */
 (function () {
   "use strict";
@@ -16,7 +17,19 @@
     this.expand = data.expand || {};
     this.samples = data.samples || {};
     this.footers = data.footers || {};
+    this.club = (data.club || "").trim();
   }
+
+  /* store.campaigns.signed: the club's name first, unless the text begins with it. */
+  Rules.prototype.signed = function (text) {
+    var name = this.club;
+    if (!name) return text;
+    var head = text.replace(/^\s+/, "");
+    var after = head.charAt(name.length);
+    var begins = head.slice(0, name.length).toLowerCase() === name.toLowerCase();
+    if (begins && !/[\p{L}\p{N}]/u.test(after)) return text;
+    return name + ": " + text;
+  };
 
   Rules.prototype.isGsm7 = function (text) {
     for (var ch of text) {
@@ -65,7 +78,7 @@
       if (whole === "}}") return "}";
       return Object.prototype.hasOwnProperty.call(values, name) ? values[name] : whole;
     });
-    return this.toGsm7(filled + "\n" + (this.footers[language] || ""));
+    return this.toGsm7(this.signed(filled) + "\n" + (this.footers[language] || ""));
   };
 
   Rules.prototype.measure = function (template, language) {
