@@ -1,4 +1,5 @@
-"""Admin accounts of the web admin: argon2 password hashes, roles, and slowed sign-in failures."""
+"""Admin accounts of the web admin: argon2 password hashes, roles, slowed sign-in failures, and
+the signed-in sessions kept on the server (ended at once by sign-out, a new password or removal)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import datetime as dt
 import enum
 import functools
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from store.database import Database
 from store.errors import InvalidSetting, NotFound
-from store.models import AdminAccount, AdminSignInFailure
+from store.models import AdminAccount, AdminSession, AdminSignInFailure, Program
 
 OWNER = "owner"
 STAFF = "staff"
@@ -40,6 +40,14 @@ MAX_ADDRESS = 64  # AdminSignInFailure.address: an IPv6 address with a zone fits
 WINDOW = dt.timedelta(minutes=15)
 FAILURES_PER_EMAIL = 5
 FAILURES_PER_ADDRESS = 20
+
+# A signed-in session ends after IDLE without a request, and LIFETIME after sign-in whatever
+# happens (a working day). Its last request is written at most every SEEN_EVERY, so an idle
+# session may live up to that much longer than IDLE; most requests only read.
+IDLE = dt.timedelta(hours=2)
+LIFETIME = dt.timedelta(hours=12)
+SEEN_EVERY = dt.timedelta(minutes=1)
+MAX_USER_AGENT = 200  # AdminSession.user_agent
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # The cost of a hash: RFC 9106's second recommendation (argon2id, 64 MiB, 3 passes), about
@@ -90,21 +98,6 @@ def hash_password(password: str) -> str:
     the SQLite writer everyone shares (and may run twice)."""
     check_password(password)
     return _hasher.hash(password)
-
-
-def fingerprint(password_hash: str) -> str:
-    """A short digest of an account's stored hash, kept in each of its signed-in sessions: a new
-    password (or a hash redone with new parameters) changes it, and the sessions that carry the
-    old one end. It gives nothing away: the hash it comes from is salted and never leaves the
-    database."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-def same_fingerprint(account: AdminAccount, given: object) -> bool:
-    """Whether a session's fingerprint is the account's current one."""
-    return isinstance(given, str) and hmac.compare_digest(
-        given.encode(), fingerprint(account.password_hash).encode()
-    )
 
 
 def new_password() -> str:
@@ -159,10 +152,12 @@ def in_club(session: Session, program_id: int, account_id: int) -> AdminAccount 
     return account if account is not None and account.program_id == program_id else None
 
 
-def set_password(session: Session, account: int | str, password_hash: str) -> AdminAccount:
+def set_password(
+    session: Session, account: int | str, password_hash: str, *, keep: str | None = None
+) -> AdminAccount:
     """Give an account (by id or email) a new password, hashed by hash_password; NotFound if
-    there is no such account. Its signed-in sessions end at their next request (their
-    fingerprint is the old hash's), and the failed sign-ins counted against its email are
+    there is no such account. Its signed-in sessions end at once, but for `keep` (the token of
+    the session that changed it), and the failed sign-ins counted against its email are
     forgotten: the refusal guarded a password that is gone."""
     if isinstance(account, str):
         email = normalize_email(account)
@@ -172,6 +167,7 @@ def set_password(session: Session, account: int | str, password_hash: str) -> Ad
     if found is None:
         raise NotFound("admin account", email)
     found.password_hash = password_hash
+    end_sessions(session, found.id, keep=keep)
     session.execute(delete(AdminSignInFailure).where(AdminSignInFailure.email == found.email))
     return found
 
@@ -191,16 +187,137 @@ def is_last_owner(session: Session, account: AdminAccount, *, lock: bool = False
 
 
 def remove(session: Session, program_id: int, account_id: int) -> AdminAccount:
-    """Remove one of the club's accounts; its sessions end at their next request. NotFound for
-    an id that is not the club's; LastOwner for the club's only owner."""
+    """Remove one of the club's accounts; its sessions end at once. NotFound for an id that is
+    not the club's; LastOwner for the club's only owner."""
     account = in_club(session, program_id, account_id)
     if account is None:
         raise NotFound("admin account", str(account_id))
     if is_last_owner(session, account, lock=True):
         raise LastOwner(account.email)
+    # The foreign key cascades too; said here so it holds whatever the database enforces.
+    end_sessions(session, account.id)
     session.delete(account)
     session.flush()
     return account
+
+
+# --- signed-in sessions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A live session's account and club, as the admin's guard reads them on every request."""
+
+    account_id: int
+    email: str
+    role: str
+    program_id: int
+    club: str
+    country: str
+    timezone: str
+    last_seen_at: dt.datetime
+
+
+def session_id(token: str) -> str:
+    """The stored id of a session: the SHA-256 of the token its cookie holds, so a copy of the
+    table signs nobody in."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(
+    session: Session,
+    account_id: int,
+    *,
+    now: dt.datetime,
+    address: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """A new signed-in session of the account; returns its token (for the cookie, never
+    stored). Sessions that have ended by time are pruned here, by their indexed expiry: a
+    sign-in is rare enough to carry it."""
+    session.execute(delete(AdminSession).where(AdminSession.expires_at <= now))
+    token = secrets.token_urlsafe(32)
+    session.add(
+        AdminSession(
+            id=session_id(token),
+            account_id=account_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=_expiry(now, now),
+            address=(address or None) and address[:MAX_ADDRESS],
+            user_agent=_printable(user_agent or "")[:MAX_USER_AGENT] or None,
+        )
+    )
+    session.flush()
+    return token
+
+
+def _expiry(created_at: dt.datetime, last_seen_at: dt.datetime) -> dt.datetime:
+    # One column for both limits, so the lookup and the pruning each need one indexed test.
+    return min(created_at + LIFETIME, last_seen_at + IDLE)
+
+
+def _printable(text: str) -> str:
+    # A header may carry anything; PostgreSQL keeps no NUL and no lone surrogate.
+    return "".join(c for c in text if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF)
+
+
+def signed_in(session: Session, token: str, now: dt.datetime) -> Signed | None:
+    """The account and club of a live session, in one lookup by its primary key; None for a
+    token that never was one, or whose session ended (signed out, expired, password changed,
+    account removed)."""
+    row = session.execute(
+        select(
+            AdminAccount.id,
+            AdminAccount.email,
+            AdminAccount.role,
+            Program.id,
+            Program.name,
+            Program.country,
+            Program.timezone,
+            AdminSession.last_seen_at,
+        )
+        .select_from(AdminSession)
+        .join(AdminAccount, AdminAccount.id == AdminSession.account_id)
+        .join(Program, Program.id == AdminAccount.program_id)
+        .where(AdminSession.id == session_id(token), AdminSession.expires_at > now)
+    ).one_or_none()
+    return None if row is None else Signed(*row)
+
+
+def seen(session: Session, token: str, now: dt.datetime) -> None:
+    """A request of the session now: its idle time starts again (never past its lifetime)."""
+    found = session.get(AdminSession, session_id(token))
+    if found is None or found.expires_at <= now:
+        return
+    found.last_seen_at = now
+    found.expires_at = _expiry(found.created_at, now)
+
+
+def end_session(session: Session, token: str) -> None:
+    """Sign-out: the session ends now, whoever holds a copy of its cookie."""
+    session.execute(delete(AdminSession).where(AdminSession.id == session_id(token)))
+
+
+def end_sessions(session: Session, account_id: int, *, keep: str | None = None) -> int:
+    """End every session of the account ("sign out everywhere"), but `keep`'s (a token) if
+    given; how many ended."""
+    query = delete(AdminSession).where(AdminSession.account_id == account_id)
+    if keep is not None:
+        query = query.where(AdminSession.id != session_id(keep))
+    return session.execute(query).rowcount or 0
+
+
+def session_count(session: Session, account_id: int, now: dt.datetime) -> int:
+    """The account's live sessions (this browser's included)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(AdminSession)
+            .where(AdminSession.account_id == account_id, AdminSession.expires_at > now)
+        )
+        or 0
+    )
 
 
 class Outcome(enum.Enum):
@@ -216,8 +333,8 @@ class Outcome(enum.Enum):
 class SignIn:
     outcome: Outcome
     account_id: int | None = None
-    # The session's fingerprint of the account's password (SIGNED_IN and CHANGED only).
-    fingerprint: str | None = None
+    # SIGNED_IN: the new session's token, for its cookie (stored only as its SHA-256).
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,9 +406,13 @@ def _record_failure(session: Session, attempt: _Attempt, now: dt.datetime) -> No
 
 
 def _record_success(
-    session: Session, attempt: _Attempt, new_hash: str | None, now: dt.datetime
+    session: Session,
+    attempt: _Attempt,
+    new_hash: str | None,
+    now: dt.datetime,
+    user_agent: str | None,
 ) -> str | None:
-    """The account's fingerprint once signed in; None if it was removed, or its password
+    """The new session's token once signed in; None if the account was removed, or its password
     changed, between the check and now: the password checked is not the account's any more."""
     account = session.get(AdminAccount, attempt.account_id)
     if account is None or account.password_hash != attempt.password_hash:
@@ -310,7 +431,9 @@ def _record_success(
             | (AdminSignInFailure.created_at <= now - WINDOW),
         )
     )
-    return fingerprint(account.password_hash)
+    return start_session(
+        session, account.id, now=now, address=attempt.address, user_agent=user_agent
+    )
 
 
 def _matches(password_hash: str, password: str) -> bool:
@@ -321,11 +444,18 @@ def _matches(password_hash: str, password: str) -> bool:
 
 
 async def verify(
-    db: Database, email: str, password: str, *, address: str, now: dt.datetime
+    db: Database,
+    email: str,
+    password: str,
+    *,
+    address: str,
+    now: dt.datetime,
+    user_agent: str | None = None,
 ) -> SignIn:
-    """Check a sign-in. The password check (argon2, constant time) runs in a thread between two
-    units of work, never on the database's writer; an unknown email is checked against a decoy
-    hash so it takes as long as a wrong password, and both are recorded as failures."""
+    """Check a sign-in, and start a session (start_session) if it is right. The password check
+    (argon2, constant time) runs in a thread between two units of work, never on the database's
+    writer; an unknown email is checked against a decoy hash so it takes as long as a wrong
+    password, and both are recorded as failures."""
     address = (address or "unknown")[:MAX_ADDRESS]
     try:
         email, valid = normalize_email(email), True
@@ -342,26 +472,34 @@ async def verify(
     if not ok or attempt.account_id is None:
         await db.run(lambda session: _record_failure(session, attempt, now))
         return SignIn(Outcome.WRONG)
-    # Hashes made with older parameters are brought up to today's on a successful sign-in
-    # (which ends the account's other sessions, once: their fingerprint is the old hash's).
+    # Hashes made with older parameters are brought up to today's on a successful sign-in.
     new_hash = None
     if _hasher.check_needs_rehash(attempt.password_hash):
         new_hash = await asyncio.to_thread(_hasher.hash, password)
-    signed = await db.run(lambda session: _record_success(session, attempt, new_hash, now))
+    signed = await db.run(
+        lambda session: _record_success(session, attempt, new_hash, now, user_agent)
+    )
     if signed is None:
         return SignIn(Outcome.WRONG)
     return SignIn(Outcome.SIGNED_IN, attempt.account_id, signed)
 
 
 async def change_password(
-    db: Database, account_id: int, current: str, new: str, *, address: str, now: dt.datetime
+    db: Database,
+    account_id: int,
+    current: str,
+    new: str,
+    *,
+    address: str,
+    now: dt.datetime,
+    keep: str | None = None,
 ) -> SignIn:
     """A signed-in person's own new password, given their current one, which is checked like a
     sign-in: refused by the same rule (REFUSED, nothing checked), and a wrong one is a failure
-    counted against the account's email and the address (WRONG). CHANGED carries the session's
-    new fingerprint: the account's other sessions end. InvalidSetting("password") for a new
-    password that breaks the rules, before anything is checked or counted; NotFound if the
-    account is gone."""
+    counted against the account's email and the address (WRONG). CHANGED: the account's
+    sessions have ended but `keep`'s (the token of the session that asked).
+    InvalidSetting("password") for a new password that breaks the rules, before anything is
+    checked or counted; NotFound if the account is gone."""
     check_password(new)
     address = (address or "unknown")[:MAX_ADDRESS]
 
@@ -382,15 +520,14 @@ async def change_password(
         return SignIn(Outcome.WRONG)
     new_hash = await asyncio.to_thread(_hasher.hash, new)
 
-    def replace(session: Session) -> str | None:
+    def replace(session: Session) -> bool:
         account = session.get(AdminAccount, account_id)
         # Changed elsewhere since the check: the password given is not the current one now.
         if account is None or account.password_hash != attempt.password_hash:
-            return None
-        set_password(session, account_id, new_hash)
-        return fingerprint(new_hash)
+            return False
+        set_password(session, account_id, new_hash, keep=keep)
+        return True
 
-    changed = await db.run(replace)
-    if changed is None:
+    if not await db.run(replace):
         return SignIn(Outcome.WRONG)
-    return SignIn(Outcome.CHANGED, account_id, changed)
+    return SignIn(Outcome.CHANGED, account_id)

@@ -721,8 +721,9 @@ class AdminAccount(Base):
 
 class AdminSession(Base):
     """A signed-in browser, kept on the server so sign-out, "sign out everywhere", a new
-    password and a removed account end it at once; the cookie holds only a random token,
-    and only its SHA-256 is kept here."""
+    password and a removed account end it at once; the (encrypted) cookie holds a random
+    token, and only its SHA-256 is kept here. expires_at is the sooner of its idle and its
+    absolute end (store.admins), so one indexed test finds live sessions and prunes ended ones."""
 
     __tablename__ = "admin_sessions"
 

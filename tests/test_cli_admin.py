@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.cli import main
 from bot.demo import DEMO_ADMIN
 from store import admins
 from store.database import open_database
-from store.models import AdminAccount
+from store.models import AdminAccount, AdminSession
 from tests.conftest import create_club
 from tests.test_cli_campaigns import Run, Terminal
 
@@ -305,9 +305,25 @@ def test_list_names_a_club_that_is_not_there(klubb: Callable[..., Run], club: in
     assert "no club with id 999" in result.err
 
 
+def sessions(url: str) -> dict[str, int]:
+    """Each account's signed-in sessions kept on the server, by email."""
+    rows = read(
+        url,
+        lambda s: s.execute(
+            select(AdminAccount.email, func.count(AdminSession.id))
+            .join(AdminSession, AdminSession.account_id == AdminAccount.id, isouter=True)
+            .group_by(AdminAccount.email)
+        ).all(),
+    )
+    return dict(rows)
+
+
 def test_password_sets_a_new_one_from_stdin_and_ends_the_sessions(
     klubb: Callable[..., Run], url: str, two_accounts: None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    assert signs_in(url, "staff@x.test", PASSWORD)
+    assert signs_in(url, "owner@x.test", PASSWORD)
+    assert sessions(url) == {"owner@x.test": 1, "staff@x.test": 1}
     before = hashes(url)
     result = klubb("admin", "password", "--email", "Staff@X.test", stdin=io.StringIO(NEW + "\n"))
     assert result.code == 0, result.err
@@ -317,8 +333,9 @@ def test_password_sets_a_new_one_from_stdin_and_ends_the_sessions(
         assert NEW not in text
     after = hashes(url)
     assert after["owner@x.test"] == before["owner@x.test"]
-    # The sessions' fingerprint is the hash's: a new hash, a new fingerprint.
-    assert admins.fingerprint(after["staff@x.test"]) != admins.fingerprint(before["staff@x.test"])
+    assert after["staff@x.test"] != before["staff@x.test"]
+    # The staff member's session ended on the server at once; the owner's is untouched.
+    assert sessions(url) == {"owner@x.test": 1, "staff@x.test": 0}
     assert signs_in(url, "staff@x.test", NEW)
     assert not signs_in(url, "staff@x.test", PASSWORD)
 
@@ -368,8 +385,10 @@ def test_password_is_never_a_flag(klubb: Callable[..., Run], two_accounts: None)
 def test_remove_takes_a_staff_account_away(
     klubb: Callable[..., Run], url: str, two_accounts: None
 ) -> None:
+    assert signs_in(url, "staff@x.test", PASSWORD)
     result = klubb("admin", "remove", "--email", "STAFF@x.test")
     assert result.code == 0, result.err
+    assert read(url, lambda s: s.scalar(select(func.count()).select_from(AdminSession))) == 0
     assert "removed admin account staff@x.test (staff)" in result.out
     assert [a.email for a in accounts(url)] == ["owner@x.test"]
     assert not signs_in(url, "staff@x.test", PASSWORD)

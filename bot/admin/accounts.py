@@ -1,5 +1,6 @@
-"""The Account page: everyone changes their own password; owners also see the club's accounts,
-add a staff account (its password shown once) and remove one after a confirmation."""
+"""The Account page: everyone changes their own password and can sign out everywhere; owners also
+see the club's accounts, add a staff account (its password shown once) and remove one after a
+confirmation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN, owner_only, signed_in
+from bot.admin.auth import ADMIN, TOKEN, owner_only
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from store import admins
@@ -108,7 +109,7 @@ def _row(a: AdminAccount) -> dict[str, Any]:
 async def change_password(request: web.Request) -> web.StreamResponse:
     """The signed-in person's new password, given their current one. The current one is checked
     like a sign-in (a wrong one counts towards the same refusal); once changed, the account's
-    other sessions end and this one carries on with the new password's fingerprint."""
+    other sessions end and this one carries on."""
     form = await request.post()
     admin = request[ADMIN]
     current, new, again = (_field(form, name) for name in ("current", "new", "again"))
@@ -134,11 +135,11 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             new,
             address=request.remote or "unknown",
             now=_now(),
+            keep=request[TOKEN],
         )
     except NotFound:  # removed since the guard read it
         raise web.HTTPUnauthorized(text="sign in first") from None
-    if result.outcome is admins.Outcome.CHANGED and result.fingerprint is not None:
-        signed_in(await get_session(request), admin.account_id, result.fingerprint)
+    if result.outcome is admins.Outcome.CHANGED:
         log.info("admin %s changed their password", admin.account_id)
         raise web.HTTPSeeOther(f"{ACCOUNT}?saved=password#password")
     log.info(
@@ -154,6 +155,19 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     else:
         error, status = ("admin.accounts.error.current_wrong", {}), 422
     return await _page(request, status=status, refused="password", errors={"current": error})
+
+
+@routes.post("/account/sign-out-everywhere")
+async def sign_out_everywhere(request: web.Request) -> web.StreamResponse:
+    """End every session of the signed-in account, on every device, this one too (a phone left
+    signed in somewhere, a cookie someone may have copied)."""
+    admin = request[ADMIN]
+    ended = await request.config_dict[DB].run(
+        lambda session: admins.end_sessions(session, admin.account_id)
+    )
+    (await get_session(request)).invalidate()
+    log.info("admin %s signed out everywhere (%s sessions)", admin.account_id, ended)
+    raise web.HTTPSeeOther("/admin/sign-in")
 
 
 # --- the club's accounts (owner) ---------------------------------------------------------------

@@ -22,15 +22,17 @@ from bot.admin import accounts, campaigns, club, journeys, members, pages, segme
 from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
 from bot.settings import Settings
+from store import admins
 
 log = logging.getLogger(__name__)
 # aiohttp-session keeps the session on the request under string keys: its code, not ours.
 warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
 
 COOKIE = "klubb_admin"
-# A signed-in session lasts a working day; the cookie's encryption carries the time it was
-# written, so an older cookie is refused even if a browser keeps it.
-SESSION_SECONDS = 12 * 3600
+# The cookie lives as long as a signed-in session may (store.admins.LIFETIME; its row on the
+# server decides, and ends sooner when idle or signed out); the cookie's encryption carries the
+# time it was written, so an older cookie is refused even if a browser keeps it.
+SESSION_SECONDS = int(admins.LIFETIME.total_seconds())
 
 
 def add_admin(app: web.Application, settings: Settings) -> None:

@@ -1,10 +1,15 @@
 """Who is asking: the admin's session, its CSRF token, roles, and the language pages speak.
 
+A signed-in session is a row on the server (store.admins.start_session); the encrypted cookie
+holds its random token and the CSRF token, so ending the row (sign-out, "sign out everywhere", a
+new password, a removed account, its idle or absolute expiry) ends every copy of the cookie.
+
 Deny by default: every route of the admin needs a signed-in account unless its handler is
 marked `public`, so a page added later can't forget to check."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hmac
 import secrets
@@ -19,15 +24,13 @@ from yarl import URL
 
 from bot.keys import DB
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
-from store import admins, programs
+from store import admins
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SIGN_IN = "/admin/sign-in"
-# What a signed-in session holds: the account's id and the fingerprint of its password hash
-# when it signed in (store.admins.fingerprint), so a new password ends the other sessions.
-SESSION_ACCOUNT = "account"
-SESSION_FINGERPRINT = "fingerprint"
+# What a signed-in session's cookie holds: the token of its row (store.admins.start_session).
+SESSION_KEY = "session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,6 +70,8 @@ class Admin:
 
 
 ADMIN = web.RequestKey("admin", Admin)
+# The signed-in session's token: what sign-out and a password change end or keep.
+TOKEN = web.RequestKey("admin_session_token", str)
 LANGUAGE = web.RequestKey("admin_language", str)
 CSRF = web.RequestKey("admin_csrf", str)
 
@@ -150,34 +155,43 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def signed_in(session: Session, account_id: int, fingerprint: str) -> None:
-    """Make the session the account's, as its password is now (by its fingerprint)."""
-    session[SESSION_ACCOUNT] = account_id
-    session[SESSION_FINGERPRINT] = fingerprint
+def clock() -> dt.datetime:
+    """The moment sessions are checked at (tests set it)."""
+    return dt.datetime.now(dt.UTC)
 
 
-def _load(account_id: int, fingerprint: object) -> Callable[[DbSession], Admin | None]:
-    def load(session: DbSession) -> Admin | None:
-        account = admins.get(session, account_id)
-        # A session from before the account's password changed (elsewhere, or by `klubb admin
-        # password`) is signed out. So is one without a fingerprint: sessions made before
-        # sessions carried one; their owners sign in again once.
-        if account is None or not admins.same_fingerprint(account, fingerprint):
-            return None
-        program = programs.get(session, account.program_id)
-        if program is None:
-            return None
-        return Admin(
-            account_id=account.id,
-            email=account.email,
-            role=account.role,
-            program_id=program.id,
-            club=program.name,
-            country=program.country,
-            timezone=program.timezone,
-        )
+def signed_in(session: Session, token: str) -> None:
+    """Make the cookie's session the signed-in one whose token store.admins gave."""
+    session[SESSION_KEY] = token
+
+
+def _load(token: str, now: dt.datetime) -> Callable[[DbSession], admins.Signed | None]:
+    def load(session: DbSession) -> admins.Signed | None:
+        return admins.signed_in(session, token, now)
 
     return load
+
+
+async def _signed(request: web.Request, token: str) -> Admin | None:
+    """The session's account, or None if its row has ended. Every admin request reads it, with
+    one lookup beside the writer (Database.read); its last request is written at most every
+    store.admins.SEEN_EVERY, so most requests never wait for the writer."""
+    db = request.config_dict[DB]
+    now = clock()
+    found = await db.read(_load(token, now))
+    if found is None:
+        return None
+    if now - found.last_seen_at >= admins.SEEN_EVERY:
+        await db.run(lambda session: admins.seen(session, token, now))
+    return Admin(
+        account_id=found.account_id,
+        email=found.email,
+        role=found.role,
+        program_id=found.program_id,
+        club=found.club,
+        country=found.country,
+        timezone=found.timezone,
+    )
 
 
 def accepted_language(header: str) -> str:
@@ -219,16 +233,15 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     session = await get_session(request)
     admin: Admin | None = None
-    account_id = session.get(SESSION_ACCOUNT)
-    if isinstance(account_id, int):
-        load = _load(account_id, session.get(SESSION_FINGERPRINT))
-        # Beside the writer (Database.read): every admin request reads its account.
-        admin = await request.config_dict[DB].read(load)
-        if admin is None:  # the account (or its club, or its password) is gone: so is the session
+    token = session.get(SESSION_KEY)
+    if isinstance(token, str):
+        admin = await _signed(request, token)
+        if admin is None:  # signed out, expired, or its account's password or account is gone
             session.clear()
     request[LANGUAGE] = language_for(request, admin)
-    if admin is not None:
+    if admin is not None and isinstance(token, str):
         request[ADMIN] = admin
+        request[TOKEN] = token
     elif not getattr(request.match_info.handler, "admin_public", False):
         if is_action(request):
             # The app's JSON error answer: {"error": "sign in first"}.

@@ -16,10 +16,11 @@ from babel import dates as babel_dates
 from babel.numbers import format_decimal, format_percent
 from sqlalchemy.orm import Session
 
-from bot.admin import charts
+from bot.admin import auth, charts
 from bot.admin.auth import (
     ADMIN,
     LANGUAGE,
+    TOKEN,
     csrf_token,
     public,
     signed_in,
@@ -80,16 +81,13 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         email,
         password,
         address=request.remote or "unknown",
-        now=dt.datetime.now(dt.UTC),
+        now=auth.clock(),
+        user_agent=request.headers.get("User-Agent"),
     )
-    if (
-        result.outcome is admins.Outcome.SIGNED_IN
-        and result.account_id is not None
-        and result.fingerprint is not None
-    ):
+    if result.outcome is admins.Outcome.SIGNED_IN and result.token is not None:
         # A new session (and CSRF token) at sign-in: one planted before it is worth nothing.
         session = await new_session(request)
-        signed_in(session, result.account_id, result.fingerprint)
+        signed_in(session, result.token)
         csrf_token(session)
         log.info("admin sign-in: account %s", result.account_id)
         raise web.HTTPSeeOther(target)
@@ -111,8 +109,11 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/sign-out")
 async def sign_out(request: web.Request) -> web.StreamResponse:
-    session = await get_session(request)
-    session.invalidate()
+    """End the session on the server (a copy of the cookie is worth nothing after), then ask
+    the browser to drop the cookie."""
+    token = request[TOKEN]
+    await request.config_dict[DB].run(lambda session: admins.end_session(session, token))
+    (await get_session(request)).invalidate()
     raise web.HTTPSeeOther("/admin/sign-in")
 
 

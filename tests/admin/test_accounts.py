@@ -18,7 +18,7 @@ from bot.app import create_app
 from bot.settings import Settings
 from store import admins
 from store.database import Database
-from store.models import AdminAccount, AdminSignInFailure
+from store.models import AdminAccount, AdminSession, AdminSignInFailure
 from tests.admin.conftest import (
     OTHER_OWNER,
     OWNER,
@@ -158,6 +158,82 @@ async def test_a_new_password_signs_out_the_other_devices_and_keeps_this_one(
     assert (await phone.sign_in(OWNER, NEW)).status == 303
 
 
+async def test_a_new_password_ends_the_other_sessions_on_the_server(
+    admin: Admin, owner: int, db: Database, aiohttp_client: Any, settings: Settings
+) -> None:
+    """The other device's cookie, copied anywhere, is worth nothing once the password changed;
+    this browser's session row stays, and it carries on."""
+    phone = await another_browser(aiohttp_client, settings)
+    signed = await phone.sign_in(OWNER)
+    copied = {"Cookie": f"{COOKIE}={signed.cookies[COOKIE].value}"}
+    await admin.signed_in(OWNER)
+    assert await live_sessions(db, owner) == 2
+    assert (await admin.post("/admin/account/password", change())).status == 303
+    assert await live_sessions(db, owner) == 1
+    elsewhere = await another_browser(aiohttp_client, settings)
+    out = await elsewhere.client.get("/admin/", headers=copied, allow_redirects=False)
+    assert out.status == 303
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 200
+    # CSRF still guards this session's forms after the change.
+    assert (await admin.post("/admin/account/password", change(NEW, PASSWORD))).status == 303
+    refused = await admin.client.post(
+        "/admin/account/password", data=change(PASSWORD, NEW), allow_redirects=False
+    )
+    assert refused.status == 403
+
+
+async def live_sessions(db: Database, account_id: int) -> int:
+    return await db.run(
+        lambda s: (
+            s.scalar(
+                select(func.count())
+                .select_from(AdminSession)
+                .where(AdminSession.account_id == account_id)
+            )
+            or 0
+        )
+    )
+
+
+async def test_sign_out_everywhere_ends_every_session_of_the_account_only(
+    admin: Admin,
+    owner: int,
+    staff: int,
+    db: Database,
+    aiohttp_client: Any,
+    settings: Settings,
+) -> None:
+    phone = await (await another_browser(aiohttp_client, settings)).signed_in(OWNER)
+    shop = await (await another_browser(aiohttp_client, settings)).signed_in(STAFF)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/account")).text()
+    assert 'action="/admin/account/sign-out-everywhere"' in page
+    assert "Logg ut overalt" in page
+    response = await admin.post("/admin/account/sign-out-everywhere")
+    assert response.status == 303
+    assert response.headers["Location"] == "/admin/sign-in"
+    for device in (admin, phone):
+        out = await device.client.get("/admin/", allow_redirects=False)
+        assert out.status == 303
+    assert await live_sessions(db, owner) == 0
+    # Another account's session is its own.
+    assert (await shop.client.get("/admin/", allow_redirects=False)).status == 200
+    # The owner signs in again as ever.
+    assert (await admin.sign_in(OWNER)).status == 303
+
+
+async def test_sign_out_everywhere_needs_the_csrf_token(
+    admin: Admin, owner: int, db: Database
+) -> None:
+    await admin.signed_in(OWNER)
+    response = await admin.client.post(
+        "/admin/account/sign-out-everywhere", data={}, allow_redirects=False
+    )
+    assert response.status == 403
+    assert await live_sessions(db, owner) == 1
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 200
+
+
 async def test_a_new_password_set_by_the_operator_ends_every_session(
     admin: Admin, owner: int, db: Database
 ) -> None:
@@ -237,8 +313,11 @@ async def test_staff_change_their_own_password(admin: Admin, staff: int, db: Dat
     assert (await admin.sign_in(STAFF, NEW)).status == 303
 
 
-async def test_a_session_without_a_fingerprint_is_signed_out(admin: Admin, owner: int) -> None:
-    """Sessions made before they carried the password's fingerprint sign in again once."""
+async def test_a_cookie_from_before_server_side_sessions_is_signed_out(
+    admin: Admin, owner: int
+) -> None:
+    """A cookie naming its account (as before sessions were kept on the server) signs nobody
+    in: its owner signs in again once."""
     data = {"created": int(time.time()), "session": {"account": owner, "csrf": "x" * 43}}
     cookie = fernet_key(SECRET_KEY).encrypt(json.dumps(data).encode()).decode()
     response = await admin.client.get(

@@ -13,10 +13,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.app import create_app
+from bot.keys import DB
 from bot.settings import Settings
 from store import admins
 from store.database import Database
-from store.models import AdminAccount, AdminSignInFailure
+from store.models import AdminAccount, AdminSession, AdminSignInFailure
 from tests.admin.conftest import (
     OTHER_OWNER,
     OWNER,
@@ -161,6 +162,128 @@ async def test_sign_out_ends_the_session(admin: Admin, owner: int) -> None:
     assert response.status == 303
     assert response.headers["Location"] == "/admin/sign-in"
     assert (await admin.client.get("/admin/", allow_redirects=False)).status == 303
+
+
+async def test_a_copied_cookie_is_worth_nothing_after_sign_out(
+    admin: Admin, owner: int, aiohttp_client: Any, settings: Settings
+) -> None:
+    """Sign-out ends the session on the server: someone who copied the cookie (another
+    browser, another process with the same key) is signed out too."""
+    response = await admin.sign_in(OWNER)
+    cookie = {"Cookie": f"klubb_admin={response.cookies['klubb_admin'].value}"}
+    thief = await aiohttp_client(create_app(settings))
+    assert (await thief.get("/admin/", headers=cookie, allow_redirects=False)).status == 200
+    assert (await admin.post("/admin/sign-out")).status == 303
+    page = await thief.get("/admin/", headers=cookie, allow_redirects=False)
+    assert page.status == 303
+    assert page.headers["Location"] == "/admin/sign-in"
+    action = await thief.get("/admin/api/summary", headers=cookie)
+    assert action.status == 401
+    assert await sessions(admin.client.app, owner) == 0
+
+
+async def sessions(app: Any, account_id: int) -> int:
+    db = app[DB]
+    return await db.run(
+        lambda s: (
+            s.scalar(
+                select(func.count())
+                .select_from(AdminSession)
+                .where(AdminSession.account_id == account_id)
+            )
+            or 0
+        )
+    )
+
+
+class Clock:
+    """The admin's clock (bot.admin.auth.clock), moved by the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = now()
+        monkeypatch.setattr("bot.admin.auth.clock", lambda: self.now)
+
+    def __iadd__(self, step: dt.timedelta) -> Clock:
+        self.now += step
+        return self
+
+
+async def test_a_session_ends_after_its_idle_time(
+    admin: Admin, owner: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    await admin.signed_in(OWNER)
+    # Requests keep it alive, past the idle time counted from sign-in...
+    for _ in range(3):
+        clock += admins.IDLE - dt.timedelta(minutes=5)
+        assert (await admin.client.get("/admin/", allow_redirects=False)).status == 200
+    # ...until nothing comes for longer than the idle time.
+    clock += admins.IDLE + admins.SEEN_EVERY
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 303
+
+
+async def test_a_session_ends_after_its_lifetime_however_busy(
+    admin: Admin, owner: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    await admin.signed_in(OWNER)
+    step = admins.IDLE / 2
+    steps = int(admins.LIFETIME / step)
+    for _ in range(steps - 1):
+        clock += step
+        assert (await admin.client.get("/admin/", allow_redirects=False)).status == 200
+    clock += step
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 303
+
+
+async def test_a_sessions_last_request_is_written_at_most_once_a_minute(
+    admin: Admin, owner: int, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    await admin.signed_in(OWNER)
+    signed_in_at = clock.now
+
+    async def last_seen() -> dt.datetime:
+        return await db.run(lambda s: s.scalar(select(AdminSession.last_seen_at)))
+
+    assert await last_seen() == signed_in_at
+    clock += dt.timedelta(seconds=59)
+    await admin.client.get("/admin/")
+    assert await last_seen() == signed_in_at
+    clock += dt.timedelta(seconds=2)
+    await admin.client.get("/admin/")
+    assert await last_seen() == clock.now
+
+
+async def test_ended_sessions_are_pruned_at_the_next_sign_in(
+    admin: Admin, owner: int, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    for _ in range(3):
+        await admin.signed_in(OWNER)
+        admin.client.session.cookie_jar.clear()
+    assert await sessions(admin.client.app, owner) == 3
+    clock += admins.IDLE + dt.timedelta(seconds=1)
+    await admin.signed_in(OWNER)
+    assert await sessions(admin.client.app, owner) == 1
+
+
+async def test_the_session_row_keeps_only_the_tokens_hash(
+    admin: Admin, owner: int, db: Database
+) -> None:
+    token = await admin.csrf()
+    response = await admin.client.post(
+        "/admin/sign-in",
+        data={"email": OWNER, "password": PASSWORD, "csrf_token": token},
+        headers={"User-Agent": "Till browser " + "x" * 300},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    row = await db.run(lambda s: s.scalars(select(AdminSession)).one())
+    assert len(row.id) == 64
+    assert row.id not in response.cookies["klubb_admin"].value
+    assert row.address == "127.0.0.1"
+    assert row.user_agent == ("Till browser " + "x" * 300)[:200]
 
 
 async def test_signing_in_gives_a_new_csrf_token(admin: Admin, owner: int) -> None:
