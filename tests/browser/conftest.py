@@ -30,6 +30,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 5000
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1100, "height": 760}
+WIDE = {"width": 1280, "height": 800}
 T = TypeVar("T")
 
 

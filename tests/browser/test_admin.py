@@ -8,7 +8,16 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.admin.conftest import OWNER, PASSWORD
-from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, submit_sign_in
+from tests.browser.conftest import (
+    LAPTOP,
+    PHONE,
+    WIDE,
+    Demo,
+    LiveServer,
+    Screens,
+    sign_in,
+    submit_sign_in,
+)
 
 
 def test_sign_in_see_the_club_open_a_member_and_sign_out(
@@ -62,3 +71,32 @@ def test_sign_in_see_the_club_open_a_member_and_sign_out(
     expect(page).to_have_url(re.compile(r"/admin/sign-in\?next="))
     expect(page.get_by_text("+4791234567")).to_have_count(0)
     assert len(screens.taken) == 7
+
+
+def test_on_a_phone_the_menu_is_folded_behind_one_button(
+    page: Any, live_server: LiveServer, demo: Demo, screens: Screens
+) -> None:
+    """At 390 px the bar is one line (the menu behind "Meny", no script needed); opened, it
+    lists every page and the sign-out. A laptop shows the menu in the bar."""
+    sign_in(page)
+    page.set_viewport_size(PHONE)
+    page.goto("/admin/members")
+    bar = page.locator("header.top").bounding_box()
+    assert bar is not None and bar["height"] <= 64, f"the bar is {bar} on a phone"
+    expect(page.get_by_role("link", name="Segmenter")).to_be_hidden()
+    menu = page.locator("details.menu > summary")
+    expect(menu).to_have_text("Meny · Medlemmer")
+    screens(page, "phone-menu-closed")
+    menu.click()
+    expect(page.get_by_role("link", name="Segmenter")).to_be_visible()
+    expect(page.get_by_role("button", name="Logg ut")).to_be_visible()
+    screens(page, "phone-menu-open")
+    page.get_by_role("link", name="Segmenter").click()
+    expect(page).to_have_url(re.compile(r"/admin/segments$"))
+    page.set_viewport_size(WIDE)
+    expect(page.locator("details.menu")).to_be_hidden()
+    expect(page.get_by_role("link", name="Kampanjer")).to_be_visible()
+    bar = page.locator("header.top").bounding_box()
+    assert bar is not None and bar["height"] <= 64, f"the bar is {bar} at 1280 px"
+    screens(page, "wide-menu")
+    page.set_viewport_size(LAPTOP)
