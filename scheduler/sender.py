@@ -1,5 +1,6 @@
-"""The outbox sender: settles rows in doubt, then claims due rows in batches, hands them to the
-gateway at the configured pace, and records what it said."""
+"""The outbox sender: settles rows in doubt, claims due rows, and hands them to the gateway a few
+at a time, each group checked once more right before it goes (a STOP since the claim wins), at a
+pace that adapts to the gateway's 429s; each answer is recorded at its own time."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import asyncio
 import datetime as dt
 import functools
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from scheduler.gateway import (
     Gateway,
@@ -28,6 +30,22 @@ log = logging.getLogger(__name__)
 BATCH = 500
 IN_FLIGHT = 64
 DEFAULT_RATE = 100.0  # a short code's messages per second
+# Rows checked at hand-off in one query. Small, so the check is read a moment before each
+# message goes (not when a batch was claimed), and so a group needs few free slots: one
+# answer that hangs holds one slot, never the others.
+GROUP = 16
+# When paced, a group is what the pace hands over in this long: the check is at most this old.
+TICK = 0.05
+# A claim holds what the pace sends in this long (a few seconds of work, never a batch that
+# would outlive KLUBB_IN_DOUBT_AFTER and be settled by another sender while still in hand).
+CLAIM_SECONDS = 10.0
+# A backstop behind the gateway's own timeouts: an answer not back by then leaves the row in
+# doubt (settled by asking the gateway, never sent twice), and its slot goes to the next.
+ANSWER_TIMEOUT = 10.0
+# Answers are recorded a transaction per this many, or this often, whichever comes first.
+RECORD_AT = 200
+RECORD_EVERY = 0.1
+MIN_RATE = 1.0
 Clock = Callable[[], dt.datetime]
 
 
@@ -36,27 +54,69 @@ def utc_now() -> dt.datetime:
 
 
 class Pacer:
-    """Spaces sends to at most `rate` a second; throttling halves the pace and pauses, and
-    the pace recovers a little with every batch that goes through unthrottled."""
+    """The pace of one gateway: hand-offs spaced to at most `rate` a second, adapted by AIMD.
 
-    def __init__(self, rate: float = DEFAULT_RATE) -> None:
+    Additive increase: every answer that is not a 429 adds to the pace, a twentieth of its
+    ceiling (the configured rate; unbounded, the fastest pace seen) over a second's answers.
+    Multiplicative decrease: every 429 takes 1/(2n) of the pace, n being a second's answers at
+    this pace, so a second in which a share s of the answers are 429s loses s/2 of it (DCTCP's
+    rule). One 429 among 180 costs 0.3 %; a steady 5 % leaves the pace at its ceiling or just
+    under it; a gateway that refuses what is above its limit brings the pace down to about
+    that limit within seconds. Never below one a second."""
+
+    def __init__(
+        self,
+        rate: float = DEFAULT_RATE,
+        *,
+        window: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = rate
         self.rate = rate
-        self._next = time.monotonic()
+        self.window = window
+        self._clock = clock
+        self._next = clock()
+        self._began = self._last = self._next
+        self._answers = 0
+        self._peak = 0.0
 
     async def wait(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._next > now:
             await asyncio.sleep(self._next - now)
-            now = time.monotonic()
+            now = self._clock()
         self._next = max(self._next, now) + 1.0 / self.rate
 
-    def throttled(self, pause: float) -> None:
-        self.rate = max(self.rate / 2, 1.0)
-        self._next = max(self._next, time.monotonic() + pause)
+    def answered(self, throttled: bool = False) -> None:
+        """Count one answer of the gateway, a 429 (`throttled`) or not, and adapt the pace."""
+        now = self._clock()
+        if now - self._last > self.window:
+            # Idle since the last answer: the pace seen starts again from here.
+            self._began, self._answers = now, 0
+        self._last = now
+        self._answers += 1
+        if throttled:
+            if not math.isfinite(self.rate):
+                self.rate = max(MIN_RATE, self._pace_seen(now))
+            self.rate = max(MIN_RATE, self.rate * (1 - 1 / (2 * max(1.0, self.rate * self.window))))
+        elif math.isfinite(self.rate):
+            ceiling = self.limit
+            if not math.isfinite(ceiling):
+                # Unbounded: no faster than a little above what has gone, or a 429 would
+                # have a pace far above what the gateway takes to bring down first.
+                ceiling = max(self._peak, self._pace_seen(now), MIN_RATE) * 1.25
+            step = max(ceiling / 20, MIN_RATE)
+            self.rate = min(ceiling, self.rate + step / max(1.0, self.rate * self.window))
+        elapsed = now - self._began
+        if elapsed >= self.window:
+            self._peak = max(self._peak, self._answers / elapsed)
+            self._began, self._answers = now, 0
 
-    def went_well(self) -> None:
-        self.rate = min(self.rate * 1.25, self.limit)
+    def _pace_seen(self, now: float) -> float:
+        """Answers a second lately: the fastest whole window, or this one if it is faster."""
+        elapsed = now - self._began
+        current = self._answers / elapsed if elapsed > 0 and self._answers >= 8 else 0.0
+        return max(self._peak, current)
 
 
 async def drain(
@@ -68,59 +128,160 @@ async def drain(
     stale: dt.timedelta = sending.STALE,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Send everything due now, then return how many were sent (burst mode). Once `stop` is
-    set, no new message is handed over: the batch in hand is recorded (what was not sent goes
-    back to the queue) and the drain returns, so a shutdown leaves nothing in doubt."""
+    """Send everything due now, then return how many were sent (burst mode). Up to IN_FLIGHT
+    messages are in flight at once, with no barrier between claims: one slow answer holds its
+    own slot only. Once `stop` is set, no new message is handed over: what is in flight is
+    answered and recorded, what was not handed over goes back to the queue, and the drain
+    returns, so a shutdown leaves nothing in doubt that needn't be."""
     pacer = pacer or Pacer(float("inf"))
-    sent = 0
     await settle_in_doubt(db, gateway, now, stale)
-    while True:
-        claimed = await db.run(functools.partial(sending.claim, now=now(), limit=batch))
-        if claimed:
-            results = await _send_all(gateway, claimed, pacer, stop)
-            await db.run(functools.partial(sending.record, results=results, now=now()))
-            sent += sum(1 for r in results if r.outcome == "sent")
-        if stop is not None and stop.is_set():
-            return sent
-        if len(claimed) < batch:
-            await db.run(functools.partial(campaigns.finish_sent, now=now()))
-            return sent
-
-
-async def _send_all(
-    gateway: Gateway, claimed: list[sending.Claimed], pacer: Pacer, stop: asyncio.Event | None
-) -> list[sending.Result]:
-    limit = asyncio.Semaphore(IN_FLIGHT)
-    tasks = []
-    unsent: list[sending.Result] = []
-    for row in claimed:
-        if stop is not None and stop.is_set():
-            unsent.append(sending.Result(row.id, "unsent"))
-            continue
-        await pacer.wait()
-        await limit.acquire()
-        tasks.append(asyncio.create_task(_send(gateway, row, limit)))
-    answers = await asyncio.gather(*tasks)
-    throttles = [a for a in answers if a is not None and a.outcome == "throttled"]
-    if throttles:
-        pacer.throttled(max(a.retry_after or 1.0 for a in throttles))
-    else:
-        pacer.went_well()
-    return [a for a in answers if a is not None] + unsent
-
-
-async def _send(
-    gateway: Gateway, row: sending.Claimed, limit: asyncio.Semaphore
-) -> sending.Result | None:
+    burst = _Burst(db, gateway, now, pacer, stop)
     try:
-        provider_id = await gateway.send(OutboundSms(row.to, row.from_, row.body, str(row.id)))
+        while not burst.stopping:
+            limit = _claim_size(pacer, batch, stale)
+            claimed = await db.run(functools.partial(sending.claim, now=now(), limit=limit))
+            if not claimed:
+                break
+            await burst.hand_over(claimed)
+    finally:
+        await burst.finish()
+    if not burst.stopping:
+        await db.run(functools.partial(campaigns.finish_sent, now=now()))
+    return burst.sent
+
+
+def _claim_size(pacer: Pacer, batch: int, stale: dt.timedelta) -> int:
+    if not math.isfinite(pacer.rate):
+        return batch
+    seconds = min(CLAIM_SECONDS, stale.total_seconds() / 4)
+    return max(1, min(batch, max(GROUP, int(pacer.rate * seconds))))
+
+
+def _group_size(pacer: Pacer) -> int:
+    if not math.isfinite(pacer.rate):
+        return GROUP
+    return max(1, min(GROUP, int(pacer.rate * TICK)))
+
+
+class _Burst:
+    """One drain's messages in flight and the answers waiting to be recorded."""
+
+    def __init__(
+        self,
+        db: Database,
+        gateway: Gateway,
+        now: Clock,
+        pacer: Pacer,
+        stop: asyncio.Event | None,
+    ) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.now = now
+        self.pacer = pacer
+        self.stop = stop
+        self.sent = 0
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._flying: set[asyncio.Task[None]] = set()
+        self._answers: list[sending.Result] = []
+        self._recorded_at = time.monotonic()
+        self._recording: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    async def hand_over(self, claimed: Sequence[sending.Claimed]) -> None:
+        """Hand the claimed rows to the gateway a group at a time: a slot and a pace token for
+        each, then the group's check, then at once to the gateway. Returns when all are handed
+        over (not answered)."""
+        start = 0
+        while start < len(claimed):
+            group = claimed[start : start + _group_size(self.pacer)]
+            start += len(group)
+            taken = 0
+            for _ in group:
+                if self.stopping:
+                    break
+                await self._slots.acquire()
+                taken += 1
+                await self.pacer.wait()
+            if self.stopping:
+                for _ in range(taken):
+                    self._slots.release()
+                at = self.now()
+                for row in (*group, *claimed[start:]):
+                    self._answer(sending.Result(row.id, "unsent", at=at))
+                return
+            # Read now, after every STOP committed so far, and not a moment before the send.
+            held = await self.db.run(functools.partial(sending.held_at_hand_off, rows=group))
+            at = self.now()
+            for row in group:
+                why = held.get(row.id)
+                if why is None:
+                    task = asyncio.create_task(self._send(row))
+                    self._flying.add(task)
+                    task.add_done_callback(self._flying.discard)
+                    continue
+                self._slots.release()
+                if why != sending.TAKEN_OVER:  # another sender's to record
+                    self._answer(sending.Result(row.id, "skipped", error=why, at=at))
+
+    async def _send(self, row: sending.Claimed) -> None:
+        try:
+            result = await _answer(self.gateway, row, self.now)
+        finally:
+            self._slots.release()
+        self.pacer.answered(result is not None and result.outcome == "throttled")
+        if result is not None:
+            self.sent += result.outcome == "sent"
+            self._answer(result)
+
+    def _answer(self, result: sending.Result) -> None:
+        self._answers.append(result)
+        due = (
+            len(self._answers) >= RECORD_AT or time.monotonic() - self._recorded_at >= RECORD_EVERY
+        )
+        if due and self._recording is None:
+            self._recording = asyncio.create_task(self._record())
+
+    async def _record(self) -> None:
+        answers, self._answers = self._answers, []
+        self._recorded_at = time.monotonic()
+        try:
+            await self.db.run(functools.partial(sending.record, results=answers, now=self.now()))
+        except Exception as exc:
+            # The rows stay in `sending`, so they are settled as in doubt: never sent twice.
+            log.exception("could not record %d answers of the gateway", len(answers))
+            self._failure = self._failure or exc
+        finally:
+            self._recording = None
+
+    async def finish(self) -> None:
+        """Wait for every answer in flight (each bounded by ANSWER_TIMEOUT), record them all."""
+        if self._flying:
+            await asyncio.gather(*self._flying, return_exceptions=True)
+        if self._recording is not None:
+            await self._recording
+        if self._answers:
+            self._recording = asyncio.create_task(self._record())
+            await self._recording
+        if self._failure is not None:
+            raise self._failure
+
+
+async def _answer(gateway: Gateway, row: sending.Claimed, now: Clock) -> sending.Result | None:
+    """What the gateway said of one row, at the time it said it; None if it may have gone."""
+    try:
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            provider_id = await gateway.send(OutboundSms(row.to, row.from_, row.body, str(row.id)))
     except (OptedOut, InvalidNumber) as exc:
-        return sending.Result(row.id, "flag", error=_describe(exc))
+        return sending.Result(row.id, "flag", error=_describe(exc), at=now())
     except Rejected as exc:
-        return sending.Result(row.id, "failed", error=_describe(exc))
+        return sending.Result(row.id, "failed", error=_describe(exc), at=now())
     except Throttled as exc:
         return sending.Result(
-            row.id, "throttled", error=_describe(exc), retry_after=exc.retry_after
+            row.id, "throttled", error=_describe(exc), retry_after=exc.retry_after, at=now()
         )
     except InDoubt as exc:
         # It may have gone: the row stays in `sending`, and is settled with the gateway's
@@ -128,15 +289,16 @@ async def _send(
         log.warning("outbox row %s in doubt: %s", row.id, exc)
         return None
     except GatewayError as exc:
-        return sending.Result(row.id, "retry", error=_describe(exc))
+        return sending.Result(row.id, "retry", error=_describe(exc), at=now())
+    except TimeoutError:
+        log.warning("outbox row %s in doubt: no answer in %.0f s", row.id, ANSWER_TIMEOUT)
+        return None
     except Exception:
         # Not a typed answer: the SMS may or may not have gone. Left in doubt, like InDoubt;
         # the others' results are still kept.
         log.exception("gateway failed unexpectedly on outbox row %s", row.id)
         return None
-    finally:
-        limit.release()
-    return sending.Result(row.id, "sent", provider_id=provider_id)
+    return sending.Result(row.id, "sent", provider_id=provider_id, at=now())
 
 
 def _describe(exc: GatewayError) -> str:

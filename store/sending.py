@@ -1,5 +1,6 @@
 """The sender's side of the outbox: claim due rows in a batch (guard rails checked again, each
-campaign message written for its member), record what the gateway said, settle rows in doubt."""
+campaign message written for its member), check them once more at hand-off (a STOP since the
+claim wins), record what the gateway said, settle rows in doubt."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class Claimed:
     from_: str
     body: str
     member_id: int | None
+    kind: str = ""
+    # When this sender claimed it: a row whose claim changed since was taken over (in doubt).
+    claimed_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +55,14 @@ class Result:
     """What the gateway said of one claimed row."""
 
     id: int
-    # sent, retry, throttled, failed, flag (failed, and the number is flagged), or unsent
-    # (never handed over: the sender is stopping)
+    # sent, retry, throttled, failed, flag (failed, and the number is flagged), skipped (held
+    # back at hand-off: `error` says why), or unsent (never handed over: the sender is stopping)
     outcome: str
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    # When the gateway answered: a sent row's sent_at (None: the time of recording).
+    at: dt.datetime | None = None
 
 
 _DUE = (
@@ -154,7 +160,15 @@ def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
             }
         )
         claimed.append(
-            Claimed(row["id"], row["to_number"], row["from_number"], body, row["member_id"])
+            Claimed(
+                row["id"],
+                row["to_number"],
+                row["from_number"],
+                body,
+                row["member_id"],
+                row["kind"],
+                now,
+            )
         )
     if sending:
         connection.execute(_MARK_SENDING, sending)
@@ -163,6 +177,80 @@ def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
     if skipped:
         connection.execute(_SKIP, skipped)
     return claimed
+
+
+def _held_back(
+    status: str | None,
+    phone: str | None,
+    undeliverable_at: dt.datetime | None,
+    campaign_status: str | None,
+) -> str | None:
+    """Why a marketing message may not go to this member now, or None: the one rule, at claim
+    and again at hand-off. A member who texted STOP is no longer active."""
+    if status is None or phone is None:
+        return "erased"
+    if status != "active":
+        return "no_consent"
+    if undeliverable_at is not None:
+        return "undeliverable"
+    if campaign_status in (campaigns.CANCELLED, campaigns.PAUSED):
+        return "cancelled"
+    return None
+
+
+# --- at hand-off ------------------------------------------------------------------------------
+
+# Another sender settled the row as in doubt since this one claimed it: not this sender's to send.
+TAKEN_OVER = "taken_over"
+_CAMPAIGNS = Campaign.__table__
+_HAND_OFF = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.status,
+        _OUTBOX.c.claimed_at,
+        _MEMBERS.c.status.label("member_status"),
+        _MEMBERS.c.phone,
+        _MEMBERS.c.undeliverable_at,
+        _CAMPAIGNS.c.status.label("campaign_status"),
+    )
+    .select_from(
+        _OUTBOX.outerjoin(_MEMBERS, _MEMBERS.c.id == _OUTBOX.c.member_id).outerjoin(
+            _CAMPAIGNS, _CAMPAIGNS.c.id == _OUTBOX.c.campaign_id
+        )
+    )
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def held_at_hand_off(session: Session, rows: Sequence[Claimed]) -> dict[int, str]:
+    """Of claimed rows about to go to the gateway, those that must not, with why: a marketing
+    row whose member texted STOP (or was erased or flagged) or whose campaign was cancelled
+    since the claim, and any row another sender took over as in doubt (TAKEN_OVER).
+
+    The sender calls this in a transaction of its own right before the hand-off, a few rows at
+    a time: every STOP committed before it is seen, on SQLite (a new transaction reads the
+    latest commit) and on PostgreSQL (READ COMMITTED), whichever process took the STOP."""
+    if not rows:
+        return {}
+    mine = {row.id: row for row in rows}
+    held: dict[int, str] = {}
+    seen: set[int] = set()
+    for found in session.connection().execute(_HAND_OFF, {"ids": sorted(mine)}):
+        seen.add(found.id)
+        row = mine[found.id]
+        if found.status != SENDING or (
+            row.claimed_at is not None and found.claimed_at != row.claimed_at
+        ):
+            held[found.id] = TAKEN_OVER
+        elif row.kind == outreach.MARKETING:
+            why = _held_back(
+                found.member_status, found.phone, found.undeliverable_at, found.campaign_status
+            )
+            if why is not None:
+                held[found.id] = why
+    for row_id in mine.keys() - seen:  # gone (its club removed)
+        held[row_id] = TAKEN_OVER
+    return held
 
 
 class _Writer:
@@ -211,16 +299,16 @@ class _Writer:
         if row["kind"] != outreach.MARKETING:
             return None if row["to_number"] else "erased"
         person = self.people.get(row["member_id"])
-        if person is None or person.phone is None or row["to_number"] is None:
-            return "erased"
-        if person.status != "active":
-            return "no_consent"
-        if person.undeliverable_at is not None:
-            return "undeliverable"
-        if row["campaign_id"] is not None:
-            campaign = self.campaign(row["campaign_id"])
-            if campaign.status in (campaigns.CANCELLED, campaigns.PAUSED):
-                return "cancelled"
+        campaign = self.campaign(row["campaign_id"]) if row["campaign_id"] is not None else None
+        why = _held_back(
+            person.status if person is not None else None,
+            person.phone if person is not None and row["to_number"] is not None else None,
+            person.undeliverable_at if person is not None else None,
+            campaign.status if campaign is not None else None,
+        )
+        if why is not None:
+            return why
+        assert person is not None
         program = self.program(row["program_id"])
         zone = outreach.zone_of(person.phone, program.timezone)
         until = outreach.quiet_until(self.now, zone, program.quiet_start, program.quiet_end)
@@ -314,18 +402,25 @@ _REQUEUE = (
         attempts=_OUTBOX.c.attempts - bindparam("uncount"),
     )
 )
+# A row held back at hand-off (a STOP since the claim...): skipped, with why, never sent.
+_SKIP_HELD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == SENDING)
+    .values(status=SKIPPED, error=bindparam("why"))
+)
 _ATTEMPTS = select(_OUTBOX.c.id, _OUTBOX.c.attempts, _OUTBOX.c.member_id).where(
     _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
 )
 
 
 def record(session: Session, results: Sequence[Result], now: dt.datetime) -> None:
-    """Write what the gateway said of claimed rows, a statement per outcome for the batch.
+    """Write what the gateway said of claimed rows, a statement per outcome for the batch;
+    each at its own answer's time (`Result.at`), else `now`.
 
     Only rows still in `sending` change, so a late or repeated record does nothing twice."""
     connection = session.connection()
     sent = [
-        {"row_id": r.id, "provider_id": r.provider_id, "now": now}
+        {"row_id": r.id, "provider_id": r.provider_id, "now": r.at or now}
         for r in results
         if r.outcome == "sent"
     ]
@@ -346,19 +441,23 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
     requeue, failed = [], []
     for r in again:
         tries = held.get(r.id, (MAX_ATTEMPTS, None))[0]
+        at = r.at or now
         if r.outcome == "unsent":
-            requeue.append({"row_id": r.id, "error": None, "until": now, "uncount": 1})
+            requeue.append({"row_id": r.id, "error": None, "until": at, "uncount": 1})
         elif r.outcome == "throttled":
             wait = dt.timedelta(seconds=r.retry_after) if r.retry_after else THROTTLE_WAIT
-            requeue.append({"row_id": r.id, "error": r.error, "until": now + wait, "uncount": 1})
+            requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 1})
         elif tries >= MAX_ATTEMPTS:
             failed.append({"row_id": r.id, "error": f"gave up after {tries} tries: {r.error}"})
         else:
             wait = min(FIRST_RETRY * 2 ** max(tries - 1, 0), LAST_RETRY)
-            requeue.append({"row_id": r.id, "error": r.error, "until": now + wait, "uncount": 0})
+            requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 0})
     failed += [
         {"row_id": r.id, "error": r.error} for r in results if r.outcome in ("failed", "flag")
     ]
+    skipped = [{"row_id": r.id, "why": r.error} for r in results if r.outcome == "skipped"]
+    if skipped:
+        connection.execute(_SKIP_HELD, skipped)
     if requeue:
         connection.execute(_REQUEUE, requeue)
     if failed:

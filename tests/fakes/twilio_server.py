@@ -10,6 +10,12 @@ From a test or a bench (in the running event loop):
 By hand: `python -m tests.fakes.twilio_server --port 8099 [--callbacks]` prints the URL and the
 account sid and token to give Klubb (TWILIO_API_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN).
 `GET /_fake/stats` answers the counters as JSON (for a bench running it in another process).
+
+Faults, as a real gateway has them: `FakeTwilio(faults=parse_faults("429=5%,500=2%,hang=0.1%"))`
+(or `--faults` by hand) answers that share of sends at random with a 429 (Twilio's 20429, never
+taken; with `Retry-After` if `retry_after` is given), a 500 (never taken), or takes the message
+and never answers (the sender can't know it was taken). `answer_delay` takes each message at
+once and answers it that much later: a slow gateway.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import json
+import random
 import re
 import secrets
 from collections import deque
@@ -69,14 +76,57 @@ class _Scripted:
     retry_after: str | None = None
 
 
+@dataclass(frozen=True)
+class Faults:
+    """Shares of sends (0..1) answered at random with an HTTP status ("429", "500", "503"...)
+    instead of being taken, or taken and never answered ("hang")."""
+
+    shares: dict[str, float] = field(default_factory=dict)
+
+    def draw(self, chance: random.Random) -> str | None:
+        roll = chance.random()
+        for kind, share in self.shares.items():
+            if roll < share:
+                return kind
+            roll -= share
+        return None
+
+
+def parse_faults(text: str) -> Faults:
+    """`429=5%,500=2%,hang=0.1%` (or shares as fractions: `429=0.05`) as Faults."""
+    shares: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, amount = part.partition("=")
+        kind = kind.strip().lower()
+        if kind != "hang" and not (kind.isdigit() and 400 <= int(kind) <= 599):
+            raise ValueError(f"a fault is an HTTP status from 400 to 599 or 'hang', not {kind!r}")
+        try:
+            value = (
+                float(amount.strip()[:-1]) / 100 if amount.strip().endswith("%") else float(amount)
+            )
+        except ValueError:
+            message = f"the share of {kind} must be like 5% or 0.05, not {amount!r}"
+            raise ValueError(message) from None
+        if not 0 <= value <= 1:
+            raise ValueError(f"the share of {kind} must be between 0% and 100%, not {amount!r}")
+        shares[kind] = value
+    if sum(shares.values()) > 1:
+        raise ValueError("the faults' shares add up to more than 100%")
+    return Faults(shares)
+
+
 @dataclass
 class Counters:
     """What the fake has seen, for tests' asserts and benches' figures."""
 
     requests: int = 0  # POSTs to Messages.json, whatever their answer
     accepted: int = 0
-    refused: int = 0  # answered with an error (auth, scripted, invalid)
+    refused: int = 0  # answered with an error (auth, scripted, invalid, a fault)
     dropped: int = 0  # accepted, then the connection dropped without an answer
+    hung: int = 0  # accepted, then no answer at all (a fault, or hang_next)
+    throttled: int = 0  # answered 429 by a fault
+    # Accepted with the same to, from and body as a message accepted before: sent twice.
+    duplicates: int = 0
     listed: int = 0  # GETs of Messages.json
     callbacks_sent: int = 0
     callback_failures: int = 0
@@ -90,6 +140,7 @@ class _Script:
     by_number: dict[str, _Scripted] = field(default_factory=dict)
     next_requests: deque[_Scripted] = field(default_factory=deque)
     drops: int = 0
+    hangs: int = 0
     undelivered: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
@@ -107,6 +158,11 @@ class FakeTwilio:
         latency: float = 0.0,
         page_size: int = DEFAULT_PAGE_SIZE,
         clock: Callable[[], dt.datetime] | None = None,
+        faults: Faults | None = None,
+        retry_after: float | None = None,
+        answer_delay: float = 0.0,
+        hang_seconds: float = 3600.0,
+        seed: int = 2020,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -116,6 +172,13 @@ class FakeTwilio:
         self.latency = latency
         self.page_size = page_size
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.faults = faults or Faults()
+        self.retry_after = retry_after
+        self.answer_delay = answer_delay
+        self.hang_seconds = hang_seconds
+        self._chance = random.Random(seed)
+        self._seen: set[int] = set()
+        self._closing = asyncio.Event()
         self.messages: list[FakeMessage] = []
         self.by_sid: dict[str, FakeMessage] = {}
         self.counters = Counters()
@@ -162,6 +225,7 @@ class FakeTwilio:
         return self
 
     async def close(self) -> None:
+        self._closing.set()  # answers left hanging end now
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
@@ -227,6 +291,11 @@ class FakeTwilio:
         without an answer: the sender can't know they were taken."""
         self._script.drops += count
 
+    def hang_next(self, count: int = 1) -> None:
+        """The next `count` sends are accepted (recorded) and never answered: the sender's
+        request times out, not knowing they were taken."""
+        self._script.hangs += count
+
     def undeliver(
         self, number: str, error_code: str = "30003", status: str = "undelivered"
     ) -> None:
@@ -261,6 +330,18 @@ class FakeTwilio:
         if self._script.next_requests:
             counters.refused += 1
             return _scripted(self._script.next_requests.popleft())
+        fault = self.faults.draw(self._chance) if self.faults.shares else None
+        if fault is not None and fault != "hang":
+            counters.refused += 1
+            if fault == "429":
+                counters.throttled += 1
+                return _error(
+                    429,
+                    20429,
+                    "Too Many Requests",
+                    {"Retry-After": f"{self.retry_after:g}"} if self.retry_after else None,
+                )
+            return _error(int(fault), None, f"fault {fault}")
         form = await request.post()
         to = _field(form, "To")
         from_ = _field(form, "From")
@@ -289,6 +370,10 @@ class FakeTwilio:
         self.by_sid[message.sid] = message
         self._by_to.setdefault(to, []).append(message)
         counters.accepted += 1
+        fingerprint = hash((to, from_, body))
+        if fingerprint in self._seen:
+            counters.duplicates += 1
+        self._seen.add(fingerprint)
         if self._callback_queue is not None and message.status_callback:
             final, error = self._script.undelivered.get(to, ("delivered", None))
             self._callback_queue.put_nowait((message, final, error))
@@ -296,6 +381,15 @@ class FakeTwilio:
             self._script.drops -= 1
             counters.dropped += 1
             return await _drop(request)
+        if self._script.hangs or fault == "hang":
+            self._script.hangs = max(0, self._script.hangs - 1)
+            counters.hung += 1
+            # Until the fake closes or hang_seconds pass; the client gave up long before.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
+            return await _drop(request)
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         return web.Response(status=201, body=self._created(message), content_type=_JSON)
 
     async def _list(self, request: web.Request) -> web.Response:
@@ -531,6 +625,9 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         callbacks=args.callbacks,
         latency=args.latency,
+        faults=args.faults,
+        retry_after=args.retry_after,
+        answer_delay=args.answer_delay,
     )
     async with fake:
         print(f"Fake Twilio on {fake.url} (Ctrl-C stops it)", flush=True)
@@ -551,9 +648,31 @@ def main(argv: list[str] | None = None) -> None:
         "--callbacks", action="store_true", help="post signed status callbacks (sent, delivered)"
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each send")
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.0,
+        help="seconds between taking a message and answering (a slow gateway)",
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults_argument,
+        default=None,
+        help="shares of sends answered with a status or left hanging: 429=5%%,500=2%%,hang=0.1%%",
+    )
+    parser.add_argument(
+        "--retry-after", type=float, default=None, help="seconds of Retry-After on a 429"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
+
+
+def _faults_argument(text: str) -> Faults:
+    try:
+        return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":
