@@ -24,7 +24,12 @@ from scheduler.gateway import (
     Throttled,
     Transient,
 )
-from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from tests.fakes.twilio_server import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    FakeTwilio,
+    parse_faults,
+)
 
 CALLBACK = "https://klubb.example.com/sms/twilio/status"
 MEMBER = "+4791234567"
@@ -223,6 +228,86 @@ class TestErrors:
         finally:
             await gateway.close()
         assert raised.value.code == "connect"
+
+
+class TestFaults:
+    """The fake answers a share of sends as a real Twilio sometimes does (benches, tests)."""
+
+    def test_faults_are_read_as_shares(self) -> None:
+        assert parse_faults("429=5%, 500=2%,hang=0.1%").shares == {
+            "429": 0.05,
+            "500": 0.02,
+            "hang": 0.001,
+        }
+        assert parse_faults("503=0.5").shares == {"503": 0.5}
+        assert parse_faults("").shares == {}
+
+    @pytest.mark.parametrize(
+        ("text", "named"),
+        [
+            ("teapot=5%", "'teapot'"),
+            ("200=5%", "'200'"),
+            ("429=lots", "'lots'"),
+            ("429=150%", "'150%'"),
+            ("429=60%,500=60%", "more than 100%"),
+        ],
+    )
+    def test_a_fault_that_cannot_be_read_is_named(self, text: str, named: str) -> None:
+        with pytest.raises(ValueError, match=named):
+            parse_faults(text)
+
+    async def test_a_share_of_sends_answers_each_fault(self) -> None:
+        """2,000 sends with 429=5%, 500=2%: about those shares, each as the gateway reads
+        it (Throttled with Retry-After, Transient), and nothing else taken or refused."""
+        async with FakeTwilio(faults=parse_faults("429=5%,500=2%"), retry_after=2) as fake:
+            gateway = fake.gateway()
+            try:
+                answers = await asyncio.gather(
+                    *(gateway.send(sms(f"hei {i}", f"+4791{i:06d}")) for i in range(2000)),
+                    return_exceptions=True,
+                )
+            finally:
+                await gateway.close()
+        throttled = [a for a in answers if isinstance(a, Throttled)]
+        transient = [a for a in answers if isinstance(a, Transient)]
+        assert 60 <= len(throttled) <= 140
+        assert 20 <= len(transient) <= 60
+        assert {a.retry_after for a in throttled} == {2.0}
+        assert {a.code for a in throttled} == {"20429"}
+        assert len(throttled) + len(transient) + len(fake.messages) == 2000
+        assert fake.counters.throttled == len(throttled)
+
+    async def test_a_hang_takes_the_message_and_never_answers(self) -> None:
+        """hang: Twilio took it and the answer never comes: the gateway gives up, in doubt."""
+        async with FakeTwilio(faults=parse_faults("hang=100%")) as fake:
+            gateway = fake.gateway(timeout=aiohttp.ClientTimeout(total=5, sock_read=0.2))
+            try:
+                with pytest.raises(InDoubt):
+                    await gateway.send(sms("taken, never answered"))
+            finally:
+                await gateway.close()
+            assert [m.body for m in fake.messages] == ["taken, never answered"]
+            assert fake.counters.hung == 1
+
+    async def test_a_slow_answer_is_taken_at_once(self) -> None:
+        """answer_delay: taken when the request arrives, answered that much later."""
+        async with FakeTwilio(answer_delay=0.2) as fake:
+            gateway = fake.gateway()
+            try:
+                sending = asyncio.create_task(gateway.send(sms()))
+                await asyncio.sleep(0.1)
+                assert len(fake.messages) == 1
+                assert not sending.done()
+                assert await sending == fake.messages[0].sid
+            finally:
+                await gateway.close()
+
+    async def test_the_same_message_taken_twice_is_counted(self, fake, gateway) -> None:
+        await gateway.send(sms("once"))
+        await gateway.send(sms("once", to="+4799999999"))
+        assert fake.counters.duplicates == 0
+        await gateway.send(sms("once"))
+        assert fake.counters.duplicates == 1
 
 
 class TestFindSent:
