@@ -124,7 +124,8 @@ async def _signed_form(request: web.Request) -> dict[str, str] | web.Response:
         return _problem(415, f"expected {FORM}")
     try:
         form = await request.post()
-    except ValueError:
+    except (ValueError, LookupError):  # bytes not in the charset (UnicodeDecodeError), or a
+        # charset Python does not know (LookupError): either way nobody signed this text.
         return _problem(400, "the form body could not be read")
     params = {key: value for key, value in form.items() if isinstance(value, str)}
     signature = request.headers.get("X-Twilio-Signature", "")

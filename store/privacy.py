@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from store import consent, coupons, ledger, members, tiers
@@ -240,6 +240,51 @@ def texts_of(
     """The texts from and to the member, newest first (`limit` of each): the same texts erasure
     blanks, those of the member and those of the number before it was a member (they carry the
     number, not the member's id)."""
+    of_inbound, of_outbound = _texts_where(member)
+    inbound = session.scalars(
+        select(InboundMessage).where(of_inbound).order_by(InboundMessage.id.desc()).limit(limit)
+    ).all()
+    outbound = session.scalars(
+        select(OutboxMessage).where(of_outbound).order_by(OutboxMessage.id.desc()).limit(limit)
+    ).all()
+    return list(inbound), list(outbound)
+
+
+def texts_page(
+    session: Session, member: Member, *, offset: int, limit: int
+) -> list[InboundMessage | OutboxMessage]:
+    """The texts of `texts_of`, both ways in one list newest first (a text sent by when it was
+    sent, else made), `limit` of them from `offset`: two reads however far back the page is."""
+    of_inbound, of_outbound = _texts_where(member)
+    # Plain SQL literals, not parameters: PostgreSQL can't type a parameter in a UNION.
+    inbound = select(
+        literal_column("'in'").label("way"),
+        InboundMessage.id.label("id"),
+        InboundMessage.received_at.label("at"),
+    ).where(of_inbound)
+    outbound = select(
+        literal_column("'out'").label("way"),
+        OutboxMessage.id.label("id"),
+        func.coalesce(OutboxMessage.sent_at, OutboxMessage.created_at).label("at"),
+    ).where(of_outbound)
+    both = union_all(inbound, outbound).subquery()
+    picked = session.execute(
+        select(both.c.way, both.c.id)
+        .order_by(both.c.at.desc(), both.c.way, both.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    wanted = {way: [row_id for w, row_id in picked if w == way] for way in ("in", "out")}
+    rows: dict[tuple[str, int], InboundMessage | OutboxMessage] = {}
+    for model, way in ((InboundMessage, "in"), (OutboxMessage, "out")):
+        if wanted[way]:
+            for row in session.scalars(select(model).where(model.id.in_(wanted[way]))):
+                rows[(way, row.id)] = row
+    return [rows[(way, row_id)] for way, row_id in picked]
+
+
+def _texts_where(member: Member) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Which inbound and which outbox rows are the member's texts."""
     of_inbound = [InboundMessage.member_id == member.id]
     of_outbound = [OutboxMessage.member_id == member.id]
     # Without a number (never, for a member not erased) `== None` would match every blanked
@@ -257,19 +302,7 @@ def texts_of(
                 OutboxMessage.to_number == member.phone,
             )
         )
-    inbound = session.scalars(
-        select(InboundMessage)
-        .where(or_(*of_inbound))
-        .order_by(InboundMessage.id.desc())
-        .limit(limit)
-    ).all()
-    outbound = session.scalars(
-        select(OutboxMessage)
-        .where(or_(*of_outbound))
-        .order_by(OutboxMessage.id.desc())
-        .limit(limit)
-    ).all()
-    return list(inbound), list(outbound)
+    return or_(*of_inbound), or_(*of_outbound)
 
 
 def _messages(session: Session, member: Member) -> dict[str, list[dict[str, Any]]]:

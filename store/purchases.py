@@ -347,6 +347,43 @@ _CATEGORIES_BOUGHT = (
 
 
 @dataclass(frozen=True, slots=True)
+class Bought:
+    """A purchase as the member's page lists it: its lines and refunds, oldest first."""
+
+    purchase: Purchase
+    lines: list[PurchaseLine]
+    refunds: list[Refund]
+
+
+def of_member(session: Session, member_id: int, *, offset: int, limit: int) -> list[Bought]:
+    """The member's purchases, newest made first (ties: newest recorded), `limit` of them from
+    `offset`: three reads however many are shown."""
+    found = session.scalars(
+        select(Purchase)
+        .where(Purchase.member_id == member_id)
+        .order_by(Purchase.occurred_at.desc(), Purchase.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    if not found:
+        return []
+    ids = [purchase.id for purchase in found]
+    lines: dict[int, list[PurchaseLine]] = {}
+    for line in session.scalars(
+        select(PurchaseLine)
+        .where(PurchaseLine.purchase_id.in_(ids))
+        .order_by(PurchaseLine.purchase_id, PurchaseLine.line_no)
+    ):
+        lines.setdefault(line.purchase_id, []).append(line)
+    refunds: dict[int, list[Refund]] = {}
+    for row in session.scalars(
+        select(Refund).where(Refund.purchase_id.in_(ids)).order_by(Refund.created_at, Refund.id)
+    ):
+        refunds.setdefault(row.purchase_id, []).append(row)
+    return [Bought(p, lines.get(p.id, []), refunds.get(p.id, [])) for p in found]
+
+
+@dataclass(frozen=True, slots=True)
 class RefundLineIn:
     line_no: int
     qty: int | None = None

@@ -52,6 +52,14 @@ class CsrfRefused(web.HTTPForbidden):
     """A form or action without the session's CSRF token: refused before its handler runs."""
 
 
+class FormUnreadable(web.HTTPBadRequest):
+    """A form whose bytes can't be decoded (not UTF-8, an unknown charset): refused before its
+    handler runs, as a 400 naming the problem, never a 500."""
+
+
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 @dataclass(frozen=True, slots=True)
 class Admin:
     """The signed-in account and its club, read once per request."""
@@ -140,15 +148,33 @@ def csrf_token(session: Session) -> str:
     return token
 
 
+async def read_form(request: web.Request) -> None:
+    """Read (and keep, for the handler's `request.post()`) a posted form, or refuse it with
+    FormUnreadable: bytes that are not UTF-8 or not the charset named, a charset Python does not
+    know (LookupError), a multipart field in either."""
+    try:
+        await request.post()
+    except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
+        what = "an unknown charset" if isinstance(exc, LookupError) else "bytes not in its charset"
+        raise FormUnreadable(text=f"the form could not be read: {what} (send UTF-8)") from None
+
+
+def _streams(request: web.Request) -> bool:
+    # An upload sent by script (multipart with the CSRF header) is read by its handler as a
+    # stream, part by part; reading it here would leave the handler nothing.
+    return (
+        request.content_type == "multipart/form-data"
+        and CSRF_HEADER in request.headers
+        and hasattr(request.match_info.handler, "admin_upload_limit")
+    )
+
+
 async def csrf_ok(request: web.Request, session: Session) -> bool:
     expected = session.get("csrf")
     if not isinstance(expected, str):
         return False
     given = request.headers.get(CSRF_HEADER)
-    if given is None and request.content_type in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-    ):
+    if given is None and request.content_type in FORMS:
         form = await request.post()
         value = form.get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
@@ -249,7 +275,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise web.HTTPSeeOther(sign_in_url(request))
     # Known before the check, so even the refusal's page has a sign-out form that works.
     request[CSRF] = csrf_token(session)
-    if request.method not in SAFE_METHODS and not await csrf_ok(request, session):
+    unsafe = request.method not in SAFE_METHODS
+    if unsafe and request.content_type in FORMS and not _streams(request):
+        await read_form(request)
+    if unsafe and not await csrf_ok(request, session):
         raise CsrfRefused(text="missing or wrong CSRF token")
     response = await handler(request)
     response.headers.update(SECURITY_HEADERS)

@@ -5,25 +5,42 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlalchemy.orm import Session
 
 import locales
 from bot.admin.auth import ADMIN, LANGUAGE, Admin, owner_only
-from bot.admin.render import page, path_id
+from bot.admin.render import coupon_title, money, page, path_id
 from bot.keys import DB
 from flows.conversation import last_day
-from store import consent, coupons, ledger, member_search, members, privacy, programs, tiers
+from store import (
+    consent,
+    coupons,
+    ledger,
+    member_search,
+    members,
+    privacy,
+    programs,
+    purchases,
+    tiers,
+)
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
-from store.models import Member, Program
+from store.models import InboundMessage, Member, OutboxMessage, Program
 
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 25
 MAX_PAGE = 10_000  # beyond any club's list; an OFFSET past it is a typo
-HISTORY = 50  # ledger lines and texts each way shown on a member's page (the export has all)
+HISTORY = 50  # ledger lines shown on a member's page (the export has all)
+# A member's page shows this many purchases and texts, newest first, with a link to older ones:
+# a regular's whole history on one page was thousands of pixels long.
+PURCHASES_PAGE = 10
+TEXTS_PAGE = 20
+LINES_SHOWN = 3  # lines of a purchase named in its summary; the rest are counted
 # The words a status, kind or channel may have: anything else is shown as stored, never a 500.
 OUTBOX_STATUSES = frozenset(
     {"sent_inline", "queued", "sending", "sent", "failed", "skipped", "held_out"}
@@ -71,7 +88,9 @@ async def search(request: web.Request) -> web.StreamResponse:
 
 def _page_number(raw: str) -> int:
     # A page that is not a number is the first page: a hand-edited URL gets a list, not an error.
-    return min(int(raw), MAX_PAGE) if raw.isdigit() and int(raw) > 0 else 1
+    # ASCII digits only: "²" and "١٢" are digits to str.isdigit() but "²" is no int().
+    ascii_digits = raw.isascii() and raw.isdigit()
+    return min(int(raw), MAX_PAGE) if ascii_digits and int(raw) > 0 else 1
 
 
 # --- a member's page ---------------------------------------------------------------------------
@@ -80,7 +99,12 @@ def _page_number(raw: str) -> int:
 @routes.get(r"/members/{member_id:\d+}")
 async def member(request: web.Request) -> web.StreamResponse:
     member_id = path_id(request, "member_id")
-    shown = await _read_member(request, member_id)
+    shown = await _read_member(
+        request,
+        member_id,
+        purchases_page=_page_number(request.query.get("purchases_page", "1")),
+        texts_page=_page_number(request.query.get("messages_page", "1")),
+    )
     return page(
         request,
         "member.html",
@@ -167,9 +191,11 @@ def _points(raw: str) -> int | None:
     return sign * int(digits)
 
 
-async def _read_member(request: web.Request, member_id: int) -> dict[str, Any]:
-    """Everything a member's page shows, in the admin's language; 404 for a member of another
-    club, an erased one or none."""
+async def _read_member(
+    request: web.Request, member_id: int, *, purchases_page: int = 1, texts_page: int = 1
+) -> dict[str, Any]:
+    """Everything a member's page shows, in the admin's language, with the purchases and texts
+    of the pages asked for; 404 for a member of another club, an erased one or none."""
     admin = request[ADMIN]
     language = request[LANGUAGE]
     zone = zoneinfo.ZoneInfo(admin.timezone)
@@ -189,28 +215,17 @@ async def _read_member(request: web.Request, member_id: int) -> dict[str, Any]:
         found = _member_of(session, admin, member_id)
         lots = ledger.open_lots(session, found.id, now)
         standing = tiers.standing(session, program, found.id, found.tier_id, now)
-        inbound, outbound = privacy.texts_of(session, found, HISTORY)
-        texts = [
-            {
-                "at": m.received_at,
-                "direction": "in",
-                "text": m.body,
-                "status": "received",
-                "delivery": None,
-            }
-            for m in inbound
-        ] + [
-            {
-                "at": m.sent_at or m.created_at,
-                "direction": "out",
-                "text": m.body,
-                "status": m.status if m.status in OUTBOX_STATUSES else None,
-                "raw_status": m.status,
-                "delivery": m.delivery if m.delivery in DELIVERIES else None,
-            }
-            for m in outbound
-        ]
-        texts.sort(key=lambda m: m["at"], reverse=True)
+        # One more than a page is read to know whether there are older ones.
+        texts = privacy.texts_page(
+            session, found, offset=(texts_page - 1) * TEXTS_PAGE, limit=TEXTS_PAGE + 1
+        )
+        bought = purchases.of_member(
+            session,
+            found.id,
+            offset=(purchases_page - 1) * PURCHASES_PAGE,
+            limit=PURCHASES_PAGE + 1,
+        )
+        cards = purchases.punches(session, purchases.active_cards(session, program.id), found.id)
         phone = found.phone or ""
         return {
             "id": found.id,
@@ -279,10 +294,103 @@ async def _read_member(request: web.Request, member_id: int) -> dict[str, Any]:
                 }
                 for event in reversed(consent.history(session, found.id))
             ],
-            "texts": [{**m, "at": when(m["at"])} for m in texts[:HISTORY]],
+            "punch_cards": [
+                {
+                    "count": on_card.count,
+                    "every": on_card.card.every,
+                    "category": on_card.card.category,
+                    "benefit": coupon_title(on_card.card.template, program.currency, language)
+                    if on_card.card.template is not None
+                    else "",
+                }
+                for on_card in cards
+            ],
+            "purchases": [
+                _purchase(entry, program.currency, language, when)
+                for entry in bought[:PURCHASES_PAGE]
+            ],
+            "purchases_pages": _pages(
+                member_id,
+                "purchases_page",
+                purchases_page,
+                len(bought) > PURCHASES_PAGE,
+                texts_page,
+            ),
+            "texts": [_text(m, when) for m in texts[:TEXTS_PAGE]],
+            "texts_pages": _pages(
+                member_id, "messages_page", texts_page, len(texts) > TEXTS_PAGE, purchases_page
+            ),
         }
 
-    return await request.config_dict[DB].run(read)
+    return await request.config_dict[DB].read(read)
+
+
+def _text(
+    message: InboundMessage | OutboxMessage, when: Callable[[dt.datetime | None], str | None]
+) -> dict[str, Any]:
+    if isinstance(message, InboundMessage):
+        return {
+            "at": when(message.received_at),
+            "direction": "in",
+            "text": message.body,
+            "status": "received",
+            "delivery": None,
+        }
+    return {
+        "at": when(message.sent_at or message.created_at),
+        "direction": "out",
+        "text": message.body,
+        "status": message.status if message.status in OUTBOX_STATUSES else None,
+        "raw_status": message.status,
+        "delivery": message.delivery if message.delivery in DELIVERIES else None,
+    }
+
+
+def _purchase(
+    entry: purchases.Bought,
+    currency: str,
+    language: str,
+    when: Callable[[dt.datetime | None], str | None],
+) -> dict[str, Any]:
+    bought = entry.purchase
+    return {
+        "at": when(bought.occurred_at),
+        "store": bought.store,
+        "total": money(bought.total_minor, bought.currency or currency, language),
+        "points": bought.points,
+        "lines": [
+            {"qty": line.qty, "name": line.sku or line.category or ""}
+            for line in entry.lines[:LINES_SHOWN]
+        ],
+        "more_lines": max(len(entry.lines) - LINES_SHOWN, 0),
+        "refunds": [
+            {
+                "at": when(refund.created_at),
+                "amount": money(refund.amount_minor, bought.currency or currency, language),
+                "points": refund.points_taken,
+            }
+            for refund in entry.refunds
+        ],
+    }
+
+
+def _pages(
+    member_id: int, name: str, number: int, older: bool, other: int
+) -> dict[str, str | None]:
+    """Links to the newer and older page of one list, keeping the other list's page."""
+    other_name = "messages_page" if name == "purchases_page" else "purchases_page"
+    anchor = "purchases" if name == "purchases_page" else "texts"
+
+    def link(page_number: int) -> str:
+        query = {name: page_number, other_name: other}
+        # Always in one order, so a list's link is the same whichever list it was made for.
+        shown = {key: query[key] for key in ("purchases_page", "messages_page") if query[key] > 1}
+        return f"/admin/members/{member_id}{'?' + urlencode(shown) if shown else ''}#{anchor}"
+
+    return {
+        "newer": link(number - 1) if number > 1 else None,
+        "older": link(number + 1) if older else None,
+    }
 
 
 def _in(texts: dict[str, Any], language: str) -> str:

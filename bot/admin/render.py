@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused
+from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable
 from locales import format_date, format_money, format_number, text
 from store import coupons
 from store.models import CouponTemplate
@@ -57,6 +57,8 @@ def render_text(language: str, message_id: str, **params: object) -> str:
 def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
     if isinstance(exc, CsrfRefused):
         message = "admin.error.csrf"
+    elif isinstance(exc, FormUnreadable):
+        message = "admin.error.unreadable"
     else:
         message = {
             403: "admin.error.forbidden",

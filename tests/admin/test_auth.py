@@ -101,6 +101,59 @@ async def test_an_action_without_a_session_is_401_json(
     assert await response.json() == {"error": "sign in first"}
 
 
+# --- bodies that can't be read ------------------------------------------------------------
+
+UNREADABLE = [
+    ("application/x-www-form-urlencoded", b"email=\xff\xfe&password=x"),
+    ("application/x-www-form-urlencoded; charset=klingon", b"email=a&password=b"),
+    ("application/x-www-form-urlencoded; charset=utf-16", b"email=\x00\xd8"),
+    (
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="email"\r\n\r\n\xff\xfe\r\n--XX--\r\n',
+    ),
+    (
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="email"\r\n'
+        b"Content-Type: text/plain; charset=klingon\r\n\r\nx\r\n--XX--\r\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body"), UNREADABLE)
+@pytest.mark.parametrize("path", ["/admin/sign-in", "/admin/sign-out", "/admin/account/password"])
+async def test_a_form_that_cant_be_decoded_is_400_without_a_traceback(
+    admin: Admin,
+    owner: int,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    content_type: str,
+    body: bytes,
+) -> None:
+    """Before sign-in (the sign-in form; other actions are 401 before their body is read) and
+    after, as a page and as JSON: a clear 400, no ERROR in the log."""
+    caplog.set_level(logging.INFO)
+    for signed in (False, True) if path == "/admin/sign-in" else (True,):
+        if signed:
+            await admin.signed_in(OWNER)
+        for accept in ("text/html", "application/json"):
+            response = await admin.client.post(
+                path,
+                data=body,
+                headers={"Content-Type": content_type, "Accept": accept},
+                allow_redirects=False,
+            )
+            assert response.status == 400, (signed, accept, await response.text())
+            if accept == "text/html":
+                assert "Skjemaet kunne ikke leses" in await response.text() or (
+                    "The form could not be read" in await response.text()
+                )
+            else:
+                assert (await response.json())["error"].startswith("the form could not be read")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # Still signed in: nothing was done.
+    assert (await admin.client.get("/admin/", allow_redirects=False)).status == 200
+
+
 # --- CSRF ------------------------------------------------------------------------------------
 
 

@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store import ledger, members, programs
+from bot.demo import set_up_loyalty
+from store import ledger, members, messages, programs, purchases
 from store.database import Database
+from store.earning import Line
 from store.models import ConsentEvent, InboundMessage, LedgerEntry, Member
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.admin.members_data import with_history
-from tests.conftest import now
+from tests.conftest import CLUB_NUMBER, now
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -407,3 +409,221 @@ async def test_a_common_name_is_counted_up_to_a_cap(
     assert "Viser 1–2 av over 3: skriv mer av navnet" in page
     assert links(page) == set(karis[3:])
     assert 'href="/admin/members?q=kari&amp;page=2"' in page
+
+
+# --- purchases, punch cards and the pages of a member's lists ------------------------------------
+
+BASE = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+async def with_purchases_and_texts(db: Database, member_id: int, bought: int, texts: int) -> None:
+    """`bought` purchases an hour apart (SKU-00 first), and `texts` texts a minute apart: the
+    member's "melding NN" in, each answered by "svar NN" a minute later."""
+
+    def work(session: Session) -> None:
+        program = programs.get(session, club_of(session, member_id))
+        assert program is not None
+        for n in range(bought):
+            at = BASE + dt.timedelta(hours=n)
+            purchases.record(
+                session,
+                program,
+                member_id,
+                transaction_id=f"T-{n:02d}",
+                lines=[Line(sku=f"SKU-{n:02d}", qty=1, amount_minor=10_000)],
+                occurred_at=at,
+                fingerprint=f"T-{n:02d}",
+                now=at,
+                store="Torshov",
+            )
+        for n in range(texts // 2):
+            at = BASE + dt.timedelta(minutes=2 * n)
+            inbound = messages.record_inbound(
+                session,
+                program_id=program.id,
+                provider_sid=f"SM-{n:02d}",
+                member_id=member_id,
+                from_number=KARI,
+                to_number=CLUB_NUMBER,
+                body=f"melding {n:02d} inn",
+                intent=None,
+                reply=None,
+                now=at,
+            )
+            messages.record_reply(
+                session,
+                program_id=program.id,
+                member_id=member_id,
+                inbound_id=inbound,
+                to_number=KARI,
+                from_number=CLUB_NUMBER,
+                body=f"svar {n:02d} ut",
+                segments=1,
+                now=at + dt.timedelta(minutes=1),
+            )
+
+    await db.run(work)
+
+
+def club_of(session: Session, member_id: int) -> int:
+    member = session.get(Member, member_id)
+    assert member is not None
+    return member.program_id
+
+
+def skus(page: str) -> list[str]:
+    return re.findall(r"SKU-\d\d", page)
+
+
+def texts_on(page: str) -> list[str]:
+    return re.findall(r"(?:melding|svar) \d\d (?:inn|ut)", page)
+
+
+async def test_purchases_and_texts_come_a_page_at_a_time_newest_first(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """60 purchases and 80 texts: the newest 10 and 20, and plain links to older ones."""
+    kari = await create_member(db, club, KARI, "Kari")
+    await with_purchases_and_texts(db, kari, bought=60, texts=80)
+    await admin.signed_in(OWNER)
+    first = await (await admin.client.get(f"/admin/members/{kari}")).text()
+    assert skus(first) == [f"SKU-{n}" for n in range(59, 49, -1)]
+    assert texts_on(first) == [
+        text for n in range(39, 29, -1) for text in (f"svar {n} ut", f"melding {n} inn")
+    ]
+    assert f'href="/admin/members/{kari}?purchases_page=2#purchases"' in first
+    assert f'href="/admin/members/{kari}?messages_page=2#texts"' in first
+    assert 'rel="prev"' not in first
+
+    second = await (await admin.client.get(f"/admin/members/{kari}?purchases_page=2")).text()
+    assert skus(second) == [f"SKU-{n}" for n in range(49, 39, -1)]
+    assert f'href="/admin/members/{kari}#purchases"' in second  # back to the newest
+    assert f'href="/admin/members/{kari}?purchases_page=3#purchases"' in second
+    assert texts_on(second) == texts_on(first)  # the texts stay on their own first page
+
+    # Each list's links keep the other's page.
+    both = await admin.client.get(f"/admin/members/{kari}?purchases_page=6&messages_page=2")
+    page = await both.text()
+    assert skus(page) == [f"SKU-{n:02d}" for n in range(9, -1, -1)]
+    assert "?purchases_page=6&amp;messages_page=3#texts" in page
+    assert "?purchases_page=5&amp;messages_page=2#purchases" in page
+    assert "purchases_page=7" not in page  # the oldest page has no older link
+    assert texts_on(page)[0] == "svar 29 ut"
+    last = await (await admin.client.get(f"/admin/members/{kari}?messages_page=4")).text()
+    assert texts_on(last)[-1] == "melding 00 inn"
+    assert "messages_page=5" not in last
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5", "", "%00", "1e9", "²", "١٢", "+2"])
+async def test_a_page_that_is_no_page_number_is_the_first(
+    admin: Admin, owner: int, db: Database, club: int, value: str
+) -> None:
+    kari = await create_member(db, club, KARI, "Kari")
+    await with_purchases_and_texts(db, kari, bought=12, texts=44)
+    await admin.signed_in(OWNER)
+    for name in ("purchases_page", "messages_page"):
+        response = await admin.client.get(f"/admin/members/{kari}?{name}={value}")
+        assert response.status == 200, (name, value)
+        page = await response.text()
+        assert skus(page) == [f"SKU-{n:02d}" for n in range(11, 1, -1)], (name, value)
+        assert texts_on(page)[0] == "svar 21 ut", (name, value)
+    # The search's pages are read the same way ("²" is a digit to Python, but no int).
+    assert (await admin.client.get("/admin/members", params={"page": value})).status == 200
+
+
+async def test_a_page_beyond_the_last_shows_none_and_the_way_back(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    kari = await create_member(db, club, KARI, "Kari")
+    await with_purchases_and_texts(db, kari, bought=12, texts=0)
+    await admin.signed_in(OWNER)
+    for asked, back in (("3", "2"), ("9" * 40, "9999")):
+        response = await admin.client.get(f"/admin/members/{kari}?purchases_page={asked}")
+        assert response.status == 200
+        page = await response.text()
+        assert skus(page) == []
+        assert f'href="/admin/members/{kari}?purchases_page={back}#purchases"' in page
+
+
+async def test_a_purchase_shows_its_store_total_points_lines_and_refunds(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    kari = await create_member(db, club, KARI, "Kari")
+
+    def work(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        lines = [
+            Line(sku="SKI-1", category="skiing", qty=2, amount_minor=200_000),
+            Line(category="service", qty=1, amount_minor=50_000),
+            Line(qty=1, amount_minor=100),
+            Line(sku="SOKK", qty=3, amount_minor=15_000),
+            Line(sku="LUE", qty=1, amount_minor=20_000),
+        ]
+        purchases.record(
+            session,
+            program,
+            kari,
+            transaction_id="T-1",
+            lines=lines,
+            occurred_at=BASE,
+            fingerprint="T-1",
+            now=BASE,
+            store="Majorstuen",
+        )
+        purchases.refund(
+            session,
+            program,
+            transaction_id="T-1",
+            refund_id="R-1",
+            lines=[purchases.RefundLineIn(2)],
+            fingerprint="R-1",
+            now=BASE + dt.timedelta(days=1),
+        )
+
+    await db.run(work)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get(f"/admin/members/{kari}")).text()
+    row = re.search(r"<tr data-purchase>.*?</tr>", page, re.S)
+    assert row, page
+    cells = [
+        # Spaces and newlines of the markup only: money keeps its no-break spaces.
+        re.sub(r"[ \n]+", " ", re.sub(r"<[^>]+>", " ", c)).strip(" ")
+        for c in re.findall(r"<td[^>]*>(.*?)</td>", row[0], re.S)
+    ]
+    assert cells[0] == "02.03.2026 10:00"  # the club's time (Oslo)
+    assert cells[1] == "Majorstuen"
+    assert cells[2] == "2\u00a0851,00\u00a0kr"
+    assert cells[3] == "2 851 poeng"  # the unit shown on a phone, where the heading is not
+    assert cells[4].startswith("2 × SKI-1, 1 × service, 1 × – og 2 til")
+    assert "Refundert 500,00\u00a0kr 03.03.2026 10:00, 500 poeng tatt tilbake" in cells[4]
+
+
+async def test_the_punch_cards_show_where_the_member_stands(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    kari = await create_member(db, club, KARI, "Kari")
+
+    def work(session: Session) -> None:
+        program = programs.get(session, club)
+        assert program is not None
+        set_up_loyalty(session, program)
+        for n in range(2):
+            purchases.record(
+                session,
+                program,
+                kari,
+                transaction_id=f"T-{n}",
+                lines=[Line(category="Service", qty=1, amount_minor=10_000)],
+                occurred_at=BASE,
+                fingerprint=f"T-{n}",
+                now=BASE,
+            )
+
+    await db.run(work)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get(f"/admin/members/{kari}")).text()
+    card = re.search(r"<li data-punch-card>(.*?)</li>", page, re.S)
+    assert card, page
+    assert '<meter min="0" max="5" value="2"' in card[1]
+    assert re.sub(r"\s+", " ", card[1]).endswith("2 av 5 til gratis skismøring (service)")

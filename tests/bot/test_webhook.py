@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -271,6 +272,31 @@ class TestMalformedRequests:
             )
             assert response.status == 415, content_type
             assert "application/x-www-form-urlencoded" in await error_of(response)
+        assert await nothing_recorded(db)
+
+    @pytest.mark.parametrize("path", [WEBHOOK, WEBHOOK + "/status"])
+    @pytest.mark.parametrize(
+        ("content_type", "body"),
+        [
+            ("application/x-www-form-urlencoded; charset=klingon", b"From=%2B4791234567"),
+            ("application/x-www-form-urlencoded", b"From=\xff\xfe&To=2020"),
+            ("application/x-www-form-urlencoded; charset=utf-16", b"From=\x00\xd8"),
+        ],
+    )
+    async def test_a_form_that_cant_be_decoded_is_400_without_a_traceback(
+        self, client, club, db, caplog, path, content_type, body
+    ) -> None:
+        """An unknown charset or bytes not in it: refused before the signature is checked, with
+        no ERROR (no traceback) in the log, and nothing recorded."""
+        caplog.set_level(logging.INFO)
+        response = await client.post(
+            path,
+            data=body,
+            headers={"Content-Type": content_type, "X-Twilio-Signature": "irrelevant"},
+        )
+        assert response.status == 400
+        assert "could not be read" in await error_of(response)
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
         assert await nothing_recorded(db)
 
     async def test_a_body_over_64_kib_is_413(self, client, club, db) -> None:
