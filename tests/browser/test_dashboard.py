@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 from bot.demo import fill_demo
 from store.database import Database
 from store.models import Program
-from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, on_database, sign_in
+from tests.browser.conftest import (
+    LAPTOP,
+    PHONE,
+    WIDE,
+    Demo,
+    LiveServer,
+    Screens,
+    on_database,
+    sign_in,
+)
 
 
 async def _fill(db: Database, club: int) -> None:
@@ -73,6 +82,10 @@ def test_the_dashboard_its_periods_charts_and_top_10(
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page is {width}px wide on a phone"
     screens(page, "dashboard-phone")
+    assert_readable(page)
+    page.set_viewport_size(WIDE)
+    screens(page, "dashboard-wide")
+    assert_readable(page)
     page.set_viewport_size(LAPTOP)
 
     # The top 10 of the period, and a campaign to them.
@@ -83,3 +96,30 @@ def test_the_dashboard_its_periods_charts_and_top_10(
     expect(page).to_have_url(re.compile(r"/admin/campaigns/new\?members=[\d,]+$"))
     assert page.url.endswith("members=" + ",".join(ids))
     screens(page, "campaign-to-top-10")
+
+
+# Each chart's text as drawn: its font size times the scale the SVG is drawn at.
+_TEXT_SIZES = """() => Array.from(document.querySelectorAll("svg.chart-svg text")).map((t) => ({
+  text: t.textContent,
+  px: t.getScreenCTM().a * parseFloat(getComputedStyle(t).fontSize),
+}))"""
+# Each figure of the KPI cards (money among them): its lines, and whether it overflows.
+_MONEY = """() => Array.from(document.querySelectorAll(".kpi-value")).map((m) => ({
+  text: m.textContent,
+  lines: Math.round(m.getBoundingClientRect().height / parseFloat(getComputedStyle(m).lineHeight)),
+  overflows: m.scrollWidth > m.clientWidth + 1,
+}))"""
+
+
+def assert_readable(page: Any) -> None:
+    """Every chart label is at least 11 px as drawn, and every figure (money too) stays on one
+    line inside its card."""
+    sizes = page.evaluate(_TEXT_SIZES)
+    assert sizes, "no chart text on the page"
+    small = [s for s in sizes if s["px"] < 11]
+    assert not small, f"chart text under 11 px: {small[:5]}"
+    money = page.evaluate(_MONEY)
+    assert money, "no money on the page"
+    for figure in money:
+        assert figure["lines"] == 1, f"{figure['text']!r} wraps"
+        assert not figure["overflows"], f"{figure['text']!r} overflows its card"
