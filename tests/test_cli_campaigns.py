@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from bot.cli import main
 from bot.cli_common import run_once
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
-from store import campaigns, messages, programs
+from store import campaigns, members, messages, programs
 from store.database import open_database
-from store.models import Campaign, CouponTemplate, OutboxMessage, Program
+from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program
 from store.phones import club_number
 from tests.scheduler.campaign_helpers import add_members
 from tests.test_cli import KLUBB, Klubb, free_port, stop
@@ -154,6 +154,22 @@ class TestSegments:
         assert again.err.strip() == (
             "klubb segment: the club has no segment named 'english': see `klubb segment list`"
         )
+
+    def test_erased_numbers_are_counted_in_no_segment(self, klubb: Any, url: str) -> None:
+        """`klubb segment count` agrees with the member list: two erased numbers are no one."""
+
+        def erase_two(session: Session) -> int:
+            found = session.scalars(select(Member).order_by(Member.id).limit(2)).all()
+            for member in found:
+                members.erase(session, member, dt.datetime.now(dt.UTC))
+            return len(found)
+
+        assert read(url, erase_two) == 2
+        everyone = EVERYONE_NB + EVERYONE_EN + 1  # the stopped member is still a member
+        counted = klubb("segment", "count", "--filter", '{"all": []}')
+        assert (counted.code, counted.out.strip()) == (0, f"{everyone - 2} members match")
+        nobody = klubb("segment", "count", "--filter", '{"not": {"all": []}}')
+        assert (nobody.code, nobody.out.strip()) == (0, "0 members match")
 
     def test_a_filter_from_a_file(self, klubb: Any, tmp_path: Path) -> None:
         path = tmp_path / "english.json"

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bot.demo import DEMO_QUESTIONS
-from store import ledger, members, profile, programs, segments, tiers
+from store import campaigns, ledger, member_search, members, profile, programs, segments, tiers
 from store.database import Database
 from store.earning import Line
 from store.errors import InvalidInput
@@ -159,7 +159,41 @@ async def test_consent_is_the_members_status(loyalty_db: Database) -> None:
             [leaf("consent", "is", True), leaf("consent", "is", False)],
         )
 
-    assert await loyalty_db.run(work) == [{"active"}, {"stopped", "pending", "erased"}]
+    assert await loyalty_db.run(work) == [{"active"}, {"stopped", "pending"}]
+
+
+async def test_erased_members_are_in_no_segment(loyalty_db: Database) -> None:
+    """A segment counts who the member list shows: an erased number is in none, whatever the
+    filter (everyone, a negation, no consent), and a campaign's preview does not count it."""
+
+    def work(session: Session) -> tuple[list[int], int, int]:
+        program = demo_club(session)
+        for status in (members.ACTIVE, members.ACTIVE, members.STOPPED):
+            person(session, program, status=status)
+        for _ in range(2):
+            members.erase(session, person(session, program), NOW)
+        session.flush()
+        filters = [
+            {"all": []},
+            {"any": []},
+            no(leaf("consent", "is", True)),
+            no(leaf("language", "in", ["sv"])),
+            leaf("joined_days", "gte", 0),
+        ]
+        listed = member_search.search(session, program, "", limit=10).total
+        draft = campaigns.try_broadcast(
+            session, program, now=NOW, name="x", texts={"nb": "Hei!"}, segment=None
+        )
+        return (
+            [segments.count(session, program, f, NOW) for f in filters],
+            listed,
+            draft.preview.matching,
+        )
+
+    counts, listed, matching = await loyalty_db.run(work)
+    assert listed == 3
+    assert counts == [3, 0, 1, 3, 3]
+    assert matching == 3
 
 
 async def test_language_in_a_list(loyalty_db: Database) -> None:
@@ -185,7 +219,8 @@ async def test_language_in_a_list(loyalty_db: Database) -> None:
 
 
 async def test_country_from_the_phones_calling_code(loyalty_db: Database) -> None:
-    """+47 is Norway, +46 Sweden, +45 Denmark, +358 Finland; an erased member has no number."""
+    """+47 is Norway, +46 Sweden, +45 Denmark, +358 Finland; an erased member is in none (and
+    in no negation either: erased, they are no one)."""
 
     def work(session: Session) -> list[set[str]]:
         program = demo_club(session)
@@ -213,7 +248,7 @@ async def test_country_from_the_phones_calling_code(loyalty_db: Database) -> Non
     assert await loyalty_db.run(work) == [
         {"no"},
         {"se", "fi"},
-        {"se", "dk", "fi", "erased"},
+        {"se", "dk", "fi"},
         set(),
     ]
 
@@ -301,7 +336,7 @@ async def test_birthday_month(loyalty_db: Database) -> None:
 
 async def test_answer_to_a_profile_question(loyalty_db: Database) -> None:
     """ "in" matches a member who chose any of the choices; "answered" whether there is an
-    answer at all. An erased member's answers are gone."""
+    answer at all. An erased member's answers are gone, and they are in no segment."""
 
     def work(session: Session) -> list[set[str]]:
         program = demo_club(session)
@@ -330,8 +365,8 @@ async def test_answer_to_a_profile_question(loyalty_db: Database) -> None:
         {"runner"},
         {"runner", "skier"},
         {"runner", "skier"},
-        {"silent", "gone"},
-        {"skier", "silent", "gone"},
+        {"silent"},
+        {"skier", "silent"},
         set(),
     ]
 
@@ -1430,7 +1465,8 @@ def test_any_filter_selects_what_a_plain_reading_of_it_selects(
             expected = {
                 member_id
                 for member_id, (one, erased) in zip(ids, people, strict=True)
-                if selects(f, one, erased)
+                # An erased member is no one: in no segment, not even a negation's.
+                if not erased and selects(f, one, erased)
             }
             assert (selected, counted) == (expected, len(expected)), f
 
