@@ -17,6 +17,7 @@ from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
+from bot.security import security_headers
 from bot.settings import Settings, SettingsError
 from scheduler.gateway import Gateway
 from scheduler.jobs import running_scheduler
@@ -32,6 +33,8 @@ MAX_REQUEST = 64 * 1024
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST, middlewares=[json_errors])
+    # Every response, the admin's and its sub-application's included, as it is sent.
+    app.on_response_prepare.append(security_headers(settings.public_url))
     app[SETTINGS] = settings
     app[VALIDATOR] = RequestValidator(settings.twilio_auth_token)
     app[CLUBS] = ClubDirectory()

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session as DbSession
 from yarl import URL
 
 from bot.keys import DB
+from bot.security import PAGE_HEADERS
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
 from store import admins
 
@@ -36,16 +37,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The language of a club's admin follows its country; elsewhere the browser's choice.
 COUNTRY_LANGUAGES = {"NO": "nb", "SE": "sv"}
-# Pages can show members' personal data: never cached, never framed, nothing from elsewhere.
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-    ),
-}
+# The headers every page gets (bot.security adds them to every response as it is sent); here
+# for a response that spreads them itself.
+SECURITY_HEADERS = PAGE_HEADERS
 
 
 class CsrfRefused(web.HTTPForbidden):
@@ -280,9 +274,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         await read_form(request)
     if unsafe and not await csrf_ok(request, session):
         raise CsrfRefused(text="missing or wrong CSRF token")
-    response = await handler(request)
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    return await handler(request)
 
 
 def errors(render: Callable[[web.Request, web.HTTPException], web.StreamResponse]) -> Any:
@@ -298,8 +290,6 @@ def errors(render: Callable[[web.Request, web.HTTPException], web.StreamResponse
                 raise
             if exc.status == 401 or wants_json(request):
                 raise
-            response = render(request, exc)
-            response.headers.update(SECURITY_HEADERS)
-            return response
+            return render(request, exc)
 
     return admin_errors

@@ -569,6 +569,60 @@ async def test_pages_are_not_cached_framed_or_sniffed(admin: Admin, owner: int) 
     assert css.content_type == "text/css"
 
 
+# Every kind of answer the app gives, signed out: (method, path, form or None, status).
+ANSWERS = [
+    ("GET", "/admin", None, 302),  # a redirect
+    ("GET", "/admin/members", None, 303),  # the redirect to sign-in
+    ("GET", "/admin/sign-in", None, 200),  # a page
+    ("GET", "/admin/static/admin.css", None, 200),  # a static file
+    ("GET", "/admin/api/summary", None, 401),  # the admin's JSON
+    ("GET", "/admin/no-such-page", None, 303),
+    ("POST", "/admin/sign-in", b"email=\xff", 400),  # an unreadable form
+    ("GET", "/no-such-path", None, 404),
+    ("GET", "/api/v1/openapi.json", None, 200),  # the API
+    ("GET", "/api/v1/members/1", None, 401),
+    ("POST", "/sms/twilio", b"From=%2B4791234567", 403),  # a webhook, unsigned
+    ("GET", "/sms/twilio", None, 405),
+    ("GET", "/healthz", None, 200),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "form", "status"), ANSWERS)
+async def test_every_answer_carries_the_security_headers(
+    client: TestClient, method: str, path: str, form: bytes | None, status: int
+) -> None:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if form else {}
+    response = await client.request(method, path, data=form, headers=headers, allow_redirects=False)
+    assert response.status == status
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    # Served over plain http (a laptop): no HSTS, which would pin the browser to https.
+    assert "Strict-Transport-Security" not in response.headers
+    if not path.startswith("/admin/static/"):
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(("method", "path", "form", "status"), ANSWERS)
+async def test_hsts_when_klubb_is_served_over_https(
+    aiohttp_client: Any, settings: Settings, method: str, path: str, form: bytes | None, status: int
+) -> None:
+    client = await aiohttp_client(
+        create_app(settings.with_(public_url="https://klubb.example.com"))
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if form else {}
+    response = await client.request(method, path, data=form, headers=headers, allow_redirects=False)
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+async def test_pages_allow_their_own_assets_and_json_allows_nothing(client: TestClient) -> None:
+    page = await client.get("/admin/sign-in")
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    api = await client.get("/api/v1/members/1")
+    assert api.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
 # --- language ----------------------------------------------------------------------------------
 
 
