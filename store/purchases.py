@@ -237,9 +237,12 @@ def record(
         tiers.promote(session, program, member_id, held, now, rules.ladder)
     issued = _punch(session, program, member_id, purchase_id, lines, now, rules.cards)
     if program.referral_trigger == loyalty.ON_PURCHASE:
-        issued = issued or loyalty.reward_referral(
+        # Both, never one instead of the other: a sale that fills a punch card also rewards
+        # the referral (`issued or reward(...)` would skip the reward).
+        rewarded = loyalty.reward_referral(
             session, program, member_id, now, purchase_id=purchase_id
         )
+        issued = issued or rewarded
     # Built from what was written, not read back: the caller only reads it.
     purchase = Purchase(id=purchase_id, **values)
     return Recorded(

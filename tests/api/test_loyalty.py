@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot.demo import set_up_loyalty
 from store.database import Database
-from store.models import Member, Program
+from store.models import Member, Program, PunchCard
 from tests.api.conftest import Till, create_key
 
 
@@ -84,3 +85,29 @@ async def test_the_clubs_own_brand_earns_bonus_points(loyal_till: Till) -> None:
         "/purchases", {"transaction_id": "B-1", "member_id": member["id"], "lines": lines}
     )
     assert answer.body["points"] == 200 + 100
+
+
+async def test_a_sale_that_fills_a_punch_card_also_rewards_the_referral(
+    loyal_till: Till, db: Database, club: int
+) -> None:
+    """With referrals rewarded at the first purchase, that purchase filling a punch card gives
+    both: the free item and the referral reward (to the buyer and to their friend)."""
+
+    def every_service_and_referral_on_purchase(session: Session) -> None:
+        program = session.get(Program, club)
+        assert program is not None
+        program.referral_trigger = "purchase"
+        session.execute(update(PunchCard).where(PunchCard.program_id == club).values(every=1))
+
+    await db.run(every_service_and_referral_on_purchase)
+    friend = (await loyal_till.enrol("+4791111111")).body
+    member = (await loyal_till.enrol(referral_code=friend["referral_code"])).body
+    assert await kinds(loyal_till, friend["id"]) == ["welcome"]
+    line = {"category": "Service", "qty": 1, "amount_minor": 39900}
+    sale = await loyal_till.post(
+        "/purchases", {"transaction_id": "S-1", "member_id": member["id"], "lines": [line]}
+    )
+    assert sale.status == 201, sale.body
+    assert sorted(coupon["kind"] for coupon in sale.body["coupons"]) == ["punch", "referral"]
+    assert await kinds(loyal_till, member["id"]) == ["punch", "referral", "welcome"]
+    assert await kinds(loyal_till, friend["id"]) == ["referral", "welcome"]
