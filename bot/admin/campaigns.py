@@ -34,6 +34,7 @@ MAX_CHOSEN = 1000
 # Statuses a broadcast can still be cancelled in (store.campaigns.cancel refuses the others).
 CANCELLABLE = (campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)
 RECIPIENTS_SHOWN = 50
+MAX_AUDIENCE_BODY = 32 * 1024  # an audience of MAX_CHOSEN ids is about 20 kB
 
 # A message shown next to a field: a catalog id and its parameters.
 Message = tuple[str, dict[str, Any]]
@@ -182,6 +183,7 @@ class _Choices:
     coupons: list[tuple[str, str]]  # key, what it gives in the admin's language
     counter: dict[str, Any]
     chosen: list[str]  # the names (or numbers) of the chosen members
+    reach: segments.Reach | None  # the audience chosen, counted now (None: nobody to count)
 
 
 def _choices(session: Session, program: Program, language: str, form: Form) -> _Choices:
@@ -194,7 +196,49 @@ def _choices(session: Session, program: Program, language: str, form: Form) -> _
         coupons=offered,
         counter=_counter_data(session, program),
         chosen=_chosen_names(session, program.id, form.members),
+        reach=_reach(session, program, form.audience, form.members),
     )
+
+
+def _reach(
+    session: Session, program: Program, audience: str, chosen: list[int]
+) -> segments.Reach | None:
+    """Who the form's audience selects now and who of them a broadcast could reach (the
+    store's count, with consent and the cap); None for a segment gone or no one chosen."""
+    if audience.startswith(SEGMENT):
+        try:
+            filter = dict(segments.get(session, program.id, audience.removeprefix(SEGMENT)).filter)
+        except NotFound:
+            return None
+    elif audience == MEMBERS:
+        if not chosen:
+            return None
+        filter = {"field": MEMBER_FIELD, "op": "in", "value": chosen[:MAX_CHOSEN]}
+    else:
+        filter = {"all": []}
+    return segments.reach(session, program, filter, dt.datetime.now(dt.UTC))
+
+
+def reach_texts(reach: segments.Reach | None, language: str) -> list[str]:
+    """The audience's count as the form shows it beside its picker (and its script, from the
+    API): in the audience, who can get it now, and who has had their month's messages."""
+    if reach is None:
+        return []
+    shown = [
+        locales.text(
+            "admin.campaigns.reach",
+            language,
+            count=reach.matching,
+            reachable=reach.under_cap,
+        )
+    ]
+    if reach.reachable > reach.under_cap:
+        shown.append(
+            locales.text(
+                "admin.campaigns.reach.capped", language, count=reach.reachable - reach.under_cap
+            )
+        )
+    return shown
 
 
 def _chosen_names(session: Session, program_id: int, ids: list[int]) -> list[str]:
@@ -256,6 +300,7 @@ async def _show_form(
         errors=errors,
         choices=choices,
         counter_json=json.dumps(choices.counter, ensure_ascii=False),
+        reach=reach_texts(choices.reach, language),
         languages=LANGUAGES,
         placeholders=sorted(campaigns.PLACEHOLDERS),
         max_control=campaigns.MAX_CONTROL,
@@ -432,6 +477,49 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
     if isinstance(made, dict):
         return await _show_form(request, form, made, 422)
     raise web.HTTPSeeOther(f"/admin/campaigns/{made}")
+
+
+@routes.post("/api/campaigns/audience")
+@owner_only
+async def audience_api(request: web.Request) -> web.StreamResponse:
+    """The compose form's audience counted now: {"audience": "everyone" | "segment:NAME" |
+    "members", "members": "1,2,3"} in JSON gives {"matching", "reachable", "under_cap",
+    "texts"}; an audience that can't be counted is 422 naming it."""
+    try:
+        body = json.loads(await request.content.read(MAX_AUDIENCE_BODY + 1))
+    except (ValueError, RecursionError):
+        return web.json_response({"error": "the body must be JSON"}, status=400)
+    if not isinstance(body, dict) or not isinstance(body.get("audience", EVERYONE), str):
+        return web.json_response({"error": "audience must be text", "path": "audience"}, status=422)
+    audience = body.get("audience", EVERYONE)[:200]
+    chosen = _member_ids(str(body.get("members", ""))[:20_000])
+    if chosen is None or len(chosen) > MAX_CHOSEN:
+        return web.json_response({"error": "members must be ids", "path": "members"}, status=422)
+    language = request[LANGUAGE]
+    reach = await request.config_dict[DB].read(
+        lambda session: _reach(
+            session,
+            _club(session, request[ADMIN].program_id),
+            audience,
+            chosen,
+        )
+    )
+    if reach is None:
+        return web.json_response({"error": "no such audience", "path": "audience"}, status=422)
+    return web.json_response(
+        {
+            "matching": reach.matching,
+            "reachable": reach.reachable,
+            "under_cap": reach.under_cap,
+            "texts": reach_texts(reach, language),
+        }
+    )
+
+
+def _club(session: Session, program_id: int) -> Program:
+    program = session.get(Program, program_id)
+    assert program is not None  # the guard read the admin's club for this request
+    return program
 
 
 @routes.get(r"/campaigns/{id:\d+}")

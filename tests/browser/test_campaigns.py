@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from sqlalchemy.orm import Session
 
 import locales
-from store import campaigns
+from store import campaigns, segments
 from store.database import Database
 from store.models import Program
 from tests.browser.conftest import Demo, LiveServer, Screens, on_database, sign_in
@@ -196,3 +196,29 @@ def test_send_now_then_planned_shows_its_recipients_and_can_be_cancelled(
     expect(page.get_by_role("status")).to_contain_text("2 meldinger i kø blir ikke sendt")
     expect(page.locator("[data-status]")).to_have_text("Avbrutt")
     screens(page, "cancelled")
+
+
+async def _segment_of_kari(db: Database, demo: Demo) -> None:
+    def work(session: Session) -> None:
+        chosen = {"field": "member", "op": "in", "value": [demo.members["Kari"]]}
+        program = session.get(Program, demo.club)
+        segments.save(session, program, "Bare Kari", chosen, dt.datetime.now(dt.UTC))
+
+    await db.run(work)
+
+
+def test_the_audience_is_counted_beside_its_picker(
+    page: Any, live_server: LiveServer, demo: Demo, demo_url: str, screens: Screens
+) -> None:
+    """Before any preview: how many the audience holds and how many can get the message now,
+    counted again by the server as another audience is chosen."""
+    on_database(demo_url, lambda db: _segment_of_kari(db, demo))
+    sign_in(page, "/admin/campaigns/new", r"/admin/campaigns/new$")
+    reach = page.locator("#audience-reach")
+    expect(reach).to_have_text("2 medlemmer i målgruppen · 2 kan få meldingen nå")
+    page.get_by_label("Mottakere").select_option(label="Segment: Bare Kari")
+    expect(reach).to_have_text("1 medlem i målgruppen · 1 kan få meldingen nå")
+    screens(page, "audience-counted")
+    screens.on_phone(page, "audience-counted-phone")
+    page.get_by_label("Mottakere").select_option("everyone")
+    expect(reach).to_have_text("2 medlemmer i målgruppen · 2 kan få meldingen nå")

@@ -111,6 +111,44 @@
       (size.encoding === "UCS-2" ? " ucs2" : "");
   }
 
+  /* The audience's count beside its picker, asked again of the server (which counts through
+     the store: consent, stops and the monthly cap) whenever another audience is chosen. */
+  function watchAudience(form) {
+    var picker = form.querySelector("#audience");
+    var shown = document.getElementById("audience-reach");
+    if (!picker || !shown || !shown.dataset.url) return;
+    var asked = 0;
+    picker.addEventListener("change", function () {
+      var mine = ++asked;
+      var chosen = form.querySelector('input[name="members"]');
+      var token = form.querySelector('input[name="csrf_token"]');
+      shown.classList.add("busy");
+      fetch(shown.dataset.url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "application/json",
+          "X-CSRF-Token": token ? token.value : "",
+        },
+        body: JSON.stringify({ audience: picker.value, members: chosen ? chosen.value : "" }),
+      })
+        .then(function (response) { return response.ok ? response.json() : { texts: [] }; })
+        .catch(function () { return { texts: [] }; })
+        .then(function (body) {
+          if (mine !== asked) return;
+          shown.classList.remove("busy");
+          shown.textContent = "";
+          (body.texts || []).forEach(function (line) {
+            var part = document.createElement("span");
+            part.className = "reach-line";
+            part.textContent = line;
+            shown.appendChild(part);
+          });
+        });
+    });
+  }
+
   function start() {
     var form = document.querySelector("form[data-counter]");
     if (!form) return;
@@ -121,6 +159,7 @@
       area.addEventListener("input", function () { show(rules, form, area); });
       show(rules, form, area);
     });
+    watchAudience(form);
     // A time to schedule at only matters when "later" is chosen: picking one chooses it.
     var later = form.querySelector('input[name="when"][value="later"]');
     var at = form.querySelector("#send_at");
