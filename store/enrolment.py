@@ -32,9 +32,11 @@ def enrol(
     language: str | None = None,
     first_name: str | None = None,
     referral: str | None = None,
+    store: str | None = None,
 ) -> Enrolled:
     """Make the number an active member with the consent given (the exact wording sent to them
-    and the evidence from the till), unless it already is one."""
+    and the evidence from the till), unless it already is one. `store`: the till's store (its
+    API key's), the member's store if they have none yet."""
     state = members.state_by_phone(session, program.id, phone, lock=True)
     if state is not None and state.status == members.ACTIVE:
         return Enrolled(members.attach(session, state), False, None)
@@ -47,6 +49,10 @@ def enrol(
         member.language = language
     if first_name and not member.first_name:
         member.first_name = first_name
+    if store and not member.store:
+        # The store a member first joined at, kept: sign-ups per store count where people
+        # joined, so joining again at another till (after STOP) does not move them.
+        member.store = store
     consent.record(
         session,
         member,

@@ -82,6 +82,7 @@ def _enrol(
         language=body.get("language"),
         first_name=(body.get("first_name") or "").strip() or None,
         referral=body.get("referral_code"),
+        store=caller.store,
     )
     member = enrolled.member
     if not enrolled.joined_now:
