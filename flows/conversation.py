@@ -43,7 +43,7 @@ from flows.turn import (
     Turn,
     WithdrawConsent,
 )
-from locales.sms import segments
+from locales.sms import fit_one, segments
 from store import (
     consent,
     coupons,
@@ -141,6 +141,7 @@ def handle_text(
         intent=turn.intent.name if turn.intent else None,
         reply=body,
         now=text.received_at,
+        not_understood=outcome.not_understood,
     )
     if body is not None:
         messages.record_reply(
@@ -469,7 +470,7 @@ def club_params(program: Program) -> dict[str, Any]:
     return {
         "club": program.name,
         "contact": program.contact,
-        "privacy_url": program.privacy_url,
+        "privacy_url": locales.sms_url(program.privacy_url),
         "per_month": program.marketing_per_month,
     }
 
@@ -485,7 +486,7 @@ def _render(
     if not outcome.replies:
         return None
     common = {**club_params(program), **produced}
-    parts = []
+    parts: list[tuple[str, bool]] = []
     for item in outcome.replies:
         if item.id == DONE and member is not None:
             item = _with_welcome_coupon(session, program, member, language) or item
@@ -497,8 +498,8 @@ def _render(
             # The consent logged at YES is these exact words, not a later re-rendering.
             shown = {"language": language, "text": text}
             member.flow_data = {**(member.flow_data or {}), SHOWN: shown}
-        parts.append(text)
-    return " ".join(parts)
+        parts.append((text, item.optional))
+    return fit_one(parts)
 
 
 def _render_one(message_id: str, language: str, params: dict[str, Any]) -> str:

@@ -1,6 +1,8 @@
-"""HELP, and the short menu for a text that asks for nothing Klubb knows."""
+"""HELP, and the reply to a text Klubb could not understand: what the member can text."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from flows.turn import ACTIVE, Outcome, Turn, reply
 
@@ -11,7 +13,15 @@ def help_(turn: Turn) -> Outcome:
 
 
 def menu(turn: Turn) -> Outcome:
-    return Outcome.say(reply("menu.member" if _is_member(turn) else "menu.guest"))
+    """The router's answer when it can't tell what the text asks: one SMS saying what the
+    member can text, and the text marked as not understood (the admin counts and lists them)."""
+    answer = Outcome.say(reply("unknown.member" if _is_member(turn) else "unknown.guest"))
+    return replace(answer, not_understood=True)
+
+
+def choices() -> Outcome:
+    """What a number that is not a member can text (after LANG, say): nothing misunderstood."""
+    return Outcome.say(reply("menu.guest"))
 
 
 def _is_member(turn: Turn) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.help import menu
+from flows.help import choices
 from flows.keywords import language_named
 from flows.turn import Outcome, SetLanguage, Turn, reply
 
@@ -13,6 +13,6 @@ def change(turn: Turn) -> Outcome:
         return Outcome.say(reply("lang.ask"))
     if turn.member is None:
         # A number that is not a member has no record to keep a language on: answer in it.
-        answer = menu(turn)
+        answer = choices()
         return Outcome(answer.replies, answer.state, (), language)
     return Outcome((reply("lang.changed"),), effects=(SetLanguage(language),), language=language)

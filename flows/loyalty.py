@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import locales
 from flows.turn import ACTIVE, ClaimReward, LoyaltyView, Outcome, Reply, ShowReferralCode, Turn
 from flows.turn import reply as say
+from locales.sms import segments
 
 T = TypeVar("T")
 
-# A reply lists at most this many coupons and rewards (the rest are in the member's next ask,
-# once these are used): a long list would cost the member's patience and the club's segments.
-MAX_LISTED = 3
+# The kinds of item COUPONS lists, coupons held before rewards to claim.
+COUPON, REWARD = "coupon", "reward"
+# More pages than anyone texts for: a bigger number is read as the first page.
+MAX_PAGES = 100
 
 
 def points(turn: Turn) -> Outcome:
@@ -36,26 +39,71 @@ def points(turn: Turn) -> Outcome:
 
 
 def coupons(turn: Turn) -> Outcome:
+    """The member's coupons, then the rewards to claim, as many as one SMS holds; when more
+    are left, the reply ends saying how to see them (COUPONS 2, the next page)."""
     view = _view(turn)
     if view is None:
         return Outcome.say(say("loyalty.members_only"))
-    parts: list[Reply] = []
     held, offered = _part(view.coupons), _part(view.rewards)
+    items = [
+        (COUPON, _render(turn, "coupons.item", code=c.code, benefit=c.benefit, date=c.until))
+        for c in held
+    ] + [
+        (REWARD, _render(turn, "coupons.reward", n=r.n, benefit=r.benefit, count=r.cost))
+        for r in offered
+    ]
+    wanted = _page_asked(turn)
+    first, page = 0, 1
+    while True:
+        shown, replies = _page(turn, items, first, page, empty=not held)
+        if page >= wanted or first + shown >= len(items):
+            return Outcome.say(*replies)
+        first, page = first + shown, page + 1
+
+
+def _page(
+    turn: Turn, items: list[tuple[str, str]], first: int, page: int, *, empty: bool
+) -> tuple[int, list[Reply]]:
+    """How many items from `first` fit one SMS (one at least), and the replies that list them."""
+    best: tuple[int, list[Reply]] | None = None
+    for count in range(1, len(items) - first + 1):
+        replies = _listing(items[first : first + count], page, more=first + count < len(items))
+        if page == 1 and empty:
+            replies.insert(0, say("coupons.none"))
+        if best is not None and not _fits(turn, replies):
+            break
+        best = (count, replies)
+    if best is None:  # nothing to list: no coupons and no rewards
+        return 0, [say("coupons.none")]
+    return best
+
+
+def _listing(items: list[tuple[str, str]], page: int, *, more: bool) -> list[Reply]:
+    held = [text for kind, text in items if kind == COUPON]
+    offered = [text for kind, text in items if kind == REWARD]
+    replies = []
     if held:
-        items = tuple(
-            say("coupons.item", code=c.code, benefit=c.benefit, date=c.until)
-            for c in held[:MAX_LISTED]
-        )
-        parts.append(say("coupons.list", coupons=items))
-    else:
-        parts.append(say("coupons.none"))
+        replies.append(say("coupons.list", coupons="; ".join(held)))
     if offered:
-        rewards = tuple(
-            say("coupons.reward", n=r.n, benefit=r.benefit, count=r.cost)
-            for r in offered[:MAX_LISTED]
-        )
-        parts.append(say("coupons.rewards", rewards=rewards))
-    return Outcome.say(*parts)
+        replies.append(say("coupons.rewards", rewards="; ".join(offered)))
+    if more:
+        replies.append(say("coupons.more", page=page + 1))
+    return replies
+
+
+def _page_asked(turn: Turn) -> int:
+    """The page a member asked for (COUPONS 2), 1 when none; one past the last gives the last."""
+    arg = ((turn.intent.arg if turn.intent else None) or "").strip().lstrip("#")
+    return int(arg) if arg.isdigit() and 0 < int(arg) < MAX_PAGES else 1
+
+
+def _fits(turn: Turn, replies: list[Reply]) -> bool:
+    text = " ".join(_render(turn, r.id, **r.params) for r in replies)
+    return segments(text).segments == 1
+
+
+def _render(turn: Turn, message_id: str, **params: object) -> str:
+    return locales.render(message_id, turn.language, **params)
 
 
 def claim(turn: Turn) -> Outcome:

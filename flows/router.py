@@ -99,13 +99,14 @@ def route(turn: Turn) -> Outcome:
 
 
 def _then_resume(outcome: Outcome, step: FlowStep | None, turn: Turn) -> Outcome:
-    """After a keyword that left the member where they were, ask the pending question again."""
+    """After a keyword that left the member where they were, ask the pending question again,
+    unless the answer and the question together would not fit one SMS: the question is then
+    left out (optional), and the member's next text still answers it."""
     if outcome.state is not KEEP or step is None or step.prompt is None:
         return outcome
     resumed = _in_language(turn, outcome.language)
-    return Outcome(
-        outcome.replies + step.prompt(resumed), outcome.state, outcome.effects, outcome.language
-    )
+    again = tuple(replace(question, optional=True) for question in step.prompt(resumed))
+    return replace(outcome, replies=outcome.replies + again)
 
 
 def _in_language(turn: Turn, language: str | None) -> Turn:

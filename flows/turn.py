@@ -126,6 +126,8 @@ class Reply:
 
     id: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Said only if the whole answer still fits one SMS (a question asked again after HELP).
+    optional: bool = False
 
 
 def reply(message_id: str, **params: Any) -> Reply:
@@ -242,6 +244,8 @@ class Outcome:
     state: State | Any | None = KEEP
     effects: tuple[Effect, ...] = ()
     language: str | None = None  # the language to answer in, when the step changed it
+    # Klubb could not tell what the text asked (the inbound row is marked for the admin).
+    not_understood: bool = False
 
     @classmethod
     def say(cls, *replies: Reply, effects: tuple[Effect, ...] = ()) -> Outcome:

@@ -27,6 +27,7 @@ __all__ = [
     "MissingMessageError",
     "SmsSize",
     "babel_locale",
+    "benefit",
     "format_date",
     "format_money",
     "format_number",
@@ -36,6 +37,8 @@ __all__ = [
     "normalize_language",
     "render",
     "segments",
+    "sms_money",
+    "sms_url",
     "text",
     "to_gsm7",
 ]
@@ -49,6 +52,8 @@ _BABEL_LOCALES = {"nb": "nb_NO", "sv": "sv_SE", "en": "en_GB"}
 # members see (or push a message over 160 characters).
 _DATE_PATTERNS = {"nb": "dd.MM.yyyy", "sv": "yyyy-MM-dd", "en": "d MMM yyyy"}
 _ALIASES = {"no": "nb", "nn": "nb"}
+# The currency a language's "kr" means.
+_LOCAL_CURRENCY = {"nb": "NOK", "sv": "SEK"}
 # The language a number starts in, by its country code (SQL reads it too: store.campaigns).
 PREFIX_LANGUAGES = (("+47", "nb"), ("+46", "sv"))
 # Babel writes an ISO code glued to the amount in en ("NOK100.00"); a space reads better.
@@ -148,12 +153,37 @@ def format_money(minor_units: int, currency: str, language: str) -> str:
     return to_gsm7(_CODE_BEFORE_DIGIT.sub(r"\1 ", text))
 
 
+def sms_money(minor_units: int, currency: str, language: str) -> str:
+    """An amount as a member reads it in an SMS: "100 kr" in nb for NOK and in sv for SEK; any
+    other currency by its code, "100 NOK" in sv (CLDR's "100,00 Nkr" reads as no Swede writes
+    it) and "NOK 100" in en; øre, öre and cents only when there are any ("99,50 kr")."""
+    language = normalize_language(language)
+    places = get_currency_precision(currency)
+    amount = Decimal(minor_units).scaleb(-places)
+    pattern = "#,##0" if minor_units % 10**places == 0 else "#,##0." + "0" * places
+    number = format_decimal(amount, pattern, locale=babel_locale(language))
+    if language == "en":
+        text = f"{currency} {number}"
+    elif _LOCAL_CURRENCY[language] == currency:
+        text = f"{number} kr"
+    else:
+        text = f"{number} {currency}"
+    return to_gsm7(text)
+
+
 def benefit(text: str, language: str, *, amount_minor: int | None, currency: str) -> str:
-    """A coupon's benefit as the club wrote it, its {amount} written as money in the language:
-    "{amount} rabatt" with 10000 NOK reads "100,00 kr rabatt" in nb, "NOK 100.00" in en."""
+    """A coupon's benefit as the club wrote it, its {amount} written as money in the language
+    (sms_money): "{amount} rabatt" with 10000 NOK reads "100 kr rabatt" in nb, "100 NOK rabatt"
+    in sv and "NOK 100 rabatt" in en."""
     if amount_minor is None or "{amount}" not in text:
         return text
-    return text.replace("{amount}", format_money(amount_minor, currency, language))
+    return text.replace("{amount}", sms_money(amount_minor, currency, language))
+
+
+def sms_url(url: str) -> str:
+    """A web address as an SMS shows it: without "https://", which phones link without and
+    which costs eight of the 160 characters."""
+    return url.removeprefix("https://")
 
 
 def language_for_phone(e164: str) -> str:

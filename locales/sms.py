@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +14,7 @@ __all__ = [
     "REPLACE_MANY",
     "REPLACE_ONE",
     "SmsSize",
+    "fit_one",
     "is_gsm7",
     "segments",
     "to_gsm7",
@@ -84,6 +86,18 @@ def to_gsm7(text: str) -> str:
     if segments(expanded).segments <= segments(plain).segments:
         return expanded
     return plain
+
+
+def fit_one(parts: Sequence[tuple[str, bool]]) -> str:
+    """The parts of a reply joined by spaces, where each is (text, optional): the optional
+    ones are left out, the last first, while the whole would take more than one segment."""
+    kept = list(parts)
+    while segments(" ".join(text for text, _ in kept)).segments > 1:
+        optional = [i for i, (_, can_go) in enumerate(kept) if can_go]
+        if not optional:
+            break
+        del kept[optional[-1]]
+    return " ".join(text for text, _ in kept)
 
 
 def is_gsm7(text: str) -> bool:

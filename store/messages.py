@@ -66,9 +66,11 @@ def record_inbound(
     intent: str | None,
     reply: str | None,
     now: dt.datetime,
+    not_understood: bool = False,
 ) -> int:
     """Record a text and the reply given; returns its id (written through the session's
-    connection: these rows are never ORM objects).
+    connection: these rows are never ORM objects). `not_understood`: Klubb could not tell what
+    the text asked (the admin counts these).
 
     Raises SeenBefore if a text with this provider id is already recorded: the caller's
     transaction must then be rolled back and the stored reply given instead. Checking here,
@@ -87,6 +89,7 @@ def record_inbound(
             "intent": intent,
             "reply": reply,
             "received_at": now,
+            "not_understood": not_understood,
         },
     ).scalar()
     if inserted is None:

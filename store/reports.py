@@ -56,6 +56,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
 )
 from sqlalchemy.orm import Session
 
@@ -65,6 +66,7 @@ from store.models import (
     Campaign,
     ConsentEvent,
     Coupon,
+    InboundMessage,
     Member,
     OutboxMessage,
     Program,
@@ -99,6 +101,7 @@ _REFUNDS = Refund.__table__
 _OUTBOX = OutboxMessage.__table__
 _CONSENT = ConsentEvent.__table__
 _COUPONS = Coupon.__table__
+_INBOUND = InboundMessage.__table__
 _INSTANT = UTCDateTime()
 _DAY = dt.timedelta(days=1)
 # The outbox statuses of a campaign's rows that a report compares: the message left Klubb, or
@@ -432,6 +435,22 @@ def recency(session: Session, program: Program, now: dt.datetime) -> list[Recenc
     row = session.execute(select(*counts)).one()
     labels = [label for label, _, _ in RECENCY] + [NEVER]
     return [Recency(label, int(n)) for label, n in zip(labels, row, strict=True)]
+
+
+def not_understood(session: Session, program: Program, per: Period) -> int:
+    """The texts received in the period that Klubb could not tell the meaning of (it answered
+    with what a member can text): a range count of the inbound messages' (program_id,
+    not_understood, received_at) index."""
+    return int(
+        session.execute(
+            select(func.count()).where(
+                _INBOUND.c.program_id == program.id,
+                _INBOUND.c.not_understood == true(),
+                _INBOUND.c.received_at >= literal(per.since, _INSTANT),
+                _INBOUND.c.received_at < literal(per.until, _INSTANT),
+            )
+        ).scalar_one()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -906,6 +925,7 @@ class Report:
     recency: list[Recency]  # at `now`
     top_customers: list[Customer]
     campaigns: list[CampaignResult]
+    not_understood: int  # texts in the period Klubb could not answer
 
 
 def report(
@@ -929,6 +949,7 @@ def report(
         recency=recency(session, program, now),
         top_customers=top_customers(session, program, per),
         campaigns=campaign_results(session, program, per, now, stored=stored),
+        not_understood=not_understood(session, program, per),
     )
 
 

@@ -342,6 +342,8 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
         "members": m,
         "purchases": p,
         "consent_share": _percent(m.consent_share, language),
+        # Owner and staff alike: a count of texts, no money in it.
+        "not_understood": report.not_understood,
         "revenue": money(p.revenue_minor),
         "average": money(p.average_minor),
         "per_buyer": None

@@ -34,7 +34,7 @@ def confirmation(language: str) -> str:
         language,
         club=DEMO_CLUB["name"],
         per_month=2,
-        privacy_url=DEMO_CLUB["privacy_url"],
+        privacy_url=locales.sms_url(DEMO_CLUB["privacy_url"]),
     )
 
 

@@ -13,12 +13,12 @@ class TestJourney:
         phone = Phone(client, "+447700900123")
         confirm = await phone.text("JOIN")
         assert confirm.startswith("Torshov Sport: reply YES to join")
-        for piece in ("max 2/month", "Msg&data rates may apply", "STOP", "HELP"):
+        for piece in ("max 2/mo", "msg&data rates may apply", "STOP", "HELP"):
             assert piece in confirm
         assert await phone.text("yes") == (
-            "Welcome to Torshov Sport! What is your first name? (reply SKIP to skip)"
+            "Welcome to Torshov Sport! What is your first name? (or SKIP)"
         )
-        assert (await phone.text("Kari")).startswith("Thanks Kari! Your birthday")
+        assert (await phone.text("Kari")).startswith("Thanks Kari! What is your date of birth")
         assert (await phone.text("12.03.1990")).startswith(
             "Which activities interest you? 1 Running"
         )

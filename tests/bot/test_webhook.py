@@ -26,10 +26,12 @@ from tests.conftest import (
 
 WEBHOOK = "/sms/twilio"
 GUEST_MENU_NB = (
-    "Torshov Sport: send BLI MED for å bli med i medlemsklubben vår, eller HJELP for hjelp."
+    "Torshov Sport: beklager, det skjønte vi ikke. Send BLI MED for å bli medlem, eller HJELP "
+    "for hjelp."
 )
 MEMBER_MENU_NB = (
-    "Torshov Sport: send POENG, KUPONGER, VERV, HJELP, SPRÅK, MINE DATA, SLETT eller STOPP."
+    "Torshov Sport: beklager, det skjønte vi ikke. Send POENG, KUPONGER, VERV, SPRÅK, MINE "
+    "DATA, SLETT, HJELP eller STOPP."
 )
 
 
@@ -337,12 +339,12 @@ class TestTwoClubs:
         assert (await at_sport.text("JOIN")).startswith("Torshov Sport: svar JA")
         assert (await at_bakery.text("JOIN")).startswith("Byens Bakeri: svar JA")
         assert (await at_bakery.text("JA")).startswith("Velkommen til Byens Bakeri!")
-        assert (await at_sport.text("hei")).startswith("Svar JA for å bli med i Torshov Sport")
+        assert (await at_sport.text("hei")).startswith("Svar JA for å bli medlem i Torshov Sport")
         sport_member = await member_row(db, "+4791234567", club)
         bakery_member = await member_row(db, "+4791234567", bakery)
         assert (sport_member.status, bakery_member.status) == ("pending", "active")
         assert await at_sport.text("STOPP") is not None
-        assert (await at_bakery.text("HJELP")).startswith("Byens Bakeri:")
+        assert (await at_bakery.text("HJELP")).startswith("Spørsmål til Byens Bakeri:")
 
     async def test_the_same_message_sid_at_two_clubs_is_two_texts(self, client, club, db) -> None:
         """A MessageSid is unique per club, so a text to the second club is not a replay."""

@@ -269,7 +269,7 @@ class TestStop:
         """A sentence that only contains a stop word, or a real word near one, is not STOP."""
         outcome = route(text, ACTIVE_MEMBER)
         assert not any(isinstance(e, WithdrawConsent) for e in outcome.effects)
-        assert ids(outcome) == ["menu.member"]
+        assert ids(outcome) == ["unknown.member"]
 
 
 class TestStopped:
@@ -334,7 +334,8 @@ class TestHelp:
     def test_help_mid_profile(self, text: str, step: str) -> None:
         """The help text, then the same question again; the member stays on the step."""
         outcome = route(text, EVERY_STEP[step])
-        assert outcome.replies == (Reply("help.member"), ASKS[PROFILE_STEPS[step].id])
+        asked_again = replace(ASKS[PROFILE_STEPS[step].id], optional=True)
+        assert outcome.replies == (Reply("help.member"), asked_again)
         assert outcome.state is KEEP
         assert outcome.effects == ()
 
@@ -387,7 +388,9 @@ class TestLanguage:
         assert outcome.language == language
         assert outcome.replies == (
             Reply("lang.changed"),
-            Reply("profile.ask.multichoice", {"question": question, "options": options}),
+            Reply(
+                "profile.ask.multichoice", {"question": question, "options": options}, optional=True
+            ),
         )
         assert outcome.state is KEEP
 
@@ -610,17 +613,41 @@ class TestSkip:
 
 
 class TestMenu:
-    """A text that asks for nothing Klubb knows gets the menu, for members or for guests."""
+    """A text that asks for nothing Klubb knows is marked not understood and answered with what
+    the member can text, for members or for guests."""
 
     @pytest.mark.parametrize("text", ["hei", "what?", "yes", "no", "skip", "12.03.1990", "😀", ""])
     @pytest.mark.parametrize(
         ("who", "menu"),
-        [(ACTIVE_MEMBER, "menu.member"), (None, "menu.guest"), (member(PENDING), "menu.guest")],
+        [
+            (ACTIVE_MEMBER, "unknown.member"),
+            (None, "unknown.guest"),
+            (member(PENDING), "unknown.guest"),
+        ],
     )
     def test_unknown_text(self, text: str, who: MemberView | None, menu: str) -> None:
-        """The member's menu for an active member, the guest's for anyone else."""
+        """The member's list for an active member, the guest's for anyone else."""
         outcome = route(text, who)
-        assert outcome == Outcome.say(Reply(menu))
+        assert outcome == Outcome((Reply(menu),), not_understood=True)
+
+    @pytest.mark.parametrize(
+        ("text", "who"),
+        [
+            ("HELP", ACTIVE_MEMBER),
+            ("HELP", None),
+            ("POINTS", ACTIVE_MEMBER),
+            ("LANG SV", None),
+            ("Kari", "first_name"),
+            ("hei", "stopped"),
+            ("hei", "consent"),
+        ],
+    )
+    def test_only_a_text_not_understood_is_marked(self, text: str, who: Any) -> None:
+        """HELP, a keyword, LANG from a stranger, an answer to a question, the consent step
+        asking again and the silence to a stopped member are not "not understood"."""
+        named = {"first_name": at(FIRST_NAME), "stopped": STOPPED_MEMBER, "consent": PENDING_MEMBER}
+        member_view = named[who] if isinstance(who, str) else who
+        assert not route(text, member_view).not_understood
 
 
 class TestPrivacy:

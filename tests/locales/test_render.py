@@ -30,7 +30,7 @@ def test_languages_and_default():
     ("language", "expected"),
     [
         ("nb", "Svar med ett tall fra 1 til 1 250, eller HOPP OVER."),
-        ("sv", "Svara med ett nummer från 1 till 1 250, eller HOPPA ÖVER."),
+        ("sv", "Svara med en siffra från 1 till 1 250, eller HOPPA ÖVER."),
         ("en", "Please reply with one number from 1 to 1,250, or SKIP."),
     ],
 )
@@ -44,9 +44,9 @@ def test_render_groups_numbers_with_plain_spaces_in_nb_and_sv(language, expected
 @pytest.mark.parametrize(
     ("language", "expected"),
     [
-        ("nb", "ja, siden 12.03.2027"),
-        ("sv", "ja, sedan 2027-03-12"),
-        ("en", "yes, since 12 Mar 2027"),
+        ("nb", "ja fra 12.03.2027"),
+        ("sv", "ja sedan 2027-03-12"),
+        ("en", "yes since 12 Mar 2027"),
     ],
 )
 def test_render_formats_dates_for_the_language(language, expected):
@@ -56,8 +56,8 @@ def test_render_formats_dates_for_the_language(language, expected):
 @pytest.mark.parametrize(
     ("language", "one", "two"),
     [
-        ("nb", "1 besvart profilspørsmål", "2 besvarte profilspørsmål"),
-        ("sv", "1 besvarad profilfråga", "2 besvarade profilfrågor"),
+        ("nb", "1 profilsvar", "2 profilsvar"),
+        ("sv", "1 profilsvar", "2 profilsvar"),
         ("en", "1 profile answer", "2 profile answers"),
     ],
 )
@@ -245,9 +245,10 @@ def test_language_for_phone(phone, expected):
 
 @pytest.mark.parametrize(
     ("language", "expected"),
-    [("nb", "100,00 kr rabatt"), ("sv", "100,00 Nkr rabatt"), ("en", "NOK 100.00 rabatt")],
+    [("nb", "100 kr rabatt"), ("sv", "100 NOK rabatt"), ("en", "NOK 100 rabatt")],
 )
 def test_a_benefit_s_amount_is_money_in_the_language(language, expected):
+    """A Swede reads a Norwegian club's kroner as "100 NOK", not CLDR's "100,00 Nkr"."""
     assert locales.benefit("{amount} rabatt", language, amount_minor=10000, currency="NOK") == (
         expected
     )
@@ -256,3 +257,26 @@ def test_a_benefit_s_amount_is_money_in_the_language(language, expected):
 def test_a_benefit_without_an_amount_is_left_as_written():
     assert locales.benefit("10% off", "en", amount_minor=None, currency="NOK") == "10% off"
     assert locales.benefit("a cake", "en", amount_minor=500, currency="NOK") == "a cake"
+
+
+@pytest.mark.parametrize(
+    ("minor_units", "currency", "language", "expected"),
+    [
+        (10000, "NOK", "nb", "100 kr"),
+        (10000, "SEK", "sv", "100 kr"),
+        (10000, "NOK", "sv", "100 NOK"),
+        (10000, "SEK", "nb", "100 SEK"),
+        (10000, "NOK", "en", "NOK 100"),
+        (9950, "NOK", "nb", "99,50 kr"),
+        (9950, "SEK", "en", "SEK 99.50"),
+        (123450, "NOK", "nb", "1 234,50 kr"),
+        (123400, "NOK", "sv", "1 234 NOK"),
+        (123400, "NOK", "en", "NOK 1,234"),
+        (500, "EUR", "sv", "5 EUR"),
+        (500, "JPY", "nb", "500 JPY"),
+    ],
+)
+def test_money_in_an_sms_is_written_as_members_write_it(minor_units, currency, language, expected):
+    """Whole amounts without decimals, "kr" for the language's own kroner, any other currency
+    by its code; plain GSM-7 spaces."""
+    assert locales.sms_money(minor_units, currency, language) == expected

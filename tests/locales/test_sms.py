@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locales.sms import GSM7_BASIC, GSM7_EXTENSION, SmsSize, is_gsm7, segments, to_gsm7
+from locales.sms import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    SmsSize,
+    fit_one,
+    is_gsm7,
+    segments,
+    to_gsm7,
+)
 
 TYPOGRAPHIC = "«»“”„‘’‚–—…\u00a0\u202f\u2009•´`\u200b\u00ad\t\u2028"
 GSM_SAMPLE = "aZ09 .,!?æøåÆØÅäöÄÖéÉüÜ@£$\n€[]{}~^\\|"
@@ -117,3 +125,34 @@ def test_to_gsm7_leaves_gsm7_text_alone(text):
 def test_typographic_text_becomes_gsm7(text):
     cleaned = to_gsm7(text)
     assert is_gsm7(cleaned) or "…" in cleaned or "‥" in cleaned
+
+
+PARTS = st.lists(
+    st.tuples(st.text(alphabet="abc æø€", min_size=1, max_size=90), st.booleans()), max_size=5
+)
+
+
+@given(PARTS)
+def test_fit_one_leaves_out_only_optional_parts_and_only_while_too_long(parts):
+    """Every part that must be said is kept, in order; an optional part is left out only
+    while the whole takes more than one segment, the last one first."""
+    text = fit_one(parts)
+    whole = " ".join(part for part, _ in parts)
+    if segments(whole).segments == 1:
+        assert text == whole
+        return
+    kept = [part for part, _ in parts]
+    while segments(" ".join(kept)).segments > 1 and any(optional for _, optional in parts):
+        last = max(i for i, (_, optional) in enumerate(parts) if optional)
+        parts = parts[:last] + parts[last + 1 :]
+        kept = [part for part, _ in parts]
+    assert text == " ".join(kept)
+    required = [part for part, optional in parts if not optional]
+    assert " ".join(required) in text or not required
+
+
+def test_fit_one_drops_a_question_asked_again_that_would_overflow():
+    help_text, question = "h" * 120, "Hva er fornavnet ditt? (eller HOPP OVER)"
+    assert fit_one([(help_text, False), (question, True)]) == help_text
+    assert fit_one([("h" * 100, False), (question, True)]) == "h" * 100 + " " + question
+    assert fit_one([("h" * 200, False)]) == "h" * 200  # what must be said is never cut
