@@ -338,3 +338,33 @@ async def _statements_of_points(phone: Phone) -> int:
     finally:
         event.remove(Engine, "before_cursor_execute", listener)
     return len(sent)
+
+
+class TestCouponPages:
+    """COUPONS lists what fits one SMS and says how to see the rest (COUPONS 2, ...)."""
+
+    async def test_three_coupons_and_two_rewards_take_pages_of_one_sms(
+        self, phone, shop, db
+    ) -> None:
+        await join(phone)  # the welcome coupon
+
+        def give_two_more(session) -> None:
+            program = session.get(Program, shop)
+            member_id = session.scalar(select(Member.id).where(Member.phone == phone.number))
+            template = coupons.template_for(session, program.id, "birthday")
+            now = dt.datetime.now(dt.UTC)
+            for source in ("test:1", "test:2"):
+                coupons.issue(session, program.id, member_id, template, source, now)
+
+        await db.run(give_two_more)
+        first = await phone.text("KUPONGER")
+        assert first.endswith("Flere: send KUPONGER 2.")
+        assert segments(first).segments == 1
+        pages = [first]
+        while pages[-1].endswith(f"Flere: send KUPONGER {len(pages) + 1}."):
+            pages.append(await phone.text(f"KUPONGER {len(pages) + 1}"))
+            assert segments(pages[-1]).segments == 1
+        everything = " ".join(pages)
+        assert len(re.findall(r"[2-9A-Z]{4}-[2-9A-Z]{4}", everything)) == 3
+        assert "(HENT 1)" in everything
+        assert "(HENT 2)" in everything
