@@ -92,11 +92,10 @@ def fit_one(parts: Sequence[tuple[str, bool]]) -> str:
     """The parts of a reply joined by spaces, where each is (text, optional): the optional
     ones are left out, the last first, while the whole would take more than one segment."""
     kept = list(parts)
-    while segments(" ".join(text for text, _ in kept)).segments > 1:
-        optional = [i for i, (_, can_go) in enumerate(kept) if can_go]
-        if not optional:
-            break
-        del kept[optional[-1]]
+    # Most replies have nothing optional, and are not measured at all.
+    optional = [i for i, (_, can_go) in enumerate(kept) if can_go]
+    while optional and segments(" ".join(text for text, _ in kept)).segments > 1:
+        del kept[optional.pop()]
     return " ".join(text for text, _ in kept)
 
 
