@@ -52,8 +52,7 @@ def chosen_club(session: Session, args: argparse.Namespace) -> Program:
             raise NoClub(f"no club with id {args.club}")
         return program
     if args.club_number is not None:
-        number = club_number(args.club_number)
-        program = programs.by_number(session, number) if number else None
+        program = club_by_number(session, args.club_number)
         if program is None:
             raise NoClub(f"no club answers on {args.club_number}")
         return program
@@ -63,3 +62,18 @@ def chosen_club(session: Session, args: argparse.Namespace) -> Program:
     if len(clubs) > 1:
         raise NoClub("there are several clubs: name one with --club-number or --club")
     return clubs[0]
+
+
+def club_by_number(session: Session, written: str) -> Program | None:
+    """The club that answers on a number written as an owner would (as the API reads phone
+    numbers): international with or without "+" or 00, or national in the club's country."""
+    number = club_number(written)
+    program = programs.by_number(session, number) if number else None
+    if program is not None:
+        return program
+    # "55 00 00 00" means something only in a country: each club's own.
+    for candidate in programs.all_programs(session):
+        local = club_number(written, candidate.country)
+        if local is not None and local in programs.numbers(session, candidate.id):
+            return candidate
+    return None

@@ -35,9 +35,14 @@ def to_e164(raw: str, default_region: str | None = None) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def club_number(raw: str) -> str | None:
-    """A number members text: a short code ("2020") or a long number in E.164."""
-    text = re.sub(r"[\s\-]", "", raw.strip())
+def club_number(raw: str, default_region: str | None = None) -> str | None:
+    """A number members text: a short code ("2020") or a long number in E.164, written in any
+    common format: "+47 55 00 00 00", "0047…", "4755000000" (a country code without its "+"),
+    or national ("55 00 00 00") when `default_region` names the country."""
+    text = re.sub(r"[\s\-().]", "", raw.strip())
     if _SHORT_CODE.match(text):
         return text
-    return to_e164(text)
+    found = to_e164(text, default_region)
+    if found is None and text.isdigit():
+        found = to_e164("+" + text)
+    return found

@@ -418,3 +418,49 @@ def test_remove_bad_input_says_what_is_wrong(
     assert result.code == code
     assert says in result.err
     assert len(accounts(url)) == 2
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["+4755000000", "4755000000", "+47 55 00 00 00", "0047 55 00 00 00", "55 00 00 00", "55000000"],
+)
+def test_a_club_number_is_read_in_any_common_format(
+    klubb: Callable[..., Run], url: str, club: int, written: str
+) -> None:
+    """--club-number as the API reads phone numbers: with or without "+" or 00, spaced, or in
+    the club's national format; a short code (the other club's 2020) still names its club."""
+
+    async def long_number() -> int:
+        db = open_database(url)
+        try:
+            return await create_club(db, name="Bergen Sport", numbers=["+4755000000"])
+        finally:
+            await db.close()
+
+    bergen = asyncio.run(long_number())
+    made = klubb(
+        "admin",
+        "create",
+        "--email",
+        "kari@x.test",
+        "--club-number",
+        written,
+        stdin=io.StringIO(PASSWORD),
+    )
+    assert made.code == 0, made.err
+    short = klubb(
+        "admin",
+        "create",
+        "--email",
+        "ola@x.test",
+        "--club-number",
+        "2020",
+        stdin=io.StringIO(PASSWORD),
+    )
+    assert short.code == 0, short.err
+    assert [(a.email, a.program_id) for a in accounts(url)] == [
+        ("kari@x.test", bergen),
+        ("ola@x.test", club),
+    ]
+    nobody = klubb("admin", "list", "--club-number", "4755000001")
+    assert (nobody.code, nobody.err.strip()) == (2, "klubb admin: no club answers on 4755000001")
