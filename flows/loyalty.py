@@ -65,17 +65,20 @@ def _page(
     turn: Turn, items: list[tuple[str, str]], first: int, page: int, *, empty: bool
 ) -> tuple[int, list[Reply]]:
     """How many items from `first` fit one SMS (one at least), and the replies that list them."""
-    best: tuple[int, list[Reply]] | None = None
-    for count in range(1, len(items) - first + 1):
+
+    def listing(count: int) -> list[Reply]:
         replies = _listing(items[first : first + count], page, more=first + count < len(items))
-        if page == 1 and empty:
-            replies.insert(0, say("coupons.none"))
-        if best is not None and not _fits(turn, replies):
-            break
-        best = (count, replies)
-    if best is None:  # nothing to list: no coupons and no rewards
+        return [say("coupons.none"), *replies] if page == 1 and empty else replies
+
+    left = len(items) - first
+    if left == 0:  # nothing to list: no coupons and no rewards
         return 0, [say("coupons.none")]
-    return best
+    if _fits(turn, everything := listing(left)):  # the common case: all of it, measured once
+        return left, everything
+    count = 1
+    while count + 1 < left and _fits(turn, listing(count + 1)):
+        count += 1
+    return count, listing(count)
 
 
 def _listing(items: list[tuple[str, str]], page: int, *, more: bool) -> list[Reply]:
