@@ -342,3 +342,21 @@ async def test_without_the_csrf_token_403_and_nothing_changes(
     )
     assert response.status == 403
     assert await journeys_of(db, club) == before
+
+
+async def test_each_journey_is_folded_under_its_values_and_a_refused_one_comes_back_open(
+    admin: Admin, owner: int
+) -> None:
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/journeys")).text()
+    for trigger in journeys.TRIGGERS:
+        assert '<details class="edit">' in card(page, trigger)
+    assert "Vent etter innmelding: 24 timer" in card(page, "welcome")
+    token = await admin.csrf()
+    refused = await admin.client.post(
+        "/admin/journeys/birthday", data={"csrf_token": token, "control": "99"}
+    )
+    assert refused.status == 422
+    page = await refused.text()
+    assert '<details class="edit" open>' in card(page, "birthday")
+    assert '<details class="edit">' in card(page, "welcome")

@@ -535,6 +535,34 @@ async def test_a_bad_field_is_named_beside_it_and_nothing_changes(
     assert f'value="{typed}"' in page
     assert 'role="alert"' in page
     assert await club_state(db, club) == before
+    # The refused section's form is open; the others stay folded under their values.
+    section = field.split("-")[0]
+    assert folds(page)[section] == "open"
+    assert [sec for sec, state in folds(page).items() if state == "open"] == [section]
+
+
+def folds(page: str) -> dict[str, str]:
+    """Each section with a folded form ("club", "messages", ...) and whether it is open."""
+    found: dict[str, str] = {}
+    for part in page.split('<section class="card" id="')[1:]:
+        section, body = part.split('"', 1)
+        body = body.split("</section>")[0]
+        if '<details class="edit" open>' in body:
+            found[section] = "open"
+        elif '<details class="edit">' in body:
+            found[section] = "folded"
+    return found
+
+
+async def test_each_section_shows_its_values_with_its_form_folded(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert folds(page) == dict.fromkeys(
+        ("club", "messages", "earning", "tiers", "referral"), "folded"
+    )
+    messages = page.split('id="messages"')[1].split("</section>")[0]
+    assert "Markedsføringsmeldinger per medlem:</span> 2 per 30 dager" in messages
+    assert "Stilletid:</span> 20:00–9:00" in messages
 
 
 async def test_every_bad_field_of_a_section_is_named_at_once(

@@ -37,8 +37,16 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     expect(page.get_by_role("heading", name="Innstillinger", level=1)).to_be_visible()
     screens(page, "settings")
 
-    # A cap of 4 is refused beside its field; the rest of what was typed stays.
+    # Each section shows its values on one line, its form folded under "Endre".
     messages = page.locator("#messages")
+    expect(messages.locator(".current")).to_contain_text("2 per 30 dager")
+    expect(messages.get_by_label("Markedsføringsmeldinger per medlem")).to_be_hidden()
+    messages.locator("summary", has_text="Endre").click()
+    # A small number in a small box.
+    box = messages.get_by_label("Markedsføringsmeldinger per medlem").bounding_box()
+    assert box is not None
+    assert box["width"] <= 160
+    # A cap of 4 is refused beside its field (the form open); the rest of what was typed stays.
     messages.get_by_label("Markedsføringsmeldinger per medlem").fill("4")
     messages.get_by_label("Fra").fill("21")
     messages.get_by_role("button", name="Lagre").click()
@@ -54,6 +62,7 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     expect(page).to_have_url(re.compile(r"saved=messages#messages$"))
     expect(page.locator("#messages").get_by_role("status")).to_have_text("Lagret.")
     expect(page.locator("#messages-marketing_per_month")).to_have_value("1")
+    expect(page.locator("#messages .current")).to_contain_text("1 per 30 dager")
     screens(page, "messages-saved")
     stored = _stored(demo_url, demo.club)
     assert (stored["cap"], stored["quiet"]) == (1, (21, 8))
@@ -65,11 +74,15 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     text = birthday.get_by_label("Norsk")
     expect(text).to_have_attribute("placeholder", re.compile("Gratulerer med dagen"))
     screens(page, "journeys")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 4000, f"the journeys page is {height}px long with every form folded"
+    birthday.locator("summary", has_text="Endre").click()
     birthday.get_by_label("Send denne meldingen").check()
     text.fill("Gratulerer, {first_name}! Kom innom {club} for en kake.")
     birthday.get_by_role("button", name="Lagre").click()
     expect(page.locator("#journey-birthday").get_by_role("status")).to_have_text("Lagret.")
     birthday = page.locator("#journey-birthday")
+    birthday.locator("summary", has_text="Endre").click()
     birthday.get_by_label("Send denne meldingen").uncheck()
     birthday.get_by_label("Norsk").fill("Gratulerer, {first_name}! Hilsen {club}")
     birthday.get_by_role("button", name="Lagre").click()
@@ -83,6 +96,7 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     assert journey.texts["nb"] == "Gratulerer, {first_name}! Hilsen {club}"
 
     # A bad placeholder is named under the text, and the journey keeps what it had.
+    page.locator("#journey-birthday summary", has_text="Endre").click()
     page.locator("#journey-birthday").get_by_label("Norsk").fill("Hei {frist_name}")
     page.locator("#journey-birthday").get_by_role("button", name="Lagre").click()
     expect(page.locator("#journey-birthday-text-nb-error")).to_contain_text("bruk bare")
@@ -96,6 +110,7 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     # An API key: its secret on the next page once, never on the list; then revoked.
     page.goto("/admin/settings#api-keys")
     keys = page.locator("#api-keys")
+    keys.locator("summary", has_text="Ny nøkkel").click()
     keys.get_by_label("Navn på nøkkelen").fill("Kasse 1")
     keys.get_by_role("button", name="Lag nøkkel").click()
     expect(page.get_by_role("heading", name="Ny API-nøkkel")).to_be_visible()
@@ -117,8 +132,10 @@ def test_cap_quiet_hours_a_journey_and_an_api_key(
     page.set_viewport_size(PHONE)
     page.goto("/admin/settings")
     screens(page, "settings-phone")
-    # Keyboard: Tab reaches the first field of the page with a visible outline.
-    page.locator("#club-name").focus()
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 5000, f"the settings page is {height}px long on a phone, every form folded"
+    # Keyboard: the first section's "Endre" takes the focus with a visible outline.
+    page.locator("#club summary").focus()
     focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert focused == "solid"
     assert len(screens.taken) == 11
