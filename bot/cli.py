@@ -27,9 +27,10 @@ from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, sche
 from bot.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings, SettingsError
 from store import admins, apikeys, migrate, programs
-from store.errors import InvalidSetting, NotFound, StoreError
+from store.errors import InvalidInput, InvalidSetting, NotFound, StoreError
 from store.models import Program
 from store.phones import club_number, to_e164
+from store.text import check_texts
 
 log = logging.getLogger("klubb")
 
@@ -37,6 +38,13 @@ log = logging.getLogger("klubb")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        # Bytes that are not UTF-8 reach Python as lone surrogates: refused before any work.
+        check_texts({k: v for k, v in vars(args).items() if k != "command"})
+    except InvalidInput as exc:
+        given = sys.argv[1:] if argv is None else list(argv)
+        print(f"klubb: {_flag(parser, given, exc.field)}: {exc.reason}", file=sys.stderr)
+        return 2
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -56,6 +64,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `klubb campaign list | head`: the reader has seen enough; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _flag(parser: argparse.ArgumentParser, argv: list[str], dest: str) -> str:
+    """How the command line names the argument stored as `dest` (--name, or NAME for a
+    positional), in the parser and the subcommands `argv` chose."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = next((a for a in argv if a in action.choices), None)
+            if chosen is not None:
+                return _flag(action.choices[chosen], argv[argv.index(chosen) + 1 :], dest)
+    for action in parser._actions:
+        if action.dest == dest:
+            return (
+                action.option_strings[-1]
+                if action.option_strings
+                else (str(action.metavar or dest.upper()))
+            )
+    return dest
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -93,6 +93,7 @@ from store.models import (
     Tier,
     UTCDateTime,
 )
+from store.text import check_text
 
 MAX_DEPTH = 8
 MAX_LEAVES = 50
@@ -925,6 +926,7 @@ def _text(max_length: int) -> Callable[[str, str, Any], str]:
     def check(path: str, field: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(path, f"{field} takes non-empty text")
+        check_text(path, value)
         if len(value) > max_length:
             raise InvalidInput(path, f"{field} takes text of at most {max_length} characters")
         return value.strip()
@@ -988,6 +990,7 @@ FIELDS = tuple(_FIELDS)
 def _segment_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("name", "a segment needs a name")
+    check_text("name", name)
     if len(name.strip()) > MAX_NAME:
         raise InvalidInput("name", f"at most {MAX_NAME} characters")
     return name.strip()

@@ -210,6 +210,56 @@ class TestSegments:
         assert result.code == 2
         assert result.err.startswith("klubb segment: the filter at value: age must be between 0")
 
+    @pytest.mark.parametrize(
+        ("filter_", "path"),
+        [
+            ('{"field": "store", "op": "in", "value": ["\\ud800"]}', "value[0]"),
+            ('{"field": "category", "op": "in", "value": ["ski\\udfff"]}', "value[0]"),
+            (
+                '{"field": "answer", "question": "x\\ud800", "op": "answered", "value": true}',
+                "question",
+            ),
+            (
+                '{"any": [{"field": "store", "op": "in", "value": ["a\\u0000b"]}]}',
+                "any[0].value[0]",
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("action", ["count", "save"])
+    def test_a_lone_surrogate_or_a_nul_in_a_filter_exits_2_naming_where(
+        self, klubb: Any, filter_: str, path: str, action: str
+    ) -> None:
+        args = ("segment", "save", "bad") if action == "save" else ("segment", "count")
+        result = klubb(*args, "--filter", filter_)
+        assert result.code == 2, result.err
+        assert result.err.startswith(f"klubb segment: the filter at {path}: ")
+        assert "Traceback" not in result.err
+        assert len(result.err.splitlines()) == 1
+
+    def test_a_name_that_is_not_text_exits_2_naming_the_flag(self, klubb: Any) -> None:
+        # What the shell hands Python for bytes that are not UTF-8 (surrogateescape).
+        result = klubb("segment", "save", "bad\udcff", "--filter", LANGUAGE_EN)
+        assert result.code == 2, result.err
+        assert result.err.startswith("klubb: NAME: is not text")
+        assert "Traceback" not in result.err
+        assert "no segments yet" in klubb("segment", "list").out
+
+    @pytest.mark.parametrize(
+        ("args", "flag"),
+        [
+            (("apikey", "create", "--name", "till\udcff"), "--name"),
+            (("apikey", "create", "--name", "till", "--store", "a\x00b"), "--store"),
+            (("admin", "list", "--club-number", "20\ud80020"), "--club-number"),
+        ],
+    )
+    def test_a_flag_that_is_not_text_exits_2_naming_it(
+        self, klubb: Any, args: tuple[str, ...], flag: str
+    ) -> None:
+        result = klubb(*args)
+        assert result.code == 2, result.err
+        assert result.err.startswith(f"klubb: {flag}: is not text")
+        assert result.out == ""
+
 
 class TestCampaignSend:
     def test_a_dry_run_previews_and_saves_nothing(self, klubb: Any, url: str) -> None:

@@ -26,6 +26,8 @@ from bot.keys import DB
 from bot.security import PAGE_HEADERS
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
 from store import admins
+from store.errors import InvalidInput
+from store.text import check_text
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -49,6 +51,15 @@ class CsrfRefused(web.HTTPForbidden):
 class FormUnreadable(web.HTTPBadRequest):
     """A form whose bytes can't be decoded (not UTF-8, an unknown charset): refused before its
     handler runs, as a 400 naming the problem, never a 500."""
+
+
+class NotText(web.HTTPUnprocessableEntity):
+    """A form field that is not text by store.text's rule (a control character): refused before
+    its handler runs, naming the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(text=f"{field}: {reason}")
+        self.field = field
 
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -145,12 +156,19 @@ def csrf_token(session: Session) -> str:
 async def read_form(request: web.Request) -> None:
     """Read (and keep, for the handler's `request.post()`) a posted form, or refuse it with
     FormUnreadable: bytes that are not UTF-8 or not the charset named, a charset Python does not
-    know (LookupError), a multipart field in either."""
+    know (LookupError), a multipart field in either; NotText for a field that is not text."""
     try:
-        await request.post()
+        form = await request.post()
     except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
         what = "an unknown charset" if isinstance(exc, LookupError) else "bytes not in its charset"
         raise FormUnreadable(text=f"the form could not be read: {what} (send UTF-8)") from None
+    # Every field by the one rule for text (store.text), whichever handler reads it next.
+    for name, value in form.items():
+        if isinstance(value, str):
+            try:
+                check_text(name, value)
+            except InvalidInput as exc:
+                raise NotText(exc.field, exc.reason) from None
 
 
 def _streams(request: web.Request) -> bool:

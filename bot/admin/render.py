@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import zoneinfo
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable
+from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable, NotText
 from locales import format_date, format_money, format_number, text
-from store import coupons
+from store import coupons, imports
 from store.models import CouponTemplate
 
 MAX_ID = 2**63 - 1  # beyond any id; PostgreSQL would refuse the parameter
+# How a date field shows its date: as the language writes dates in numbers ("07.11.2026" in
+# nb; sv writes ISO). A browser's own date picker would show its locale's order instead
+# (11/07/2026 in a US browser), so the admin's date fields are text in this format.
+DATE_FIELD = {"nb": "%d.%m.%Y", "sv": "%Y-%m-%d", "en": "%d.%m.%Y"}
+_CLOCK = re.compile(r"^(\d{1,2})[:.](\d{2})$")
 
 
 def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
@@ -55,17 +61,20 @@ def render_text(language: str, message_id: str, **params: object) -> str:
 
 
 def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    params: dict[str, str] = {}
     if isinstance(exc, CsrfRefused):
         message = "admin.error.csrf"
     elif isinstance(exc, FormUnreadable):
         message = "admin.error.unreadable"
+    elif isinstance(exc, NotText):
+        message, params = "admin.error.not_text", {"field": exc.field}
     else:
         message = {
             403: "admin.error.forbidden",
             404: "admin.error.not_found",
             413: "admin.error.too_large",
         }.get(exc.status, "admin.error.other")
-    return page(request, "error.html", status=exc.status, message=message)
+    return page(request, "error.html", status=exc.status, message=message, params=params)
 
 
 def path_id(request: web.Request, name: str) -> int:
@@ -94,3 +103,37 @@ def local_date(request: web.Request, moment: dt.datetime | None) -> str | None:
         moment = moment.replace(tzinfo=dt.UTC)
     local = moment.astimezone(zoneinfo.ZoneInfo(request[ADMIN].timezone)).date()
     return format_date(local, request[LANGUAGE])
+
+
+def date_value(day: dt.date | None, language: str) -> str:
+    """A date as the admin's date fields show it and take it back ("07.11.2026")."""
+    if day is None:
+        return ""
+    return day.strftime(DATE_FIELD.get(language, DATE_FIELD["en"]))
+
+
+def read_date(raw: str) -> dt.date | None:
+    """A date typed in a date field: the club's format ("07.11.2026"), ISO ("2026-11-07", what
+    links and older forms send) or 07/11/2026, day first; None for anything else."""
+    return imports.parse_date(raw.strip()[:40])
+
+
+def read_local_time(raw: str) -> dt.datetime | None:
+    """A date and a time typed in one field ("07.11.2026 10:00", "2026-11-07T10:00"): naive,
+    the club's own time; None for anything else (or a time with an offset)."""
+    text = raw.strip()[:40]
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is not None:
+        return moment if moment.tzinfo is None else None
+    day_part, _, clock_part = text.replace(" kl. ", " ").replace(" kl ", " ").partition(" ")
+    day = read_date(day_part)
+    clock = _CLOCK.match(clock_part.strip())
+    if day is None or clock is None:
+        return None
+    hour, minute = int(clock[1]), int(clock[2])
+    if hour > 23 or minute > 59:
+        return None
+    return dt.datetime.combine(day, dt.time(hour, minute))
