@@ -42,6 +42,8 @@ CLAIM_SECONDS = 10.0
 # A backstop behind the gateway's own timeouts: an answer not back by then leaves the row in
 # doubt (settled by asking the gateway, never sent twice), and its slot goes to the next.
 ANSWER_TIMEOUT = 10.0
+# With nothing due and answers still out, look for rows come due this often.
+CLAIM_AGAIN = 1.0
 # Answers are recorded a transaction per this many, or this often, whichever comes first.
 RECORD_AT = 200
 RECORD_EVERY = 0.1
@@ -57,7 +59,8 @@ class Pacer:
     """The pace of one gateway: hand-offs spaced to at most `rate` a second, adapted by AIMD.
 
     Additive increase: every answer that is not a 429 adds to the pace, a twentieth of its
-    ceiling (the configured rate; unbounded, the fastest pace seen) over a second's answers.
+    ceiling (the configured rate) over a second's answers. Unbounded, the pace begins at the
+    first 429 after a whole second, from the fastest second seen, and its ceiling follows.
     Multiplicative decrease: every 429 takes 1/(2n) of the pace, n being a second's answers at
     this pace, so a second in which a share s of the answers are 429s loses s/2 of it (DCTCP's
     rule). One 429 among 180 costs 0.3 %; a steady 5 % leaves the pace at its ceiling or just
@@ -85,7 +88,9 @@ class Pacer:
         if self._next > now:
             await asyncio.sleep(self._next - now)
             now = self._clock()
-        self._next = max(self._next, now) + 1.0 / self.rate
+        # Time lost meanwhile (a group's check, a claim) is made up, a TICK's worth at most:
+        # the pace is kept over a second, and no burst is bigger than a group.
+        self._next = max(self._next, now - TICK) + 1.0 / self.rate
 
     def answered(self, throttled: bool = False) -> None:
         """Count one answer of the gateway, a 429 (`throttled`) or not, and adapt the pace."""
@@ -97,26 +102,24 @@ class Pacer:
         self._answers += 1
         if throttled:
             if not math.isfinite(self.rate):
-                self.rate = max(MIN_RATE, self._pace_seen(now))
+                if not self._peak:
+                    return  # no whole second of answers yet: no pace to slow down from
+                self.rate = self._peak
             self.rate = max(MIN_RATE, self.rate * (1 - 1 / (2 * max(1.0, self.rate * self.window))))
         elif math.isfinite(self.rate):
-            ceiling = self.limit
+            ceiling, step = self.limit, self.limit / 20
             if not math.isfinite(ceiling):
-                # Unbounded: no faster than a little above what has gone, or a 429 would
-                # have a pace far above what the gateway takes to bring down first.
-                ceiling = max(self._peak, self._pace_seen(now), MIN_RATE) * 1.25
-            step = max(ceiling / 20, MIN_RATE)
+                # Unbounded (benches, tests): a little above the fastest second seen, which
+                # rises as the pace does; climbing to it fast, since the first second's pace
+                # (connections opening, the first claim) is below what the gateway takes.
+                ceiling = max(self._peak, MIN_RATE) * 1.25
+                step = ceiling / 5
+            step = max(step, MIN_RATE)
             self.rate = min(ceiling, self.rate + step / max(1.0, self.rate * self.window))
         elapsed = now - self._began
         if elapsed >= self.window:
             self._peak = max(self._peak, self._answers / elapsed)
             self._began, self._answers = now, 0
-
-    def _pace_seen(self, now: float) -> float:
-        """Answers a second lately: the fastest whole window, or this one if it is faster."""
-        elapsed = now - self._began
-        current = self._answers / elapsed if elapsed > 0 and self._answers >= 8 else 0.0
-        return max(self._peak, current)
 
 
 async def drain(
@@ -140,9 +143,12 @@ async def drain(
         while not burst.stopping:
             limit = _claim_size(pacer, batch, stale)
             claimed = await db.run(functools.partial(sending.claim, now=now(), limit=limit))
-            if not claimed:
+            if claimed:
+                await burst.hand_over(claimed)
+            elif not await burst.answers_pending(CLAIM_AGAIN):
                 break
-            await burst.hand_over(claimed)
+            # Answers still out (one may hang until its timeout): what came due meanwhile (a
+            # throttled row's retry) goes now, not once the last of them is back.
     finally:
         await burst.finish()
     if not burst.stopping:
@@ -187,6 +193,13 @@ class _Burst:
         self._recording: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
+    async def answers_pending(self, wait: float) -> bool:
+        """Wait up to `wait` seconds for the answers in flight: False once none is left."""
+        if not self._flying:
+            return False
+        await asyncio.wait(set(self._flying), timeout=wait)
+        return bool(self._flying)
+
     @property
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -206,6 +219,10 @@ class _Burst:
                 await self._slots.acquire()
                 taken += 1
                 await self.pacer.wait()
+            held: dict[int, str] = {}
+            if not self.stopping:
+                # Read now, after every STOP committed so far, and not a moment before the send.
+                held = await self.db.run(functools.partial(sending.held_at_hand_off, rows=group))
             if self.stopping:
                 for _ in range(taken):
                     self._slots.release()
@@ -213,8 +230,6 @@ class _Burst:
                 for row in (*group, *claimed[start:]):
                     self._answer(sending.Result(row.id, "unsent", at=at))
                 return
-            # Read now, after every STOP committed so far, and not a moment before the send.
-            held = await self.db.run(functools.partial(sending.held_at_hand_off, rows=group))
             at = self.now()
             for row in group:
                 why = held.get(row.id)

@@ -332,6 +332,8 @@ class FakeTwilio:
             return _scripted(self._script.next_requests.popleft())
         fault = self.faults.draw(self._chance) if self.faults.shares else None
         if fault is not None and fault != "hang":
+            # Read, so the connection is kept for the next request as Twilio's would be.
+            await request.read()
             counters.refused += 1
             if fault == "429":
                 counters.throttled += 1
