@@ -267,7 +267,10 @@ def _loyalty(
             to_next=standing.to_next,
             expiry_points=expiry.points if expiry else 0,
             expiry_date=last_day(expiry.at, zone) if expiry else None,
-            punch=_punch_view(session, program, member.id, setup.cards, language),
+            # A member who has never bought has no punch: nothing to read.
+            punch=_punch_view(session, program, member.id, setup.cards, language)
+            if member.columns.get("last_purchase_at") is not None
+            else None,
         )
     if router.COUPONS in parts:
         coupons_view = tuple(

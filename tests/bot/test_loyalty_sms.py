@@ -298,11 +298,14 @@ class TestPunchCard:
         assert segments(reply) == SmsSize("GSM-7", len(reply), 1)
 
     async def test_points_read_one_statement_more_with_a_card(self, client, db, shop) -> None:
-        """POINTS is a third of all texts: the card costs one read, and nothing without one."""
+        """POINTS is a third of all texts: the card costs one read for a member who has bought,
+        and nothing for one who never has, nor in a club without a card."""
         kari = Phone(client, "+4791234567")
         await join(kari)
+        never_bought = await _statements_of_points(kari)
         await buy(db, shop, kari.number, 10_000, "T1", category="service")
         with_card = await _statements_of_points(kari)
+        assert with_card == never_bought + 1
 
         def deactivate(session) -> None:
             for card in session.scalars(select(PunchCard)):
