@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -217,6 +218,13 @@ class TestSetup:
         assert migrate_.stdout == "klubb: database is up to date\n"
         loud = migrated("--verbose", "migrate")
         assert "INFO alembic.runtime.migration: Context impl SQLiteImpl." in loud.stderr
+
+    def test_the_package_names_its_license_as_spdx(self) -> None:
+        """setuptools warns at every install about `license = { text = ... }`: the SPDX string
+        it wants needs setuptools 77 to build."""
+        project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+        assert project["project"]["license"] == "MIT"
+        assert "setuptools>=77" in project["build-system"]["requires"]
 
     def test_init_without_flags_names_every_missing_one(self, klubb: Klubb) -> None:
         """`klubb init` without --demo exits 2 naming each missing flag, and only those."""
