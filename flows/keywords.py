@@ -61,7 +61,14 @@ def language_named(arg: str | None) -> str | None:
     """The language code an argument names ("svenska" → "sv"), or None."""
     if not arg:
         return None
-    return _table().languages.get(normalize(arg).replace(" ", ""))
+    table = _table()
+    compact = normalize(arg).replace(" ", "")
+    return table.languages.get(compact) or table.codes.get(compact)
+
+
+def filler_words() -> frozenset[str]:
+    """Words that may stand around a keyword without changing what it asks ("takk", "pls")."""
+    return _table().filler
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ class _Table:
     exact: dict[str, str]  # compact synonym → intent
     multiword: dict[tuple[str, ...], str]
     arguments: frozenset[str]
-    languages: dict[str, str]
+    languages: dict[str, str]  # a language's name: alone it is LANG with that language
+    codes: dict[str, str]  # a language's code: only as LANG's argument
     filler: frozenset[str]
     not_typos: frozenset[str]  # real words, never read as a typo of a keyword
     by_deletion: dict[str, tuple[tuple[str, str], ...]]  # typo candidates, see _deletions
@@ -85,9 +93,15 @@ def _table() -> _Table:
             words = tuple(normalize(synonym).split())
             exact["".join(words)] = intent
             multiword[words] = intent
+            multiword[("".join(words),)] = intent  # "blimed takk" as "bli med takk"
     languages = {
         "".join(normalize(name).split()): code
         for code, names in data["languages"].items()
+        for name in names
+    }
+    codes = {
+        "".join(normalize(name).split()): code
+        for code, names in data["language_codes"].items()
         for name in names
     }
     by_deletion: dict[str, list[tuple[str, str]]] = {}
@@ -101,6 +115,7 @@ def _table() -> _Table:
         multiword=multiword,
         arguments=frozenset(data["arguments"]["intents"]),
         languages=languages,
+        codes=codes,
         filler=frozenset(normalize(w).replace(" ", "") for w in data["filler"]["words"]),
         not_typos=frozenset(normalize(w).replace(" ", "") for w in data["not_typos"]["words"]),
     )

@@ -153,19 +153,26 @@ class TestArguments:
         ("name", "code"),
         [
             ("svenska", "sv"),
-            ("SV", "sv"),
             ("Swedish", "sv"),
             ("english", "en"),
             ("engelsk", "en"),
             ("norsk", "nb"),
             ("bokmål", "nb"),
-            ("NB", "nb"),
         ],
     )
     def test_a_language_named_alone_changes_language(self, name: str, code: str) -> None:
         """A language's name alone ("svenska") is LANG with that language's code."""
         assert match(name) == Intent("lang", code)
         assert language_named(name) == code
+
+    @pytest.mark.parametrize(
+        ("word", "code"), [("En", "en"), ("Se", "sv"), ("SV", "sv"), ("NB", "nb"), ("no", "nb")]
+    )
+    def test_a_code_alone_is_no_language(self, word: str, code: str) -> None:
+        """ "En" (one) and "Se" (look) alone never switch language; after LANG they do."""
+        assert match(word) is None or match(word).name != "lang"
+        assert match(f"LANG {word}") == Intent("lang", word.lower())
+        assert language_named(word) == code
 
     @pytest.mark.parametrize("arg", [None, "", "klingon", "sv please"])
     def test_language_named_knows_only_nb_sv_en(self, arg: str | None) -> None:
