@@ -12,7 +12,7 @@ from flows.profile import QUESTION_PROMPT_KINDS
 
 FLOWS = Path(__file__).parents[2] / "flows"
 ID = re.compile(
-    r"""["']((?:join|profile|help|stop|start|lang|mydata|delete|menu|error)\.[a-z_.]+)["']"""
+    r"""["']((?:join|profile|help|stop|start|lang|mydata|delete|menu|unknown|error|points|coupons|claim|invite|loyalty)\.[a-z_.]+)["']"""
 )
 
 
@@ -25,7 +25,7 @@ def used_ids() -> set[str]:
 
 def test_the_scan_finds_the_conversation() -> None:
     """The scan sees the ids of the main moments (so an empty scan can't pass)."""
-    assert {"join.confirm", "stop.confirmed", "profile.done", "menu.guest"} <= used_ids()
+    assert {"join.confirm", "stop.confirmed", "profile.done", "unknown.guest"} <= used_ids()
 
 
 @pytest.mark.parametrize("language", locales.LANGUAGES)
