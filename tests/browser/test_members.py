@@ -135,3 +135,24 @@ def test_find_adjust_export_and_erase_members(
     expect(page.get_by_text("Ingen medlemmer passer søket.")).to_be_visible()
     screens(page, "erased-not-found")
     assert len(screens.taken) == 11
+
+
+def test_the_member_pages_buttons_are_readable(
+    page: Any, live_server: LiveServer, demo: Demo, screens: Screens
+) -> None:
+    """Every button and link styled as one has text in another colour than its background (the
+    page's own styles once painted "Slett medlemmet…" red on red over admin.css's one style)."""
+    kari = demo.members["Kari"]
+    page.goto(f"/admin/members/{kari}")
+    submit_sign_in(page)
+    expect(page).to_have_url(re.compile(rf"/admin/members/{kari}$"))
+    for path in (f"/admin/members/{kari}", f"/admin/members/{kari}/erase"):
+        page.goto(path)
+        buttons = page.locator("main a.button, main button")
+        assert buttons.count() > 0
+        for i in range(buttons.count()):
+            color, background = buttons.nth(i).evaluate(
+                "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
+            )
+            assert color != background, (path, buttons.nth(i).inner_text(), color)
+    screens(page, "erase-button")
