@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session
 
 import locales
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
-from bot.admin.render import coupon_title, money, page, path_id
+from bot.admin.render import (
+    coupon_title,
+    date_value,
+    money,
+    page,
+    path_id,
+    read_local_time,
+)
 from bot.keys import DB
 from locales import sms
 from store import campaigns, coupons, reports, segments
@@ -114,12 +121,8 @@ def _is_int(raw: str) -> bool:
 
 
 def _local_time(raw: str) -> dt.datetime | None:
-    """A datetime-local value ("2026-12-01T10:00"), naive: the club's own time."""
-    try:
-        moment = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is None else None
+    """The time to send at as typed ("01.12.2026 10:00", or ISO), naive: the club's time."""
+    return read_local_time(raw)
 
 
 def _options(form: Form, zone: ZoneInfo) -> dict[str, Any]:
@@ -305,12 +308,14 @@ async def _show_form(
         placeholders=sorted(campaigns.PLACEHOLDERS),
         max_control=campaigns.MAX_CONTROL,
         zone=request[ADMIN].timezone,
-        min_time=_now_local(request).strftime("%Y-%m-%dT%H:%M"),
+        # An example in the field's own format: tomorrow at ten.
+        example=_example_time(request, language),
     )
 
 
-def _now_local(request: web.Request) -> dt.datetime:
-    return dt.datetime.now(ZoneInfo(request[ADMIN].timezone))
+def _example_time(request: web.Request, language: str) -> str:
+    tomorrow = dt.datetime.now(ZoneInfo(request[ADMIN].timezone)).date() + dt.timedelta(days=1)
+    return f"{date_value(tomorrow, language)} 10:00"
 
 
 # --- pages ------------------------------------------------------------------------------------

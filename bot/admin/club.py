@@ -16,10 +16,19 @@ from sqlalchemy.orm import Session
 
 from bot.admin.amounts import money_text, parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
-from bot.admin.render import coupon_title, local_date, local_moment, page, path_id
+from bot.admin.render import (
+    coupon_title,
+    date_value,
+    local_date,
+    local_moment,
+    local_today,
+    page,
+    path_id,
+    read_date,
+)
 from bot.keys import DB
 from locales import LANGUAGES, text
-from store import apikeys, club_rules, coupons, imports, programs, tiers
+from store import apikeys, club_rules, coupons, programs, tiers
 from store.errors import InvalidSetting, NotFound
 from store.models import ApiKey, CouponTemplate, Program
 
@@ -90,6 +99,8 @@ async def _page(
         coupon_kinds=coupons.KINDS,
         referral_triggers=programs.REFERRAL_TRIGGERS,
         bonus_fields=club_rules.BONUS_FIELDS,
+        # The date fields' hint: today as they write it ("07.11.2026").
+        date_example=date_value(local_today(request), request[LANGUAGE]),
     )
 
 
@@ -173,8 +184,8 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
                 {
                     "id": m.id,
                     "name": m.name,
-                    "starts_on": m.starts_on.isoformat(),
-                    "ends_on": m.ends_on.isoformat(),
+                    "starts_on": date_value(m.starts_on, language),
+                    "ends_on": date_value(m.ends_on, language),
                     "multiplier": str(m.multiplier),
                     "first": m.starts_on,
                     "last": m.ends_on,
@@ -600,8 +611,8 @@ def _multiplier_values(form: MultiDictProxy[Any]) -> dict[str, Any]:
     locale writes them (24.12.2026), parsed like the member import's dates."""
     return {
         "name": _field(form, "name"),
-        "starts_on": imports.parse_date(_field(form, "starts_on")),
-        "ends_on": imports.parse_date(_field(form, "ends_on")),
+        "starts_on": read_date(_field(form, "starts_on")),
+        "ends_on": read_date(_field(form, "ends_on")),
         "multiplier": _whole(_field(form, "multiplier")),
     }
 
@@ -645,7 +656,7 @@ def _rule_errors(problems: Mapping[str, str], form: MultiDictProxy[Any]) -> Erro
         if field in club_rules.LIMITS:
             low, high = club_rules.LIMITS[field]
             errors[field] = ("admin.settings.error.range", {"low": low, "high": high})
-        elif field == "ends_on" and imports.parse_date(_field(form, "ends_on")) is not None:
+        elif field == "ends_on" and read_date(_field(form, "ends_on")) is not None:
             errors[field] = ("admin.settings.error.multiplier.order", {})
         elif field == "ends_on":
             errors[field] = ("admin.settings.error.date", {})

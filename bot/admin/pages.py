@@ -25,8 +25,8 @@ from bot.admin.auth import (
     public,
     signed_in,
 )
+from bot.admin.render import date_value, page, read_date
 from bot.admin.render import money as page_money
-from bot.admin.render import page
 from bot.keys import DB
 from locales import babel_locale, format_date, format_number, text
 from store import admins, members, programs, reports
@@ -128,13 +128,15 @@ class Chosen:
     period: reports.Period
     days: int | None  # one of QUICK_DAYS when the period is exactly one of them, ending today
     notice: tuple[str, str] | None = None
+    field: str | None = None  # "from" or "to": the date that was wrong, named beside it
 
 
 def choose_period(program: Program, query: Mapping[str, str], now: dt.datetime) -> Chosen:
-    """The period of `?from=YYYY-MM-DD&to=YYYY-MM-DD`, both days included (as a date picker
-    means them; `klubb report --to` is the first day after). `from` alone runs to today, `to`
-    alone has the DEFAULT_DAYS days up to it; nothing, or anything wrong, is the last
-    DEFAULT_DAYS days, with a notice naming what was wrong."""
+    """The period of `?from=…&to=…` (07.11.2026 as the page's fields show dates, or ISO as its
+    links write them), both days included (`klubb report --to` is the first day after).
+    `from` alone runs to today, `to` alone has the DEFAULT_DAYS days up to it; nothing, or
+    anything wrong, is the last DEFAULT_DAYS days, with a notice naming what was wrong (and,
+    for a date that is not one, which field it was in)."""
     default = reports.last_days(program, now, DEFAULT_DAYS)
     raw_from = query.get("from", "").strip()[:MAX_FIELD]
     raw_to = query.get("to", "").strip()[:MAX_FIELD]
@@ -144,10 +146,10 @@ def choose_period(program: Program, query: Mapping[str, str], now: dt.datetime) 
     for name, raw in (("from", raw_from), ("to", raw_to)):
         if not raw:
             continue
-        try:
-            days[name] = dt.date.fromisoformat(raw)
-        except ValueError:
-            return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.bad_date", raw))
+        day = read_date(raw)
+        if day is None:
+            return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.bad_date", raw), name)
+        days[name] = day
     today = default.last_day
     last = days.get("to", today)
     first = days.get("from", last - dt.timedelta(days=DEFAULT_DAYS - 1))
@@ -436,6 +438,13 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         chosen=chosen,
         first=per.start.isoformat(),
         last=per.last_day.isoformat(),
+        # What the fields show: the club's format, or what was typed where it was wrong.
+        typed={
+            "from": date_value(per.start, language),
+            "to": date_value(per.last_day, language),
+        }
+        | ({chosen.field: chosen.notice[1]} if chosen.field and chosen.notice else {}),
+        example=date_value(today, language),
         first_shown=format_date(per.start, language),
         last_shown=format_date(per.last_day, language),
         quick=quick_choices(today),

@@ -105,6 +105,11 @@ def local_date(request: web.Request, moment: dt.datetime | None) -> str | None:
     return format_date(local, request[LANGUAGE])
 
 
+def local_today(request: web.Request) -> dt.date:
+    """Today in the club's zone."""
+    return dt.datetime.now(zoneinfo.ZoneInfo(request[ADMIN].timezone)).date()
+
+
 def date_value(day: dt.date | None, language: str) -> str:
     """A date as the admin's date fields show it and take it back ("07.11.2026")."""
     if day is None:

@@ -191,11 +191,38 @@ async def test_a_wrong_period_shows_the_last_30_days_with_a_notice_naming_it(
     response = await admin.client.get("/admin/" + query)
     assert response.status == 200
     page = await response.text()
-    notice = re.search(r'<p class="alert" role="alert" data-notice>([^<]*)</p>', page)
+    # A date that is not one is named beside its field; a wrong order or length above.
+    notice = re.search(
+        r'(?:<p class="alert" role="alert" data-notice|id="period-(?:from|to)-error")>([^<]*)<',
+        page,
+    )
     assert notice, "no notice"
     assert named in html.unescape(notice.group(1))
     assert "<script>alert" not in page
     assert period_of(page) == "2026-10-27/2026-11-25"
+
+
+async def test_the_period_fields_show_and_take_the_clubs_date_format(
+    admin: Admin, owner: int
+) -> None:
+    """07.11.2026 as the club writes dates: shown in the fields, read back when sent; a date
+    that is not one is named beside its own field."""
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/?from=01.11.2026&to=30.11.2026")).text()
+    assert period_of(page) == "2026-11-01/2026-11-30"
+    assert 'name="from" class="date" type="text"' in page
+    assert 'value="01.11.2026"' in page
+    assert 'value="30.11.2026"' in page
+    assert "dd.mm.åååå" in page
+    page = await (await admin.client.get("/admin/?from=01.11.2026&to=31.11.2026")).text()
+    field = re.search(r'<input id="period-to"[^>]*>', page)
+    assert field
+    assert 'aria-invalid="true"' in field.group(0)
+    assert 'value="31.11.2026"' in field.group(0)  # as typed, beside its error
+    error = re.search(r'id="period-to-error">([^<]*)<', page)
+    assert error
+    assert "31.11.2026" in error.group(1)
+    assert 'id="period-from-error"' not in page
 
 
 async def test_the_top_10_and_the_button_that_starts_a_campaign_to_them(

@@ -61,19 +61,24 @@ def test_the_dashboard_its_periods_charts_and_top_10(
 
     # A period of one's own, keyboard and form: 12 months counts by month.
     today = dt.datetime.now(ZoneInfo("Europe/Oslo")).date()  # the club's today
-    page.get_by_label("Fra", exact=True).fill((today - dt.timedelta(days=364)).isoformat())
-    page.get_by_label("Til og med", exact=True).fill(today.isoformat())
+    # Dates as the club writes them, as the fields show them.
+    first = today - dt.timedelta(days=364)
+    page.get_by_label("Fra", exact=True).fill(f"{first:%d.%m.%Y}")
+    page.get_by_label("Til og med", exact=True).fill(f"{today:%d.%m.%Y}")
     page.get_by_role("button", name="Vis", exact=True).click()
     expect(page.get_by_role("link", name="12 måneder")).to_have_attribute("aria-current", "true")
+    expect(page.get_by_label("Fra", exact=True)).to_have_value(f"{first:%d.%m.%Y}")
     expect(page.get_by_role("img", name="Nye medlemmer per måned")).to_be_visible()
     # The figures behind a chart, as a table.
     page.locator("#recency-chart + svg + details summary").click()
     expect(page.locator('table[data-table="recency"]')).to_be_visible()
     screens(page, "dashboard-12-months")
 
-    # A wrong date: the last 30 days, and a notice naming it.
-    page.goto("/admin/?from=2026-02-30")
-    expect(page.get_by_role("alert")).to_contain_text("2026-02-30")
+    # A wrong date: the last 30 days, and the date named beside its field.
+    page.get_by_label("Fra", exact=True).fill("30.02.2026")
+    page.get_by_role("button", name="Vis", exact=True).click()
+    expect(page.locator("#period-from-error")).to_contain_text("30.02.2026")
+    expect(page.get_by_label("Fra", exact=True)).to_have_attribute("aria-invalid", "true")
     screens(page, "dashboard-wrong-date")
 
     page.set_viewport_size(PHONE)
