@@ -14,7 +14,7 @@ def help_(turn: Turn) -> Outcome:
 
 def menu(turn: Turn) -> Outcome:
     """The router's answer when it can't tell what the text asks: one SMS saying what the
-    member can text, and the text marked as not understood (the admin counts and lists them)."""
+    member can text, and the text marked as not understood (the dashboard counts them)."""
     answer = Outcome.say(reply("unknown.member" if _is_member(turn) else "unknown.guest"))
     return replace(answer, not_understood=True)
 
