@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 import locales
 from store import consent, members
 from store.models import Member, Program
-from store.phones import to_e164
+from store.phones import NOT_A_NUMBER, mobile_number
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -290,8 +290,9 @@ def check(
     now: dt.datetime,
     progress: Progress | None = None,
 ) -> Checked:
-    """Every row against the rules that need no database: a number, consent evidence and time,
-    dates, language, the club's minimum age, and the same number twice in the file."""
+    """Every row against the rules that need no database: a mobile number of its country
+    (phones.mobile_number), consent evidence and time, dates, language, the club's minimum age,
+    and the same number twice in the file."""
     missing = missing_required(mapping)
     if missing:
         raise FileRefused("missing_columns", columns=", ".join(missing))
@@ -331,13 +332,16 @@ def _check_row(
     raw = _cell(cells, mapping[PHONE])
     if not raw:
         return Bad(line, raw, "phone_missing")
-    phone = to_e164(raw, country)
+    phone, why = mobile_number(raw, country)
     if phone is None:
-        return Bad(line, raw, "phone")
+        return Bad(line, raw, why or NOT_A_NUMBER)
     evidence = _cell(cells, mapping[EVIDENCE])
+    written = _cell(cells, mapping[CONSENT_AT])
+    if not evidence and not written:
+        # Both named at once: the owner fixes the row once, not twice.
+        return Bad(line, raw, "consent_missing")
     if not evidence:
         return Bad(line, raw, "evidence_missing")
-    written = _cell(cells, mapping[CONSENT_AT])
     if not written:
         return Bad(line, raw, "consent_at_missing")
     consent_at = parse_moment(written, zone)

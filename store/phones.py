@@ -35,6 +35,40 @@ def to_e164(raw: str, default_region: str | None = None) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+# What a member's number must be to join: a number texts reach (FIXED_LINE_OR_MOBILE where a
+# country's plan does not tell the two apart, as the US's does not).
+_TEXTABLE = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+# Why a number can't join: not a number of its country at all, or not a mobile one.
+NOT_A_NUMBER, NOT_MOBILE = "phone", "not_mobile"
+
+
+def mobile_number(
+    raw: str, default_region: str | None = None
+) -> tuple[str, None] | tuple[None, str]:
+    """(E.164, None) for a valid mobile number of its country, else (None, NOT_A_NUMBER or
+    NOT_MOBILE): "12345" is a possible Norwegian number but no one's, a landline gets no SMS.
+    The rule for joining without an SMS (an import, a till's enrolment); parsed once, since
+    parsing is most of an import's checking (bench/import.py)."""
+    compact = re.sub(r"[\s\-().]", "", raw.strip())
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    if not compact or len(compact) > 20:
+        return None, NOT_A_NUMBER
+    try:
+        parsed = phonenumbers.parse(compact, default_region)
+    except phonenumbers.NumberParseException:
+        return None, NOT_A_NUMBER
+    # number_type is UNKNOWN for a number that is not valid: one look at the metadata for both.
+    kind = phonenumbers.number_type(parsed)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
+        return None, NOT_A_NUMBER
+    if kind not in _TEXTABLE:
+        return None, NOT_MOBILE
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
+
+
 def club_number(raw: str, default_region: str | None = None) -> str | None:
     """A number members text: a short code ("2020") or a long number in E.164, written in any
     common format: "+47 55 00 00 00", "0047…", "4755000000" (a country code without its "+"),

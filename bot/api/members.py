@@ -23,9 +23,13 @@ from store import profile as answers
 from store.apikeys import Caller
 from store.consent import GRANT
 from store.models import ConsentEvent, Member, Program
-from store.phones import to_e164
+from store.phones import NOT_A_NUMBER, NOT_MOBILE, mobile_number, to_e164
 
 WORDING = "enrol.confirmed"
+_NOT_MOBILE = {
+    NOT_A_NUMBER: "not a phone number",
+    NOT_MOBILE: "not a mobile number: no SMS reaches it",
+}
 # A till's clock may run a little fast; a consent time further ahead is a mistake.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -58,9 +62,11 @@ def _enrol(
     session: Session, caller: Caller, body: dict[str, Any], evidence: str, now: dt.datetime
 ) -> tuple[dict[str, Any], bool]:
     program = views.club(session, caller)
-    phone = to_e164(body["phone"], program.country)
+    # Joining takes a mobile number of its country, as an import does: the consent confirmation
+    # goes by SMS, and "12345" or a landline would hold a member no text reaches.
+    phone, why = mobile_number(body["phone"], program.country)
     if phone is None:
-        raise ApiError(422, "not a phone number", field="phone")
+        raise ApiError(422, _NOT_MOBILE.get(why or "", "not a phone number"), field="phone")
     existing = members.state_by_phone(session, program.id, phone, lock=True)
     language = (
         body.get("language")

@@ -197,6 +197,36 @@ async def test_two_bad_rows_are_named_by_line_and_the_mode_decides_what_lands(
     ]
 
 
+async def test_a_number_that_is_no_ones_mobile_is_named_and_not_imported(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """12345 is a possible Norwegian number by its length, but no one's mobile; a landline
+    gets no SMS; a row without consent evidence or time names both."""
+    await admin.signed_in(OWNER)
+    content = (
+        "Mobil;Fornavn;Språk;Fødselsdato;Samtykkedato;Kilde\r\n"
+        "12345;Kari;nb;;01.02.2024;skjema\r\n"
+        "22 33 44 55;Per;;;01.02.2024;skjema\r\n"
+        "98 76 54 32;Ola;;;;\r\n"
+        "41 23 45 67;Liv;;;01.02.2024;skjema\r\n"
+    )
+    page = await (await upload(admin, content.encode())).text()
+    assert "1 rad kan importeres" in page or "1 rader kan importeres" in page, page
+    assert re.search(r'data-line="2"><td>2</td><td>12345</td><td>Ikke et telefonnummer<', page)
+    assert re.search(
+        r'data-line="3"><td>3</td><td>22 33 44 55</td><td>Ikke et mobilnummer: SMS når ikke fram<',
+        page,
+    )
+    assert re.search(
+        r'data-line="4"><td>4</td><td>98 76 54 32</td><td>Mangler både bevis for og tidspunkt'
+        r" for samtykke: hvordan og når sa de ja\?<",
+        page,
+    )
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (1, 3)
+    assert [m.phone for m in await club_members(db, club)] == ["+4741234567"]
+
+
 async def test_numbers_the_club_knows_or_erased_are_not_imported(
     admin: Admin, owner: int, db: Database, club: int
 ) -> None:

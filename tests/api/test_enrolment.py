@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store import reports
 from store.database import Database
-from store.models import Member, Program
+from store.models import Member, OutboxMessage, Program
 from tests.api.conftest import Till, create_key
 
 
@@ -62,3 +64,34 @@ class TestStore:
         assert answer.status == 201, answer.body
         assert await store_of(db, answer.body["id"]) is None
         assert await joined_per_store(db, club) == {None: 1}
+
+
+class TestMobileNumber:
+    @pytest.mark.parametrize(
+        ("written", "says"),
+        [
+            ("12345", "not a phone number"),  # possible by its length in Norway, no one's
+            ("+47 12345", "not a phone number"),
+            ("22 33 44 55", "not a mobile number: no SMS reaches it"),  # an Oslo landline
+        ],
+    )
+    async def test_a_number_no_sms_reaches_is_refused_and_makes_no_member(
+        self, till: Till, db: Database, written: str, says: str
+    ) -> None:
+        answer = await till.enrol(written)
+        assert answer.status == 422, answer.body
+        assert (answer.body["field"], answer.body["error"]) == ("phone", says)
+        assert await db.run(lambda s: s.scalar(select(func.count()).select_from(Member))) == 0
+        assert (
+            await db.run(lambda s: s.scalar(select(func.count()).select_from(OutboxMessage))) == 0
+        )
+
+    @pytest.mark.parametrize(
+        ("written", "stored"),
+        [("912 34 567", "+4791234567"), ("+45 41 23 45 67", "+4541234567")],
+    )
+    async def test_a_mobile_number_joins(self, till: Till, written: str, stored: str) -> None:
+        """Denmark's plan doesn't tell mobiles from landlines: fixed-line-or-mobile joins."""
+        answer = await till.enrol(written)
+        assert answer.status == 201, answer.body
+        assert answer.body["phone"] == stored

@@ -209,7 +209,7 @@ class TestEnrol:
 
     @pytest.mark.parametrize(
         ("number", "language"),
-        [("+46701234567", "sv"), ("+447700900123", "en"), ("0047 912 34 567", "nb")],
+        [("+46701234567", "sv"), ("+447400123456", "en"), ("0047 912 34 567", "nb")],
     )
     async def test_the_sms_is_in_the_language_of_the_number(
         self, till: Till, db: Database, number: str, language: str

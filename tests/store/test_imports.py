@@ -106,6 +106,14 @@ class TestChecking:
         [
             (";Kari;;;2024-01-01;form", "phone_missing"),
             ("12;Kari;;;2024-01-01;form", "phone"),
+            # Possible in Norway as far as length goes, but no one's number.
+            ("12345;Kari;;;2024-01-01;form", "phone"),
+            ("+47 12345;Kari;;;2024-01-01;form", "phone"),
+            ("+447700900123;Kari;;;2024-01-01;form", "phone"),  # fiction's range: not real
+            # Landlines: an SMS never reaches them.
+            ("22 33 44 55;Kari;;;2024-01-01;form", "not_mobile"),
+            ("+46 8 123 456 78;Kari;;;2024-01-01;form", "not_mobile"),
+            ("91234567;Kari;;;;", "consent_missing"),
             ("91234567;Kari;;;2024-01-01;", "evidence_missing"),
             ("91234567;Kari;;;;form", "consent_at_missing"),
             ("91234567;Kari;;;i fjor;form", "consent_at"),
@@ -119,6 +127,15 @@ class TestChecking:
         checked = check(self.HEADER + row + "\n")
         assert checked.good == []
         assert [(b.line, b.reason) for b in checked.bad] == [(2, reason)]
+
+    @pytest.mark.parametrize(
+        "written",
+        ["91234567", "+4741234567", "0046 70 123 45 67", "+45 41 23 45 67", "+358 40 1234567"],
+    )
+    def test_a_mobile_number_of_any_nordic_country_is_taken(self, written: str):
+        """Denmark's plan does not tell mobiles from landlines: fixed-line-or-mobile joins."""
+        checked = check(self.HEADER + f"{written};Kari;;;2024-01-01;form\n")
+        assert [r.line for r in checked.good] == [2], checked.bad
 
     def test_the_same_number_twice_names_the_first_line(self):
         checked = check(self.HEADER + "912 34 567;;;;2024-01-01;a\n+47 91234567;;;;2024-01-01;b\n")
