@@ -331,12 +331,16 @@ _EARNED_SINCE = select(func.coalesce(func.sum(_ENTRIES.c.tier_points), 0)).where
 )
 
 
-def history(session: Session, member_id: int, limit: int = 100) -> list[LedgerEntry]:
+def history(
+    session: Session, member_id: int, limit: int = 100, *, offset: int = 0
+) -> list[LedgerEntry]:
+    """The member's entries, newest first: `limit` of them from `offset`."""
     return list(
         session.scalars(
             select(LedgerEntry)
             .where(LedgerEntry.member_id == member_id)
             .order_by(LedgerEntry.id.desc())
+            .offset(offset)
             .limit(limit)
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,11 +35,15 @@ routes = web.RouteTableDef()
 
 PAGE_SIZE = 25
 MAX_PAGE = 10_000  # beyond any club's list; an OFFSET past it is a typo
-HISTORY = 50  # ledger lines shown on a member's page (the export has all)
-# A member's page shows this many purchases and texts, newest first, with a link to older ones:
-# a regular's whole history on one page was thousands of pixels long.
-PURCHASES_PAGE = 10
-TEXTS_PAGE = 20
+# The lists of a member's page that come a page at a time, newest first, with plain links to
+# older ones (a regular's whole history on one page was thousands of pixels long): the query
+# parameter of each, the heading its links go to, and how many rows a page shows. The export
+# has everything.
+LISTS: dict[str, tuple[str, int]] = {
+    "purchases_page": ("purchases", 10),
+    "ledger_page": ("ledger", 20),
+    "messages_page": ("texts", 20),
+}
 LINES_SHOWN = 3  # lines of a purchase named in its summary; the rest are counted
 # The words a status, kind or channel may have: anything else is shown as stored, never a 500.
 OUTBOX_STATUSES = frozenset(
@@ -99,12 +103,8 @@ def _page_number(raw: str) -> int:
 @routes.get(r"/members/{member_id:\d+}")
 async def member(request: web.Request) -> web.StreamResponse:
     member_id = path_id(request, "member_id")
-    shown = await _read_member(
-        request,
-        member_id,
-        purchases_page=_page_number(request.query.get("purchases_page", "1")),
-        texts_page=_page_number(request.query.get("messages_page", "1")),
-    )
+    asked = {name: _page_number(request.query.get(name, "1")) for name in LISTS}
+    shown = await _read_member(request, member_id, asked)
     return page(
         request,
         "member.html",
@@ -192,10 +192,11 @@ def _points(raw: str) -> int | None:
 
 
 async def _read_member(
-    request: web.Request, member_id: int, *, purchases_page: int = 1, texts_page: int = 1
+    request: web.Request, member_id: int, pages: Mapping[str, int] | None = None
 ) -> dict[str, Any]:
-    """Everything a member's page shows, in the admin's language, with the purchases and texts
-    of the pages asked for; 404 for a member of another club, an erased one or none."""
+    """Everything a member's page shows, in the admin's language, each list of LISTS at the
+    page asked for (`pages`, by query parameter; else the first); 404 for a member of another
+    club, an erased one or none."""
     admin = request[ADMIN]
     language = request[LANGUAGE]
     zone = zoneinfo.ZoneInfo(admin.timezone)
@@ -209,6 +210,17 @@ async def _read_member(
     def day(moment: dt.datetime | None) -> str | None:
         return locales.format_date(moment.astimezone(zone).date(), language) if moment else None
 
+    asked = dict.fromkeys(LISTS, 1) | dict(pages or {})
+
+    def size(name: str) -> int:
+        return LISTS[name][1]
+
+    def window(name: str) -> dict[str, int]:
+        return {"offset": (asked[name] - 1) * size(name), "limit": size(name) + 1}
+
+    def links(name: str, got: int) -> dict[str, str | None]:
+        return _pages(member_id, asked, name, older=got > size(name))
+
     def read(session: Session) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
         program = _program(session, admin)
@@ -216,15 +228,9 @@ async def _read_member(
         lots = ledger.open_lots(session, found.id, now)
         standing = tiers.standing(session, program, found.id, found.tier_id, now)
         # One more than a page is read to know whether there are older ones.
-        texts = privacy.texts_page(
-            session, found, offset=(texts_page - 1) * TEXTS_PAGE, limit=TEXTS_PAGE + 1
-        )
-        bought = purchases.of_member(
-            session,
-            found.id,
-            offset=(purchases_page - 1) * PURCHASES_PAGE,
-            limit=PURCHASES_PAGE + 1,
-        )
+        texts = privacy.texts_page(session, found, **window("messages_page"))
+        bought = purchases.of_member(session, found.id, **window("purchases_page"))
+        entries = ledger.history(session, found.id, **window("ledger_page"))
         cards = purchases.punches(session, purchases.active_cards(session, program.id), found.id)
         phone = found.phone or ""
         return {
@@ -264,8 +270,9 @@ async def _read_member(
                     "reason": entry.reason,
                     "actor": entry.actor,
                 }
-                for entry in ledger.history(session, found.id, HISTORY)
+                for entry in entries[: size("ledger_page")]
             ],
+            "ledger_pages": links("ledger_page", len(entries)),
             "coupons": [
                 {
                     "code": coupons.display(held.coupon.code),
@@ -307,19 +314,11 @@ async def _read_member(
             ],
             "purchases": [
                 _purchase(entry, program.currency, language, when)
-                for entry in bought[:PURCHASES_PAGE]
+                for entry in bought[: size("purchases_page")]
             ],
-            "purchases_pages": _pages(
-                member_id,
-                "purchases_page",
-                purchases_page,
-                len(bought) > PURCHASES_PAGE,
-                texts_page,
-            ),
-            "texts": [_text(m, when) for m in texts[:TEXTS_PAGE]],
-            "texts_pages": _pages(
-                member_id, "messages_page", texts_page, len(texts) > TEXTS_PAGE, purchases_page
-            ),
+            "purchases_pages": links("purchases_page", len(bought)),
+            "texts": [_text(m, when) for m in texts[: size("messages_page")]],
+            "texts_pages": links("messages_page", len(texts)),
         }
 
     return await request.config_dict[DB].read(read)
@@ -375,17 +374,17 @@ def _purchase(
 
 
 def _pages(
-    member_id: int, name: str, number: int, older: bool, other: int
+    member_id: int, pages: Mapping[str, int], name: str, *, older: bool
 ) -> dict[str, str | None]:
-    """Links to the newer and older page of one list, keeping the other list's page."""
-    other_name = "messages_page" if name == "purchases_page" else "purchases_page"
-    anchor = "purchases" if name == "purchases_page" else "texts"
+    """Links to the newer and older page of one list, keeping the other lists' pages."""
+    number = pages[name]
 
     def link(page_number: int) -> str:
-        query = {name: page_number, other_name: other}
-        # Always in one order, so a list's link is the same whichever list it was made for.
-        shown = {key: query[key] for key in ("purchases_page", "messages_page") if query[key] > 1}
-        return f"/admin/members/{member_id}{'?' + urlencode(shown) if shown else ''}#{anchor}"
+        query = {**pages, name: page_number}
+        # In LISTS' order, so a list's link is the same whichever list it was made for.
+        shown = {key: query[key] for key in LISTS if query[key] > 1}
+        where = f"/admin/members/{member_id}{'?' + urlencode(shown) if shown else ''}"
+        return f"{where}#{LISTS[name][0]}"
 
     return {
         "newer": link(number - 1) if number > 1 else None,

@@ -482,7 +482,8 @@ def texts_on(page: str) -> list[str]:
 async def test_purchases_and_texts_come_a_page_at_a_time_newest_first(
     admin: Admin, owner: int, db: Database, club: int
 ) -> None:
-    """60 purchases and 80 texts: the newest 10 and 20, and plain links to older ones."""
+    """60 purchases and 80 texts: the newest 10 and 20, and plain links to older ones (the
+    points history, 60 entries, 20 a page)."""
     kari = await create_member(db, club, KARI, "Kari")
     await with_purchases_and_texts(db, kari, bought=60, texts=80)
     await admin.signed_in(OWNER)
@@ -494,6 +495,13 @@ async def test_purchases_and_texts_come_a_page_at_a_time_newest_first(
     assert f'href="/admin/members/{kari}?purchases_page=2#purchases"' in first
     assert f'href="/admin/members/{kari}?messages_page=2#texts"' in first
     assert 'rel="prev"' not in first
+    # The points history too: 60 purchases, 60 entries, 20 a page.
+    assert len(re.findall(r'<td class="num plus">\+100</td>', first)) == 20
+    assert f'href="/admin/members/{kari}?ledger_page=2#ledger"' in first
+    third = await (await admin.client.get(f"/admin/members/{kari}?ledger_page=3")).text()
+    assert len(re.findall(r'<td class="num plus">\+100</td>', third)) == 20
+    assert "ledger_page=4" not in third
+    assert f'href="/admin/members/{kari}?ledger_page=2#ledger"' in third
 
     second = await (await admin.client.get(f"/admin/members/{kari}?purchases_page=2")).text()
     assert skus(second) == [f"SKU-{n}" for n in range(49, 39, -1)]
@@ -521,7 +529,7 @@ async def test_a_page_that_is_no_page_number_is_the_first(
     kari = await create_member(db, club, KARI, "Kari")
     await with_purchases_and_texts(db, kari, bought=12, texts=44)
     await admin.signed_in(OWNER)
-    for name in ("purchases_page", "messages_page"):
+    for name in ("purchases_page", "ledger_page", "messages_page"):
         response = await admin.client.get(f"/admin/members/{kari}?{name}={value}")
         assert response.status == 200, (name, value)
         page = await response.text()
