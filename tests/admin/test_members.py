@@ -9,9 +9,12 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.admin.members import MAX_PAGE, _page_number
 from bot.demo import set_up_loyalty
 from store import ledger, members, messages, programs, purchases
 from store.database import Database
@@ -537,6 +540,13 @@ async def test_a_page_that_is_no_page_number_is_the_first(
         assert texts_on(page)[0] == "svar 21 ut", (name, value)
     # The search's pages are read the same way ("²" is a digit to Python, but no int).
     assert (await admin.client.get("/admin/members", params={"page": value})).status == 200
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Any text, and digits of every script ("²" is a digit to str.isdigit() but no int()).
+@given(st.text() | st.text(st.characters(categories=("Nd", "No")), min_size=1))
+def test_any_page_parameter_reads_as_a_page(raw: str) -> None:
+    assert 1 <= _page_number(raw) <= MAX_PAGE
 
 
 async def test_a_page_beyond_the_last_shows_none_and_the_way_back(
