@@ -339,6 +339,7 @@ def _apply(
     """Apply the effects in order; what they make for the reply (a coupon code) goes into
     `produced`."""
     now = text.received_at
+    signing_up = member is not None and member.flow == profile.FLOW
     for effect in outcome.effects:
         member = _apply_one(session, program, member, effect, turn, text, now, produced, clubs)
     if member is not None and member.status != members.ERASED and outcome.state is not KEEP:
@@ -347,6 +348,11 @@ def _apply(
         member.step = state.step if state else None
         member.flow_data = dict(state.data) if state and state.data else None
         member.updated_at = now
+    joined = any(isinstance(effect, GrantConsent) for effect in outcome.effects)
+    if member is not None and member.referred_by_id is not None and (signing_up or joined):
+        # A friend's referral waits for the age check (loyalty.signed_up): never for someone
+        # the birthday question turns away.
+        loyalty.signed_up(session, program, member, now, in_questions=member.flow == profile.FLOW)
     return member
 
 
@@ -393,6 +399,7 @@ def _apply_one(
                 first_time=first_time,
                 referral=referral,
                 templates=clubs.loyalty(session, program).templates,
+                asks_birthday=any(q.kind == "birthday" for q in turn.questions),
             )
         case ClaimReward(template_id=template_id) if member is not None:
             claimed = rewards.claim(session, program, member.id, template_id, now, actor="sms")

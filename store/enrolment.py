@@ -33,10 +33,13 @@ def enrol(
     first_name: str | None = None,
     referral: str | None = None,
     store: str | None = None,
+    asks_birthday: bool = False,
 ) -> Enrolled:
     """Make the number an active member with the consent given (the exact wording sent to them
     and the evidence from the till), unless it already is one. `store`: the till's store (its
-    API key's), the member's store if they have none yet."""
+    API key's), the member's store if they have none yet. `asks_birthday`: the sign-up
+    questions sent next ask the birthday (loyalty.on_joined: a referral waits for the age
+    check)."""
     state = members.state_by_phone(session, program.id, phone, lock=True)
     if state is not None and state.status == members.ACTIVE:
         return Enrolled(members.attach(session, state), False, None)
@@ -66,6 +69,12 @@ def enrol(
     )
     members.set_status(member, members.ACTIVE, now)
     perks = loyalty.on_joined(
-        session, program, member, now, first_time=first_time, referral=referral
+        session,
+        program,
+        member,
+        now,
+        first_time=first_time,
+        referral=referral,
+        asks_birthday=asks_birthday,
     )
     return Enrolled(member, True, perks)

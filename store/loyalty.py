@@ -73,11 +73,15 @@ def on_joined(
     first_time: bool,
     referral: str | None = None,
     templates: coupons.ClubTemplates | None = None,
+    asks_birthday: bool = False,
 ) -> Perks:
     """A member gave consent: the welcome coupon (once per member, ever), their referral code,
     and the referral credited when a friend's code came with the JOIN.
 
-    `templates`: the club's coupon templates, if the caller keeps them in memory."""
+    `templates`: the club's coupon templates, if the caller keeps them in memory.
+    `asks_birthday`: the sign-up questions that follow (by SMS) ask the birthday, whose answer
+    may still turn the member away as under the club's minimum age: the referral then waits
+    for `signed_up`."""
     referral_code(session, member)
     if first_time and referral and member.referred_by_id is None:
         friend = referrer(session, program.id, referral)
@@ -93,11 +97,26 @@ def on_joined(
         coupon = coupons.issue(session, program.id, member.id, template, source, now)
         if coupon.redeemed_at is None and coupon.valid_until > now:
             welcome = coupons.Held(coupon, template)
-    if program.referral_trigger == ON_SIGNUP and member.referred_by_id is not None:
-        # The friend is given, not read back: the member's row may not be written yet (a
-        # turn writes its member once, at its end: members.save).
-        _reward_referral(session, program, member.id, member.referred_by_id, now)
+    if not (asks_birthday and member.birthday is None):
+        signed_up(session, program, member, now, in_questions=False)
     return Perks(welcome)
+
+
+def signed_up(
+    session: Session, program: Program, member: Member, now: dt.datetime, *, in_questions: bool
+) -> bool:
+    """A friend's sign-up rewarded (referral on signup), once they are a member who stays:
+    active, and past the age check if they are still in the sign-up questions (`in_questions`)
+    with no birthday given yet, since an answer under the club's minimum age erases them
+    instead. Idempotent; True if it rewarded now."""
+    friend = member.referred_by_id
+    if program.referral_trigger != ON_SIGNUP or friend is None or member.status != "active":
+        return False
+    if in_questions and member.birthday is None:
+        return False
+    # The friend is given, not read back: the member's row may not be written yet (a turn
+    # writes its member once, at its end: members.save).
+    return _reward_referral(session, program, member.id, friend, now)
 
 
 def reward_referral(

@@ -18,7 +18,7 @@ from bot.keys import CLUBS
 from flows import profile
 from flows.conversation import club_of, club_params
 from flows.turn import Question, Reply, State, Turn
-from store import coupons, enrolment, ledger, members, messages, programs
+from store import coupons, enrolment, ledger, loyalty, members, messages, programs
 from store import profile as answers
 from store.apikeys import Caller
 from store.consent import GRANT
@@ -89,6 +89,7 @@ def _enrol(
         first_name=(body.get("first_name") or "").strip() or None,
         referral=body.get("referral_code"),
         store=caller.store,
+        asks_birthday=any(q.kind == "birthday" for q in programs.questions(session, program.id)),
     )
     member = enrolled.member
     if not enrolled.joined_now:
@@ -102,6 +103,8 @@ def _enrol(
         state, reply = asked
         member.flow, member.step, member.flow_data = state.flow, state.step, None
         sms += " " + locales.render(reply.id, language, **{**params, **reply.params})
+    # A friend's referral waits for the birthday question, if it is still to come by SMS.
+    loyalty.signed_up(session, program, member, now, in_questions=asked is not None)
     member.updated_at = now
     session.flush()
     messages.enqueue(

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from bot.demo import set_up_loyalty
 from store.database import Database
 from store.models import Member, Program, PunchCard
-from tests.api.conftest import Till, create_key
+from tests.api.conftest import PHONE, Till, create_key
+from tests.conftest import Phone
 
 
 @pytest.fixture
@@ -38,13 +39,38 @@ async def test_enrolment_gives_the_welcome_coupon(loyal_till: Till) -> None:
     assert await kinds(loyal_till, member["id"]) == ["welcome"]
 
 
-async def test_a_friends_code_at_enrolment_rewards_both(loyal_till: Till, db: Database) -> None:
+async def test_a_friends_code_at_enrolment_rewards_both(
+    loyal_till: Till, db: Database, client: TestClient
+) -> None:
+    """Once the new member is through the age check: the demo club asks the birthday by SMS
+    after the till's enrolment, and an answer under its minimum age erases them instead."""
     friend = (await loyal_till.enrol("+4791111111")).body
     member = (await loyal_till.enrol(referral_code=friend["referral_code"].lower())).body
+    assert await kinds(loyal_till, member["id"]) == ["welcome"]
+    assert await kinds(loyal_till, friend["id"]) == ["welcome"]
+    phone = Phone(client, PHONE)
+    await phone.text("Kari")
+    await phone.text("12.03.1990")
     assert await kinds(loyal_till, member["id"]) == ["referral", "welcome"]
     assert await kinds(loyal_till, friend["id"]) == ["referral", "welcome"]
     referred_by = await db.run(lambda s: s.get(Member, member["id"]).referred_by_id)
     assert referred_by == friend["id"]
+
+
+async def test_without_a_birthday_question_the_referral_is_rewarded_at_the_till(
+    client: TestClient, db: Database, quiet_club: int
+) -> None:
+    """Nothing can turn the new member away later: both are rewarded at once."""
+
+    def work(session: Session) -> None:
+        set_up_loyalty(session, session.get(Program, quiet_club))
+
+    await db.run(work)
+    till = Till(client, await create_key(db, quiet_club))
+    friend = (await till.enrol("+4791111111")).body
+    member = (await till.enrol(referral_code=friend["referral_code"])).body
+    assert await kinds(till, member["id"]) == ["referral", "welcome"]
+    assert await kinds(till, friend["id"]) == ["referral", "welcome"]
 
 
 async def test_an_unknown_referral_code_is_ignored(loyal_till: Till) -> None:
