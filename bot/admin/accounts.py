@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN, TOKEN, owner_only
+from bot.admin.auth import ADMIN, TOKEN, clock, owner_only
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from store import admins
@@ -54,6 +54,12 @@ async def _page(
     """The whole page; `refused` names the form whose fields `errors` are about. A password
     typed is never shown again, right or wrong: only the staff email is given back."""
     admin = request[ADMIN]
+    now = clock()
+    # How many browsers are signed in as this account now: one more than expected is a reason
+    # to sign out everywhere.
+    sessions = await request.config_dict[DB].read(
+        lambda session: admins.session_count(session, admin.account_id, now)
+    )
     accounts = None
     if admin.is_owner:
         rows = await request.config_dict[DB].run(_accounts(admin.program_id))
@@ -77,6 +83,7 @@ async def _page(
         accounts=accounts,
         email=email,
         min_password=admins.MIN_PASSWORD,
+        sessions=sessions,
     )
 
 

@@ -209,6 +209,7 @@ async def test_sign_out_everywhere_ends_every_session_of_the_account_only(
     page = await (await admin.client.get("/admin/account")).text()
     assert 'action="/admin/account/sign-out-everywhere"' in page
     assert "Logg ut overalt" in page
+    assert "logget inn på kontoen din nå, denne medregnet: 2." in page
     response = await admin.post("/admin/account/sign-out-everywhere")
     assert response.status == 303
     assert response.headers["Location"] == "/admin/sign-in"
