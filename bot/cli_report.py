@@ -68,7 +68,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
     def work(session: Session, program: Program) -> str:
         chosen = _period(program, start, end, now)
-        return render(reports.report(session, program, chosen, now, args.by))
+        report = reports.report(session, program, chosen, now, args.by)
+        return render(report, reports.not_understood(session, program, chosen))
 
     return _printed(_run("report", args, settings, work, keep=False))
 
@@ -107,8 +108,9 @@ def _period(
 # --- the tables -------------------------------------------------------------------------------
 
 
-def render(report: reports.Report) -> str:
-    """The report as the owner reads it in a terminal, in English."""
+def render(report: reports.Report, not_understood: int = 0) -> str:
+    """The report as the owner reads it in a terminal, in English. `not_understood`: the texts
+    Klubb could not answer in the period (reports.not_understood), as the dashboard counts."""
     per = report.period
     first, last = per.start, per.last_day
     days = f"{per.days} day" + ("" if per.days == 1 else "s")
@@ -116,6 +118,8 @@ def render(report: reports.Report) -> str:
         f"{report.club}: {_date(first)} to {_date(last)} ({days}, {per.zone.key})",
         "",
         *_members(report.members),
+        "",
+        f"Texts Klubb could not answer: {not_understood:,} in the period",
         "",
         *_purchases(report.purchases),
         "",

@@ -142,6 +142,15 @@ async def _shop(db: Database) -> None:
         handle_text(
             session, InboundText("SM" + uuid.uuid4().hex, stopper, number, "STOP", T0 + 2 * day)
         )
+        # Texts Klubb could not answer: two in November, one in October; POINTS is understood.
+        asker = next(p for p, i in found["members"].items() if i == found["sent"][0])
+        for body, when in (
+            ("har dere åpent på søndag?", T0 + day),
+            ("hva koster kaffen?", T0 + 3 * day),
+            ("POENG", T0 + 3 * day),
+            ("hallo?", dt.datetime(2026, 10, 20, 15, tzinfo=dt.UTC)),
+        ):
+            handle_text(session, InboundText("SM" + uuid.uuid4().hex, asker, number, body, when))
 
     await db.run(buy)
 
@@ -195,6 +204,8 @@ New members: 3 joined in the period
 
   STORE    JOINED  STILL MEMBERS
   Torshov       3              2
+
+Texts Klubb could not answer: 2 in the period
 
 Purchases by members
   purchases               5
@@ -288,11 +299,13 @@ def test_months_when_asked_or_over_thirteen_weeks(klubb: Any) -> None:
     assert "New members: 12 joined in the period\n" in year.out
     assert "  2026-08  2026-08-01  2026-08-31       9              8\n" in year.out
     assert "  (no store)       9              8\n" in year.out
+    assert "\nTexts Klubb could not answer: 3 in the period\n" in year.out
 
 
 def test_a_quiet_period_says_so(klubb: Any) -> None:
     shown = klubb("report", "--from", "2025-01-01", "--to", "2025-02-01")
     assert shown.code == 0, shown.err
+    assert "\nTexts Klubb could not answer: 0 in the period\n" in shown.out
     assert "Top 10 customers by revenue in the period\n  no purchases in the period\n" in (
         shown.out
     )
