@@ -7,6 +7,7 @@ the whole turn is one transaction and the reply exists only once the turn is com
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 import locales
-from flows import keywords, profile, router
+from flows import profile, router, understand
 from flows.join import CONSENT_WORDING
 from flows.privacy import SUMMARY
 from flows.turn import (
@@ -59,8 +60,11 @@ from store import (
 from store import profile as answers
 from store.models import CouponTemplate, Member, Program
 
+log = logging.getLogger(__name__)
+
 # Long texts are kept whole in the log but only this much is read for meaning.
 MAX_READ = 1600
+DEFAULT_READING_LANGUAGE = locales.DEFAULT_LANGUAGE  # the draft turn's, before it is known
 DONE = "profile.done"
 DONE_WITH_COUPON = "profile.done.coupon"
 # Where the consent wording sent to a member waits for their YES (in the member's flow data).
@@ -210,21 +214,29 @@ def _turn(
                 Question(q.id, q.key, q.kind, q.prompt or {}, tuple(q.choices or ()))
                 for q in clubs.questions(session, program.id)
             )
-    language = (member.language if member else None) or locales.language_for_phone(text.from_number)
     today = text.received_at.astimezone(ZoneInfo(program.timezone)).date()
     draft = Turn(
         text=text.body[:MAX_READ],
         intent=None,
         member=view,
         club=club_of(program),
-        language=language,
+        language=DEFAULT_READING_LANGUAGE,
         today=today,
         questions=questions,
     )
-    # In the middle of a free-text answer (a first name) only exact keywords count: "Joan"
-    # is a name, not a typo of JOIN.
-    fuzzy = not profile.expects_free_text(draft)
-    intent = keywords.match(draft.text, fuzzy=fuzzy) if len(draft.text) <= 200 else None
+    # Read in the state of the question open: at the first-name question "Joan" is a name, not
+    # a typo of JOIN, while "Avslutt" still stops.
+    reading = understand.understand(draft.text, state=router.reading_state(draft))
+    intent = reading.intent
+    # A language the member chose wins; else, at first contact, the language the text is
+    # clearly written in (a Swede on a +44 number: kept on the member it makes); else the
+    # number's country.
+    language = (member.language if member else reading.language) or locales.language_for_phone(
+        text.from_number
+    )
+    log.debug(
+        "text %s read as %s (%s)", text.provider_sid, intent.name if intent else None, reading.why
+    )
     loyalty_view = None
     parts = router.LOYALTY.get(intent.name) if intent is not None else None
     if parts is not None and member is not None and member.status == members.ACTIVE:
@@ -238,6 +250,8 @@ def _turn(
         today=today,
         questions=questions,
         loyalty=loyalty_view,
+        why=reading.why,
+        written_in=reading.language if member is None else None,
     )
 
 
@@ -372,6 +386,8 @@ def _apply_one(
             if member is None:
                 # Inserted at the end of the turn with its conversation state: one statement.
                 member = members.new(program, text.from_number, status=members.PENDING, now=now)
+                # A first text clearly in one language sets the member's ("jag vill gå med").
+                member.language = turn.written_in
             else:
                 members.set_status(member, members.PENDING, now)
         case GrantConsent(wording_id=wording_id):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from flows import help as help_flow
 from flows import join, language, loyalty, optout, privacy, profile
+from flows.join import CONSENT
 from flows.turn import KEEP, STOPPED, Outcome, Reply, Turn
 
 Step = Callable[[Turn], Outcome]
@@ -66,6 +67,31 @@ FLOWS: dict[str, dict[str, FlowStep]] = {
 }
 
 
+# What flows.understand is told about the question open, by profile question kind.
+_ANSWER_STATES = {
+    "first_name": "awaiting_name",
+    "birthday": "awaiting_birthday",
+    "text": "awaiting_text",
+    "choice": "profile_answer",
+    "multichoice": "profile_answer",
+}
+
+
+def reading_state(turn: Turn) -> str:
+    """The state a text is read in (flows.understand.STATES): which question is open."""
+    member = turn.member
+    if member is None or member.flow is None:
+        return "none"
+    if (member.flow, member.step) == (CONSENT.flow, CONSENT.step):
+        return "consent"
+    if (member.flow, member.step) == (privacy.CONFIRM_DELETE.flow, privacy.CONFIRM_DELETE.step):
+        return "confirm_delete"
+    question = profile.current_question(turn)
+    if question is not None:
+        return _ANSWER_STATES.get(question.kind, "profile_answer")
+    return "none"
+
+
 def step_of(turn: Turn) -> FlowStep | None:
     member = turn.member
     if member is None or member.flow is None or member.step is None:
@@ -90,10 +116,16 @@ def route(turn: Turn) -> Outcome:
     if intent in GLOBAL:
         return _then_resume(GLOBAL[intent](turn), step, turn)
     if step is not None:
-        interrupts = turn.intent is not None and turn.intent.exact and intent in KEYWORDS
-        if not interrupts or step.prompt is None:
+        if intent not in KEYWORDS or step.prompt is None:
             return step.handle(turn)
-        return _then_resume(KEYWORDS[intent](turn), step, turn)
+        if turn.intent is not None and turn.intent.exact:
+            return _then_resume(KEYWORDS[intent](turn), step, turn)
+        # A sentence that asks for something ("hvor mange poeng har jeg?") is answered when it
+        # is no answer to the question open ("Ski" answers which sport, it asks for nothing).
+        answered = step.handle(turn)
+        if answered.state is KEEP and not answered.effects:
+            return _then_resume(KEYWORDS[intent](turn), step, turn)
+        return answered
     handler = KEYWORDS.get(intent or "", help_flow.menu)
     return handler(turn)
 

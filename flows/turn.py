@@ -118,6 +118,8 @@ class Turn:
     today: dt.date
     questions: tuple[Question, ...] = ()
     loyalty: LoyaltyView | None = None
+    why: str = ""  # why the text was read as `intent` (flows.understand), for the debug log
+    written_in: str | None = None  # the language the text is clearly written in, if any
 
 
 @dataclass(frozen=True, slots=True)

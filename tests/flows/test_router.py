@@ -1,7 +1,7 @@
 """The conversation as data: what router.route decides for a text, on every step, in nb, sv, en.
 
-Turns are built by hand, with the intent read as flows.conversation reads it (exact keywords
-only while a free-text answer such as a first name is expected); no server, no database.
+Turns are built by hand, with the intent read as flows.conversation reads it (flows.understand,
+in the state of the question open); no server, no database.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flows import keywords, profile, router
+from flows import profile, router
 from flows.privacy import CONFIRM_DELETE
 from flows.turn import (
     ACTIVE,
@@ -37,6 +37,7 @@ from flows.turn import (
     Turn,
     WithdrawConsent,
 )
+from flows.understand import understand
 
 TODAY = dt.date(2026, 5, 14)
 CLUB = Club(
@@ -130,8 +131,8 @@ def turn(
 ) -> Turn:
     """A turn whose intent is read as flows.conversation reads it."""
     draft = Turn(text, None, who, club, language, TODAY, questions)
-    fuzzy = not profile.expects_free_text(draft)
-    return replace(draft, intent=keywords.match(text, fuzzy=fuzzy))
+    reading = understand(text, state=router.reading_state(draft))
+    return replace(draft, intent=reading.intent, why=reading.why)
 
 
 def route(text: str, who: MemberView | None = None, **kwargs: Any) -> Outcome:
