@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
-from flows import keywords
 from flows.conversation import InboundText, handle_text
+from flows.understand import understand
 from locales.sms import is_gsm7, segments
 from store import programs
 from store.database import open_database
@@ -93,7 +93,7 @@ def test_every_sequence_of_texts_keeps_the_rules(sqlite_template: Path, tmp_path
             result = loop.run_until_complete(
                 db.run(functools.partial(handle_text, text=text, clubs=clubs))
             )
-            intent = keywords.match(body)
+            intent = understand(body).intent
             name = intent.name if intent else None
             if result.reply is not None:
                 # GSM-7, but for letters the member typed (a name: "Ù" is kept, see to_gsm7).
