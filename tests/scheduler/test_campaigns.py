@@ -417,7 +417,7 @@ async def test_system_messages_still_go_out(db, club):
 
 
 async def test_a_stopping_sender_puts_what_it_did_not_hand_over_back(db, club):
-    await add_members(db, club, 40)
+    await add_members(db, club, 100)
     campaign_id = await broadcast(db, club)
     await plan(db, campaign_id)
     stop = asyncio.Event()
@@ -430,13 +430,13 @@ async def test_a_stopping_sender_puts_what_it_did_not_hand_over_back(db, club):
 
     gateway = StopsHalfWay()
     sent = await sender.drain(db, gateway, at(T0), pacer=sender.Pacer(1000), stop=stop)
-    assert 10 <= sent < 40
+    assert 10 <= sent < 100
     rows = await rows_of(db, campaign_id)
     assert sum(r.status == "sent" for r in rows) == sent
     waiting = [r for r in rows if r.status != "sent"]
     assert waiting
     assert all((r.status, r.attempts) == ("queued", 0) for r in waiting)
-    assert await send(db, gateway) == 40 - sent
+    assert await send(db, gateway) == 100 - sent
     assert set(gateway.per_number().values()) == {1}
 
 

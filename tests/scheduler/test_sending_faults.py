@@ -245,3 +245,30 @@ class TestHangingAnswers:
             assert rows[hung].provider_id == fake.sent_to(hung)[0].sid
             assert fake.counters.duplicates == 0
             assert len(fake.messages) == 40
+
+
+class TestHandOffCheck:
+    async def test_a_row_another_sender_took_over_is_not_handed_over_again(self, db, club):
+        """A sender that held rows so long that another settled them as in doubt (asking the
+        gateway, and perhaps sending them itself) finds at hand-off they are no longer its to
+        send; a row still its own and a member still in are sent."""
+        await add_members(db, club, 2)
+        campaign_id = await broadcast(db, club)
+        await plan(db, campaign_id)
+        mine = await db.run(lambda s: sending.claim(s, now=T0, limit=2))
+        later = T0 + sending.STALE + dt.timedelta(seconds=1)
+        [taken] = await db.run(lambda s: sending.in_doubt(s, now=later, limit=1))
+        held = await db.run(lambda s: sending.held_at_hand_off(s, mine))
+        assert held == {taken.claimed.id: sending.TAKEN_OVER}
+
+    async def test_a_campaign_cancelled_since_the_claim_is_not_handed_over(self, db, club):
+        """The owner cancels while rows are in hand: they are skipped as cancelled."""
+        from store import campaigns
+
+        await add_members(db, club, 3)
+        campaign_id = await broadcast(db, club)
+        await plan(db, campaign_id)
+        mine = await db.run(lambda s: sending.claim(s, now=T0, limit=3))
+        await db.run(lambda s: campaigns.cancel(s, club, campaign_id, T0))
+        held = await db.run(lambda s: sending.held_at_hand_off(s, mine))
+        assert held == {row.id: "cancelled" for row in mine}
