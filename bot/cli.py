@@ -26,6 +26,8 @@ from bot.app import create_app
 from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
 from bot.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings, SettingsError
+from flows import understand
+from locales import LANGUAGES
 from store import admins, apikeys, migrate, programs
 from store.errors import InvalidInput, InvalidSetting, NotFound, StoreError
 from store.models import Program
@@ -113,6 +115,16 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--to", dest="receiver", help="the club's number (default: the first)")
     simulate.add_argument("--url", help="the server (default http://127.0.0.1:KLUBB_PORT)")
     simulate.set_defaults(command=_simulate)
+
+    understand_ = commands.add_parser(
+        "understand", help="how Klubb reads a text: its intent and why (no database needed)"
+    )
+    understand_.add_argument("text", help="the text, as a member would send it")
+    understand_.add_argument("--language", choices=LANGUAGES, help="the member's language")
+    understand_.add_argument(
+        "--state", choices=sorted(understand.STATES), default="none", help="the question open"
+    )
+    understand_.set_defaults(command=_understand)
 
     apikey = commands.add_parser("apikey", help="API keys for tills and web shops")
     keys = apikey.add_subparsers(required=True, metavar="ACTION")
@@ -343,6 +355,19 @@ def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     return _apikey(args, settings, revoke)
+
+
+def _understand(args: argparse.Namespace, settings: Settings) -> int:
+    reading = understand.understand(args.text, state=args.state, language=args.language)
+    intent = reading.intent
+    name = "not understood" if intent is None else intent.name
+    print(f"intent:   {name}" + (f" {intent.arg}" if intent and intent.arg else ""))
+    print(f"reason:   {reading.why}")
+    print(f"written:  {reading.language or '-'}")
+    # The member's chosen language wins; else a first text's language; else the number's.
+    answer = args.language or reading.language
+    print(f"answer:   {answer or '- (the number country language)'}")
+    return 0
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
