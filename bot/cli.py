@@ -358,7 +358,7 @@ def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _understand(args: argparse.Namespace, settings: Settings) -> int:
-    reading = understand.understand(args.text, state=args.state, language=args.language)
+    reading = understand.understand(args.text, state=args.state)
     intent = reading.intent
     name = "not understood" if intent is None else intent.name
     print(f"intent:   {name}" + (f" {intent.arg}" if intent and intent.arg else ""))

@@ -306,8 +306,9 @@ def _pattern(text: str) -> _Pattern:
 # --- reading a text ---
 
 
-def understand(text: str, *, state: str | None = None, language: str | None = None) -> Reading:
-    """What `text` asks for, read in `state` (see STATES); `language` is the member's, if known.
+def understand(text: str, *, state: str | None = None) -> Reading:
+    """What `text` asks for, read in `state` (see STATES), in nb, sv and en alike (a member
+    may write in any of them whatever their own language).
 
     An opt-out nothing blocks is STOP whatever else the text says. Otherwise a keyword typed as
     one (JOIN KARI7, CLAIM 2) is read to the letter; else intents are scored from cue words and
