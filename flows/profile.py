@@ -9,7 +9,6 @@ import datetime as dt
 import functools
 import re
 import unicodedata
-from collections.abc import Mapping
 
 from babel.dates import get_month_names
 
@@ -27,8 +26,9 @@ from flows.turn import (
     Turn,
     reply,
 )
+from store import profile as questions_asked
 
-FLOW = "profile"
+FLOW = questions_asked.FLOW
 MAX_TEXT_ANSWER = 100
 MAX_NAME = 40
 OLDEST_AGE = 120
@@ -55,13 +55,13 @@ _NAME_PREFIXES = (
 
 
 def state_for(question: Question) -> State:
-    return State(FLOW, f"q{question.id}")
+    return State(FLOW, questions_asked.step(question.id))
 
 
 def current_question(turn: Turn) -> Question | None:
     if turn.member is None or turn.member.flow != FLOW or not turn.member.step:
         return None
-    return next((q for q in turn.questions if f"q{q.id}" == turn.member.step), None)
+    return next((q for q in turn.questions if questions_asked.step(q.id) == turn.member.step), None)
 
 
 def first_question(turn: Turn, after: Question | None) -> Question | None:
@@ -94,19 +94,12 @@ def answer(turn: Turn) -> Outcome:
 
 
 def ask(question: Question, turn: Turn) -> Reply:
-    """The question as a reply in the member's language."""
-    if question.kind == "first_name":
-        return reply("profile.ask.first_name")
-    if question.kind == "birthday":
-        return reply("profile.ask.birthday")
-    text = _in_language(question.prompt, turn.language)
-    if question.kind in ("choice", "multichoice"):
-        options = " ".join(
-            f"{i} {_in_language(choice['label'], turn.language)}"
-            for i, choice in enumerate(question.choices, start=1)
-        )
-        return reply(f"profile.ask.{question.kind}", question=text, options=options)
-    return reply("profile.ask.text", question=text)
+    """The question as a reply in the member's language (store.profile.asked: the same rule
+    the till's enrolment SMS and the check of the club's wording use)."""
+    message_id, params = questions_asked.asked(
+        question.kind, question.prompt, question.choices, turn.language
+    )
+    return reply(message_id, **params)
 
 
 def prompt(turn: Turn) -> tuple[Reply, ...]:
@@ -315,9 +308,4 @@ def parse_choices(text: str, question: Question, language: str) -> tuple[str, ..
     return tuple(picked) or None
 
 
-def _in_language(texts: object, language: str) -> str:
-    if isinstance(texts, str):
-        return texts
-    if isinstance(texts, Mapping) and texts:  # Question.prompt and labels are Mappings
-        return texts.get(language) or texts.get("en") or next(iter(texts.values()))
-    return ""
+_in_language = questions_asked.in_language

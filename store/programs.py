@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import locales
 from store import coupons, purchases, tiers
 from store.errors import InvalidSetting, NotFound, NumberTaken
 from store.models import (
@@ -345,6 +346,16 @@ def questions(session: Session, program_id: int) -> Sequence[ProfileQuestion]:
         .where(ProfileQuestion.program_id == program_id, ProfileQuestion.active.is_(True))
         .order_by(ProfileQuestion.position, ProfileQuestion.id)
     ).all()
+
+
+def sms_values(program: Program) -> dict[str, Any]:
+    """The club's own placeholders, which every SMS to its members may use."""
+    return {
+        "club": program.name,
+        "contact": program.contact,
+        "privacy_url": locales.sms_url(program.privacy_url),
+        "per_month": program.marketing_per_month,
+    }
 
 
 def update_club(

@@ -5,27 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import locales
 from bot.api import schemas, views
 from bot.api.operations import ApiError, Call
 from bot.keys import CLUBS
-from flows import profile
-from flows.conversation import club_of, club_params
-from flows.turn import Question, Reply, State, Turn
-from store import coupons, enrolment, ledger, loyalty, members, messages, programs
-from store import profile as answers
+from store import coupons, enrolment, ledger
 from store.apikeys import Caller
-from store.consent import GRANT
-from store.models import ConsentEvent, Member, Program
 from store.phones import NOT_A_NUMBER, NOT_MOBILE, mobile_number, to_e164
 
-WORDING = "enrol.confirmed"
 _NOT_MOBILE = {
     NOT_A_NUMBER: "not a phone number",
     NOT_MOBILE: "not a mobile number: no SMS reaches it",
@@ -35,8 +25,9 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 async def enrol(call: Call) -> web.Response:
-    """201 with the new member (who gets the consent confirmation by SMS), or 200 with the
-    member as they are when the number is an active member already (and no SMS)."""
+    """201 with the new member (who gets the consent confirmation by SMS, then the first open
+    profile question: store.enrolment.enrol_at_till), or 200 with the member as they are when
+    the number is an active member already (and no SMS)."""
     consent = call.body["consent"]
     evidence = consent["evidence"].strip()
     if not evidence:
@@ -67,101 +58,18 @@ def _enrol(
     phone, why = mobile_number(body["phone"], program.country)
     if phone is None:
         raise ApiError(422, _NOT_MOBILE.get(why or "", "not a phone number"), field="phone")
-    existing = members.state_by_phone(session, program.id, phone, lock=True)
-    language = (
-        body.get("language")
-        or (existing.language if existing is not None else None)
-        or locales.language_for_phone(phone)
-    )
-    params = club_params(program)
-    wording = locales.render(WORDING, language, **params)
-    enrolled = enrolment.enrol(
+    enrolled = enrolment.enrol_at_till(
         session,
         program,
         phone,
-        wording_id=WORDING,
-        wording_language=language,
-        wording_text=wording,
-        channel="pos",
         evidence=evidence,
         now=now,
         language=body.get("language"),
         first_name=(body.get("first_name") or "").strip() or None,
         referral=body.get("referral_code"),
         store=caller.store,
-        asks_birthday=any(q.kind == "birthday" for q in programs.questions(session, program.id)),
     )
-    member = enrolled.member
-    if not enrolled.joined_now:
-        return views.member(session, program, member, now), False
-    sms = wording
-    # The member's reply by SMS answers the first profile question, as after YES to JOIN.
-    asked = _first_unanswered(session, program, member, language, now)
-    if asked is None:
-        member.flow = member.step = member.flow_data = None
-    else:
-        state, reply = asked
-        member.flow, member.step, member.flow_data = state.flow, state.step, None
-        sms += " " + locales.render(reply.id, language, **{**params, **reply.params})
-    # A friend's referral waits for the birthday question, if it is still to come by SMS.
-    loyalty.signed_up(session, program, member, now, in_questions=asked is not None)
-    member.updated_at = now
-    session.flush()
-    messages.enqueue(
-        session,
-        program_id=program.id,
-        member_id=member.id,
-        kind=messages.SYSTEM,
-        to_number=phone,
-        from_number=programs.numbers(session, program.id)[0],
-        body=sms,
-        segments=locales.segments(sms).segments,
-        now=now,
-        # One confirmation per consent given, however the request is retried or raced.
-        dedupe_key=f"enrol:{member.id}:{_grants(session, member.id)}",
-    )
-    return views.member(session, program, member, now), True
-
-
-def _first_unanswered(
-    session: Session, program: Program, member: Member, language: str, now: dt.datetime
-) -> tuple[State, Reply] | None:
-    """The state and question reply for the first question the member has not answered (a
-    name given at the till, or answers from an earlier membership, are not asked again)."""
-    questions = tuple(
-        Question(q.id, q.key, q.kind, q.prompt or {}, tuple(q.choices or ()))
-        for q in programs.questions(session, program.id)
-    )
-    if not questions:
-        return None
-    turn = Turn(
-        text="",
-        intent=None,
-        member=None,
-        club=club_of(program),
-        language=language,
-        today=now.astimezone(ZoneInfo(program.timezone)).date(),
-        questions=questions,
-    )
-    answered = {answer.question_id for answer in answers.answers(session, member.id)}
-    known = {"first_name": member.first_name, "birthday": member.birthday}
-    question = profile.first_question(turn, after=None)
-    while question is not None and (question.id in answered or known.get(question.kind)):
-        question = profile.first_question(turn, after=question)
-    if question is None:
-        return None
-    return profile.state_for(question), profile.ask(question, turn)
-
-
-def _grants(session: Session, member_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count(ConsentEvent.id)).where(
-                ConsentEvent.member_id == member_id, ConsentEvent.action == GRANT
-            )
-        )
-        or 0
-    )
+    return views.member(session, program, enrolled.member, now), enrolled.joined_now
 
 
 async def find(call: Call) -> web.Response:

@@ -12,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import locales
-from bot.demo import DEMO_CLUB, set_up_loyalty
+from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
+from scheduler import sender
+from store import enrolment
 from store.database import Database
 from store.models import (
     ConsentEvent,
@@ -20,11 +22,16 @@ from store.models import (
     LedgerEntry,
     Member,
     OutboxMessage,
+    ProfileAnswer,
     Program,
     PunchCard,
 )
 from tests.api.conftest import PHONE, Till, create_key, issue_coupon
-from tests.conftest import Phone
+from tests.conftest import Phone, create_club
+from tests.scheduler.campaign_helpers import RecordingGateway
+
+# The longest club name the product promises one-segment SMS for.
+LONG_CLUB = "Torshov Sport & Fritid AS"
 
 
 def confirmation(language: str) -> str:
@@ -99,33 +106,38 @@ class TestEnrol:
         assert event.evidence == "till-1: receipt 1234, box ticked"
         assert event.wording_id == "enrol.confirmed"
         assert event.wording_language == "nb"
-        [sms] = await outbox(db)
-        assert sms.body.startswith(event.wording_text)
+        sms, _ = await outbox(db)
+        assert sms.body == event.wording_text
 
-    async def test_the_member_gets_the_confirmation_and_first_open_question_by_sms(
+    async def test_the_member_gets_the_confirmation_then_the_first_open_question_by_sms(
         self, till: Till, db: Database
     ) -> None:
-        """One system SMS to the number: the consent confirmation, then the first question not
-        already answered (the till gave the first name, so the birthday is asked)."""
+        """Two system SMS to the number, each one segment: the consent confirmation, then the
+        first question not already answered (the till gave the first name, so the birthday),
+        due a little after the confirmation so the gateway has that first."""
         await till.enrol(first_name="Kari")
-        [sms] = await outbox(db)
-        assert (sms.kind, sms.status, sms.to_number, sms.from_number) == (
-            "system",
-            "queued",
-            PHONE,
-            "2020",
-        )
-        assert sms.body == confirmation("nb") + " " + locales.render("profile.ask.birthday", "nb")
-        assert sms.segments >= 2
-        assert sms.dedupe_key
+        confirmed, asked = await outbox(db)
+        for sms in (confirmed, asked):
+            assert (sms.kind, sms.status, sms.to_number, sms.from_number) == (
+                "system",
+                "queued",
+                PHONE,
+                "2020",
+            )
+            assert sms.segments == 1
+        assert confirmed.body == confirmation("nb")
+        assert asked.body == locales.render("profile.ask.birthday", "nb")
+        assert asked.send_after > confirmed.send_after
+        assert None not in (confirmed.dedupe_key, asked.dedupe_key)
+        assert confirmed.dedupe_key != asked.dedupe_key
 
     async def test_the_reply_by_sms_answers_the_question_asked(
         self, till: Till, client: Any, db: Database
     ) -> None:
         """The member's conversation waits on the question the SMS asked: their reply answers it."""
         await till.enrol()
-        [sms] = await outbox(db)
-        assert sms.body.endswith(" " + locales.render("profile.ask.first_name", "nb"))
+        _, sms = await outbox(db)
+        assert sms.body == locales.render("profile.ask.first_name", "nb")
         reply = await Phone(client, PHONE).text("Kari")
         assert reply is not None
         assert "Kari" in reply
@@ -140,7 +152,7 @@ class TestEnrol:
         again = await till.enrol("+47 91 23 45 67")
         assert again.status == 200
         assert again.body["id"] == first.body["id"]
-        assert len(await outbox(db)) == 1
+        assert len(await outbox(db)) == 2
         assert len(await consents(db)) == 1
 
     async def test_one_customer_enrolled_by_three_tills_at_once_joins_once(
@@ -152,7 +164,7 @@ class TestEnrol:
         assert sorted(a.status for a in answers) == [200, 200, 201]
         assert len({a.body["id"] for a in answers}) == 1
         assert len(await consents(db)) == 1
-        assert len(await outbox(db)) == 1
+        assert len(await outbox(db)) == 2
 
     async def test_a_member_who_joined_by_sms_is_not_sent_anything(
         self, till: Till, client: Any, db: Database
@@ -175,7 +187,7 @@ class TestEnrol:
         answer = await till.enrol()
         assert answer.status == 201
         assert answer.body["status"] == "active"
-        assert len(await outbox(db)) == 1
+        assert len(await outbox(db)) == 2
         member = await db.run(lambda s: s.scalars(select(Member)).one())
         assert member.flow == "profile"
 
@@ -188,8 +200,9 @@ class TestEnrol:
         answer = await till.enrol()
         assert answer.status == 201
         messages = await outbox(db)
-        assert len(messages) == 2
-        assert messages[0].dedupe_key != messages[1].dedupe_key
+        assert len(messages) == 4
+        assert len({m.dedupe_key for m in messages}) == 4
+        assert messages[2].body == confirmation("nb")
         assert [e.action for e in await consents(db)] == ["grant", "withdraw", "grant"]
 
     async def test_a_returning_member_is_asked_only_what_they_have_not_answered(
@@ -217,14 +230,15 @@ class TestEnrol:
         answer = await till.enrol(number)
         assert answer.status == 201
         assert answer.body["language"] == language
-        [sms] = await outbox(db)
-        assert sms.body.startswith(confirmation(language))
+        sms, _ = await outbox(db)
+        assert sms.body == confirmation(language)
 
     async def test_a_language_given_by_the_till_wins(self, till: Till, db: Database) -> None:
         answer = await till.enrol(language="en")
         assert answer.body["language"] == "en"
-        [sms] = await outbox(db)
-        assert sms.body.startswith(confirmation("en"))
+        confirmed, asked = await outbox(db)
+        assert confirmed.body == confirmation("en")
+        assert asked.body == locales.render("profile.ask.first_name", "en")
 
     async def test_a_club_without_questions_sends_only_the_confirmation(
         self, quiet_club: int, db: Database, client: Any
@@ -235,6 +249,51 @@ class TestEnrol:
         assert sms.body == confirmation("nb")
         member = await db.run(lambda s: s.scalars(select(Member)).one())
         assert member.flow is None
+
+    @pytest.mark.parametrize(
+        ("number", "language"),
+        [("+4791234567", "nb"), ("+46701234567", "sv"), ("+447400123456", "en")],
+    )
+    async def test_each_sms_is_one_segment_and_the_reply_goes_on_with_the_profile(
+        self, client: Any, db: Database, number: str, language: str
+    ) -> None:
+        """A club with a 25-character name whose own question comes first: what the gateway
+        is handed is the confirmation, then the question, each one GSM-7 segment; the member's
+        answer by SMS is saved and the next question asked, then the next."""
+        club = await create_club(
+            db,
+            name=LONG_CLUB,
+            privacy_url="https://torshovsport.no/personvern",
+            marketing_per_month=3,
+            questions=[DEMO_QUESTIONS[2], *DEMO_QUESTIONS[:2]],
+        )
+        till = Till(client, await create_key(db, club))
+        assert (await till.enrol(number)).status == 201
+        gateway = RecordingGateway()
+        later = dt.datetime.now(dt.UTC) + enrolment.QUESTION_AFTER + dt.timedelta(seconds=1)
+        assert await sender.drain(db, gateway, now=lambda: later) == 2
+        confirmed, asked = gateway.to(number)
+        values = {"club": LONG_CLUB, "per_month": 3}
+        assert confirmed == locales.render(
+            "enrol.confirmed", language, privacy_url="torshovsport.no/personvern", **values
+        )
+        assert asked.startswith(DEMO_QUESTIONS[2]["prompt"][language] + " 1 ")
+        for sms in (confirmed, asked):
+            assert locales.is_gsm7(sms)
+            assert locales.segments(sms).segments == 1, sms
+        phone = Phone(client, number)
+        assert await phone.text("1 3") == locales.render("profile.ask.first_name", language)
+        thanks = await phone.text("Kari")
+        assert thanks == " ".join(
+            (
+                locales.render("profile.thanks", language, first_name="Kari"),
+                locales.render("profile.ask.birthday", language),
+            )
+        )
+        member = await db.run(lambda s: s.scalars(select(Member)).one())
+        assert (member.first_name, member.flow) == ("Kari", "profile")
+        picked = await db.run(lambda s: [a.value for a in s.scalars(select(ProfileAnswer))])
+        assert picked == [["running", "skiing"]]
 
     async def test_the_time_of_consent_is_logged_with_the_evidence(
         self, till: Till, db: Database
