@@ -336,11 +336,13 @@ def compile_filter(
         raise ValueError(f"unsupported dialect {dialect!r}")
     place = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
     scope = _Scope(program_id, now, now.astimezone(place).date(), dialect, id_range)
-    # An erased member is a row kept only for the figures: no one, in no segment (not even
-    # "no consent"), so a count agrees with the member list and planning never meets one.
-    clause = and_(
-        _MEMBERS.c.status != members.ERASED, _compile(validate(filter), scope, negate=False)
-    )
+    normal = validate(filter)
+    clause = _compile(normal, scope, negate=False)
+    if not _shuts_out_erased(normal, negate=False):
+        # An erased member is a row kept only for the figures: no one, in no segment (not
+        # even "no consent"), so a count agrees with the member list and planning never
+        # meets one.
+        clause = and_(_MEMBERS.c.status != members.ERASED, clause)
     if id_range is None:
         return clause
     low, high = id_range
@@ -396,6 +398,33 @@ def _compile(node: Filter, scope: _Scope, *, negate: bool) -> ColumnElement[bool
     if "not" in node:
         return _compile(node["not"], scope, negate=not negate)
     return _LEAVES[node["field"]](node, scope, negate)
+
+
+# Fields whose every positive condition is false for an erased member: their number,
+# language and birthday are gone (members.erase).
+_GONE_WHEN_ERASED = frozenset({"language", "country", "age", "birthday_month"})
+
+
+def _shuts_out_erased(node: Filter, *, negate: bool) -> bool:
+    """True when no erased member can meet the filter anyway (a language, an age, consent, an
+    answer required): then it needs no status check of its own, which would cost the index
+    that serves it (bench/segments.py: a language list read 3x the CPU with one)."""
+    if "all" in node or "any" in node:
+        conjunction = ("all" in node) != negate
+        found = [
+            _shuts_out_erased(c, negate=negate) for c in node["all" if "all" in node else "any"]
+        ]
+        return any(found) if conjunction else all(found)
+    if "not" in node:
+        return _shuts_out_erased(node["not"], negate=not negate)
+    field, op, value = node["field"], node["op"], node.get("value")
+    if field == "consent":  # active only
+        return (value is True) != negate
+    if negate:
+        return False
+    if field == "answer":  # their answers are gone
+        return op != "answered" or value is True
+    return field in _GONE_WHEN_ERASED
 
 
 def _reads_other_tables(node: Filter) -> bool:
