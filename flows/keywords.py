@@ -26,8 +26,10 @@ class Intent:
 
 def normalize(text: str) -> str:
     """Lower case, no accents, words of letters and digits separated by single spaces."""
-    text = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.casefold().translate(_FOLD)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return _NOT_WORD.sub(" ", text).strip()
 
 

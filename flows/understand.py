@@ -28,6 +28,7 @@ STATES = frozenset(
 )
 # Only this much of a text is read for meaning; SMS rarely holds more than a few sentences.
 MAX_READ = 480
+MAX_KEYWORD_TEXT = 200  # a longer text is no keyword
 THRESHOLD = 2.0  # the best intent's score must reach this …
 MARGIN = 1.0  # … and beat the next by this much
 LANGUAGE_NAME_WEIGHT = 2.0
@@ -111,6 +112,8 @@ class _Data:
     # same ("avslutt", "avslutte" for "avsluttt") are one correction, not an ambiguity.
     meaning: dict[str, frozenset[str]] = field(default_factory=dict)
     pairs: frozenset[tuple[str, str]] = frozenset()  # neighbours in a phrase ("forget", "me")
+    stop_starts: frozenset[str] = frozenset()  # the words a stop cue can start with
+    marker_starts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # word → languages
 
 
 def fold(text: str) -> str:
@@ -214,6 +217,19 @@ def _data() -> _Data:
         by_deletion={k: tuple(sorted(v)) for k, v in by_deletion.items()},
         meaning=_meanings(classes, cues, patterns, rhetorical),
         pairs=_pairs(classes, cues, patterns),
+        stop_starts=frozenset(
+            {w for p in (patterns,) for w in _by_first_word(p, classes)}
+            | {
+                w
+                for name in ("stop_weak", "stop_strong", "stop_present", "send", "neg", "none")
+                for w in classes[name].by_first
+            }
+        ),
+        marker_starts={
+            w: tuple(code for code in LANGUAGES if w in markers[code].by_first)
+            for code in LANGUAGES
+            for w in markers[code].by_first
+        },
     )
 
 
@@ -252,9 +268,14 @@ def _pairs(
     phrases += [cue.words for group in cues.values() for cue in group]
     pairs = {pair for phrase in phrases for pair in itertools.pairwise(phrase)}
     for p in patterns:
-        for (k1, w1, _), (k2, w2, _) in itertools.pairwise(p.items):
-            if k1 == k2 == "w":  # a class next to a word would pair it with too much
-                pairs.add((w1, w2))
+        # Words next to each other, or with only optional items between ("fjern <det>?
+        # nummeret"); a class next to a word would pair it with too much.
+        for i, (k1, w1, _) in enumerate(p.items):
+            for k2, w2, optional in p.items[i + 1 :]:
+                if k1 == k2 == "w":
+                    pairs.add((w1, w2))
+                if not optional:
+                    break
     return frozenset(pairs)
 
 
@@ -316,17 +337,23 @@ def understand(text: str, *, state: str | None = None) -> Reading:
     """
     data = _data()
     free_text = state in FREE_TEXT_STATES
+    short = len(text) <= MAX_KEYWORD_TEXT
+    whole = keywords.match(text, fuzzy=not free_text) if short else None
+    if whole is not None and whole.exact and whole.arg is None:
+        # The whole text is one keyword ("POINTS", "Stopp!", "mine data"): a third of all
+        # texts, read at once; a keyword never holds a stop cue that is not itself a stop.
+        return Reading(whole, f'keyword {whole.name} "{keywords.normalize(text)}"')
     clauses = _clauses(text[:MAX_READ], data, correct=not free_text)
     written_in = _language(clauses, data)
     if stop := _stop(clauses, data):
         return Reading(Intent("stop", exact=False), stop, written_in)
-    word = keywords.match(text, fuzzy=not free_text) if len(text) <= 200 else None
+    word = whole
     all_words = _words_of(text)
     kept = [w for w in all_words if not _is_filler(w, data)]
-    if word is None and len(text) <= 200 and kept and len(kept) < len(all_words):
+    if word is None and short and kept and len(kept) < len(all_words):
         # Filler never changes what a keyword asks: "hlep takk" is "hlep" (a typo of HELP).
         word = keywords.match(" ".join(kept), fuzzy=not free_text)
-    if word is None and not free_text and len(text) <= 200:
+    if word is None and not free_text and short:
         # The words as corrected ("ämta 2" is "hämta 2"): a keyword with one typo in it.
         corrected = " ".join(w for clause in clauses for w in clause.words)
         if corrected != " ".join(all_words):
@@ -339,7 +366,9 @@ def understand(text: str, *, state: str | None = None) -> Reading:
             if named is None and not free_text:  # "LANG nglish": one typo in the language
                 named = keywords.language_named(" ".join(map(_corrected, _words_of(word.arg))))
             word = Intent("lang", named or word.arg, word.exact)
-        why = f"keyword {word.name}" + ("" if word.exact else " (among filler or one typo)")
+        why = f'keyword {word.name} "{" ".join(kept or all_words)}"' + (
+            "" if word.exact else " (among filler or one typo)"
+        )
         return Reading(word, why, written_in)
     return _scored(clauses, data, state, written_in)
 
@@ -500,7 +529,8 @@ def _language(clauses: Sequence[_Clause], data: _Data) -> str | None:
     counts = dict.fromkeys(LANGUAGES, 0)
     for clause in clauses:
         words = clause.words
-        for code, markers in data.markers.items():
+        for code in {code for w in words for code in data.marker_starts.get(w, ())}:
+            markers = data.markers[code]
             i = 0
             while i < len(words):
                 size = markers.match(words, i)
@@ -524,8 +554,13 @@ def _stop(clauses: Sequence[_Clause], data: _Data) -> str | None:
 
 def _stop_in(clause: _Clause, data: _Data) -> str | None:
     words = clause.words
+    starts = data.stop_starts
+    if not any(w in starts for w in words):
+        return None
     negations = _negations(words, data)
     for i in range(len(words)):
+        if words[i] not in starts:
+            continue
         for cue in (_stop_phrase, _stop_verb, _send_verb, _no_more):
             if why := cue(clause, i, negations, data):
                 return why
@@ -628,7 +663,8 @@ def _governed(
 def _after_i(words: Sequence[str], i: int, data: _Data) -> bool:
     """A present-tense stop form counts only with "jeg"/"jag"/"I" as its subject."""
     c = data.classes
-    return any(w in c["i"] for w in words[max(0, i - 2) : i])
+    # "jeg slutter", or asked the other way round: "hvordan slutter jeg …?", "hur slutar jag"
+    return any(w in c["i"] for w in words[max(0, i - 2) : i + 2] if w != words[i])
 
 
 def _weak_verb(
@@ -671,6 +707,9 @@ def _object(clause: _Clause, j: int, data: _Data) -> str | None:
     if c["to"].match(words, j) or c["preps"].match(words, j):
         size = c["to"].match(words, j) or c["preps"].match(words, j)
         k = _skip(words, j + size, c["det"], keep=("me",), data=data)
+        if words[j] in c["to"] and (got := c["get"].match(words, k)):
+            # "slutte å få disse meldingene": stop getting them
+            k = _skip(words, k + got, c["det"], keep=("me",), data=data)
         if k < len(words) and _any(words, k, data, "send", "msg", "member", "me", "loyalty"):
             return None
         if k >= len(words) and size and words[j] in c["to"]:
@@ -722,8 +761,11 @@ def _no_more(clause: _Clause, i: int, negations: dict[int, int], data: _Data) ->
         if c["loyalty"].match(words, k):
             return f'"want no more" cue "{cue}" ({words[k]})' if wants else None
         return None
-    if start in negations and wanted and j < len(words) and c["msg"].match(words, j):
-        return f'"want no …" cue "{" ".join(words[start : j + 1])}"'
+    if start in negations and wanted and j < len(words):
+        j = _skip(words, j, c["det"], keep=("me",), data=data)
+        if c["msg"].match(words, j) or (wants and c["loyalty"].match(words, j)):
+            # "vil ikke ha sms", "jag vill inte ha några erbjudanden"
+            return f'"want no …" cue "{" ".join(words[start : j + 1])}"'
     if start not in negations and (c["msg"].match(words, j)):
         return f'"no …" cue "{words[start]} {words[j]}"'
     if (
@@ -779,6 +821,8 @@ def _scored(
     numbers: list[str] = []
     for clause in clauses:
         words = clause.words
+        # "jeg snakker ikke svensk" asks for no language
+        negated = any(w in c["neg"] for w in words)
         i = 0
         while i < len(words):
             word = words[i]
@@ -797,8 +841,8 @@ def _scored(
                 if size and not c["more"].match(words, i + size):  # "no more" is no answer
                     _add(scores, found, name, YES_WEIGHT, " ".join(words[i : i + size]))
                     took = max(took, size)
-            if any(k in c["neg"] for k in words):
-                pass  # "jeg snakker ikke svensk" asks for no language
+            if negated:
+                pass
             elif size := c["language_names"].match(words, i):
                 lang_arg = data.language_of_name[tuple(words[i : i + size])]
                 _add(scores, found, "lang", LANGUAGE_NAME_WEIGHT, " ".join(words[i : i + size]))
