@@ -16,6 +16,7 @@ __all__ = [
     "SmsSize",
     "fit_one",
     "is_gsm7",
+    "over_one",
     "segments",
     "to_gsm7",
 ]
@@ -97,6 +98,14 @@ def fit_one(parts: Sequence[tuple[str, bool]]) -> str:
     while optional and segments(" ".join(text for text, _ in kept)).segments > 1:
         del kept[optional.pop()]
     return " ".join(text for text, _ in kept)
+
+
+def over_one(text: str) -> int:
+    """By how many characters (septets or UTF-16 units) the text passes one segment: 0 when it
+    fits."""
+    size = segments(text)
+    single = _GSM_SINGLE if size.encoding == "GSM-7" else _UCS2_SINGLE
+    return max(0, size.units - single)
 
 
 def is_gsm7(text: str) -> bool:

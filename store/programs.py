@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import locales
-from store import coupons, purchases, tiers
+from locales.sms import over_one
+from store import coupons, profile, purchases, tiers
 from store.errors import InvalidSetting, NotFound, NumberTaken
 from store.models import (
     CouponTemplate,
@@ -43,6 +44,11 @@ MAX_URL = 300  # Program.privacy_url
 MAX_KEY = 40  # ProfileQuestion.key
 MAX_PROMPT = 300  # a question is one SMS, more or less
 MAX_CHOICES = 9  # answered with one digit
+# A question asked by SMS may share its SMS with what the member is told just before it: the
+# welcome after YES, naming the club (flows.join), or the thanks for a first name of this length
+# (flows.profile). Each SMS is one segment, so the club's wording leaves room for either.
+QUESTION_LEADS = ("join.welcome", "profile.thanks")
+LONG_FIRST_NAME = "Marie-Christine"
 # The ranges of the club's numbers a setting may take (the cap is the law's and PRODUCT.md's).
 LIMITS: dict[str, tuple[int, int]] = {
     "marketing_per_month": (1, 3),
@@ -66,6 +72,18 @@ class InvalidSettings(InvalidSetting):
         field, reason = next(iter(problems.items()))
         super().__init__(field, reason)
         self.problems = problems
+
+
+class QuestionTooLong(InvalidSettings):
+    """A question whose wording, asked by SMS, would not fit one segment: `language` is the
+    wording's, `over` how many characters too long it is (in its longest language)."""
+
+    def __init__(self, language: str, over: int) -> None:
+        super().__init__(
+            {"prompt": f"{over} characters too long for one SMS as asked ({language} wording)"}
+        )
+        self.language = language
+        self.over = over
 
 
 def by_number(session: Session, number: str) -> Program | None:
@@ -151,6 +169,7 @@ def add_question(
     """Append a profile question to the club's list. Without a key, one is made from the
     wording ("Favourite sport?" gives favourite_sport), unique in the club."""
     prompt, choices = _check_question(kind, prompt, choices)
+    _check_fits(program, kind, prompt, choices)
     taken = set(
         session.scalars(select(ProfileQuestion.key).where(ProfileQuestion.program_id == program.id))
     )
@@ -191,7 +210,11 @@ def edit_question(
     """New wording (and choices, for a choice question) for one of the club's questions; its
     key and kind stay, so the answers already given keep their meaning."""
     question = _question(session, program_id, question_id)
-    question.prompt, question.choices = _check_question(question.kind, prompt, choices)
+    wording, choices = _check_question(question.kind, prompt, choices)
+    program = session.get(Program, program_id)
+    assert program is not None  # the question is the club's
+    _check_fits(program, question.kind, wording, choices)
+    question.prompt, question.choices = wording, choices
     session.flush()
     return question
 
@@ -314,6 +337,33 @@ def _check_question(
     else:
         choices = None
     return wording or None, choices
+
+
+def _check_fits(
+    program: Program,
+    kind: str,
+    prompt: Mapping[str, str] | None,
+    choices: Sequence[Mapping[str, Any]] | None,
+) -> None:
+    """Refuse (QuestionTooLong) wording that, asked by SMS in any language a member may have
+    (each reads the club's wording in theirs, else English, else the first written), after the
+    welcome with this club's name or the thanks for a long first name, takes more than one
+    segment."""
+    if kind in BUILT_IN_KINDS:
+        return  # Klubb's own wording, one segment by tests/locales/test_one_segment.py
+    worst: tuple[int, str] | None = None
+    for language in locales.LANGUAGES:
+        message_id, params = profile.asked(kind, prompt, choices, language)
+        asked = locales.render(message_id, language, **params)
+        leads = {"club": program.name, "first_name": LONG_FIRST_NAME}
+        over = max(
+            over_one(locales.render(lead, language, **leads) + " " + asked)
+            for lead in QUESTION_LEADS
+        )
+        if over and (worst is None or over > worst[0]):
+            worst = (over, profile.wording_language(prompt, language) or language)
+    if worst is not None:
+        raise QuestionTooLong(worst[1], worst[0])
 
 
 def _question(session: Session, program_id: int, question_id: int) -> ProfileQuestion:

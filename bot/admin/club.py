@@ -974,6 +974,9 @@ def _range_errors(problems: Mapping[str, str], precision: int) -> Errors:
 
 
 def _question_error(exc: InvalidSetting) -> Errors:
+    if isinstance(exc, programs.QuestionTooLong):
+        # Beside the wording that is too long, with by how much.
+        return {f"prompt_{exc.language}": ("admin.settings.error.question.sms", {"over": exc.over})}
     field = exc.field if exc.field in ("prompt", "choices") else "kind"
     target = {"prompt": "prompt_nb", "choices": "choices_nb"}.get(field, field)
     return {target: ("admin.settings.error.question." + field, {})}

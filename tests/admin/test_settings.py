@@ -15,6 +15,7 @@ from multidict import MultiDict
 from sqlalchemy.orm import Session
 
 from bot.keys import CLUBS
+from locales.sms import over_one
 from store import (
     apikeys,
     campaigns,
@@ -31,6 +32,7 @@ from store.database import Database
 from store.models import CouponTemplate, ProfileAnswer
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.conftest import now, replies_in, sign, twilio_form
+from tests.store.test_programs import sms_as_asked
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -435,6 +437,60 @@ async def test_a_question_without_wording_is_refused(
     response = await admin.post("/admin/settings/questions", {"kind": "text", "prompt_en": " "})
     assert response.status == 422
     assert 'id="question-new-prompt_nb-error"' in await response.text()
+    assert await club_state(db, club) == before
+
+
+def sms_over(kind: str, prompt: dict[str, str], choices: list[str]) -> int:
+    """By how much the longest SMS the demo club would ask this question in passes 160."""
+    made = [{"key": c, "label": {"nb": c}} for c in choices]
+    return max(over_one(text) for text in sms_as_asked("Torshov Sport", kind, prompt, made))
+
+
+async def test_a_question_too_long_for_one_sms_is_refused_saying_by_how_much(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """New wording, or an edit, that asked by SMS would take two: 422, named beside the
+    language's wording with how many characters too long; nothing changes."""
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    wording = "Hvilken av butikkene våre handler du oftest i, og hvor ofte er du innom? " * 2
+    over = sms_over("choice", {"nb": wording.strip()}, ["Torshov", "Grünerløkka"])
+    assert over > 0
+    response = await admin.post(
+        "/admin/settings/questions",
+        {
+            "kind": "choice",
+            "prompt_nb": wording,
+            "prompt_sv": "",
+            "prompt_en": "",
+            "choices_nb": "Torshov\nGrünerløkka",
+            "choices_sv": "",
+            "choices_en": "",
+        },
+    )
+    assert response.status == 422
+    page = await response.text()
+    assert 'id="question-new-prompt_nb-error"' in page
+    assert f"er det {over} tegn for langt for én melding" in page
+    assert await club_state(db, club) == before
+    question = (await question_ids(db, club))[-1]
+    long_sv = "Vilka aktiviteter gillar du mest av allt att hålla på med på helgerna? " * 2
+    response = await admin.post(
+        f"/admin/settings/questions/{question}",
+        {
+            "prompt_nb": "Aktiviteter?",
+            "prompt_sv": long_sv,
+            "prompt_en": "",
+            "choices_nb": "Løping\nSki",
+            "choices_sv": "",
+            "choices_en": "",
+        },
+    )
+    assert response.status == 422
+    page = await response.text()
+    over = sms_over("multichoice", {"nb": "Aktiviteter?", "sv": long_sv.strip()}, ["Løping", "Ski"])
+    assert f'id="question-{question}-prompt_sv-error"' in page
+    assert f"er det {over} tegn for langt for én melding" in page
     assert await club_state(db, club) == before
 
 

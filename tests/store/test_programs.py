@@ -4,10 +4,15 @@ question removed from a club."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+import locales
+from locales.sms import over_one
 from store import members, profile, programs, segments
 from store.database import Database
 from store.errors import NotFound
@@ -154,3 +159,165 @@ class TestQuestionRemoval:
         assert all(isinstance(e, NotFound) for e in await db.run(work))
         keys = await db.run(lambda s: [q.key for q in programs.questions(s, theirs)])
         assert "activities" in keys
+
+
+# --- a question asked by SMS fits one segment -------------------------------------------------
+
+LONG_CLUB = "Torshov Sport & Fritid AS"  # 25 characters: the longest the product promises
+
+
+def nine_choices() -> list[dict[str, Any]]:
+    return [{"key": f"c{i}", "label": {"nb": chr(64 + i), "en": chr(96 + i)}} for i in range(1, 10)]
+
+
+def sms_as_asked(club: str, kind: str, prompt: dict[str, str], choices: Any) -> list[str]:
+    """Every SMS the question can be in: in each language, after the welcome that names the
+    club (it is the first question) or after the thanks for a long first name."""
+    texts = []
+    for language in locales.LANGUAGES:
+        message_id, params = profile.asked(kind, prompt, choices, language)
+        asked = locales.render(message_id, language, **params)
+        for lead in (
+            locales.render("join.welcome", language, club=club),
+            locales.render("profile.thanks", language, first_name=programs.LONG_FIRST_NAME),
+        ):
+            texts.append(f"{lead} {asked}")
+    return texts
+
+
+def add(
+    session: Session, program: Program, kind: str, prompt: dict[str, str], choices: Any
+) -> Exception | None:
+    """Add the question in a savepoint rolled back: what add_question raised, or None."""
+    nested = session.begin_nested()
+    try:
+        return error_of(
+            lambda: programs.add_question(
+                session, program, kind=kind, prompt=prompt, choices=choices
+            )
+        )
+    finally:
+        nested.rollback()
+
+
+def longest_accepted(session: Session, program: Program, choices: Any) -> int:
+    """The longest nb wording of a nine-choice question the club takes."""
+    low, high = 1, programs.MAX_PROMPT
+    while low < high:
+        middle = (low + high + 1) // 2
+        if add(session, program, "multichoice", {"nb": "x" * middle}, choices) is None:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+class TestQuestionFitsOneSms:
+    async def test_wording_one_character_too_long_is_refused_naming_by_how_much(
+        self, db: Database
+    ) -> None:
+        """The longest wording taken fits one segment after the welcome naming the club;
+        one character more is refused on the prompt, 1 character too long; nothing is saved."""
+        club = await create_club(db, name=LONG_CLUB, questions=[])
+
+        def work(session: Session) -> None:
+            program = session.get(Program, club)
+            choices = nine_choices()
+            n = longest_accepted(session, program, choices)
+            assert 20 < n < 160
+            fits = sms_as_asked(LONG_CLUB, "multichoice", {"nb": "x" * n}, choices)
+            assert max(locales.segments(text).units for text in fits) == 160
+            assert {locales.segments(text).segments for text in fits} == {1}
+            for extra, over in ((1, 1), (25, 25)):
+                refused = add(session, program, "multichoice", {"nb": "x" * (n + extra)}, choices)
+                assert isinstance(refused, programs.QuestionTooLong)
+                assert isinstance(refused, programs.InvalidSettings)
+                assert (refused.field, refused.language, refused.over) == ("prompt", "nb", over)
+                assert f"{over} characters too long" in refused.reason
+            assert programs.questions(session, club) == []
+
+        await db.run(work)
+
+    async def test_the_clubs_own_name_counts(self, db: Database) -> None:
+        """Wording the 25-character club can't have, a club with a short name can."""
+        long_club = await create_club(db, name=LONG_CLUB, questions=[])
+        short_club = await create_club(db, name="Kafé Kari", numbers=["3030"], questions=[])
+
+        def work(session: Session) -> None:
+            choices = nine_choices()
+            n = longest_accepted(session, session.get(Program, long_club), choices)
+            wording = {"nb": "x" * (n + 1)}
+            refused = add(session, session.get(Program, long_club), "multichoice", wording, choices)
+            assert isinstance(refused, programs.QuestionTooLong)
+            assert (
+                add(session, session.get(Program, short_club), "multichoice", wording, choices)
+                is None
+            )
+
+        await db.run(work)
+
+    async def test_an_edit_is_held_to_the_same_rule(self, db: Database) -> None:
+        """Editing a question's wording to one too long for an SMS is refused, naming the
+        language whose wording it is; the wording stays as it was."""
+        club = await create_club(db, name=LONG_CLUB)
+
+        def work(session: Session) -> None:
+            question = next(q for q in programs.questions(session, club) if q.key == "activities")
+            before = dict(question.prompt)
+            refused = error_of(
+                lambda: programs.edit_question(
+                    session,
+                    club,
+                    question.id,
+                    prompt={"nb": "Hva liker du?", "sv": "Vad gillar du att göra? " * 12},
+                    choices=question.choices,
+                )
+            )
+            assert isinstance(refused, programs.QuestionTooLong)
+            assert refused.language == "sv"
+            assert refused.over > 100
+            assert question.prompt == before
+
+        await db.run(work)
+
+    async def test_any_question_taken_fits_one_sms_and_any_refused_does_not(
+        self, db: Database
+    ) -> None:
+        """For any wording and choices (GSM-7 and not, the extension table's characters that
+        count two), the club takes the question exactly when every SMS it can be asked in is
+        one segment, and a refusal says by how much the longest is over."""
+        club = await create_club(db, name=LONG_CLUB, questions=[])
+        alphabet = st.sampled_from("abcdefghij ÆØÅæøåÄÖäö?!{}[]€ ’😀")
+        words = st.text(alphabet, min_size=1, max_size=programs.MAX_PROMPT).filter(str.strip)
+        labels = st.lists(st.text(alphabet, min_size=1, max_size=20).filter(str.strip), max_size=9)
+
+        def work(session: Session) -> None:
+            program = session.get(Program, club)
+
+            @settings(max_examples=150, deadline=None)
+            @given(
+                kind=st.sampled_from(["choice", "multichoice", "text"]),
+                nb=words,
+                en=st.none() | words,
+                names=labels.filter(bool),
+            )
+            def check(kind: str, nb: str, en: str | None, names: list[str]) -> None:
+                prompt = {"nb": nb, **({"en": en} if en else {})}
+                choices = [{"key": f"c{i}", "label": {"nb": n}} for i, n in enumerate(names)]
+                refused = add(session, program, kind, prompt, choices)
+                if kind != "text":
+                    wording = {lang: text.strip() for lang, text in prompt.items()}
+                else:
+                    wording, choices = {lang: text.strip() for lang, text in prompt.items()}, None
+                over = max(
+                    over_one(text) for text in sms_as_asked(LONG_CLUB, kind, wording, choices)
+                )
+                if refused is None:
+                    assert over == 0
+                else:
+                    assert isinstance(refused, programs.QuestionTooLong), refused
+                    assert refused.over == over > 0
+
+            check()
+
+        await db.run(work)
