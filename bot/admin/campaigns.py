@@ -29,6 +29,7 @@ from locales import sms
 from store import campaigns, coupons, reports, segments
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Member, Program, Segment
+from store.text import check_text
 
 routes = web.RouteTableDef()
 
@@ -497,6 +498,10 @@ async def audience_api(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict) or not isinstance(body.get("audience", EVERYONE), str):
         return web.json_response({"error": "audience must be text", "path": "audience"}, status=422)
     audience = body.get("audience", EVERYONE)[:200]
+    try:
+        check_text("audience", audience)
+    except InvalidInput as refused:
+        return web.json_response({"error": refused.reason, "path": "audience"}, status=422)
     chosen = _member_ids(str(body.get("members", ""))[:20_000])
     if chosen is None or len(chosen) > MAX_CHOSEN:
         return web.json_response({"error": "members must be ids", "path": "members"}, status=422)

@@ -107,6 +107,7 @@ async def test_an_audience_that_cant_be_counted_is_named(signed_in: Admin) -> No
     assert (await ask(signed_in, {"audience": "members", "members": ""}))[0] == 422
     assert (await ask(signed_in, {"audience": "members", "members": "1,x"}))[0] == 422
     assert (await ask(signed_in, {"audience": 5}))[0] == 422
+    assert (await ask(signed_in, {"audience": "segment:\ud800"}))[0] == 422  # no text
     assert (await ask(signed_in, ["everyone"]))[0] == 422
     response = await signed_in.client.post(
         AUDIENCE, data=b"{nope", headers={"X-CSRF-Token": await signed_in.csrf()}
