@@ -11,12 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 import locales
 from store import campaigns, coupons, delivery, journeys, outreach
-from store.models import Campaign, CouponTemplate, Member, OutboxMessage, PointLot, Program, Tier
+from store.models import (
+    Campaign,
+    Coupon,
+    CouponTemplate,
+    Member,
+    OutboxMessage,
+    PointLot,
+    Program,
+    Tier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ THROTTLE_WAIT = dt.timedelta(seconds=5)
 STALE = dt.timedelta(minutes=5)
 
 _OUTBOX = OutboxMessage.__table__
+_COUPONS = Coupon.__table__
 _MEMBERS = Member.__table__
 _LOTS = PointLot.__table__
 _SPACES = re.compile(r"[ \t]{2,}")
@@ -458,6 +468,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
     skipped = [{"row_id": r.id, "why": r.error} for r in results if r.outcome == "skipped"]
     if skipped:
         connection.execute(_SKIP_HELD, skipped)
+        _take_back_coupons(session, [s["row_id"] for s in skipped])
     if requeue:
         connection.execute(_REQUEUE, requeue)
     if failed:
@@ -466,6 +477,36 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         member_id = held.get(r.id, (0, None))[1]
         if member_id is not None:
             delivery.flag(session, member_id, now, r.error or "")
+
+
+_HELD_ROWS = select(
+    _OUTBOX.c.program_id, _OUTBOX.c.member_id, _OUTBOX.c.campaign_id, _OUTBOX.c.occasion
+).where(
+    _OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
+    _OUTBOX.c.campaign_id.is_not(None),
+    _OUTBOX.c.member_id.is_not(None),
+)
+
+
+def _take_back_coupons(session: Session, row_ids: Sequence[int]) -> None:
+    """A campaign's coupon is issued when its message is written, at the claim; a message held
+    back at hand-off (a STOP came first) never told the member its code, so the coupon goes,
+    unless it was redeemed. A birthday journey's is the birthday job's own too: it stays."""
+    connection = session.connection()
+    for row in connection.execute(_HELD_ROWS, {"ids": list(row_ids)}):
+        campaign = session.get(Campaign, row.campaign_id)
+        if campaign is None or campaign.coupon_template_id is None:
+            continue
+        if campaign.kind == campaigns.JOURNEY and campaign.trigger == journeys.BIRTHDAY:
+            continue
+        source = journeys.coupon_source(campaign, row.member_id, row.occasion)
+        connection.execute(
+            delete(_COUPONS).where(
+                _COUPONS.c.program_id == row.program_id,
+                _COUPONS.c.source == source,
+                _COUPONS.c.redeemed_at.is_(None),
+            )
+        )
 
 
 # --- rows in doubt ----------------------------------------------------------------------------

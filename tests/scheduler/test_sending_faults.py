@@ -14,12 +14,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler import sender
-from store import messages, sending
+from store import coupons, messages, sending
 from store.database import Database, open_database
-from store.models import OutboxMessage
+from store.models import Coupon, OutboxMessage, Program
 from tests.conftest import CLUB_NUMBER, Phone
 from tests.fakes.twilio_server import FakeTwilio, parse_faults
-from tests.scheduler.campaign_helpers import T0, add_members, at, broadcast, plan, rows_of
+from tests.scheduler.campaign_helpers import (
+    T0,
+    RecordingGateway,
+    add_members,
+    at,
+    broadcast,
+    plan,
+    rows_of,
+)
 
 SHORT = aiohttp.ClientTimeout(total=2, connect=1, sock_connect=1, sock_read=0.3)
 
@@ -108,6 +116,44 @@ class TestStopMidBroadcast:
         others = [rows[n] for n in phones if n not in stopping]
         assert {row.status for row in others} == {sending.SENT}
         assert Counter(m.to for m in fake.messages).most_common(1)[0][1] == 1
+
+    async def test_a_coupon_written_for_a_message_held_back_is_taken_back(
+        self, db, club, client
+    ) -> None:
+        """A broadcast's coupon is issued as its message is written at the claim: a member who
+        texts STOP before the hand-off gets neither the message nor the coupon; the others
+        keep theirs."""
+
+        def template(session: Session) -> None:
+            coupons.create_template(
+                session,
+                session.get(Program, club),
+                key="xmas",
+                kind=coupons.CAMPAIGN,
+                benefit={"nb": "20% rabatt"},
+                valid_days=14,
+                discount_percent=20,
+            )
+
+        await db.run(template)
+        first, second, last = await add_members(db, club, 3)
+        campaign_id = await broadcast(db, club, texts={"nb": "Kode {coupon_code}"}, coupon="xmas")
+        await plan(db, campaign_id)
+
+        class StopsTheLast(RecordingGateway):
+            async def send(self, message):
+                if message.to == first:  # while the rows are in hand, the last one stops
+                    assert await Phone(client, last).text("STOPP") is not None
+                return await super().send(message)
+
+        gateway = StopsTheLast()
+        # Paced so that each row is checked on its own, right before it goes.
+        assert await sender.drain(db, gateway, at(T0), pacer=sender.Pacer(20)) == 2
+        assert sorted(gateway.per_number()) == [first, second]
+        rows = {row.to_number: row for row in await rows_of(db, campaign_id)}
+        assert (rows[last].status, rows[last].error) == (sending.SKIPPED, "no_consent")
+        owners = await db.run(lambda s: sorted(s.scalars(select(Coupon.member_id))))
+        assert owners == sorted(r.member_id for r in rows.values() if r.to_number != last)
 
 
 class TestThrottling:
