@@ -13,7 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable, NotText
-from locales import format_date, format_money, format_number, text
+from locales import benefit, format_date, format_money, format_number, sms_money, text
 from store import coupons, imports
 from store.models import CouponTemplate
 
@@ -46,14 +46,18 @@ def money(minor: int, currency: str, language: str) -> str:
 
 
 def coupon_title(template: CouponTemplate, currency: str, language: str) -> str:
-    """What a coupon of the template gives, as a member reads it ("100,00 kr rabatt"), else
-    its key: the settings page, the campaign form and the journeys page all name it so."""
+    """What a coupon of the template gives, word for word as the member reads it in an SMS
+    ("100 kr rabatt": locales.benefit), else its key: the settings page, the campaign form, the
+    journeys page and the member page all name it so. Only the amount's spaces are no-break,
+    so it never wraps."""
     wording = coupons.benefit_of(template, language)
     if not wording:
         return template.key
+    title = benefit(wording, language, amount_minor=template.discount_minor, currency=currency)
     if template.discount_minor is None:
-        return wording
-    return wording.replace("{amount}", money(template.discount_minor, currency, language))
+        return title
+    amount = sms_money(template.discount_minor, currency, language)
+    return title.replace(amount, amount.replace(" ", "\u00a0"))
 
 
 def render_text(language: str, message_id: str, **params: object) -> str:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+import locales
 from scheduler import sender
 from store import campaigns, coupons, members, programs, segments
 from store.database import Database
@@ -311,8 +312,9 @@ async def test_a_coupon_campaign_names_its_coupon(
 async def test_the_coupon_picker_names_what_a_coupon_gives_with_its_amount(
     signed_in: Admin, db: Database, club: int
 ) -> None:
-    """A benefit written "{amount} rabatt" reads as the member reads it, in the form and the
-    preview, never as the raw template."""
+    """A benefit written "{amount} rabatt" reads word for word as the member reads it in an
+    SMS ("100 kr rabatt", locales.benefit), in the form and the preview, never as the raw
+    template; the amount's space is no-break."""
 
     def template(session: Session) -> None:
         coupons.create_template(
@@ -328,11 +330,14 @@ async def test_the_coupon_picker_names_what_a_coupon_gives_with_its_amount(
     await db.run(template)
     await create_member(db, club, "+4791234567", "Kari")
     html = await (await signed_in.client.get("/admin/campaigns/new")).text()
-    assert '<option value="hundred">100,00\u00a0kr rabatt</option>' in html
+    member_reads = locales.benefit("{amount} rabatt", "nb", amount_minor=10_000, currency="NOK")
+    assert member_reads == "100 kr rabatt"
+    assert '<option value="hundred">100\u00a0kr rabatt</option>' in html
     assert "{amount}" not in html.split('id="coupon"')[1].split("</select>")[0]
     fields = form(text_nb="Kode {coupon_code}", coupon="hundred")
     preview = await (await signed_in.post("/admin/campaigns/preview", fields)).text()
-    assert "100,00\u00a0kr rabatt" in preview
+    assert "100\u00a0kr rabatt" in preview
+    assert "100,00" not in preview
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -56,8 +56,8 @@ async def add_template(db: Database, club: int, key: str, *, active: bool = True
 async def test_the_coupon_picker_names_what_a_coupon_gives_with_its_amount(
     admin: Admin, owner: int, db: Database, club: int
 ) -> None:
-    """A benefit written "{amount} rabatt" reads as the member reads it ("50,00 kr rabatt"),
-    never as the raw template."""
+    """A benefit written "{amount} rabatt" reads as the member reads it in an SMS ("50 kr
+    rabatt", locales.benefit), never as the raw template."""
 
     def work(session: Session) -> None:
         coupons.create_template(
@@ -73,7 +73,7 @@ async def test_the_coupon_picker_names_what_a_coupon_gives_with_its_amount(
     await db.run(work)
     await admin.signed_in(OWNER)
     page = await (await admin.client.get("/admin/journeys")).text()
-    assert '<option value="fifty">50,00\u00a0kr rabatt</option>' in card(page, "birthday")
+    assert '<option value="fifty">50\u00a0kr rabatt</option>' in card(page, "birthday")
     assert "{amount}" not in page
 
 
