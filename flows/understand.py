@@ -403,7 +403,11 @@ def _clauses(text: str, data: _Data, *, correct: bool) -> tuple[_Clause, ...]:
             if len(options := _candidates(token)) > 1:
                 ambiguous[len(words) - 1] = options
         else:
-            words.append(token)
+            # In a free-text answer only a stop verb is read from a typo ("Stpo"): a name is
+            # never a typo of another word ("Joan" is no JOIN).
+            fixed = _corrected(token)
+            stops = data.meaning.get(fixed, frozenset()) & {"stop_weak", "stop_strong"}
+            words.append(fixed if stops else token)
     if words:
         clauses.append(_Clause(_in_context(words, ambiguous, data), False))
     out: list[_Clause] = []
@@ -482,17 +486,25 @@ def _candidates(token: str) -> tuple[str, ...]:
     data = _data()
     if len(token) < TYPO_MIN - 1 or token in data.lexicon or not token.isalpha():
         return ()
-    shortest = TYPO_MIN if len(token) < TYPO_MIN else 0
+    short = len(token) < TYPO_MIN
     return tuple(
         sorted(
             {
                 word
                 for variant in keywords._deletions(token)
                 for word in data.by_deletion.get(variant, ())
-                if len(word) >= shortest and keywords._one_edit(token, word)
+                if keywords._one_edit(token, word)
+                # A four-letter word is read as a longer word with a letter left out, or as a
+                # word of its length with two neighbours swapped ("stpo"): "shop" is no "stop".
+                and (not short or len(word) > len(token) or _swapped(token, word))
             }
         )
     )
+
+
+def _swapped(a: str, b: str) -> bool:
+    diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    return len(a) == len(b) and len(diffs) == 2 and diffs[1] == diffs[0] + 1
 
 
 @functools.lru_cache(maxsize=8192)

@@ -176,6 +176,31 @@ class TestProperties:
         reading = understand(text)
         assert reading.intent is None or reading.intent.name != "stop", (text, reading.why)
 
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(CORPUS), st.data())
+    def test_an_opt_out_wins_over_whatever_else_the_text_says(
+        self, case: Case, data: st.DataObject
+    ) -> None:
+        """Any text of the corpus, in its state, followed by an opt-out in its language."""
+        stops = [c.text for c in CORPUS if c.name == "stop" and c.language == case.language]
+        stop = data.draw(st.sampled_from(stops))
+        text = f"{case.text}\n{stop}"
+        reading = understand(text, state=case.state)
+        assert reading.intent is not None and reading.intent.name == "stop", (text, reading.why)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(LANGUAGES), st.data())
+    def test_a_loyalty_question_with_no_more_is_never_a_stop(
+        self, language: str, data: st.DataObject
+    ) -> None:
+        """ "no more coupons?", "ikke mer poeng?", "inga fler erbjudanden?" ask about them."""
+        no = data.draw(st.sampled_from(_classes(language, "neg", "none")))
+        more = data.draw(st.sampled_from(_classes(language, "more")))
+        noun = data.draw(st.sampled_from(_classes(language, "loyalty")))
+        text = f"{no} {more} {noun}?"
+        reading = understand(text)
+        assert reading.intent is None or reading.intent.name != "stop", (text, reading.why)
+
     @settings(max_examples=400, deadline=None)
     @given(st.sampled_from(CORPUS), st.sampled_from(FILLER), st.booleans())
     def test_filler_never_changes_the_intent(self, case: Case, filler: str, before: bool) -> None:
