@@ -186,7 +186,8 @@ class TestProperties:
         stop = data.draw(st.sampled_from(stops))
         text = f"{case.text}\n{stop}"
         reading = understand(text, state=case.state)
-        assert reading.intent is not None and reading.intent.name == "stop", (text, reading.why)
+        assert reading.intent is not None, (text, reading.why)
+        assert reading.intent.name == "stop", (text, reading.why)
 
     @settings(max_examples=300, deadline=None)
     @given(st.sampled_from(LANGUAGES), st.data())
