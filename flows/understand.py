@@ -518,7 +518,7 @@ def _corrected(token: str) -> str:
     candidates = set(_candidates(token))
     # Filler is what members type most ("lease" is "please"); else, in doubt between a stop or
     # send verb and another word, the verb ("avsluttt" is "avslutt", not "avsluttet").
-    filler = {w for w in candidates if "filler" in data.meaning.get(w, ())}
+    filler = {w for w in candidates if "filler" in data.meaning.get(w, ()) and len(w) > len(token)}
     stops = {w for w in candidates if data.meaning.get(w, frozenset()) & _STOP_CLASSES}
     # A letter typed twice is the likeliest slip of all ("hjelpp", "avsluttt").
     doubled = {
@@ -616,11 +616,12 @@ def _send_verb(clause: _Clause, i: int, negations: dict[int, int], data: _Data) 
     neg = _governing(words, i, negations, data)
     if neg is not None and neg > 0 and _any(words, neg - 1, data, "stop_weak", "stop_strong"):
         neg = None  # "sluta inte skicka": the negation is the stop verb's
-    if neg is None and (i + size) not in negations:
+    after = i + size + (1 if data.classes["me"].match(words, i + size) else 0)
+    if neg is None and after not in negations:  # "send meg ikke", "skicka mig inte"
         return None
     if _object_blocks_send(clause, i + size, data) is not None:
         return None
-    by = words[neg] if neg is not None else words[i + size]
+    by = words[neg] if neg is not None else words[after]
     return f'negation "{by}" governs send verb "{words[i]}"'
 
 
@@ -716,6 +717,10 @@ def _object(clause: _Clause, j: int, data: _Data) -> str | None:
     word = words[j]
     if _any(words, j, data, "me", "msg", "member", "send", "loyalty", "list", "filler", "neg"):
         return None
+    if got := c["get"].match(words, j):  # "stop receiving these", "slutt å få …"
+        k = _skip(words, j + got, c["det"], keep=("me",), data=data)
+        if k >= len(words) or _any(words, k, data, "msg", "loyalty", "me", "filler"):
+            return None
     if c["to"].match(words, j) or c["preps"].match(words, j):
         size = c["to"].match(words, j) or c["preps"].match(words, j)
         k = _skip(words, j + size, c["det"], keep=("me",), data=data)
@@ -770,8 +775,9 @@ def _no_more(clause: _Clause, i: int, negations: dict[int, int], data: _Data) ->
         cue = " ".join(words[start : j + size])
         if k >= len(words) or _any(words, k, data, "msg", "me", "filler", "member", "send"):
             return f'"want no more" cue "{cue}"'
-        if c["loyalty"].match(words, k):
-            return f'"want no more" cue "{cue}" ({words[k]})' if wants else None
+        # "no more coupons?" asks about them; "no more offers please" asks to stop them.
+        if c["loyalty"].match(words, k) and (wants or not _asks(clause, data)):
+            return f'"want no more" cue "{cue}" ({words[k]})'
         return None
     if start in negations and wanted and j < len(words):
         j = _skip(words, j, c["det"], keep=("me",), data=data)
@@ -788,6 +794,15 @@ def _no_more(clause: _Clause, i: int, negations: dict[int, int], data: _Data) ->
     ):
         return f'"no longer" cue "{words[start]} … {words[-1]}"'
     return None
+
+
+def _asks(clause: _Clause, data: _Data) -> bool:
+    """A question: a question mark, a question word, or a verb first ("har jeg ikke …")."""
+    c = data.classes
+    words = clause.words
+    return (
+        clause.question or _any_at(words, c["question"]) or bool(words and c["ask"].match(words, 0))
+    )
 
 
 def _any_at(words: Sequence[str], cls: _Class) -> bool:
