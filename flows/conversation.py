@@ -492,13 +492,9 @@ def _wording_shown(
 
 
 def club_params(program: Program) -> dict[str, Any]:
-    """The club's own placeholders, which every message may use."""
-    return {
-        "club": program.name,
-        "contact": program.contact,
-        "privacy_url": locales.sms_url(program.privacy_url),
-        "per_month": program.marketing_per_month,
-    }
+    """The club's own placeholders, which every message may use (store.programs.sms_values:
+    the till's enrolment SMS uses the same)."""
+    return programs.sms_values(program)
 
 
 def _render(
