@@ -76,14 +76,19 @@ class InvalidSettings(InvalidSetting):
 
 class QuestionTooLong(InvalidSettings):
     """A question whose wording, asked by SMS, would not fit one segment: `language` is the
-    wording's, `over` how many characters too long it is (in its longest language)."""
+    wording's, `over` how many characters too long it is (in its longest language). On the
+    prompt of a question being written, or on the club's name (`question`: the key of the
+    question that a new name would push over)."""
 
-    def __init__(self, language: str, over: int) -> None:
-        super().__init__(
-            {"prompt": f"{over} characters too long for one SMS as asked ({language} wording)"}
-        )
+    def __init__(self, language: str, over: int, question: str | None = None) -> None:
+        if question is None:
+            field, why = "prompt", f"{over} characters too long for one SMS as asked"
+        else:
+            field, why = "name", f"the question {question} would be {over} characters too long"
+        super().__init__({field: f"{why} ({language} wording)"})
         self.language = language
         self.over = over
+        self.question = question
 
 
 def by_number(session: Session, number: str) -> Program | None:
@@ -169,7 +174,7 @@ def add_question(
     """Append a profile question to the club's list. Without a key, one is made from the
     wording ("Favourite sport?" gives favourite_sport), unique in the club."""
     prompt, choices = _check_question(kind, prompt, choices)
-    _check_fits(program, kind, prompt, choices)
+    _check_fits(program.name, kind, prompt, choices)
     taken = set(
         session.scalars(select(ProfileQuestion.key).where(ProfileQuestion.program_id == program.id))
     )
@@ -213,7 +218,7 @@ def edit_question(
     wording, choices = _check_question(question.kind, prompt, choices)
     program = session.get(Program, program_id)
     assert program is not None  # the question is the club's
-    _check_fits(program, question.kind, wording, choices)
+    _check_fits(program.name, question.kind, wording, choices)
     question.prompt, question.choices = wording, choices
     session.flush()
     return question
@@ -340,14 +345,14 @@ def _check_question(
 
 
 def _check_fits(
-    program: Program,
+    club: str,
     kind: str,
     prompt: Mapping[str, str] | None,
     choices: Sequence[Mapping[str, Any]] | None,
 ) -> None:
     """Refuse (QuestionTooLong) wording that, asked by SMS in any language a member may have
     (each reads the club's wording in theirs, else English, else the first written), after the
-    welcome with this club's name or the thanks for a long first name, takes more than one
+    welcome with the club's name or the thanks for a long first name, takes more than one
     segment."""
     if kind in BUILT_IN_KINDS:
         return  # Klubb's own wording, one segment by tests/locales/test_one_segment.py
@@ -355,7 +360,7 @@ def _check_fits(
     for language in locales.LANGUAGES:
         message_id, params = profile.asked(kind, prompt, choices, language)
         asked = locales.render(message_id, language, **params)
-        leads = {"club": program.name, "first_name": LONG_FIRST_NAME}
+        leads = {"club": club, "first_name": LONG_FIRST_NAME}
         over = max(
             over_one(locales.render(lead, language, **leads) + " " + asked)
             for lead in QUESTION_LEADS
@@ -364,6 +369,14 @@ def _check_fits(
             worst = (over, profile.wording_language(prompt, language) or language)
     if worst is not None:
         raise QuestionTooLong(worst[1], worst[0])
+
+
+def _fits(club: str, question: ProfileQuestion) -> bool:
+    try:
+        _check_fits(club, question.kind, question.prompt, question.choices)
+    except QuestionTooLong:
+        return False
+    return True
 
 
 def _question(session: Session, program_id: int, question_id: int) -> ProfileQuestion:
@@ -427,6 +440,14 @@ def update_club(
         problems["privacy_url"] = f"an https:// address of at most {MAX_URL} characters"
     if problems:
         raise InvalidSettings(problems)
+    if name != program.name:
+        # The welcome before a question names the club: a longer name leaves less room.
+        for question in questions(session, program.id):
+            try:
+                _check_fits(name, question.kind, question.prompt, question.choices)
+            except QuestionTooLong as exc:
+                if _fits(program.name, question):  # else too long already: not the name's doing
+                    raise QuestionTooLong(exc.language, exc.over, question.key) from None
     program.name, program.contact, program.privacy_url = name, contact, privacy_url
     session.flush()
     return program

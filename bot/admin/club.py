@@ -265,6 +265,9 @@ async def save_club(request: web.Request) -> web.StreamResponse:
         program = _program(session, request[ADMIN].program_id)
         try:
             programs.update_club(session, program, **values)
+        except programs.QuestionTooLong as exc:
+            over = {"over": exc.over, "question": exc.question}
+            raise Refused({"name": ("admin.settings.error.name.question", over)}) from None
         except programs.InvalidSettings as exc:
             raise Refused(_club_errors(exc.problems)) from None
 

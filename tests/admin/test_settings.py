@@ -494,6 +494,35 @@ async def test_a_question_too_long_for_one_sms_is_refused_saying_by_how_much(
     assert await club_state(db, club) == before
 
 
+async def test_a_club_name_that_would_push_a_question_over_one_sms_is_refused(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """A question that just fits after the welcome naming the club: a longer name is refused
+    beside the name, naming the question and by how much; nothing changes."""
+    await admin.signed_in(OWNER)
+    choices = ["Torshov", "Grünerløkka"]
+    wording = "x" * 200
+    wording = wording[: len(wording) - sms_over("choice", {"nb": wording}, choices)]
+    form = {"kind": "choice", "prompt_nb": wording, "prompt_sv": "", "prompt_en": ""}
+    form |= {"choices_nb": "\n".join(choices), "choices_sv": "", "choices_en": ""}
+    assert (await admin.post("/admin/settings/questions", form)).status == 303
+    key = (await club_state(db, club))["questions"][-1][0]
+    before = await club_state(db, club)
+    response = await admin.post(
+        "/admin/settings/club",
+        {
+            "name": "Torshov Sport!",
+            "contact": "post@torshovsport.no",
+            "privacy_url": "https://x.no/p",
+        },
+    )
+    assert response.status == 422
+    page = await response.text()
+    assert 'id="club-name-error"' in page
+    assert f"blir spørsmålet {key} 1 tegn for langt for én SMS" in page
+    assert await club_state(db, club) == before
+
+
 async def test_another_clubs_question_or_key_is_not_found(
     admin: Admin, owner: int, db: Database, other_club: int
 ) -> None:

@@ -321,3 +321,40 @@ class TestQuestionFitsOneSms:
             check()
 
         await db.run(work)
+
+    async def test_a_new_name_that_would_push_a_question_over_is_refused(
+        self, db: Database
+    ) -> None:
+        """The welcome before a question names the club: a name one character longer than the
+        longest question leaves room for is refused, naming the question and by how much; a
+        shorter name is taken."""
+        club = await create_club(db, name=LONG_CLUB, questions=[])
+
+        def work(session: Session) -> None:
+            program = session.get(Program, club)
+            choices = nine_choices()
+            n = longest_accepted(session, program, choices)
+            programs.add_question(
+                session,
+                program,
+                kind="multichoice",
+                key="fits",
+                prompt={"nb": "x" * n},
+                choices=choices,
+            )
+
+            def rename(name: str) -> Exception | None:
+                return error_of(
+                    lambda: programs.update_club(
+                        session, program, name=name, contact="x@x.no", privacy_url="https://x.no/p"
+                    )
+                )
+
+            refused = rename(LONG_CLUB + "X")
+            assert isinstance(refused, programs.QuestionTooLong)
+            assert (refused.field, refused.question, refused.over) == ("name", "fits", 1)
+            assert program.name == LONG_CLUB
+            assert rename("Kafé Kari") is None
+            assert program.name == "Kafé Kari"
+
+        await db.run(work)
