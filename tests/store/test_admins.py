@@ -1,6 +1,6 @@
 """The store's admin accounts beyond signing in: a new password (set by the operator or changed
 by its owner after the current one is checked), an account removed (never the club's last
-owner), and the fingerprint that ends the sessions of an old password."""
+owner), and the server-side sessions that a new password ends."""
 
 from __future__ import annotations
 
@@ -64,14 +64,16 @@ class TestSetPassword:
         assert await signs_in(db, "kari@x.test", NEW)
         assert not await signs_in(db, "kari@x.test", PASSWORD)
 
-    async def test_by_id_changes_the_fingerprint(self, db: Database) -> None:
+    async def test_by_id_ends_every_session_of_the_account(self, db: Database) -> None:
         club = await create_club(db)
         account = await make(db, club, "kari@x.test")
-        before = admins.fingerprint(await stored_hash(db, account) or "")
+        other = await make(db, club, "ola@x.test")
+        tokens = [await db.run(lambda s: admins.start_session(s, account, now=NOW)) for _ in "ab"]
+        kept = await db.run(lambda s: admins.start_session(s, other, now=NOW))
         await db.run(lambda s: admins.set_password(s, account, admins.hash_password(NEW)))
-        after = admins.fingerprint(await stored_hash(db, account) or "")
-        assert before != after
-        assert len(after) == 16
+        for token in tokens:
+            assert await db.run(lambda s, t=token: admins.signed_in(s, t, NOW)) is None
+        assert await db.run(lambda s: admins.signed_in(s, kept, NOW)) is not None
 
     async def test_the_emails_failed_sign_ins_are_forgotten(self, db: Database) -> None:
         club = await create_club(db)
@@ -102,12 +104,16 @@ class TestChangePassword:
     async def test_the_right_current_password_keeps_the_new_one(self, db: Database) -> None:
         club = await create_club(db)
         account = await make(db, club, "kari@x.test")
+        here = await db.run(lambda s: admins.start_session(s, account, now=NOW))
+        there = await db.run(lambda s: admins.start_session(s, account, now=NOW))
         result = await admins.change_password(
-            db, account, PASSWORD, NEW, address="10.0.0.1", now=NOW
+            db, account, PASSWORD, NEW, address="10.0.0.1", now=NOW, keep=here
         )
         assert result.outcome is admins.Outcome.CHANGED
-        assert result.fingerprint == admins.fingerprint(await stored_hash(db, account) or "")
         assert await signs_in(db, "kari@x.test", NEW)
+        # The browser that changed it stays signed in; every other one is signed out.
+        assert await db.run(lambda s: admins.signed_in(s, here, NOW)) is not None
+        assert await db.run(lambda s: admins.signed_in(s, there, NOW)) is None
 
     async def test_a_wrong_current_password_changes_nothing_and_counts_as_a_failure(
         self, db: Database
@@ -119,7 +125,7 @@ class TestChangePassword:
             db, account, "not my password", NEW, address="10.0.0.1", now=NOW
         )
         assert result.outcome is admins.Outcome.WRONG
-        assert result.fingerprint is None
+        assert result.token is None
         assert await stored_hash(db, account) == before
         assert await failures(db) == 1
 
