@@ -695,7 +695,12 @@ def _weak_verb(
     after = _object(clause, i + size, data)
     if after is not None:
         return after
-    if any(words[k] in c["when"] for k in range(i)) and not _about_us(words, data):
+    # "when does the sale end?" asks about the sale; "how do I cancel?" is the member's own act.
+    if (
+        any(words[k] in c["when"] for k in range(i))
+        and not _about_us(words, data)
+        and not any(w in c["i"] for w in words)
+    ):
         return "asks when something else ends"
     return None
 
@@ -742,9 +747,8 @@ def _object(clause: _Clause, j: int, data: _Data) -> str | None:
 def _object_blocks_send(clause: _Clause, j: int, data: _Data) -> str | None:
     words = clause.words
     c = data.classes
-    j = _skip(words, j, c["det"], keep=("me",), data=data)
-    j = _skip(words, j, c["me"], keep=(), data=data)
-    j = _skip(words, j, c["det"], keep=("me",), data=data)
+    for skipped in ("neg", "det", "me", "neg", "det"):  # "skicka inte paketet", "send me the …"
+        j = _skip(words, j, c[skipped], keep=("me",) if skipped == "det" else (), data=data)
     if j < len(words) and c["blocking"].match(words, j):
         return f'object "{words[j]}"'
     return None
@@ -771,9 +775,14 @@ def _no_more(clause: _Clause, i: int, negations: dict[int, int], data: _Data) ->
         j += max(1, size)
     wants = any(c["want"].match(words, k) for k in range(len(words)))
     if size := c["more"].match(words, j):
-        k = _skip(words, j + size, c["det"], keep=("me",), data=data)
+        k = j + size
+        while k < len(words) and _any(words, k, data, "det", "filler", "you"):
+            # "no more, thanks", "ikke mer fra dere": what stands around no object
+            if _any(words, k, data, "me", "msg", "loyalty"):
+                break
+            k += 1
         cue = " ".join(words[start : j + size])
-        if k >= len(words) or _any(words, k, data, "msg", "me", "filler", "member", "send"):
+        if k >= len(words) or _any(words, k, data, "msg", "me", "member", "send"):
             return f'"want no more" cue "{cue}"'
         # "no more coupons?" asks about them; "no more offers please" asks to stop them.
         if c["loyalty"].match(words, k) and (wants or not _asks(clause, data)):
