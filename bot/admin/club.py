@@ -82,7 +82,15 @@ async def _page(
         key["created"] = local_date(request, key["created"])
         key["revoked"] = local_date(request, key["revoked"])
         key["last_used"] = local_moment(request, key["last_used"])
-    forms: dict[str, Any] = {section: dict(form or {})} if section else {}
+    forms: dict[str, Any] = {}
+    if section:
+        typed = dict(form or {})
+        current = state.get(section)
+        if isinstance(current, Mapping):
+            # A form sent without some of its fields (by hand, not a browser) shows what is
+            # saved for those, rather than failing to render.
+            typed = {**current, **typed}
+        forms[section] = typed
     return page(
         request,
         "settings.html",

@@ -1,0 +1,87 @@
+"""Every admin route a signed-in owner can post to, probed with a form that lacks every field
+and with one whose fields are all junk, and every page with a junk query: each answers with a
+refusal or a page, never a 500."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.admin.conftest import OWNER, Admin
+
+_PARAM = re.compile(r"\{[^}]+\}")
+JUNK = {
+    "name": "Ø" * 300,
+    "prompt_nb": "x" * 5000,
+    "amount": "-1e999",
+    "every": "²",
+    "date": "31.02.2026",
+    "segment": "{",
+    "text_nb": "",
+    "role": "root",
+    "email": "not-an-email",
+    "direction": "sideways",
+}
+
+
+def _paths(app: web.Application, method: str = "POST") -> list[str]:
+    """Every route of the admin for `method`, its ids filled with 1 (the first of each kind)."""
+    paths = set()
+    for sub in [app, *(r._app for r in app.router.resources() if hasattr(r, "_app"))]:
+        for route in sub.router.routes():
+            info = route.resource.get_info() if route.resource else {}
+            path = info.get("formatter") or info.get("path")
+            if route.method == method and path and path.startswith("/admin"):
+                paths.add(_PARAM.sub("1", path))
+    return sorted(paths)
+
+
+@pytest.mark.parametrize("body", ["empty", "junk"])
+async def test_no_admin_post_answers_500(
+    admin: Admin, club: int, owner: int, body: str, caplog: Any
+) -> None:
+    await admin.signed_in(OWNER)
+    paths = _paths(admin.client.server.app)
+    assert len(paths) > 20, paths
+    failures = []
+    for path in paths:
+        if "sign-out" in path:
+            continue  # would end the probing session
+        response = await admin.post(path, {} if body == "empty" else dict(JUNK))
+        if response.status >= 500:
+            failures.append(f"{path}: {response.status}")
+    assert not failures, failures
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+JUNK_QUERY = {
+    "page": "²",
+    "purchases_page": "-1",
+    "messages_page": "9" * 40,
+    "from": "31.02.2026",
+    "to": "junk",
+    "period": "forever",
+    "q": "ÿ" * 300,
+    "members": "1,x,,3",
+    "segment": "{",
+}
+
+
+async def test_no_admin_page_answers_500_to_a_junk_query(
+    admin: Admin, club: int, owner: int, caplog: Any
+) -> None:
+    await admin.signed_in(OWNER)
+    paths = _paths(admin.client.server.app, "GET")
+    assert len(paths) > 10, paths
+    failures = []
+    for path in paths:
+        if "sign-out" in path:
+            continue
+        response = await admin.client.get(path, params=JUNK_QUERY, allow_redirects=False)
+        if response.status >= 500:
+            failures.append(f"{path}: {response.status}")
+    assert not failures, failures
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
