@@ -136,7 +136,12 @@ async def drain(
     messages are in flight at once, with no barrier between claims: one slow answer holds its
     own slot only. Once `stop` is set, no new message is handed over: what is in flight is
     answered and recorded, what was not handed over goes back to the queue, and the drain
-    returns, so a shutdown leaves nothing in doubt that needn't be."""
+    returns, so a shutdown leaves nothing in doubt that needn't be. With nothing to do, a tick
+    only reads."""
+    # Most ticks find nothing to do: one read says so, and no write transaction is begun (on
+    # SQLite a write would queue behind the members' turns and hold them up in turn).
+    if not await db.read(functools.partial(sending.work_waiting, now=now(), stale=stale)):
+        return 0
     pacer = pacer or Pacer(float("inf"))
     await settle_in_doubt(db, gateway, now, stale)
     burst = _Burst(db, gateway, now, pacer, stop)

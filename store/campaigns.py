@@ -599,8 +599,9 @@ def _plan_range(
     return int(session.execute(insert).rowcount or 0)
 
 
-def finish_sent(session: Session, now: dt.datetime) -> int:
-    """Mark broadcasts done once planned and nothing of theirs waits to be sent."""
+def finished() -> ColumnElement[bool]:
+    """The broadcasts planned whose rows have all left the queue: done, once marked so. The
+    sender's idle check asks this too (a read), so an idle tick writes nothing."""
     waiting = (
         select(_OUTBOX.c.id)
         .where(
@@ -609,9 +610,14 @@ def finish_sent(session: Session, now: dt.datetime) -> int:
         )
         .exists()
     )
+    return and_(Campaign.kind == BROADCAST, Campaign.status == SENDING, ~waiting)
+
+
+def finish_sent(session: Session, now: dt.datetime) -> int:
+    """Mark broadcasts done once planned and nothing of theirs waits to be sent."""
     done = session.execute(
         update(Campaign)
-        .where(Campaign.kind == BROADCAST, Campaign.status == SENDING, ~waiting)
+        .where(finished())
         .values(status=DONE, finished_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import locales
@@ -131,6 +131,31 @@ _SKIP = (
     .where(_OUTBOX.c.id == bindparam("row_id"))
     .values(status=SKIPPED, error=bindparam("why"))
 )
+
+
+_ANY_DUE = select(_OUTBOX.c.id).where(
+    _OUTBOX.c.status == QUEUED, _OUTBOX.c.send_after <= bindparam("now")
+)
+_ANY_STALE = select(_OUTBOX.c.id).where(
+    _OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at < bindparam("before")
+)
+# Three index probes (outbox by status and due time; campaigns by status): no row is read
+# when there is nothing to do.
+_ANYTHING = select(
+    or_(
+        _ANY_DUE.exists(),
+        _ANY_STALE.exists(),
+        select(Campaign.id).where(campaigns.finished()).exists(),
+    )
+)
+
+
+def work_waiting(session: Session, now: dt.datetime, stale: dt.timedelta = STALE) -> bool:
+    """Whether the sender has anything to do now: a row due, a row in doubt (claimed longer
+    than `stale` ago), or a broadcast to mark done. A read, so an idle tick writes nothing
+    (`Database.read`: beside the writer on SQLite)."""
+    found = session.connection().execute(_ANYTHING, {"now": now, "before": now - stale})
+    return bool(found.scalar())
 
 
 def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
