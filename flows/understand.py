@@ -112,6 +112,8 @@ class _Data:
     # same ("avslutt", "avslutte" for "avsluttt") are one correction, not an ambiguity.
     meaning: dict[str, frozenset[str]] = field(default_factory=dict)
     pairs: frozenset[tuple[str, str]] = frozenset()  # neighbours in a phrase ("forget", "me")
+    # Consent words: a typo near one is never read as it ("yse" is no YES), only kept as typed.
+    consent: frozenset[str] = frozenset()
     stop_starts: frozenset[str] = frozenset()  # the words a stop cue can start with
     marker_starts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # word → languages
 
@@ -198,11 +200,12 @@ def _data() -> _Data:
         for group in cues.values()
         for cue in group
         for w in cue.words
-        if any(intent in NEVER_BY_TYPO for intent, _ in cue.weights)
+        # only a word that gives consent by itself ("start"), not one that helps ("again")
+        if any(intent in NEVER_BY_TYPO and weight >= THRESHOLD for intent, weight in cue.weights)
     }
     by_deletion: dict[str, set[str]] = {}
     for word in lexicon:
-        if len(word) >= TYPO_MIN - 1 and word not in no_typo and word.isalpha():
+        if len(word) >= TYPO_MIN - 1 and word.isalpha():
             for variant in keywords._deletions(word):
                 by_deletion.setdefault(variant, set()).add(word)
     return _Data(
@@ -217,6 +220,7 @@ def _data() -> _Data:
         by_deletion={k: tuple(sorted(v)) for k, v in by_deletion.items()},
         meaning=_meanings(classes, cues, patterns, rhetorical),
         pairs=_pairs(classes, cues, patterns),
+        consent=frozenset(no_typo),
         stop_starts=frozenset(
             {w for p in (patterns,) for w in _by_first_word(p, classes)}
             | {
@@ -475,7 +479,7 @@ def _in_context(
             if (i > 0 and (words[i - 1], w) in data.pairs)
             or (i + 1 < len(words) and (w, words[i + 1]) in data.pairs)
         ]
-        if len(fits) == 1:
+        if len(fits) == 1 and fits[0] not in data.consent:
             words[i] = fits[0]
     return tuple(words)
 
@@ -532,7 +536,7 @@ def _corrected(token: str) -> str:
     longer = {w for w in candidates if len(w) >= len(token)}
     for group in (doubled, filler, stops, longer, candidates):
         if group and len({_sense(w, data) for w in group}) == 1:
-            return min(group)
+            return token if min(group) in data.consent else min(group)
     return token
 
 
