@@ -48,10 +48,12 @@ CHUNK = 64 * 1024
 UPLOAD_OVERHEAD = 64 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 RUNNING, DONE, REFUSED, FAILED = "running", "done", "refused", "failed"
+# A run stopped by a shutdown or an error can go on from its last committed batch.
+RESUMABLE = ("stopped", "other")
 # Background imports still running: asyncio keeps only a weak reference to a task.
 _TASKS: set[asyncio.Task[None]] = set()
 # How long a shutdown waits for running imports (100,000 rows take about 20 s) before it
-# stops them.
+# stops them (each can be resumed from its page).
 FINISH_SECONDS = 45.0
 
 
@@ -111,22 +113,51 @@ async def run(request: web.Request) -> web.StreamResponse:
         shown = await _preview(request, job, mapping, error="mode")
         return page(request, "transfer_preview.html", status=422, section="transfer", **shown)
     if job.state() is None:  # a second click on "Import" shows the first run, not a second
-        admin = request[ADMIN]
-        job.write_state({"state": RUNNING, "phase": "checking", "done": 0, "total": 0})
-        task = asyncio.create_task(
-            _import(
-                request.config_dict[DB],
-                job,
-                admin.program_id,
-                mapping,
-                mode,
-                request[LANGUAGE],
-                dt.datetime.now(dt.UTC),
-            )
+        _start(
+            request,
+            job,
+            {
+                "state": RUNNING,
+                "phase": "checking",
+                "done": 0,
+                "total": 0,
+                "mode": mode,
+                "mapping": mapping,
+                "stamp": dt.datetime.now(dt.UTC).isoformat(),
+                "landed": 0,
+                "through": 0,
+            },
         )
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
     raise web.HTTPSeeOther(f"/admin/transfer/import/{token}")
+
+
+@routes.post("/transfer/import/{token}/resume")
+@owner_only
+async def resume(request: web.Request) -> web.StreamResponse:
+    """Go on with an import the server stopped (or an error did) after its last committed
+    batch; an import that is not resumable (running, done, refused) is just shown."""
+    job = _Job(await _owned(request, request.match_info["token"]))
+    state = job.state()
+    if state is None:
+        raise web.HTTPNotFound()
+    if resumable(state):
+        _start(request, job, {**state, "state": RUNNING})
+    raise web.HTTPSeeOther(f"/admin/transfer/import/{job.token}")
+
+
+def resumable(state: dict[str, Any]) -> bool:
+    """A run that stopped before its end and knows how it was started (runs from before
+    batches kept no mode) can be resumed."""
+    return state.get("state") == FAILED and state.get("error") in RESUMABLE and "mode" in state
+
+
+def _start(request: web.Request, job: _Job, state: dict[str, Any]) -> None:
+    job.write_state(state)
+    task = asyncio.create_task(
+        _import(request.config_dict[DB], job, request[ADMIN].program_id, state)
+    )
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
 
 
 @routes.get("/transfer/import/{token}")
@@ -144,6 +175,7 @@ async def progress_page(request: web.Request) -> web.StreamResponse:
         section="transfer",
         token=job.token,
         job=state,
+        resumable=resumable(state),
         bad=bad,
         filename=job.meta().get("filename", ""),
     )
@@ -468,53 +500,70 @@ async def _check(
     return await asyncio.get_running_loop().run_in_executor(None, check)
 
 
-async def _import(
-    db: Any,
-    job: _Job,
-    program_id: int,
-    mapping: imports.Mapping,
-    mode: str,
-    language: str,
-    now: dt.datetime,
-) -> None:
-    """The run: read and check the file in a worker thread (the event loop stays free), then
-    land the good rows in one transaction; the state file says how far it got."""
+async def _import(db: Any, job: _Job, program_id: int, started: dict[str, Any]) -> None:
+    """The run (or its resumption): read and check the file in a worker thread (the event loop
+    stays free), plan what lands, then land it a batch per commit. The state file keeps how it
+    was started (mode, mapping, `stamp`) and, after each commit, the rows landed and the last
+    line committed (`through`): a resumption plans the same rows and lands those after it."""
     loop = asyncio.get_running_loop()
-    state: dict[str, Any] = {"state": RUNNING, "phase": "checking", "done": 0, "total": 0}
+    state = dict(started)
+    now = dt.datetime.fromisoformat(state["stamp"])
+    mapping: imports.Mapping = state["mapping"]
+    resuming = state.get("phase") == "importing"
+    state.pop("error", None)
+    state.pop("error_params", None)
     try:
         table = await loop.run_in_executor(None, _read_table, job.upload)
-        state["total"] = len(table.rows)
-        job.write_state(state)
+        if not resuming:
+            state.update(phase="checking", done=0, total=len(table.rows))
+            job.write_state(state)
 
         def checked_so_far(done: int) -> None:
-            job.write_state({**state, "done": done})
+            if not resuming:
+                job.write_state({**state, "done": done})
 
         program = await db.run(functools.partial(_program, program_id=program_id))
         checked = await _check(table, mapping, program, now, checked_so_far)
-        state.update(phase="importing", done=0, total=len(checked.good))
-        job.write_state(state)
-
-        def landed_so_far(done: int) -> None:
-            job.write_state({**state, "done": done})
-
-        landed = await db.run(
-            functools.partial(
-                _land,
-                program_id=program_id,
-                checked=checked,
-                mode=mode,
-                source=job.meta().get("filename", "import"),
-                now=now,
-                progress=landed_so_far,
+        if resuming:
+            # The plan as it was made: the bad rows were kept, and the numbers this run has
+            # landed are members now (a second plan would call them known).
+            bad = job.bad()
+            skipped = {b.line for b in bad}
+            rows = [row for row in checked.good if row.line not in skipped]
+        else:
+            planned = await db.run(
+                functools.partial(_plan, program_id=program_id, checked=checked, mode=state["mode"])
             )
+            bad, rows = planned.bad, planned.rows
+            job.write_bad(bad)
+            if planned.refused:
+                state.update(state=REFUSED, done=0, imported=0, skipped=len(bad))
+                job.write_state(state)
+                return
+            state.update(phase="importing", done=0, total=len(rows), landed=0, through=0)
+            job.write_state(state)
+
+        def committed(step: imports.Step) -> None:
+            # Written after the commit: a stop between the two is caught by the next batch,
+            # which counts the rows of this run it finds (land_batch) instead of landing them.
+            state.update(landed=state["landed"] + step.landed, through=step.through)
+            state["done"] = state["landed"]
+            if step.bad:
+                bad.extend(step.bad)
+                bad.sort(key=lambda b: b.line)
+                job.write_bad(bad)
+            job.write_state(state)
+
+        await imports.land_batches(
+            db,
+            program,
+            rows,
+            source=job.meta().get("filename", "import"),
+            stamp=now,
+            after=state["through"],
+            step=committed,
         )
-        job.write_bad(landed.bad)
-        state.update(
-            state=REFUSED if landed.refused else DONE,
-            done=landed.imported,
-            imported=landed.imported,
-            skipped=len(landed.bad),
-        )
+        state.update(state=DONE, done=state["landed"], imported=state["landed"], skipped=len(bad))
     except imports.FileRefused as refused:
         state.update(state=FAILED, error=refused.code, error_params=refused.params)
     except asyncio.CancelledError:
@@ -527,27 +576,18 @@ async def _import(
     job.write_state(state)
 
 
-def _land(
-    session: Session,
-    *,
-    program_id: int,
-    checked: imports.Checked,
-    mode: str,
-    source: str,
-    now: dt.datetime,
-    progress: imports.Progress,
-) -> imports.Landed:
+def _plan(
+    session: Session, *, program_id: int, checked: imports.Checked, mode: str
+) -> imports.Plan:
     program = programs.get(session, program_id)
     assert program is not None
-    return imports.land(
-        session, program, checked, mode=mode, source=source, now=now, progress=progress
-    )
+    return imports.plan(session, program, checked, mode=mode)
 
 
 async def finish_imports(app: web.Application) -> AsyncIterator[None]:
     """A cleanup context: at shutdown, before the database closes, the running imports get
-    FINISH_SECONDS to end; the rest are stopped, and their pages say the server stopped them
-    (an import run again skips the numbers it had landed, as known)."""
+    FINISH_SECONDS to end; the rest are stopped (a batch under way commits or rolls back
+    whole), and their pages say the server stopped them and offer to resume the import."""
     yield
     running = set(_TASKS)
     if not running:

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import threading
+import time
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,7 @@ from store import consent, imports, members, programs
 from store.database import Database
 from store.models import ConsentEvent, LedgerEntry, Member, OutboxMessage, Purchase
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
-from tests.conftest import now
+from tests.conftest import now, replies_in, sign, twilio_form
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -166,8 +167,16 @@ async def test_a_good_file_lands_as_active_members_with_their_consent(
 
 @pytest.mark.parametrize(("mode", "landed"), [("all", 0), ("good", 3)])
 async def test_two_bad_rows_are_named_by_line_and_the_mode_decides_what_lands(
-    admin: Admin, owner: int, db: Database, club: int, mode: str, landed: int
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    mode: str,
+    landed: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """In batches of one row, all-or-nothing still lands nothing: the rows are checked first."""
+    monkeypatch.setattr(imports, "BATCH", 1)
     await admin.signed_in(OWNER)
     page = await (await upload(admin, TWO_BAD.encode())).text()
     assert "3 rader kan importeres" in page
@@ -579,5 +588,129 @@ async def test_an_import_that_fails_unexpectedly_says_so_and_lands_nothing(
     monkeypatch.setattr(imports, "check", broken)
     result = await run_import(admin, await preview.text(), "all")
     assert (result["state"], result["error"]) == ("failed", "other")
-    assert "Importen stoppet på en feil; ingenting ble importert" in result["page"]
+    assert "Importen stoppet på en feil." in result["page"]
+    assert 'data-landed="0">0 rader var importert da den stoppet.' in result["page"]
+    assert f'action="/admin/transfer/import/{result["token"]}/resume"' in result["page"]
     assert await count(db, Member) == 0
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+def many(rows: int) -> bytes:
+    lines = "".join(f"4{1000000 + i};Medlem {i};nb;;01.02.2024;skjema\r\n" for i in range(rows))
+    return (HEADER + lines).encode()
+
+
+def slow_batches(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """One row a batch, each taking a while: an import that is long enough to act during."""
+    monkeypatch.setattr(imports, "BATCH", 1)
+    real = imports.land_batch
+
+    def slow(*args: Any, **kwargs: Any) -> imports.Step:
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "land_batch", slow)
+
+
+async def start_import(admin: Admin, content: bytes, mode: str = "all") -> str:
+    page = await (await upload(admin, content)).text()
+    token = _TOKEN.search(page)
+    assert token, page
+    started = await admin.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": mode, **mapping_of(page)}
+    )
+    assert started.status == 303
+    return token.group(1)
+
+
+async def state_of(client: Any, token: str) -> dict[str, Any]:
+    return await (await client.get(f"/admin/api/transfer/import/{token}")).json()
+
+
+async def until(client: Any, token: str, done: Any) -> dict[str, Any]:
+    for _ in range(400):
+        state = await state_of(client, token)
+        if done(state):
+            return state
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the import never got there: {state}")
+
+
+async def test_a_members_text_is_answered_between_the_batches_of_an_import(
+    admin: Admin, owner: int, db: Database, club: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A POINTS text sent once the first batch has landed is answered while the import still
+    runs (it waited behind one batch, not behind the file)."""
+    await create_member(db, club, "+4798765432", "Kari")
+    slow_batches(monkeypatch, 0.1)
+    await admin.signed_in(OWNER)
+    token = await start_import(admin, many(20))
+    await until(admin.client, token, lambda s: s.get("landed", 0) >= 1)
+
+    form = twilio_form("+4798765432", "POENG")
+    answered = await admin.client.post(
+        "/sms/twilio",
+        data=form,
+        headers={"X-Twilio-Signature": sign("http://127.0.0.1:8080/sms/twilio", form)},
+    )
+    assert answered.status == 200
+    reply = " ".join(replies_in(await answered.text()))
+
+    during = await state_of(admin.client, token)
+    assert "0 poeng" in reply, reply
+    assert during["state"] == "running"
+    assert during["landed"] < 20
+    finished = await until(admin.client, token, lambda s: s["state"] != "running")
+    assert (finished["state"], finished["imported"]) == ("done", 20)
+    assert await count(db, ConsentEvent) == 20
+
+
+async def test_an_import_stopped_mid_landing_is_resumed_from_its_page_and_lands_every_row_once(
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    settings: Any,
+    aiohttp_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shutdown stops an import after a few batches; after the restart its page says how many
+    rows had landed and offers to resume; resumed, it lands the rest: every row once, with one
+    consent event each."""
+    slow_batches(monkeypatch, 0.05)
+    monkeypatch.setattr(transfer, "FINISH_SECONDS", 0.01)
+    await admin.signed_in(OWNER)
+    token = await start_import(admin, many(12))
+    await until(admin.client, token, lambda s: s.get("landed", 0) >= 2)
+    await admin.client.close()  # the server shuts down
+    stopped = len(await club_members(db, club))
+    assert 2 <= stopped < 12
+
+    restarted = await aiohttp_client(create_app(settings))
+    for cookie in admin.client.session.cookie_jar:
+        restarted.session.cookie_jar.update_cookies(
+            {cookie.key: cookie.value}, response_url=restarted.make_url("/")
+        )
+    state = await state_of(restarted, token)
+    assert (state["state"], state["error"]) == ("failed", "stopped")
+    # The progress kept is the last batch whose commit it heard of: at most one batch behind.
+    assert stopped - 1 <= state["landed"] <= stopped
+    shown = await (await restarted.get(f"/admin/transfer/import/{token}")).text()
+    assert "Serveren ble stoppet mens importen pågikk." in shown
+    assert f'data-landed="{state["landed"]}">' in shown
+    assert "Fortsett importen" in shown
+
+    again = Admin(restarted)
+    resumed = await again.post(f"/admin/transfer/import/{token}/resume")
+    assert resumed.status == 303
+    assert resumed.headers["Location"] == f"/admin/transfer/import/{token}"
+    finished = await until(restarted, token, lambda s: s["state"] != "running")
+    assert (finished["state"], finished["imported"], finished["skipped"]) == ("done", 12, 0)
+    landed = await club_members(db, club)
+    assert len(landed) == len({m.phone for m in landed}) == 12
+    assert await count(db, ConsentEvent) == 12
+    # Resuming a finished import starts nothing.
+    assert (await again.post(f"/admin/transfer/import/{token}/resume")).status == 303
+    assert (await state_of(restarted, token))["state"] == "done"

@@ -3,16 +3,21 @@ every row, and landing the good ones with their consent, on SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store import consent, imports, members, programs
 from store.database import Database
-from store.models import ConsentEvent, Member
+from store.models import ConsentEvent, Member, Program
 from tests.conftest import create_club, now
 
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
@@ -290,3 +295,143 @@ async def test_record_many_writes_what_record_writes(db: Database) -> None:
 
     first, second = await db.run(work)
     assert first == second
+
+
+# --- landing in batches -----------------------------------------------------------------------
+
+_FIRST_PHONE = itertools.count(0, 100)
+
+
+def numbered(count: int) -> imports.Checked:
+    """`count` good rows with numbers no other example of this module used."""
+    first = next(_FIRST_PHONE)
+    lines = "".join(f"+4791{first + i:06d};2024-01-01;skjema\n" for i in range(count))
+    return check("telefon;samtykkedato;kilde\n" + lines)
+
+
+def landed_of(session: Session, program_id: int, phones: list[str]) -> tuple[int, int, int]:
+    """(members with these numbers, their consent events, the distinct members among those)."""
+    found = session.execute(
+        select(Member.id, ConsentEvent.id)
+        .outerjoin(ConsentEvent, ConsentEvent.member_id == Member.id)
+        .where(Member.program_id == program_id, Member.phone.in_(phones))
+    ).all()
+    member_ids = {m for m, _ in found}
+    events = [e for _, e in found if e is not None]
+    return len(found), len(events), len(member_ids)
+
+
+class _Stop(Exception):
+    """The server stopping the run (a restart) right after a commit."""
+
+
+def test_a_run_stopped_after_any_batch_and_resumed_lands_every_row_exactly_once(
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
+) -> None:
+    """For any rows, batch size and stop point, and whether the progress of the last committed
+    batch was written before the stop or lost with it: the resumed run lands every row once,
+    with one consent event each, and the two runs together count every row as landed once."""
+    loop, db = loop_and_db
+    club = loop.run_until_complete(create_club(db))
+    program = loop.run_until_complete(db.run(lambda s: _detached(s, club)))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.integers(1, 9), st.integers(1, 4), st.integers(0, 9), st.booleans())
+    def run(count: int, size: int, stop_after: int, lost: bool) -> None:
+        rows = numbered(count).good
+        stamp = now()
+        steps: list[imports.Step] = []
+
+        def committed(step: imports.Step) -> None:
+            steps.append(step)
+            if len(steps) >= stop_after:
+                raise _Stop
+
+        async def first_run() -> None:
+            with contextlib.suppress(_Stop):
+                await imports.land_batches(
+                    db, program, rows, source="f.csv", stamp=stamp, size=size, step=committed
+                )
+
+        loop.run_until_complete(first_run())
+        phones = [row.phone for row in rows]
+        # Every batch was committed on its own: the ones before the stop stay landed.
+        committed_rows = sum(step.landed for step in steps)
+        assert loop.run_until_complete(db.run(lambda s: landed_of(s, club, phones)))[0] == (
+            committed_rows
+        )
+        # What the run's stored state says: the last step it wrote (or the one before it,
+        # when the stop came between the commit and the write).
+        recorded = steps[:-1] if lost and steps else steps
+        through = recorded[-1].through if recorded else 0
+        before = sum(step.landed for step in recorded)
+        again, bad = loop.run_until_complete(
+            imports.land_batches(
+                db, program, rows, source="f.csv", stamp=stamp, size=size, after=through
+            )
+        )
+        assert bad == []
+        assert before + again == count
+        assert loop.run_until_complete(db.run(lambda s: landed_of(s, club, phones))) == (
+            count,
+            count,
+            count,
+        )
+
+    run()
+
+
+def _detached(session: Session, program_id: int) -> Program:
+    program = programs.get(session, program_id)
+    assert program is not None
+    session.expunge(program)
+    return program
+
+
+async def test_a_number_that_joined_while_the_import_ran_is_left_out_and_named(
+    db: Database,
+) -> None:
+    club = await create_club(db)
+    program = await db.run(lambda s: _detached(s, club))
+    rows = numbered(3).good
+
+    def joins(session: Session) -> None:
+        members.create(
+            session, programs.get(session, club), rows[1].phone, status=members.ACTIVE, now=now()
+        )
+
+    await db.run(joins)
+    landed, bad = await imports.land_batches(db, program, rows, source="f.csv", stamp=now(), size=1)
+    assert landed == 2
+    assert [(b.line, b.reason) for b in bad] == [(rows[1].line, "known")]
+    phones = [row.phone for row in rows]
+    # The member who joined keeps their own consent (none here); the import added none for them.
+    assert await db.run(lambda s: landed_of(s, club, phones)) == (3, 2, 3)
+
+
+async def test_all_or_nothing_with_a_bad_row_plans_nothing_to_land(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bad row is found before any batch lands (the last row here): nothing lands."""
+    monkeypatch.setattr(imports, "BATCH", 1)
+    club = await create_club(db)
+    checked = check(
+        "telefon;samtykkedato;kilde\n"
+        "91234567;2024-01-01;a\n41234567;2024-01-01;b\nring meg;2024-01-01;c\n"
+    )
+
+    def work(session: Session) -> imports.Plan:
+        program = programs.get(session, club)
+        assert program is not None
+        return imports.plan(session, program, checked, mode=imports.ALL_OR_NOTHING)
+
+    planned = await db.run(work)
+    assert (planned.rows, planned.refused) == ([], True)
+    assert [(b.line, b.reason) for b in planned.bad] == [(4, "phone")]
+    program = await db.run(lambda s: _detached(s, club))
+    assert await imports.land_batches(db, program, planned.rows, source="f", stamp=now()) == (
+        0,
+        [],
+    )
+    count = await db.run(lambda s: s.scalar(select(func.count()).select_from(Member)) or 0)
+    assert count == 0
