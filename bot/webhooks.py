@@ -61,7 +61,8 @@ async def inbound_sms(request: web.Request) -> web.Response:
         try:
             result = await request.app[DB].run(turn)
         except SeenBefore:
-            # A retried webhook: answered as the first time, with no effect twice.
+            # A retry is answered inside the turn, looked up first; this is one that raced its
+            # first delivery (committed meanwhile): answered as the first time, no effect twice.
             result = await request.app[DB].run(functools.partial(replay, text=text))
     except UnknownClub as exc:
         return _problem(404, f"no club answers on To number {exc.number}")

@@ -100,8 +100,9 @@ class TurnResult:
 def handle_text(
     session: Session, text: InboundText, clubs: programs.ClubDirectory | None = None
 ) -> TurnResult:
-    """Apply one inbound text. A text seen before (same provider id) raises SeenBefore, and
-    the caller's transaction is rolled back; `replay` then gives the stored reply.
+    """Apply one inbound text. A text seen before (same provider id) gets its stored reply,
+    with no effect twice; one recorded by a concurrent turn since the lookup raises
+    SeenBefore, and the caller's transaction is rolled back; `replay` then gives the reply.
 
     `clubs` serves the club and its questions from memory (the webhook passes its own)."""
     clubs = clubs or programs.ClubDirectory(ttl=0)
@@ -112,6 +113,11 @@ def handle_text(
     # Most texts (HELP, chatter, a balance) change nothing about the member: they are read as a
     # plain row, and the ORM object is loaded only for a turn that changes something.
     row = members.state_by_phone(session, program.id, text.from_number, lock=True)
+    # A retry is looked up first (an index lookup on the unique key), after the member's lock so
+    # that on PostgreSQL a retry racing its first delivery sees it committed: no turn work.
+    seen = messages.find_inbound(session, program.id, text.provider_sid)
+    if seen is not None:
+        return TurnResult(seen.reply, replayed=True, program_id=program.id)
     turn = _turn(session, program, row, text, clubs)
     outcome = router.route(turn)
     member = None

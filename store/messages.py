@@ -44,13 +44,26 @@ class SeenText:
     reply: str | None
 
 
+# The same lookup for SQLite's own driver: every turn asks it first, and on SQLite (one writer
+# thread for every turn) SQLAlchemy's execution costs ten times the lookup itself (24 µs to
+# 2.4 µs), 5 % of a turn in bench/inbound.py.
+_COMPILED = _FIND_REPLY.compile(dialect=sqlite.dialect())
+assert _COMPILED.positiontup == ["program_id", "provider_sid"]  # the order of the ? below
+_FIND_REPLY_SQLITE = str(_COMPILED)
+
+
 def find_inbound(session: Session, program_id: int, provider_sid: str) -> SeenText | None:
-    """The text with this provider id, if it was recorded before (the gateway retried)."""
-    row = (
-        session.connection()
-        .execute(_FIND_REPLY, {"program_id": program_id, "provider_sid": provider_sid})
-        .first()
-    )
+    """The text with this provider id, if it was recorded before (the gateway retried): one
+    lookup on the unique key, in the session's transaction."""
+    connection = session.connection()
+    if connection.dialect.driver == "pysqlite":
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        found = raw.execute(_FIND_REPLY_SQLITE, (program_id, provider_sid)).fetchone()
+        return None if found is None else SeenText(found[0])
+    row = connection.execute(
+        _FIND_REPLY, {"program_id": program_id, "provider_sid": provider_sid}
+    ).first()
     return None if row is None else SeenText(row.reply)
 
 
@@ -73,8 +86,10 @@ def record_inbound(
     the text asked (the admin counts these).
 
     Raises SeenBefore if a text with this provider id is already recorded: the caller's
-    transaction must then be rolled back and the stored reply given instead. Checking here,
-    on the unique key, rather than with a lookup first keeps the common case to one statement.
+    transaction must then be rolled back and the stored reply given instead. A turn looks a
+    retry up first (`find_inbound`, before any work); this is the backstop for a delivery
+    racing its retry on PostgreSQL (a new number: no member row to lock, so both may look
+    before either commits).
     """
     connection = session.connection()
     inserted = connection.execute(

@@ -12,7 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from flows import conversation
 from locales.sms import is_gsm7, segments
+from store import messages
 from store.database import Database
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
 from tests.conftest import (
@@ -169,6 +171,46 @@ class TestRetries:
         assert replies[0].startswith("Velkommen til Torshov Sport!")
         assert await count(db, ConsentEvent) == 1
         assert await count(db, InboundMessage) == 2
+
+    @pytest.mark.parametrize("body", ["JOIN", "JA", "POENG", "HJELP", "STOPP"])
+    async def test_a_retry_is_answered_from_its_record_before_any_turn_work(
+        self, member, db, monkeypatch, body
+    ) -> None:
+        """A retried text (same MessageSid) gets the stored reply from a lookup made before the
+        turn: the flow is not run again, nothing is recorded twice, no turn is rolled back."""
+        turns = spy(monkeypatch, conversation, "_turn")
+        records = spy(monkeypatch, messages, "record_inbound")
+        first = await member.text(body, sid="SMretry" + body)
+        rows = [await count(db, model) for model in (InboundMessage, OutboxMessage, ConsentEvent)]
+        again = await member.text(body, sid="SMretry" + body)
+        assert again == first
+        assert (len(turns), len(records)) == (1, 1)
+        assert [await count(db, m) for m in (InboundMessage, OutboxMessage, ConsentEvent)] == rows
+
+    async def test_deliveries_of_one_text_at_once_run_its_turn_once(
+        self, member, db, monkeypatch
+    ) -> None:
+        """Four deliveries of one member's text at the same moment (one group on SQLite, waiting
+        on the member's lock on PostgreSQL): one turn, four equal replies."""
+        turns = spy(monkeypatch, conversation, "_turn")
+        replies = await asyncio.gather(*(member.text("POENG", sid="SMsame4") for _ in range(4)))
+        assert len(set(replies)) == 1
+        assert len(turns) == 1
+        assert await count(db, InboundMessage) == 3
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[tuple]:
+    """The calls made to `module.name` from now on (each call's arguments), the call itself
+    made as before."""
+    calls: list[tuple] = []
+    real = getattr(module, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
 
 
 BAD_BODIES = {
