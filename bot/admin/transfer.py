@@ -420,7 +420,7 @@ async def _preview(
     good = 0
     if not missing:
         checked = await _check(table, mapping, program, dt.datetime.now(dt.UTC))
-        known = await request.config_dict[DB].run(
+        known = await request.config_dict[DB].read(
             functools.partial(_against_club, program_id=admin.program_id, rows=checked.good)
         )
         bad = sorted([*checked.bad, *known], key=lambda b: b.line)
@@ -531,7 +531,9 @@ async def _import(db: Any, job: _Job, program_id: int, started: dict[str, Any]) 
             skipped = {b.line for b in bad}
             rows = [row for row in checked.good if row.line not in skipped]
         else:
-            planned = await db.run(
+            # Only reads (the club's numbers, the erased): beside the writer on SQLite, so texts
+            # don't wait behind 100,000 lookups; a number that joins later is caught per batch.
+            planned = await db.read(
                 functools.partial(_plan, program_id=program_id, checked=checked, mode=state["mode"])
             )
             bad, rows = planned.bad, planned.rows
