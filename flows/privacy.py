@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.turn import Erase, Outcome, State, Turn, reply
+from flows.turn import STOPPED, Erase, Outcome, State, Turn, WithdrawConsent, reply
 
 CONFIRM_DELETE = State("privacy", "confirm_delete")
 # Replies whose parameters come from the store when the turn is recorded.
@@ -16,9 +16,13 @@ def mydata(turn: Turn) -> Outcome:
 
 
 def delete(turn: Turn) -> Outcome:
+    """Marketing ends at once (an objection to it is absolute, GDPR art. 21), the same
+    withdrawal STOP makes; the erasure itself waits for the member's YES."""
     if turn.member is None:
         return Outcome.say(reply("mydata.guest"))
-    return Outcome.go(CONFIRM_DELETE, reply("delete.ask"))
+    if turn.member.status == STOPPED:
+        return Outcome.go(CONFIRM_DELETE, reply("delete.ask"))
+    return Outcome.go(CONFIRM_DELETE, reply("delete.ask"), effects=(WithdrawConsent("delete"),))
 
 
 def confirm_delete(turn: Turn) -> Outcome:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from locales.sms import is_gsm7, segments
+from scheduler import sender
 from store import members
 from store.database import Database
 from store.models import (
@@ -21,6 +22,14 @@ from store.models import (
     Program,
 )
 from tests.conftest import Phone, create_club
+from tests.scheduler.campaign_helpers import (
+    T0,
+    RecordingGateway,
+    add_members,
+    at,
+    broadcast,
+    plan,
+)
 
 NB, SV, EN = "+4791234567", "+46701234567", "+447700900123"
 
@@ -101,27 +110,73 @@ class TestMyData:
 
 
 class TestDelete:
-    async def test_delete_asks_to_confirm_and_changes_nothing_yet(self, phone, db) -> None:
-        """DELETE asks the member to confirm with JA and erases nothing until then."""
+    async def test_delete_stops_marketing_at_once_and_asks_to_confirm_the_erasure(
+        self, phone, db
+    ) -> None:
+        """DELETE withdraws marketing consent at once (logged as STOP logs it) and says so in
+        the one SMS that asks to confirm the erasure; nothing is erased until JA."""
         await join_fully(phone)
-        ask = await phone.text("SLETT")
+        ask = await phone.text("slett meg")
+        assert ask.startswith("Du er meldt av Torshov Sport og får ingen flere SMS fra oss.")
         assert "Svar JA for å slette" in ask
+        assert segments(ask).segments == 1
         [member] = await members_of(db)
-        assert (member.phone, member.first_name, member.status) == (NB, "Kari", "active")
+        assert (member.phone, member.first_name, member.status) == (NB, "Kari", "stopped")
+        log = await db.run(
+            lambda s: s.execute(
+                select(ConsentEvent.action, ConsentEvent.wording_id, ConsentEvent.wording_text)
+                .where(ConsentEvent.member_id == member.id)
+                .order_by(ConsentEvent.id)
+            ).all()
+        )
+        assert [tuple(row) for row in log][-1] == ("withdraw", "keyword.delete", "slett meg")
+
+    @pytest.mark.parametrize(
+        ("number", "text", "said"),
+        [
+            (SV, "radera mig", "Du är avregistrerad från Torshov Sport"),
+            (EN, "delete me", "You have left Torshov Sport"),
+            (NB, "kan du slette nummeret mitt", "Du er meldt av Torshov Sport"),
+        ],
+    )
+    async def test_every_language_says_marketing_has_stopped(
+        self, client, club, db, number, text, said
+    ) -> None:
+        """The deletion question in sv and en (and a sentence in nb) says marketing ended."""
+        member_phone = Phone(client, number)
+        await member_phone.text("JOIN")
+        await member_phone.text("YES")
+        ask = await member_phone.text(text)
+        assert ask.startswith(said)
+        assert segments(ask).segments == 1
+        [member] = await members_of(db)
+        assert member.status == "stopped"
 
     @pytest.mark.parametrize("answer", ["NEI", "hei"])
     async def test_anything_but_yes_keeps_the_data(self, phone, db, answer) -> None:
-        """Any answer but YES to the deletion question keeps it all; a later JA erases nothing."""
+        """Any answer but YES to the deletion question keeps it all; a later JA erases nothing.
+        The member stays a member, stopped, and is told START brings them back."""
         await join_fully(phone)
         await phone.text("SLETT")
-        assert await phone.text(answer) == "Greit, ingenting er slettet."
-        assert not (await phone.text("JA")).startswith("Dataene dine er slettet")
+        kept = await phone.text(answer)
+        assert kept.startswith("Greit, ingenting er slettet.")
+        assert "START" in kept
+        assert await phone.text("JA") is None  # stopped: silence
         [member] = await members_of(db)
         assert (member.phone, member.first_name, member.birthday) == (
             NB,
             "Kari",
             dt.date(1990, 3, 12),
         )
+        assert member.status == "stopped"
+
+    async def test_a_member_who_kept_their_data_can_start_again(self, phone, db) -> None:
+        """NEI to the erasure, then START: marketing consent is given again."""
+        await join_fully(phone)
+        await phone.text("SLETT")
+        await phone.text("NEI")
+        assert await phone.text("START")
+        [member] = await members_of(db)
         assert member.status == "active"
 
     async def test_yes_erases_everything_personal_and_keeps_a_salted_hash(
@@ -243,3 +298,39 @@ class TestUnderAge:
         assert (await phone.text(self.born_aged(15))).startswith("Hvilke aktiviteter")
         [member] = await members_of(db)
         assert (member.status, member.phone) == ("active", NB)
+
+
+class TestDeleteEndsMarketing:
+    """After "slett meg" no broadcast reaches the member, whether or not they confirm."""
+
+    @staticmethod
+    async def sent_to(db: Database, gateway: Any) -> list[str]:
+        await sender.drain(db, gateway, at(T0))
+        return list(gateway.per_number())
+
+    async def test_a_broadcast_planned_after_the_request_leaves_them_out(
+        self, client, club, db
+    ) -> None:
+        asked, other = await add_members(db, club, 2)
+        await Phone(client, asked).text("slett meg")
+        campaign_id = await broadcast(db, club)
+        assert await plan(db, campaign_id) == 1
+        assert await self.sent_to(db, RecordingGateway()) == [other]
+
+    async def test_a_broadcast_planned_before_the_request_skips_them(
+        self, client, club, db
+    ) -> None:
+        asked, other = await add_members(db, club, 2)
+        campaign_id = await broadcast(db, club)
+        await plan(db, campaign_id)
+        await Phone(client, asked).text("kan du slette nummeret mitt")
+        assert await self.sent_to(db, RecordingGateway()) == [other]
+
+    async def test_no_to_the_erasure_keeps_them_out_too(self, client, club, db) -> None:
+        asked, other = await add_members(db, club, 2)
+        member_phone = Phone(client, asked)
+        await member_phone.text("slett meg")
+        await member_phone.text("NEI")
+        campaign_id = await broadcast(db, club)
+        await plan(db, campaign_id)
+        assert await self.sent_to(db, RecordingGateway()) == [other]

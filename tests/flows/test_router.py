@@ -310,10 +310,12 @@ class TestStopped:
 
     @pytest.mark.parametrize("text", ["DELETE", "slett", "radera"])
     def test_delete_is_answered(self, text: str) -> None:
-        """An erasure request is answered even after STOP, and asks to confirm."""
+        """An erasure request is answered even after STOP, and asks to confirm; the consent
+        already withdrawn is not withdrawn twice."""
         outcome = route(text, STOPPED_MEMBER)
         assert ids(outcome) == ["delete.ask"]
         assert outcome.state == CONFIRM_DELETE
+        assert outcome.effects == ()
 
     def test_a_stopped_member_can_confirm_delete(self) -> None:
         """YES to the delete question erases a stopped member too."""
@@ -674,12 +676,22 @@ class TestPrivacy:
         "text", ["DELETE", "delete", "slett", "SLETT MEG", "radera", "radera mig", "DELETE ME"]
     )
     @pytest.mark.parametrize("step", ["active", "birthday", "activities"])
-    def test_delete_asks_to_confirm(self, text: str, step: str) -> None:
-        """DELETE (nb, sv, en) goes to the confirm step, erasing nothing yet."""
+    def test_delete_stops_marketing_and_asks_to_confirm(self, text: str, step: str) -> None:
+        """DELETE (nb, sv, en) withdraws marketing consent at once, as STOP does (an objection
+        to marketing is absolute), and goes to the confirm step, erasing nothing yet."""
         outcome = route(text, EVERY_STEP[step])
         assert ids(outcome) == ["delete.ask"]
         assert outcome.state == CONFIRM_DELETE
-        assert outcome.effects == ()
+        assert outcome.effects == (WithdrawConsent("delete"),)
+
+    @pytest.mark.parametrize(
+        "text", ["kan du slette nummeret mitt", "delete my data please", "radera mina uppgifter"]
+    )
+    def test_a_delete_sentence_stops_marketing_too(self, text: str) -> None:
+        """A deletion asked in a sentence withdraws consent like the keyword."""
+        outcome = route(text, ACTIVE_MEMBER)
+        assert ids(outcome) == ["delete.ask"]
+        assert outcome.effects == (WithdrawConsent("delete"),)
 
     @pytest.mark.parametrize("text", ["yes", "YES!", "ja", "Ja takk", "JA TACK", "delete", "slett"])
     def test_yes_erases(self, text: str) -> None:
