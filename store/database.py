@@ -8,7 +8,9 @@ chosen by measurement (../shared/PERFORMANCE.md):
   turns that arrive together are committed together (group commit). Should one of them fail,
   the group is rolled back and run again with each turn in its own SAVEPOINT, so one failing
   turn never undoes another: a unit of work must therefore be a function of the database and
-  its input, with no effect outside the session. SQLite's single writer serialises turns.
+  its input, with no effect outside the session. A refusal (a StoreError raised before the
+  unit changed anything: an API's 404 or 409) is an answer, not a failure: the group goes on.
+  SQLite's single writer serialises turns.
 - Reads that take long (the admin's dashboard, segment counts, exports) go to `Database.read`:
   on SQLite a pool of reader threads with connections of their own (WAL lets them read while
   the writer writes), so a merchant's report never holds up a member's text; a read there that
@@ -35,6 +37,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
+
+from store.errors import StoreError
 
 T = TypeVar("T")
 UnitOfWork = Callable[[Session], T]
@@ -202,7 +206,7 @@ class SqliteDatabase:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 session.begin()
-                results = [job.work(session) for job in jobs]
+                outcomes = [_refused_or_done(job.work, session) for job in jobs]
                 session.commit()
         # BaseException too: whatever a unit raises (a test's pytest.fail is one) goes to its
         # caller, and the writer thread lives on to serve everyone else.
@@ -210,7 +214,7 @@ class SqliteDatabase:
             if len(jobs) == 1:
                 return [(False, exc)]
             return None
-        return [(True, result) for result in results]
+        return outcomes
 
     def _run_apart(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
         """Run again, each unit in its own SAVEPOINT, so one failing unit undoes only itself
@@ -229,6 +233,23 @@ class SqliteDatabase:
             log.exception("group commit failed")
             return [(False, exc)] * len(jobs)
         return outcomes
+
+
+def _refused_or_done(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
+    """Run a unit in the group's transaction. A refusal (the store's own error: a 404 or a 409
+    of the API, a rule broken) raised before the unit changed anything is its answer, kept as a
+    value: there is nothing to undo, so the group goes on. Any other failure, or a refusal
+    after a change (a row written, an object added or changed in the session), propagates,
+    and the group runs again apart."""
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    changes = raw.total_changes  # rows SQLite changed on this connection so far
+    try:
+        return True, work(session)
+    except StoreError as refused:
+        if raw.total_changes != changes or session.new or session.dirty or session.deleted:
+            raise
+        return False, refused
 
 
 def _attempt_nested(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:

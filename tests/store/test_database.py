@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import itertools
 import shutil
+import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from store import programs
 from store.database import Database, SqliteDatabase, open_database
+from store.errors import Conflict, NotFound, NumberTaken
 from store.models import Program, ProgramNumber
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -273,3 +280,147 @@ async def test_a_read_cant_write(tmp_path: Path, sqlite_template: Path) -> None:
         assert await db.read(lambda s: s.scalar(select(Program.id))) is None
     finally:
         await db.close()
+
+
+# --- refusals in a group (issue 14) ------------------------------------------------------------
+
+_keys = itertools.count(5000)
+
+
+def refuse(_session: Session, index: int) -> int:
+    raise NotFound("member", str(index))
+
+
+def create_club_then_refuse(session: Session, index: int) -> int:
+    create_club(session, index)
+    session.flush()
+    raise Conflict("clash", f"unit {index} refused after writing")
+
+
+# What a unit does; the answer it gets alone is the same whatever runs beside it.
+KINDS = {
+    "write": create_club,  # a new club: its id
+    "taken": create_club,  # a club on a number committed before: NumberTaken, nothing written
+    "refuse": refuse,  # NotFound before writing
+    "write_refuse": create_club_then_refuse,  # Conflict after writing: undone
+    "fail": create_club_then_fail,  # Boom after writing: undone
+}
+
+
+async def run_as_one_group(db: Database, units: list[Any]) -> tuple[list[Any], int]:
+    """Run `units` as one burst: on SQLite held behind a unit that blocks the writer until all
+    are queued, so they form one group. Returns their results (or exceptions) and how many
+    groups were run again apart."""
+    again: list[int] = []
+    if isinstance(db, SqliteDatabase):
+        real = db._run_apart
+
+        def spied(jobs: Any) -> Any:
+            again.append(len(jobs))
+            return real(jobs)
+
+        db._run_apart = spied  # type: ignore[method-assign]
+    try:
+        gate = threading.Event()
+        blocker = None
+        if isinstance(db, SqliteDatabase):
+            blocker = asyncio.ensure_future(db.run(lambda _s: gate.wait(10)))
+            await asyncio.sleep(0.02)
+        runs = [asyncio.ensure_future(db.run(unit)) for unit in units]
+        await asyncio.sleep(0.02)
+        gate.set()
+        if blocker is not None:
+            await blocker
+        results = await asyncio.gather(*runs, return_exceptions=True)
+    finally:
+        if isinstance(db, SqliteDatabase):
+            del db._run_apart
+    return list(results), len(again)
+
+
+async def numbers_in(db: Database) -> set[str]:
+    return await db.run(lambda s: set(s.scalars(select(ProgramNumber.number))))
+
+
+class TestRefusals:
+    async def test_a_refusal_in_a_group_runs_no_unit_twice(self, sqlite_db) -> None:
+        """A unit refused before it changed anything (an API's 404) is answered with its refusal
+        and the rest of its group commits as it ran: no unit of the group runs twice."""
+        calls: Counter[int] = Counter()
+
+        def unit(index: int) -> Any:
+            def work(session: Session) -> int:
+                calls[index] += 1
+                return (refuse if index % 5 == 3 else create_club)(session, index)
+
+            return work
+
+        results, again = await run_as_one_group(sqlite_db, [unit(i) for i in range(20)])
+
+        assert again == 0
+        assert set(calls.values()) == {1}
+        for index, result in enumerate(results):
+            if index % 5 == 3:
+                assert isinstance(result, NotFound), (index, result)
+            else:
+                assert isinstance(result, int), (index, result)
+        assert await numbers_in(sqlite_db) == {number(i) for i in range(20) if i % 5 != 3}
+
+    async def test_a_refusal_after_a_write_is_undone_alone(self, sqlite_db) -> None:
+        """A unit refused after it wrote has something to undo: its group runs again apart, and
+        only that unit's row is gone."""
+        units = [
+            functools.partial(create_club_then_refuse if i == 2 else create_club, index=i)
+            for i in range(5)
+        ]
+        results, again = await run_as_one_group(sqlite_db, units)
+        assert again == 1
+        assert isinstance(results[2], Conflict)
+        assert await numbers_in(sqlite_db) == {number(i) for i in (0, 1, 3, 4)}
+
+
+def test_any_mix_of_refusals_and_failures_in_a_group_answers_each_unit_as_alone(
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
+) -> None:
+    """For any mix of new writes, texts on a key taken before (a retry's kind of refusal),
+    refusals before and after a write, and failures, run as one group: each unit gets the
+    answer it would have had alone, only the new writes are committed, and the group runs again
+    only when a unit has something to undo."""
+    loop, db = loop_and_db
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=12))
+    def run(kinds: list[str]) -> None:
+        taken = next(_keys)
+        loop.run_until_complete(db.run(lambda s: create_club(s, taken)))
+        keys = [taken if kind == "taken" else next(_keys) for kind in kinds]
+        units = [
+            functools.partial(KINDS[kind], index=key) for kind, key in zip(kinds, keys, strict=True)
+        ]
+
+        results, again = loop.run_until_complete(run_as_one_group(db, units))
+
+        expected = {
+            "write": int,
+            "taken": NumberTaken,
+            "refuse": NotFound,
+            "write_refuse": Conflict,
+            "fail": Boom,
+        }
+        for kind, result in zip(kinds, results, strict=True):
+            assert isinstance(result, expected[kind]), (kind, result)
+        written = {number(k) for kind, k in zip(kinds, keys, strict=True) if kind == "write"}
+        among = {number(k) for k in keys} | {number(taken)}
+        seen = loop.run_until_complete(
+            db.run(
+                lambda s: set(
+                    s.scalars(select(ProgramNumber.number).where(ProgramNumber.number.in_(among)))
+                )
+            )
+        )
+        assert seen == written | {number(taken)}
+        undo = any(kind in ("write_refuse", "fail") for kind in kinds)
+        if isinstance(db, SqliteDatabase) and len(kinds) > 1:
+            assert again == (1 if undo else 0)
+
+    run()
