@@ -26,6 +26,7 @@ from flows.turn import (
     Turn,
     reply,
 )
+from locales.sms import is_gsm7
 from store import profile as questions_asked
 
 FLOW = questions_asked.FLOW
@@ -201,9 +202,18 @@ def clean_name(text: str) -> str | None:
         return None
     if words.islower() or words.isupper():
         words = " ".join(
-            "-".join(part.capitalize() for part in word.split("-")) for word in words.split()
+            "-".join(_capitalised(part) for part in word.split("-")) for word in words.split()
         )
     return words
+
+
+def _capitalised(name: str) -> str:
+    """ "kari" as "Kari", unless a letter would change into one GSM-7 lacks: then the name is
+    kept as typed ("è" stays "è", not "È"; "FRANÇOIS" is not "FranÇois"), so a name never makes
+    a reply cost UCS-2 for a letter the member did not write."""
+    capitalised = name.capitalize()
+    changed = (new for new, old in zip(capitalised, name, strict=False) if new != old)
+    return capitalised if len(capitalised) == len(name) and is_gsm7("".join(changed)) else name
 
 
 _DMY = re.compile(r"^(\d{1,2})[./\- ]+(\d{1,2})[./\- ]+(\d{2}|\d{4})$")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from flows.profile import MAX_NAME, age_on, clean_name, parse_birthday, parse_choices
 from flows.turn import Question
+from locales.sms import is_gsm7
 
 TODAY = dt.date(2026, 5, 14)
 BORN = dt.date(1990, 3, 12)
@@ -252,6 +255,14 @@ class TestCleanName:
     def test_forty_characters_is_still_a_name(self) -> None:
         """The limit is 40 characters, inclusive."""
         assert clean_name("a" * MAX_NAME) == "A" + "a" * (MAX_NAME - 1)
+
+    @given(st.text(alphabet=st.sampled_from("aeikoSèéùìòÇØøÅåÆæßÉÄÖÑÜäöñüàçğÈÙÿ -"), max_size=12))
+    def test_a_kept_name_adds_no_letter_outside_gsm7(self, text: str) -> None:
+        """A name is capitalised only into GSM-7 letters: every letter of the kept name is
+        GSM-7 or one the member typed ("è" is not made "È")."""
+        name = clean_name(text)
+        assume(name is not None)
+        assert all(is_gsm7(c) or c in text for c in name), name
 
 
 class TestParseChoices:

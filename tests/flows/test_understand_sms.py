@@ -8,6 +8,7 @@ import logging
 import pytest
 from sqlalchemy import select
 
+from locales.sms import is_gsm7
 from store.database import Database
 from store.models import ConsentEvent, Member
 from tests.conftest import Phone
@@ -82,6 +83,27 @@ class TestStopOnEveryStep:
         member = await member_of(db, phone.number)
         assert member is not None
         assert member.first_name == "Kari"
+
+    @pytest.mark.parametrize(
+        ("typed", "thanked"),
+        [
+            ("è", "Takk, è!"),  # "È" is no GSM-7 letter: kept as typed
+            ("ève", "Takk, ève!"),
+            ("élodie", "Takk, Élodie!"),  # "É" is GSM-7
+            ("FRANÇOIS", "Takk, FRANÇOIS!"),  # "ç" is not
+            ("kari", "Takk, Kari!"),
+        ],
+    )
+    async def test_a_name_is_capitalised_only_into_gsm7_letters(
+        self, phone, db, typed: str, thanked: str
+    ) -> None:
+        """The thanks for a first name stays one GSM-7 SMS: a letter is capitalised only when
+        its capital is GSM-7, else the name is kept as typed."""
+        for step in TO_STEP["first_name"]:
+            await phone.text(step)
+        reply = await phone.text(typed)
+        assert reply.startswith(thanked)
+        assert is_gsm7(reply)
 
 
 class TestSentences:
