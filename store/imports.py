@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import locales
@@ -570,45 +571,59 @@ def _land_detached(
 def land_batch(
     session: Session, program: Program, rows: Sequence[Row], *, source: str, stamp: dt.datetime
 ) -> Step:
-    """One batch in the caller's transaction. The batch's numbers are looked up first (the
-    club may have come to know one since the plan): a member created at `stamp` was landed by
-    this run before it was stopped and counts as landed (its consent event is there already);
-    another known or erased number is left out; the rest are inserted with their consent."""
-    phones = [row.phone for row in rows]
+    """One batch in the caller's transaction. The rows are inserted but for erased numbers, and
+    the club's unique key on the number turns away a number it knows (no lookup of every
+    number first: on a club without statistics yet, PostgreSQL scanned the table for each).
+    Of the numbers turned away (and the erased), a member created at `stamp` was landed by this
+    run before it was stopped and counts as landed (its consent event is there already); any
+    other (one who joined by SMS since the plan) is left out and named. Consent is written for
+    the inserted rows only, so once per landed row."""
+    erased = members.erased_among(session, program, [row.phone for row in rows])
+    ids = _insert(session, program, [row for row in rows if row.phone not in erased], source, stamp)
+    left = [row for row in rows if row.phone not in ids]
     known: dict[str, tuple[str, dt.datetime]] = {}
-    for chunk in _chunks(phones, 500):
+    for chunk in _chunks([row.phone for row in left], 500):
         found = session.execute(
             select(Member.phone, Member.status, Member.created_at).where(
                 Member.program_id == program.id, Member.phone.in_(chunk)
             )
         )
         known.update({row[0]: (row[1], row[2]) for row in found})
-    erased = members.erased_among(session, program, phones)
-    fresh: list[Row] = []
     bad: list[Bad] = []
     ours = 0
-    for row in rows:
+    for row in left:
         found = known.get(row.phone)
         if found is not None and found[1] == stamp:
             ours += 1
         elif found is not None:
             bad.append(Bad(row.line, row.raw_phone, "known", {"status": found[0]}))
-        elif row.phone in erased:
-            bad.append(Bad(row.line, row.raw_phone, "erased"))
         else:
-            fresh.append(row)
-    if fresh:
-        _insert(session, program, fresh, source, stamp)
-    return Step(ours + len(fresh), rows[-1].line if rows else 0, bad)
+            bad.append(Bad(row.line, row.raw_phone, "erased"))
+    return Step(ours + len(ids), rows[-1].line if rows else 0, bad)
+
+
+_MEMBERS = Member.__table__
+# A number the club knows already is turned away by its unique key, not inserted twice.
+_NEW_MEMBERS = {
+    "sqlite": sqlite.insert(_MEMBERS)
+    .on_conflict_do_nothing(index_elements=["program_id", "phone"])
+    .returning(_MEMBERS.c.id, _MEMBERS.c.phone),
+    "postgresql": postgresql.insert(_MEMBERS)
+    .on_conflict_do_nothing(index_elements=["program_id", "phone"])
+    .returning(_MEMBERS.c.id, _MEMBERS.c.phone),
+}
 
 
 def _insert(
     session: Session, program: Program, rows: Sequence[Row], source: str, now: dt.datetime
-) -> None:
+) -> dict[str, int]:
     """One batch: the members (as store.members.create makes them, active and joined when
-    they consented, as store.members.set_status would), then a consent grant for each."""
+    they consented, as store.members.set_status would) but for the numbers the club knows,
+    then a consent grant for each member inserted. Returns the inserted {number: member id}."""
+    if not rows:
+        return {}
     created = session.connection().execute(
-        insert(Member.__table__).returning(Member.__table__.c.id, Member.__table__.c.phone),
+        _NEW_MEMBERS[session.get_bind().dialect.name],
         [member_values(program, row, now) for row in rows],
     )
     ids = {row[1]: row[0] for row in created}
@@ -625,9 +640,11 @@ def _insert(
                 created_at=row.consent_at,
             )
             for row in rows
+            if row.phone in ids
         ],
         channel=CHANNEL,
     )
+    return ids
 
 
 def member_values(program: Program, row: Row, now: dt.datetime) -> dict[str, Any]:

@@ -55,6 +55,9 @@ _TASKS: set[asyncio.Task[None]] = set()
 # How long a shutdown waits for running imports (100,000 rows take about 20 s) before it
 # stops them (each can be resumed from its page).
 FINISH_SECONDS = 45.0
+# A running import writes its state every batch and every 2,000 rows checked (well under a
+# second on 100,000 rows): one silent for this long is no longer running anywhere.
+SILENT_SECONDS = 120.0
 
 
 class UploadRefused(Exception):
@@ -137,7 +140,7 @@ async def resume(request: web.Request) -> web.StreamResponse:
     """Go on with an import the server stopped (or an error did) after its last committed
     batch; an import that is not resumable (running, done, refused) is just shown."""
     job = _Job(await _owned(request, request.match_info["token"]))
-    state = job.state()
+    state = _current(job)
     if state is None:
         raise web.HTTPNotFound()
     if resumable(state):
@@ -151,10 +154,26 @@ def resumable(state: dict[str, Any]) -> bool:
     return state.get("state") == FAILED and state.get("error") in RESUMABLE and "mode" in state
 
 
+def _current(job: _Job) -> dict[str, Any] | None:
+    """The run's state as stored, except that a run said to be running which no task of this
+    process runs and whose state has not been written for SILENT_SECONDS was cut off (a crash,
+    a kill): it is shown as stopped by the server, and can be resumed."""
+    state = job.state()
+    if (
+        state is not None
+        and state.get("state") == RUNNING
+        and f"import:{job.token}" not in {task.get_name() for task in _TASKS}
+        and job.silent_for() > SILENT_SECONDS
+    ):
+        return {**state, "state": FAILED, "error": "stopped"}
+    return state
+
+
 def _start(request: web.Request, job: _Job, state: dict[str, Any]) -> None:
     job.write_state(state)
     task = asyncio.create_task(
-        _import(request.config_dict[DB], job, request[ADMIN].program_id, state)
+        _import(request.config_dict[DB], job, request[ADMIN].program_id, state),
+        name=f"import:{job.token}",
     )
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
@@ -164,7 +183,7 @@ def _start(request: web.Request, job: _Job, state: dict[str, Any]) -> None:
 @owner_only
 async def progress_page(request: web.Request) -> web.StreamResponse:
     job = _Job(await _owned(request, request.match_info["token"]))
-    state = job.state()
+    state = _current(job)
     if state is None:
         raise web.HTTPNotFound()
     language = request[LANGUAGE]
@@ -207,7 +226,7 @@ async def report(request: web.Request) -> web.StreamResponse:
 async def progress(request: web.Request) -> web.StreamResponse:
     """{state, phase, done, total, imported, skipped} of a run, for the progress bar."""
     job = _Job(await _owned(request, request.match_info["token"]))
-    state = job.state()
+    state = _current(job)
     if state is None:
         raise web.HTTPNotFound(text="no such import")
     return web.json_response(state)
@@ -373,6 +392,13 @@ class _Job:
 
     def write_state(self, state: dict[str, Any]) -> None:
         self._write("state.json", state)
+
+    def silent_for(self) -> float:
+        """Seconds since the state was last written."""
+        try:
+            return time.time() - (self.folder / "state.json").stat().st_mtime
+        except OSError:
+            return 0.0
 
     def bad(self) -> list[imports.Bad]:
         rows = self._read("bad.json") or []

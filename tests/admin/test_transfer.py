@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import json
 import os
 import re
 import threading
@@ -667,7 +668,9 @@ async def test_a_members_text_is_answered_between_the_batches_of_an_import(
     assert await count(db, ConsentEvent) == 20
 
 
+@pytest.mark.parametrize("how", ["shutdown", "crash"])
 async def test_an_import_stopped_mid_landing_is_resumed_from_its_page_and_lands_every_row_once(
+    how: str,
     admin: Admin,
     owner: int,
     db: Database,
@@ -676,9 +679,9 @@ async def test_an_import_stopped_mid_landing_is_resumed_from_its_page_and_lands_
     aiohttp_client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A shutdown stops an import after a few batches; after the restart its page says how many
-    rows had landed and offers to resume; resumed, it lands the rest: every row once, with one
-    consent event each."""
+    """A shutdown (or a crash, which leaves the state as the last batch wrote it) stops an
+    import after a few batches; after the restart its page says how many rows had landed and
+    offers to resume; resumed, it lands the rest: every row once, with one consent event each."""
     slow_batches(monkeypatch, 0.05)
     monkeypatch.setattr(transfer, "FINISH_SECONDS", 0.01)
     await admin.signed_in(OWNER)
@@ -687,6 +690,15 @@ async def test_an_import_stopped_mid_landing_is_resumed_from_its_page_and_lands_
     await admin.client.close()  # the server shuts down
     stopped = len(await club_members(db, club))
     assert 2 <= stopped < 12
+    if how == "crash":
+        # What a killed server leaves: "running", written a while ago by a batch.
+        state_file = transfer._Job(token).folder / "state.json"
+        state = json.loads(state_file.read_text())
+        state.update(state="running")
+        state.pop("error")
+        state_file.write_text(json.dumps(state))
+        long_ago = time.time() - transfer.SILENT_SECONDS - 1
+        os.utime(state_file, (long_ago, long_ago))
 
     restarted = await aiohttp_client(create_app(settings))
     for cookie in admin.client.session.cookie_jar:
