@@ -88,6 +88,10 @@ class _Class:
 class _Pattern:
     text: str
     items: tuple[tuple[str, str, bool], ...]  # (kind "w" or "c", word or class, optional)
+    # A complaint that names no object of its own ("wrong number", "I didn't ask for this"): it
+    # is about something else when a loyalty or other noun follows ("wrong number of points")
+    # or a verb of the member's own typing comes before ("skrev feil nummer").
+    about: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,9 @@ def _data() -> _Data:
                 lexicon.update(_words_of(form) + _words_of(word))
     classes = {name: _class(phrases) for name, phrases in entries.items()}
     patterns = [_pattern(p) for data in raw.values() for p in data["patterns"]["stop"]]
+    patterns += [
+        _pattern(p, about=True) for data in raw.values() for p in data["patterns"]["stop_about"]
+    ]
     rhetorical = [_pattern(p) for data in raw.values() for p in data["patterns"]["rhetorical"]]
     for p in (*patterns, *rhetorical):
         lexicon.update(word for kind, word, _ in p.items if kind == "w")
@@ -316,7 +323,7 @@ def _by_first_word(
     return {word: tuple(dict.fromkeys(found)) for word, found in index.items()}
 
 
-def _pattern(text: str) -> _Pattern:
+def _pattern(text: str, *, about: bool = False) -> _Pattern:
     items = []
     for item in text.split():
         optional = item.endswith("?")
@@ -325,7 +332,7 @@ def _pattern(text: str) -> _Pattern:
             items.append(("c", item.strip("<>"), optional))
         else:
             items.extend(("w", w, optional) for w in _words_of(item))
-    return _Pattern(text, tuple(items))
+    return _Pattern(text, tuple(items), about)
 
 
 # --- reading a text ---
@@ -588,9 +595,32 @@ def _stop_phrase(clause: _Clause, i: int, negations: dict[int, int], data: _Data
     words = clause.words
     for pattern in data.stop_patterns.get(words[i], ()):
         end = _match(pattern.items, words, i, data.classes)
-        if end > i and not _governed(words, i, negations, data, skip_pattern=pattern):
-            return f'stop phrase "{pattern.text}" in "{" ".join(words[i:end])}"'
+        if end <= i or _governed(words, i, negations, data, skip_pattern=pattern):
+            continue
+        if pattern.about and _about_else(words, i, end, data):
+            continue
+        return f'stop phrase "{pattern.text}" in "{" ".join(words[i:end])}"'
     return None
+
+
+def _about_else(words: Sequence[str], i: int, end: int, data: _Data) -> bool:
+    """A complaint phrase (words[i:end]) about something other than the texts: a loyalty or
+    blocking noun after it, with at most three articles or prepositions between ("wrong number
+    of points", "feil nummer på kupongen"), or the member's own typing before it ("I typed the
+    wrong number", "skrev feil nummer")."""
+    c = data.classes
+    j = end
+    for _ in range(3):
+        size = c["det"].match(words, j) or c["preps"].match(words, j)
+        if not size:
+            break
+        j += size
+    if _any(words, j, data, "loyalty", "blocking"):
+        return True
+    k = i - 1
+    while k > 0 and words[k] in c["det"]:
+        k -= 1
+    return k >= 0 and words[k] in c["typed"]
 
 
 def _stop_verb(clause: _Clause, i: int, negations: dict[int, int], data: _Data) -> str | None:
