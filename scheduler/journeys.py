@@ -5,22 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store import campaigns, journeys, programs
+from store.clock import Clock, utc_now
 from store.database import Database
 from store.models import Campaign
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def run(db: Database, now: Clock = utc_now) -> dict[int, dict[str, int]]:

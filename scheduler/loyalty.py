@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from store import ledger, loyalty, programs, tiers
+from store.clock import Clock, utc_now
 from store.database import Database
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,7 @@ class Done:
     tiers_reviewed: int
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-async def run_daily(db: Database, clock: Callable[[], dt.datetime] = utc_now) -> Done:
+async def run_daily(db: Database, clock: Clock = utc_now) -> Done:
     """Every job once. Each is idempotent, so running this every hour (as `klubb serve` does)
     catches every club's midnight in its own time zone and a missed run is made up next time."""
     now = clock()

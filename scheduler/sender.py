@@ -23,6 +23,7 @@ from scheduler.gateway import (
     Throttled,
 )
 from store import campaigns, sending
+from store.clock import Clock, utc_now
 from store.database import Database
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,6 @@ CLAIM_AGAIN = 1.0
 RECORD_AT = 500
 RECORD_EVERY = 0.25
 MIN_RATE = 1.0
-Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Pacer:

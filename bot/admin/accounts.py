@@ -5,7 +5,6 @@ confirmation."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,10 +13,11 @@ from aiohttp import web
 from aiohttp_session import get_session
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN, TOKEN, clock, owner_only
+from bot.admin.auth import ADMIN, TOKEN, owner_only
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from store import admins
+from store.clock import utc_now
 from store.errors import InvalidSetting, NotFound
 from store.models import AdminAccount
 
@@ -28,10 +28,6 @@ ACCOUNT = "/admin/account"
 MAX_FIELD = 2000  # beyond any email or password (store.admins has the real limits)
 Error = tuple[str, dict[str, Any]]  # a catalog id and its parameters
 Errors = dict[str, Error]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -54,7 +50,7 @@ async def _page(
     """The whole page; `refused` names the form whose fields `errors` are about. A password
     typed is never shown again, right or wrong: only the staff email is given back."""
     admin = request[ADMIN]
-    now = clock()
+    now = utc_now()
     # How many browsers are signed in as this account now: one more than expected is a reason
     # to sign out everywhere.
     sessions = await request.config_dict[DB].read(
@@ -141,7 +137,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             current,
             new,
             address=request.remote or "unknown",
-            now=_now(),
+            now=utc_now(),
             keep=request[TOKEN],
         )
     except NotFound:  # removed since the guard read it
@@ -202,7 +198,7 @@ async def add_staff(request: web.Request) -> web.StreamResponse:
             email=email,
             password_hash=password_hash,
             role=admins.STAFF,
-            now=_now(),
+            now=utc_now(),
         )
         return made.id, made.email
 

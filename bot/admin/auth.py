@@ -26,6 +26,7 @@ from bot.keys import DB
 from bot.security import PAGE_HEADERS
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
 from store import admins
+from store.clock import utc_now
 from store.errors import InvalidInput
 from store.text import check_text
 
@@ -193,11 +194,6 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def clock() -> dt.datetime:
-    """The moment sessions are checked at (tests set it)."""
-    return dt.datetime.now(dt.UTC)
-
-
 def signed_in(session: Session, token: str) -> None:
     """Make the cookie's session the signed-in one whose token store.admins gave."""
     session[SESSION_KEY] = token
@@ -215,7 +211,7 @@ async def _signed(request: web.Request, token: str) -> Admin | None:
     one lookup beside the writer (Database.read); its last request is written at most every
     store.admins.SEEN_EVERY, so most requests never wait for the writer."""
     db = request.config_dict[DB]
-    now = clock()
+    now = utc_now()
     found = await db.read(_load(token, now))
     if found is None:
         return None

@@ -30,6 +30,7 @@ from bot.admin.render import money as page_money
 from bot.keys import DB
 from locales import babel_locale, format_date, format_number, text
 from store import admins, members, programs, reports
+from store.clock import utc_now
 from store.errors import InvalidInput
 from store.models import Program
 
@@ -41,11 +42,6 @@ MAX_FIELD = 1024  # an email or password longer than this is not one
 DEFAULT_DAYS = 30
 _DAY = dt.timedelta(days=1)
 QUICK_DAYS = (7, 30, 90, 365)  # the quick choices: a week, a month, a quarter, a year
-
-
-def _now() -> dt.datetime:
-    """The moment figures are counted at (tests set it)."""
-    return dt.datetime.now(dt.UTC)
 
 
 def _safe_next(target: str | None) -> str:
@@ -81,7 +77,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         email,
         password,
         address=request.remote or "unknown",
-        now=auth.clock(),
+        now=auth.utc_now(),
         user_agent=request.headers.get("User-Agent"),
     )
     if result.outcome is admins.Outcome.SIGNED_IN and result.token is not None:
@@ -423,7 +419,7 @@ def _read_report(program_id: int, query: Mapping[str, str], now: dt.datetime) ->
 async def dashboard(request: web.Request) -> web.StreamResponse:
     admin = request[ADMIN]
     language = request[LANGUAGE]
-    now = _now()
+    now = utc_now()
     # Beside the writer (Database.read): a report never holds up a member's text.
     chosen, report, newest = await request.config_dict[DB].read(
         _read_report(admin.program_id, request.query, now)

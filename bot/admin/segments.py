@@ -30,6 +30,7 @@ from bot.admin.render import local_date, page, path_id
 from bot.keys import DB
 from locales import babel_locale, text
 from store import apikeys, programs, segments, tiers
+from store.clock import utc_now
 from store.errors import InvalidInput, NotFound
 from store.models import Program, Segment
 
@@ -536,10 +537,6 @@ def apply_action(builder: Builder, action: str, specs: Mapping[str, FieldSpec]) 
 # --- pages ------------------------------------------------------------------------------------
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _program(session: Session, program_id: int) -> Program:
     program = programs.get(session, program_id)
     if program is None:  # the guard loaded it for this request
@@ -551,7 +548,7 @@ def _program(session: Session, program_id: int) -> Program:
 @owner_only
 async def segment_list(request: web.Request) -> web.StreamResponse:
     admin = request[ADMIN]
-    now = _now()
+    now = utc_now()
 
     def read(session: Session) -> list[dict[str, Any]]:
         program = _program(session, admin.program_id)
@@ -619,7 +616,7 @@ async def _show_builder(
     of the form: count, save, add or remove a condition)."""
     admin = request[ADMIN]
     language = request[LANGUAGE]
-    now = _now()
+    now = utc_now()
     action = str(form.get("action", "count")) if form is not None else "count"
 
     def work(session: Session) -> dict[str, Any]:
@@ -840,7 +837,7 @@ async def count_api(request: web.Request) -> web.StreamResponse:
     except (ValueError, RecursionError):
         # UnicodeDecodeError is a ValueError; a body nested past Python's stack is refused too.
         return web.json_response({"error": "the body must be a filter in JSON"}, status=400)
-    now = _now()
+    now = utc_now()
 
     def work(session: Session) -> int:
         program = _program(session, admin.program_id)
@@ -860,7 +857,7 @@ async def saved_count_api(request: web.Request) -> web.StreamResponse:
     the script)."""
     admin = request[ADMIN]
     segment_id = path_id(request, "segment_id")
-    now = _now()
+    now = utc_now()
 
     def work(session: Session) -> int:
         program = _program(session, admin.program_id)

@@ -306,11 +306,11 @@ async def sessions(app: Any, account_id: int) -> int:
 
 
 class Clock:
-    """The admin's clock (bot.admin.auth.clock), moved by the test."""
+    """The admin's clock (bot.admin.auth.utc_now), moved by the test."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = now()
-        monkeypatch.setattr("bot.admin.auth.clock", lambda: self.now)
+        monkeypatch.setattr("bot.admin.auth.utc_now", lambda: self.now)
 
     def __iadd__(self, step: dt.timedelta) -> Clock:
         self.now += step

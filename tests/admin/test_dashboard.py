@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot.admin import pages
-from bot.demo import fill_demo
+from bot.cli.demo import fill_demo
 from locales import format_money, format_number
 from store import members, purchases, reports
 from store.database import Database
@@ -33,7 +33,7 @@ _SALES = itertools.count()
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pages, "_now", lambda: NOW)
+    monkeypatch.setattr(pages, "utc_now", lambda: NOW)
 
 
 def utc(*parts: int) -> dt.datetime:
@@ -292,7 +292,7 @@ async def test_the_charts_are_inline_svg_with_a_title_and_a_table(
 async def test_the_demo_club_shows_its_campaign_against_the_control_group(
     admin: Admin, db: Database, club: int
 ) -> None:
-    """The demo data (bot.demo.fill_demo) through the dashboard: the campaign row holds the
+    """The demo data (bot.cli.demo.fill_demo) through the dashboard: the campaign row holds the
     figures store.reports counts."""
 
     def fill(session: Session) -> None:

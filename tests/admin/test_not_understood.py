@@ -80,7 +80,7 @@ async def test_the_count_is_for_the_period_shown(
     chosen around it."""
     await text(admin, "+4791234567", "hmm?")
     await text(admin, "+4791234567", "hæ")
-    long_ago = pages._now() - dt.timedelta(days=60)
+    long_ago = pages.utc_now() - dt.timedelta(days=60)
     await db.run(
         lambda s: s.execute(
             update(InboundMessage).where(InboundMessage.body == "hæ").values(received_at=long_ago)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import sender
 from store import coupons, messages, sending
+from store.clock import utc_now
 from store.database import Database, open_database
 from store.models import Coupon, OutboxMessage, Program
 from tests.conftest import CLUB_NUMBER, Phone
@@ -265,7 +266,7 @@ class TestHangingAnswers:
             gateway = fake.gateway(timeout=SHORT)
             try:
                 # Batches of 10: the hung one's batch does not hold up the next.
-                assert await sender.drain(db, gateway, sender.utc_now, batch=10) == 39
+                assert await sender.drain(db, gateway, utc_now, batch=10) == 39
                 rows = await outbox_by_number(db)
                 [hung] = [n for n in numbers if rows[n].status == sending.SENDING]
                 hung_taken = fake.sent_to(hung)[0].date_created
