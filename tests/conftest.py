@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from bot.settings import Settings
 from store import admins, migrate, programs
 from store.database import Database, open_database

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from store import migrate, programs, reports
 from store.database import open_database
 from store.models import (

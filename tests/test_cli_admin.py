@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.cli import main
-from bot.demo import DEMO_ADMIN
+from bot.cli.demo import DEMO_ADMIN
+from bot.cli.main import main
 from store import admins
 from store.database import open_database
 from store.models import AdminAccount, AdminSession

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.cli import main
-from bot.cli_common import run_once
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
+from bot.cli.common import run_once
+from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
+from bot.cli.main import main
 from store import campaigns, members, messages, programs
 from store.database import open_database
 from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program

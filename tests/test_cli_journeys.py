@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 import locales
-from bot.cli import main
+from bot.cli.main import main
 from scheduler import sender
 from store import journeys
 from store.database import open_database

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.cli import main
+from bot.cli.main import main
 from flows.conversation import InboundText, handle_text
 from scheduler import sender
 from store import coupons, delivery, programs, purchases
@@ -161,7 +161,7 @@ def env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("KLUBB_GATEWAY", "KLUBB_CONSOLE_OUTBOX", "KLUBB_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KLUBB_DATABASE_URL", database_url)
-    monkeypatch.setattr("bot.cli_report._now", lambda: NOW)
+    monkeypatch.setattr("bot.cli.report._now", lambda: NOW)
     return database_url
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.admin.members import MAX_PAGE, _page_number
-from bot.demo import set_up_loyalty
+from bot.cli.demo import set_up_loyalty
 from store import ledger, members, messages, programs, purchases
 from store.database import Database
 from store.earning import Line

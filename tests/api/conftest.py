@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy.orm import Session
 
-from bot.demo import DEMO_QUESTIONS
+from bot.cli.demo import DEMO_QUESTIONS
 from store import apikeys, coupons, programs
 from store.database import Database
 from store.models import Program

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from bot.app import create_app
-from bot.cli import main
+from bot.cli.main import main
 from bot.settings import Settings
 from store import programs
 from store.database import open_database

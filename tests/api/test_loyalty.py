@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from bot.demo import set_up_loyalty
+from bot.cli.demo import set_up_loyalty
 from store.database import Database
 from store.models import Member, Program, PunchCard
 from tests.api.conftest import PHONE, Till, create_key

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import locales
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
+from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from scheduler import sender
 from store import enrolment
 from store.database import Database

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from bot.api import schemas
 from bot.api.routes import PREFIX, ROUTES
 from bot.app import create_app
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from bot.settings import Settings
 from store import apikeys, coupons, enrolment, programs
 from store.database import open_database

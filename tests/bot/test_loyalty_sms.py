@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from bot.demo import set_up_loyalty
+from bot.cli.demo import set_up_loyalty
 from bot.keys import CLUBS
 from locales import segments
 from locales.sms import SmsSize

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from bot.demo import set_up_loyalty
+from bot.cli.demo import set_up_loyalty
 from store.database import Database
 from store.models import Coupon, LedgerEntry, Member, OutboxMessage, Program
 from tests.conftest import Phone, create_club

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy.orm import Session
 
-from bot.demo import fill_demo
+from bot.cli.demo import fill_demo
 from store.database import Database
 from store.models import Program
 from tests.browser.conftest import (

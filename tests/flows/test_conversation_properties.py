@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot.demo import DEMO_CLUB, DEMO_QUESTIONS
+from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from flows.conversation import InboundText, handle_text
 from flows.understand import understand
 from locales.sms import is_gsm7, segments

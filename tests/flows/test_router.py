@@ -51,7 +51,7 @@ CLUB = Club(
 )
 CLUB_15 = replace(CLUB, min_age=15)
 
-# The demo club's questions (bot.demo.DEMO_QUESTIONS).
+# The demo club's questions (bot.cli.demo.DEMO_QUESTIONS).
 FIRST_NAME = Question(1, "first_name", "first_name", {})
 BIRTHDAY = Question(2, "birthday", "birthday", {})
 ACTIVITIES = Question(

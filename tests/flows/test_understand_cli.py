@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.demo import DEMO_CLUB
+from bot.cli.demo import DEMO_CLUB
 from store import coupons, members, programs, purchases
 from store.earning import Line
 from store.models import CouponTemplate, Member, Program

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from bot.demo import DEMO_QUESTIONS
+from bot.cli.demo import DEMO_QUESTIONS
 from store import campaigns, ledger, member_search, members, profile, programs, segments, tiers
 from store.database import Database
 from store.earning import Line

@@ -1,6 +1,6 @@
 """`klubb report`: the dashboard's figures (store.reports) as tables in the terminal.
 
-Errors follow bot/cli_campaigns.py: one line on stderr naming the flag, exit 2 for input the
+Errors follow bot/cli/common.py: one line on stderr naming the flag, exit 2 for input the
 owner can fix."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 import locales
-from bot.cli_campaigns import Usage, _pair, _printed, _run, _table
-from bot.cli_common import add_club_options
+from bot.cli.common import Usage, add_club_options, columns, labelled, printed, run_in_club
 from bot.settings import Settings
 from store import reports
 from store.errors import InvalidInput
@@ -71,7 +70,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         report = reports.report(session, program, chosen, now, args.by)
         return render(report, reports.not_understood(session, program, chosen))
 
-    return _printed(_run("report", args, settings, work, keep=False))
+    return printed(run_in_club("report", args, settings, work, keep=False))
 
 
 def _day(flag: str, raw: str | None) -> dt.date | None:
@@ -136,17 +135,17 @@ def _members(figures: reports.MemberFigures) -> list[str]:
     share = figures.consent_share
     lines = [
         "Members now",
-        _pair("members", f"{figures.members:,}"),
-        _pair(
+        labelled("members", f"{figures.members:,}"),
+        labelled(
             "consent share",
             "-"
             if share is None
             else f"{share:.1%} ({figures.members:,} of {figures.known:,} numbers known)",
         ),
-        _pair("left (STOP)", f"{figures.left:,}"),
-        _pair("STOP, never joined", f"{figures.stopped_never_joined:,}"),
-        _pair("not confirmed yet", f"{figures.pending:,}"),
-        _pair("erased", f"{figures.erased:,}"),
+        labelled("left (STOP)", f"{figures.left:,}"),
+        labelled("STOP, never joined", f"{figures.stopped_never_joined:,}"),
+        labelled("not confirmed yet", f"{figures.pending:,}"),
+        labelled("erased", f"{figures.erased:,}"),
         "",
         f"New members: {figures.new:,} joined in the period",
     ]
@@ -154,13 +153,13 @@ def _members(figures: reports.MemberFigures) -> list[str]:
         (n.slice.label, *_span(n.slice), f"{n.joined:,}", f"{n.still_members:,}")
         for n in figures.new_by_slice
     ]
-    lines += _indent(_table((_grain(rows), "FROM", "TO", "JOINED", "STILL MEMBERS"), rows, {3, 4}))
+    lines += _indent(columns((_grain(rows), "FROM", "TO", "JOINED", "STILL MEMBERS"), rows, {3, 4}))
     if figures.new_by_store:
         stores = [
             (n.store or "(no store)", f"{n.joined:,}", f"{n.still_members:,}")
             for n in figures.new_by_store
         ]
-        lines += ["", *_indent(_table(("STORE", "JOINED", "STILL MEMBERS"), stores, {1, 2}))]
+        lines += ["", *_indent(columns(("STORE", "JOINED", "STILL MEMBERS"), stores, {1, 2}))]
     return lines
 
 
@@ -169,17 +168,17 @@ def _purchases(figures: reports.PurchaseFigures) -> list[str]:
     average, each = figures.average_minor, figures.per_buyer_minor
     lines = [
         "Purchases by members",
-        _pair("purchases", f"{figures.purchases:,}"),
-        _pair("revenue", money(figures.revenue_minor) + " (refunds not deducted)"),
-        _pair("average purchase", "-" if average is None else money(average)),
-        _pair(
+        labelled("purchases", f"{figures.purchases:,}"),
+        labelled("revenue", money(figures.revenue_minor) + " (refunds not deducted)"),
+        labelled("average purchase", "-" if average is None else money(average)),
+        labelled(
             "members who bought",
             f"{figures.buyers:,}" + ("" if each is None else f" ({money(each)} each)"),
         ),
-        _pair("refunds", f"{figures.refunds:,} ({money(figures.refunded_minor)})"),
-        _pair("non-members", "not known: the till sends Klubb only members' purchases,"),
-        _pair("", "so the members' share of sales and a non-member's average purchase"),
-        _pair("", "can't be shown"),
+        labelled("refunds", f"{figures.refunds:,} ({money(figures.refunded_minor)})"),
+        labelled("non-members", "not known: the till sends Klubb only members' purchases,"),
+        labelled("", "so the members' share of sales and a non-member's average purchase"),
+        labelled("", "can't be shown"),
         "",
     ]
     rows = [
@@ -193,7 +192,7 @@ def _purchases(figures: reports.PurchaseFigures) -> list[str]:
         for s in figures.by_slice
     ]
     lines += _indent(
-        _table((_grain(rows), "FROM", "TO", "PURCHASES", "REVENUE", "BUYERS"), rows, {3, 4, 5})
+        columns((_grain(rows), "FROM", "TO", "PURCHASES", "REVENUE", "BUYERS"), rows, {3, 4, 5})
     )
     return lines
 
@@ -205,7 +204,7 @@ def _recency(buckets: Sequence[reports.Recency]) -> list[str]:
     ]
     return [
         "Days since the last purchase (members now)",
-        *_indent(_table(("DAYS", "MEMBERS", "SHARE"), rows, {1, 2})),
+        *_indent(columns(("DAYS", "MEMBERS", "SHARE"), rows, {1, 2})),
     ]
 
 
@@ -226,7 +225,7 @@ def _top(customers: Sequence[reports.Customer], currency: str) -> list[str]:
         for c in customers
     ]
     header = ("MEMBER", "NAME", "PHONE", "STATUS", "PURCHASES", "REVENUE")
-    return [title, *_indent(_table(header, rows, {0, 4, 5}))]
+    return [title, *_indent(columns(header, rows, {0, 4, 5}))]
 
 
 def _campaigns(
@@ -263,7 +262,7 @@ def _campaigns(
         "OPT-OUTS",
         "COUPONS REDEEMED",
     )
-    lines = [title, *_indent(_table(header, rows, {0, 4, 5, 6, 7, 8, 9}))]
+    lines = [title, *_indent(columns(header, rows, {0, 4, 5, 6, 7, 8, 9}))]
     groups = []
     uplifts = []
     for c in results:
@@ -285,7 +284,7 @@ def _campaigns(
         "",
         f"Recipients and control group: purchases in the {reports.REVENUE_DAYS} days after "
         f"sending, STOP within {reports.OPT_OUT_DAYS} days",
-        *_indent(_table(header, groups, {0, 2, 3, 4, 5, 6})),
+        *_indent(columns(header, groups, {0, 2, 3, 4, 5, 6})),
         *uplifts,
     ]
     return lines

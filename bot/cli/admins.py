@@ -1,7 +1,7 @@
 """`klubb admin create|list|password|remove`: accounts of the web admin; a password is typed,
 never a flag.
 
-Errors follow bot/cli_campaigns.py: one line on stderr naming what is wrong, exit 2 for input
+Errors follow bot/cli/common.py: one line on stderr naming what is wrong, exit 2 for input
 the owner can fix, 1 when it can't be done (the email already has an account, or none)."""
 
 from __future__ import annotations
@@ -17,8 +17,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from bot.cli_campaigns import Failure, Usage, _printed, _run, _short, _table
-from bot.cli_common import add_club_options, run_once, schema_is_current
+from bot.cli.common import (
+    Failure,
+    Usage,
+    add_club_options,
+    columns,
+    printed,
+    run_in_club,
+    run_once,
+    schema_is_current,
+    short_time,
+)
 from bot.settings import Settings
 from store import admins, programs
 from store.errors import InvalidSetting, NotFound
@@ -103,7 +112,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
             f"(id {program.id}); sign in at {settings.public_url}/admin"
         )
 
-    return _printed(_run("admin", args, settings, create))
+    return printed(run_in_club("admin", args, settings, create))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,16 +123,18 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             (
                 account.email,
                 account.role,
-                _short(account.created_at, zone),
-                _short(account.last_sign_in_at, zone) if account.last_sign_in_at else "never",
+                short_time(account.created_at, zone),
+                short_time(account.last_sign_in_at, zone) if account.last_sign_in_at else "never",
             )
             for account in admins.of_club(session, program.id)
         ]
         if not rows:
             return f"klubb: club {program.name!r} has no admin accounts yet: `klubb admin create`"
-        return _table(("EMAIL", "ROLE", f"CREATED ({zone.key})", "LAST SIGN-IN"), rows, right=set())
+        return columns(
+            ("EMAIL", "ROLE", f"CREATED ({zone.key})", "LAST SIGN-IN"), rows, right=set()
+        )
 
-    return _printed(_run("admin", args, settings, listing, keep=False))
+    return printed(run_in_club("admin", args, settings, listing, keep=False))
 
 
 def _password(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,6 +1,6 @@
 """`klubb journey`: a club's automated messages (store.journeys) from the terminal.
 
-Errors follow bot/cli_campaigns.py: one line on stderr naming the trigger or flag that is wrong,
+Errors follow bot/cli/common.py: one line on stderr naming the trigger or flag that is wrong,
 exit 2 for input the owner can fix, 1 when the thing asked for is not there or can't be done."""
 
 from __future__ import annotations
@@ -14,8 +14,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 import locales
-from bot.cli_campaigns import Failure, Usage, _not_found, _pair, _printed, _run, _table
-from bot.cli_common import add_club_options
+from bot.cli.common import (
+    Failure,
+    Usage,
+    add_club_options,
+    columns,
+    labelled,
+    missing,
+    printed,
+    run_in_club,
+)
 from bot.settings import Settings
 from scheduler.jobs import JOURNEYS_EVERY_MINUTES
 from store import campaigns, journeys, tiers
@@ -115,9 +123,9 @@ def _journey_list(args: argparse.Namespace, settings: Settings) -> int:
             "QUEUED",
             "SENT",
         )
-        return _table(header, rows, right={1, 5, 7, 8})
+        return columns(header, rows, right={1, 5, 7, 8})
 
-    return _printed(_run("journey", args, settings, listing))
+    return printed(run_in_club("journey", args, settings, listing))
 
 
 def _settings_text(
@@ -179,7 +187,7 @@ def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
         except InvalidInput as exc:
             raise Usage(f"{_flag(exc.field, args)}: {exc.reason}") from None
         except NotFound as exc:
-            raise Usage(_not_found(session, program, exc)) from None
+            raise Usage(missing(session, program, exc)) from None
         except Conflict:
             # The options were all valid (create checks them before it looks for the journey);
             # the club already has one.
@@ -206,7 +214,7 @@ def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
 
-    return _printed(_run("journey", args, settings, switch_on))
+    return printed(run_in_club("journey", args, settings, switch_on))
 
 
 def _check_trigger(trigger: str) -> None:
@@ -276,21 +284,23 @@ def _describe(session: Session, program: Program, journey: Campaign, now: dt.dat
     trigger = journey.trigger or ""
     lines = [
         f"Journey {trigger!r} of {program.name}",
-        _pair("when", _when(session, program, journey)),
-        _pair("settings", _settings_text(session, program, trigger, journey)),
-        _pair(
+        labelled("when", _when(session, program, journey)),
+        labelled("settings", _settings_text(session, program, trigger, journey)),
+        labelled(
             "coupon",
             f"{template.key}, a code of their own for each member" if template else "none",
         ),
-        _pair(
+        labelled(
             "control",
             f"{journey.control_percent}% held out" if journey.control_percent else "none held out",
         ),
-        _pair("text", _text_source(journey)),
+        labelled("text", _text_source(journey)),
     ]
     ladder = tiers.ladder(session, program.id)
     if trigger in (journeys.NEAR_TIER, journeys.TIER_REACHED) and len(ladder) < 2:
-        lines.append(_pair("", "the club has a single tier: no member qualifies until it has more"))
+        lines.append(
+            labelled("", "the club has a single tier: no member qualifies until it has more")
+        )
     lines.append("What a member gets (a made-up member):")
     for language in locales.LANGUAGES:
         text = journeys.sample_text(session, program, journey, language, now)
@@ -358,7 +368,7 @@ def _journey_off(args: argparse.Namespace, settings: Settings) -> int:
             f"sender skips its {waiting:,} queued messages while it is off"
         )
 
-    return _printed(_run("journey", args, settings, pause))
+    return printed(run_in_club("journey", args, settings, pause))
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -1,18 +1,11 @@
-"""`klubb segment`, `klubb campaign` and `klubb worker`: a club's broadcasts from the terminal.
-
-Errors are one line on stderr naming the flag or filter path that is wrong: exit 2 for input
-the owner can fix, 1 when the thing asked for is not there or can't be done."""
+"""`klubb segment` and `klubb campaign`: a club's broadcasts from the terminal."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
-import logging
-import signal
 import sys
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,41 +14,27 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 import locales
-from bot.app import gateway_for
-from bot.cli_common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
+from bot.cli.common import (
+    Failure,
+    Usage,
+    add_club_options,
+    columns,
+    labelled,
+    missing,
+    printed,
+    run_in_club,
+    short_time,
+)
 from bot.settings import Settings
-from scheduler.jobs import running_scheduler
-from store import campaigns, coupons, segments
-from store.database import open_database
+from store import campaigns, segments
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program, Segment
-
-log = logging.getLogger("klubb")
 
 _CREATED_BY = "cli"
 
 
-class Usage(Exception):
-    """Input the owner can correct (a flag, a filter): exit 2."""
-
-
-class Failure(Exception):
-    """What was asked for is not there or can't be done now: exit 1."""
-
-
-class _Rollback(Exception):
-    """Raised out of a unit of work to undo it while keeping what it computed (a dry run)."""
-
-    def __init__(self, result: Any) -> None:
-        super().__init__("rolled back")
-        self.result = result
-
-
-Work = Callable[[Session, Program], Any]
-
-
 def add_commands(commands: Any) -> None:
-    """`segment`, `campaign` and `worker` on the `klubb` parser's subcommands."""
+    """`segment` and `campaign` on the `klubb` parser's subcommands."""
     segment = commands.add_parser("segment", help="saved filters over the club's members")
     actions = segment.add_subparsers(required=True, metavar="ACTION")
     save = actions.add_parser("save", help="save a filter under a name (or replace it)")
@@ -115,52 +94,11 @@ def add_commands(commands: Any) -> None:
     for action in (send, listing, show, cancel):
         add_club_options(action)
 
-    worker = commands.add_parser(
-        "worker", help="the scheduler alone (sending, campaigns, jobs), without the web server"
-    )
-    worker.set_defaults(command=_worker)
-
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--filter", metavar="JSON", help='e.g. \'{"field": "age", ...}\'')
     given.add_argument("--filter-file", type=Path, metavar="PATH", help="the filter in a file")
-
-
-# --- running a command ------------------------------------------------------------------------
-
-
-def _run(
-    topic: str, args: argparse.Namespace, settings: Settings, work: Work, *, keep: bool = True
-) -> tuple[int, Any]:
-    """`work(session, club)` in one transaction, undone unless `keep`: (0, what it returned),
-    or (1 or 2, None) once the error is on stderr."""
-    if not schema_is_current(settings):
-        return 1, None
-
-    def run(session: Session) -> Any:
-        out = work(session, chosen_club(session, args))
-        if not keep:
-            raise _Rollback(out)
-        return out
-
-    try:
-        return 0, asyncio.run(run_once(settings.database_url, run))
-    except _Rollback as undone:
-        return 0, undone.result
-    except (NoClub, Usage) as exc:
-        print(f"klubb {topic}: {exc}", file=sys.stderr)
-        return 2, None
-    except Failure as exc:
-        print(f"klubb {topic}: {exc}", file=sys.stderr)
-        return 1, None
-
-
-def _printed(outcome: tuple[int, Any]) -> int:
-    code, out = outcome
-    if code == 0 and out:
-        print(out)
-    return code
 
 
 # --- segments ---------------------------------------------------------------------------------
@@ -206,7 +144,7 @@ def _segment_save(args: argparse.Namespace, settings: Settings) -> int:
             raise _filter_error(exc) from None
         return f"klubb: saved segment {segment.name!r}: {_match(matching)} now"
 
-    return _printed(_run("segment", args, settings, save))
+    return printed(run_in_club("segment", args, settings, save))
 
 
 def _segment_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -218,15 +156,15 @@ def _segment_list(args: argparse.Namespace, settings: Settings) -> int:
             (
                 segment.name,
                 f"{segments.count(session, program, segment.filter, now):,}",
-                _short(segment.updated_at, zone),
+                short_time(segment.updated_at, zone),
             )
             for segment in segments.all_of(session, program.id)
         ]
         if not rows:
             return f"klubb: club {program.name!r} has no segments yet: `klubb segment save`"
-        return _table(("NAME", "MEMBERS", f"UPDATED ({zone.key})"), rows, right={1})
+        return columns(("NAME", "MEMBERS", f"UPDATED ({zone.key})"), rows, right={1})
 
-    return _printed(_run("segment", args, settings, listing))
+    return printed(run_in_club("segment", args, settings, listing))
 
 
 def _segment_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -239,13 +177,13 @@ def _segment_show(args: argparse.Namespace, settings: Settings) -> int:
         return "\n".join(
             (
                 f"segment {segment.name!r} of {program.name}, "
-                f"updated {_short(segment.updated_at, zone)} ({zone.key})",
+                f"updated {short_time(segment.updated_at, zone)} ({zone.key})",
                 json.dumps(segment.filter, indent=2, ensure_ascii=False),
                 f"{_match(matching)} now",
             )
         )
 
-    return _printed(_run("segment", args, settings, show))
+    return printed(run_in_club("segment", args, settings, show))
 
 
 def _segment_count(args: argparse.Namespace, settings: Settings) -> int:
@@ -262,7 +200,7 @@ def _segment_count(args: argparse.Namespace, settings: Settings) -> int:
         except InvalidInput as exc:
             raise _filter_error(exc) from None
 
-    return _printed(_run("segment", args, settings, count))
+    return printed(run_in_club("segment", args, settings, count))
 
 
 def _segment_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -274,7 +212,7 @@ def _segment_delete(args: argparse.Namespace, settings: Settings) -> int:
             "(campaigns made with it keep the filter they were made with)"
         )
 
-    return _printed(_run("segment", args, settings, delete))
+    return printed(run_in_club("segment", args, settings, delete))
 
 
 def _segment(session: Session, program: Program, name: str) -> Segment:
@@ -310,7 +248,7 @@ def _campaign_send(args: argparse.Namespace, settings: Settings) -> int:
         return _create(session, program, args, texts, at, dt.datetime.now(dt.UTC))
 
     def run(keep: bool) -> tuple[int, _Made | None]:
-        return _run("campaign", args, settings, create, keep=keep)
+        return run_in_club("campaign", args, settings, create, keep=keep)
 
     if args.yes and not args.dry_run:
         code, made = run(keep=True)
@@ -414,7 +352,7 @@ def _create(
             raise Usage(f"--at: {past} is in the past; it is now {present}") from None
         raise Usage(f"{_flag(exc.field, args)}: {exc.reason}") from None
     except NotFound as exc:
-        raise Usage(_not_found(session, program, exc)) from None
+        raise Usage(missing(session, program, exc)) from None
     preview = campaigns.preview(session, program, campaign, now)
     return _Made(
         id=campaign.id,
@@ -435,18 +373,6 @@ def _flag(field: str, args: argparse.Namespace) -> str:
     )
 
 
-def _not_found(session: Session, program: Program, exc: NotFound) -> str:
-    if exc.what == "segment":
-        return f"--segment: the club has no segment named {exc.key!r}: see `klubb segment list`"
-    keys = [t.key for t in _templates(session, program)]
-    offered = f" (its coupons: {', '.join(keys)})" if keys else " (it has no coupon templates)"
-    return f"--coupon: the club has no active coupon template {exc.key!r}{offered}"
-
-
-def _templates(session: Session, program: Program) -> list[CouponTemplate]:
-    return [t for t in coupons.templates(session, program.id) if t.active]
-
-
 def _describe(
     program: Program,
     campaign: Campaign,
@@ -460,43 +386,43 @@ def _describe(
     audience = f"segment {segment!r}" if segment else "every member with consent"
     lines = [
         f"Campaign {campaign.name!r} of {program.name}, to {audience}",
-        _pair("matching", f"{preview.matching:,}"),
-        _pair("without consent", f"{preview.no_consent:,}"),
-        _pair(
+        labelled("matching", f"{preview.matching:,}"),
+        labelled("without consent", f"{preview.no_consent:,}"),
+        labelled(
             "over the monthly cap",
             f"{preview.capped:,} (at most {program.marketing_per_month} a month)",
         ),
-        _pair(f"held out (control {campaign.control_percent}%)", f"{preview.held_out:,}"),
-        _pair("recipients", f"{preview.recipients:,}"),
+        labelled(f"held out (control {campaign.control_percent}%)", f"{preview.held_out:,}"),
+        labelled("recipients", f"{preview.recipients:,}"),
     ]
     if preview.languages:
         rows = [
             (e.language, f"{e.recipients:,}", e.encoding, str(e.segments))
             for e in preview.languages
         ]
-        table = _table(("LANGUAGE", "RECIPIENTS", "ENCODING", "SMS PER MESSAGE"), rows, {1, 3})
+        table = columns(("LANGUAGE", "RECIPIENTS", "ENCODING", "SMS PER MESSAGE"), rows, {1, 3})
         lines += ["", *("  " + line for line in table.splitlines()), ""]
     price = locales.format_money(program.sms_price_minor, preview.currency, "en")
     lines += [
-        _pair("SMS segments in all", f"{preview.sms_segments:,}"),
-        _pair(
+        labelled("SMS segments in all", f"{preview.sms_segments:,}"),
+        labelled(
             "estimated cost",
             f"{locales.format_money(preview.cost_minor, preview.currency, 'en')} "
             f"({price} a segment)",
         ),
-        _pair("goes out", _long(preview.first_send, zone)),
+        labelled("goes out", _long(preview.first_send, zone)),
     ]
     asked = max(campaign.send_at or now, now)
     if preview.first_send - asked > dt.timedelta(seconds=1):
         lines.append(
-            _pair(
+            labelled(
                 "",
                 f"moved from {_long(asked, zone, with_zone=False)}: the club's quiet hours are "
                 f"{program.quiet_start:02d}:00-{program.quiet_end:02d}:00",
             )
         )
     if coupon is not None:
-        lines.append(_pair("coupon", f"{coupon}, a code of their own for each recipient"))
+        lines.append(labelled("coupon", f"{coupon}, a code of their own for each recipient"))
     return "\n".join(lines)
 
 
@@ -516,7 +442,7 @@ def _campaign_list(args: argparse.Namespace, settings: Settings) -> int:
                     str(campaign.id),
                     campaign.name,
                     campaign.status,
-                    _short(campaign.send_at, zone) if campaign.send_at else "-",
+                    short_time(campaign.send_at, zone) if campaign.send_at else "-",
                     "-" if unplanned else f"{planned:,}",
                     "-" if unplanned else f"{outcome.by_status.get('sent', 0):,}",
                 )
@@ -524,9 +450,9 @@ def _campaign_list(args: argparse.Namespace, settings: Settings) -> int:
         if not rows:
             return f"klubb: club {program.name!r} has no campaigns yet: `klubb campaign send`"
         header = ("ID", "NAME", "STATUS", f"SENDS AT ({zone.key})", "PLANNED", "SENT")
-        return _table(header, rows, right={0, 4, 5})
+        return columns(header, rows, right={0, 4, 5})
 
-    return _printed(_run("campaign", args, settings, listing))
+    return printed(run_in_club("campaign", args, settings, listing))
 
 
 def _campaign_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -547,17 +473,19 @@ def _campaign_show(args: argparse.Namespace, settings: Settings) -> int:
             audience = "a segment since deleted"
         lines = [
             f"Campaign {campaign.id} {campaign.name!r} ({campaign.kind}) of {program.name}",
-            _pair("status", campaign.status),
-            _pair("sends at", _long(campaign.send_at, zone) if campaign.send_at else "-"),
-            _pair("to", audience),
-            _pair("coupon", template.key if template else "none"),
-            _pair("control", f"{campaign.control_percent}% held out"),
-            _pair("created", f"{_long(campaign.created_at, zone)} by {campaign.created_by or '-'}"),
+            labelled("status", campaign.status),
+            labelled("sends at", _long(campaign.send_at, zone) if campaign.send_at else "-"),
+            labelled("to", audience),
+            labelled("coupon", template.key if template else "none"),
+            labelled("control", f"{campaign.control_percent}% held out"),
+            labelled(
+                "created", f"{_long(campaign.created_at, zone)} by {campaign.created_by or '-'}"
+            ),
         ]
         if campaign.planned_at:
-            lines.append(_pair("planned", _long(campaign.planned_at, zone)))
+            lines.append(labelled("planned", _long(campaign.planned_at, zone)))
         if campaign.finished_at:
-            lines.append(_pair("finished", _long(campaign.finished_at, zone)))
+            lines.append(labelled("finished", _long(campaign.finished_at, zone)))
         lines.append("filter")
         lines += _indented(json.dumps(campaign.filter or {"all": []}, indent=2, ensure_ascii=False))
         lines.append("texts")
@@ -574,16 +502,16 @@ def _campaign_show(args: argparse.Namespace, settings: Settings) -> int:
             ("held out", outcome.by_status.get("held_out", 0)),
         ]
         lines.append("outcome")
-        lines += [_pair(label, f"{value:,}") for label, value in counts]
+        lines += [labelled(label, f"{value:,}") for label, value in counts]
         skipped = ", ".join(
             f"{why.replace('_', ' ')} {n:,}" for why, n in sorted(outcome.skipped.items())
         )
-        lines.append(_pair("skipped", f"{sum(outcome.skipped.values()):,}"))
+        lines.append(labelled("skipped", f"{sum(outcome.skipped.values()):,}"))
         if skipped:
             lines[-1] += f" ({skipped})"
         return "\n".join(lines)
 
-    return _printed(_run("campaign", args, settings, show))
+    return printed(run_in_club("campaign", args, settings, show))
 
 
 def _campaign_cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -600,7 +528,7 @@ def _campaign_cancel(args: argparse.Namespace, settings: Settings) -> int:
             f"{waiting:,} queued messages will not be sent"
         )
 
-    return _printed(_run("campaign", args, settings, cancel))
+    return printed(run_in_club("campaign", args, settings, cancel))
 
 
 def _campaign(session: Session, program: Program, campaign_id: int) -> Campaign:
@@ -610,43 +538,6 @@ def _campaign(session: Session, program: Program, campaign_id: int) -> Campaign:
         raise Failure(
             f"the club has no campaign {campaign_id}: see `klubb campaign list`"
         ) from None
-
-
-# --- klubb worker -----------------------------------------------------------------------------
-
-
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    if not schema_is_current(settings):
-        return 1
-    return asyncio.run(_work(settings))
-
-
-async def _work(settings: Settings) -> int:
-    """The scheduler of `klubb serve` without the web server, until SIGINT or SIGTERM (the
-    running jobs then finish their batch in hand: see scheduler.jobs.running_scheduler)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    db = open_database(settings.database_url)
-    gateway = gateway_for(settings)
-    try:
-        async with running_scheduler(
-            db,
-            gateway,
-            send_rate=settings.send_rate,
-            in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
-        ):
-            log.info("klubb worker: sending and running jobs; Ctrl-C to stop")
-            await stop.wait()
-            log.info("klubb worker: stopping after the batch in hand")
-        log.info("klubb worker: stopped")
-    finally:
-        close = getattr(gateway, "close", None)
-        if close is not None:
-            await close()
-        await db.close()
-    return 0
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -660,16 +551,8 @@ def _match(n: int) -> str:
     return f"{_members(n)} match" + ("es" if n == 1 else "")
 
 
-def _pair(label: str, value: str) -> str:
-    return f"  {label:<22}  {value}"
-
-
 def _indented(text: str) -> list[str]:
     return ["    " + line for line in text.splitlines()]
-
-
-def _short(moment: dt.datetime, zone: ZoneInfo) -> str:
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
 def _long(moment: dt.datetime, zone: ZoneInfo, *, with_zone: bool = True) -> str:
@@ -683,15 +566,3 @@ def _from(moment: dt.datetime, now: dt.datetime, zone: ZoneInfo) -> str:
     if moment.astimezone(zone).date() == now.astimezone(zone).date():
         return f"{moment.astimezone(zone):%H:%M} ({zone.key})"
     return _long(moment, zone)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
-    """Columns padded to line up; the columns in `right` (numbers) aligned right."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in (header, *rows)
-    )

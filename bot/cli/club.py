@@ -1,0 +1,243 @@
+"""`klubb migrate`, `klubb init` (a club, or the demo club) and `klubb apikey`: a club set up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.cli.common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
+from bot.cli.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
+from bot.settings import Settings
+from store import admins, apikeys, migrate, programs
+from store.errors import InvalidSetting, NotFound, StoreError
+from store.models import Program
+from store.phones import club_number
+
+
+def add_setup(commands: Any) -> None:
+    """`migrate` and `init` on the `klubb` parser's subcommands."""
+    migrate_ = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate_.set_defaults(command=_migrate)
+
+    init = commands.add_parser("init", help="create a club (or the demo club with --demo)")
+    init.add_argument("--demo", action="store_true", help="a ready demo club with 3 questions")
+    init.add_argument("--name")
+    init.add_argument("--number", action="append", help="a number members text (repeatable)")
+    init.add_argument("--country", help="NO, SE, DK, FI, ...")
+    init.add_argument("--contact", help="e-mail or phone shown in HELP")
+    init.add_argument("--privacy-url")
+    init.add_argument("--per-month", type=int, default=2, help="marketing SMS cap (1-3)")
+    init.add_argument("--min-age", type=int, default=13, help="minimum age to join (13-18)")
+    init.set_defaults(command=_init)
+
+
+def add_apikey(commands: Any) -> None:
+    """`apikey create|list|revoke` on the `klubb` parser's subcommands."""
+    apikey = commands.add_parser("apikey", help="API keys for tills and web shops")
+    keys = apikey.add_subparsers(required=True, metavar="ACTION")
+    create = keys.add_parser("create", help="make a key; its secret is printed once")
+    create.add_argument("--name", required=True, help="which till or shop: till-1, webshop")
+    create.add_argument("--store", help="the store its purchases are from: oslo-1")
+    create.add_argument(
+        "--scope",
+        dest="scopes",
+        action="extend",
+        nargs="+",
+        metavar="SCOPE",
+        help=f"what it may do (repeatable; default all): {', '.join(apikeys.SCOPES)}",
+    )
+    list_ = keys.add_parser("list", help="the club's keys, revoked ones too")
+    revoke = keys.add_parser("revoke", help="stop a key working (within seconds)")
+    revoke.add_argument("--name", required=True)
+    for action, command in (
+        (create, _apikey_create),
+        (list_, _apikey_list),
+        (revoke, _apikey_revoke),
+    ):
+        add_club_options(action)
+        action.set_defaults(command=command)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(migrate.upgrade(settings.database_url))
+    print("klubb: database is up to date")
+    return 0
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    if args.demo:
+        club: dict[str, Any] = dict(DEMO_CLUB)
+        questions = DEMO_QUESTIONS
+    else:
+        missing = [
+            flag
+            for flag, value in (
+                ("--name", args.name),
+                ("--number", args.number),
+                ("--country", args.country),
+                ("--contact", args.contact),
+                ("--privacy-url", args.privacy_url),
+            )
+            if not value
+        ]
+        if missing:
+            print(f"klubb init: missing {', '.join(missing)} (or use --demo)", file=sys.stderr)
+            return 2
+        club = {
+            "name": args.name,
+            "numbers": args.number,
+            "country": args.country,
+            "contact": args.contact,
+            "privacy_url": args.privacy_url,
+        }
+        questions = DEMO_QUESTIONS[:2]
+    numbers = [club_number(n) for n in club["numbers"]]
+    if None in numbers:
+        bad = [n for n, c in zip(club["numbers"], numbers, strict=True) if c is None]
+        print(f"klubb init: not a phone number or short code: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    club["numbers"] = numbers
+    if not schema_is_current(settings):
+        return 1
+    now = dt.datetime.now(dt.UTC)
+    # The demo owner's password, hashed before the unit of work (argon2 is slow on purpose).
+    password = admins.new_password() if args.demo else ""
+    password_hash = admins.hash_password(password) if args.demo else ""
+
+    def demo_admin(session: Session, program: Program) -> str:
+        """The demo owner account, made once: its password is printed only when it is made."""
+        if admins.by_email(session, DEMO_ADMIN) is not None:
+            return ""
+        admins.create(
+            session,
+            program.id,
+            email=DEMO_ADMIN,
+            password_hash=password_hash,
+            role=admins.OWNER,
+            now=now,
+        )
+        return (
+            f"\nklubb: the web admin is at {settings.public_url}/admin: sign in as {DEMO_ADMIN} "
+            f"with the password {password} (shown only this once)"
+        )
+
+    def create(session: Session) -> str:
+        existing = programs.by_number(session, numbers[0] or "")
+        if existing is not None and args.demo:
+            return (
+                f"klubb: the demo club {existing.name!r} already answers on {numbers[0]}"
+                + demo_admin(session, existing)
+            )
+        program = programs.create(
+            session,
+            **club,
+            marketing_per_month=args.per_month,
+            min_age=args.min_age,
+            now=now,
+        )
+        for question in questions:
+            programs.add_question(session, program, **question)
+        made = f"klubb: created club {program.name!r} (id {program.id}) on {', '.join(numbers)}"
+        if args.demo:
+            set_up_loyalty(session, program)
+            filled = fill_demo(session, program, now)
+            made += (
+                f"\nklubb: the demo club has {filled.members} members, {filled.purchases} "
+                "purchases and a finished campaign"
+            )
+            made += demo_admin(session, program)
+        return made
+
+    try:
+        print(asyncio.run(run_once(settings.database_url, create)))
+    except StoreError as exc:
+        print(f"klubb init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _apikey(args: argparse.Namespace, settings: Settings, work: Any) -> int:
+    """Run `work(session, program)` for the chosen club and print what it returns: (for stdout,
+    for stderr or None). Errors are one line, and exit 1 or 2."""
+    if not schema_is_current(settings):
+        return 1
+
+    def run(session: Session) -> Any:
+        return work(session, chosen_club(session, args))
+
+    try:
+        out, note = asyncio.run(run_once(settings.database_url, run))
+    except NoClub as exc:
+        print(f"klubb apikey: {exc}", file=sys.stderr)
+        return 2
+    except InvalidSetting as exc:
+        flag = "--scope" if exc.field == "scopes" else f"--{exc.field}"
+        print(f"klubb apikey: {flag}: {exc.reason}", file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"klubb apikey: the club has no active key named {exc.key!r}", file=sys.stderr)
+        return 1
+    if note:
+        print(note, file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    now = dt.datetime.now(dt.UTC)
+
+    def create(session: Session, program: Program) -> tuple[str, str]:
+        key, secret = apikeys.create(
+            session,
+            program.id,
+            name=args.name,
+            store=args.store,
+            scopes=args.scopes or apikeys.SCOPES,
+            now=now,
+        )
+        note = (
+            f"klubb: API key {key.name!r} for club {program.name!r} (id {program.id}), "
+            f"scopes {' '.join(key.scopes)}. Keep the secret now: it is shown only this once."
+        )
+        # Only the secret goes to stdout, so `KEY=$(klubb apikey create ...)` holds just it.
+        return secret, note
+
+    return _apikey(args, settings, create)
+
+
+def _apikey_list(args: argparse.Namespace, settings: Settings) -> int:
+    def listing(session: Session, program: Program) -> tuple[str, None]:
+        rows = [
+            "\t".join(
+                (
+                    key.name,
+                    key.store or "-",
+                    f"klubb_{key.prefix}_...",
+                    f"created {key.created_at:%Y-%m-%d %H:%M}Z",
+                    f"revoked {key.revoked_at:%Y-%m-%d %H:%M}Z" if key.revoked_at else "active",
+                    " ".join(key.scopes),
+                )
+            )
+            for key in apikeys.of_club(session, program.id)
+        ]
+        return "\n".join(rows) if rows else f"klubb: club {program.name!r} has no API keys", None
+
+    return _apikey(args, settings, listing)
+
+
+def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    now = dt.datetime.now(dt.UTC)
+
+    def revoke(session: Session, program: Program) -> tuple[str, None]:
+        key = apikeys.revoke(session, program.id, args.name, now)
+        return (
+            f"klubb: revoked API key {key.name!r}; running servers refuse it within seconds",
+            None,
+        )
+
+    return _apikey(args, settings, revoke)
