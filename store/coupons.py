@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,12 +431,6 @@ _REASONS = {
     "expired": "the coupon has expired",
     "not_yet_valid": "the coupon is not valid yet",
 }
-
-
-def of_member(session: Session, member_id: int) -> Sequence[Coupon]:
-    return session.scalars(
-        select(Coupon).where(Coupon.member_id == member_id).order_by(Coupon.id)
-    ).all()
 
 
 def issued_by_purchase(session: Session, purchase_id: int) -> list[Held]:

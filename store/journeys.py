@@ -365,21 +365,6 @@ class Planned:
     done: bool  # every member has been considered
 
 
-def plan_due(session: Session, program: Program, now: dt.datetime) -> dict[str, int]:
-    """Plan every active journey of the club at `now`, all its members in this transaction:
-    the rows written per trigger. Idempotent: run again, it writes only what has become due
-    since. (The scheduler's job calls plan_chunk instead, a transaction a chunk.)"""
-    total: dict[str, int] = {}
-    after = 0
-    while True:
-        step = plan_chunk(session, program, now, after)
-        for trigger, rows in step.rows.items():
-            total[trigger] = total.get(trigger, 0) + rows
-        if step.done:
-            return total
-        after = step.through
-
-
 def plan_chunk(
     session: Session,
     program: Program,

@@ -27,7 +27,6 @@ EXPIRE = "expire"
 ADJUST = "adjust"
 BONUS = "bonus"
 KINDS = frozenset({EARN, REFUND, SPEND, EXPIRE, ADJUST, BONUS})
-LIFETIMES = (12, 24, 36)
 # A manual adjustment: points fit a 32-bit INTEGER with room to spare; the reason is shown in
 # the member's history (the column's length), the actor is who made it (its column's length).
 MAX_ADJUSTMENT = 10_000_000

@@ -14,7 +14,6 @@ from store.models import Member, OutboxMessage, Program
 
 # The cap counts marketing messages within this rolling window.
 CAP_WINDOW = dt.timedelta(days=30)
-CAP_RANGE = range(1, 4)
 # Rows that are, or will be, an SMS in the member's phone (held_out and skipped are not).
 COUNTED = ("queued", "sending", "sent")
 MARKETING = "marketing"

@@ -1,5 +1,5 @@
-"""`klubb journey list|on|off`, run in this process on both databases; planned with the store's
-own function and sent by the sender, to see what the list counts and what pausing skips."""
+"""`klubb journey list|on|off`, run in this process on both databases; planned by the
+journeys job and sent by the sender, to see what the list counts and what pausing skips."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 import locales
 from bot.cli.main import main
+from scheduler import journeys as journeys_job
 from scheduler import sender
 from store import journeys
 from store.database import open_database
@@ -72,14 +72,18 @@ def journeys_in(url: str) -> list[Campaign]:
 
 
 def plan(url: str, now: dt.datetime) -> dict[str, int]:
-    """The club's active journeys planned at `now` (as the journeys job plans them)."""
+    """The club's active journeys planned at `now` by the journeys job."""
 
-    def work(session: Session) -> dict[str, int]:
-        program = session.scalar(select(Program))
-        assert program is not None
-        return journeys.plan_due(session, program, now)
+    async def run() -> dict[str, int]:
+        db = open_database(url)
+        try:
+            club = await db.run(lambda s: s.scalar(select(Program.id).order_by(Program.id)))
+            done = await journeys_job.run(db, at(now))
+            return done.get(club, {})
+        finally:
+            await db.close()
 
-    return read(url, work)
+    return asyncio.run(run())
 
 
 def send(url: str, now: dt.datetime) -> RecordingGateway:

@@ -45,7 +45,6 @@ MESSAGES = ("marketing_per_month", "quiet_start", "quiet_end")
 EARNING = ("earn_points", "points_lifetime_months", "tier_period_months")
 MONEY = {"messages": ("sms_price_minor",), "earning": ("earn_per_minor", "min_purchase_minor")}
 QUESTION_KINDS = ("choice", "multichoice", "text")  # the kinds an owner adds from the page
-TIER_ROWS_EXTRA = 1  # an empty row under the ladder adds a tier
 _T = TypeVar("_T")
 
 

@@ -9,12 +9,13 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.cli.demo import DEMO_CLUB
 from store import coupons, members, programs, purchases
 from store.earning import Line
-from store.models import CouponTemplate, Member, Program
+from store.models import Coupon, CouponTemplate, Member, Program
 
 _PHONES = itertools.count()
 _CLUB_NUMBERS = itertools.count(3000)
@@ -134,3 +135,10 @@ def error_of(call: Callable[[], object]) -> Exception | None:
     except Exception as exc:
         return exc
     return None
+
+
+def coupons_of(session: Session, member_id: int) -> Sequence[Coupon]:
+    """Every coupon the member holds, valid or not, oldest first (what the tests count)."""
+    return session.scalars(
+        select(Coupon).where(Coupon.member_id == member_id).order_by(Coupon.id)
+    ).all()

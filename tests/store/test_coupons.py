@@ -10,7 +10,7 @@ import pytest
 from store import club_rules, coupons, ledger, loyalty, rewards
 from store.database import Database
 from store.errors import Conflict, InvalidSetting, NotFound
-from tests.store.loyalty_helpers import at, club, error_of, member, template
+from tests.store.loyalty_helpers import at, club, coupons_of, error_of, member, template
 
 T = at(2026, 5, 1)
 
@@ -65,7 +65,7 @@ async def test_issuing_for_the_same_reason_again_returns_the_first_coupon(
             (first.id, first.code, first.valid_from, first.valid_until),
             (again.id, again.code, again.valid_from, again.valid_until),
             other.id,
-            len(coupons.of_member(session, m.id)),
+            len(coupons_of(session, m.id)),
         )
 
     first, again, other, held = await loyalty_db.run(work)

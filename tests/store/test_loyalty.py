@@ -11,11 +11,11 @@ from sqlalchemy import select
 from store import coupons, enrolment, ledger, loyalty, members, tiers
 from store.database import Database
 from store.models import Coupon, LedgerEntry, Member, Program
-from tests.store.loyalty_helpers import T0, at, buy, club, member, template
+from tests.store.loyalty_helpers import T0, at, buy, club, coupons_of, member, template
 
 
 def sources(session, member_id: int) -> list[str]:
-    return [c.source for c in coupons.of_member(session, member_id)]
+    return [c.source for c in coupons_of(session, member_id)]
 
 
 def bonus_points(session, member_id: int) -> list[tuple[int, str | None]]:
@@ -283,7 +283,7 @@ async def test_concurrent_first_purchases_reward_a_referral_once(loyalty_db: Dat
         return (
             bonus_points(session, new_id),
             bonus_points(session, friend_id),
-            len(coupons.of_member(session, friend_id)),
+            len(coupons_of(session, friend_id)),
         )
 
     new_points, friend_points, friend_coupons = await loyalty_db.run(read)
@@ -315,7 +315,7 @@ async def test_a_birthday_coupon_once_a_year_on_the_day_in_the_clubs_zone(
             "later that day": loyalty.birthday_coupons(session, program, at(2026, 3, 12, 20)),
             "next year": loyalty.birthday_coupons(session, program, at(2027, 3, 12, 9)),
         }
-        runs["held"] = len(coupons.of_member(session, today.id))
+        runs["held"] = len(coupons_of(session, today.id))
         return runs
 
     assert await loyalty_db.run(work) == {
@@ -474,7 +474,7 @@ async def test_concurrent_enrolments_of_one_number_make_one_member(loyalty_db: D
         found = session.scalars(
             select(Member).where(Member.program_id == program_id, Member.phone == "+4790000003")
         ).all()
-        return len(found), len(coupons.of_member(session, found[0].id))
+        return len(found), len(coupons_of(session, found[0].id))
 
     assert sorted(results) == [False] * (attempts - 1) + [True]
     assert await loyalty_db.run(read) == (1, 1)

@@ -18,6 +18,7 @@ from tests.store.loyalty_helpers import (
     at,
     buy,
     club,
+    coupons_of,
     error_of,
     fingerprint,
     give_back,
@@ -501,7 +502,7 @@ async def test_every_nth_purchase_in_the_category_issues_the_punch_coupon(
             seen.append(
                 ([h.template.key for h in recorded.coupons], on_card.count, recorded.purchase.id)
             )
-        issued = coupons.of_member(session, m.id)
+        issued = coupons_of(session, m.id)
         return seen, [(c.purchase_id, c.source) for c in issued], card.id, m.id
 
     seen, issued, card_id, member_id = await loyalty_db.run(work)
@@ -534,7 +535,7 @@ async def test_a_card_made_longer_still_issues_when_it_fills_again(loyalty_db: D
         for day in range(5, 8):  # punches 5-7: a coupon at 6
             buy(session, program, m.id, [Line(qty=1, amount_minor=4000, category="kaffe")],
                 at(2026, 2, day))  # fmt: skip
-        return [c.source.rsplit(":", 1)[1] for c in coupons.of_member(session, m.id)]
+        return [c.source.rsplit(":", 1)[1] for c in coupons_of(session, m.id)]
 
     assert sorted(await loyalty_db.run(work), key=int) == ["2", "4", "6"]
 
@@ -553,7 +554,7 @@ async def test_a_replayed_purchase_shows_the_punch_coupon_it_issued(loyalty_db: 
         return (
             [h.coupon.code for h in first.coupons],
             [h.coupon.code for h in again.coupons],
-            len(coupons.of_member(session, m.id)),
+            len(coupons_of(session, m.id)),
         )
 
     first, again, held = await loyalty_db.run(work)
@@ -579,6 +580,6 @@ async def test_an_inactive_punch_card_does_not_punch(loyalty_db: Database) -> No
             [Line(qty=1, amount_minor=3500, category="kaffe")],
             at(2026, 1, 10),
         )
-        return len(coupons.of_member(session, m.id))
+        return len(coupons_of(session, m.id))
 
     assert await loyalty_db.run(work) == 0
