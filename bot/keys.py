@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
@@ -17,3 +19,5 @@ GATEWAY = web.AppKey("gateway", Gateway)
 VALIDATOR = web.AppKey("validator", RequestValidator)
 CLUBS = web.AppKey("clubs", ClubDirectory)
 API_KEYS = web.AppKey("api_keys", KeyCache)
+# The member imports this process runs (bot.admin.transfer), awaited at shutdown.
+IMPORTS = web.AppKey("imports", set[asyncio.Task[None]])

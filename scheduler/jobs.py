@@ -19,14 +19,10 @@ from scheduler import journeys, loyalty, sender
 from scheduler.gateway import Gateway
 from scheduler.leader import Leadership
 from store import campaigns, reports, sending
+from store.clock import Clock, utc_now
 from store.database import Database
 
 log = logging.getLogger(__name__)
-
-# APScheduler logs every run at INFO: the sender runs every second, which would bury the log.
-logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
-# And it logs each job added at start ("Adding job tentatively"): noise in every `klubb serve`.
-logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
 
 SEND_EVERY_SECONDS = 1
 PLAN_EVERY_SECONDS = 15
@@ -34,11 +30,6 @@ JOURNEYS_EVERY_MINUTES = 15
 LOYALTY_EVERY_HOURS = 1
 # How long a shutdown waits for running jobs (a sender's batch in hand, a planning chunk).
 FINISH_SECONDS = 15
-Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def plan_broadcasts(
@@ -89,12 +80,16 @@ async def running_scheduler(
     send_rate: float = sender.DEFAULT_RATE,
     in_doubt_after: dt.timedelta = sending.STALE,
 ) -> AsyncIterator[AsyncIOScheduler]:
+    # APScheduler logs every run at INFO: the sender runs every second, which would bury the
+    # log. And it logs each job added at start ("Adding job tentatively"): noise in every serve.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
     scheduler = AsyncIOScheduler(timezone="UTC")
     leadership = Leadership(db.url)
     stop = asyncio.Event()
     running: set[asyncio.Task[Any]] = set()
     pacer = sender.Pacer(send_rate)
-    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    soon = utc_now() + dt.timedelta(seconds=2)
     every = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
         _tracked(running, sender.drain),

@@ -21,12 +21,11 @@ from cryptography.fernet import Fernet
 from bot.admin import accounts, campaigns, club, journeys, members, pages, segments, transfer
 from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
+from bot.keys import IMPORTS
 from bot.settings import Settings
 from store import admins
 
 log = logging.getLogger(__name__)
-# aiohttp-session keeps the session on the request under string keys: its code, not ours.
-warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
 
 COOKIE = "klubb_admin"
 # The cookie lives as long as a signed-in session may (store.admins.LIFETIME; its row on the
@@ -37,6 +36,8 @@ SESSION_SECONDS = int(admins.LIFETIME.total_seconds())
 
 def add_admin(app: web.Application, settings: Settings) -> None:
     """Mount the admin at /admin (its pages, actions and static files)."""
+    # aiohttp-session keeps the session on the request under string keys: its code, not ours.
+    warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
     admin = web.Application(
         middlewares=[
             upload_limits,
@@ -58,7 +59,9 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/admin", _to_dashboard)
     app.router.add_get("/favicon.ico", pages.favicon)
     app.add_subapp("/admin", admin)
-    # After the database's own cleanup context, so it runs first: imports end, then it closes.
+    # The imports this process runs; after the database's own cleanup context, so that at
+    # shutdown it runs first: imports end, then the database closes.
+    app[IMPORTS] = set()
     app.cleanup_ctx.append(transfer.finish_imports)
 
 

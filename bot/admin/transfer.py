@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner_only, upload
 from bot.admin.render import page
-from bot.keys import DB
+from bot.keys import DB, IMPORTS
 from locales import text
 from store import exports, imports, programs
 from store.models import Program
@@ -50,8 +50,6 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 RUNNING, DONE, REFUSED, FAILED = "running", "done", "refused", "failed"
 # A run stopped by a shutdown or an error can go on from its last committed batch.
 RESUMABLE = ("stopped", "other")
-# Background imports still running: asyncio keeps only a weak reference to a task.
-_TASKS: set[asyncio.Task[None]] = set()
 # How long a shutdown waits for running imports (100,000 rows take about 20 s) before it
 # stops them (each can be resumed from its page).
 FINISH_SECONDS = 45.0
@@ -140,7 +138,7 @@ async def resume(request: web.Request) -> web.StreamResponse:
     """Go on with an import the server stopped (or an error did) after its last committed
     batch; an import that is not resumable (running, done, refused) is just shown."""
     job = _Job(await _owned(request, request.match_info["token"]))
-    state = _current(job)
+    state = _current(request, job)
     if state is None:
         raise web.HTTPNotFound()
     if resumable(state):
@@ -154,7 +152,7 @@ def resumable(state: dict[str, Any]) -> bool:
     return state.get("state") == FAILED and state.get("error") in RESUMABLE and "mode" in state
 
 
-def _current(job: _Job) -> dict[str, Any] | None:
+def _current(request: web.Request, job: _Job) -> dict[str, Any] | None:
     """The run's state as stored, except that a run said to be running which no task of this
     process runs and whose state has not been written for SILENT_SECONDS was cut off (a crash,
     a kill): it is shown as stopped by the server, and can be resumed."""
@@ -162,7 +160,7 @@ def _current(job: _Job) -> dict[str, Any] | None:
     if (
         state is not None
         and state.get("state") == RUNNING
-        and f"import:{job.token}" not in {task.get_name() for task in _TASKS}
+        and f"import:{job.token}" not in {task.get_name() for task in request.config_dict[IMPORTS]}
         and job.silent_for() > SILENT_SECONDS
     ):
         return {**state, "state": FAILED, "error": "stopped"}
@@ -175,15 +173,16 @@ def _start(request: web.Request, job: _Job, state: dict[str, Any]) -> None:
         _import(request.config_dict[DB], job, request[ADMIN].program_id, state),
         name=f"import:{job.token}",
     )
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
+    running = request.config_dict[IMPORTS]
+    running.add(task)
+    task.add_done_callback(running.discard)
 
 
 @routes.get("/transfer/import/{token}")
 @owner_only
 async def progress_page(request: web.Request) -> web.StreamResponse:
     job = _Job(await _owned(request, request.match_info["token"]))
-    state = _current(job)
+    state = _current(request, job)
     if state is None:
         raise web.HTTPNotFound()
     language = request[LANGUAGE]
@@ -226,7 +225,7 @@ async def report(request: web.Request) -> web.StreamResponse:
 async def progress(request: web.Request) -> web.StreamResponse:
     """{state, phase, done, total, imported, skipped} of a run, for the progress bar."""
     job = _Job(await _owned(request, request.match_info["token"]))
-    state = _current(job)
+    state = _current(request, job)
     if state is None:
         raise web.HTTPNotFound(text="no such import")
     return web.json_response(state)
@@ -617,7 +616,7 @@ async def finish_imports(app: web.Application) -> AsyncIterator[None]:
     FINISH_SECONDS to end; the rest are stopped (a batch under way commits or rolls back
     whole), and their pages say the server stopped them and offer to resume the import."""
     yield
-    running = set(_TASKS)
+    running = set(app[IMPORTS])
     if not running:
         return
     _, late = await asyncio.wait(running, timeout=FINISH_SECONDS)
