@@ -77,6 +77,9 @@ class FakeGateway:
     async def find_sent(self, message: Any, since: dt.datetime) -> str | None:
         return None
 
+    async def close(self) -> None:
+        """Nothing to release."""
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory since it started. VmHWM rather than ru_maxrss: on
@@ -173,9 +176,7 @@ async def _drain(
     await _bare(bare, bare_count, batch)
     bare_took = time.perf_counter() - began
     for used in (gateway, bare):
-        close = getattr(used, "close", None)
-        if close is not None:
-            await close()
+        await used.close()
     return {
         "sent": sent,
         "drain_s": took,
@@ -237,9 +238,7 @@ async def _drain_faulty(
         due = sum(count for status, count in statuses.items() if status != "held_out")
     finally:
         await db.close()
-        close = getattr(gateway, "close", None)
-        if close is not None:
-            await close()
+        await gateway.close()
     # The pace: how soon 90 % of the broadcast was taken by the gateway. Not the last one's
     # time: a retry waits its turn (5 s after a 429, 30 s after a 500) by design, and the end
     # waits on hung answers' timeouts; neither is the pace.

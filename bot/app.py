@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -93,8 +94,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 def gateway_for(settings: Settings) -> Gateway:
-    """The gateway the settings choose: the console unless KLUBB_GATEWAY is twilio. A Twilio
-    gateway holds an HTTP session: close it with `await gateway.close()`."""
+    """The gateway the settings choose: the console unless KLUBB_GATEWAY is twilio. Close it
+    when done with it (a Twilio gateway holds an HTTP session): `opened_gateway` does."""
     if settings.gateway != "twilio":
         return ConsoleGateway(settings.console_outbox)
     if not settings.twilio_account_sid:
@@ -107,15 +108,23 @@ def gateway_for(settings: Settings) -> Gateway:
     )
 
 
-async def _gateway(app: web.Application) -> AsyncIterator[None]:
-    gateway = gateway_for(app[SETTINGS])
-    app[GATEWAY] = gateway
+@contextlib.asynccontextmanager
+async def opened_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """The settings' gateway, closed on the way out: the one way `klubb serve` and
+    `klubb worker` close theirs."""
+    gateway = gateway_for(settings)
     try:
-        yield
+        yield gateway
     finally:
-        # Cleanup runs in reverse: the scheduler has stopped, so no send is left in flight.
-        if isinstance(gateway, TwilioGateway):
-            await gateway.close()
+        await gateway.close()
+
+
+async def _gateway(app: web.Application) -> AsyncIterator[None]:
+    # Cleanup runs in reverse: the scheduler has stopped before this closes the gateway, so
+    # no send is left in flight.
+    async with opened_gateway(app[SETTINGS]) as gateway:
+        app[GATEWAY] = gateway
+        yield
 
 
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:

@@ -64,3 +64,8 @@ class Gateway(Protocol):
         (same to, from and body), or None if it never did. Used to settle rows left in
         `sending` by a crash before anything is sent again."""
         ...
+
+    async def close(self) -> None:
+        """Release what the gateway holds (an HTTP session), once sending has stopped: the
+        app's cleanup and the worker's exit call it. Harmless to call again."""
+        ...

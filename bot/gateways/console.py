@@ -39,6 +39,9 @@ class ConsoleGateway:
             await asyncio.to_thread(_append, self.outbox, line)
         return provider_id
 
+    async def close(self) -> None:
+        """Nothing is held open: each line is appended to the file and the file closed."""
+
     async def find_sent(self, message: OutboundSms, since: dt.datetime) -> str | None:
         """The id of a line this gateway wrote for the same outbox row, if any."""
         if self.outbox is None:

@@ -105,6 +105,7 @@ class TwilioGateway:
         return self._session
 
     async def close(self) -> None:
+        """Close the HTTP session, if one was opened (the next send would open another)."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

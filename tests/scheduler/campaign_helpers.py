@@ -42,6 +42,9 @@ class RecordingGateway:
         self.sent.append(message)
         return f"SMfake{self.counter:06d}"
 
+    async def close(self) -> None:
+        """Nothing to release."""
+
     async def find_sent(self, message: OutboundSms, since: dt.datetime) -> str | None:
         for index, sent in enumerate(self.sent):
             if (sent.to, sent.from_, sent.body) == (message.to, message.from_, message.body):
