@@ -161,7 +161,7 @@ def env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("KLUBB_GATEWAY", "KLUBB_CONSOLE_OUTBOX", "KLUBB_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KLUBB_DATABASE_URL", database_url)
-    monkeypatch.setattr("bot.cli.report._now", lambda: NOW)
+    monkeypatch.setattr("bot.cli.report.utc_now", lambda: NOW)
     return database_url
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import getpass
 import sys
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from bot.cli.common import (
 )
 from bot.settings import Settings
 from store import admins, programs
+from store.clock import utc_now
 from store.errors import InvalidSetting, NotFound
 from store.models import AdminAccount, Program
 
@@ -103,7 +103,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
                 email=email,
                 password_hash=password_hash,
                 role=args.role,
-                now=dt.datetime.now(dt.UTC),
+                now=utc_now(),
             )
         except InvalidSetting as exc:
             raise Failure(exc.reason) from None

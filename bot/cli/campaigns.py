@@ -27,6 +27,7 @@ from bot.cli.common import (
 )
 from bot.settings import Settings
 from store import campaigns, segments
+from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program, Segment
 
@@ -129,7 +130,7 @@ def _filter_error(exc: InvalidInput) -> Usage:
 
 
 def _segment_save(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     try:
         filter_ = _filter_of(args)
     except Usage as exc:
@@ -148,7 +149,7 @@ def _segment_save(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _segment_list(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def listing(session: Session, program: Program) -> str:
         zone = ZoneInfo(program.timezone)
@@ -168,7 +169,7 @@ def _segment_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _segment_show(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def show(session: Session, program: Program) -> str:
         segment = _segment(session, program, args.name)
@@ -187,7 +188,7 @@ def _segment_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _segment_count(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     try:
         filter_ = _filter_of(args)
     except Usage as exc:
@@ -245,7 +246,7 @@ def _campaign_send(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     def create(session: Session, program: Program) -> _Made:
-        return _create(session, program, args, texts, at, dt.datetime.now(dt.UTC))
+        return _create(session, program, args, texts, at, utc_now())
 
     def run(keep: bool) -> tuple[int, _Made | None]:
         return run_in_club("campaign", args, settings, create, keep=keep)
@@ -515,7 +516,7 @@ def _campaign_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _campaign_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def cancel(session: Session, program: Program) -> str:
         campaign = _campaign(session, program, args.id)

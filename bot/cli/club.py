@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 from typing import Any
 
@@ -14,6 +13,7 @@ from bot.cli.common import NoClub, add_club_options, chosen_club, run_once, sche
 from bot.cli.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings
 from store import admins, apikeys, migrate, programs
+from store.clock import utc_now
 from store.errors import InvalidSetting, NotFound, StoreError
 from store.models import Program
 from store.phones import club_number
@@ -104,7 +104,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
     club["numbers"] = numbers
     if not schema_is_current(settings):
         return 1
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     # The demo owner's password, hashed before the unit of work (argon2 is slow on purpose).
     password = admins.new_password() if args.demo else ""
     password_hash = admins.hash_password(password) if args.demo else ""
@@ -189,7 +189,7 @@ def _apikey(args: argparse.Namespace, settings: Settings, work: Any) -> int:
 
 
 def _apikey_create(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def create(session: Session, program: Program) -> tuple[str, str]:
         key, secret = apikeys.create(
@@ -231,7 +231,7 @@ def _apikey_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def revoke(session: Session, program: Program) -> tuple[str, None]:
         key = apikeys.revoke(session, program.id, args.name, now)

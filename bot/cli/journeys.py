@@ -27,6 +27,7 @@ from bot.cli.common import (
 from bot.settings import Settings
 from scheduler.jobs import JOURNEYS_EVERY_MINUTES
 from store import campaigns, journeys, tiers
+from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program
 
@@ -168,7 +169,7 @@ def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
         for language in locales.LANGUAGES
         if (text := getattr(args, f"text_{language}") or args.text) is not None
     }
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def switch_on(session: Session, program: Program) -> str:
         trigger = args.trigger

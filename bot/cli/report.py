@@ -18,6 +18,7 @@ import locales
 from bot.cli.common import Usage, add_club_options, columns, labelled, printed, run_in_club
 from bot.settings import Settings
 from store import reports
+from store.clock import utc_now
 from store.errors import InvalidInput
 from store.models import Program
 
@@ -53,17 +54,13 @@ def add_commands(commands: Any) -> None:
     report.set_defaults(command=_report)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         start, end = _day("--from", args.start), _day("--to", args.end)
     except Usage as exc:
         print(f"klubb report: {exc}", file=sys.stderr)
         return 2
-    now = _now()
+    now = utc_now()
 
     def work(session: Session, program: Program) -> str:
         chosen = _period(program, start, end, now)
