@@ -3,7 +3,6 @@ and the status callbacks of the messages Klubb sent."""
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import re
@@ -16,6 +15,7 @@ import locales
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
 from flows.conversation import InboundText, UnknownClub, handle_text, replay
 from store import delivery
+from store.clock import utc_now
 from store.messages import SeenBefore
 from store.phones import club_number, to_e164
 
@@ -54,7 +54,7 @@ async def inbound_sms(request: web.Request) -> web.Response:
         from_number=sender,
         to_number=receiver,
         body=readable(params.get("Body", "")),
-        received_at=dt.datetime.now(dt.UTC),
+        received_at=utc_now(),
     )
     try:
         turn = functools.partial(handle_text, text=text, clubs=request.app[CLUBS])
@@ -97,7 +97,7 @@ async def message_status(request: web.Request) -> web.Response:
     if sender is None:
         return _problem(400, f"From is not a phone number or short code: {params['From'][:40]!r}")
     clubs = request.app[CLUBS]
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def record(session: Session) -> bool:
         program = clubs.by_number(session, sender)

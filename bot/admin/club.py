@@ -3,7 +3,6 @@ bad field in one section never loses what was typed in another."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from bot.admin.render import (
 from bot.keys import DB
 from locales import LANGUAGES, text
 from store import apikeys, club_rules, coupons, programs, tiers
+from store.clock import utc_now
 from store.errors import InvalidSetting, NotFound
 from store.models import ApiKey, CouponTemplate, Program
 
@@ -805,7 +805,7 @@ async def create_key(request: web.Request) -> web.StreamResponse:
                 name=name,
                 store=store or None,
                 scopes=scopes,
-                now=dt.datetime.now(dt.UTC),
+                now=utc_now(),
             )
         except InvalidSetting as exc:
             raise Refused({exc.field: ("admin.settings.error.apikey." + exc.field, {})}) from None
@@ -852,7 +852,7 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
 
     def work(session: Session) -> None:
         try:
-            apikeys.revoke_id(session, admin.program_id, key_id, dt.datetime.now(dt.UTC))
+            apikeys.revoke_id(session, admin.program_id, key_id, utc_now())
         except NotFound:
             raise web.HTTPNotFound() from None
 

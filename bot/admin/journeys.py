@@ -16,6 +16,7 @@ from bot.admin.render import coupon_title, money, page
 from bot.keys import DB
 from locales import LANGUAGES, segments
 from store import campaigns, coupons, journeys, programs
+from store.clock import utc_now
 from store.errors import InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program
 
@@ -130,7 +131,7 @@ def _save(
                     session,
                     program,
                     trigger,
-                    now=dt.datetime.now(dt.UTC),
+                    now=utc_now(),
                     active=active,
                     texts=texts,
                     settings=settings,
@@ -153,7 +154,7 @@ def _read(program_id: int, language: str) -> Any:
         assert program is not None
         have = {j.trigger: j for j in journeys.all_of(session, program_id)}
         offered = {template.id: template for template in coupons.templates(session, program_id)}
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         return [
             _shown(session, program, t, have.get(t), offered, language, now)
             for t in journeys.TRIGGERS

@@ -18,6 +18,7 @@ from bot.api.auth import bearer_secret
 from bot.keys import API_KEYS, DB
 from store import apikeys
 from store.apikeys import Caller
+from store.clock import utc_now
 from store.errors import (
     Conflict,
     InvalidInput,
@@ -170,7 +171,7 @@ class Operation:
             for p in self.params
         }
         body = await self._read_body(request) if self.body is not None else {}
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         return await self.handler(Call(request, caller, body, params, now))
 
     async def _read_body(self, request: web.Request) -> dict[str, Any]:
@@ -211,7 +212,7 @@ async def authenticate(request: web.Request) -> Caller:
     cache = request.app[API_KEYS]
     caller = cache.get(secret)
     if caller is None:
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         caller = await request.app[DB].run(lambda session: apikeys.verify(session, secret, now))
         if caller is None:
             raise ApiError(

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from scheduler.gateway import OutboundSms
+from store.clock import utc_now
 
 log = logging.getLogger("klubb.console")
 
@@ -28,7 +29,7 @@ class ConsoleGateway:
                 "body": message.body,
                 "id": provider_id,
                 "reference": message.reference,
-                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "at": utc_now().isoformat(timespec="seconds"),
             },
             ensure_ascii=False,
         )

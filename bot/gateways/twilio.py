@@ -32,6 +32,7 @@ from scheduler.gateway import (
     Throttled,
     Transient,
 )
+from store.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ def _seconds(retry_after: str | None) -> float | None:
     when = _rfc2822(retry_after)
     if when is None:
         return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return max(0.0, (when - utc_now()).total_seconds())
 
 
 def _rfc2822(value: object) -> dt.datetime | None:
