@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
-from bot.app import create_app, gateway_for
+from bot.app import create_app, opened_gateway
 from bot.cli.common import run_once, schema_is_current
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
@@ -90,22 +90,21 @@ async def _work(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     db = open_database(settings.database_url)
-    gateway = gateway_for(settings)
     try:
-        async with running_scheduler(
-            db,
-            gateway,
-            send_rate=settings.send_rate,
-            in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+        async with (
+            opened_gateway(settings) as gateway,
+            running_scheduler(
+                db,
+                gateway,
+                send_rate=settings.send_rate,
+                in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+            ),
         ):
             log.info("klubb worker: sending and running jobs; Ctrl-C to stop")
             await stop.wait()
             log.info("klubb worker: stopping after the batch in hand")
         log.info("klubb worker: stopped")
     finally:
-        close = getattr(gateway, "close", None)
-        if close is not None:
-            await close()
         await db.close()
     return 0
 
