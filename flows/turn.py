@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.keywords import Intent
+from store.states import MemberStatus
 
-# Member status values (store.models.Member.status).
-PENDING = "pending"
-ACTIVE = "active"
-STOPPED = "stopped"
+# The member statuses a step asks about: the store's, not a copy.
+PENDING = MemberStatus.PENDING
+ACTIVE = MemberStatus.ACTIVE
+STOPPED = MemberStatus.STOPPED
 
 
 @dataclass(frozen=True, slots=True)

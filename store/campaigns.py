@@ -16,21 +16,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import locales
-from store import outreach, programs, segments
+from store import outreach, programs, segments, states
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program, Segment, Tier
+from store.states import CampaignStatus, OutboxStatus
 
 BROADCAST, JOURNEY = "broadcast", "journey"
 SCHEDULED, PLANNING, SENDING, DONE, CANCELLED = (
-    "scheduled",
-    "planning",
-    "sending",
-    "done",
-    "cancelled",
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.PLANNING,
+    CampaignStatus.SENDING,
+    CampaignStatus.DONE,
+    CampaignStatus.CANCELLED,
 )
 # A broadcast's messages (and its coupons) are written while it is planned: before that, none.
 NOT_SENT = (SCHEDULED, PLANNING)
-ACTIVE, PAUSED = "active", "paused"
+ACTIVE, PAUSED = CampaignStatus.ACTIVE, CampaignStatus.PAUSED
 # What a broadcast's text may say about the member; journeys add their own (store.journeys).
 PLACEHOLDERS = frozenset({"first_name", "points", "tier", "coupon_code", "club"})
 MAX_TEXT = 640  # four GSM-7 segments: more is a letter, not an SMS
@@ -369,12 +370,12 @@ def cancel(session: Session, program_id: int, campaign_id: int, now: dt.datetime
         raise Conflict("not_a_broadcast", "pause a journey instead of cancelling it")
     if campaign.status in (DONE, CANCELLED):
         raise Conflict(f"campaign_{campaign.status}", f"the campaign is already {campaign.status}")
-    campaign.status = CANCELLED
+    campaign.status = states.move("broadcast", campaign.status, CANCELLED, what=campaign.id)
     campaign.finished_at = now
     waiting = session.execute(
         update(_OUTBOX)
-        .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.status == "queued")
-        .values(status="skipped", error="cancelled")
+        .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.status == OutboxStatus.QUEUED)
+        .values(status=OutboxStatus.SKIPPED, error="cancelled")
     )
     return int(waiting.rowcount or 0)
 
@@ -545,14 +546,14 @@ def plan_chunk(
     program = session.get(Program, campaign.program_id)
     assert program is not None
     if campaign.status == SCHEDULED:
-        campaign.status = PLANNING
+        campaign.status = states.move("broadcast", SCHEDULED, PLANNING, what=campaign.id)
     low = campaign.planned_through
     # Chunks are id ranges: the newest id is a lookup on the primary key, while counting off
     # the club's next 5,000 ids would read them. (With several clubs a chunk holds fewer of
     # this club's members; it stays one range scan.)
     newest = session.scalar(select(func.max(_MEMBERS.c.id))) or 0
     if low >= newest:
-        campaign.status = SENDING
+        campaign.status = states.move("broadcast", campaign.status, SENDING, what=campaign.id)
         campaign.planned_at = now
         return Planned(0, True)
     high = min(low + chunk, newest)
@@ -572,7 +573,8 @@ def _plan_range(
     moment = _first_send(program, campaign, now)
     sender = programs.numbers(session, program.id)[0]
     status = case(
-        (control_hash(campaign.id) < campaign.control_percent, "held_out"), else_="queued"
+        (control_hash(campaign.id) < campaign.control_percent, OutboxStatus.HELD_OUT),
+        else_=OutboxStatus.QUEUED,
     )
     chosen = select(
         _MEMBERS.c.program_id,
@@ -606,11 +608,15 @@ def finished() -> ColumnElement[bool]:
         select(_OUTBOX.c.id)
         .where(
             _OUTBOX.c.campaign_id == Campaign.id,
-            _OUTBOX.c.status.in_(("queued", "sending")),
+            _OUTBOX.c.status.in_((OutboxStatus.QUEUED, OutboxStatus.SENDING)),
         )
         .exists()
     )
     return and_(Campaign.kind == BROADCAST, Campaign.status == SENDING, ~waiting)
+
+
+states.require("broadcast", (SENDING, DONE))  # finish_sent's WHERE (finished()) holds SENDING
+states.require("outbox", (OutboxStatus.QUEUED, OutboxStatus.SKIPPED))  # cancel's bulk UPDATE
 
 
 def finish_sent(session: Session, now: dt.datetime) -> int:
@@ -656,7 +662,7 @@ def outcome(session: Session, campaign_id: int) -> Outcome:
     skipped = dict(
         session.execute(
             select(_OUTBOX.c.error, func.count())
-            .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.status == "skipped")
+            .where(_OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.status == OutboxStatus.SKIPPED)
             .group_by(_OUTBOX.c.error)
         ).all()
     )
@@ -664,7 +670,7 @@ def outcome(session: Session, campaign_id: int) -> Outcome:
         by_status={str(k): int(v) for k, v in statuses.items()},
         delivered=int(delivery.get("delivered", 0)),
         undelivered=int(delivery.get("undelivered", 0)),
-        failed=int(delivery.get("failed", 0)) + int(statuses.get("failed", 0)),
+        failed=int(delivery.get("failed", 0)) + int(statuses.get(OutboxStatus.FAILED, 0)),
         skipped={str(k or "?"): int(v) for k, v in skipped.items()},
     )
 

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from store.models import ConsentEvent, Member
+from store.states import MemberStatus
 
 MARKETING_SMS = "marketing_sms"
 GRANT = "grant"
@@ -141,7 +142,7 @@ def marketing_since(session: Session, member: Member) -> dt.datetime | None:
     The one question the planner and the sender both ask: an active member whose latest
     consent event is a grant.
     """
-    if member.status != "active":
+    if member.status != MemberStatus.ACTIVE:
         return None
     # Read on the connection with a statement built once (MYDATA asks on the SQLite writer's
     # hot path; the log is only ever written the same way, so there is nothing to flush first).

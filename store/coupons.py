@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from store import campaigns
 from store.errors import Conflict, InvalidSetting, NotFound
 from store.models import Campaign, Coupon, CouponTemplate, Program, PunchCard, Purchase
+from store.states import CouponState
 
 WELCOME = "welcome"
 BIRTHDAY = "birthday"
@@ -382,12 +383,12 @@ def find(session: Session, program_id: int, code: str) -> Held | None:
 def state(coupon: Coupon, now: dt.datetime) -> str:
     """valid, redeemed, expired or not_yet_valid."""
     if coupon.redeemed_at is not None:
-        return "redeemed"
+        return CouponState.REDEEMED
     if coupon.valid_until <= now:
-        return "expired"
+        return CouponState.EXPIRED
     if coupon.valid_from > now:
-        return "not_yet_valid"
-    return "valid"
+        return CouponState.NOT_YET_VALID
+    return CouponState.VALID
 
 
 def redeem(
@@ -427,9 +428,9 @@ def redeem(
 
 
 _REASONS = {
-    "redeemed": "the coupon has already been redeemed",
-    "expired": "the coupon has expired",
-    "not_yet_valid": "the coupon is not valid yet",
+    CouponState.REDEEMED: "the coupon has already been redeemed",
+    CouponState.EXPIRED: "the coupon has expired",
+    CouponState.NOT_YET_VALID: "the coupon is not valid yet",
 }
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 import locales
-from store import campaigns, coupons, ledger, outreach, programs, tiers
+from store import campaigns, coupons, ledger, outreach, programs, states, tiers
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import (
     Campaign,
@@ -46,6 +46,7 @@ from store.models import (
     Tier,
     UTCDateTime,
 )
+from store.states import OutboxStatus
 
 WELCOME, BIRTHDAY, EXPIRING, BALANCE = "welcome", "birthday", "expiring", "balance"
 AFTER_PURCHASE, WINBACK, NEAR_TIER, TIER_REACHED = (
@@ -176,7 +177,8 @@ def set_active(session: Session, program_id: int, trigger: str, active: bool) ->
     journey = _journey(session, program_id, trigger)
     if journey is None:
         raise NotFound("journey", trigger)
-    journey.status = campaigns.ACTIVE if active else campaigns.PAUSED
+    new = campaigns.ACTIVE if active else campaigns.PAUSED
+    journey.status = states.move("journey", journey.status, new, what=journey.id)
     return journey
 
 
@@ -237,7 +239,8 @@ def update(
     if journey is None:
         journey = create(session, program, trigger=trigger, now=now, active=False)
     if active is not None:
-        journey.status = campaigns.ACTIVE if active else campaigns.PAUSED
+        new = campaigns.ACTIVE if active else campaigns.PAUSED
+        journey.status = states.move("journey", journey.status, new, what=journey.id)
     journey.texts = kept
     journey.coupon_template_id = template.id if template is not None else None
     if parameters is not None:
@@ -443,7 +446,7 @@ class _Chunk:
 
     def status(self, journey: Campaign) -> ColumnElement[str]:
         held = campaigns.control_hash(journey.id) < journey.control_percent
-        return case((held, "held_out"), else_="queued")
+        return case((held, OutboxStatus.HELD_OUT), else_=OutboxStatus.QUEUED)
 
     def insert(
         self,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from store import coupons, ledger, tiers
 from store.models import LedgerEntry, Member, Program
+from store.states import MemberStatus
 
 ON_SIGNUP = "signup"
 ON_PURCHASE = "purchase"
@@ -52,7 +53,7 @@ def referrer(session: Session, program_id: int, code: str) -> int | None:
         select(Member.id).where(
             Member.program_id == program_id,
             Member.referral_code == coupons.normalize(code),
-            Member.status == "active",
+            Member.status == MemberStatus.ACTIVE,
         )
     )
 
@@ -110,7 +111,11 @@ def signed_up(
     with no birthday given yet, since an answer under the club's minimum age erases them
     instead. Idempotent; True if it rewarded now."""
     friend = member.referred_by_id
-    if program.referral_trigger != ON_SIGNUP or friend is None or member.status != "active":
+    if (
+        program.referral_trigger != ON_SIGNUP
+        or friend is None
+        or member.status != MemberStatus.ACTIVE
+    ):
         return False
     if in_questions and member.birthday is None:
         return False
@@ -187,7 +192,7 @@ def birthday_coupons(session: Session, program: Program, now: dt.datetime) -> in
     found = session.scalars(
         select(Member.id).where(
             Member.program_id == program.id,
-            Member.status == "active",
+            Member.status == MemberStatus.ACTIVE,
             Member.birthday.is_not(None),
             month_day.in_(days),
         )

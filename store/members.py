@@ -13,13 +13,15 @@ from sqlalchemy.orm import Session, make_transient, make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
+from store import states
 from store.models import InboundMessage, Member, OutboxMessage, ProfileAnswer, Program
+from store.states import MemberStatus
 
-PENDING = "pending"
-ACTIVE = "active"
-STOPPED = "stopped"
-ERASED = "erased"
-STATUSES = frozenset({PENDING, ACTIVE, STOPPED, ERASED})
+PENDING = MemberStatus.PENDING
+ACTIVE = MemberStatus.ACTIVE
+STOPPED = MemberStatus.STOPPED
+ERASED = MemberStatus.ERASED
+STATUSES = frozenset(MemberStatus)
 
 
 def hash_phone(program: Program, phone: str) -> str:
@@ -243,7 +245,7 @@ def create(
 def set_status(member: Member, status: str, now: dt.datetime) -> None:
     if status not in STATUSES:
         raise ValueError(f"unknown member status {status!r}")
-    member.status = status
+    member.status = states.move("member", member.status, status, what=member.id)
     member.updated_at = now
     if status == ACTIVE and member.joined_at is None:
         member.joined_at = now

@@ -11,10 +11,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from store.models import InboundMessage, OutboxMessage
+from store.states import OutboxStatus
 
 # Outbox kinds and statuses (store.sending moves rows on from queued).
 REPLY, SYSTEM, MARKETING = "reply", "system", "marketing"
-SENT_INLINE, QUEUED = "sent_inline", "queued"
+SENT_INLINE, QUEUED = OutboxStatus.SENT_INLINE, OutboxStatus.QUEUED
 
 
 # Built once: these run on every inbound text (the hot path), and building a statement

@@ -11,11 +11,12 @@ from phonenumbers import timezone as phone_zones
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select
 
 from store.models import Member, OutboxMessage, Program
+from store.states import MemberStatus, OutboxStatus
 
 # The cap counts marketing messages within this rolling window.
 CAP_WINDOW = dt.timedelta(days=30)
 # Rows that are, or will be, an SMS in the member's phone (held_out and skipped are not).
-COUNTED = ("queued", "sending", "sent")
+COUNTED = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.SENT)
 MARKETING = "marketing"
 
 _MEMBERS = Member.__table__
@@ -26,7 +27,7 @@ def may_receive() -> ColumnElement[bool]:
     """Consent and reachability as SQL over `members`: an active member (the latest consent
     event is a grant; a STOP makes the member stopped) whose number has not been flagged."""
     return and_(
-        _MEMBERS.c.status == "active",
+        _MEMBERS.c.status == MemberStatus.ACTIVE,
         _MEMBERS.c.phone.is_not(None),
         _MEMBERS.c.undeliverable_at.is_(None),
     )
@@ -73,7 +74,7 @@ _SENT_RECENTLY = (
         # (all of a running campaign's sent rows) for each batch instead of 500 members' own.
         _OUTBOX.c.kind == MARKETING,
         _OUTBOX.c.member_id.in_(bindparam("member_ids", expanding=True)),
-        func.coalesce(_OUTBOX.c.status, "").in_(("sending", "sent")),
+        func.coalesce(_OUTBOX.c.status, "").in_((OutboxStatus.SENDING, OutboxStatus.SENT)),
         _OUTBOX.c.send_after > bindparam("since"),
         _OUTBOX.c.id.not_in(bindparam("claiming", expanding=True)),
     )

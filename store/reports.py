@@ -74,6 +74,7 @@ from store.models import (
     Refund,
     UTCDateTime,
 )
+from store.states import OutboxStatus
 
 WEEK, MONTH, AUTO = "week", "month", "auto"
 GRAINS = (WEEK, MONTH)
@@ -106,7 +107,7 @@ _INSTANT = UTCDateTime()
 _DAY = dt.timedelta(days=1)
 # The outbox statuses of a campaign's rows that a report compares: the message left Klubb, or
 # the member was held out as the control group.
-_SENT, _HELD_OUT = "sent", "held_out"
+_SENT, _HELD_OUT = OutboxStatus.SENT, OutboxStatus.HELD_OUT
 
 
 # --- the period -------------------------------------------------------------------------------

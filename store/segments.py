@@ -93,6 +93,7 @@ from store.models import (
     Tier,
     UTCDateTime,
 )
+from store.states import MemberStatus
 from store.text import check_text
 
 MAX_DEPTH = 8
@@ -547,8 +548,8 @@ def _consent(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     # status is maintained from the consent log: active while the latest marketing event is a
     # grant; stopped, pending and erased members have no marketing consent.
     if leaf["value"] is negate:
-        return _MEMBERS.c.status != "active"
-    return _MEMBERS.c.status == "active"
+        return _MEMBERS.c.status != MemberStatus.ACTIVE
+    return _MEMBERS.c.status == MemberStatus.ACTIVE
 
 
 def _language(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:

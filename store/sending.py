@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import locales
-from store import campaigns, coupons, delivery, journeys, outreach
+from store import campaigns, coupons, delivery, journeys, outreach, states
 from store.models import (
     Campaign,
     Coupon,
@@ -26,10 +26,20 @@ from store.models import (
     Program,
     Tier,
 )
+from store.states import MemberStatus, OutboxStatus
 
 log = logging.getLogger(__name__)
 
-QUEUED, SENDING, SENT, FAILED, SKIPPED = "queued", "sending", "sent", "failed", "skipped"
+QUEUED, SENDING, SENT, FAILED, SKIPPED = (
+    OutboxStatus.QUEUED,
+    OutboxStatus.SENDING,
+    OutboxStatus.SENT,
+    OutboxStatus.FAILED,
+    OutboxStatus.SKIPPED,
+)
+# The bulk UPDATEs below restrict the old status in their WHERE: the outbox table's rules.
+states.require("outbox", (QUEUED, SENDING), (SENDING, SENT), (SENDING, FAILED), (SENDING, QUEUED))
+states.require("outbox", (QUEUED, SKIPPED), (SENDING, SKIPPED))
 MAX_ATTEMPTS = 8
 FIRST_RETRY = dt.timedelta(seconds=30)
 LAST_RETRY = dt.timedelta(hours=1)
@@ -224,7 +234,7 @@ def _held_back(
     and again at hand-off. A member who texted STOP is no longer active."""
     if status is None or phone is None:
         return "erased"
-    if status != "active":
+    if status != MemberStatus.ACTIVE:
         return "no_consent"
     if undeliverable_at is not None:
         return "undeliverable"

@@ -29,6 +29,7 @@ from locales import sms
 from store import campaigns, coupons, reports, segments
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Member, Program, Segment
+from store.states import OutboxStatus
 from store.text import check_text
 
 routes = web.RouteTableDef()
@@ -334,7 +335,7 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
         rows = []
         for campaign in listed:
             tally = counts[campaign.id]
-            planned = sum(tally.values()) - tally.get("held_out", 0)
+            planned = sum(tally.values()) - tally.get(OutboxStatus.HELD_OUT, 0)
             rows.append(
                 {
                     "id": campaign.id,
@@ -342,7 +343,7 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
                     "status": campaign.status,
                     "when": _moment(campaign.send_at, zone, language),
                     "planned": planned if tally else None,
-                    "sent": tally.get("sent", 0),
+                    "sent": tally.get(OutboxStatus.SENT, 0),
                 }
             )
         return rows

@@ -30,6 +30,7 @@ from store import (
 )
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
 from store.models import InboundMessage, Member, OutboxMessage, Program
+from store.states import OutboxStatus
 
 routes = web.RouteTableDef()
 
@@ -46,9 +47,7 @@ LISTS: dict[str, tuple[str, int]] = {
 }
 LINES_SHOWN = 3  # lines of a purchase named in its summary; the rest are counted
 # The words a status, kind or channel may have: anything else is shown as stored, never a 500.
-OUTBOX_STATUSES = frozenset(
-    {"sent_inline", "queued", "sending", "sent", "failed", "skipped", "held_out"}
-)
+OUTBOX_STATUSES = frozenset(OutboxStatus)
 DELIVERIES = frozenset({"delivered", "undelivered", "failed"})
 ERASE_WORDING = "erase.admin"
 

@@ -33,6 +33,7 @@ from bot.keys import DB, IMPORTS
 from locales import text
 from store import exports, imports, programs
 from store.models import Program
+from store.states import ImportState
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -47,7 +48,12 @@ CHUNK = 64 * 1024
 # A plain form (no JavaScript) carries the file and its fields: room for both.
 UPLOAD_OVERHEAD = 64 * 1024
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
-RUNNING, DONE, REFUSED, FAILED = "running", "done", "refused", "failed"
+RUNNING, DONE, REFUSED, FAILED = (
+    ImportState.RUNNING,
+    ImportState.DONE,
+    ImportState.REFUSED,
+    ImportState.FAILED,
+)
 # A run stopped by a shutdown or an error can go on from its last committed batch.
 RESUMABLE = ("stopped", "other")
 # How long a shutdown waits for running imports (100,000 rows take about 20 s) before it

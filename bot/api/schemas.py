@@ -20,6 +20,7 @@ from jsonschema.exceptions import ValidationError, best_match
 import locales
 from store import apikeys, coupons, members
 from store.ledger import MAX_ADJUSTMENT  # ledger points are a 32-bit INTEGER
+from store.states import CouponState
 
 MAX_ID = 2**63 - 1  # BIGINT
 MAX_QTY = 1_000_000
@@ -237,7 +238,7 @@ MEMBER: dict[str, Any] = {
     "properties": {
         "id": MEMBER_ID,
         "phone": {"type": "string", "description": "E.164"},
-        "status": {"enum": sorted(members.STATUSES - {members.ERASED})},
+        "status": {"enum": sorted(str(s) for s in members.STATUSES - {members.ERASED})},
         "first_name": nullable({"type": "string"}),
         "language": {"enum": list(locales.LANGUAGES)},
         "joined_at": nullable(DATE_TIME),
@@ -272,7 +273,7 @@ COUPON: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "code": {"type": "string", "description": "as shown to the member: ABCD-2345"},
-        "state": {"enum": ["valid", "redeemed", "expired", "not_yet_valid"]},
+        "state": {"enum": [str(s) for s in CouponState]},
         "kind": {"enum": list(coupons.KINDS)},
         "benefit": {"type": "string", "description": "what it gives, in the member's language"},
         "discount_percent": nullable({"type": "integer"}),
