@@ -119,6 +119,7 @@ class Member(Base):
 
     status: pending (asked to confirm joining), active, stopped (texted STOP: nothing is sent
     until START or JOIN) or erased (personal data removed; only the salted hash remains).
+    The values and the changes allowed between them: store.states (MemberStatus, "member").
     """
 
     __tablename__ = "members"
@@ -267,7 +268,8 @@ class OutboxMessage(Base):
 
     kind: reply (answered inline in the webhook), system or marketing.
     status: sent_inline, queued, sending, sent, failed, skipped (a guard rail held it back at
-    sending; `error` says which) or held_out (the campaign's control group: recorded, not sent).
+    sending; `error` says which) or held_out (the campaign's control group: recorded, not sent);
+    store.states.OutboxStatus and its "outbox" table.
     delivery: what the carrier said afterwards (delivered, undelivered, failed), via callbacks.
 
     A campaign's row is unique per (campaign, member, occasion): planning twice plans once, and
@@ -361,7 +363,7 @@ class Campaign(Base):
     catalog's wording for its trigger. filter: the segment's filter as it was when the
     campaign was planned (a segment edited later doesn't change who a sent campaign reached).
     status: broadcasts go scheduled -> planning -> sending -> done, or cancelled; journeys are
-    active or paused.
+    active or paused (store.states: CampaignStatus, the "broadcast" and "journey" tables).
     """
 
     __tablename__ = "campaigns"
