@@ -30,6 +30,7 @@ from store import campaigns, segments
 from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program, Segment
+from store.states import OutboxStatus
 
 _CREATED_BY = "cli"
 
@@ -436,7 +437,9 @@ def _campaign_list(args: argparse.Namespace, settings: Settings) -> int:
         rows = []
         for campaign in campaigns.all_of(session, program.id):
             outcome = campaigns.outcome(session, campaign.id)
-            planned = sum(outcome.by_status.values()) - outcome.by_status.get("held_out", 0)
+            planned = sum(outcome.by_status.values()) - outcome.by_status.get(
+                OutboxStatus.HELD_OUT, 0
+            )
             unplanned = campaign.status == campaigns.SCHEDULED and not outcome.by_status
             rows.append(
                 (
@@ -445,7 +448,7 @@ def _campaign_list(args: argparse.Namespace, settings: Settings) -> int:
                     campaign.status,
                     short_time(campaign.send_at, zone) if campaign.send_at else "-",
                     "-" if unplanned else f"{planned:,}",
-                    "-" if unplanned else f"{outcome.by_status.get('sent', 0):,}",
+                    "-" if unplanned else f"{outcome.by_status.get(OutboxStatus.SENT, 0):,}",
                 )
             )
         if not rows:
@@ -494,13 +497,13 @@ def _campaign_show(args: argparse.Namespace, settings: Settings) -> int:
             lines += _indented(f"{language}: {text}")
         outcome = campaigns.outcome(session, campaign.id)
         counts = [
-            ("queued", outcome.by_status.get("queued", 0)),
-            ("sending", outcome.by_status.get("sending", 0)),
-            ("sent", outcome.by_status.get("sent", 0)),
+            ("queued", outcome.by_status.get(OutboxStatus.QUEUED, 0)),
+            ("sending", outcome.by_status.get(OutboxStatus.SENDING, 0)),
+            ("sent", outcome.by_status.get(OutboxStatus.SENT, 0)),
             ("delivered", outcome.delivered),
             ("undelivered", outcome.undelivered),
             ("failed", outcome.failed),
-            ("held out", outcome.by_status.get("held_out", 0)),
+            ("held out", outcome.by_status.get(OutboxStatus.HELD_OUT, 0)),
         ]
         lines.append("outcome")
         lines += [labelled(label, f"{value:,}") for label, value in counts]

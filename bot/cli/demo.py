@@ -27,6 +27,7 @@ from store import (
     members,
     profile,
     purchases,
+    states,
 )
 from store.earning import Line
 from store.models import (
@@ -38,6 +39,7 @@ from store.models import (
     Program,
     PunchCard,
 )
+from store.states import OutboxStatus
 
 DEMO_CLUB = {
     "name": "Torshov Sport",
@@ -352,7 +354,7 @@ class _Story:
             select(OutboxMessage).where(OutboxMessage.campaign_id == campaign.id)
         ).all()
         for row in rows:
-            sent = row.status == "queued"
+            sent = row.status == OutboxStatus.QUEUED
             if sent:
                 member = session.get(Member, row.member_id)
                 assert member is not None
@@ -360,7 +362,9 @@ class _Story:
                 body = campaign.texts[language].format(
                     first_name=member.first_name or "", club=self.program.name
                 )
-                row.status = "sent"
+                # The demo replays the lifecycle the sender would: claimed, then sent.
+                claimed = states.move("outbox", row.status, OutboxStatus.SENDING, what=row.id)
+                row.status = states.move("outbox", claimed, OutboxStatus.SENT, what=row.id)
                 row.body = campaigns.compose(body, language, self.program.name)
                 row.segments = 1
                 row.attempts = 1

@@ -122,7 +122,7 @@ _STATUS_CONTEXT = re.compile(
 )
 SCANNED = ("bot", "flows", "scheduler", "store")
 # bot/cli* is being moved into bot/cli/ right now: its literals are listed in the issue.
-SKIPPED = ("store/migrations/", "store/states.py", "bot/cli")
+SKIPPED = ("store/migrations/", "store/states.py")
 
 
 def _scanned() -> list[Path]:
