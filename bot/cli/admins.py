@@ -79,20 +79,26 @@ def read_password(stdin: TextIO) -> str:
     return stdin.readline().rstrip("\r\n")
 
 
+def _password_hash() -> str | None:
+    """The password read from the terminal or stdin, hashed here, before any unit of work
+    (argon2 is slow on purpose); None, said on stderr, when it can't be used."""
+    try:
+        return admins.hash_password(read_password(sys.stdin))
+    except Usage as exc:
+        print(f"klubb admin: {exc}", file=sys.stderr)
+    except InvalidSetting as exc:
+        print(f"klubb admin: the password must have {exc.reason}", file=sys.stderr)
+    return None
+
+
 def _create(args: argparse.Namespace, settings: Settings) -> int:
     try:
         email = admins.normalize_email(args.email)
     except InvalidSetting as exc:
         print(f"klubb admin: --email: {exc.reason}", file=sys.stderr)
         return 2
-    try:
-        # Hashed here, before the unit of work: argon2 is slow on purpose.
-        password_hash = admins.hash_password(read_password(sys.stdin))
-    except Usage as exc:
-        print(f"klubb admin: {exc}", file=sys.stderr)
-        return 2
-    except InvalidSetting as exc:
-        print(f"klubb admin: the password must have {exc.reason}", file=sys.stderr)
+    password_hash = _password_hash()
+    if password_hash is None:
         return 2
 
     def create(session: Session, program: Program) -> str:
@@ -147,14 +153,8 @@ def _password(args: argparse.Namespace, settings: Settings) -> int:
     code = _on_account(settings, email, lambda session, account: "")
     if code != 0:
         return code
-    try:
-        # Hashed here, before the unit of work: argon2 is slow on purpose.
-        password_hash = admins.hash_password(read_password(sys.stdin))
-    except Usage as exc:
-        print(f"klubb admin: {exc}", file=sys.stderr)
-        return 2
-    except InvalidSetting as exc:
-        print(f"klubb admin: the password must have {exc.reason}", file=sys.stderr)
+    password_hash = _password_hash()
+    if password_hash is None:
         return 2
 
     def change(session: Session, account: AdminAccount) -> str:
