@@ -98,9 +98,9 @@ async def _plan(url: str) -> dict[str, Any]:
     from sqlalchemy import select
 
     from scheduler.jobs import plan_broadcasts
-    from store import campaigns, segments
     from store.database import open_database
     from store.models import Program
+    from store.outreach import campaigns, segments
 
     db = open_database(url)
     try:
@@ -194,9 +194,9 @@ async def _drain_faulty(
     from sqlalchemy import func, select
 
     from scheduler import sender
-    from store import sending
     from store.database import open_database
     from store.models import OutboxMessage
+    from store.outreach import sending
 
     gateway = _gateway(twilio)
     db = open_database(url)

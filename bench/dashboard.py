@@ -47,8 +47,9 @@ class Timed:
 async def measure(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
     from sqlalchemy import func, select
 
-    from store import members, reports
+    from store import reports
     from store.database import open_database
+    from store.members import members
     from store.models import Member, Program, ProgramNumber, Purchase
 
     db = open_database(url)
@@ -151,7 +152,7 @@ async def page(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
 
     from bot.app import create_app
     from bot.settings import Settings
-    from store import admins
+    from store.clubs import admins
     from store.database import open_database
     from store.models import Program, ProgramNumber
 

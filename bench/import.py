@@ -1,7 +1,7 @@
 """Import bench: 100,000 CSV rows through store/imports.py, and POINTS answered meanwhile.
 
 Klubb's run is what the admin's import does after the upload: read (decode, delimiter, header),
-check every row (phone numbers through store.phones, dates, language, duplicates), plan them
+check every row (phone numbers through store.members.phones, dates, language, duplicates), plan them
 against the club (already a member, erased) and land them a batch per transaction
 (imports.BATCH rows) with a consent event each. The bare baseline, in the same process and
 database, is a plain executemany of the same rows (numbers already in E.164) into the members
@@ -47,8 +47,10 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app
 from bot.keys import DB
 from bot.settings import Settings
-from store import imports, members, migrate, programs
+from store import migrate
+from store.clubs import programs
 from store.database import Database, open_database
+from store.members import imports, members
 from store.models import ConsentEvent, Member, Program
 
 TARGET_SECONDS = 60.0

@@ -289,7 +289,7 @@ async def populate(url: str, count: int) -> str:
                         {
                             "program_id": program_id,
                             "phone": phone,
-                            # As store.members.hash_phone computes it.
+                            # As store.members.members.hash_phone computes it.
                             "phone_hash": hashlib.sha256(f"{salt}:{phone}".encode()).hexdigest(),
                             "status": "active",
                             "language": "en" if index % 10 == 3 else None,

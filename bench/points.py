@@ -112,7 +112,7 @@ class Club:
     id: int
     salt: str
     currency: str
-    lot_end: Any  # earned_at -> when the lot ends (store.ledger.lot_end for this club)
+    lot_end: Any  # earned_at -> when the lot ends (store.loyalty.ledger.lot_end for this club)
     rewards: tuple[tuple[int, str, int, int], ...]  # (template id, key, cost, valid days)
     welcome: tuple[int, int] | None  # (template id, valid days)
     top_tier: int | None
@@ -123,7 +123,7 @@ def simulate(
 ) -> History:
     """`events` purchases, claims, bonuses and refunds at random instants from `start` to `now`,
     then `pad` small bonuses just before `now`; every lot past its end by `now` expired (the daily
-    job has run). Spends, refunds and expiries take from the oldest lots first, as store.ledger
+    job has run). Spends, refunds and expiries take from the oldest lots first, as loyalty.ledger
     does (a refund takes what is left when the points were spent)."""
     rng = random.Random(seed)
     span = (now - start).total_seconds() - 3600
@@ -141,7 +141,7 @@ def simulate(
         nonlocal balance
         while open_lots and open_lots[0].expires_at <= instant:
             lot = open_lots.popleft()
-            # Dated when the lot ended, as store.ledger._expire writes it.
+            # Dated when the lot ended, as store.loyalty.ledger._expire writes it.
             entries.append(Entry(lot.expires_at, "expire", -lot.remaining, closes=lot))
             balance -= lot.remaining
             lot.remaining = 0
@@ -231,7 +231,7 @@ class Populated:
 async def read_club(conn: Any) -> Club:
     from sqlalchemy import select
 
-    from store import ledger
+    from store.loyalty import ledger
     from store.models import CouponTemplate, Program, ProgramNumber, Tier
 
     program = (
@@ -536,7 +536,7 @@ def coupon_rows(
 ) -> list[dict[str, Any]]:
     """A welcome coupon per member (at joining) and one per reward claimed, numbered in time
     order, with unique codes."""
-    from store.coupons import ALPHABET, CODE_LENGTH
+    from store.loyalty.coupons import ALPHABET, CODE_LENGTH
 
     issued: list[tuple[dt.datetime, int, int, int, str, dt.datetime | None]] = []
     for phone, found, joined, _ in plan:
@@ -737,9 +737,9 @@ async def statement_costs(
     from sqlalchemy import event
 
     from flows import conversation
-    from store import members as store_members
-    from store import programs
+    from store.clubs import programs
     from store.database import open_database
+    from store.members import members as store_members
 
     db = open_database(url)
     # As the webhook does: the club (and what the turn caches of it) from its directory.

@@ -163,7 +163,7 @@ async def measure(
 
 async def make_key(url: str) -> str:
     """An API key for the demo club, made through the store as `klubb apikey create` does."""
-    from store import apikeys, programs
+    from store.clubs import apikeys, programs
     from store.database import open_database
 
     db = open_database(url)

@@ -3,7 +3,7 @@
 Fills one club (the demo club of `klubb init --demo`, plus a second choice question) with
 `--members` members — birthdays, languages, tiers, stores, profile answers for about 60 %,
 purchases with lines for about 30 %, point lots for about 40 % — by bulk insert (sqlite3
-executemany, or COPY on PostgreSQL), then times `store.segments.count` through Klubb's own
+executemany, or COPY on PostgreSQL), then times `store.outreach.segments.count` through Klubb's own
 `Database` for each filter shape, best of `--repeats`, and prints the plan of each. Target
 (../shared/PERFORMANCE.md): every shape under 1 s on SQLite. See bench/README.md.
 """
@@ -317,7 +317,7 @@ async def read_club(url: str) -> Club:
     """The demo club, with a second (single) choice question added."""
     from sqlalchemy import select
 
-    from store import programs
+    from store.clubs import programs
     from store.database import open_database
     from store.models import ProfileQuestion, Program, ProgramNumber, Tier
 
@@ -710,9 +710,9 @@ async def measure(
 ) -> list[Timed]:
     from sqlalchemy import func, select, text
 
-    from store import segments
     from store.database import open_database
     from store.models import Member, Program, ProgramNumber
+    from store.outreach import segments
 
     members = Member.__table__
     db = open_database(url)

@@ -22,8 +22,8 @@ from bot.security import security_headers
 from bot.settings import Settings, SettingsError
 from scheduler.gateway import Gateway
 from scheduler.jobs import running_scheduler
+from store.clubs.programs import ClubDirectory
 from store.database import open_database
-from store.programs import ClubDirectory
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

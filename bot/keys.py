@@ -10,8 +10,8 @@ from twilio.request_validator import RequestValidator
 from bot.api.auth import KeyCache
 from bot.settings import Settings
 from scheduler.gateway import Gateway
+from store.clubs.programs import ClubDirectory
 from store.database import Database
-from store.programs import ClubDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)

@@ -14,10 +14,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 import locales
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
 from flows.conversation import InboundText, UnknownClub, handle_text, replay
-from store import delivery
 from store.clock import utc_now
-from store.messages import SeenBefore
-from store.phones import club_number, to_e164
+from store.members.phones import club_number, to_e164
+from store.outreach import delivery
+from store.outreach.messages import SeenBefore
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

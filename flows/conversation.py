@@ -45,20 +45,12 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import fit_one, segments
-from store import (
-    consent,
-    coupons,
-    loyalty,
-    members,
-    messages,
-    privacy,
-    programs,
-    purchases,
-    rewards,
-    tiers,
-)
-from store import profile as answers
+from store.clubs import programs
+from store.loyalty import coupons, perks, purchases, rewards, tiers
+from store.members import consent, members, privacy
+from store.members import profile as answers
 from store.models import CouponTemplate, Member, Program
+from store.outreach import messages
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +268,7 @@ def _loyalty(
     setup = clubs.loyalty(session, program)
     points_view = coupons_view = rewards_view = None
     if router.POINTS in parts:
-        points = loyalty.summary(
+        points = perks.summary(
             session, program, member.id, member.columns["tier_id"], now, setup.ladder
         )
         standing, expiry = points.standing, points.expiry
@@ -370,9 +362,9 @@ def _apply(
         member.updated_at = now
     joined = any(isinstance(effect, GrantConsent) for effect in outcome.effects)
     if member is not None and member.referred_by_id is not None and (signing_up or joined):
-        # A friend's referral waits for the age check (loyalty.signed_up): never for someone
+        # A friend's referral waits for the age check (perks.signed_up): never for someone
         # the birthday question turns away.
-        loyalty.signed_up(session, program, member, now, in_questions=member.flow == profile.FLOW)
+        perks.signed_up(session, program, member, now, in_questions=member.flow == profile.FLOW)
     return member
 
 
@@ -413,7 +405,7 @@ def _apply_one(
             first_time = member.joined_at is None
             members.set_status(member, members.ACTIVE, now)
             referral = (member.flow_data or {}).get("referral_code")
-            loyalty.on_joined(
+            perks.on_joined(
                 session,
                 program,
                 member,
@@ -430,7 +422,7 @@ def _apply_one(
             produced["date"] = last_day(claimed.held.coupon.valid_until, zone)
             produced["count"] = claimed.balance
         case ShowReferralCode() if member is not None:
-            produced["code"] = loyalty.referral_code(session, member)
+            produced["code"] = perks.referral_code(session, member)
         case WithdrawConsent(reason=reason):
             if member is None:
                 member = members.new(program, text.from_number, status=members.STOPPED, now=now)
@@ -498,7 +490,7 @@ def _wording_shown(
 
 
 def club_params(program: Program) -> dict[str, Any]:
-    """The club's own placeholders, which every message may use (store.programs.sms_values:
+    """The club's own placeholders, which every message may use (store.clubs.programs.sms_values:
     the till's enrolment SMS uses the same)."""
     return programs.sms_values(program)
 

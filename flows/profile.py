@@ -27,7 +27,7 @@ from flows.turn import (
     reply,
 )
 from locales.sms import is_gsm7
-from store import profile as questions_asked
+from store.members import profile as questions_asked
 
 FLOW = questions_asked.FLOW
 MAX_TEXT_ANSWER = 100
@@ -95,7 +95,7 @@ def answer(turn: Turn) -> Outcome:
 
 
 def ask(question: Question, turn: Turn) -> Reply:
-    """The question as a reply in the member's language (store.profile.asked: the same rule
+    """The question as a reply in the member's language (store.members.profile.asked: the same rule
     the till's enrolment SMS and the check of the club's wording use)."""
     message_id, params = questions_asked.asked(
         question.kind, question.prompt, question.choices, turn.language

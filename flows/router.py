@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from flows import help as help_flow
-from flows import join, language, loyalty, optout, privacy, profile
+from flows import join, language, optout, privacy, profile, rewards
 from flows.join import CONSENT
 from flows.turn import KEEP, STOPPED, Outcome, Reply, Turn
 
@@ -35,10 +35,10 @@ KEYWORDS: dict[str, Step] = {
     "lang": language.change,
     "mydata": privacy.mydata,
     "delete": privacy.delete,
-    "points": loyalty.points,
-    "coupons": loyalty.coupons,
-    "claim": loyalty.claim,
-    "invite": loyalty.invite,
+    "points": rewards.points,
+    "coupons": rewards.coupons,
+    "claim": rewards.claim,
+    "invite": rewards.invite,
 }
 
 # The parts of a LoyaltyView a keyword can ask for.

@@ -54,7 +54,7 @@ _DATE_PATTERNS = {"nb": "dd.MM.yyyy", "sv": "yyyy-MM-dd", "en": "d MMM yyyy"}
 _ALIASES = {"no": "nb", "nn": "nb"}
 # The currency a language's "kr" means.
 _LOCAL_CURRENCY = {"nb": "NOK", "sv": "SEK"}
-# The language a number starts in, by its country code (SQL reads it too: store.campaigns).
+# The language a number starts in, by its country code (SQL reads it too: store.outreach.campaigns).
 PREFIX_LANGUAGES = (("+47", "nb"), ("+46", "sv"))
 # Babel writes an ISO code glued to the amount in en ("NOK100.00"); a space reads better.
 _CODE_BEFORE_DIGIT = re.compile(r"(?<![A-Za-z])([A-Z]{3})(?=\d)")

@@ -15,12 +15,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler import journeys, loyalty, sender
+from scheduler import daily, journeys, sender
 from scheduler.gateway import Gateway
 from scheduler.leader import Leadership
-from store import campaigns, reports, sending
+from store import reports
 from store.clock import Clock, utc_now
 from store.database import Database
+from store.outreach import campaigns, sending
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _tracked(running, _led(leadership, loyalty.run_daily)),
+        _tracked(running, _led(leadership, daily.run_daily)),
         "interval",
         hours=LOYALTY_EVERY_HOURS,
         args=(db,),

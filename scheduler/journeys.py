@@ -9,10 +9,11 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store import campaigns, journeys, programs
 from store.clock import Clock, utc_now
+from store.clubs import programs
 from store.database import Database
 from store.models import Campaign
+from store.outreach import campaigns, journeys
 
 log = logging.getLogger(__name__)
 

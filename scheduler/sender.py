@@ -22,9 +22,9 @@ from scheduler.gateway import (
     Rejected,
     Throttled,
 )
-from store import campaigns, sending
 from store.clock import Clock, utc_now
 from store.database import Database
+from store.outreach import campaigns, sending
 
 log = logging.getLogger(__name__)
 

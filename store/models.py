@@ -343,7 +343,7 @@ class DeliveryReceipt(Base):
 
 
 class Segment(Base):
-    """A saved filter over the club's members, stored as data (see store.segments)."""
+    """A saved filter over the club's members, stored as data (see store.outreach.segments)."""
 
     __tablename__ = "segments"
     __table_args__ = (UniqueConstraint("program_id", "name"),)
@@ -717,7 +717,7 @@ class AdminAccount(Base):
     role: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[dt.datetime]
     last_sign_in_at: Mapped[dt.datetime | None]
-    # Where it last signed in from: failures elsewhere don't lock it out there (store.admins).
+    # Where it last signed in from: failures elsewhere don't lock it out there (store.clubs.admins).
     last_sign_in_address: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -725,7 +725,7 @@ class AdminSession(Base):
     """A signed-in browser, kept on the server so sign-out, "sign out everywhere", a new
     password and a removed account end it at once; the (encrypted) cookie holds a random
     token, and only its SHA-256 is kept here. expires_at is the sooner of its idle and its
-    absolute end (store.admins), so one indexed test finds live sessions and prunes ended ones."""
+    absolute end (clubs.admins), so one indexed test finds live sessions and prunes ended ones."""
 
     __tablename__ = "admin_sessions"
 

@@ -60,8 +60,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from store import campaigns, consent, members
 from store.errors import InvalidInput
+from store.members import consent, members
 from store.models import (
     Campaign,
     ConsentEvent,
@@ -74,6 +74,7 @@ from store.models import (
     Refund,
     UTCDateTime,
 )
+from store.outreach import campaigns
 from store.states import OutboxStatus
 
 WEEK, MONTH, AUTO = "week", "month", "auto"
@@ -562,7 +563,7 @@ class CampaignResult:
 
     sent: handed to the gateway (outbox status sent); delivered and undelivered: as the
     carrier reported; failed: the gateway refused it or the carrier reported it failed (as
-    store.campaigns.outcome counts); skipped: held back at sending by a guard rail or a
+    store.outreach.campaigns.outcome counts); skipped: held back at sending by a guard rail or a
     cancel; held_out: the control group, recorded and not sent.
 
     recipients: the members it was sent to (whether or not the carrier delivered it); control:

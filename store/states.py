@@ -43,7 +43,7 @@ class OutboxStatus(StrEnum):
 
 
 class CouponState(StrEnum):
-    """What a coupon is now (store.coupons.state): worked out from its dates, not stored."""
+    """What a coupon is now (store.loyalty.coupons.state): worked out from its dates, not stored."""
 
     VALID = "valid"
     REDEEMED = "redeemed"

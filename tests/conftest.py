@@ -23,7 +23,8 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app
 from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from bot.settings import Settings
-from store import admins, migrate, programs
+from store import migrate
+from store.clubs import admins, programs
 from store.database import Database, open_database
 from store.models import Base
 

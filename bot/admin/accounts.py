@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from bot.admin.auth import ADMIN, TOKEN, owner_only
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
-from store import admins
 from store.clock import utc_now
+from store.clubs import admins
 from store.errors import InvalidSetting, NotFound
 from store.models import AdminAccount
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 ACCOUNT = "/admin/account"
-MAX_FIELD = 2000  # beyond any email or password (store.admins has the real limits)
+MAX_FIELD = 2000  # beyond any email or password (store.clubs.admins has the real limits)
 Error = tuple[str, dict[str, Any]]  # a catalog id and its parameters
 Errors = dict[str, Error]
 
@@ -85,7 +85,7 @@ async def _page(
 
 def _accounts(program_id: int) -> Callable[[Session], list[dict[str, Any]]]:
     def work(session: Session) -> list[dict[str, Any]]:
-        # The club's last owner is not offered for removal (store.admins.remove refuses it).
+        # The club's last owner is not offered for removal (store.clubs.admins.remove refuses it).
         return [
             _row(a) | {"removable": not admins.is_last_owner(session, a)}
             for a in admins.of_club(session, program_id)
@@ -230,7 +230,7 @@ async def confirm_remove(request: web.Request) -> web.StreamResponse:
 @owner_only
 async def remove(request: web.Request) -> web.StreamResponse:
     """Remove one of the club's accounts: its sessions end at their next request (the guard
-    finds no account). The club's last owner stays (store.admins.LastOwner)."""
+    finds no account). The club's last owner stays (store.clubs.admins.LastOwner)."""
     account_id = path_id(request, "account_id")
     admin = request[ADMIN]
 

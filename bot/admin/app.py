@@ -23,12 +23,12 @@ from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
 from bot.keys import IMPORTS
 from bot.settings import Settings
-from store import admins
+from store.clubs import admins
 
 log = logging.getLogger(__name__)
 
 COOKIE = "klubb_admin"
-# The cookie lives as long as a signed-in session may (store.admins.LIFETIME; its row on the
+# The cookie lives as long as a signed-in session may (store.clubs.admins.LIFETIME; its row on the
 # server decides, and ends sooner when idle or signed out); the cookie's encryption carries the
 # time it was written, so an older cookie is refused even if a browser keeps it.
 SESSION_SECONDS = int(admins.LIFETIME.total_seconds())

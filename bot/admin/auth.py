@@ -1,6 +1,6 @@
 """Who is asking: the admin's session, its CSRF token, roles, and the language pages speak.
 
-A signed-in session is a row on the server (store.admins.start_session); the encrypted cookie
+A signed-in session is a row on the server (store.clubs.admins.start_session); the encrypted cookie
 holds its random token and the CSRF token, so ending the row (sign-out, "sign out everywhere", a
 new password, a removed account, its idle or absolute expiry) ends every copy of the cookie.
 
@@ -25,15 +25,15 @@ from yarl import URL
 from bot.keys import DB
 from bot.security import PAGE_HEADERS
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
-from store import admins
 from store.clock import utc_now
+from store.clubs import admins
 from store.errors import InvalidInput
 from store.text import check_text
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SIGN_IN = "/admin/sign-in"
-# What a signed-in session's cookie holds: the token of its row (store.admins.start_session).
+# What a signed-in session's cookie holds: the token of its row (store.clubs.admins.start_session).
 SESSION_KEY = "session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -195,7 +195,7 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
 
 
 def signed_in(session: Session, token: str) -> None:
-    """Make the cookie's session the signed-in one whose token store.admins gave."""
+    """Make the cookie's session the signed-in one whose token store.clubs.admins gave."""
     session[SESSION_KEY] = token
 
 
@@ -209,7 +209,7 @@ def _load(token: str, now: dt.datetime) -> Callable[[DbSession], admins.Signed |
 async def _signed(request: web.Request, token: str) -> Admin | None:
     """The session's account, or None if its row has ended. Every admin request reads it, with
     one lookup beside the writer (Database.read); its last request is written at most every
-    store.admins.SEEN_EVERY, so most requests never wait for the writer."""
+    store.clubs.admins.SEEN_EVERY, so most requests never wait for the writer."""
     db = request.config_dict[DB]
     now = utc_now()
     found = await db.read(_load(token, now))

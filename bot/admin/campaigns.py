@@ -26,9 +26,11 @@ from bot.admin.render import (
 )
 from bot.keys import DB
 from locales import sms
-from store import campaigns, coupons, reports, segments
+from store import reports
 from store.errors import Conflict, InvalidInput, NotFound
+from store.loyalty import coupons
 from store.models import Campaign, CouponTemplate, Member, Program, Segment
+from store.outreach import campaigns, segments
 from store.states import OutboxStatus
 from store.text import check_text
 
@@ -37,10 +39,10 @@ routes = web.RouteTableDef()
 LANGUAGES = locales.LANGUAGES
 EVERYONE, MEMBERS, SEGMENT = "everyone", "members", "segment:"
 NOW, LATER = "now", "later"
-# The member condition that a list of chosen members becomes (store.segments' `member` field).
+# The member condition that a list of chosen members becomes (outreach.segments' `member` field).
 MEMBER_FIELD = "member"
 MAX_CHOSEN = 1000
-# Statuses a broadcast can still be cancelled in (store.campaigns.cancel refuses the others).
+# Statuses a broadcast can still be cancelled in (outreach.campaigns.cancel refuses the others).
 CANCELLABLE = (campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)
 RECIPIENTS_SHOWN = 50
 MAX_AUDIENCE_BODY = 32 * 1024  # an audience of MAX_CHOSEN ids is about 20 kB
@@ -259,7 +261,7 @@ def _chosen_names(session: Session, program_id: int, ids: list[int]) -> list[str
 
 def _counter_data(session: Session, program: Program) -> dict[str, Any]:
     """What campaigns.js needs to size a text as the server does: the GSM-7 alphabet and its
-    extension, the typographic replacements store.campaigns.compose makes (locales.sms), the
+    extension, the typographic replacements outreach.campaigns.compose makes (locales.sms), the
     sample values of each language, the club's name it puts first and the opt-out line."""
     return {
         "basic": "".join(sorted(sms.GSM7_BASIC)),

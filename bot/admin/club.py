@@ -27,9 +27,10 @@ from bot.admin.render import (
 )
 from bot.keys import DB
 from locales import LANGUAGES, text
-from store import apikeys, club_rules, coupons, programs, tiers
 from store.clock import utc_now
+from store.clubs import apikeys, club_rules, programs
 from store.errors import InvalidSetting, NotFound
+from store.loyalty import coupons, tiers
 from store.models import ApiKey, CouponTemplate, Program
 
 log = logging.getLogger(__name__)

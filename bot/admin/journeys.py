@@ -15,10 +15,12 @@ from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import coupon_title, money, page
 from bot.keys import DB
 from locales import LANGUAGES, segments
-from store import campaigns, coupons, journeys, programs
 from store.clock import utc_now
+from store.clubs import programs
 from store.errors import InvalidInput, NotFound
+from store.loyalty import coupons
 from store.models import Campaign, CouponTemplate, Program
+from store.outreach import campaigns, journeys
 
 routes = web.RouteTableDef()
 

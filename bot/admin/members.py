@@ -17,18 +17,10 @@ from bot.admin.auth import ADMIN, LANGUAGE, Admin, owner_only
 from bot.admin.render import coupon_title, money, page, path_id
 from bot.keys import DB
 from flows.conversation import last_day
-from store import (
-    consent,
-    coupons,
-    ledger,
-    member_search,
-    members,
-    privacy,
-    programs,
-    purchases,
-    tiers,
-)
+from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
+from store.loyalty import coupons, ledger, purchases, tiers
+from store.members import consent, member_search, members, privacy
 from store.models import InboundMessage, Member, OutboxMessage, Program
 from store.states import OutboxStatus
 

@@ -29,9 +29,11 @@ from bot.admin.render import date_value, page, read_date
 from bot.admin.render import money as page_money
 from bot.keys import DB
 from locales import babel_locale, format_date, format_number, text
-from store import admins, members, programs, reports
+from store import reports
 from store.clock import utc_now
+from store.clubs import admins, programs
 from store.errors import InvalidInput
+from store.members import members
 from store.models import Program
 
 log = logging.getLogger(__name__)

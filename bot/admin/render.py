@@ -14,7 +14,8 @@ from aiohttp import web
 
 from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable, NotText
 from locales import benefit, format_date, format_money, format_number, sms_money, text
-from store import coupons, imports
+from store.loyalty import coupons
+from store.members import imports
 from store.models import CouponTemplate
 
 MAX_ID = 2**63 - 1  # beyond any id; PostgreSQL would refuse the parameter

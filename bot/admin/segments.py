@@ -3,8 +3,8 @@
 The builder is a server-rendered form: conditions (field, op, value) under ALL or ANY, each
 with a NOT toggle, and groups of conditions one level deep. Without JavaScript its buttons post
 the form and the page comes back with the count; segments.js serialises the same form to the
-filter JSON (store.segments) and asks /admin/api/segments/count as it changes. Every rule of a
-filter is store.segments': this module only turns the form into a filter and back."""
+filter JSON (outreach.segments) and asks /admin/api/segments/count as it changes. Every rule of a
+filter is store.outreach.segments': this module only turns the form into a filter and back."""
 
 from __future__ import annotations
 
@@ -29,10 +29,12 @@ from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import local_date, page, path_id
 from bot.keys import DB
 from locales import babel_locale, text
-from store import apikeys, programs, segments, tiers
 from store.clock import utc_now
+from store.clubs import apikeys, programs
 from store.errors import InvalidInput, NotFound
+from store.loyalty import tiers
 from store.models import Program, Segment
+from store.outreach import segments
 
 routes = web.RouteTableDef()
 

@@ -31,7 +31,8 @@ from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner
 from bot.admin.render import page
 from bot.keys import DB, IMPORTS
 from locales import text
-from store import exports, imports, programs
+from store.clubs import programs
+from store.members import exports, imports
 from store.models import Program
 from store.states import ImportState
 

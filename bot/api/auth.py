@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from store.apikeys import Caller
+from store.clubs.apikeys import Caller
 
 SCHEME = "bearer"
 MAX_SECRET = 100  # a key is 47 characters; anything far longer is not one

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from bot.api import views
 from bot.api.operations import Call, not_found
-from store import coupons
+from store.loyalty import coupons
 
 
 async def show(call: Call) -> web.Response:

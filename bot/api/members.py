@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from bot.api import schemas, views
 from bot.api.operations import ApiError, Call
 from bot.keys import CLUBS
-from store import coupons, enrolment, ledger
-from store.apikeys import Caller
-from store.phones import NOT_A_NUMBER, NOT_MOBILE, mobile_number, to_e164
+from store.clubs.apikeys import Caller
+from store.loyalty import coupons, ledger
+from store.members import enrolment
+from store.members.phones import NOT_A_NUMBER, NOT_MOBILE, mobile_number, to_e164
 
 _NOT_MOBILE = {
     NOT_A_NUMBER: "not a phone number",
@@ -26,7 +27,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 async def enrol(call: Call) -> web.Response:
     """201 with the new member (who gets the consent confirmation by SMS, then the first open
-    profile question: store.enrolment.enrol_at_till), or 200 with the member as they are when
+    profile question: members.enrolment.enrol_at_till), or 200 with the member as they are when
     the number is an active member already (and no SMS)."""
     consent = call.body["consent"]
     evidence = consent["evidence"].strip()

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.api import schemas
 from bot.api.operations import MAX_BODY, Operation
-from store import apikeys
+from store.clubs import apikeys
 
 ERRORS = {
     400: "The body is not a JSON object",

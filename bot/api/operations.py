@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from bot.api import schemas
 from bot.api.auth import bearer_secret
 from bot.keys import API_KEYS, DB
-from store import apikeys
-from store.apikeys import Caller
 from store.clock import utc_now
+from store.clubs import apikeys
+from store.clubs.apikeys import Caller
 from store.errors import (
     Conflict,
     InvalidInput,

@@ -16,12 +16,13 @@ import locales
 from bot.api import schemas, views
 from bot.api.operations import ApiError, Call
 from bot.keys import CLUBS
-from store import members, purchases
-from store.apikeys import Caller
-from store.earning import Line
+from store.clubs.apikeys import Caller
+from store.clubs.programs import ClubDirectory
+from store.loyalty import purchases
+from store.loyalty.earning import Line
+from store.members import members
+from store.members.phones import to_e164
 from store.models import Program
-from store.phones import to_e164
-from store.programs import ClubDirectory
 
 # Older sales are not a till catching up but a wrong clock (and the tier and multiplier rules
 # are not kept that far back); a sale from the future is a wrong clock too.

@@ -18,8 +18,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 import locales
-from store import apikeys, coupons, members
-from store.ledger import MAX_ADJUSTMENT  # ledger points are a 32-bit INTEGER
+from store.clubs import apikeys
+from store.loyalty import coupons
+from store.loyalty.ledger import MAX_ADJUSTMENT  # ledger points are a 32-bit INTEGER
+from store.members import members
 from store.states import CouponState
 
 MAX_ID = 2**63 - 1  # BIGINT

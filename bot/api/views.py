@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 import locales
 from bot.api.operations import REALM, ApiError, not_found
-from store import coupons, ledger, members, purchases, tiers
-from store.apikeys import Caller
+from store.clubs.apikeys import Caller
+from store.loyalty import coupons, ledger, purchases, tiers
+from store.members import members
 from store.models import Member, Program
 
 

@@ -28,8 +28,8 @@ from bot.cli.common import (
     short_time,
 )
 from bot.settings import Settings
-from store import admins, programs
 from store.clock import utc_now
+from store.clubs import admins, programs
 from store.errors import InvalidSetting, NotFound
 from store.models import AdminAccount, Program
 

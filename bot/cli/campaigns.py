@@ -26,10 +26,10 @@ from bot.cli.common import (
     short_time,
 )
 from bot.settings import Settings
-from store import campaigns, segments
 from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program, Segment
+from store.outreach import campaigns, segments
 from store.states import OutboxStatus
 
 _CREATED_BY = "cli"

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 from bot.cli.common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
 from bot.cli.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings
-from store import admins, apikeys, migrate, programs
+from store import migrate
 from store.clock import utc_now
+from store.clubs import admins, apikeys, programs
 from store.errors import InvalidSetting, NotFound, StoreError
+from store.members.phones import club_number
 from store.models import Program
-from store.phones import club_number
 
 
 def add_setup(commands: Any) -> None:

@@ -17,11 +17,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from bot.settings import Settings
-from store import coupons, migrate, programs
+from store import migrate
+from store.clubs import programs
 from store.database import open_database
 from store.errors import NotFound
+from store.loyalty import coupons
+from store.members.phones import club_number
 from store.models import CouponTemplate, Program
-from store.phones import club_number
 
 
 def schema_is_current(settings: Settings) -> bool:

@@ -18,18 +18,10 @@ from sqlalchemy.orm import Session
 import locales
 from flows.conversation import club_params
 from flows.join import CONSENT_WORDING
-from store import (
-    campaigns,
-    consent,
-    coupons,
-    enrolment,
-    journeys,
-    members,
-    profile,
-    purchases,
-    states,
-)
-from store.earning import Line
+from store import states
+from store.loyalty import coupons, purchases
+from store.loyalty.earning import Line
+from store.members import consent, enrolment, members, profile
 from store.models import (
     BonusRule,
     Campaign,
@@ -39,6 +31,7 @@ from store.models import (
     Program,
     PunchCard,
 )
+from store.outreach import campaigns, journeys
 from store.states import OutboxStatus
 
 DEMO_CLUB = {

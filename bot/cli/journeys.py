@@ -1,4 +1,4 @@
-"""`klubb journey`: a club's automated messages (store.journeys) from the terminal.
+"""`klubb journey`: a club's automated messages (store.outreach.journeys) from the terminal.
 
 Errors follow bot/cli/common.py: one line on stderr naming the trigger or flag that is wrong,
 exit 2 for input the owner can fix, 1 when the thing asked for is not there or can't be done."""
@@ -26,10 +26,11 @@ from bot.cli.common import (
 )
 from bot.settings import Settings
 from scheduler.jobs import JOURNEYS_EVERY_MINUTES
-from store import campaigns, journeys, tiers
 from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
+from store.loyalty import tiers
 from store.models import Campaign, CouponTemplate, Program
+from store.outreach import campaigns, journeys
 
 
 def add_commands(commands: Any) -> None:

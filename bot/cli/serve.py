@@ -22,9 +22,9 @@ from bot.app import create_app, opened_gateway
 from bot.cli.common import run_once, schema_is_current
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
-from store import programs
+from store.clubs import programs
 from store.database import open_database
-from store.phones import club_number, to_e164
+from store.members.phones import club_number, to_e164
 
 log = logging.getLogger("klubb")
 

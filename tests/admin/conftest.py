@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.orm import Session
 
 from bot.settings import Settings
-from store import admins, members, programs
+from store.clubs import admins, programs
 from store.database import Database
+from store.members import members
 from tests.conftest import AUTH_TOKEN, create_club, now
 
 PASSWORD = "correct horse battery staple"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from bot.admin.app import COOKIE, fernet_key
 from bot.app import create_app
 from bot.settings import Settings
-from store import admins
+from store.clubs import admins
 from store.database import Database
 from store.models import AdminAccount, AdminSession, AdminSignInFailure
 from tests.admin.conftest import (

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.app import create_app
 from bot.keys import DB
 from bot.settings import Settings
-from store import admins
+from store.clubs import admins
 from store.database import Database
 from store.models import AdminAccount, AdminSession, AdminSignInFailure
 from store.text import REASON

@@ -10,9 +10,10 @@ import re
 import pytest
 from sqlalchemy.orm import Session
 
-from store import members, segments
 from store.database import Database
+from store.members import members
 from store.models import Program
+from store.outreach import segments
 from tests.admin.conftest import OWNER, STAFF, Admin, create_member
 from tests.admin.test_campaigns import over_the_cap
 from tests.conftest import now

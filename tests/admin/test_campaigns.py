@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session
 
 import locales
 from scheduler import sender
-from store import campaigns, coupons, members, programs, segments
+from store.clubs import programs
 from store.database import Database
+from store.loyalty import coupons
+from store.members import members
 from store.models import Campaign, OutboxMessage, Program
+from store.outreach import campaigns, segments
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.conftest import CLUB_NUMBER
 from tests.scheduler.campaign_helpers import RecordingGateway, plan
@@ -264,7 +267,7 @@ async def test_a_campaign_to_chosen_members_reaches_only_them(
     signed_in: Admin, db: Database, club: int
 ) -> None:
     if "member" not in segments.FIELDS:
-        pytest.skip("store.segments has no member field yet")
+        pytest.skip("store.outreach.segments has no member field yet")
     kari = await create_member(db, club, "+4791234567", "Kari")
     await create_member(db, club, "+4798765432", "Ola")
     preview = await signed_in.post(

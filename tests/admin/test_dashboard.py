@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from bot.admin import pages
 from bot.cli.demo import fill_demo
 from locales import format_money, format_number
-from store import members, purchases, reports
+from store import reports
 from store.database import Database
-from store.earning import Line
+from store.loyalty import purchases
+from store.loyalty.earning import Line
+from store.members import members
 from store.models import Campaign, Member, Program
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from store import campaigns, coupons, journeys
 from store.database import Database
+from store.loyalty import coupons
 from store.models import CouponTemplate, Program
+from store.outreach import campaigns, journeys
 from tests.admin.conftest import OWNER, STAFF, Admin
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")

@@ -16,10 +16,13 @@ from sqlalchemy.orm import Session
 
 from bot.admin.members import MAX_PAGE, _page_number
 from bot.cli.demo import set_up_loyalty
-from store import ledger, members, messages, programs, purchases
+from store.clubs import programs
 from store.database import Database
-from store.earning import Line
+from store.loyalty import ledger, purchases
+from store.loyalty.earning import Line
+from store.members import members
 from store.models import ConsentEvent, InboundMessage, LedgerEntry, Member
+from store.outreach import messages
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.admin.members_data import with_history
 from tests.conftest import CLUB_NUMBER, now
@@ -405,7 +408,7 @@ async def test_a_common_name_is_counted_up_to_a_cap(
     admin: Admin, owner: int, db: Database, club: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("bot.admin.members.PAGE_SIZE", 2)
-    monkeypatch.setattr("store.member_search.COUNT_CAP", 3)
+    monkeypatch.setattr("store.members.member_search.COUNT_CAP", 3)
     karis = [await create_member(db, club, f"+47912345{i:02d}", "Kari") for i in range(5)]
     await admin.signed_in(OWNER)
     page = await listed(admin, "kari")

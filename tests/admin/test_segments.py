@@ -1,5 +1,5 @@
 """The segments pages, through the app on SQLite and PostgreSQL: the live count agrees with
-store.segments, a bad filter is refused naming its path, the builder works without a script,
+outreach.segments, a bad filter is refused naming its path, the builder works without a script,
 segments are saved, renamed and deleted, and only the club's owner reaches any of it."""
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 
 from bot.admin import segments as segment_pages
 from locales import text
-from store import campaigns, members, programs, segments
+from store.clubs import programs
 from store.database import Database
+from store.members import members
 from store.models import Segment
+from store.outreach import campaigns, segments
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.conftest import now
 
@@ -39,7 +41,7 @@ async def people(db: Database, club: int) -> dict[str, int]:
     }
 
     def work(session: Session) -> None:
-        from store import profile
+        from store.members import profile
         from store.models import Member, ProfileQuestion
 
         data = {

@@ -16,23 +16,15 @@ from sqlalchemy.orm import Session
 
 from bot.keys import CLUBS
 from locales.sms import over_one
-from store import (
-    apikeys,
-    campaigns,
-    club_rules,
-    coupons,
-    journeys,
-    members,
-    profile,
-    programs,
-    segments,
-    tiers,
-)
+from store.clubs import apikeys, club_rules, programs
 from store.database import Database
+from store.loyalty import coupons, tiers
+from store.members import members, profile
 from store.models import CouponTemplate, ProfileAnswer
+from store.outreach import campaigns, journeys, segments
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.conftest import now, replies_in, sign, twilio_form
-from tests.store.test_programs import sms_as_asked
+from tests.store.clubs.test_programs import sms_as_asked
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from bot.admin import transfer
 from bot.app import create_app
-from store import consent, imports, members, programs
+from store.clubs import programs
 from store.database import Database
+from store.members import consent, imports, members
 from store.models import ConsentEvent, LedgerEntry, Member, OutboxMessage, Purchase
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.conftest import now, replies_in, sign, twilio_form

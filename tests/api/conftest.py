@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.orm import Session
 
 from bot.cli.demo import DEMO_QUESTIONS
-from store import apikeys, coupons, programs
+from store.clubs import apikeys, programs
 from store.database import Database
+from store.loyalty import coupons
 from store.models import Program
 from tests.conftest import create_club, now
 

@@ -12,7 +12,7 @@ from bot.api.auth import KeyCache
 from bot.app import create_app
 from bot.keys import API_KEYS
 from bot.settings import Settings
-from store import apikeys
+from store.clubs import apikeys
 from store.database import Database
 from tests.api.conftest import API, Till, create_key, issue_coupon, revoke_key
 

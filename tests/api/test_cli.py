@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from bot.app import create_app
 from bot.cli.main import main
 from bot.settings import Settings
-from store import programs
+from store.clubs import programs
 from store.database import open_database
 from tests.api.conftest import OTHER_NUMBER, PHONE, Till
+from tests.cli.test_main import Klubb, create_demo_club, free_port
 from tests.conftest import now
-from tests.test_cli import Klubb, create_demo_club, free_port
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 import locales
 from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from scheduler import sender
-from store import enrolment
 from store.database import Database
+from store.members import enrolment
 from store.models import (
     ConsentEvent,
     CouponTemplate,

@@ -28,8 +28,10 @@ from bot.api.routes import PREFIX, ROUTES
 from bot.app import create_app
 from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from bot.settings import Settings
-from store import apikeys, coupons, enrolment, programs
+from store.clubs import apikeys, programs
 from store.database import open_database
+from store.loyalty import coupons
+from store.members import enrolment
 from tests.api.conftest import API
 from tests.conftest import now
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from store import consent
 from store.database import Database
+from store.members import consent
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
 from tests.conftest import Phone, create_club
 

@@ -13,8 +13,8 @@ from bot.cli.demo import set_up_loyalty
 from bot.keys import CLUBS
 from locales import segments
 from locales.sms import SmsSize
-from store import coupons, ledger, purchases, tiers
-from store.earning import Line
+from store.loyalty import coupons, ledger, purchases, tiers
+from store.loyalty.earning import Line
 from store.models import Coupon, Member, Program, PunchCard
 from tests.conftest import Phone
 

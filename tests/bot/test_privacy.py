@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from locales.sms import is_gsm7, segments
 from scheduler import sender
-from store import members
 from store.database import Database
+from store.members import members
 from store.models import (
     ConsentEvent,
     InboundMessage,

@@ -13,9 +13,9 @@ from playwright.sync_api import expect
 from sqlalchemy.orm import Session
 
 import locales
-from store import campaigns, segments
 from store.database import Database
 from store.models import Program
+from store.outreach import campaigns, segments
 from tests.browser.conftest import Demo, LiveServer, Screens, on_database, sign_in
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -36,7 +36,7 @@ TEXTS = [
 
 
 async def _server_sizes(db: Database, club: int, texts: list[str]) -> list[tuple[str, int, int]]:
-    """Each text sized as store.campaigns.sample_text sizes it (locales.sms.segments)."""
+    """Each text sized as store.outreach.campaigns.sample_text sizes it (locales.sms.segments)."""
 
     def work(session: Session) -> list[tuple[str, int, int]]:
         program = session.get(Program, club)

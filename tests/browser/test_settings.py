@@ -9,8 +9,9 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from store import campaigns, club_rules, journeys, programs
+from store.clubs import club_rules, programs
 from store.database import Database
+from store.outreach import campaigns, journeys
 from tests.browser.conftest import LAPTOP, PHONE, Demo, LiveServer, Screens, on_database, sign_in
 
 

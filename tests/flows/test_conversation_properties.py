@@ -17,7 +17,7 @@ from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from flows.conversation import InboundText, handle_text
 from flows.understand import understand
 from locales.sms import is_gsm7, segments
-from store import programs
+from store.clubs import programs
 from store.database import open_database
 from store.models import ConsentEvent, Member
 

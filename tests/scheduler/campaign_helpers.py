@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from scheduler import sender
 from scheduler.gateway import OutboundSms
-from store import campaigns, members
 from store.database import Database
+from store.members import members
 from store.models import Campaign, Member, OutboxMessage, Program
+from store.outreach import campaigns
 
 # A Tuesday at 10:00 in Oslo: inside sending hours.
 T0 = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)

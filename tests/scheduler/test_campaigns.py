@@ -12,9 +12,10 @@ from sqlalchemy import select, update
 
 from scheduler import sender
 from scheduler.gateway import InvalidNumber, OptedOut, Throttled, Transient
-from store import campaigns, coupons, segments
 from store.errors import InvalidInput, NotFound
+from store.loyalty import coupons
 from store.models import Coupon, Member, OutboxMessage, Program
+from store.outreach import campaigns, segments
 from tests.conftest import CLUB_NUMBER, Phone
 from tests.scheduler.campaign_helpers import (
     T0,
@@ -311,7 +312,7 @@ class TestSending:
         await plan(db, campaign_id)
         gateway = RecordingGateway()
         # A sender claims a batch, hands half of it to the gateway, and dies.
-        from store import sending
+        from store.outreach import sending
 
         claimed = await db.run(functools.partial(sending.claim, now=T0, limit=10))
         for row in claimed[:5]:
@@ -330,7 +331,7 @@ class TestSending:
         await add_members(db, club, 3)
         campaign_id = await broadcast(db, club)
         await plan(db, campaign_id)
-        from store import sending
+        from store.outreach import sending
 
         await db.run(functools.partial(sending.claim, now=T0, limit=3))
         gateway = RecordingGateway()
@@ -359,7 +360,7 @@ class TestSending:
         gateway = RecordingGateway(errors={phone: Transient("503", "503")})
         moment = T0
         waits = []
-        from store import sending
+        from store.outreach import sending
 
         for _ in range(sending.MAX_ATTEMPTS):
             await send(db, gateway, now=moment)
@@ -394,7 +395,7 @@ class TestSending:
 
 async def test_system_messages_still_go_out(db, club):
     def work(session):
-        from store import messages
+        from store.outreach import messages
 
         row = messages.enqueue(
             session,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from scheduler import sender
-from store import campaigns, journeys
 from store.models import Member, OutboxMessage, Program
+from store.outreach import campaigns, journeys
 from tests.conftest import CLUB_NUMBER
 from tests.scheduler.campaign_helpers import (
     T0,

@@ -13,11 +13,12 @@ from sqlalchemy import select
 import locales
 from scheduler import journeys as job
 from scheduler import sender
-from scheduler.loyalty import run_daily
-from store import campaigns, coupons, journeys, purchases, rewards
-from store.earning import Line
+from scheduler.daily import run_daily
 from store.errors import Conflict, InvalidInput, NotFound
+from store.loyalty import coupons, purchases, rewards
+from store.loyalty.earning import Line
 from store.models import Coupon, Member, OutboxMessage, Program
+from store.outreach import campaigns, journeys
 from tests.conftest import create_club
 from tests.scheduler.campaign_helpers import (
     T0,

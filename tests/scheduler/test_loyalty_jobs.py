@@ -6,9 +6,10 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from scheduler.loyalty import run_daily
-from store import coupons, ledger, members, purchases, tiers
-from store.earning import Line
+from scheduler.daily import run_daily
+from store.loyalty import coupons, ledger, purchases, tiers
+from store.loyalty.earning import Line
+from store.members import members
 from store.models import Coupon, LedgerEntry, Member, Program
 
 EARNED = dt.datetime(2024, 1, 15, 12, tzinfo=dt.UTC)

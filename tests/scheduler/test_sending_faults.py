@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler import sender
-from store import coupons, messages, sending
 from store.clock import utc_now
 from store.database import Database, open_database
+from store.loyalty import coupons
 from store.models import Coupon, OutboxMessage, Program
+from store.outreach import messages, sending
 from tests.conftest import CLUB_NUMBER, Phone
 from tests.fakes.twilio_server import FakeTwilio, parse_faults
 from tests.scheduler.campaign_helpers import (
@@ -327,7 +328,7 @@ class TestHandOffCheck:
 
     async def test_a_campaign_cancelled_since_the_claim_is_not_handed_over(self, db, club):
         """The owner cancels while rows are in hand: they are skipped as cancelled."""
-        from store import campaigns
+        from store.outreach import campaigns
 
         await add_members(db, club, 3)
         campaign_id = await broadcast(db, club)

@@ -13,8 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.cli.demo import DEMO_CLUB
-from store import coupons, members, programs, purchases
-from store.earning import Line
+from store.clubs import programs
+from store.loyalty import coupons, purchases
+from store.loyalty.earning import Line
+from store.members import members
 from store.models import Coupon, CouponTemplate, Member, Program
 
 _PHONES = itertools.count()

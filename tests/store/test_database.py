@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
-from store import programs
+from store.clubs import programs
 from store.database import Database, SqliteDatabase, open_database
 from store.errors import Conflict, NotFound, NumberTaken
 from store.models import Program, ProgramNumber

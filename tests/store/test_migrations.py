@@ -15,9 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
-from store import members, migrate, purchases
+from store import migrate
 from store.database import open_database
-from store.earning import Line
+from store.loyalty import purchases
+from store.loyalty.earning import Line
+from store.members import members
 from store.models import Base, Member, Program
 from tests.conftest import create_club
 

@@ -15,11 +15,15 @@ from sqlalchemy import select, update
 from flows.conversation import InboundText, handle_text
 from scheduler import sender
 from scheduler.gateway import Rejected
-from store import coupons, delivery, members, programs, purchases, reports
+from store import reports
+from store.clubs import programs
 from store.database import Database
-from store.earning import Line
 from store.errors import InvalidInput
+from store.loyalty import coupons, purchases
+from store.loyalty.earning import Line
+from store.members import members
 from store.models import Coupon, Member, OutboxMessage, Program
+from store.outreach import delivery
 from tests.scheduler.campaign_helpers import (
     T0,
     RecordingGateway,

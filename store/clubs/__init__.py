@@ -1,0 +1,1 @@
+"""Clubs: their settings and numbers, admin accounts, API keys and extra earning rules."""

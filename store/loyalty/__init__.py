@@ -1,0 +1,1 @@
+"""Loyalty: the points ledger, earning, purchases, tiers, coupons, rewards and perks."""

@@ -1,0 +1,1 @@
+"""Members: joining, consent, profile answers, privacy, numbers, search, imports and exports."""

@@ -1,0 +1,1 @@
+"""Outreach: segments, campaigns, journeys, guard rails, the outbox, messages and receipts."""

@@ -1,0 +1,1 @@
+"""Tests of the klubb command (bot/cli)."""
