@@ -20,7 +20,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/inbound.py
+	$(BIN)/python tests/bench/inbound.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

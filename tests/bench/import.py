@@ -14,9 +14,9 @@ text every 20 ms from members outside the file; the POINTS latency is printed fo
 and the landing, once for each batch size given (the file's row count as one batch is how
 imports landed before issue 14: one unit of work). Target (issue 14): p99 < 100 ms on SQLite.
 
-    .venv/bin/python bench/import.py                       # SQLite in a temp dir
-    .venv/bin/python bench/import.py --pg postgresql://postgres@127.0.0.1:5432/klubb_bench
-    .venv/bin/python bench/import.py --latency --batches 100000,2000,1000,500
+    .venv/bin/python tests/bench/import.py                       # SQLite in a temp dir
+    .venv/bin/python tests/bench/import.py --pg postgresql://postgres@127.0.0.1:5432/klubb_bench
+    .venv/bin/python tests/bench/import.py --latency --batches 100000,2000,1000,500
 
 --pg drops and recreates the schema of the database it is given (never point it at the tests').
 """
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -149,7 +149,7 @@ async def bare_insert(db: Database, program: Program, rows: list[dict[str, Any]]
 
 async def one_database(url: str, rows: int, seed: int) -> dict[str, Any]:
     if not url.startswith("sqlite"):
-        # The bench owns the PostgreSQL database it is given, as bench/inbound.py does: its
+        # The bench owns the PostgreSQL database it is given, as tests/bench/inbound.py does: its
         # schema is dropped and made anew (deleting 200,000 members afterwards takes minutes).
         from inbound import reset_postgres
 

@@ -3,7 +3,8 @@
 The bare handler (run by this file with --bare-server PORT) reads the same JSON, checks a bearer
 key and answers 201 with a small JSON body, so klubb/bare is what recording a purchase costs:
 validation, the member lookup, earning rules, lines, the ledger, punch cards and the commit.
-Target (issue #3): >= 500 purchases/s on SQLite in one process, 32 in flight. See bench/README.md.
+Target (issue #3): >= 500 purchases/s on SQLite in one process, 32 in flight.
+See tests/bench/README.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Reads every text of tests/flows/data/understand_*.tsv (in its state) `--rounds` times, each
 round timed text by text after one untimed warm-up round, and prints texts/s and the median and
-p99 µs a text. Target (issue 13): median under 50 µs a text. See bench/README.md.
+p99 µs a text. Target (issue 13): median under 50 µs a text. See tests/bench/README.md.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from flows.understand import understand  # noqa: E402

@@ -3,7 +3,7 @@
 The bare handler (run by this file with --bare-server PORT) parses the same form, checks the same
 signature and answers the same kind of TwiML, so klubb/bare is what Klubb's own work costs.
 Targets (../shared/PERFORMANCE.md): klubb/bare >= 0.25 on SQLite, p99 < 50 ms at 32 in flight.
-See bench/README.md.
+See tests/bench/README.md.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 AUTH_TOKEN = "bench-auth-token"
 PUBLIC_URL = "https://klubb.example.com"
 WEBHOOK = "/sms/twilio"

@@ -1,8 +1,8 @@
 """Bench: plan a broadcast to a club of 1,000,000 members, then drain it through a fake gateway.
 
-    .venv/bin/python bench/campaign.py [--members 1000000] [--database-url URL]
+    .venv/bin/python tests/bench/campaign.py [--members 1000000] [--database-url URL]
 
-Fills a club with bench/segments.py's generator (members, answers, purchases, points), adds a
+Fills a club with tests/bench/segments.py's generator (members, answers, purchases, points), adds a
 previous campaign so the cap has rows to read, then, each phase in a process of its own so
 its peak memory is its own:
 - plan: a broadcast to a segment, with the guard rails and a 10% control group, planned the

@@ -1,10 +1,10 @@
 """Points bench: the POINTS reply for members with a 10,000-entry ledger against short ledgers.
 
-Starts `klubb serve` (as bench/inbound.py does) on a database where a few members have three
+Starts `klubb serve` (as tests/bench/inbound.py does) on a database where a few members have three
 years of ledger (earns with their lots and purchases, reward claims that spent the oldest lots,
 refunds, expiries) and a few have about ten entries, then sends them signed POINTS texts, one
 at a time and 8 in flight, checks every reply's balance and prints the latency of each. Target
-(the loyalty issue): POINTS p99 < 20 ms regardless of ledger length. See bench/README.md.
+(the loyalty issue): POINTS p99 < 20 ms regardless of ledger length. See tests/bench/README.md.
 """
 
 from __future__ import annotations
@@ -657,7 +657,7 @@ def texts(
         for group, members in (("long", populated.long), ("short", populated.short)):
             _member_id, phone, found = members[n % len(members)]
             body = rng.choice(BODIES)
-            # The signed form bench/inbound.py posts (the 19 fields Twilio sends).
+            # The signed form tests/bench/inbound.py posts (the 19 fields Twilio sends).
             request = workload._request(phone, body)
             made.append(Text(request, group, f"{locales.format_number(found.balance, 'nb')} poeng"))
     return made

@@ -5,7 +5,7 @@ Fills one club (the demo club of `klubb init --demo`, plus a second choice quest
 purchases with lines for about 30 %, point lots for about 40 % — by bulk insert (sqlite3
 executemany, or COPY on PostgreSQL), then times `store.outreach.segments.count` through Klubb's own
 `Database` for each filter shape, best of `--repeats`, and prints the plan of each. Target
-(../shared/PERFORMANCE.md): every shape under 1 s on SQLite. See bench/README.md.
+(../shared/PERFORMANCE.md): every shape under 1 s on SQLite. See tests/bench/README.md.
 """
 
 from __future__ import annotations
@@ -776,7 +776,7 @@ async def measure(
 
 
 def club_parser(description: str, repeats: str) -> argparse.ArgumentParser:
-    """The options every bench over a filled club takes (this one and bench/dashboard.py)."""
+    """The options every bench over a filled club takes (this one and tests/bench/dashboard.py)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--members", type=int, default=1_000_000, help="members in the club")
     parser.add_argument("--repeats", type=int, default=3, help=repeats)

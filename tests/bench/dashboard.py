@@ -1,13 +1,13 @@
 """Dashboard bench: the admin dashboard's figures (store.reports) over a club of 1,000,000 members.
 
-Fills the demo club with bench/segments.py's generator (members, answers, purchases with lines,
-point lots), adds a broadcast sent 10 days ago to every fifth active member with a 10 % control
-group, then times, through Klubb's own `Database`, each figure of store.reports for the last 30
-days, 90 days and 12 months (best of `--repeats`), the whole `reports.report` the dashboard
+Fills the demo club with tests/bench/segments.py's generator (members, answers, purchases with
+lines, point lots), adds a broadcast sent 10 days ago to every fifth active member with a 10 %
+control group, then times, through Klubb's own `Database`, each figure of store.reports for the last
+30 days, 90 days and 12 months (best of `--repeats`), the whole `reports.report` the dashboard
 calls, and a bare baseline in the same process: the two plain reads no dashboard can do without
-(count the active members, count and sum the period's purchases). Last, the dashboard page
-itself, `GET /admin/?from=&to=` through the app with a signed-in owner. Target (issue 6): the
-page under 1 s on SQLite. See bench/README.md.
+(count the active members, count and sum the period's purchases). Last, the dashboard page itself,
+`GET /admin/?from=&to=` through the app with a signed-in owner. Target (issue 6): the page under 1 s
+on SQLite. See tests/bench/README.md.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="don't fill: time what is there (a file bench/segments.py filled works too; the "
+        help="don't fill: time what is there (a file tests/bench/segments.py filled works too; the "
         "campaign is added when there is none)",
     )
     parser.add_argument("--analyze", action="store_true", help="ANALYZE before timing")
