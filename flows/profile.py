@@ -28,6 +28,7 @@ from flows.turn import (
 )
 from locales.sms import is_gsm7
 from store.members import profile as questions_asked
+from store.members.profile import age_on, too_young
 
 FLOW = questions_asked.FLOW
 MAX_TEXT_ANSWER = 100
@@ -122,7 +123,7 @@ def _birthday(turn: Turn, question: Question) -> Outcome:
     birthday = parse_birthday(turn.text, turn.today)
     if birthday is None:
         return Outcome.say(reply("profile.again.birthday"))
-    if age_on(birthday, turn.today) < turn.club.min_age:
+    if too_young(birthday, turn.today, turn.club.min_age):
         return Outcome.go(
             None,
             reply("profile.too_young", min_age=turn.club.min_age),
@@ -281,11 +282,6 @@ def _month_names() -> dict[str, int]:
             for number, name in get_month_names(width, locale=locale).items():
                 names[normalize(name).replace(" ", "")] = number
     return names
-
-
-def age_on(born: dt.date, day: dt.date) -> int:
-    before_birthday = (day.month, day.day) < (born.month, born.day)
-    return day.year - born.year - int(before_birthday)
 
 
 def parse_choices(text: str, question: Question, language: str) -> tuple[str, ...] | None:

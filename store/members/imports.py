@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from store.database import Database
-from store.members import consent, members
+from store.members import consent, members, profile
 from store.members.phones import NOT_A_NUMBER, mobile_number
 from store.models import Member, Program
 
@@ -403,7 +403,7 @@ def _check_row(
         birthday = parse_date(written_birthday)
         if birthday is None or birthday > now.date() or birthday.year < 1900:
             return Bad(line, raw, "birthday", {"value": written_birthday[:40]})
-        if _age_on(birthday, consent_at.astimezone(zone).date()) < min_age:
+        if profile.too_young(birthday, consent_at.astimezone(zone).date(), min_age):
             return Bad(line, raw, "too_young", {"age": min_age})
     first_name = _cell(cells, mapping.get(FIRST_NAME))[:60] or None
     wording = _cell(cells, mapping.get(WORDING)) or None
@@ -459,10 +459,6 @@ def _parse_time(text: str) -> dt.time | None:
         except ValueError:
             continue
     return None
-
-
-def _age_on(birthday: dt.date, day: dt.date) -> int:
-    return day.year - birthday.year - ((day.month, day.day) < (birthday.month, birthday.day))
 
 
 # --- landing the rows -------------------------------------------------------------------------

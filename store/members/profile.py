@@ -20,6 +20,18 @@ def step(question_id: int) -> str:
     return f"q{question_id}"
 
 
+def age_on(birthday: dt.date, day: dt.date) -> int:
+    """How old someone born on `birthday` is on `day`: a year older on the birthday itself, and
+    someone born on 29 February is a year older on 1 March in a year without one."""
+    before_birthday = (day.month, day.day) < (birthday.month, birthday.day)
+    return day.year - birthday.year - int(before_birthday)
+
+
+def too_young(birthday: dt.date, day: dt.date, min_age: int) -> bool:
+    """Under the club's minimum age on `day`: the one rule for the SMS sign-up and the import."""
+    return age_on(birthday, day) < min_age
+
+
 def in_language(texts: object, language: str) -> str:
     """The club's wording (a question or a choice's label, per language) for a member of this
     language: theirs, else English, else the first the club wrote."""

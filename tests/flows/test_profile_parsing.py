@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from flows.profile import MAX_NAME, age_on, clean_name, parse_birthday, parse_choices
+from flows.profile import MAX_NAME, clean_name, parse_birthday, parse_choices
 from flows.turn import Question
 from locales.sms import is_gsm7
 
@@ -152,28 +152,6 @@ class TestParseBirthday:
         assert parse_birthday("14.05.2026", TODAY) == TODAY
         assert parse_birthday("15.05.1905", TODAY) == dt.date(1905, 5, 15)
         assert parse_birthday("14.05.1905", TODAY) is None
-
-
-class TestAgeOn:
-    """Age in whole years, a year older on the birthday itself."""
-
-    @pytest.mark.parametrize(
-        ("born", "day", "age"),
-        [
-            (dt.date(2013, 5, 14), dt.date(2026, 5, 14), 13),
-            (dt.date(2013, 5, 15), dt.date(2026, 5, 14), 12),
-            (dt.date(2013, 6, 1), dt.date(2026, 5, 14), 12),
-            (dt.date(2013, 1, 1), dt.date(2026, 5, 14), 13),
-            (dt.date(1990, 3, 12), dt.date(2026, 5, 14), 36),
-            (dt.date(2026, 5, 14), dt.date(2026, 5, 14), 0),
-            (dt.date(2000, 2, 29), dt.date(2013, 2, 28), 12),
-            (dt.date(2000, 2, 29), dt.date(2013, 3, 1), 13),
-            (dt.date(2000, 2, 29), dt.date(2016, 2, 29), 16),
-        ],
-    )
-    def test_age(self, born: dt.date, day: dt.date, age: int) -> None:
-        """Birthdays, the day before, and 29 February (a year older on 1 March)."""
-        assert age_on(born, day) == age
 
 
 class TestCleanName:
