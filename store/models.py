@@ -754,3 +754,22 @@ class AdminSignInFailure(Base):
     email: Mapped[str] = mapped_column(String(254))
     address: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
+
+
+class MemberLink(Base):
+    """A link a member taps (purpose "page": their own page), reached by a random token of
+    which only the SHA-256 is kept. It works until expires_at, or until ended_at: erasure,
+    leaving and a number flagged undeliverable end a member's links at once (members.links)."""
+
+    __tablename__ = "member_links"
+    __table_args__ = (Index("ix_member_links_member_purpose", "member_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    # The unique index on the hash is the one lookup a tap makes.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]

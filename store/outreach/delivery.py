@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.members import links
 from store.models import DeliveryReceipt, Member, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ def flag(session: Session, member_id: int, now: dt.datetime, reason: str) -> boo
     changed = session.connection().execute(_FLAG, {"member_id": member_id, "now": now}).rowcount
     _expire(session, Member, [member_id], ["undeliverable_at"])
     if changed:
+        links.end_all(session, [member_id], now)
         log.info("member %s flagged undeliverable: %s", member_id, reason[:200])
     return bool(changed)
 
@@ -265,6 +267,7 @@ def _count_failures(
         _expire(session, Member, member_ids, ["delivery_failures", "undeliverable_at"])
         for member in flagged:
             if member.undeliverable_at is not None and member.undeliverable_at == now:
+                links.end_all(session, [member.id], now)
                 reason = (
                     f"carrier error {at_once[member.id]}"
                     if member.id in at_once

@@ -1,0 +1,113 @@
+"""Links a member taps (their own page): random tokens kept only as hashes, scoped to one member
+and one purpose, that expire and that erasure, leaving or an unreachable number end at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from store.models import Member, MemberLink
+from store.states import MemberStatus
+
+PAGE = "page"
+PURPOSES = frozenset({PAGE})
+LIFETIME = {PAGE: dt.timedelta(days=30)}
+# 16 random bytes: 128 bits (the issue asks for at least 96), 22 URL-safe characters.
+TOKEN_BYTES = 16
+# What a token can look like: a longer or odd-looking path is refused before any lookup.
+MAX_TOKEN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A live link and the member it opens."""
+
+    link_id: int
+    program_id: int
+    member_id: int
+    purpose: str
+    expires_at: dt.datetime
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue(session: Session, member: Member, now: dt.datetime, purpose: str = PAGE) -> str:
+    """A new link for the member: the token to put in the URL (only its hash is kept). Links
+    issued before keep working until they expire."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown link purpose {purpose!r}")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(
+        MemberLink(
+            program_id=member.program_id,
+            member_id=member.id,
+            purpose=purpose,
+            token_hash=token_hash(token),
+            created_at=now,
+            expires_at=now + LIFETIME[purpose],
+        )
+    )
+    return token
+
+
+def resolve(session: Session, token: str, now: dt.datetime, purpose: str = PAGE) -> Resolved | None:
+    """The live link behind `token`: not expired, not ended, of this purpose, and its member
+    still an active member whose number is reachable. None for anything else, alike."""
+    if not token or len(token) > MAX_TOKEN or not token.isascii():
+        return None
+    row = session.execute(
+        select(MemberLink, Member.status, Member.undeliverable_at)
+        .join(Member, Member.id == MemberLink.member_id)
+        .where(MemberLink.token_hash == token_hash(token))
+    ).first()
+    if row is None:
+        return None
+    link, status, undeliverable_at = row
+    if (
+        link.purpose != purpose
+        or link.ended_at is not None
+        or link.expires_at <= now
+        or status != MemberStatus.ACTIVE
+        or undeliverable_at is not None
+    ):
+        return None
+    return Resolved(link.id, link.program_id, link.member_id, link.purpose, link.expires_at)
+
+
+def end_all(
+    session: Session, member_ids: Iterable[int], now: dt.datetime, purpose: str | None = None
+) -> int:
+    """End every live link of these members (of one purpose, or all): the number ended."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return 0
+    statement = (
+        update(MemberLink)
+        .where(MemberLink.member_id.in_(ids), MemberLink.ended_at.is_(None))
+        .values(ended_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if purpose is not None:
+        statement = statement.where(MemberLink.purpose == purpose)
+    return session.execute(statement).rowcount
+
+
+def live_count(session: Session, member_id: int, now: dt.datetime) -> int:
+    """How many of the member's links still work (for tests and the admin)."""
+    return len(
+        session.scalars(
+            select(MemberLink.id).where(
+                MemberLink.member_id == member_id,
+                MemberLink.ended_at.is_(None),
+                MemberLink.expires_at > now,
+            )
+        ).all()
+    )
