@@ -27,6 +27,7 @@ from bot.admin.render import (
 from bot.keys import DB
 from locales import sms
 from store import reports
+from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.loyalty import coupons
 from store.models import Campaign, CouponTemplate, Member, Program, Segment
@@ -223,7 +224,7 @@ def _reach(
         filter = {"field": MEMBER_FIELD, "op": "in", "value": chosen[:MAX_CHOSEN]}
     else:
         filter = {"all": []}
-    return segments.reach(session, program, filter, dt.datetime.now(dt.UTC))
+    return segments.reach(session, program, filter, utc_now())
 
 
 def reach_texts(reach: segments.Reach | None, language: str) -> list[str]:
@@ -318,7 +319,7 @@ async def _show_form(
 
 
 def _example_time(request: web.Request, language: str) -> str:
-    tomorrow = dt.datetime.now(ZoneInfo(request[ADMIN].timezone)).date() + dt.timedelta(days=1)
+    tomorrow = utc_now().astimezone(ZoneInfo(request[ADMIN].timezone)).date() + dt.timedelta(days=1)
     return f"{date_value(tomorrow, language)} 10:00"
 
 
@@ -391,7 +392,7 @@ async def preview_campaign(request: web.Request) -> web.StreamResponse:
     admin = request[ADMIN]
     zone = ZoneInfo(admin.timezone)
     options = _options(form, zone)
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def work(session: Session, program: Program) -> dict[str, Any]:
         problems = _store_problems(session, program, options, now)
@@ -471,7 +472,7 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
         return await _show_form(request, form, errors, 422)
     admin = request[ADMIN]
     options = _options(form, ZoneInfo(admin.timezone))
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def work(session: Session, program: Program) -> int | dict[str, Message]:
         problems = _store_problems(session, program, options, now)
@@ -541,7 +542,7 @@ async def show_campaign(request: web.Request) -> web.StreamResponse:
     campaign_id = path_id(request, "id")
     language = request[LANGUAGE]
     zone = ZoneInfo(request[ADMIN].timezone)
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
     found = await _program(request, lambda s, p: _campaign_view(s, p, campaign_id, now, language))
     if found is None:
         raise web.HTTPNotFound()
@@ -659,7 +660,7 @@ async def confirm_cancel(request: web.Request) -> web.StreamResponse:
 async def cancel_campaign(request: web.Request) -> web.StreamResponse:
     """Cancel a broadcast: nothing more is planned and its queued messages are not sent."""
     campaign_id = path_id(request, "id")
-    now = dt.datetime.now(dt.UTC)
+    now = utc_now()
 
     def work(session: Session, program: Program) -> int | str | None:
         try:

@@ -17,6 +17,7 @@ from bot.admin.auth import ADMIN, LANGUAGE, Admin, owner_only
 from bot.admin.render import coupon_title, money, page, path_id
 from bot.keys import DB
 from flows.conversation import last_day
+from store.clock import utc_now
 from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
 from store.loyalty import coupons, ledger, purchases, tiers
@@ -137,7 +138,7 @@ async def adjust(request: web.Request) -> web.StreamResponse:
             _program(session, admin),
             found,
             points,
-            dt.datetime.now(dt.UTC),
+            utc_now(),
             reason=reason,
             actor=admin.email,
         )
@@ -213,7 +214,7 @@ async def _read_member(
         return _pages(member_id, asked, name, older=got > size(name))
 
     def read(session: Session) -> dict[str, Any]:
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         program = _program(session, admin)
         found = _member_of(session, admin, member_id)
         lots = ledger.open_lots(session, found.id, now)
@@ -409,7 +410,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
     def read(session: Session) -> dict[str, Any]:
         found = _member_of(session, admin, member_id)
-        return privacy.export(session, _program(session, admin), found, dt.datetime.now(dt.UTC))
+        return privacy.export(session, _program(session, admin), found, utc_now())
 
     data = await request.config_dict[DB].run(read)
     return web.Response(
@@ -448,7 +449,7 @@ async def erase(request: web.Request) -> web.StreamResponse:
         privacy.erase(
             session,
             found,
-            dt.datetime.now(dt.UTC),
+            utc_now(),
             wording_id=ERASE_WORDING,
             wording_language=language,
             wording_text=locales.text("admin.members.erase.logged", language),

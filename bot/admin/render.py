@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable, NotText
 from locales import benefit, format_date, format_money, format_number, sms_money, text
+from store.clock import utc_now
 from store.loyalty import coupons
 from store.members import imports
 from store.models import CouponTemplate
@@ -112,7 +113,7 @@ def local_date(request: web.Request, moment: dt.datetime | None) -> str | None:
 
 def local_today(request: web.Request) -> dt.date:
     """Today in the club's zone."""
-    return dt.datetime.now(zoneinfo.ZoneInfo(request[ADMIN].timezone)).date()
+    return utc_now().astimezone(zoneinfo.ZoneInfo(request[ADMIN].timezone)).date()
 
 
 def date_value(day: dt.date | None, language: str) -> str:

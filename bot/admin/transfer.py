@@ -31,6 +31,7 @@ from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner
 from bot.admin.render import page
 from bot.keys import DB, IMPORTS
 from locales import text
+from store.clock import utc_now
 from store.clubs import programs
 from store.members import exports, imports
 from store.models import Program
@@ -131,7 +132,7 @@ async def run(request: web.Request) -> web.StreamResponse:
                 "total": 0,
                 "mode": mode,
                 "mapping": mapping,
-                "stamp": dt.datetime.now(dt.UTC).isoformat(),
+                "stamp": utc_now().isoformat(),
                 "landed": 0,
                 "through": 0,
             },
@@ -451,7 +452,7 @@ async def _preview(
     bad: list[imports.Bad] = []
     good = 0
     if not missing:
-        checked = await _check(table, mapping, program, dt.datetime.now(dt.UTC))
+        checked = await _check(table, mapping, program, utc_now())
         known = await request.config_dict[DB].read(
             functools.partial(_against_club, program_id=admin.program_id, rows=checked.good)
         )
@@ -680,7 +681,7 @@ def _slug(name: str) -> str:
 
 
 def _today(request: web.Request) -> str:
-    return dt.datetime.now(ZoneInfo(request[ADMIN].timezone)).date().isoformat()
+    return utc_now().astimezone(ZoneInfo(request[ADMIN].timezone)).date().isoformat()
 
 
 def _attachment(name: str) -> str:
