@@ -22,7 +22,7 @@ from bot.security import security_headers
 from bot.settings import Settings, SettingsError
 from scheduler.gateway import Gateway
 from scheduler.jobs import running_scheduler
-from store.clubs.programs import ClubDirectory
+from store.clubs.directory import ClubDirectory
 from store.database import open_database
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from twilio.request_validator import RequestValidator
 from bot.api.auth import KeyCache
 from bot.settings import Settings
 from scheduler.gateway import Gateway
-from store.clubs.programs import ClubDirectory
+from store.clubs.directory import ClubDirectory
 from store.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)

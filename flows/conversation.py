@@ -45,7 +45,7 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import fit_one, segments
-from store.clubs import programs
+from store.clubs import directory, programs
 from store.loyalty import coupons, perks, purchases, rewards, tiers
 from store.members import consent, members, privacy
 from store.members import profile as answers
@@ -90,14 +90,14 @@ class TurnResult:
 
 
 def handle_text(
-    session: Session, text: InboundText, clubs: programs.ClubDirectory | None = None
+    session: Session, text: InboundText, clubs: directory.ClubDirectory | None = None
 ) -> TurnResult:
     """Apply one inbound text. A text seen before (same provider id) gets its stored reply,
     with no effect twice; one recorded by a concurrent turn since the lookup raises
     SeenBefore, and the caller's transaction is rolled back; `replay` then gives the reply.
 
     `clubs` serves the club and its questions from memory (the webhook passes its own)."""
-    clubs = clubs or programs.ClubDirectory(ttl=0)
+    clubs = clubs or directory.ClubDirectory(ttl=0)
     program = clubs.by_number(session, text.to_number)
     if program is None:
         raise UnknownClub(text.to_number)
@@ -192,7 +192,7 @@ def _turn(
     program: Program,
     member: members.MemberState | None,
     text: InboundText,
-    clubs: programs.ClubDirectory,
+    clubs: directory.ClubDirectory,
 ) -> Turn:
     view = None
     questions: tuple[Question, ...] = ()
@@ -259,7 +259,7 @@ def _loyalty(
     member: members.MemberState,
     language: str,
     now: dt.datetime,
-    clubs: programs.ClubDirectory,
+    clubs: directory.ClubDirectory,
     parts: frozenset[str] = router.LOYALTY["points"],
 ) -> LoyaltyView:
     """What POINTS, COUPONS, CLAIM and INVITE answer from: read only for those texts, and only
@@ -346,7 +346,7 @@ def _apply(
     turn: Turn,
     text: InboundText,
     produced: dict[str, Any],
-    clubs: programs.ClubDirectory,
+    clubs: directory.ClubDirectory,
 ) -> Member | None:
     """Apply the effects in order; what they make for the reply (a coupon code) goes into
     `produced`."""
@@ -377,7 +377,7 @@ def _apply_one(
     text: InboundText,
     now: dt.datetime,
     produced: dict[str, Any],
-    clubs: programs.ClubDirectory,
+    clubs: directory.ClubDirectory,
 ) -> Member | None:
     match effect:
         case RequestJoin():

@@ -17,7 +17,7 @@ from bot.api import schemas, views
 from bot.api.operations import ApiError, Call
 from bot.keys import CLUBS
 from store.clubs.apikeys import Caller
-from store.clubs.programs import ClubDirectory
+from store.clubs.directory import ClubDirectory
 from store.loyalty import purchases
 from store.loyalty.earning import Line
 from store.members import members

@@ -63,7 +63,7 @@ class Card:
 @dataclass(frozen=True, slots=True)
 class ClubRules:
     """Everything about a club that recording a purchase reads: loaded once and kept for a few
-    seconds by the API (store.clubs.programs.ClubDirectory), not read again for every sale."""
+    seconds by the API (store.clubs.directory.ClubDirectory), not read again for every sale."""
 
     multipliers: tuple[tuple[dt.date, dt.date, int], ...]
     bonuses: tuple[Bonus, ...]

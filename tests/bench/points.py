@@ -737,13 +737,13 @@ async def statement_costs(
     from sqlalchemy import event
 
     from flows import conversation
-    from store.clubs import programs
+    from store.clubs import directory
     from store.database import open_database
     from store.members import members as store_members
 
     db = open_database(url)
     # As the webhook does: the club (and what the turn caches of it) from its directory.
-    clubs = programs.ClubDirectory()
+    clubs = directory.ClubDirectory()
     with_clubs = "clubs" in inspect.signature(conversation._loyalty).parameters
     engine = db.engine.sync_engine if hasattr(db.engine, "sync_engine") else db.engine
     captured: list[tuple[str, Any]] = []

@@ -17,7 +17,7 @@ from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS
 from flows.conversation import InboundText, handle_text
 from flows.understand import understand
 from locales.sms import is_gsm7, segments
-from store.clubs import programs
+from store.clubs import directory, programs
 from store.database import open_database
 from store.models import ConsentEvent, Member
 
@@ -67,7 +67,7 @@ def test_every_sequence_of_texts_keeps_the_rules(sqlite_template: Path, tmp_path
     shutil.copy(sqlite_template, path)
     loop = asyncio.new_event_loop()
     db = open_database(f"sqlite:///{path}")
-    clubs = programs.ClubDirectory()
+    clubs = directory.ClubDirectory()
 
     def club(session) -> None:
         program = programs.create(session, **DEMO_CLUB, now=dt.datetime.now(dt.UTC))
