@@ -9,14 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidSetting, NotFound
 from store.models import Campaign, Coupon, CouponTemplate, Program, PunchCard, Purchase
-from store.outreach import campaigns
-from store.states import CouponState
+from store.states import CampaignStatus, CouponState
 
 WELCOME = "welcome"
 BIRTHDAY = "birthday"
@@ -148,24 +147,22 @@ def set_template_active(
         )
         if card is not None:
             raise InvalidSetting("active", "an active punch card gives this coupon")
+        # A journey's and a broadcast's lifecycles share no status (store.states): an active
+        # campaign is a journey that is on, a scheduled or planning one a broadcast not sent yet.
         users = session.execute(
-            select(Campaign.kind, Campaign.name)
+            select(Campaign.status, Campaign.name)
             .where(
                 Campaign.coupon_template_id == template.id,
-                or_(
-                    and_(Campaign.kind == campaigns.JOURNEY, Campaign.status == campaigns.ACTIVE),
-                    and_(
-                        Campaign.kind == campaigns.BROADCAST,
-                        Campaign.status.in_(campaigns.NOT_SENT),
-                    ),
+                Campaign.status.in_(
+                    (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED, CampaignStatus.PLANNING)
                 ),
             )
             .order_by(Campaign.id)
         ).all()
         if users:
             raise TemplateInUse(
-                journeys=[name for kind, name in users if kind == campaigns.JOURNEY],
-                broadcasts=[name for kind, name in users if kind == campaigns.BROADCAST],
+                journeys=[name for status, name in users if status == CampaignStatus.ACTIVE],
+                broadcasts=[name for status, name in users if status != CampaignStatus.ACTIVE],
             )
     template.active = active
     session.flush()
@@ -286,7 +283,7 @@ _BY_SOURCE = select(_COUPONS.c.id).where(
 
 @dataclass(frozen=True, slots=True)
 class ClubTemplates:
-    """A club's coupon templates, kept in memory by store.clubs.programs.ClubDirectory."""
+    """A club's coupon templates, kept in memory by store.clubs.directory.ClubDirectory."""
 
     by_id: dict[int, CouponTemplate]
     first_of_kind: dict[str, CouponTemplate]  # the active template used for welcome, birthday...

@@ -94,7 +94,7 @@ from store.models import (
     UTCDateTime,
 )
 from store.outreach import guard_rails
-from store.states import MemberStatus
+from store.states import CampaignStatus, MemberStatus
 from store.text import check_text
 
 MAX_DEPTH = 8
@@ -204,16 +204,15 @@ def campaigns_using(session: Session, segment: Segment) -> list[Campaign]:
     """The broadcasts made with the segment that have not been sent yet, soonest first: each
     holds a copy of the filter it was made with, so renaming, editing or deleting the segment
     does not change who they reach."""
-    # Imported here: store.outreach.campaigns reads segments when it makes a broadcast.
-    from store.outreach import campaigns
-
     return list(
         session.scalars(
             select(Campaign)
             .where(
                 Campaign.program_id == segment.program_id,
                 Campaign.segment_id == segment.id,
-                Campaign.status.in_((campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)),
+                Campaign.status.in_(
+                    (CampaignStatus.SCHEDULED, CampaignStatus.PLANNING, CampaignStatus.SENDING)
+                ),
             )
             .order_by(Campaign.send_at, Campaign.id)
         )
