@@ -13,8 +13,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 import locales
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
-from flows.conversation import InboundText, UnknownClub, handle_text, replay
+from flows.conversation import InboundText, TurnResult, UnknownClub, handle_text, replay
 from store.clock import utc_now
+from store.clubs.directory import ClubDirectory
 from store.members.phones import club_number, to_e164
 from store.outreach import delivery
 from store.outreach.messages import SeenBefore
@@ -56,22 +57,47 @@ async def inbound_sms(request: web.Request) -> web.Response:
         body=readable(params.get("Body", "")),
         received_at=utc_now(),
     )
+    turn = functools.partial(
+        _turn,
+        text=text,
+        clubs=request.app[CLUBS],
+        public_url=request.app[SETTINGS].public_url,
+    )
     try:
-        turn = functools.partial(handle_text, text=text, clubs=request.app[CLUBS])
         try:
             result = await request.app[DB].run(turn)
         except SeenBefore:
             # A retry is answered inside the turn, looked up first; this is one that raced its
             # first delivery (committed meanwhile): answered as the first time, no effect twice.
-            result = await request.app[DB].run(functools.partial(replay, text=text))
-    except UnknownClub as exc:
-        return _problem(404, f"no club answers on To number {exc.number}")
+            result = await request.app[DB].run(functools.partial(_replay, text=text))
     except Exception:
         # Never a stack trace to a member: log the whole text (so nothing is lost) and apologise.
         log.exception("turn failed for %s from %s: %r", sid, sender, text.body[:1600])
         apology = locales.render("error.try_again", locales.language_for_phone(sender))
         return twiml(apology)
+    if isinstance(result, UnknownClub):
+        return _problem(404, f"no club answers on To number {result.number}")
     return twiml(result.reply)
+
+
+def _turn(
+    session: Session, *, text: InboundText, clubs: ClubDirectory, public_url: str
+) -> TurnResult | UnknownClub:
+    """The text's turn, or the refusal that no club answers on its To number. The refusal is
+    an answer kept as a value, not raised: it comes before the turn changes anything, so the
+    other turns committed with it (a SQLite group) go on instead of running again apart."""
+    try:
+        return handle_text(session, text, clubs, public_url=public_url)
+    except UnknownClub as unknown:
+        return unknown
+
+
+def _replay(session: Session, *, text: InboundText) -> TurnResult | UnknownClub:
+    """`replay`, with the unknown club as a value like `_turn`'s."""
+    try:
+        return replay(session, text)
+    except UnknownClub as unknown:
+        return unknown
 
 
 @routes.post("/sms/twilio/status")
@@ -100,10 +126,12 @@ async def message_status(request: web.Request) -> web.Response:
     now = utc_now()
 
     def record(session: Session) -> bool:
+        """Whether a club sends from `sender` (the receipt is then recorded): an unknown club
+        is an answer, so it never makes the group of turns run again apart."""
         program = clubs.by_number(session, sender)
         if program is None:
-            raise UnknownClub(sender)
-        return delivery.record_receipt(
+            return False
+        delivery.record_receipt(
             session,
             program_id=program.id,
             provider_id=sid,
@@ -111,11 +139,10 @@ async def message_status(request: web.Request) -> web.Response:
             error_code=error_code,
             now=now,
         )
+        return True
 
-    try:
-        await request.app[DB].run(record)
-    except UnknownClub as exc:
-        return _problem(404, f"no club sends from From number {exc.number}")
+    if not await request.app[DB].run(record):
+        return _problem(404, f"no club sends from From number {sender}")
     return web.Response(status=204)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -12,12 +13,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from bot.keys import DB
 from flows import conversation
 from locales.sms import is_gsm7, segments
-from store.database import Database
+from store.database import Database, SqliteDatabase
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
 from store.outreach import messages
 from tests.conftest import (
+    CLUB_NUMBER,
     PUBLIC_URL,
     Phone,
     create_club,
@@ -452,3 +455,50 @@ class TestConcurrency:
         assert all(r.startswith("Torshov Sport: svar JA") for r in replies), replies
         assert await count(db, Member) == 1
         assert await count(db, InboundMessage) == 5
+
+    async def test_a_text_to_an_unknown_club_in_a_group_is_refused_alone(
+        self, client, club, db
+    ) -> None:
+        """Texts to a number no club answers on, arriving with other members' JOINs, get their
+        404 while every JOIN gets its opt-in, and (on SQLite) the group is not run again apart:
+        the refusal is an answer, not a failure."""
+        app_db = client.server.app[DB]
+        apart: list[int] = []
+        gate = threading.Event()
+        blocker = None
+        if isinstance(app_db, SqliteDatabase):
+            real = app_db._run_apart
+
+            def spied(jobs: Any) -> Any:
+                apart.append(len(jobs))
+                return real(jobs)
+
+            app_db._run_apart = spied  # type: ignore[method-assign]
+            # Holds the writer until every text is queued, so that they form one group.
+            blocker = asyncio.ensure_future(app_db.run(lambda _s: gate.wait(10)))
+        phones = [
+            Phone(client, f"+47912{i:05d}", to="+4799999999" if i % 2 else CLUB_NUMBER)
+            for i in range(6)
+        ]
+        texts = [asyncio.ensure_future(p.text("JOIN")) for p in phones[::2]]
+        unknown = [
+            asyncio.ensure_future(post_form(client, twilio_form(p.number, "JOIN", to=p.to)))
+            for p in phones[1::2]
+        ]
+        if isinstance(app_db, SqliteDatabase):
+            for _ in range(200):
+                if app_db._jobs.qsize() >= len(phones):
+                    break
+                await asyncio.sleep(0.01)
+            gate.set()
+            assert blocker is not None
+            await blocker
+        replies = await asyncio.gather(*texts)
+        assert all(r.startswith("Torshov Sport: svar JA") for r in replies), replies
+        for response in await asyncio.gather(*unknown):
+            assert response.status == 404
+            assert "+4799999999" in await error_of(response)
+        assert apart == []
+        statuses = await db.run(lambda s: s.scalars(select(Member.status)).all())
+        assert sorted(statuses) == ["pending"] * 3
+        assert await count(db, InboundMessage) == 3
