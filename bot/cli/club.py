@@ -32,9 +32,16 @@ def add_setup(commands: Any) -> None:
     init.add_argument("--country", help="NO, SE, DK, FI, ...")
     init.add_argument("--contact", help="e-mail or phone shown in HELP")
     init.add_argument("--privacy-url")
-    init.add_argument("--per-month", type=int, default=2, help="marketing SMS cap (1-3)")
-    init.add_argument("--min-age", type=int, default=13, help="minimum age to join (13-18)")
+    cap, age = _range("marketing_per_month"), _range("min_age")
+    init.add_argument("--per-month", type=int, default=2, help=f"marketing SMS cap ({cap})")
+    init.add_argument("--min-age", type=int, default=13, help=f"minimum age to join ({age})")
     init.set_defaults(command=_init)
+
+
+def _range(setting: str) -> str:
+    """A club setting's range as --help shows it: store.clubs.programs.LIMITS is its one home."""
+    low, high = programs.LIMITS[setting]
+    return f"{low}-{high}"
 
 
 def add_apikey(commands: Any) -> None:
