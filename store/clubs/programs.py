@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,16 +15,14 @@ from sqlalchemy.orm import Session
 import locales
 from locales.sms import over_one
 from store.errors import InvalidSetting, NotFound, NumberTaken
-from store.loyalty import coupons, purchases, tiers
+from store.loyalty import tiers
 from store.members import profile
 from store.models import (
-    CouponTemplate,
     ProfileAnswer,
     ProfileQuestion,
     Program,
     ProgramNumber,
     Segment,
-    Tier,
 )
 
 # Sensible defaults per country; a club can override them.
@@ -501,105 +498,3 @@ def _https_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme == "https" and bool(parts.hostname) and "." in (parts.hostname or "")
-
-
-@dataclass(frozen=True, slots=True)
-class LoyaltySetup:
-    """The club's ladder, its coupon templates, whether a referral earns anything and its
-    active punch cards."""
-
-    ladder: list[Tier]
-    templates: coupons.ClubTemplates
-    rewards_referral: bool
-    cards: tuple[purchases.Card, ...] = ()
-
-    @property
-    def rewards(self) -> list[CouponTemplate]:
-        return self.templates.rewards
-
-
-def loyalty_setup(session: Session, program: Program) -> LoyaltySetup:
-    """Read fresh and detached from the session (safe to keep between sessions)."""
-    ladder = tiers.ladder(session, program.id)
-    for tier in ladder:
-        session.expunge(tier)
-    templates = coupons.club_templates(session, program.id)
-    return LoyaltySetup(
-        ladder=ladder,
-        templates=templates,
-        rewards_referral=program.referral_points > 0 or coupons.REFERRAL in templates.first_of_kind,
-        cards=purchases.active_cards(session, program.id),
-    )
-
-
-class ClubDirectory:
-    """Clubs by number, and their profile questions, kept in memory for a few seconds.
-
-    Every inbound text starts by finding its club; settings change rarely, so the lookup is
-    served from memory and a change made elsewhere (the CLI, the admin) is seen within
-    `ttl` seconds. A number that reaches no club is never remembered, so a new club answers at
-    once. One directory belongs to one Database and is used only from its unit-of-work thread.
-    The Program rows it hands out are detached copies: read them, never add them to a session.
-    """
-
-    def __init__(self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._programs: dict[str, tuple[float, Program]] = {}
-        self._questions: dict[int, tuple[float, Sequence[ProfileQuestion]]] = {}
-        self._loyalty: dict[int, tuple[float, LoyaltySetup]] = {}
-        self._rules: dict[int, tuple[float, purchases.ClubRules]] = {}
-        self._by_id: dict[int, tuple[float, Program]] = {}
-
-    def by_number(self, session: Session, number: str) -> Program | None:
-        now = self._clock()
-        cached = self._programs.get(number)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        program = by_number(session, number)
-        if program is not None:
-            session.expunge(program)
-            self._programs[number] = (now, program)
-        return program
-
-    def questions(self, session: Session, program_id: int) -> Sequence[ProfileQuestion]:
-        now = self._clock()
-        cached = self._questions.get(program_id)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        found = questions(session, program_id)
-        for question in found:
-            session.expunge(question)
-        self._questions[program_id] = (now, found)
-        return found
-
-    def loyalty(self, session: Session, program: Program) -> LoyaltySetup:
-        now = self._clock()
-        cached = self._loyalty.get(program.id)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        setup = loyalty_setup(session, program)
-        self._loyalty[program.id] = (now, setup)
-        return setup
-
-    def rules(self, session: Session, program_id: int) -> purchases.ClubRules:
-        """What recording a purchase reads of the club (earning rules, punch cards, ladder)."""
-        now = self._clock()
-        cached = self._rules.get(program_id)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        rules = purchases.club_rules(session, program_id)
-        self._rules[program_id] = (now, rules)
-        return rules
-
-    def by_id(self, session: Session, program_id: int) -> Program | None:
-        """The club with this id (as an API key names it)."""
-        now = self._clock()
-        cached = self._by_id.get(program_id)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
-        program = get(session, program_id)
-        if program is not None:
-            session.expunge(program)
-            self._by_id[program_id] = (now, program)
-        return program
