@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 from babel import dates as babel_dates
 from babel.numbers import format_decimal, format_percent
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from bot.admin import auth, charts
@@ -182,161 +183,43 @@ def _slice_label(piece: reports.Slice, grain: str, language: str) -> str:
     return babel_dates.format_date(piece.start, "LLL yy", locale=babel_locale(language))
 
 
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """How the dashboard writes in one language: its texts, counts and the club's money."""
+
+    language: str
+    currency: str
+
+    def t(self, message_id: str, **params: object) -> str:
+        return text(message_id, self.language, **params)
+
+    def money(self, minor: int | None) -> str | None:
+        return None if minor is None else page_money(minor, self.currency, self.language)
+
+    def counts(self, numbers: list[int]) -> list[str]:
+        return [format_number(n, self.language) for n in numbers]
+
+    def share(self, part: int, whole: int) -> str | None:
+        """part / whole as a percent, or None when there is no whole."""
+        return _percent(part / whole if whole else None, self.language)
+
+
 def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[str, Any]:
     """What the template shows: the figures written for the language, and the charts. Staff
     see counts, not money (revenue, baskets, the value of a campaign): their work is looking
     up members at the till, and a shop's takings are the owner's."""
-    currency = report.purchases.currency
-
-    def money(minor: int | None) -> str | None:
-        return None if minor is None else page_money(minor, currency, language)
-
-    def t(message_id: str, **params: object) -> str:
-        return text(message_id, language, **params)
-
+    words = _Words(language, report.purchases.currency)
     m, p = report.members, report.purchases
-    grain = p.grain
-    labels = [_slice_label(s.slice, grain, language) for s in p.by_slice]
+    labels = [_slice_label(s.slice, p.grain, language) for s in p.by_slice]
     spans = [
         f"{format_date(s.slice.start, language)} – {format_date(s.slice.end - _DAY, language)}"
         for s in p.by_slice
     ]
     per_buyer = None if not p.buyers else p.purchases / p.buyers
-    joined = [n.joined for n in m.new_by_slice]
-    still = [n.still_members for n in m.new_by_slice]
-    busiest = max(range(len(joined)), key=lambda i: joined[i]) if joined else 0
-    members_chart = charts.bars(
-        t("admin.dashboard.chart_members", grain=t("admin.dashboard.grain." + grain)),
-        t(
-            "admin.dashboard.chart_members_desc",
-            count=m.new,
-            most=joined[busiest] if joined else 0,
-            when=spans[busiest] if spans else "",
-        ),
-        labels,
-        [
-            charts.Series(
-                t("admin.dashboard.joined"), joined, [format_number(n, language) for n in joined]
-            ),
-            charts.Series(
-                t("admin.dashboard.still_members"),
-                still,
-                [format_number(n, language) for n in still],
-            ),
-        ],
-    )
-    counts = [s.purchases for s in p.by_slice]
-    revenue = [s.revenue_minor for s in p.by_slice]
-    purchases_chart = charts.bars(
-        t("admin.dashboard.chart_purchases", grain=t("admin.dashboard.grain." + grain)),
-        t("admin.dashboard.chart_purchases_desc", count=p.purchases),
-        labels,
-        [
-            charts.Series(
-                t("admin.dashboard.purchases"), counts, [format_number(n, language) for n in counts]
-            )
-        ],
-    )
-    revenue_chart = (
-        charts.bars(
-            t("admin.dashboard.chart_revenue", grain=t("admin.dashboard.grain." + grain)),
-            t("admin.dashboard.chart_revenue_desc", amount=money(p.revenue_minor) or ""),
-            labels,
-            [
-                charts.Series(
-                    t("admin.dashboard.revenue"), revenue, [money(n) or "" for n in revenue]
-                )
-            ],
-        )
-        if owner
-        else None
-    )
-    campaigns = []
-    for c in report.campaigns:
-        row = {
-            "id": c.id,
-            "name": c.name,
-            "sent": c.sent,
-            "delivered": c.delivered,
-            "failed": c.failed,
-            "opt_outs": c.opt_outs,
-            "held_out": c.held_out,
-            "coupons_redeemed": c.coupons_redeemed,
-            "complete": c.complete,
-            "recipients": c.recipients,
-            "control": c.control,
-            "recipients_bought": _percent(
-                c.recipients.buyers / c.recipients.members if c.recipients.members else None,
-                language,
-            ),
-            "control_bought": _percent(
-                c.control.buyers / c.control.members if c.control.members else None, language
-            ),
-            "recipients_average": money(c.recipients.average_minor),
-            "control_average": money(c.control.average_minor),
-            "uplift": money(c.uplift_minor),
-        }
-        campaigns.append(row)
-    # Figures the scheduler stored a while ago (the dashboard doesn't count them on every visit).
-    stored = [c.counted_at for c in report.campaigns if c.counted_at < report.now]
-    counted_at = None
-    if stored:
-        local = min(stored).astimezone(report.period.zone)
-        counted_at = f"{format_date(local.date(), language)} {local:%H:%M}"
-    campaign_chart = None
-    if report.campaigns:
-        names = [c.name for c in report.campaigns]
-        if owner:
-            treated = [c.recipients.average_minor or 0 for c in report.campaigns]
-            held = [c.control.average_minor or 0 for c in report.campaigns]
-            shown = (
-                [money(n) or "" for n in treated],
-                [money(n) or "" for n in held],
-            )
-            title = t("admin.dashboard.chart_campaigns_revenue")
-        else:
-            # Per mille of each group who bought: whole numbers for the bars' lengths.
-            treated = [
-                c.recipients.buyers * 1000 // c.recipients.members if c.recipients.members else 0
-                for c in report.campaigns
-            ]
-            held = [
-                c.control.buyers * 1000 // c.control.members if c.control.members else 0
-                for c in report.campaigns
-            ]
-            shown = (
-                [r["recipients_bought"] or "–" for r in campaigns],
-                [r["control_bought"] or "–" for r in campaigns],
-            )
-            title = t("admin.dashboard.chart_campaigns_bought")
-        campaign_chart = charts.bars(
-            title,
-            t("admin.dashboard.chart_campaigns_desc", count=len(names)),
-            names,
-            [
-                charts.Series(t("admin.dashboard.recipients"), treated, shown[0]),
-                charts.Series(t("admin.dashboard.control"), held, shown[1]),
-            ],
-            horizontal=True,
-        )
-    recency_counts = [r.members for r in report.recency]
-    recency_labels = [t("admin.dashboard.recency." + _RECENCY_IDS[r.label]) for r in report.recency]
-    recency_chart = charts.bars(
-        t("admin.dashboard.chart_recency"),
-        t("admin.dashboard.chart_recency_desc", count=m.members),
-        # Short under the bars ("31-90"); the table below names them in full.
-        [
-            r.label if r.label != reports.NEVER else label
-            for r, label in zip(report.recency, recency_labels, strict=True)
-        ],
-        [
-            charts.Series(
-                t("admin.dashboard.members"),
-                recency_counts,
-                [format_number(n, language) for n in recency_counts],
-            )
-        ],
-    )
+    campaigns = [_campaign_row(words, c) for c in report.campaigns]
+    recency_labels = [
+        words.t("admin.dashboard.recency." + _RECENCY_IDS[r.label]) for r in report.recency
+    ]
     top = report.top_customers
     return {
         "members": m,
@@ -344,26 +227,31 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
         "consent_share": _percent(m.consent_share, language),
         # Owner and staff alike: a count of texts, no money in it.
         "not_understood": report.not_understood,
-        "revenue": money(p.revenue_minor),
-        "average": money(p.average_minor),
+        "revenue": words.money(p.revenue_minor),
+        "average": words.money(p.average_minor),
         "per_buyer": None
         if per_buyer is None
         else format_decimal(per_buyer, "#,##0.0", locale=babel_locale(language)),
+        # Members and purchases are cut into the same slices of the same period.
         "slices": [
             {
-                "label": labels[i],
-                "span": spans[i],
-                "joined": joined[i],
-                "still": still[i],
-                "purchases": counts[i],
-                "revenue": money(revenue[i]),
+                "label": label,
+                "span": span,
+                "joined": new.joined,
+                "still": new.still_members,
+                "purchases": sales.purchases,
+                "revenue": words.money(sales.revenue_minor),
             }
-            for i in range(len(labels))
+            for label, span, new, sales in zip(
+                labels, spans, m.new_by_slice, p.by_slice, strict=True
+            )
         ],
-        "grain": grain,
-        "recency": list(zip(recency_labels, recency_counts, strict=True)),
+        "grain": p.grain,
+        "recency": [
+            (label, r.members) for label, r in zip(recency_labels, report.recency, strict=True)
+        ],
         "campaigns": campaigns,
-        "campaigns_counted_at": counted_at,
+        "campaigns_counted_at": _counted_at(report, language),
         "top": [
             {
                 "id": c.member_id,
@@ -371,7 +259,7 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
                 "phone": c.phone_masked if c.first_name else None,
                 "status": c.status,
                 "purchases": c.purchases,
-                "revenue": money(c.revenue_minor),
+                "revenue": words.money(c.revenue_minor),
             }
             for c in top
         ],
@@ -382,13 +270,154 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
             else None
         ),
         "charts": {
-            "members": members_chart,
-            "purchases": purchases_chart,
-            "revenue": revenue_chart,
-            "campaigns": campaign_chart,
-            "recency": recency_chart,
+            "members": _members_chart(words, m, p.grain, labels, spans),
+            "purchases": _purchases_chart(words, p, labels),
+            "revenue": _revenue_chart(words, p, labels) if owner else None,
+            "campaigns": _campaigns_chart(words, report.campaigns, campaigns, owner),
+            "recency": _recency_chart(words, report, recency_labels),
         },
     }
+
+
+def _members_chart(
+    words: _Words, m: reports.MemberFigures, grain: str, labels: list[str], spans: list[str]
+) -> Markup:
+    """How many joined in each slice, and how many of those are members still."""
+    t = words.t
+    joined = [n.joined for n in m.new_by_slice]
+    still = [n.still_members for n in m.new_by_slice]
+    busiest = max(range(len(joined)), key=lambda i: joined[i]) if joined else 0
+    return charts.bars(
+        t("admin.dashboard.chart_members", grain=t("admin.dashboard.grain." + grain)),
+        t(
+            "admin.dashboard.chart_members_desc",
+            count=m.new,
+            most=joined[busiest] if joined else 0,
+            when=spans[busiest] if spans else "",
+        ),
+        labels,
+        [
+            charts.Series(t("admin.dashboard.joined"), joined, words.counts(joined)),
+            charts.Series(t("admin.dashboard.still_members"), still, words.counts(still)),
+        ],
+    )
+
+
+def _purchases_chart(words: _Words, p: reports.PurchaseFigures, labels: list[str]) -> Markup:
+    """How many purchases in each slice."""
+    t = words.t
+    counts = [s.purchases for s in p.by_slice]
+    return charts.bars(
+        t("admin.dashboard.chart_purchases", grain=t("admin.dashboard.grain." + p.grain)),
+        t("admin.dashboard.chart_purchases_desc", count=p.purchases),
+        labels,
+        [charts.Series(t("admin.dashboard.purchases"), counts, words.counts(counts))],
+    )
+
+
+def _revenue_chart(words: _Words, p: reports.PurchaseFigures, labels: list[str]) -> Markup:
+    """The takings of each slice (the owner's chart)."""
+    t = words.t
+    revenue = [s.revenue_minor for s in p.by_slice]
+    return charts.bars(
+        t("admin.dashboard.chart_revenue", grain=t("admin.dashboard.grain." + p.grain)),
+        t("admin.dashboard.chart_revenue_desc", amount=words.money(p.revenue_minor) or ""),
+        labels,
+        [
+            charts.Series(
+                t("admin.dashboard.revenue"), revenue, [words.money(n) or "" for n in revenue]
+            )
+        ],
+    )
+
+
+def _campaign_row(words: _Words, c: reports.CampaignResult) -> dict[str, Any]:
+    """A campaign's line in the results table: recipients against the group held out."""
+    return {
+        "id": c.id,
+        "name": c.name,
+        "sent": c.sent,
+        "delivered": c.delivered,
+        "failed": c.failed,
+        "opt_outs": c.opt_outs,
+        "held_out": c.held_out,
+        "coupons_redeemed": c.coupons_redeemed,
+        "complete": c.complete,
+        "recipients": c.recipients,
+        "control": c.control,
+        "recipients_bought": words.share(c.recipients.buyers, c.recipients.members),
+        "control_bought": words.share(c.control.buyers, c.control.members),
+        "recipients_average": words.money(c.recipients.average_minor),
+        "control_average": words.money(c.control.average_minor),
+        "uplift": words.money(c.uplift_minor),
+    }
+
+
+def _counted_at(report: reports.Report, language: str) -> str | None:
+    """When the oldest of the campaign figures was counted, if the scheduler stored them a
+    while ago (the dashboard doesn't count them on every visit)."""
+    stored = [c.counted_at for c in report.campaigns if c.counted_at < report.now]
+    if not stored:
+        return None
+    local = min(stored).astimezone(report.period.zone)
+    return f"{format_date(local.date(), language)} {local:%H:%M}"
+
+
+def _campaigns_chart(
+    words: _Words,
+    results: list[reports.CampaignResult],
+    rows: list[dict[str, Any]],
+    owner: bool,
+) -> Markup | None:
+    """Each campaign's recipients against its control: the owner sees the average spent,
+    staff the share who bought. None without campaigns."""
+    if not results:
+        return None
+    t = words.t
+    if owner:
+        treated = [c.recipients.average_minor or 0 for c in results]
+        held = [c.control.average_minor or 0 for c in results]
+        shown = ([words.money(n) or "" for n in treated], [words.money(n) or "" for n in held])
+        title = t("admin.dashboard.chart_campaigns_revenue")
+    else:
+        # Per mille of each group who bought: whole numbers for the bars' lengths.
+        treated = [_per_mille(c.recipients) for c in results]
+        held = [_per_mille(c.control) for c in results]
+        shown = (
+            [r["recipients_bought"] or "–" for r in rows],
+            [r["control_bought"] or "–" for r in rows],
+        )
+        title = t("admin.dashboard.chart_campaigns_bought")
+    return charts.bars(
+        title,
+        t("admin.dashboard.chart_campaigns_desc", count=len(results)),
+        [c.name for c in results],
+        [
+            charts.Series(t("admin.dashboard.recipients"), treated, shown[0]),
+            charts.Series(t("admin.dashboard.control"), held, shown[1]),
+        ],
+        horizontal=True,
+    )
+
+
+def _per_mille(group: reports.Group) -> int:
+    return group.buyers * 1000 // group.members if group.members else 0
+
+
+def _recency_chart(words: _Words, report: reports.Report, labels: list[str]) -> Markup:
+    """Members by how long ago they last bought."""
+    t = words.t
+    counts = [r.members for r in report.recency]
+    return charts.bars(
+        t("admin.dashboard.chart_recency"),
+        t("admin.dashboard.chart_recency_desc", count=report.members.members),
+        # Short under the bars ("31-90"); the table below names them in full.
+        [
+            r.label if r.label != reports.NEVER else label
+            for r, label in zip(report.recency, labels, strict=True)
+        ],
+        [charts.Series(t("admin.dashboard.members"), counts, words.counts(counts))],
+    )
 
 
 # The labels of store.reports.RECENCY and NEVER as catalog ids.
