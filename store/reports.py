@@ -774,107 +774,13 @@ def _count_results(
     ids = [row.id for row in chosen]
     dialect = session.get_bind().dialect.name
     of_them = _OUTBOX.c.campaign_id.in_(ids)
-
-    # Rows by status and delivery, and the last planned moment.
-    counts: dict[int, dict[str, int]] = {i: {} for i in ids}
-    last_moment: dict[int, dt.datetime] = {}
-    for campaign_id, status, delivered, n, latest in session.execute(
-        select(
-            _OUTBOX.c.campaign_id,
-            _OUTBOX.c.status,
-            _OUTBOX.c.delivery,
-            func.count(),
-            func.max(_OUTBOX.c.send_after),
-        )
-        .where(of_them)
-        .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status, _OUTBOX.c.delivery)
-    ):
-        tally = counts[campaign_id]
-        tally[status] = tally.get(status, 0) + int(n)
-        if delivered is not None:
-            tally[f"delivery:{delivered}"] = tally.get(f"delivery:{delivered}", 0) + int(n)
-        if latest is not None and (
-            campaign_id not in last_moment or latest > last_moment[campaign_id]
-        ):
-            last_moment[campaign_id] = latest
-
+    counts, last_moment = _tallies(session, ids, of_them)
     compared = and_(
         of_them, _OUTBOX.c.status.in_((_SENT, _HELD_OUT)), _OUTBOX.c.member_id.is_not(None)
     )
-    # What each side bought in the days after the planned moment: one row per (campaign,
-    # member) in the outbox, joined to that member's purchases in its window, found on the
-    # (member_id, occurred_at) index. (No program_id: the member is the club's; offered it,
-    # SQLite walks the club's (program_id, occurred_at) index from the moment on instead, for
-    # every row: 30 s for 100,000 recipients.)
-    bought = _OUTBOX.outerjoin(
-        _PURCHASES,
-        and_(
-            _PURCHASES.c.member_id == _OUTBOX.c.member_id,
-            _within(_PURCHASES.c.occurred_at, _OUTBOX.c.send_after, REVENUE_DAYS, dialect),
-        ),
-    )
-    revenue: dict[tuple[int, str], tuple[int, int, int]] = {}
-    for campaign_id, status, n, buyers, total in session.execute(
-        select(
-            _OUTBOX.c.campaign_id,
-            _OUTBOX.c.status,
-            func.count(_OUTBOX.c.id.distinct()),
-            func.count(_PURCHASES.c.member_id.distinct()),
-            func.coalesce(func.sum(_PURCHASES.c.total_minor), 0),
-        )
-        .select_from(bought)
-        .where(compared)
-        .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status)
-    ):
-        revenue[(campaign_id, status)] = (int(n), int(buyers), int(total))
-
-    # Opt-outs: a withdrawal of marketing consent within OPT_OUT_DAYS of the message (of the
-    # planned moment for the control group).
-    moment = func.coalesce(_OUTBOX.c.sent_at, _OUTBOX.c.send_after)
-    withdrew = exists(
-        select(_CONSENT.c.id).where(
-            _CONSENT.c.member_id == _OUTBOX.c.member_id,
-            _CONSENT.c.purpose == consent.MARKETING_SMS,
-            _CONSENT.c.action == consent.WITHDRAW,
-            _within(_CONSENT.c.created_at, moment, OPT_OUT_DAYS, dialect),
-        )
-    )
-    opt_outs = {
-        (campaign_id, status): int(n)
-        for campaign_id, status, n in session.execute(
-            select(_OUTBOX.c.campaign_id, _OUTBOX.c.status, func.count())
-            .where(compared, withdrew)
-            .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status)
-        )
-    }
-
-    # The coupons each campaign issued (source campaign:{id}:{member}), found by the club's
-    # unique (program_id, source) key from the campaign's rows.
-    source = (
-        literal("campaign:")
-        + cast(_OUTBOX.c.campaign_id, String)
-        + literal(":")
-        + cast(_OUTBOX.c.member_id, String)
-    )
-    issued = {
-        campaign_id: (int(n), int(redeemed or 0), until)
-        for campaign_id, n, redeemed, until in session.execute(
-            select(
-                _OUTBOX.c.campaign_id,
-                func.count(_COUPONS.c.id),
-                func.sum(case((_COUPONS.c.redeemed_at.is_not(None), 1), else_=0)),
-                func.max(_COUPONS.c.valid_until),
-            )
-            .select_from(
-                _OUTBOX.join(
-                    _COUPONS,
-                    and_(_COUPONS.c.program_id == program.id, _COUPONS.c.source == source),
-                )
-            )
-            .where(of_them, _OUTBOX.c.member_id.is_not(None))
-            .group_by(_OUTBOX.c.campaign_id)
-        )
-    }
+    revenue = _bought(session, compared, dialect)
+    opt_outs = _opted_out(session, compared, dialect)
+    issued = _coupons_issued(session, program, of_them)
 
     def group(campaign_id: int, status: str) -> Group:
         n, buyers, total = revenue.get((campaign_id, status), (0, 0, 0))
@@ -898,8 +804,8 @@ def _count_results(
             sent=tally.get(_SENT, 0),
             delivered=tally.get("delivery:delivered", 0),
             undelivered=tally.get("delivery:undelivered", 0),
-            failed=tally.get("failed", 0) + tally.get("delivery:failed", 0),
-            skipped=tally.get("skipped", 0),
+            failed=tally.get(OutboxStatus.FAILED, 0) + tally.get("delivery:failed", 0),
+            skipped=tally.get(OutboxStatus.SKIPPED, 0),
             held_out=tally.get(_HELD_OUT, 0),
             coupons_issued=coupons_issued,
             coupons_redeemed=coupons_redeemed,
@@ -911,6 +817,126 @@ def _count_results(
             settles_at=settles,
         )
     return results
+
+
+def _tallies(
+    session: Session, ids: list[int], of_them: ColumnElement[bool]
+) -> tuple[dict[int, dict[str, int]], dict[int, dt.datetime]]:
+    """Each campaign's outbox rows by status and by delivery ("delivery:<receipt>"), and its
+    last planned moment."""
+    counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+    last_moment: dict[int, dt.datetime] = {}
+    for campaign_id, status, delivered, n, latest in session.execute(
+        select(
+            _OUTBOX.c.campaign_id,
+            _OUTBOX.c.status,
+            _OUTBOX.c.delivery,
+            func.count(),
+            func.max(_OUTBOX.c.send_after),
+        )
+        .where(of_them)
+        .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status, _OUTBOX.c.delivery)
+    ):
+        tally = counts[campaign_id]
+        tally[status] = tally.get(status, 0) + int(n)
+        if delivered is not None:
+            tally[f"delivery:{delivered}"] = tally.get(f"delivery:{delivered}", 0) + int(n)
+        if latest is not None and (
+            campaign_id not in last_moment or latest > last_moment[campaign_id]
+        ):
+            last_moment[campaign_id] = latest
+    return counts, last_moment
+
+
+def _bought(
+    session: Session, compared: ColumnElement[bool], dialect: str
+) -> dict[tuple[int, str], tuple[int, int, int]]:
+    """What each side bought in the days after the planned moment: {(campaign id, status):
+    (members, buyers, revenue)}.
+
+    One row per (campaign, member) in the outbox, joined to that member's purchases in its
+    window, found on the (member_id, occurred_at) index. (No program_id: the member is the
+    club's; offered it, SQLite walks the club's (program_id, occurred_at) index from the moment
+    on instead, for every row: 30 s for 100,000 recipients.)"""
+    bought = _OUTBOX.outerjoin(
+        _PURCHASES,
+        and_(
+            _PURCHASES.c.member_id == _OUTBOX.c.member_id,
+            _within(_PURCHASES.c.occurred_at, _OUTBOX.c.send_after, REVENUE_DAYS, dialect),
+        ),
+    )
+    return {
+        (campaign_id, status): (int(n), int(buyers), int(total))
+        for campaign_id, status, n, buyers, total in session.execute(
+            select(
+                _OUTBOX.c.campaign_id,
+                _OUTBOX.c.status,
+                func.count(_OUTBOX.c.id.distinct()),
+                func.count(_PURCHASES.c.member_id.distinct()),
+                func.coalesce(func.sum(_PURCHASES.c.total_minor), 0),
+            )
+            .select_from(bought)
+            .where(compared)
+            .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status)
+        )
+    }
+
+
+def _opted_out(
+    session: Session, compared: ColumnElement[bool], dialect: str
+) -> dict[tuple[int, str], int]:
+    """Opt-outs of each side: a withdrawal of marketing consent within OPT_OUT_DAYS of the
+    message (of the planned moment for the control group). {(campaign id, status): members}"""
+    moment = func.coalesce(_OUTBOX.c.sent_at, _OUTBOX.c.send_after)
+    withdrew = exists(
+        select(_CONSENT.c.id).where(
+            _CONSENT.c.member_id == _OUTBOX.c.member_id,
+            _CONSENT.c.purpose == consent.MARKETING_SMS,
+            _CONSENT.c.action == consent.WITHDRAW,
+            _within(_CONSENT.c.created_at, moment, OPT_OUT_DAYS, dialect),
+        )
+    )
+    return {
+        (campaign_id, status): int(n)
+        for campaign_id, status, n in session.execute(
+            select(_OUTBOX.c.campaign_id, _OUTBOX.c.status, func.count())
+            .where(compared, withdrew)
+            .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status)
+        )
+    }
+
+
+def _coupons_issued(
+    session: Session, program: Program, of_them: ColumnElement[bool]
+) -> dict[int, tuple[int, int, dt.datetime | None]]:
+    """The coupons each campaign issued (source campaign:{id}:{member}), found by the club's
+    unique (program_id, source) key from the campaign's rows: {campaign id: (issued,
+    redeemed, the last valid_until)}."""
+    source = (
+        literal("campaign:")
+        + cast(_OUTBOX.c.campaign_id, String)
+        + literal(":")
+        + cast(_OUTBOX.c.member_id, String)
+    )
+    return {
+        campaign_id: (int(n), int(redeemed or 0), until)
+        for campaign_id, n, redeemed, until in session.execute(
+            select(
+                _OUTBOX.c.campaign_id,
+                func.count(_COUPONS.c.id),
+                func.sum(case((_COUPONS.c.redeemed_at.is_not(None), 1), else_=0)),
+                func.max(_COUPONS.c.valid_until),
+            )
+            .select_from(
+                _OUTBOX.join(
+                    _COUPONS,
+                    and_(_COUPONS.c.program_id == program.id, _COUPONS.c.source == source),
+                )
+            )
+            .where(of_them, _OUTBOX.c.member_id.is_not(None))
+            .group_by(_OUTBOX.c.campaign_id)
+        )
+    }
 
 
 # --- everything at once -----------------------------------------------------------------------
