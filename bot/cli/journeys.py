@@ -31,6 +31,7 @@ from store.errors import Conflict, InvalidInput, NotFound
 from store.loyalty import tiers
 from store.models import Campaign, CouponTemplate, Program
 from store.outreach import campaigns, journeys
+from store.states import OutboxStatus
 
 
 def add_commands(commands: Any) -> None:
@@ -100,7 +101,9 @@ def _journey_list(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             template = _template(session, journey)
             outcome = campaigns.outcome(session, journey.id)
-            waiting = outcome.by_status.get("queued", 0) + outcome.by_status.get("sending", 0)
+            waiting = outcome.by_status.get(OutboxStatus.QUEUED, 0) + outcome.by_status.get(
+                OutboxStatus.SENDING, 0
+            )
             rows.append(
                 (
                     trigger,
@@ -111,7 +114,7 @@ def _journey_list(args: argparse.Namespace, settings: Settings) -> int:
                     f"{journey.control_percent}%",
                     _text_kind(journey),
                     f"{waiting:,}",
-                    f"{outcome.by_status.get('sent', 0):,}",
+                    f"{outcome.by_status.get(OutboxStatus.SENT, 0):,}",
                 )
             )
         header = (
@@ -364,7 +367,7 @@ def _journey_off(args: argparse.Namespace, settings: Settings) -> int:
             return f"klubb: the {trigger} journey (id {journey.id}) was already off"
         journeys.set_active(session, program.id, trigger, active=False)
         outcome = campaigns.outcome(session, journey.id)
-        waiting = outcome.by_status.get("queued", 0)
+        waiting = outcome.by_status.get(OutboxStatus.QUEUED, 0)
         return (
             f"klubb: {trigger} journey off (id {journey.id}): it plans nothing more, and the "
             f"sender skips its {waiting:,} queued messages while it is off"
