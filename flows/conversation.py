@@ -26,6 +26,7 @@ from flows.turn import (
     DiscardPending,
     Erase,
     GrantConsent,
+    IssuePageLink,
     LoyaltyView,
     MemberView,
     Outcome,
@@ -47,7 +48,7 @@ from flows.turn import (
 from locales.sms import fit_one, segments
 from store.clubs import directory, programs
 from store.loyalty import coupons, perks, purchases, rewards, tiers
-from store.members import consent, members, privacy
+from store.members import consent, links, members, privacy
 from store.members import profile as answers
 from store.models import CouponTemplate, Member, Program
 from store.outreach import messages
@@ -61,6 +62,8 @@ DONE = "profile.done"
 DONE_WITH_COUPON = "profile.done.coupon"
 # Where the consent wording sent to a member waits for their YES (in the member's flow data).
 SHOWN = "wording_shown"
+# A page link's token, made by its effect, until the reply's `url` is made of it.
+_PAGE_LINK = "page_link"
 
 
 class UnknownClub(LookupError):
@@ -90,13 +93,18 @@ class TurnResult:
 
 
 def handle_text(
-    session: Session, text: InboundText, clubs: directory.ClubDirectory | None = None
+    session: Session,
+    text: InboundText,
+    clubs: directory.ClubDirectory | None = None,
+    *,
+    public_url: str = "",
 ) -> TurnResult:
     """Apply one inbound text. A text seen before (same provider id) gets its stored reply,
     with no effect twice; one recorded by a concurrent turn since the lookup raises
     SeenBefore, and the caller's transaction is rolled back; `replay` then gives the reply.
 
-    `clubs` serves the club and its questions from memory (the webhook passes its own)."""
+    `clubs` serves the club and its questions from memory (the webhook passes its own);
+    `public_url` is where the app is reached (a member's page link is made on it)."""
     clubs = clubs or directory.ClubDirectory(ttl=0)
     program = clubs.by_number(session, text.to_number)
     if program is None:
@@ -117,6 +125,8 @@ def handle_text(
         member = members.take(session, row)
     produced: dict[str, Any] = {}
     member = _apply(session, program, member, outcome, turn, text, produced, clubs)
+    if _PAGE_LINK in produced:
+        produced["url"] = locales.sms_url(links.page_url(public_url, produced.pop(_PAGE_LINK)))
     language = outcome.language or turn.language
     if member is not None and member.language and member.status != members.ERASED:
         language = member.language
@@ -423,6 +433,8 @@ def _apply_one(
             produced["count"] = claimed.balance
         case ShowReferralCode() if member is not None:
             produced["code"] = perks.referral_code(session, member)
+        case IssuePageLink() if member is not None:
+            produced[_PAGE_LINK] = links.issue(session, member, now)
         case WithdrawConsent(reason=reason):
             if member is None:
                 member = members.new(program, text.from_number, status=members.STOPPED, now=now)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from flows import help as help_flow
-from flows import join, language, optout, privacy, profile, rewards
+from flows import join, language, optout, page, privacy, profile, rewards
 from flows.join import CONSENT
 from flows.turn import KEEP, STOPPED, Outcome, Reply, Turn
 
@@ -39,6 +39,7 @@ KEYWORDS: dict[str, Step] = {
     "coupons": rewards.coupons,
     "claim": rewards.claim,
     "invite": rewards.invite,
+    "page": page.page,
 }
 
 # The parts of a LoyaltyView a keyword can ask for.

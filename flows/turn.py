@@ -216,6 +216,11 @@ class ShowReferralCode:
     """The member's referral code (made the first time it is asked for) as the reply's `code`."""
 
 
+@dataclass(frozen=True, slots=True)
+class IssuePageLink:
+    """A new link to the member's own page (store.members.links) as the reply's `url`."""
+
+
 Effect = (
     RequestJoin
     | GrantConsent
@@ -228,6 +233,7 @@ Effect = (
     | DiscardPending
     | ClaimReward
     | ShowReferralCode
+    | IssuePageLink
 )
 
 

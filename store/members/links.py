@@ -16,6 +16,8 @@ from store.models import Member, MemberLink
 from store.states import MemberStatus
 
 PAGE = "page"
+# Where a member's page is served (bot.page): short, so the SMS that carries it stays short.
+PAGE_PATH = "/m/"
 PURPOSES = frozenset({PAGE})
 LIFETIME = {PAGE: dt.timedelta(days=30)}
 # 16 random bytes: 128 bits (the issue asks for at least 96), 22 URL-safe characters.
@@ -33,6 +35,12 @@ class Resolved:
     member_id: int
     purpose: str
     expires_at: dt.datetime
+
+
+def page_url(public_url: str, token: str) -> str:
+    """The address of a member's page: the app's public URL and the token, nothing else (no
+    number, name or member id)."""
+    return f"{public_url.rstrip('/')}{PAGE_PATH}{token}"
 
 
 def token_hash(token: str) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, u
 from sqlalchemy.orm import Session
 
 from store.loyalty import coupons, ledger, tiers
-from store.members import consent, members
+from store.members import consent, links, members
 from store.models import (
     Coupon,
     CouponTemplate,
@@ -55,6 +55,7 @@ def erase(
             evidence=evidence,
             now=now,
         )
+    links.end_all(session, [member.id], now)
     members.erase(session, member, now)
 
 

@@ -95,6 +95,7 @@ def worst(language: str) -> dict[str, Any]:
         "points_to_next": BIG,
         "number": "+46701234567",
         "page": 9,
+        "url": locales.sms_url("https://medlem.torshovsport.no/m/" + "x" * 22),
         "coupons": render(
             "coupons.item", language, code="WXYZ-7KQ2", benefit=benefit(language), date=DAY
         ),
@@ -103,7 +104,7 @@ def worst(language: str) -> dict[str, Any]:
 
 
 def sms_ids(language: str) -> list[str]:
-    return sorted(i for i in message_ids(language) if not i.startswith("admin."))
+    return sorted(i for i in message_ids(language) if not i.startswith(("admin.", "web.")))
 
 
 def assert_one_segment(text: str, what: object) -> None:
@@ -223,6 +224,7 @@ INTENTS = (
     Intent("mydata"),
     Intent("delete"),
     Intent("skip"),
+    Intent("page"),
 )
 
 
