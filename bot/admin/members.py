@@ -22,7 +22,7 @@ from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
 from store.loyalty import coupons, ledger, purchases, tiers
 from store.members import consent, member_search, members, privacy
-from store.models import InboundMessage, Member, OutboxMessage, Program
+from store.models import ConsentEvent, InboundMessage, LedgerEntry, Member, OutboxMessage, Program
 from store.states import OutboxStatus
 
 routes = web.RouteTableDef()
@@ -216,6 +216,7 @@ async def _read_member(
     def read(session: Session) -> dict[str, Any]:
         now = utc_now()
         program = _program(session, admin)
+        currency = program.currency
         found = _member_of(session, admin, member_id)
         lots = ledger.open_lots(session, found.id, now)
         standing = tiers.standing(session, program, found.id, found.tier_id, now)
@@ -238,14 +239,7 @@ async def _read_member(
             "has_joined": found.joined_at is not None,
             "tier": tiers.name(standing.tier, language) if standing.tier else None,
             "balance": sum(points for _, points in lots),
-            "expiry": (
-                {
-                    "points": lots[0][1],
-                    "on": locales.format_date(last_day(lots[0][0], zone), language),
-                }
-                if lots
-                else None
-            ),
+            "expiry": _expiry(lots, zone, language),
             "answers": [
                 {
                     "prompt": _in(question.prompt or {}, language) or question.key,
@@ -253,59 +247,19 @@ async def _read_member(
                 }
                 for answer, question in privacy.answers_of(session, found)
             ],
-            "ledger": [
-                {
-                    "at": when(entry.created_at),
-                    "kind": entry.kind if entry.kind in ledger.KINDS else None,
-                    "raw_kind": entry.kind,
-                    "points": entry.points,
-                    "reason": entry.reason,
-                    "actor": entry.actor,
-                }
-                for entry in entries[: size("ledger_page")]
-            ],
+            "ledger": [_ledger_entry(entry, when) for entry in entries[: size("ledger_page")]],
             "ledger_pages": links("ledger_page", len(entries)),
             "coupons": [
-                {
-                    "code": coupons.display(held.coupon.code),
-                    "benefit": locales.benefit(
-                        coupons.benefit_of(held.template, language),
-                        language,
-                        amount_minor=held.template.discount_minor,
-                        currency=program.currency,
-                    ),
-                    "state": coupons.state(held.coupon, now),
-                    "until": locales.format_date(last_day(held.coupon.valid_until, zone), language),
-                }
+                _coupon(held, currency, language, zone, now)
                 for held in reversed(privacy.coupons_of(session, found))
             ],
             "consent": [
-                {
-                    "at": when(event.created_at),
-                    "action": event.action
-                    if event.action in (consent.GRANT, consent.WITHDRAW)
-                    else None,
-                    "raw_action": event.action,
-                    "channel": event.channel if event.channel in consent.CHANNELS else None,
-                    "raw_channel": event.channel,
-                    "wording": event.wording_text,
-                    "evidence": event.evidence,
-                }
+                _consent_event(event, when)
                 for event in reversed(consent.history(session, found.id))
             ],
-            "punch_cards": [
-                {
-                    "count": on_card.count,
-                    "every": on_card.card.every,
-                    "category": on_card.card.category,
-                    "benefit": coupon_title(on_card.card.template, program.currency, language)
-                    if on_card.card.template is not None
-                    else "",
-                }
-                for on_card in cards
-            ],
+            "punch_cards": [_punch_card(on_card, currency, language) for on_card in cards],
             "purchases": [
-                _purchase(entry, program.currency, language, when)
+                _purchase(entry, currency, language, when)
                 for entry in bought[: size("purchases_page")]
             ],
             "purchases_pages": links("purchases_page", len(bought)),
@@ -314,6 +268,71 @@ async def _read_member(
         }
 
     return await request.config_dict[DB].read(read)
+
+
+def _expiry(
+    lots: list[tuple[dt.datetime, int]], zone: zoneinfo.ZoneInfo, language: str
+) -> dict[str, Any] | None:
+    """The points that expire first, and the last day they can be spent (None: no points)."""
+    if not lots:
+        return None
+    ends, points = lots[0]
+    return {"points": points, "on": locales.format_date(last_day(ends, zone), language)}
+
+
+def _ledger_entry(
+    entry: LedgerEntry, when: Callable[[dt.datetime | None], str | None]
+) -> dict[str, Any]:
+    return {
+        "at": when(entry.created_at),
+        "kind": entry.kind if entry.kind in ledger.KINDS else None,
+        "raw_kind": entry.kind,
+        "points": entry.points,
+        "reason": entry.reason,
+        "actor": entry.actor,
+    }
+
+
+def _coupon(
+    held: coupons.Held, currency: str, language: str, zone: zoneinfo.ZoneInfo, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "code": coupons.display(held.coupon.code),
+        "benefit": locales.benefit(
+            coupons.benefit_of(held.template, language),
+            language,
+            amount_minor=held.template.discount_minor,
+            currency=currency,
+        ),
+        "state": coupons.state(held.coupon, now),
+        "until": locales.format_date(last_day(held.coupon.valid_until, zone), language),
+    }
+
+
+def _consent_event(
+    event: ConsentEvent, when: Callable[[dt.datetime | None], str | None]
+) -> dict[str, Any]:
+    return {
+        "at": when(event.created_at),
+        "action": event.action if event.action in (consent.GRANT, consent.WITHDRAW) else None,
+        "raw_action": event.action,
+        "channel": event.channel if event.channel in consent.CHANNELS else None,
+        "raw_channel": event.channel,
+        "wording": event.wording_text,
+        "evidence": event.evidence,
+    }
+
+
+def _punch_card(on_card: purchases.Punches, currency: str, language: str) -> dict[str, Any]:
+    card = on_card.card
+    return {
+        "count": on_card.count,
+        "every": card.every,
+        "category": card.category,
+        "benefit": coupon_title(card.template, currency, language)
+        if card.template is not None
+        else "",
+    }
 
 
 def _text(
