@@ -33,7 +33,7 @@ from store.clock import utc_now
 from store.clubs import apikeys, programs
 from store.errors import InvalidInput, NotFound
 from store.loyalty import tiers
-from store.models import Program, Segment
+from store.models import ProfileQuestion, Program, Segment
 from store.outreach import segments
 
 routes = web.RouteTableDef()
@@ -84,26 +84,40 @@ class FieldSpec:
 def field_specs(session: Session, program: Program, language: str) -> dict[str, FieldSpec]:
     """The builder's fields for the club, labelled in the admin's language: the club's tiers,
     its profile questions and their choices, and the stores its tills name."""
-
-    def t(message_id: str, **params: object) -> str:
-        return text(message_id, language, **params)
-
-    locale = Locale.parse(babel_locale(language))
-    ranges = ("gte", "lte", "between")
     specs = [
+        *_profile_fields(program, language),
+        *(
+            _answer_field(question, language)
+            for question in programs.questions(session, program.id)
+            # Kept on the member: age and birthday_month ask about them.
+            if question.kind not in ("first_name", "birthday")
+        ),
+        *_tier_fields(session, program, language),
+        *_activity_fields(session, program, language),
+    ]
+    return {spec.key: spec for spec in specs}
+
+
+_RANGES = ("gte", "lte", "between")
+
+
+def _profile_fields(program: Program, language: str) -> list[FieldSpec]:
+    """Consent, and what the member told about themselves: language, country, age, birthday."""
+    locale = Locale.parse(babel_locale(language))
+    return [
         FieldSpec(
             "consent",
-            t("admin.segments.field.consent"),
+            text("admin.segments.field.consent", language),
             YES_NO,
             ("is",),
             (
-                Choice("true", t("admin.segments.yes_consent")),
-                Choice("false", t("admin.segments.no_consent")),
+                Choice("true", text("admin.segments.yes_consent", language)),
+                Choice("false", text("admin.segments.no_consent", language)),
             ),
         ),
         FieldSpec(
             "language",
-            t("admin.segments.field.language"),
+            text("admin.segments.field.language", language),
             CHOICES,
             ("in",),
             tuple(
@@ -113,7 +127,7 @@ def field_specs(session: Session, program: Program, language: str) -> dict[str, 
         ),
         FieldSpec(
             "country",
-            t("admin.segments.field.country"),
+            text("admin.segments.field.country", language),
             CHOICES,
             ("in",),
             tuple(
@@ -121,10 +135,10 @@ def field_specs(session: Session, program: Program, language: str) -> dict[str, 
                 for code in sorted(COUNTRIES, key=lambda c: c != program.country)
             ),
         ),
-        FieldSpec("age", t("admin.segments.field.age"), RANGE, ranges),
+        FieldSpec("age", text("admin.segments.field.age", language), RANGE, _RANGES),
         FieldSpec(
             "birthday_month",
-            t("admin.segments.field.birthday_month"),
+            text("admin.segments.field.birthday_month", language),
             CHOICES,
             ("in",),
             tuple(
@@ -133,64 +147,71 @@ def field_specs(session: Session, program: Program, language: str) -> dict[str, 
             ),
         ),
     ]
-    for question in programs.questions(session, program.id):
-        if question.kind in ("first_name", "birthday"):
-            continue  # kept on the member: age and birthday_month ask about them
-        prompt = question.prompt or {}
-        label = str(prompt.get(language) or prompt.get("en") or question.key)
-        choices = tuple(
-            Choice(
-                str(c["key"]),
-                str((c.get("label") or {}).get(language) or c["key"]),
-            )
-            for c in question.choices or ()
-        )
-        ops = ("answered",) if question.kind == "text" else ("in", "answered")
-        specs.append(
-            FieldSpec(
-                f"answer:{question.key}",
-                t("admin.segments.field.answer", question=label),
-                CHOICES,
-                ops,
-                choices,
-                question=question.key,
-            )
-        )
+
+
+def _answer_field(question: ProfileQuestion, language: str) -> FieldSpec:
+    """The answers to one of the club's profile questions: chosen, or answered at all."""
+    prompt = question.prompt or {}
+    label = str(prompt.get(language) or prompt.get("en") or question.key)
+    choices = tuple(
+        Choice(str(c["key"]), str((c.get("label") or {}).get(language) or c["key"]))
+        for c in question.choices or ()
+    )
+    return FieldSpec(
+        f"answer:{question.key}",
+        text("admin.segments.field.answer", language, question=label),
+        CHOICES,
+        ("answered",) if question.kind == "text" else ("in", "answered"),
+        choices,
+        question=question.key,
+    )
+
+
+def _tier_fields(session: Session, program: Program, language: str) -> list[FieldSpec]:
+    """The tier field, for a club that has a ladder of tiers."""
     ladder = tiers.ladder(session, program.id)
-    if ladder:
-        specs.append(
-            FieldSpec(
-                "tier",
-                t("admin.segments.field.tier"),
-                CHOICES,
-                ("in",),
-                tuple(Choice(str(tier.position), tiers.name(tier, language)) for tier in ladder),
-            )
+    if not ladder:
+        return []
+    return [
+        FieldSpec(
+            "tier",
+            text("admin.segments.field.tier", language),
+            CHOICES,
+            ("in",),
+            tuple(Choice(str(tier.position), tiers.name(tier, language)) for tier in ladder),
         )
+    ]
+
+
+def _activity_fields(session: Session, program: Program, language: str) -> list[FieldSpec]:
+    """What members did: where and what they bought, their points, when they joined."""
+
+    def t(message_id: str, **params: object) -> str:
+        return text(message_id, language, **params)
+
     stores = sorted({k.store for k in apikeys.of_club(session, program.id) if k.store})
-    specs += [
+    return [
         FieldSpec(
             "store", t("admin.segments.field.store"), WORDS, ("in",), suggestions=tuple(stores)
         ),
-        FieldSpec("points", t("admin.segments.field.points"), RANGE, ranges),
+        FieldSpec("points", t("admin.segments.field.points"), RANGE, _RANGES),
         FieldSpec(
-            "purchase_count", t("admin.segments.field.purchase_count"), RANGE, ranges, days=True
+            "purchase_count", t("admin.segments.field.purchase_count"), RANGE, _RANGES, days=True
         ),
         FieldSpec(
             "purchase_amount",
             t("admin.segments.field.purchase_amount", currency=program.currency),
             MONEY,
-            ranges,
+            _RANGES,
             days=True,
         ),
         FieldSpec(
-            "days_since_purchase", t("admin.segments.field.days_since_purchase"), RANGE, ranges
+            "days_since_purchase", t("admin.segments.field.days_since_purchase"), RANGE, _RANGES
         ),
         FieldSpec("category", t("admin.segments.field.category"), WORDS, ("in",), days=True),
-        FieldSpec("joined_days", t("admin.segments.field.joined_days"), RANGE, ranges),
+        FieldSpec("joined_days", t("admin.segments.field.joined_days"), RANGE, _RANGES),
         FieldSpec("member", t("admin.segments.field.member"), IDS, ("in",)),
     ]
-    return {spec.key: spec for spec in specs}
 
 
 # --- the form ---------------------------------------------------------------------------------
