@@ -106,6 +106,7 @@ async def _page(
         question_kinds=QUESTION_KINDS,
         coupon_kinds=coupons.KINDS,
         referral_triggers=programs.REFERRAL_TRIGGERS,
+        limits=programs.LIMITS,
         bonus_fields=club_rules.BONUS_FIELDS,
         # The date fields' hint: today as they write it ("07.11.2026").
         date_example=date_value(local_today(request), request[LANGUAGE]),
