@@ -172,14 +172,7 @@ def record(
 
     `tier_id` (the member's tier, if the caller has read it) and `rules` (from the API's
     cache) spare a read each: recording sales is the hot path of the API."""
-    if not lines:
-        raise InvalidInput("lines", "a purchase has at least one line")
-    for i, line in enumerate(lines):
-        # A negative line would earn negative points that no refund could take back exactly.
-        if line.qty < 0:
-            raise InvalidInput(f"lines[{i}].qty", "must not be negative")
-        if line.amount_minor < 0:
-            raise InvalidInput(f"lines[{i}].amount_minor", "must not be negative")
+    _check_lines(lines)
     ledger.lock_member(session, member_id)
     rules = rules or club_rules(session, program.id)
     points = line_points(lines, rules_for(session, program, occurred_at, rules))
@@ -203,25 +196,7 @@ def record(
     if purchase_id is None:
         return _again(session, program, transaction_id, fingerprint, now)
     conn.execute(_LAST_PURCHASE, {"member": member_id, "at": occurred_at})
-    conn.execute(
-        _INSERT_LINES,
-        [
-            {
-                "program_id": program.id,
-                "purchase_id": purchase_id,
-                "member_id": member_id,
-                "line_no": i,
-                "sku": line.sku,
-                "category": line.category,
-                "brand": line.brand,
-                "qty": line.qty,
-                "amount_minor": line.amount_minor,
-                "discounted": line.discounted,
-                "points": line_points_,
-            }
-            for i, (line, line_points_) in enumerate(zip(lines, points, strict=True), start=1)
-        ],
-    )
+    _insert_lines(session, program, member_id, purchase_id, lines, points)
     if earned > 0:
         ledger.credit(
             session,
@@ -248,6 +223,48 @@ def record(
         False,
         coupons.issued_by_purchase(session, purchase_id) if issued else [],
         ledger.balance(session, member_id, now),
+    )
+
+
+def _check_lines(lines: Sequence[Line]) -> None:
+    """InvalidInput naming the first line a purchase can't have."""
+    if not lines:
+        raise InvalidInput("lines", "a purchase has at least one line")
+    for i, line in enumerate(lines):
+        # A negative line would earn negative points that no refund could take back exactly.
+        if line.qty < 0:
+            raise InvalidInput(f"lines[{i}].qty", "must not be negative")
+        if line.amount_minor < 0:
+            raise InvalidInput(f"lines[{i}].amount_minor", "must not be negative")
+
+
+def _insert_lines(
+    session: Session,
+    program: Program,
+    member_id: int,
+    purchase_id: int,
+    lines: Sequence[Line],
+    points: Sequence[int],
+) -> None:
+    """The purchase's lines, numbered from 1, each with the points it earned."""
+    session.connection().execute(
+        _INSERT_LINES,
+        [
+            {
+                "program_id": program.id,
+                "purchase_id": purchase_id,
+                "member_id": member_id,
+                "line_no": i,
+                "sku": line.sku,
+                "category": line.category,
+                "brand": line.brand,
+                "qty": line.qty,
+                "amount_minor": line.amount_minor,
+                "discounted": line.discounted,
+                "points": line_points_,
+            }
+            for i, (line, line_points_) in enumerate(zip(lines, points, strict=True), start=1)
+        ],
     )
 
 
