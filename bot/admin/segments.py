@@ -651,18 +651,7 @@ async def _show_builder(
                 saved = segments.get_by_id(session, admin.program_id, segment_id)
             except NotFound:
                 raise web.HTTPNotFound() from None
-        raw: str | None = None
-        if form is not None:
-            builder = read_form(form, specs)
-            apply_action(builder, action, specs)
-        elif saved is not None:
-            shown = from_filter(saved.filter, specs, program.currency, language)
-            if shown is None:
-                raw = json.dumps(saved.filter, indent=2, ensure_ascii=False)
-            builder = shown or Builder()
-            builder.name = saved.name
-        else:
-            builder = Builder()
+        builder, raw = _builder_for(form, action, saved, specs, program.currency, language)
         result: dict[str, Any] = {
             "builder": builder,
             "specs": specs,
@@ -714,6 +703,29 @@ async def _show_builder(
         blank=blank,
         blank_group=lambda prefix, spec: Group(prefix, conditions=[blank(spec, f"{prefix}-0")]),
     )
+
+
+def _builder_for(
+    form: MultiDictProxy[Any] | None,
+    action: str,
+    saved: Segment | None,
+    specs: dict[str, FieldSpec],
+    currency: str,
+    language: str,
+) -> tuple[Builder, str | None]:
+    """The builder as posted (the form's action applied), as saved, or new; with the saved
+    filter as JSON when the builder can't show it (the raw view), else None."""
+    if form is not None:
+        builder = read_form(form, specs)
+        apply_action(builder, action, specs)
+        return builder, None
+    if saved is None:
+        return Builder(), None
+    shown = from_filter(saved.filter, specs, currency, language)
+    raw = None if shown is not None else json.dumps(saved.filter, indent=2, ensure_ascii=False)
+    builder = shown or Builder()
+    builder.name = saved.name
+    return builder, raw
 
 
 def _save(
