@@ -18,6 +18,7 @@ from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
+from bot.page import add_member_page
 from bot.security import security_headers
 from bot.settings import Settings, SettingsError
 from scheduler.gateway import Gateway
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(webhooks.routes)
     add_api(app)
     add_admin(app, settings)
+    add_member_page(app, settings)
     app.router.add_get("/healthz", healthz)
     return app
 

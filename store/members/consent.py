@@ -10,13 +10,18 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from store.members import links, members
 from store.models import ConsentEvent, Member
 from store.states import MemberStatus
 
 MARKETING_SMS = "marketing_sms"
 GRANT = "grant"
 WITHDRAW = "withdraw"
-CHANNELS = frozenset({"sms", "pos", "import", "admin"})
+# "page": the member's own page (bot.page), its leave button.
+CHANNELS = frozenset({"sms", "pos", "import", "admin", "page"})
+# What a grant and a withdrawal make of the member (an import writes GRANTED in its own rows).
+GRANTED = MemberStatus.ACTIVE
+WITHDRAWN = MemberStatus.STOPPED
 _INSERT = insert(ConsentEvent.__table__)
 
 
@@ -101,6 +106,35 @@ def record(
             created_at=now,
         ),
     )
+
+
+def withdraw(
+    session: Session,
+    member: Member,
+    *,
+    wording_id: str,
+    wording_language: str,
+    wording_text: str,
+    channel: str,
+    evidence: str,
+    now: dt.datetime,
+) -> None:
+    """STOP, however it is said: the withdrawal is logged (in the member's own words) and the
+    member is stopped. A stopped member stays stopped; erasure moves on from here. The
+    member's page links end at once (a later START does not bring them back)."""
+    record(
+        session,
+        member,
+        action=WITHDRAW,
+        wording_id=wording_id,
+        wording_language=wording_language,
+        wording_text=wording_text,
+        channel=channel,
+        evidence=evidence,
+        now=now,
+    )
+    members.set_status(member, WITHDRAWN, now)
+    links.end_all(session, [member.id], now)
 
 
 def record_many(

@@ -1,0 +1,14 @@
+"""The member's own page (/m/{token}): reached by the link MIN SIDE texts back, no account."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.page.routes import LIMIT, PAGE_KEYS, AddressLimit, form_key, table
+from bot.settings import Settings
+
+
+def add_member_page(app: web.Application, settings: Settings) -> None:
+    app[PAGE_KEYS] = form_key(settings.secret_key)
+    app[LIMIT] = AddressLimit()
+    app.add_routes(table)
