@@ -773,3 +773,37 @@ class MemberLink(Base):
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime | None]
+
+
+class InboxConversation(Base):
+    """What staff did with the texts one number sent that Klubb could not answer: when they last
+    replied and when they marked it done (store.outreach.inbox works the conversation's state out
+    from these and its texts). Keyed by the number's salted hash (members.hash_phone), so
+    erasure, which blanks the texts, leaves nothing here that names anyone."""
+
+    __tablename__ = "inbox_conversations"
+    __table_args__ = (UniqueConstraint("program_id", "phone_hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    answered_at: Mapped[dt.datetime | None]
+    done_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime]
+
+
+class StaffReply(Base):
+    """Who at the club sent an outbox row answering a member's text (kind "staff"). The account
+    becomes NULL when it is removed: the thread then says "removed account"."""
+
+    __tablename__ = "staff_replies"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    outbox_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="CASCADE"), unique=True
+    )
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admin_accounts.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[dt.datetime]

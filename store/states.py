@@ -42,6 +42,15 @@ class OutboxStatus(StrEnum):
     HELD_OUT = "held_out"  # the campaign's control group: recorded, never sent
 
 
+class ConversationState(StrEnum):
+    """What an inbox conversation is now (store.outreach.inbox): worked out from the times of
+    its last text, the last staff reply and the last "done", not stored."""
+
+    UNANSWERED = "unanswered"  # its last text not understood is newer than any reply or done
+    OPEN = "open"  # answered, not yet marked done
+    DONE = "done"  # marked done since its last text
+
+
 class CouponState(StrEnum):
     """What a coupon is now (store.loyalty.coupons.state): worked out from its dates, not stored."""
 
