@@ -778,15 +778,17 @@ class MemberLink(Base):
 class InboxConversation(Base):
     """What staff did with the texts one number sent that Klubb could not answer: when they last
     replied and when they marked it done (store.outreach.inbox works the conversation's state out
-    from these and its texts). Keyed by the number's salted hash (members.hash_phone), so
-    erasure, which blanks the texts, leaves nothing here that names anyone."""
+    from these and its texts). Anchored on the number's first text not understood, which is also
+    the conversation's id in the admin: erasure blanks that text's number, so nothing here names
+    anyone afterwards."""
 
     __tablename__ = "inbox_conversations"
-    __table_args__ = (UniqueConstraint("program_id", "phone_hash"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
-    phone_hash: Mapped[str] = mapped_column(String(64))
+    first_inbound_id: Mapped[int] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="CASCADE"), unique=True
+    )
     answered_at: Mapped[dt.datetime | None]
     done_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime]

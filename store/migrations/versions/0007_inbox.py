@@ -23,7 +23,7 @@ def upgrade() -> None:
         "inbox_conversations",
         sa.Column("id", store.models.Id, nullable=False),
         sa.Column("program_id", store.models.Id, nullable=False),
-        sa.Column("phone_hash", sa.String(length=64), nullable=False),
+        sa.Column("first_inbound_id", store.models.Id, nullable=False),
         sa.Column("answered_at", store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("done_at", store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", store.models.UTCDateTime(timezone=True), nullable=False),
@@ -33,9 +33,15 @@ def upgrade() -> None:
             name=op.f("fk_inbox_conversations_program_id_programs"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["first_inbound_id"],
+            ["inbound_messages.id"],
+            name=op.f("fk_inbox_conversations_first_inbound_id_inbound_messages"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox_conversations")),
         sa.UniqueConstraint(
-            "program_id", "phone_hash", name=op.f("uq_inbox_conversations_program_id_phone_hash")
+            "first_inbound_id", name=op.f("uq_inbox_conversations_first_inbound_id")
         ),
     )
     op.create_table(
