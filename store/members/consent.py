@@ -1,4 +1,5 @@
-"""Consent as an append-only log; whether a member may get marketing is derived from it."""
+"""Consent's one home: the append-only log, grant and withdraw (which set the member's status),
+and may_market with its SQL twin for planning; every way in and out goes through here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import ColumnElement, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from store.members import links, members
@@ -108,6 +109,34 @@ def record(
     )
 
 
+def grant(
+    session: Session,
+    member: Member,
+    *,
+    wording_id: str,
+    wording_language: str,
+    wording_text: str,
+    channel: str,
+    evidence: str,
+    now: dt.datetime,
+) -> None:
+    """Marketing consent given (YES or START by SMS, the till, a re-join): the grant is logged
+    with the exact words shown and the evidence, and the member becomes active (joined now if
+    never before)."""
+    record(
+        session,
+        member,
+        action=GRANT,
+        wording_id=wording_id,
+        wording_language=wording_language,
+        wording_text=wording_text,
+        channel=channel,
+        evidence=evidence,
+        now=now,
+    )
+    members.set_status(member, GRANTED, now)
+
+
 def withdraw(
     session: Session,
     member: Member,
@@ -140,7 +169,8 @@ def withdraw(
 def record_many(
     session: Session, grants: Sequence[Grant], *, channel: str, purpose: str = MARKETING_SMS
 ) -> None:
-    """Append many grants in one executemany (an import's batch), as record appends one."""
+    """Append many grants in one executemany (an import's batch), as record appends one. The
+    members are the caller's rows, inserted with status GRANTED (grant's rule, in bulk)."""
     _checked(GRANT, channel)
     if not grants:
         return
@@ -170,13 +200,16 @@ def history(session: Session, member_id: int) -> Sequence[ConsentEvent]:
     ).all()
 
 
-def marketing_since(session: Session, member: Member) -> dt.datetime | None:
-    """When the member's current marketing consent was given, or None if they have none now.
+def may_market(session: Session, member: Member) -> bool:
+    """May this member get marketing now? An active member whose latest marketing consent
+    event is a grant. `may_market_clause` is the same rule in SQL, for planning."""
+    return marketing_since(session, member) is not None
 
-    The one question the planner and the sender both ask: an active member whose latest
-    consent event is a grant.
-    """
-    if member.status != MemberStatus.ACTIVE:
+
+def marketing_since(session: Session, member: Member) -> dt.datetime | None:
+    """When the member's current marketing consent was given, or None if they have none now
+    (may_market's answer, with the grant's time for MYDATA and the export)."""
+    if member.status != GRANTED:
         return None
     # Read on the connection with a statement built once (MYDATA asks on the SQLite writer's
     # hot path; the log is only ever written the same way, so there is nothing to flush first).
@@ -187,9 +220,31 @@ def marketing_since(session: Session, member: Member) -> dt.datetime | None:
 
 
 _EVENTS = ConsentEvent.__table__
+_MEMBERS = Member.__table__
 _LATEST = (
     select(_EVENTS.c.action, _EVENTS.c.created_at)
     .where(_EVENTS.c.member_id == bindparam("member_id"), _EVENTS.c.purpose == MARKETING_SMS)
     .order_by(_EVENTS.c.id.desc())
     .limit(1)
 )
+
+
+def may_market_clause() -> ColumnElement[bool]:
+    """may_market as SQL over `members`, for planning (never NULL, so it can be negated).
+
+    The status is the log's summary, written in the same unit of work as the log's event and
+    only here (grant, withdraw; an import's batch with record_many and GRANTED): the member is
+    active exactly while their latest marketing event is a grant. So the planner reads the
+    status, not the log: no probe of consent_events per member of a million-member campaign.
+    tests/store/members/test_consent.py checks the two answers agree for every member state."""
+    return _MEMBERS.c.status == GRANTED
+
+
+def may_receive() -> ColumnElement[bool]:
+    """The planner's question as SQL over `members`: may_market, and a number that is there and
+    has not been flagged as undeliverable."""
+    return and_(
+        may_market_clause(),
+        _MEMBERS.c.phone.is_not(None),
+        _MEMBERS.c.undeliverable_at.is_(None),
+    )

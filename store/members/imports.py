@@ -645,12 +645,13 @@ def _insert(
 
 
 def member_values(program: Program, row: Row, now: dt.datetime) -> dict[str, Any]:
-    """A row's member as an import inserts it: active, and joined when they consented."""
+    """A row's member as an import inserts it: as consent.grant leaves a member (GRANTED), in
+    bulk (its grant is appended by consent.record_many), and joined when they consented."""
     return {
         "program_id": program.id,
         "phone": row.phone,
         "phone_hash": members.hash_phone(program, row.phone),
-        "status": members.ACTIVE,
+        "status": consent.GRANTED,
         "first_name": row.first_name,
         "language": row.language,
         "birthday": row.birthday,

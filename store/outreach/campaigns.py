@@ -19,6 +19,7 @@ import locales
 from store import states
 from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotFound
+from store.members import consent
 from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program, Segment, Tier
 from store.outreach import guard_rails, segments
 from store.states import CampaignStatus, OutboxStatus
@@ -414,7 +415,7 @@ def preview(session: Session, program: Program, campaign: Campaign, now: dt.date
     moment = _first_send(program, campaign, now)
     in_segment = _segment_clause(program, campaign, now, session)
     base = and_(_MEMBERS.c.program_id == program.id, in_segment)
-    eligible = and_(base, guard_rails.may_receive())
+    eligible = and_(base, consent.may_receive())
     capped_out = and_(eligible, guard_rails.under_cap(program, moment))
     hashed = control_hash(campaign.id)
     language = _language_column(program)
@@ -596,7 +597,7 @@ def _plan_range(
         # walks the club's whole (program_id, phone) index for every chunk instead.
         (_MEMBERS.c.program_id + 0) == program.id,
         _segment_clause(program, campaign, now, session, id_range=(low, high)),
-        guard_rails.may_receive(),
+        consent.may_receive(),
         guard_rails.under_cap(program, moment, per_member=True),
     )
     insert = INSERT_OUTBOX[session.get_bind().dialect.name].from_select(PLANNED_COLUMNS, chosen)

@@ -1,5 +1,6 @@
-"""The guard rails every marketing SMS passes, when planned and again when sent: consent, the
-per-member cap, quiet hours in the member's zone, and the member's own time zone."""
+"""The guard rails every marketing SMS passes, when planned and again when sent: the per-member
+cap, quiet hours in the member's zone, and the member's own time zone (consent, the first rail,
+is store.members.consent's: may_receive there)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as phone_zones
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
 from store.models import Member, OutboxMessage, Program
-from store.states import MemberStatus, OutboxStatus
+from store.states import OutboxStatus
 
 # The cap counts marketing messages within this rolling window.
 CAP_WINDOW = dt.timedelta(days=30)
@@ -21,16 +22,6 @@ MARKETING = "marketing"
 
 _MEMBERS = Member.__table__
 _OUTBOX = OutboxMessage.__table__
-
-
-def may_receive() -> ColumnElement[bool]:
-    """Consent and reachability as SQL over `members`: an active member (the latest consent
-    event is a grant; a STOP makes the member stopped) whose number has not been flagged."""
-    return and_(
-        _MEMBERS.c.status == MemberStatus.ACTIVE,
-        _MEMBERS.c.phone.is_not(None),
-        _MEMBERS.c.undeliverable_at.is_(None),
-    )
 
 
 def under_cap(

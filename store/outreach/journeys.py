@@ -36,6 +36,7 @@ from store import states
 from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotFound
 from store.loyalty import coupons, ledger, tiers
+from store.members import consent
 from store.models import (
     Campaign,
     CouponTemplate,
@@ -445,7 +446,7 @@ class _Chunk:
             # walks the club's whole (program_id, phone) index instead (as campaigns does).
             (_MEMBERS.c.program_id + 0) == self.program.id,
             *self.in_range(_MEMBERS.c.id),
-            guard_rails.may_receive(),
+            consent.may_receive(),
             guard_rails.under_cap(self.program, self.moment, per_member=True),
         ]
 

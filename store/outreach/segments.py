@@ -79,7 +79,7 @@ from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.orm import Session, object_session
 
 from store.errors import InvalidInput, NotFound
-from store.members import members
+from store.members import consent, members
 from store.models import (
     Campaign,
     Member,
@@ -94,7 +94,7 @@ from store.models import (
     UTCDateTime,
 )
 from store.outreach import guard_rails
-from store.states import CampaignStatus, MemberStatus
+from store.states import CampaignStatus
 from store.text import check_text
 
 MAX_DEPTH = 8
@@ -271,14 +271,15 @@ class Reach:
 
 
 def reach(session: Session, program: Program, filter: Mapping[str, Any], now: dt.datetime) -> Reach:
-    """count() with the guard rails a broadcast sent now meets when it is planned (consent and
-    the cap as outreach.guard_rails writes them, at the first moment outside quiet hours): what the
-    campaign form shows beside its audience before any preview. One read of the members."""
+    """count() with the guard rails a broadcast sent now meets when it is planned (consent as
+    members.consent writes it, the cap as outreach.guard_rails does, at the first moment outside
+    quiet hours): what the campaign form shows beside its audience before any preview. One read
+    of the members."""
     dialect = session.get_bind().dialect.name
     moment = guard_rails.first_moment(
         now, ZoneInfo(program.timezone), program.quiet_start, program.quiet_end
     )
-    may = guard_rails.may_receive()
+    may = consent.may_receive()
     sendable = and_(may, guard_rails.under_cap(program, moment))
     query = (
         select(
@@ -545,11 +546,10 @@ def _aggregate(
 
 
 def _consent(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
-    # status is maintained from the consent log: active while the latest marketing event is a
-    # grant; stopped, pending and erased members have no marketing consent.
-    if leaf["value"] is negate:
-        return _MEMBERS.c.status != MemberStatus.ACTIVE
-    return _MEMBERS.c.status == MemberStatus.ACTIVE
+    # The planner's own question (members.consent.may_market_clause), never NULL: negated, it
+    # is exactly the members without marketing consent.
+    given = consent.may_market_clause()
+    return not_(given) if leaf["value"] is negate else given
 
 
 def _language(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:

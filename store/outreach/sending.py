@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 import locales
 from store import states
 from store.loyalty import coupons
+from store.members import consent
 from store.models import (
     Campaign,
     Coupon,
@@ -28,7 +29,7 @@ from store.models import (
     Tier,
 )
 from store.outreach import campaigns, delivery, guard_rails, journeys
-from store.states import MemberStatus, OutboxStatus
+from store.states import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ _ROWS = select(
 _PEOPLE = select(
     _MEMBERS.c.id,
     _MEMBERS.c.status,
+    consent.may_market_clause().label("may_market"),
     _MEMBERS.c.phone,
     _MEMBERS.c.language,
     _MEMBERS.c.first_name,
@@ -228,15 +230,17 @@ def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
 
 def _held_back(
     status: str | None,
+    may_market: bool | None,
     phone: str | None,
     undeliverable_at: dt.datetime | None,
     campaign_status: str | None,
 ) -> str | None:
     """Why a marketing message may not go to this member now, or None: the one rule, at claim
-    and again at hand-off. A member who texted STOP is no longer active."""
+    and again at hand-off. `may_market`: consent's answer (members.consent.may_market_clause,
+    read with the row), which a STOP since planning has turned to no."""
     if status is None or phone is None:
         return "erased"
-    if status != MemberStatus.ACTIVE:
+    if not may_market:
         return "no_consent"
     if undeliverable_at is not None:
         return "undeliverable"
@@ -256,6 +260,7 @@ _HAND_OFF = (
         _OUTBOX.c.status,
         _OUTBOX.c.claimed_at,
         _MEMBERS.c.status.label("member_status"),
+        consent.may_market_clause().label("may_market"),
         _MEMBERS.c.phone,
         _MEMBERS.c.undeliverable_at,
         _CAMPAIGNS.c.status.label("campaign_status"),
@@ -291,7 +296,11 @@ def held_at_hand_off(session: Session, rows: Sequence[Claimed]) -> dict[int, str
             held[found.id] = TAKEN_OVER
         elif row.kind == guard_rails.MARKETING:
             why = _held_back(
-                found.member_status, found.phone, found.undeliverable_at, found.campaign_status
+                found.member_status,
+                found.may_market,
+                found.phone,
+                found.undeliverable_at,
+                found.campaign_status,
             )
             if why is not None:
                 held[found.id] = why
@@ -351,6 +360,7 @@ class _Writer:
         campaign = self.campaign(row["campaign_id"]) if row["campaign_id"] is not None else None
         why = _held_back(
             person.status if person is not None else None,
+            person.may_market if person is not None else None,
             person.phone if person is not None and row["to_number"] is not None else None,
             person.undeliverable_at if person is not None else None,
             campaign.status if campaign is not None else None,
