@@ -48,7 +48,7 @@ from flows.turn import (
 from locales.sms import fit_one, segments
 from store.clubs import directory, programs
 from store.loyalty import coupons, perks, purchases, rewards, tiers
-from store.members import consent, links, members, privacy
+from store.members import consent, enrolment, links, members, privacy
 from store.members import profile as answers
 from store.models import CouponTemplate, Member, Program
 from store.outreach import messages
@@ -401,27 +401,18 @@ def _apply_one(
         case GrantConsent(wording_id=wording_id):
             assert member is not None, "consent needs a member"
             language, wording = _wording_shown(program, member, wording_id, turn.language)
-            consent.record(
+            # The same joining as the till's (store.members.enrolment.join).
+            enrolment.join(
                 session,
+                program,
                 member,
-                action=consent.GRANT,
                 wording_id=wording_id,
                 wording_language=language,
                 wording_text=wording,
                 channel="sms",
                 evidence=text.provider_sid,
                 now=now,
-            )
-            first_time = member.joined_at is None
-            members.set_status(member, members.ACTIVE, now)
-            referral = (member.flow_data or {}).get("referral_code")
-            perks.on_joined(
-                session,
-                program,
-                member,
-                now,
-                first_time=first_time,
-                referral=referral,
+                referral=(member.flow_data or {}).get("referral_code"),
                 templates=clubs.loyalty(session, program).templates,
                 asks_birthday=any(q.kind == "birthday" for q in turn.questions),
             )
@@ -440,7 +431,6 @@ def _apply_one(
                 member = members.new(program, text.from_number, status=members.STOPPED, now=now)
                 members.save(session, member)  # the consent log needs its id
             _withdraw(session, member, f"keyword.{reason}", turn, text)
-            members.set_status(member, members.STOPPED, now)
         case SetFirstName(name=name) if member is not None:
             member.first_name = name
         case SetBirthday(birthday=birthday) if member is not None:
@@ -471,11 +461,11 @@ def _apply_one(
 def _withdraw(
     session: Session, member: Member, wording_id: str, turn: Turn, text: InboundText
 ) -> None:
-    """Log a withdrawal in the member's own words (their text), with its message id."""
-    consent.record(
+    """STOP (consent.withdraw, the member stopped), logged in the member's own words (their
+    text) with its message id."""
+    consent.withdraw(
         session,
         member,
-        action=consent.WITHDRAW,
         wording_id=wording_id,
         wording_language=member.language or turn.language,
         wording_text=text.body[:500],

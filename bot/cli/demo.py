@@ -318,10 +318,9 @@ class _Story:
         def stop(when: dt.datetime) -> None:
             if member.status != members.ACTIVE:
                 return
-            consent.record(
+            consent.withdraw(
                 self.session,
                 member,
-                action=consent.WITHDRAW,
                 wording_id="stop.confirmed",
                 wording_language=member.language or "nb",
                 wording_text="STOPP",
@@ -329,7 +328,6 @@ class _Story:
                 evidence=f"demo-stop-{member.id}",
                 now=when,
             )
-            members.set_status(member, members.STOPPED, when)
 
         return stop
 

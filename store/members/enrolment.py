@@ -1,4 +1,5 @@
-"""Joining with consent given somewhere other than by SMS: at the till (the API) or an import."""
+"""Joining: the one way a number becomes a member with consent (`join`: by SMS, at the till,
+in the demo), and the till's enrolment with its confirmation SMS (`enrol_at_till`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from store.clubs import programs
-from store.loyalty import perks
+from store.loyalty import coupons, perks
 from store.members import consent, members
 from store.members import profile as answers
 from store.models import ConsentEvent, Member, ProfileQuestion, Program
@@ -61,7 +62,6 @@ def enrol(
         member = members.create(session, program, phone, status=members.PENDING, now=now)
     else:
         member = members.attach(session, state)
-    first_time = member.joined_at is None
     if language:
         member.language = language
     if first_name and not member.first_name:
@@ -70,10 +70,46 @@ def enrol(
         # The store a member first joined at, kept: sign-ups per store count where people
         # joined, so joining again at another till (after STOP) does not move them.
         member.store = store
-    consent.record(
+    given = join(
+        session,
+        program,
+        member,
+        wording_id=wording_id,
+        wording_language=wording_language,
+        wording_text=wording_text,
+        channel=channel,
+        evidence=evidence,
+        now=now,
+        referral=referral,
+        asks_birthday=asks_birthday,
+    )
+    return Enrolled(member, True, given)
+
+
+def join(
+    session: Session,
+    program: Program,
+    member: Member,
+    *,
+    wording_id: str,
+    wording_language: str,
+    wording_text: str,
+    channel: str,
+    evidence: str,
+    now: dt.datetime,
+    referral: str | None = None,
+    templates: coupons.ClubTemplates | None = None,
+    asks_birthday: bool = False,
+) -> perks.Perks:
+    """The member (pending, stopped or erased: not active) gives consent, by SMS (YES, START),
+    at the till or in the demo: the grant is logged and the member is active (consent.grant),
+    then what joining gives (perks.on_joined: the welcome coupon, the referral code, a
+    friend's referral). `templates`: the club's coupon templates, if the caller keeps them in
+    memory."""
+    first_time = member.joined_at is None
+    consent.grant(
         session,
         member,
-        action=consent.GRANT,
         wording_id=wording_id,
         wording_language=wording_language,
         wording_text=wording_text,
@@ -81,17 +117,16 @@ def enrol(
         evidence=evidence,
         now=now,
     )
-    members.set_status(member, members.ACTIVE, now)
-    given = perks.on_joined(
+    return perks.on_joined(
         session,
         program,
         member,
         now,
         first_time=first_time,
         referral=referral,
+        templates=templates,
         asks_birthday=asks_birthday,
     )
-    return Enrolled(member, True, given)
 
 
 def enrol_at_till(

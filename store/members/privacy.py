@@ -40,14 +40,13 @@ def erase(
     channel: str,
     evidence: str,
 ) -> None:
-    """Erase the member: a marketing consent they still hold is withdrawn first (logged with
-    the words and evidence of the request), then everything personal is removed; the consent
-    log, ledger and purchases stay as anonymous figures."""
-    if consent.marketing_since(session, member) is not None:
-        consent.record(
+    """Erase the member: a marketing consent they still hold is withdrawn first, as STOP
+    withdraws it (logged with the words and evidence of the request), then everything personal
+    is removed; the consent log, ledger and purchases stay as anonymous figures."""
+    if consent.may_market(session, member):
+        consent.withdraw(
             session,
             member,
-            action=consent.WITHDRAW,
             wording_id=wording_id,
             wording_language=wording_language,
             wording_text=wording_text,
