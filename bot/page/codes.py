@@ -7,6 +7,7 @@ the QR code the same way."""
 
 from __future__ import annotations
 
+import functools
 from html import escape
 
 import barcode
@@ -48,6 +49,9 @@ def code128_svg(code: str, label: str) -> str:
     )
 
 
+# segno takes about 3 ms a code (the page's slowest part): a member opening their page again
+# at the till gets the codes drawn before. A few thousand codes are a few MB.
+@functools.lru_cache(maxsize=4096)
 def qr_svg(code: str, label: str) -> str:
     """The code as a QR code (error correction M, never a micro QR that few phones read)."""
     qr = segno.make(code, micro=False, error="m")
