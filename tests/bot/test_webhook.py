@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bot.keys import DB
@@ -20,7 +23,6 @@ from store.database import Database, SqliteDatabase
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
 from store.outreach import messages
 from tests.conftest import (
-    CLUB_NUMBER,
     PUBLIC_URL,
     Phone,
     create_club,
@@ -462,43 +464,100 @@ class TestConcurrency:
         """Texts to a number no club answers on, arriving with other members' JOINs, get their
         404 while every JOIN gets its opt-in, and (on SQLite) the group is not run again apart:
         the refusal is an answer, not a failure."""
-        app_db = client.server.app[DB]
-        apart: list[int] = []
-        gate = threading.Event()
-        blocker = None
-        if isinstance(app_db, SqliteDatabase):
-            real = app_db._run_apart
-
-            def spied(jobs: Any) -> Any:
-                apart.append(len(jobs))
-                return real(jobs)
-
-            app_db._run_apart = spied  # type: ignore[method-assign]
-            # Holds the writer until every text is queued, so that they form one group.
-            blocker = asyncio.ensure_future(app_db.run(lambda _s: gate.wait(10)))
-        phones = [
-            Phone(client, f"+47912{i:05d}", to="+4799999999" if i % 2 else CLUB_NUMBER)
-            for i in range(6)
+        joins = [Phone(client, f"+47912{i:05d}") for i in range(3)]
+        strays = [Phone(client, f"+47913{i:05d}", to="+4799999999") for i in range(3)]
+        posts = [p.text("JOIN") for p in joins] + [
+            post_form(client, twilio_form(p.number, "JOIN", to=p.to)) for p in strays
         ]
-        texts = [asyncio.ensure_future(p.text("JOIN")) for p in phones[::2]]
-        unknown = [
-            asyncio.ensure_future(post_form(client, twilio_form(p.number, "JOIN", to=p.to)))
-            for p in phones[1::2]
-        ]
-        if isinstance(app_db, SqliteDatabase):
-            for _ in range(200):
-                if app_db._jobs.qsize() >= len(phones):
-                    break
-                await asyncio.sleep(0.01)
-            gate.set()
-            assert blocker is not None
-            await blocker
-        replies = await asyncio.gather(*texts)
-        assert all(r.startswith("Torshov Sport: svar JA") for r in replies), replies
-        for response in await asyncio.gather(*unknown):
+        answers, apart = await in_one_group(client, posts)
+        assert all(r.startswith("Torshov Sport: svar JA") for r in answers[:3]), answers
+        for response in answers[3:]:
             assert response.status == 404
             assert "+4799999999" in await error_of(response)
         assert apart == []
         statuses = await db.run(lambda s: s.scalars(select(Member.status)).all())
         assert sorted(statuses) == ["pending"] * 3
         assert await count(db, InboundMessage) == 3
+
+    @settings(
+        max_examples=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(kinds=st.lists(st.sampled_from(["new", "retry", "twice", "stray"]), max_size=8))
+    async def test_any_mix_of_retries_and_refusals_in_a_group_answers_each_as_alone(
+        self, client, club, db, kinds: list[str]
+    ) -> None:
+        """For any mix of first texts, retries of texts answered before, one text delivered
+        twice at once and texts to a number no club answers on, arriving as one group: each
+        delivery gets the answer it would have had alone (the opt-in, the stored reply, the
+        same opt-in twice, a 404), each text is recorded once, and the group never runs again
+        apart (nothing in it failed)."""
+        phones = [Phone(client, f"+47915{next(_PHONES):05d}") for _ in kinds]
+        before = await count(db, InboundMessage)
+        answered: dict[int, str | None] = {}
+        for i, kind in enumerate(kinds):
+            if kind == "retry":
+                answered[i] = await phones[i].text("JOIN", sid=f"SMfirst{phones[i].number}")
+        posts: list[Any] = []
+        expected: list[str] = []
+        for i, (kind, phone) in enumerate(zip(kinds, phones, strict=True)):
+            if kind == "new":
+                posts.append(phone.text("JOIN"))
+            elif kind == "retry":
+                posts.append(phone.text("JOIN", sid=f"SMfirst{phone.number}"))
+            elif kind == "twice":
+                sid = "SM" + uuid.uuid4().hex
+                posts += [phone.text("JOIN", sid=sid), phone.text("JOIN", sid=sid)]
+                expected.append("twice")
+            else:
+                form = twilio_form(phone.number, "JOIN", to="+4799999999")
+                posts.append(post_form(client, form))
+            expected.append(kind if kind != "retry" else f"retry:{i}")
+        answers, apart = await in_one_group(client, posts)
+        for want, got in zip(expected, answers, strict=True):
+            if want == "stray":
+                assert got.status == 404
+                assert "+4799999999" in await error_of(got)
+            elif want.startswith("retry:"):
+                assert got == answered[int(want.split(":")[1])]
+            else:
+                assert got.startswith("Torshov Sport: svar JA"), (want, got)
+        assert apart == []
+        texts = sum(kind != "stray" for kind in kinds)
+        assert await count(db, InboundMessage) == before + texts
+
+
+# Numbers new to the club in every example of a property test.
+_PHONES = itertools.count()
+
+
+async def in_one_group(client: TestClient, posts: list[Any]) -> tuple[list[Any], list[int]]:
+    """Await `posts` (webhook deliveries) as one burst: on SQLite held behind a unit that
+    blocks the app's writer until all are queued, so they form one group. Their answers, in
+    order, and the sizes of the groups that were run again apart."""
+    app_db = client.server.app[DB]
+    if not isinstance(app_db, SqliteDatabase):
+        return list(await asyncio.gather(*posts)), []
+    apart: list[int] = []
+    real = app_db._run_apart
+
+    def spied(jobs: Any) -> Any:
+        apart.append(len(jobs))
+        return real(jobs)
+
+    app_db._run_apart = spied  # type: ignore[method-assign]
+    try:
+        gate = threading.Event()
+        blocker = asyncio.ensure_future(app_db.run(lambda _s: gate.wait(10)))
+        running = [asyncio.ensure_future(post) for post in posts]
+        for _ in range(500):
+            if app_db._jobs.qsize() >= len(posts):
+                break
+            await asyncio.sleep(0.01)
+        gate.set()
+        await blocker
+        answers = list(await asyncio.gather(*running))
+    finally:
+        del app_db._run_apart
+    return answers, apart
