@@ -1,0 +1,239 @@
+"""The inbox's store side: conversations per number, their state from the times of texts, replies
+and "done", and the one rule for a staff reply, checked for every age of text and member state."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.database import Database
+from store.errors import NotFound
+from store.members import consent, members
+from store.models import Member, OutboxMessage, Program, StaffReply
+from store.outreach import guard_rails, inbox, messages
+from store.states import ConversationState
+from tests.store.loyalty_helpers import at, club
+
+NOW = at(2026, 3, 10)
+HOUR = dt.timedelta(hours=1)
+_NUMBERS = itertools.count(1000)
+_SIDS = itertools.count()
+EXAMPLES = {"sqlite": 40, "postgresql": 25}
+
+
+def a_number() -> str:
+    return f"+4790{next(_NUMBERS):06d}"
+
+
+def texted(
+    session: Session,
+    program: Program,
+    number: str,
+    body: str,
+    when: dt.datetime,
+    *,
+    understood: bool = False,
+    member_id: int | None = None,
+) -> int:
+    return messages.record_inbound(
+        session,
+        program_id=program.id,
+        provider_sid=f"SM{next(_SIDS)}",
+        member_id=member_id,
+        from_number=number,
+        to_number="2020",
+        body=body,
+        intent=None,
+        reply=None,
+        now=when,
+        not_understood=not understood,
+    )
+
+
+def stop(session: Session, member: Member, when: dt.datetime) -> None:
+    consent.withdraw(
+        session,
+        member,
+        wording_id="stop",
+        wording_language="nb",
+        wording_text="STOPP",
+        channel="sms",
+        evidence="SMtest",
+        now=when,
+    )
+
+
+def conversation_of(session: Session, program: Program, number: str) -> inbox.Conversation:
+    (found,) = [c for c in inbox.conversations(session, program, show="all") if c.number == number]
+    return found
+
+
+async def test_a_conversation_is_unanswered_then_open_then_done_then_open_again(
+    db: Database,
+) -> None:
+    def work(session: Session) -> list[str]:
+        program = club(session)
+        number = a_number()
+        first = texted(session, program, number, "har dere åpent på søndag?", NOW)
+        texted(session, program, number, "POENG", NOW + HOUR, understood=True)
+        seen = [conversation_of(session, program, number).state]
+        assert inbox.unanswered(session, program) == 1
+        inbox.reply(session, program, first, account_id=None, text="Ja, 12-16!", now=NOW + 2 * HOUR)
+        seen.append(conversation_of(session, program, number).state)
+        assert inbox.unanswered(session, program) == 0
+        inbox.mark_done(session, program, first, NOW + 3 * HOUR)
+        seen.append(conversation_of(session, program, number).state)
+        assert inbox.conversations(session, program, show="open") == []
+        texted(session, program, number, "og lørdag?", NOW + 4 * HOUR)
+        seen.append(conversation_of(session, program, number).state)
+        return seen
+
+    assert await db.run(work) == [
+        ConversationState.UNANSWERED,
+        ConversationState.OPEN,
+        ConversationState.DONE,
+        ConversationState.UNANSWERED,
+    ]
+
+
+async def test_newest_first_searchable_by_number_and_name(db: Database) -> None:
+    def work(session: Session) -> None:
+        program = club(session)
+        kari, stranger = a_number(), a_number()
+        member = members.create(session, program, kari, status=members.ACTIVE, now=NOW)
+        member.first_name = "Kari"
+        texted(session, program, kari, "hei?", NOW, member_id=member.id)
+        texted(session, program, stranger, "hallo?", NOW + HOUR)
+        assert [c.number for c in inbox.conversations(session, program)] == [stranger, kari]
+        assert [c.name for c in inbox.conversations(session, program, query="kar")] == ["Kari"]
+        found = inbox.conversations(session, program, query=stranger[-6:])
+        assert [c.number for c in found] == [stranger]
+        assert found[0].last_body == "hallo?"
+
+    await db.run(work)
+
+
+async def test_a_staff_reply_goes_to_the_outbox_as_no_marketing_with_its_sender(
+    db: Database,
+) -> None:
+    def work(session: Session) -> None:
+        program = club(session)
+        number = a_number()
+        first = texted(session, program, number, "kupongen virket ikke i kassa", NOW)
+        sent = inbox.reply(
+            session, program, first, account_id=None, text="Beklager – vi ser på det", now=NOW
+        )
+        row = session.get(OutboxMessage, sent.id)
+        assert row is not None
+        assert (row.kind, row.status, row.to_number) == (inbox.STAFF, "queued", number)
+        assert row.body == "Beklager - vi ser på det"  # the dash would have cost UCS-2
+        assert row.kind != guard_rails.MARKETING
+        recorded = session.scalar(select(StaffReply).where(StaffReply.outbox_id == row.id))
+        assert recorded is not None
+        assert recorded.account_id is None
+        (last,) = [e for e in inbox.thread(session, program, number) if e.staff]
+        assert last.body == row.body
+
+    await db.run(work)
+
+
+async def test_another_clubs_conversation_is_not_found(db: Database) -> None:
+    def work(session: Session) -> None:
+        mine, theirs = club(session), club(session)
+        first = texted(session, theirs, a_number(), "hei", NOW)
+        with pytest.raises(NotFound):
+            inbox.reply(session, mine, first, account_id=None, text="hei", now=NOW)
+        with pytest.raises(NotFound):
+            inbox.mark_done(session, mine, first, NOW)
+
+    await db.run(work)
+
+
+async def test_an_erased_members_conversation_leaves_the_inbox(db: Database) -> None:
+    def work(session: Session) -> None:
+        program = club(session)
+        number = a_number()
+        member = members.create(session, program, number, status=members.ACTIVE, now=NOW)
+        first = texted(session, program, number, "hei?", NOW, member_id=member.id)
+        members.erase(session, member, NOW + HOUR)
+        assert inbox.conversations(session, program, show="all") == []
+        with pytest.raises(NotFound):
+            inbox.reply(session, program, first, account_id=None, text="hei", now=NOW + HOUR)
+
+    await db.run(work)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 1600])
+async def test_an_empty_or_letter_long_reply_is_refused(db: Database, text: str) -> None:
+    def work(session: Session) -> str:
+        program = club(session)
+        first = texted(session, program, a_number(), "hei?", NOW)
+        with pytest.raises(inbox.ReplyRefused) as refused:
+            inbox.reply(session, program, first, account_id=None, text=text, now=NOW)
+        return refused.value.reason
+
+    assert await db.run(work) in (inbox.EMPTY, inbox.TOO_LONG)
+
+
+# Who the number is: a stranger, a member, a member who stopped before their last text (and
+# wrote after), one who stopped after it, or an erased member whose number wrote again.
+WHO = st.sampled_from(["stranger", "member", "wrote_after_stop", "stopped_after", "erased"])
+
+
+def test_the_reply_rule_holds_for_every_age_and_member_state(
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
+) -> None:
+    """Allowed exactly when the number's last text is at most 7 days old, the number is no
+    erased member's, and it has not stopped since its last text; else refused saying which."""
+    loop, db = loop_and_db
+    program_id = loop.run_until_complete(db.run(lambda s: club(s).id))
+
+    @settings(
+        max_examples=EXAMPLES[db.dialect],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(who=WHO, age_hours=st.integers(0, 24 * 10))
+    def check(who: str, age_hours: int) -> None:
+        def work(session: Session) -> str | None:
+            program = session.get(Program, program_id)
+            assert program is not None
+            number = a_number()
+            last = NOW - dt.timedelta(hours=age_hours)
+            first = texted(session, program, number, "hva?", last - 10 * HOUR)
+            if who != "stranger":
+                member = members.create(
+                    session, program, number, status=members.ACTIVE, now=last - 20 * HOUR
+                )
+                if who == "wrote_after_stop":
+                    stop(session, member, last - 5 * HOUR)
+                elif who == "stopped_after":
+                    stop(session, member, last + dt.timedelta(minutes=1))
+                elif who == "erased":
+                    members.erase(session, member, last - 5 * HOUR)
+                    first = texted(session, program, number, "hallo?", last - 2 * HOUR)
+            texted(session, program, number, "er dere der?", last)
+            try:
+                inbox.reply(session, program, first, account_id=None, text="Hei!", now=NOW)
+            except inbox.ReplyRefused as exc:
+                return exc.reason
+            return None
+
+        if who == "erased":
+            expected: str | None = inbox.ERASED
+        elif age_hours > 24 * 7:
+            expected = inbox.TOO_OLD
+        elif who == "stopped_after":
+            expected = inbox.STOPPED
+        else:
+            expected = None
+        assert loop.run_until_complete(db.run(work)) == expected
+
+    check()
