@@ -30,13 +30,13 @@ HTML = "text/html"
 
 
 class AddressLimit:
-    """At most `limit` requests per client address in `window` seconds on /m/ routes: a
-    scanner trying tokens gets 429, and learns nothing about which tokens exist. Kept in the
-    process (one process per address in practice: behind a proxy, the proxy's address)."""
+    """At most `limit` events per client address in `window` seconds, kept in the process (an
+    address is one process's in practice; behind a proxy, the proxy's address is every
+    client's: see MISSES and LIMIT for why that still serves members)."""
 
     def __init__(
         self,
-        limit: int = 60,
+        limit: int,
         window: float = 60.0,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -51,20 +51,35 @@ class AddressLimit:
         )
 
     def allow(self, address: str) -> bool:
-        now = self.clock()
+        """Count one event, unless the address is already at the limit: False then."""
+        times = self._recent(address)
+        if len(times) >= self.limit:
+            return False
+        times.append(self.clock())
+        return True
+
+    def full(self, address: str) -> bool:
+        """At the limit now (nothing is counted)."""
+        return len(self._recent(address)) >= self.limit
+
+    def _recent(self, address: str) -> collections.deque[float]:
         times = self._seen.pop(address, None) or collections.deque()
-        while times and times[0] <= now - self.window:
+        while times and times[0] <= self.clock() - self.window:
             times.popleft()
-        allowed = len(times) < self.limit
-        if allowed:
-            times.append(now)
         self._seen[address] = times  # most recent last: the oldest address is dropped first
         if len(self._seen) > self.max_addresses:
             self._seen.popitem(last=False)
-        return allowed
+        return times
 
 
+# A scanner trying tokens finds nothing: after MISSES tokens that open no page in a minute,
+# every /m/ request from its address gets 429 for the rest of the minute, whether its next
+# guess exists or not. Members behind one proxy rarely miss, so they are not held up by it.
+MISSES = web.AppKey("member_page_misses", AddressLimit)
+MISSES_A_MINUTE = 20
+# And any address at most this many /m/ requests a minute, found or not.
 LIMIT = web.AppKey("member_page_limit", AddressLimit)
+REQUESTS_A_MINUTE = 300
 
 
 def form_key(secret_key: str | None) -> bytes:
@@ -220,13 +235,15 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
 def not_found(request: web.Request) -> web.Response:
     """Unknown, expired, ended, another purpose's or an erased member's token: one page, the
     same for all, in the language the browser asks for."""
+    request.app[MISSES].allow(request.remote or "?")
     language = _browser_language(request)
     page = html.message(language, "web.page.not_found.title", "web.page.not_found.text")
     return _html(page, status=404)
 
 
 def _limited(request: web.Request) -> web.Response | None:
-    if request.app[LIMIT].allow(request.remote or "?"):
+    address = request.remote or "?"
+    if not request.app[MISSES].full(address) and request.app[LIMIT].allow(address):
         return None
     language = _browser_language(request)
     page = html.message(language, "web.page.busy.title", "web.page.busy.text")

@@ -16,7 +16,7 @@ from barcode.charsets.code128 import CODES
 from sqlalchemy import select
 
 from bot.cli.demo import set_up_loyalty
-from bot.page.routes import LIMIT
+from bot.page.routes import LIMIT, MISSES
 from store.database import Database
 from store.members import links
 from store.models import ConsentEvent, Member, MemberLink, Program
@@ -271,10 +271,30 @@ class TestDeadLinks:
         ended = await client.get(path)
         assert (ended.status, await ended.text()) == (404, body)
 
-    async def test_a_scanner_trying_tokens_gets_429(self, client: TestClient, club: int) -> None:
-        client.app[LIMIT].limit = 5
+    async def test_a_scanner_trying_tokens_gets_429_even_for_a_token_that_exists(
+        self, client: TestClient, phone: Phone
+    ) -> None:
+        await join_fully(phone)
+        _, path = await page_link(phone)
+        client.app[MISSES].limit = 5
         statuses = [(await client.get(f"/m/guess{i:020d}")).status for i in range(8)]
         assert statuses == [404] * 5 + [429] * 3
-        busy = await client.get("/m/anything")
+        busy = await client.get(path)
         assert busy.status == 429
         assert "Retry-After" in busy.headers
+
+    async def test_a_member_opening_their_page_again_and_again_is_not_held_up(
+        self, client: TestClient, phone: Phone
+    ) -> None:
+        await join_fully(phone)
+        _, path = await page_link(phone)
+        client.app[MISSES].limit = 5
+        assert {(await client.get(path)).status for _ in range(8)} == {200}
+
+    async def test_any_address_gets_429_past_its_requests_a_minute(
+        self, client: TestClient, phone: Phone
+    ) -> None:
+        await join_fully(phone)
+        _, path = await page_link(phone)
+        client.app[LIMIT].limit = 3
+        assert [(await client.get(path)).status for _ in range(4)] == [200, 200, 200, 429]
