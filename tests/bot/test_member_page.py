@@ -271,6 +271,18 @@ class TestDeadLinks:
         ended = await client.get(path)
         assert (ended.status, await ended.text()) == (404, body)
 
+    async def test_coming_back_after_stop_does_not_bring_an_old_link_back(
+        self, client: TestClient, phone: Phone, db: Database
+    ) -> None:
+        await join_fully(phone)
+        _, old = await page_link(phone)
+        await phone.text("STOPP")
+        assert await db.run(lambda s: s.scalars(select(MemberLink.ended_at)).one()) is not None
+        await phone.text("START")
+        assert (await client.get(old)).status == 404
+        _, new = await page_link(phone)
+        assert (await client.get(new)).status == 200
+
     async def test_a_scanner_trying_tokens_gets_429_even_for_a_token_that_exists(
         self, client: TestClient, phone: Phone
     ) -> None:
