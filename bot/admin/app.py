@@ -21,7 +21,6 @@ from cryptography.fernet import Fernet
 from bot.admin import accounts, campaigns, club, journeys, members, pages, segments, transfer
 from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
-from bot.keys import IMPORTS
 from bot.settings import Settings
 from store.clubs import admins
 
@@ -61,8 +60,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     app.add_subapp("/admin", admin)
     # The imports this process runs; after the database's own cleanup context, so that at
     # shutdown it runs first: imports end, then the database closes.
-    app[IMPORTS] = set()
-    app.cleanup_ctx.append(transfer.finish_imports)
+    app.cleanup_ctx.append(transfer.running_imports)
 
 
 async def _to_dashboard(request: web.Request) -> web.StreamResponse:

@@ -602,7 +602,7 @@ async def _import(db: Any, job: _Job, program_id: int, started: dict[str, Any]) 
     except imports.FileRefused as refused:
         state.update(state=FAILED, error=refused.code, error_params=refused.params)
     except asyncio.CancelledError:
-        # The server is shutting down (finish_imports gave it its time): say so, then stop.
+        # The server is shutting down (running_imports gave it its time): say so, then stop.
         job.write_state({**state, "state": FAILED, "error": "stopped"})
         raise
     except Exception:
@@ -619,10 +619,12 @@ def _plan(
     return imports.plan(session, program, checked, mode=mode)
 
 
-async def finish_imports(app: web.Application) -> AsyncIterator[None]:
-    """A cleanup context: at shutdown, before the database closes, the running imports get
-    FINISH_SECONDS to end; the rest are stopped (a batch under way commits or rolls back
-    whole), and their pages say the server stopped them and offer to resume the import."""
+async def running_imports(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context holding the imports this process runs (app[IMPORTS]). At shutdown,
+    before the database closes, the running imports get FINISH_SECONDS to end; the rest are
+    stopped (a batch under way commits or rolls back whole), and their pages say the server
+    stopped them and offer to resume the import."""
+    app[IMPORTS] = set()
     yield
     running = set(app[IMPORTS])
     if not running:
