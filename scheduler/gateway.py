@@ -66,6 +66,7 @@ class Gateway(Protocol):
         ...
 
     async def close(self) -> None:
-        """Release what the gateway holds (an HTTP session), once sending has stopped: the
-        app's cleanup and the worker's exit call it. Harmless to call again."""
+        """Release what the gateway holds (an HTTP session), once sending has stopped.
+        bot.app.opened_gateway is the one caller, for `klubb serve` (a cleanup context) and
+        `klubb worker` alike. Harmless to call again."""
         ...
