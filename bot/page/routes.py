@@ -144,7 +144,9 @@ async def data(request: web.Request) -> web.StreamResponse:
         content_type="application/json",
         headers={
             "Content-Disposition": 'attachment; filename="my-data.json"',
-            **html.HEADERS,
+            # Not the page's policy: JSON runs and loads nothing (bot.security's default).
+            "Referrer-Policy": html.HEADERS["Referrer-Policy"],
+            "X-Robots-Tag": html.HEADERS["X-Robots-Tag"],
         },
     )
 

@@ -194,6 +194,8 @@ class TestThePage:
         response = await client.get(path + "/data.json")
         assert response.status == 200
         assert "attachment" in response.headers["Content-Disposition"]
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert response.headers["Cache-Control"] == "no-store"
         record = json.loads(await response.text())
         assert record["format"] == "klubb-member-export"
         assert record["member"]["phone"] == "+4791234567"
