@@ -17,8 +17,8 @@ from flows.conversation import InboundText, TurnResult, UnknownClub, handle_text
 from store.clock import utc_now
 from store.clubs.directory import ClubDirectory
 from store.members.phones import club_number, to_e164
+from store.messages import SeenBefore
 from store.outreach import delivery
-from store.outreach.messages import SeenBefore
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -46,12 +46,12 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import fit_one, segments
+from store import messages
 from store.clubs import directory, programs
 from store.loyalty import coupons, perks, purchases, rewards, tiers
 from store.members import consent, enrolment, links, members, privacy
 from store.members import profile as answers
 from store.models import CouponTemplate, Member, Program
-from store.outreach import messages
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import locales
+from store import messages
 from store.clubs import programs
 from store.loyalty import coupons, perks
 from store.members import consent, members
 from store.members import profile as answers
 from store.models import ConsentEvent, Member, ProfileQuestion, Program
-from store.outreach import messages
 
 # The words the till's new member gets by SMS, logged as the consent's wording.
 WORDING = "enrol.confirmed"

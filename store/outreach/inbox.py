@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import locales
+from store import messages
 from store.errors import Conflict, NotFound
 from store.loyalty import coupons, ledger
 from store.members import consent, members
@@ -42,7 +43,6 @@ from store.models import (
     StaffReply,
     Tier,
 )
-from store.outreach import messages
 from store.states import ConversationState, MemberStatus
 
 # The outbox kind of a staff reply: not marketing, so neither consent nor the cap applies.

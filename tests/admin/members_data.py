@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from store import messages
 from store.clubs import programs
 from store.database import Database
 from store.loyalty import coupons, ledger
 from store.members import consent
 from store.models import Member
-from store.outreach import messages
 from tests.conftest import CLUB_NUMBER, now
 
 

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from bot.admin.members import MAX_PAGE, _page_number
 from bot.cli.demo import set_up_loyalty
+from store import messages
 from store.clubs import programs
 from store.database import Database
 from store.loyalty import ledger, purchases
 from store.loyalty.earning import Line
 from store.members import members
 from store.models import ConsentEvent, InboundMessage, LedgerEntry, Member
-from store.outreach import messages
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
 from tests.admin.members_data import with_history
 from tests.conftest import CLUB_NUMBER, now

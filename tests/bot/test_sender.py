@@ -23,9 +23,10 @@ from scheduler.gateway import (
     Throttled,
     Transient,
 )
+from store import messages
 from store.database import Database
 from store.models import OutboxMessage
-from store.outreach import messages, sending
+from store.outreach import sending
 from tests.scheduler.campaign_helpers import RecordingGateway, at
 
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

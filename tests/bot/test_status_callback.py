@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 from bot.app import create_app
 from bot.settings import Settings
 from scheduler.gateway import OutboundSms
+from store import messages
 from store.clubs import programs
 from store.database import Database
 from store.members import members
 from store.models import DeliveryReceipt, Member, OutboxMessage
-from store.outreach import delivery, messages
+from store.outreach import delivery
 from tests.conftest import AUTH_TOKEN, CLUB_NUMBER, PUBLIC_URL, sign
 from tests.fakes.twilio_server import FakeTwilio
 

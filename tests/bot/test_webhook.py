@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from bot.keys import DB
 from flows import conversation
 from locales.sms import is_gsm7, segments
+from store import messages
 from store.database import Database, SqliteDatabase
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
-from store.outreach import messages
 from tests.conftest import (
     PUBLIC_URL,
     Phone,

@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 from bot.cli.common import run_once
 from bot.cli.demo import DEMO_CLUB, DEMO_QUESTIONS, set_up_loyalty
 from bot.cli.main import main
+from store import messages
 from store.clubs import programs
 from store.database import open_database
 from store.members import members
 from store.members.phones import club_number
 from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program
-from store.outreach import campaigns, messages
+from store.outreach import campaigns
 from tests.cli.test_main import KLUBB, Klubb, free_port, stop
 from tests.scheduler.campaign_helpers import add_members
 

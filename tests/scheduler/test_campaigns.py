@@ -395,7 +395,7 @@ class TestSending:
 
 async def test_system_messages_still_go_out(db, club):
     def work(session):
-        from store.outreach import messages
+        from store import messages
 
         row = messages.enqueue(
             session,

@@ -13,8 +13,9 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from scheduler import sender
+from store import messages
 from store.database import Database
-from store.outreach import campaigns, messages, sending
+from store.outreach import campaigns, sending
 from tests.scheduler.campaign_helpers import (
     T0,
     RecordingGateway,

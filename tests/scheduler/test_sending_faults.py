@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scheduler import sender
+from store import messages
 from store.clock import utc_now
 from store.database import Database, open_database
 from store.loyalty import coupons
 from store.models import Coupon, OutboxMessage, Program
-from store.outreach import messages, sending
+from store.outreach import sending
 from tests.conftest import CLUB_NUMBER, Phone
 from tests.fakes.twilio_server import FakeTwilio, parse_faults
 from tests.scheduler.campaign_helpers import (

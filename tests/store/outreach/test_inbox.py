@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store import messages
 from store.database import Database
 from store.errors import NotFound
 from store.members import consent, members
 from store.models import Member, OutboxMessage, Program, StaffReply
-from store.outreach import guard_rails, inbox, messages
+from store.outreach import guard_rails, inbox
 from store.states import ConversationState
 from tests.store.loyalty_helpers import at, club
 
