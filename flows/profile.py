@@ -27,6 +27,7 @@ from flows.turn import (
     reply,
 )
 from locales.sms import is_gsm7
+from store.clubs import asking
 from store.members import profile as questions_asked
 from store.members.profile import age_on, too_young
 
@@ -96,9 +97,9 @@ def answer(turn: Turn) -> Outcome:
 
 
 def ask(question: Question, turn: Turn) -> Reply:
-    """The question as a reply in the member's language (store.members.profile.asked: the same rule
+    """The question as a reply in the member's language (store.clubs.asking.asked: the same rule
     the till's enrolment SMS and the check of the club's wording use)."""
-    message_id, params = questions_asked.asked(
+    message_id, params = asking.asked(
         question.kind, question.prompt, question.choices, turn.language
     )
     return reply(message_id, **params)
@@ -314,4 +315,4 @@ def parse_choices(text: str, question: Question, language: str) -> tuple[str, ..
     return tuple(picked) or None
 
 
-_in_language = questions_asked.in_language
+_in_language = asking.in_language

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 import locales
 from locales.sms import over_one
+from store.clubs import asking
 from store.errors import InvalidSetting, NotFound, NumberTaken
 from store.loyalty import tiers
-from store.members import profile
 from store.models import (
     ProfileAnswer,
     ProfileQuestion,
@@ -358,7 +358,7 @@ def _check_fits(
         return  # Klubb's own wording, one segment by tests/locales/test_one_segment.py
     worst: tuple[int, str] | None = None
     for language in locales.LANGUAGES:
-        message_id, params = profile.asked(kind, prompt, choices, language)
+        message_id, params = asking.asked(kind, prompt, choices, language)
         asked = locales.render(message_id, language, **params)
         leads = {"club": club, "first_name": LONG_FIRST_NAME}
         over = max(
@@ -366,7 +366,7 @@ def _check_fits(
             for lead in QUESTION_LEADS
         )
         if over and (worst is None or over > worst[0]):
-            worst = (over, profile.wording_language(prompt, language) or language)
+            worst = (over, asking.wording_language(prompt, language) or language)
     if worst is not None:
         raise QuestionTooLong(worst[1], worst[0])
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from store import messages
-from store.clubs import programs
+from store.clubs import asking, programs
 from store.loyalty import coupons, perks
 from store.members import consent, members
 from store.members import profile as answers
@@ -189,7 +189,7 @@ def enrol_at_till(
     key = f"enrol:{member.id}:{_grants(session, member.id)}"
     _queue(session, program, member, wording, now, key)
     if question is not None:
-        message_id, params = answers.asked(question.kind, question.prompt, question.choices, speaks)
+        message_id, params = asking.asked(question.kind, question.prompt, question.choices, speaks)
         text = locales.render(message_id, speaks, **values, **params)
         _queue(session, program, member, text, now, key + ":ask", after=QUESTION_AFTER)
     return enrolled

@@ -1,10 +1,9 @@
-"""A member's profile: the club's questions as they are asked, and the answers given."""
+"""A member's profile: where they are in the club's questions, their age, and the answers given."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -30,46 +29,6 @@ def age_on(birthday: dt.date, day: dt.date) -> int:
 def too_young(birthday: dt.date, day: dt.date, min_age: int) -> bool:
     """Under the club's minimum age on `day`: the one rule for the SMS sign-up and the import."""
     return age_on(birthday, day) < min_age
-
-
-def in_language(texts: object, language: str) -> str:
-    """The club's wording (a question or a choice's label, per language) for a member of this
-    language: theirs, else English, else the first the club wrote."""
-    if isinstance(texts, str):
-        return texts
-    if isinstance(texts, Mapping) and texts:
-        return texts.get(language) or texts.get("en") or next(iter(texts.values()))
-    return ""
-
-
-def wording_language(texts: object, language: str) -> str | None:
-    """Which of the club's languages in_language takes for a member of this language."""
-    if not isinstance(texts, Mapping) or not texts:
-        return None
-    if texts.get(language):
-        return language
-    return "en" if texts.get("en") else next(iter(texts))
-
-
-def asked(
-    kind: str,
-    prompt: Mapping[str, str] | None,
-    choices: Sequence[Mapping[str, Any]] | None,
-    language: str,
-) -> tuple[str, dict[str, str]]:
-    """The message id and its values that ask a question of this kind in the language: one
-    rule for the SMS conversation (flows.profile), the till's enrolment and the check of the
-    club's wording (store.clubs.programs)."""
-    if kind in ("first_name", "birthday"):
-        return f"profile.ask.{kind}", {}
-    question = in_language(prompt, language)
-    if kind in ("choice", "multichoice"):
-        options = " ".join(
-            f"{i} {in_language(choice['label'], language)}"
-            for i, choice in enumerate(choices or (), start=1)
-        )
-        return f"profile.ask.{kind}", {"question": question, "options": options}
-    return "profile.ask.text", {"question": question}
 
 
 def save_answer(

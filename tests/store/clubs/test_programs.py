@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from locales.sms import over_one
-from store.clubs import programs
+from store.clubs import asking, programs
 from store.database import Database
 from store.errors import NotFound
 from store.members import members, profile
@@ -134,7 +134,7 @@ def sms_as_asked(club: str, kind: str, prompt: dict[str, str], choices: Any) -> 
     club (it is the first question) or after the thanks for a long first name."""
     texts = []
     for language in locales.LANGUAGES:
-        message_id, params = profile.asked(kind, prompt, choices, language)
+        message_id, params = asking.asked(kind, prompt, choices, language)
         asked = locales.render(message_id, language, **params)
         for lead in (
             locales.render("join.welcome", language, club=club),
