@@ -18,7 +18,17 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
-from bot.admin import accounts, campaigns, club, journeys, members, pages, segments, transfer
+from bot.admin import (
+    accounts,
+    campaigns,
+    club,
+    inbox,
+    journeys,
+    members,
+    pages,
+    segments,
+    transfer,
+)
 from bot.admin.auth import errors, guard, upload_limits
 from bot.admin.render import error_page
 from bot.settings import Settings
@@ -35,8 +45,10 @@ SESSION_SECONDS = int(admins.LIFETIME.total_seconds())
 
 def add_admin(app: web.Application, settings: Settings) -> None:
     """Mount the admin at /admin (its pages, actions and static files)."""
-    # aiohttp-session keeps the session on the request under string keys: its code, not ours.
+    # aiohttp-session and aiohttp-jinja2 keep their data on the request under string keys: their
+    # code, not ours.
     warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
+    warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_jinja2")
     admin = web.Application(
         middlewares=[
             upload_limits,
@@ -50,8 +62,10 @@ def add_admin(app: web.Application, settings: Settings) -> None:
         loader=jinja2.PackageLoader("bot.admin", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        # After the guard (setup appends its middleware): the inbox's count in the navigation.
+        context_processors=[inbox.navigation],
     )
-    for section in (pages, members, segments, campaigns, journeys, transfer, club, accounts):
+    for section in (pages, members, inbox, segments, campaigns, journeys, transfer, club, accounts):
         admin.add_routes(section.routes)
     admin.router.add_static("/static", _static_dir(), name="static")
     # Before the sub-application, whose prefix would otherwise claim the bare /admin too.
