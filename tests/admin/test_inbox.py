@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from scheduler import sender
 from store.clock import utc_now
+from store.clubs import admins
 from store.database import Database
 from store.models import InboundMessage, OutboxMessage
 from tests.admin.conftest import OTHER_NUMBER, OTHER_OWNER, OWNER, STAFF, Admin, create_account
@@ -203,3 +204,29 @@ async def queued(db: Database) -> int:
             select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "staff")
         )
     )
+
+
+async def test_two_admins_both_answer_and_a_removed_account_is_named_so(
+    admin: Admin, owner: int, staff: int, club: int, db: Database
+) -> None:
+    """Owner and staff answer the same conversation: both replies go, each in the thread with
+    who sent it; once the staff account is removed its reply says "removed account"."""
+    await text(admin, KARI, "har dere åpent på søndag?")
+    await admin.signed_in(STAFF)
+    (conversation,) = conversation_ids(await get(admin, "/admin/inbox"))
+    assert (await admin.post(f"/admin/inbox/{conversation}/reply", {"text": "Ja!"})).status == 303
+    await admin.client.post("/admin/sign-out", data={"csrf_token": await admin.csrf()})
+    await admin.signed_in(OWNER)
+    response = await admin.post(f"/admin/inbox/{conversation}/reply", {"text": "12-16."})
+    assert response.status == 303
+    gateway = RecordingGateway()
+    assert await sender.drain(db, gateway, utc_now) == 2
+    assert sorted(sms.body for sms in gateway.sent) == ["12-16.", "Ja!"]
+    page = await get(admin, f"/admin/inbox/{conversation}")
+    assert STAFF in page
+    assert OWNER in page
+    await db.run(lambda s: admins.remove(s, club, staff))
+    page = await get(admin, f"/admin/inbox/{conversation}")
+    assert STAFF not in page
+    assert "slettet konto" in page
+    assert html.unescape(page).count("Ja!") == 1
