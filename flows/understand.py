@@ -70,6 +70,8 @@ class _Class:
     """A word class: single words and phrases, looked up by their first word."""
 
     by_first: dict[str, tuple[tuple[str, ...], ...]]
+    # The entries of one word: `in` is asked of every word of a text, so it is a set lookup.
+    singles: frozenset[str] = frozenset()
 
     def match(self, words: Sequence[str], i: int) -> int:
         """The number of words of the longest entry at words[i:], 0 when none is there."""
@@ -81,7 +83,7 @@ class _Class:
         return 0
 
     def __contains__(self, word: str) -> bool:
-        return any(len(e) == 1 for e in self.by_first.get(word, ()))
+        return word in self.singles
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class _Data:
     consent: frozenset[str] = frozenset()
     stop_starts: frozenset[str] = frozenset()  # the words a stop cue can start with
     marker_starts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # word → languages
+    filler: frozenset[str] = frozenset()  # the filler class's words and the keyword table's
 
 
 def fold(text: str) -> str:
@@ -241,6 +244,7 @@ def _data() -> _Data:
             for code in LANGUAGES
             for w in markers[code].by_first
         },
+        filler=classes["filler"].singles | keywords.filler_words(),
     )
 
 
@@ -306,7 +310,10 @@ def _class(phrases: Iterable[tuple[str, ...]]) -> _Class:
     by_first: dict[str, list[tuple[str, ...]]] = {}
     for phrase in phrases:
         by_first.setdefault(phrase[0], []).append(phrase)
-    return _Class({k: tuple(sorted(v, key=len, reverse=True)) for k, v in by_first.items()})
+    return _Class(
+        {k: tuple(sorted(v, key=len, reverse=True)) for k, v in by_first.items()},
+        frozenset(k for k, v in by_first.items() if any(len(e) == 1 for e in v)),
+    )
 
 
 def _by_first_word(
@@ -354,13 +361,18 @@ def understand(text: str, *, state: str | None = None) -> Reading:
         # The whole text is one keyword ("POINTS", "Stopp!", "mine data"): a third of all
         # texts, read at once; a keyword never holds a stop cue that is not itself a stop.
         return Reading(whole, f'keyword {whole.name} "{keywords.normalize(text)}"')
-    clauses = _clauses(text[:MAX_READ], data, correct=not free_text)
+    # Folded and split once: the clauses read the first MAX_READ characters, the keyword
+    # checks below the whole text (the same tokens, for all but the longest texts).
+    tokens = _TOKEN.findall(fold(text))
+    read = tokens if len(text) <= MAX_READ else _TOKEN.findall(fold(text[:MAX_READ]))
+    clauses = _clauses(read, data, correct=not free_text)
     written_in = _language(clauses, data)
     if stop := _stop(clauses, data):
         return Reading(Intent("stop", exact=False), stop, written_in)
     word = whole
-    all_words = _words_of(text)
-    kept = [w for w in all_words if not _is_filler(w, data)]
+    all_words = tuple(_word(t) for t in tokens if t[0] not in _CLAUSE_END)
+    filler = data.filler
+    kept = [w for w in all_words if w not in filler]
     if word is None and short and kept and len(kept) < len(all_words):
         # Filler never changes what a keyword asks: "hlep takk" is "hlep" (a typo of HELP).
         word = keywords.match(" ".join(kept), fuzzy=not free_text)
@@ -384,16 +396,13 @@ def understand(text: str, *, state: str | None = None) -> Reading:
     return _scored(clauses, data, state, written_in)
 
 
-def _is_filler(word: str, data: _Data) -> bool:
-    return word in data.classes["filler"] or word in keywords.filler_words()
-
-
-def _clauses(text: str, data: _Data, *, correct: bool) -> tuple[_Clause, ...]:
+def _clauses(tokens: Sequence[str], data: _Data, *, correct: bool) -> tuple[_Clause, ...]:
+    """The folded text's tokens (_TOKEN) as clauses of words, typos corrected if `correct`."""
     clauses: list[_Clause] = []
     words: list[str] = []
     ambiguous: dict[int, tuple[str, ...]] = {}  # typos with several readings, by position
     boundary = data.classes["boundary"]
-    for token in _TOKEN.findall(fold(text)):
+    for token in tokens:
         if token[0] in _CLAUSE_END:
             if words:
                 clauses.append(_Clause(_in_context(words, ambiguous, data), "?" in token))
@@ -554,11 +563,14 @@ def _language(clauses: Sequence[_Clause], data: _Data) -> str | None:
         words = clause.words
         for code in {code for w in words for code in data.marker_starts.get(w, ())}:
             markers = data.markers[code]
+            starts = markers.by_first
             i = 0
             while i < len(words):
-                size = markers.match(words, i)
+                size = markers.match(words, i) if words[i] in starts else 0
                 counts[code] += size > 0
                 i += size or 1
+    if max(counts.values()) < 2:
+        return None  # most texts: too few markers to tell
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
     (best, first), (_, second) = ranked[0], ranked[1]
     return best if first >= 2 and first >= second + 2 else None
@@ -664,9 +676,10 @@ def _negations(words: Sequence[str], data: _Data) -> dict[int, int]:
     ("kan dere ikke bare …?", "can't you …") asks for something and is left out."""
     c = data.classes
     found: dict[int, int] = {}
+    neg = c["neg"]
     i = 0
     while i < len(words):
-        size = c["neg"].match(words, i)
+        size = neg.match(words, i) if words[i] in neg.by_first else 0
         if size:
             found[i] = i + size
         i += size or 1
@@ -885,6 +898,7 @@ def _scored(
     clauses: Sequence[_Clause], data: _Data, state: str | None, written_in: str | None
 ) -> Reading:
     c = data.classes
+    names, codes = c["language_names"], c["language_codes"]
     scores: dict[str, float] = {}
     found: dict[str, list[str]] = {}
     lang_arg: str | None = None
@@ -911,13 +925,13 @@ def _scored(
                 if size and not c["more"].match(words, i + size):  # "no more" is no answer
                     _add(scores, found, name, YES_WEIGHT, " ".join(words[i : i + size]))
                     took = max(took, size)
-            if negated:
+            if negated or (word not in names.by_first and word not in codes.by_first):
                 pass
-            elif size := c["language_names"].match(words, i):
+            elif size := names.match(words, i):
                 lang_arg = data.language_of_name[tuple(words[i : i + size])]
                 _add(scores, found, "lang", LANGUAGE_NAME_WEIGHT, " ".join(words[i : i + size]))
                 took = max(took, size)
-            elif (size := c["language_codes"].match(words, i)) and scores.get("lang"):
+            elif (size := codes.match(words, i)) and scores.get("lang"):
                 # A code ("sv", "en") names a language only after LANG / SPRÅK.
                 lang_arg = data.language_of_name[tuple(words[i : i + size])]
                 took = max(took, size)
