@@ -95,9 +95,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
-def gateway_for(settings: Settings) -> Gateway:
-    """The gateway the settings choose: the console unless KLUBB_GATEWAY is twilio. Close it
-    when done with it (a Twilio gateway holds an HTTP session): `opened_gateway` does."""
+def _gateway_for(settings: Settings) -> Gateway:
+    """The gateway the settings choose: the console unless KLUBB_GATEWAY is twilio. Private:
+    a Twilio gateway holds an HTTP session, so it is had only through `opened_gateway`,
+    which closes it."""
     if settings.gateway != "twilio":
         return ConsoleGateway(settings.console_outbox)
     if not settings.twilio_account_sid:
@@ -114,7 +115,7 @@ def gateway_for(settings: Settings) -> Gateway:
 async def opened_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """The settings' gateway, closed on the way out: the one way `klubb serve` and
     `klubb worker` close theirs."""
-    gateway = gateway_for(settings)
+    gateway = _gateway_for(settings)
     try:
         yield gateway
     finally:
