@@ -456,28 +456,8 @@ def refund(
     plan = _plan(bought, before, lines)
     if not plan:
         raise Conflict("already_refunded", f"transaction {transaction_id} is already refunded")
-    conn = session.connection()
     points = sum(p for _, _, _, p in plan)
-    row_id = conn.execute(
-        insert(_REFUNDS).returning(_REFUNDS.c.id),
-        {
-            "program_id": program.id,
-            "purchase_id": purchase.id,
-            "refund_id": refund_id,
-            "amount_minor": sum(amount for _, _, amount, _ in plan),
-            "points": points,
-            "points_taken": 0,
-            "fingerprint": fingerprint,
-            "created_at": now,
-        },
-    ).scalar_one()
-    conn.execute(
-        insert(_REFUND_LINES),
-        [
-            {"refund_id": row_id, "line_id": line.id, "qty": qty, "amount_minor": a, "points": p}
-            for line, qty, a, p in plan
-        ],
-    )
+    row_id = _insert_refund(session, purchase, refund_id, plan, fingerprint, now)
     taken = 0
     if points > 0:
         taken = ledger.debit(
@@ -493,10 +473,46 @@ def refund(
             actor=actor,
             tier_points=-points,
         )
-    conn.execute(_REFUNDS.update().where(_REFUNDS.c.id == row_id).values(points_taken=taken))
+    session.connection().execute(
+        _REFUNDS.update().where(_REFUNDS.c.id == row_id).values(points_taken=taken)
+    )
     row = session.get(Refund, row_id)
     assert row is not None
     return Refunded(row, False, ledger.balance(session, purchase.member_id, now))
+
+
+def _insert_refund(
+    session: Session,
+    purchase: Purchase,
+    refund_id: str,
+    plan: Sequence[tuple[PurchaseLine, int, int, int]],
+    fingerprint: str,
+    now: dt.datetime,
+) -> int:
+    """The refund and its lines (line, quantity, amount, points) as planned: the refund's row
+    id. Its points_taken is 0 until the ledger says how many came back."""
+    conn = session.connection()
+    row_id: int = conn.execute(
+        insert(_REFUNDS).returning(_REFUNDS.c.id),
+        {
+            "program_id": purchase.program_id,
+            "purchase_id": purchase.id,
+            "refund_id": refund_id,
+            "amount_minor": sum(amount for _, _, amount, _ in plan),
+            "points": sum(p for _, _, _, p in plan),
+            "points_taken": 0,
+            "fingerprint": fingerprint,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        insert(_REFUND_LINES),
+        [
+            {"refund_id": row_id, "line_id": line.id, "qty": qty, "amount_minor": a, "points": p}
+            for line, qty, a, p in plan
+        ],
+    )
+    return row_id
 
 
 def _refunded_so_far(session: Session, line_ids: list[int]) -> dict[int, tuple[int, int]]:
