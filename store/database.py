@@ -10,6 +10,8 @@ chosen by measurement (../shared/PERFORMANCE.md):
   turn never undoes another: a unit of work must therefore be a function of the database and
   its input, with no effect outside the session. A refusal (a StoreError raised before the
   unit changed anything: an API's 404 or 409) is an answer, not a failure: the group goes on.
+  A refusal that is not the store's (the webhook's club unknown on a number) is returned by
+  its unit as a value, for the same reason.
   SQLite's single writer serialises turns.
 - Reads that take long (the admin's dashboard, segment counts, exports) go to `Database.read`:
   on SQLite a pool of reader threads with connections of their own (WAL lets them read while
