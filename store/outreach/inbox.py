@@ -143,15 +143,16 @@ def conversations(
     """The club's conversations, the newest text first: `show` open (not marked done since its
     last text; unanswered ones included), done, or all; `query` finds a part of the number or
     the member's first name."""
-    listed = _listing(program.id)
-    groups = listed.subquery()
+    text = query.strip()[:MAX_QUERY]
+    # A search by name joins the members before the page is cut; otherwise only the page's
+    # numbers are looked up, after it (50 lookups, not one per conversation of the club).
+    groups = _listing(program.id, people=bool(text)).subquery()
     state = _state_of(groups.c.last_at, groups.c.answered_at, groups.c.done_at)
     wanted = select(groups, state.label("state"))
     if show == "open":
         wanted = wanted.where(state != DONE)
     elif show == "done":
         wanted = wanted.where(state == DONE)
-    text = query.strip()[:MAX_QUERY]
     if text:
         digits = "".join(c for c in text if c.isdigit())
         found = [func.lower(groups.c.first_name).contains(text.lower(), autoescape=True)]
@@ -161,12 +162,17 @@ def conversations(
     wanted = wanted.order_by(groups.c.last_at.desc(), groups.c.id.desc()).limit(limit)
     rows = session.execute(wanted.offset(offset)).all()
     bodies = _bodies(session, [row.last_id for row in rows])
-    return [_line(row, bodies.get(row.last_id)) for row in rows]
+    people = (
+        {row.number: (row.member_id, row.first_name, row.member_status) for row in rows}
+        if text
+        else _people(session, program.id, [row.number for row in rows])
+    )
+    return [_line(row, bodies.get(row.last_id), people.get(row.number)) for row in rows]
 
 
 def unanswered(session: Session, program: Program) -> int:
     """How many conversations wait for a staff answer (the count in the admin's navigation)."""
-    groups = _listing(program.id).subquery()
+    groups = _listing(program.id, people=False).subquery()
     state = _state_of(groups.c.last_at, groups.c.answered_at, groups.c.done_at)
     return int(session.scalar(select(func.count()).select_from(groups).where(state == UNANSWERED)))
 
@@ -326,11 +332,14 @@ def may_reply(
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _listing(program_id: int, number: str | None = None) -> Select[tuple[object, ...]]:
+def _listing(
+    program_id: int, number: str | None = None, *, people: bool = True
+) -> Select[tuple[object, ...]]:
     """Per number with texts not understood: its first and last such text, the last one's
     time, what staff did (answered_at, done_at) and the member (if any) behind it. Read from the
-    (program_id, not_understood, received_at) index; the texts of erased numbers have no number
-    and drop out. `number`: that number's line alone."""
+    partial index ix_inbound_messages_inbox alone; the texts of erased numbers have no number
+    and drop out. `number`: that number's line alone; `people`: False leaves the members out
+    (a count needs none of them)."""
     of_number = [] if number is None else [_IN.c.from_number == number]
     groups = (
         select(
@@ -348,6 +357,9 @@ def _listing(program_id: int, number: str | None = None) -> Select[tuple[object,
         .group_by(_IN.c.from_number)
         .subquery()
     )
+    with_state = groups.outerjoin(_STATE, _STATE.c.first_inbound_id == groups.c.id)
+    if not people:
+        return select(groups, _STATE.c.answered_at, _STATE.c.done_at).select_from(with_state)
     return select(
         groups,
         _STATE.c.answered_at,
@@ -356,7 +368,7 @@ def _listing(program_id: int, number: str | None = None) -> Select[tuple[object,
         _MEMBERS.c.first_name,
         _MEMBERS.c.status.label("member_status"),
     ).select_from(
-        groups.outerjoin(_STATE, _STATE.c.first_inbound_id == groups.c.id).outerjoin(
+        with_state.outerjoin(
             _MEMBERS,
             and_(_MEMBERS.c.program_id == program_id, _MEMBERS.c.phone == groups.c.number),
         )
@@ -405,20 +417,38 @@ def _find(session: Session, program: Program, conversation_id: int) -> Conversat
     # Only the number's first such text is its conversation's id (a later one redirects nowhere).
     if row is None or row.id != conversation_id:
         raise NotFound("conversation", str(conversation_id))
-    return _line(row, _bodies(session, [row.last_id]).get(row.last_id))
+    person = (row.member_id, row.first_name, row.member_status)
+    return _line(row, _bodies(session, [row.last_id]).get(row.last_id), person)
 
 
-def _line(row: object, body: str | None) -> Conversation:
+def _line(
+    row: object, body: str | None, person: tuple[int | None, str | None, str | None] | None
+) -> Conversation:
+    member_id, name, status = person or (None, None, None)
     return Conversation(
         id=row.id,  # type: ignore[attr-defined]
         number=row.number,  # type: ignore[attr-defined]
-        member_id=row.member_id,  # type: ignore[attr-defined]
-        name=row.first_name,  # type: ignore[attr-defined]
-        member_status=row.member_status,  # type: ignore[attr-defined]
+        member_id=member_id,
+        name=name,
+        member_status=status,
         last_at=row.last_at,  # type: ignore[attr-defined]
         last_body=body,
         state=ConversationState(row.state),  # type: ignore[attr-defined]
     )
+
+
+def _people(
+    session: Session, program_id: int, numbers: Sequence[str]
+) -> dict[str, tuple[int | None, str | None, str | None]]:
+    """The members behind these numbers (a number that is no member is absent)."""
+    if not numbers:
+        return {}
+    found = session.execute(
+        select(_MEMBERS.c.phone, _MEMBERS.c.id, _MEMBERS.c.first_name, _MEMBERS.c.status).where(
+            _MEMBERS.c.program_id == program_id, _MEMBERS.c.phone.in_(numbers)
+        )
+    )
+    return {phone: (member_id, name, status) for phone, member_id, name, status in found}
 
 
 def _bodies(session: Session, ids: Sequence[int]) -> dict[int, str | None]:

@@ -1,4 +1,5 @@
-"""inbox: what staff did with a number's texts, and who sent each staff reply
+"""inbox: what staff did with a number's texts, who sent each staff reply, and an index of the
+texts not understood per number
 
 Revision ID: 0007
 Revises: 0006
@@ -76,8 +77,18 @@ def upgrade() -> None:
         op.f("ix_staff_replies_account_id"), "staff_replies", ["account_id"], unique=False
     )
 
+    op.create_index(
+        "ix_inbound_messages_inbox",
+        "inbound_messages",
+        ["program_id", "not_understood", "from_number", "received_at", "id"],
+        unique=False,
+        sqlite_where=sa.text("not_understood = 1"),
+        postgresql_where=sa.text("not_understood"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_inbound_messages_inbox", table_name="inbound_messages")
     op.drop_index(op.f("ix_staff_replies_account_id"), table_name="staff_replies")
     op.drop_table("staff_replies")
     op.drop_table("inbox_conversations")
