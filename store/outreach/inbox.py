@@ -389,17 +389,6 @@ def _state_of(
     )
 
 
-def state_of(
-    last_at: dt.datetime, answered_at: dt.datetime | None, done_at: dt.datetime | None
-) -> ConversationState:
-    """_state_of in Python (for one conversation already read)."""
-    if done_at is not None and done_at >= last_at:
-        return DONE
-    if answered_at is None or answered_at < last_at:
-        return UNANSWERED
-    return OPEN
-
-
 def _find(session: Session, program: Program, conversation_id: int) -> Conversation:
     """The conversation whose first text not understood has this id, in this club."""
     first = session.execute(

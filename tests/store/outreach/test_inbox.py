@@ -238,3 +238,77 @@ def test_the_reply_rule_holds_for_every_age_and_member_state(
         assert loop.run_until_complete(db.run(work)) == expected
 
     check()
+
+
+# What happens in a club, in order, a minute apart: a number (0-2) texts (understood or not),
+# staff reply to it, or staff mark it done.
+EVENTS = st.lists(
+    st.tuples(st.sampled_from(["text", "lost", "reply", "done"]), st.integers(0, 2)),
+    min_size=1,
+    max_size=12,
+)
+
+
+def test_each_state_and_the_unanswered_count_follow_the_times(
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
+) -> None:
+    """Done when marked done since its last text not understood; else unanswered when no staff
+    reply came since; else open. The count in the navigation is the number of unanswered."""
+    loop, db = loop_and_db
+
+    @settings(
+        max_examples=EXAMPLES[db.dialect],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(EVENTS)
+    def check(events: list[tuple[str, int]]) -> None:
+        def work(session: Session) -> tuple[dict[str, str], int, dict[str, str], int]:
+            program = club(session)
+            numbers = [a_number() for _ in range(3)]
+            first: dict[int, int] = {}
+            lost: dict[int, dt.datetime] = {}
+            answered: dict[int, dt.datetime] = {}
+            done: dict[int, dt.datetime] = {}
+            for minute, (what, who) in enumerate(events):
+                when = NOW + dt.timedelta(minutes=minute)
+                if what in ("text", "lost"):
+                    made = texted(
+                        session, program, numbers[who], what, when, understood=what == "text"
+                    )
+                    if what == "lost":
+                        first.setdefault(who, made)
+                        lost[who] = when
+                elif who in first:
+                    if what == "reply":
+                        inbox.reply(
+                            session, program, first[who], account_id=None, text="Hei", now=when
+                        )
+                        answered[who] = when
+                    else:
+                        inbox.mark_done(session, program, first[who], when)
+                        done[who] = when
+            expected = {
+                numbers[who]: _state(at_, answered.get(who), done.get(who))
+                for who, at_ in lost.items()
+            }
+            shown = {
+                c.number: str(c.state) for c in inbox.conversations(session, program, show="all")
+            }
+            waiting = sum(state == inbox.UNANSWERED for state in expected.values())
+            return shown, inbox.unanswered(session, program), expected, waiting
+
+        shown, count, expected, waiting = loop.run_until_complete(db.run(work))
+        assert shown == expected
+        assert count == waiting
+
+    check()
+
+
+def _state(lost: dt.datetime, answered: dt.datetime | None, done: dt.datetime | None) -> str:
+    """The states as the inbox's page explains them, written out here rather than borrowed."""
+    if done is not None and done >= lost:
+        return "done"
+    if answered is not None and answered >= lost:
+        return "open"
+    return "unanswered"
