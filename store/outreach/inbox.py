@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 import locales
 from store import messages
 from store.errors import Conflict, NotFound
-from store.loyalty import coupons, ledger
+from store.loyalty import coupons, ledger, tiers
 from store.members import consent, members
 from store.models import (
     AdminAccount,
@@ -41,7 +41,6 @@ from store.models import (
     OutboxMessage,
     Program,
     StaffReply,
-    Tier,
 )
 from store.states import ConversationState, MemberStatus
 
@@ -247,12 +246,9 @@ def context(session: Session, program: Program, number: str, now: dt.datetime) -
     language = locales.language_for_phone(number)
     if member is None:
         return Context(None, None, None, language, None, None, None, ())
-    tier_name = None
-    if member.tier_id is not None:
-        tier = session.get(Tier, member.tier_id)
-        if tier is not None:
-            names = tier.name or {}
-            tier_name = str(names.get(member.language or language) or next(iter(names.values())))
+    # The tier as the member hears it (POINTS): the one held, or the one earned since.
+    held = tiers.standing(session, program, member.id, member.tier_id, now).tier
+    tier_name = None if held is None else tiers.name(held, member.language or language)
     return Context(
         member_id=member.id,
         name=member.first_name,
