@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from bot.admin.auth import ADMIN, Admin
+from bot.admin.auth import ADMIN, Admin, is_action
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from locales import sms
@@ -116,7 +116,8 @@ async def navigation(request: web.Request) -> dict[str, Any]:
     """The unanswered count every signed-in page shows beside "Inbox" (a Jinja context
     processor: it runs after the guard, which has put the account on the request)."""
     admin = request.get(ADMIN)
-    if admin is None:
+    # Only a page read needs it: an action mostly redirects (its error page goes without it).
+    if admin is None or is_action(request):
         return {}
 
     def count(session: Session) -> int:
