@@ -81,7 +81,7 @@ async def test_staff_see_a_text_klubb_could_not_answer_and_reply_by_sms(
     page = await get(admin, f"/admin/inbox/{conversation}")
     assert "&lt;b&gt;åpent&lt;/b&gt;" in page
     assert "<b>åpent" not in page
-    assert re.search(r'data-tier>Bronse<', page)  # the member's tier in the context
+    assert re.search(r"data-tier>Bronse<", page)  # the member's tier in the context
     assert "POENG" in page  # the whole history, understood texts too
 
     response = await admin.post(
