@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Member, MemberLink
@@ -93,19 +93,27 @@ def resolve(session: Session, token: str, now: dt.datetime, purpose: str = PAGE)
 def end_all(
     session: Session, member_ids: Iterable[int], now: dt.datetime, purpose: str | None = None
 ) -> int:
-    """End every live link of these members (of one purpose, or all): the number ended."""
+    """End every live link of these members (of one purpose, or all): the number ended.
+
+    A Core UPDATE built once, on the session's connection: STOP runs this on the SQLite writer's
+    hot path, where the ORM's bulk UPDATE cost several hundred µs a text."""
     ids = sorted(set(member_ids))
     if not ids:
         return 0
-    statement = (
-        update(MemberLink)
-        .where(MemberLink.member_id.in_(ids), MemberLink.ended_at.is_(None))
-        .values(ended_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if purpose is not None:
-        statement = statement.where(MemberLink.purpose == purpose)
-    return session.execute(statement).rowcount
+    # Parameter names that are no column's: Core would add a column-named one to the SET clause.
+    if purpose is None:
+        return session.connection().execute(_END_ALL, {"ids": ids, "ended": now}).rowcount
+    params = {"ids": ids, "ended": now, "of_purpose": purpose}
+    return session.connection().execute(_END_PURPOSE, params).rowcount
+
+
+_LINKS = MemberLink.__table__
+_END_ALL = (
+    update(_LINKS)
+    .where(_LINKS.c.member_id.in_(bindparam("ids", expanding=True)), _LINKS.c.ended_at.is_(None))
+    .values(ended_at=bindparam("ended", type_=_LINKS.c.ended_at.type))
+)
+_END_PURPOSE = _END_ALL.where(_LINKS.c.purpose == bindparam("of_purpose"))
 
 
 def live_count(session: Session, member_id: int, now: dt.datetime) -> int:
