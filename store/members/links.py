@@ -101,19 +101,28 @@ def end_all(
     if not ids:
         return 0
     # Parameter names that are no column's: Core would add a column-named one to the SET clause.
-    if purpose is None:
-        return session.connection().execute(_END_ALL, {"ids": ids, "ended": now}).rowcount
-    params = {"ids": ids, "ended": now, "of_purpose": purpose}
-    return session.connection().execute(_END_PURPOSE, params).rowcount
+    params: dict[str, object] = {"ended": now}
+    if len(ids) == 1:  # STOP's: a plain parameter, no IN list to render at each execution
+        params["one"] = ids[0]
+        statement = _END_ONE if purpose is None else _END_ONE_PURPOSE
+    else:
+        params["ids"] = ids
+        statement = _END_MANY if purpose is None else _END_MANY_PURPOSE
+    if purpose is not None:
+        params["of_purpose"] = purpose
+    return session.connection().execute(statement, params).rowcount
 
 
 _LINKS = MemberLink.__table__
-_END_ALL = (
+_END = (
     update(_LINKS)
-    .where(_LINKS.c.member_id.in_(bindparam("ids", expanding=True)), _LINKS.c.ended_at.is_(None))
+    .where(_LINKS.c.ended_at.is_(None))
     .values(ended_at=bindparam("ended", type_=_LINKS.c.ended_at.type))
 )
-_END_PURPOSE = _END_ALL.where(_LINKS.c.purpose == bindparam("of_purpose"))
+_END_ONE = _END.where(_LINKS.c.member_id == bindparam("one"))
+_END_MANY = _END.where(_LINKS.c.member_id.in_(bindparam("ids", expanding=True)))
+_END_ONE_PURPOSE = _END_ONE.where(_LINKS.c.purpose == bindparam("of_purpose"))
+_END_MANY_PURPOSE = _END_MANY.where(_LINKS.c.purpose == bindparam("of_purpose"))
 
 
 def live_count(session: Session, member_id: int, now: dt.datetime) -> int:
