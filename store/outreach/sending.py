@@ -20,6 +20,7 @@ from store.loyalty import coupons
 from store.members import consent
 from store.models import (
     Campaign,
+    ConsentEvent,
     Coupon,
     CouponTemplate,
     Member,
@@ -249,11 +250,35 @@ def _held_back(
     return None
 
 
+def _service_held_back(status: str | None, phone: str | None, stopped_since: bool) -> str | None:
+    """Why a message that is not marketing (a reply, a welcome's question, a staff answer) may
+    not go now: its member was erased, or texted STOP after it was queued."""
+    if status is None or phone is None:
+        return "erased"
+    if stopped_since:
+        return "no_consent"
+    return None
+
+
 # --- at hand-off ------------------------------------------------------------------------------
 
 # Another sender settled the row as in doubt since this one claimed it: not this sender's to send.
 TAKEN_OVER = "taken_over"
 _CAMPAIGNS = Campaign.__table__
+_CONSENT = ConsentEvent.__table__
+# A STOP logged after the row was queued: a reply, a welcome's question or a staff answer waiting
+# in the outbox is held back as a marketing one is (the STOP's own confirmation is queued in the
+# same turn as the withdrawal, at the same moment, so it is never newer than it).
+_STOPPED_SINCE_QUEUED = (
+    select(_CONSENT.c.id)
+    .where(
+        _CONSENT.c.member_id == _OUTBOX.c.member_id,
+        _CONSENT.c.purpose == consent.MARKETING_SMS,
+        _CONSENT.c.action == consent.WITHDRAW,
+        _CONSENT.c.created_at > _OUTBOX.c.created_at,
+    )
+    .exists()
+)
 _HAND_OFF = (
     select(
         _OUTBOX.c.id,
@@ -264,6 +289,8 @@ _HAND_OFF = (
         _MEMBERS.c.phone,
         _MEMBERS.c.undeliverable_at,
         _CAMPAIGNS.c.status.label("campaign_status"),
+        _OUTBOX.c.member_id,
+        _STOPPED_SINCE_QUEUED.label("stopped_since_queued"),
     )
     .select_from(
         _OUTBOX.outerjoin(_MEMBERS, _MEMBERS.c.id == _OUTBOX.c.member_id).outerjoin(
@@ -277,7 +304,8 @@ _HAND_OFF = (
 def held_at_hand_off(session: Session, rows: Sequence[Claimed]) -> dict[int, str]:
     """Of claimed rows about to go to the gateway, those that must not, with why: a marketing
     row whose member texted STOP (or was erased or flagged) or whose campaign was cancelled
-    since the claim, and any row another sender took over as in doubt (TAKEN_OVER).
+    since the claim, any other row whose member was erased or texted STOP after it was queued,
+    and any row another sender took over as in doubt (TAKEN_OVER).
 
     The sender calls this in a transaction of its own right before the hand-off, a few rows at
     a time: every STOP committed before it is seen, on SQLite (a new transaction reads the
@@ -302,6 +330,10 @@ def held_at_hand_off(session: Session, rows: Sequence[Claimed]) -> dict[int, str
                 found.undeliverable_at,
                 found.campaign_status,
             )
+            if why is not None:
+                held[found.id] = why
+        elif found.member_id is not None:
+            why = _service_held_back(found.member_status, found.phone, found.stopped_since_queued)
             if why is not None:
                 held[found.id] = why
     for row_id in mine.keys() - seen:  # gone (its club removed)

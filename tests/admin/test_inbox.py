@@ -230,3 +230,29 @@ async def test_two_admins_both_answer_and_a_removed_account_is_named_so(
     assert STAFF not in page
     assert "slettet konto" in page
     assert html.unescape(page).count("Ja!") == 1
+
+
+async def test_a_reply_waiting_in_the_outbox_is_held_when_the_member_stops_first(
+    admin: Admin, owner: int, db: Database
+) -> None:
+    """Nothing after STOP: a staff answer queued before the member texted STOP never reaches the
+    gateway, though it was allowed when it was written."""
+    await join(admin, KARI)
+    assert await text(admin, KARI, "kan jeg bytte bursdag?")
+    await admin.signed_in(OWNER)
+    (conversation,) = conversation_ids(await get(admin, "/admin/inbox"))
+    response = await admin.post(f"/admin/inbox/{conversation}/reply", {"text": "Ja, send den!"})
+    assert response.status == 303
+    assert await text(admin, KARI, "STOPP")  # the STOP's own confirmation, inline
+
+    gateway = RecordingGateway()
+    await sender.drain(db, gateway, utc_now)
+    assert [sms.body for sms in gateway.sent if sms.to == KARI] == []
+    held = await db.read(
+        lambda session: session.execute(
+            select(OutboxMessage.status, OutboxMessage.error).where(
+                OutboxMessage.body == "Ja, send den!"
+            )
+        ).one()
+    )
+    assert tuple(held) == ("skipped", "no_consent")
