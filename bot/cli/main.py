@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli import admins, campaigns, club, inbox, journeys, report, serve
+from bot.cli import admins, campaigns, club, inbox, journeys, poster, report, serve
 from bot.settings import Settings, SettingsError
 from flows import understand
 from locales import LANGUAGES
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_commands(commands)
     admins.add_commands(commands)
     inbox.add_commands(commands)
+    poster.add_commands(commands)
     return parser
 
 
