@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from flows import profile, router, understand
+from flows.help import FORWARDED
 from flows.join import CONSENT_WORDING
 from flows.privacy import SUMMARY
 from flows.turn import (
@@ -515,7 +516,8 @@ def _render(
         params = {**common, **item.params}
         if item.id == SUMMARY and member is not None:
             params.update(_summary_params(session, member, language))
-        text = _render_one(item.id, language, params)
+        own = programs.auto_reply(program, language) if item.id == FORWARDED else None
+        text = own or _render_one(item.id, language, params)
         if item.id == CONSENT_WORDING and member is not None:
             # The consent logged at YES is these exact words, not a later re-rendering.
             shown = {"language": language, "text": text}

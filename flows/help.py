@@ -1,4 +1,4 @@
-"""HELP, and the reply to a text Klubb could not understand: what the member can text."""
+"""HELP, and the reply to a text Klubb could not understand: passed on, or what to text."""
 
 from __future__ import annotations
 
@@ -12,11 +12,22 @@ def help_(turn: Turn) -> Outcome:
     return Outcome.say(reply(member_id))
 
 
+FORWARDED = "unknown.forwarded"  # the club may word it per language (flows.conversation)
+
+
 def menu(turn: Turn) -> Outcome:
-    """The router's answer when it can't tell what the text asks: one SMS saying what the
-    member can text, and the text marked as not understood (the dashboard counts them)."""
-    answer = Outcome.say(reply("unknown.member" if _is_member(turn) else "unknown.guest"))
-    return replace(answer, not_understood=True)
+    """The router's answer when it can't tell what the text asks, the text marked as not
+    understood (it reaches the club's inbox; the dashboard counts them). A member who wrote
+    to a person (a sentence: two words or more) is told a person will answer; a single word
+    (most often a keyword mistyped) gets what the member can text. A number that is not a
+    member is told how to join."""
+    if not _is_member(turn):
+        message_id = "unknown.guest"
+    elif _is_sentence(turn.text):
+        message_id = FORWARDED
+    else:
+        message_id = "unknown.member"
+    return replace(Outcome.say(reply(message_id)), not_understood=True)
 
 
 def choices() -> Outcome:
@@ -26,3 +37,8 @@ def choices() -> Outcome:
 
 def _is_member(turn: Turn) -> bool:
     return turn.member is not None and turn.member.status == ACTIVE
+
+
+def _is_sentence(text: str) -> bool:
+    """Two words or more with letters in them: "har dere åpent?" is, "poeng1" and "12 3" not."""
+    return sum(any(c.isalpha() for c in word) for word in text.split()) >= 2

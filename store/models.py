@@ -99,6 +99,9 @@ class Program(Base):
         String(10), default="signup", server_default="signup"
     )
     referral_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The automatic reply to a member's text not understood, by language ({"nb": "..."}); a
+    # language without one gets the catalog's (unknown.forwarded).
+    auto_reply: Mapped[dict[str, Any] | None]
     # Salt for the hashed phone numbers kept after erasure (suppression without the number).
     hash_salt: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]

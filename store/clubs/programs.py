@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import locales
-from locales.sms import over_one
+from locales.sms import over_one, to_gsm7
 from store.clubs import asking
 from store.errors import InvalidSetting, NotFound, NumberTaken
 from store.loyalty import tiers
@@ -47,6 +47,7 @@ MAX_CHOICES = 9  # answered with one digit
 # (flows.profile). Each SMS is one segment, so the club's wording leaves room for either.
 QUESTION_LEADS = ("join.welcome", "profile.thanks")
 LONG_FIRST_NAME = "Marie-Christine"
+AUTO_REPLY_CLUB = "{club}"  # the one placeholder a club's automatic reply may use
 # The ranges of the club's numbers a setting may take (the cap and the minimum age to join are
 # PRODUCT.md's: 13 is the GDPR consent age in Norway and Sweden). The one table: creating a
 # club, changing its numbers, the CLI and the admin all ask it.
@@ -451,6 +452,57 @@ def update_club(
     program.name, program.contact, program.privacy_url = name, contact, privacy_url
     session.flush()
     return program
+
+
+class AutoReplyRefused(InvalidSettings):
+    """The club's own automatic replies refused: `over` holds, per language, how many
+    characters too long for one SMS its wording is (0: a placeholder other than {club})."""
+
+    def __init__(self, over: dict[str, int]) -> None:
+        super().__init__(
+            {
+                f"auto_reply_{language}": f"{n} characters too long for one SMS"
+                if n
+                else "only the placeholder {club}"
+                for language, n in over.items()
+            }
+        )
+        self.over = over
+
+
+def set_auto_reply(session: Session, program: Program, texts: Mapping[str, str]) -> Program:
+    """The club's own automatic reply to a member's text not understood, per language (an
+    empty one: the catalog's, unknown.forwarded). Each may name the club ({club}) and nothing
+    else, and must fit one SMS with a club name of the longest allowed (a later rename never
+    pushes it over). Raises AutoReplyRefused naming every bad language; nothing changes then."""
+    kept: dict[str, str] = {}
+    over: dict[str, int] = {}
+    longest = program.name.ljust(MAX_NAME, "x")  # its own characters: GSM-7 or not
+    for language in locales.LANGUAGES:
+        wording = " ".join(texts.get(language, "").split())
+        if not wording:
+            continue
+        rest = wording.replace(AUTO_REPLY_CLUB, "")
+        if "{" in rest or "}" in rest:
+            over[language] = 0
+            continue
+        too_long = over_one(to_gsm7(wording.replace(AUTO_REPLY_CLUB, longest)))
+        if too_long:
+            over[language] = too_long
+        kept[language] = wording
+    if over:
+        raise AutoReplyRefused(over)
+    program.auto_reply = kept or None
+    session.flush()
+    return program
+
+
+def auto_reply(program: Program, language: str) -> str | None:
+    """The club's own automatic reply in the language, as sent; None: it has none there."""
+    wording = (program.auto_reply or {}).get(language)
+    if not wording:
+        return None
+    return to_gsm7(wording.replace(AUTO_REPLY_CLUB, program.name))
 
 
 def update_numbers(session: Session, program: Program, **values: int) -> Program:

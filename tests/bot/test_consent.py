@@ -136,15 +136,14 @@ class TestWithdraw:
     async def test_a_sentence_that_mentions_stop_does_not_stop(
         self, client, quiet_club, db
     ) -> None:
-        """'I can't stop eating your cinnamon buns' gets the member menu and keeps consent."""
+        """'I can't stop eating your cinnamon buns' is passed on to the shop and keeps consent."""
         phone = Phone(client, EN)
         await phone.text("JOIN")
         await phone.text("YES")
         reply = await phone.text("I can't stop eating your cinnamon buns")
         assert (
-            reply
-            == "Torshov Sport: sorry, we didn't understand. Text POINTS, COUPONS, INVITE, LANG, "
-            "MYDATA, DELETE, HELP or STOP."
+            reply == "Thanks! We have sent your message to Torshov Sport and will reply in opening "
+            "hours. Text HELP for options."
         )
         assert [e.action for e in await events(db)] == ["grant"]
         assert await marketing_since(db, EN) is not None

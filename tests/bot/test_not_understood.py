@@ -1,5 +1,6 @@
-"""A text Klubb can't understand: one SMS in the member's language saying what they can text,
-and the text marked not understood (the admin counts them); nothing else is marked."""
+"""A text Klubb can't understand: one SMS in the member's language (a sentence: passed on to the
+shop; a single word: what they can text), and the text marked not understood (the admin
+counts them, the inbox shows them); nothing else is marked."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from locales.sms import is_gsm7, segments
+from store.clubs import programs
 from store.database import Database
 from store.models import InboundMessage
 from tests.conftest import Phone
@@ -35,24 +37,65 @@ class TestTheReply:
     @pytest.mark.parametrize(
         ("number", "expected"),
         [
+            (NB, "Takk! Vi har sendt meldingen din til Torshov Sport, og svarer i åpningstiden."),
+            (SV, "Tack! Vi har skickat ditt meddelande till Torshov Sport och svarar under"),
+            (EN, "Thanks! We have sent your message to Torshov Sport and will reply in opening"),
+        ],
+    )
+    async def test_a_members_sentence_is_passed_on_in_their_language(
+        self, client, club, db, number: str, expected: str
+    ) -> None:
+        """A question to the shop: one GSM-7 segment in the member's language saying the shop
+        has it (it is in the inbox), and the text marked not understood."""
+        phone = Phone(client, number)
+        await join_fully(phone)
+        reply = await phone.text("kan jeg ta med hunden?")
+        assert reply is not None
+        assert reply.startswith(expected)
+        assert is_gsm7(reply)
+        assert segments(reply).segments == 1
+        assert (await marks(db))[-1] == ("kan jeg ta med hunden?", True)
+
+    @pytest.mark.parametrize(
+        ("number", "expected"),
+        [
             (NB, "beklager, det skjønte vi ikke. Send POENG, KUPONGER, VERV, SPRÅK, MINE DATA"),
             (SV, "tyvärr, det förstod vi inte. Skicka POÄNG, KUPONGER, VÄRVA, SPRÅK, MINA DATA"),
             (EN, "sorry, we didn't understand. Text POINTS, COUPONS, INVITE, LANG, MYDATA"),
         ],
     )
-    async def test_a_member_gets_what_they_can_text_in_their_language(
+    async def test_a_members_single_word_gets_what_they_can_text(
         self, client, club, db, number: str, expected: str
     ) -> None:
-        """One GSM-7 segment naming the club and the member's keywords in their language."""
+        """One word Klubb can't read (a keyword mistyped, most often): the member's keywords
+        in their language, naming the club, in one segment; still marked not understood."""
         phone = Phone(client, number)
         await join_fully(phone)
-        reply = await phone.text("kan jeg ta med hunden?")
+        reply = await phone.text("pfft")
         assert reply is not None
         assert reply.startswith("Torshov Sport: ")
         assert expected in reply
-        assert is_gsm7(reply)
         assert segments(reply).segments == 1
-        assert (await marks(db))[-1] == ("kan jeg ta med hunden?", True)
+        assert (await marks(db))[-1] == ("pfft", True)
+
+    async def test_the_clubs_own_wording_in_its_language_else_the_default(
+        self, client, club, db
+    ) -> None:
+        """The club's nb wording goes to a member who reads nb; one who reads sv, for which the
+        club wrote nothing, gets the default."""
+
+        def own(session) -> None:
+            program = programs.get(session, club)
+            programs.set_auto_reply(session, program, {"nb": "Hei! {club} svarer deg snart."})
+
+        await db.run(own)
+        nb, sv = Phone(client, NB), Phone(client, SV)
+        await join_fully(nb)
+        await join_fully(sv)
+        assert await nb.text("har dere åpent på søndag?") == "Hei! Torshov Sport svarer deg snart."
+        reply = await sv.text("har ni öppet på söndag?")
+        assert reply is not None
+        assert reply.startswith("Tack! Vi har skickat ditt meddelande till Torshov Sport")
 
     @pytest.mark.parametrize(
         ("number", "keyword"), [(NB, "Send BLI MED"), (SV, "Skicka GÅ MED"), (EN, "Text JOIN")]

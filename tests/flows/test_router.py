@@ -12,6 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flows import profile, router
 from flows.privacy import CONFIRM_DELETE
@@ -270,7 +272,9 @@ class TestStop:
         """A sentence that only contains a stop word, or a real word near one, is not STOP."""
         outcome = route(text, ACTIVE_MEMBER)
         assert not any(isinstance(e, WithdrawConsent) for e in outcome.effects)
-        assert ids(outcome) == ["unknown.member"]
+        assert outcome.not_understood
+        # A sentence is passed on to the shop; a single word gets the member's menu.
+        assert ids(outcome) == ["unknown.forwarded" if " " in text else "unknown.member"]
 
 
 class TestStopped:
@@ -632,6 +636,31 @@ class TestMenu:
         """The member's list for an active member, the guest's for anyone else."""
         outcome = route(text, who)
         assert outcome == Outcome((Reply(menu),), not_understood=True)
+
+    @pytest.mark.parametrize(
+        "text",
+        ["har dere åpent på søndag?", "kan jeg ta med hunden?", "is the café open late?"],
+    )
+    @pytest.mark.parametrize(
+        ("who", "answer"),
+        [
+            (ACTIVE_MEMBER, "unknown.forwarded"),
+            (None, "unknown.guest"),
+            (member(PENDING), "unknown.guest"),
+        ],
+    )
+    def test_a_sentence_from_a_member_is_passed_on(
+        self, text: str, who: MemberView | None, answer: str
+    ) -> None:
+        """A member's sentence is told it went to the shop; anyone else still hears how to
+        join. Both are marked not understood (the inbox shows them)."""
+        outcome = route(text, who)
+        assert outcome == Outcome((Reply(answer),), not_understood=True)
+
+    @given(st.text(max_size=40))
+    def test_only_a_member_hears_of_the_shop(self, text: str) -> None:
+        """Whatever a stranger texts, Klubb never says it passed it on."""
+        assert "unknown.forwarded" not in ids(route(text, None))
 
     @pytest.mark.parametrize(
         ("text", "who"),

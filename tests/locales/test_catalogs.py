@@ -61,6 +61,7 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "menu.guest": {"club"},
     "unknown.member": {"club"},
     "unknown.guest": {"club"},
+    "unknown.forwarded": {"club"},
     "error.try_again": set(),
     "enrol.confirmed": {"club", "per_month", "privacy_url"},
     "profile.done.coupon": {"code", "benefit", "date"},
