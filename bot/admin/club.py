@@ -13,6 +13,7 @@ from babel.numbers import get_currency_precision
 from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
+import locales
 from bot.admin.amounts import money_text, parse_money
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import (
@@ -26,6 +27,7 @@ from bot.admin.render import (
     read_date,
 )
 from bot.keys import DB
+from flows.help import FORWARDED
 from locales import LANGUAGES, text
 from store.clock import utc_now
 from store.clubs import apikeys, club_rules, programs
@@ -46,6 +48,7 @@ MESSAGES = ("marketing_per_month", "quiet_start", "quiet_end")
 EARNING = ("earn_points", "points_lifetime_months", "tier_period_months")
 MONEY = {"messages": ("sms_price_minor",), "earning": ("earn_per_minor", "min_purchase_minor")}
 QUESTION_KINDS = ("choice", "multichoice", "text")  # the kinds an owner adds from the page
+AUTO_REPLY = "auto-reply"  # the section of the club's automatic reply to a text not understood
 _T = TypeVar("_T")
 
 
@@ -137,6 +140,15 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
                 "quiet_start": str(program.quiet_start),
                 "quiet_end": str(program.quiet_end),
                 "sms_price_minor": money_text(program.sms_price_minor, precision, language),
+            },
+            AUTO_REPLY: {
+                f"auto_reply_{lang}": str((program.auto_reply or {}).get(lang, ""))
+                for lang in LANGUAGES
+            },
+            # What a language left empty sends: the catalog's, with the club's name.
+            "auto_reply_defaults": {
+                lang: locales.render(FORWARDED, lang, **programs.sms_values(program))
+                for lang in LANGUAGES
             },
             "earning": {
                 "earn_points": str(program.earn_points),
@@ -287,6 +299,31 @@ async def save_club(request: web.Request) -> web.StreamResponse:
 @owner_only
 async def save_messages(request: web.Request) -> web.StreamResponse:
     return await _save_numbers(request, "messages", MESSAGES)
+
+
+@routes.post("/settings/auto-reply")
+@owner_only
+async def save_auto_reply(request: web.Request) -> web.StreamResponse:
+    """The club's own reply to a member's text not understood, per language (empty: the
+    catalog's)."""
+    form = await request.post()
+    texts = {lang: _field(form, f"auto_reply_{lang}") for lang in LANGUAGES}
+
+    def work(session: Session) -> None:
+        program = _program(session, request[ADMIN].program_id)
+        try:
+            programs.set_auto_reply(session, program, texts)
+        except programs.AutoReplyRefused as exc:
+            raise Refused(
+                {
+                    f"auto_reply_{lang}": ("admin.settings.error.auto_reply.sms", {"over": over})
+                    if over
+                    else ("admin.settings.error.auto_reply.placeholder", {})
+                    for lang, over in exc.over.items()
+                }
+            ) from None
+
+    return await _save(request, AUTO_REPLY, form, work)
 
 
 @routes.post("/settings/earning")

@@ -43,6 +43,7 @@ PROGRAM_FIELDS = (
     "tier_period_months",
     "referral_trigger",
     "referral_points",
+    "auto_reply",
 )
 # Every action of the settings page, with a form that would change something.
 ACTIONS: list[tuple[str, dict[str, str]]] = [
@@ -67,6 +68,7 @@ ACTIONS: list[tuple[str, dict[str, str]]] = [
         },
     ),
     ("/admin/settings/referral", {"referral_trigger": "purchase", "referral_points": "50"}),
+    ("/admin/settings/auto-reply", {"auto_reply_nb": "Hei! {{club}} svarer snart."}),
     (
         "/admin/settings/tiers",
         {"rows": "1", "tier0_name_en": "All", "tier0_threshold": "0", "tier0_discount": "0"},
@@ -635,7 +637,7 @@ async def test_each_section_shows_its_values_with_its_form_folded(admin: Admin, 
     await admin.signed_in(OWNER)
     page = await (await admin.client.get("/admin/settings")).text()
     assert folds(page) == dict.fromkeys(
-        ("club", "messages", "earning", "tiers", "referral"), "folded"
+        ("club", "messages", "auto-reply", "earning", "tiers", "referral"), "folded"
     )
     messages = page.split('id="messages"')[1].split("</section>")[0]
     assert "Markedsføringsmeldinger per medlem:</span> 2 per 30 dager" in messages
@@ -1386,3 +1388,99 @@ async def test_a_coupon_is_headed_by_what_it_gives_as_a_member_reads_it(
     # Word for word the member's SMS ("100 kr rabatt", locales.benefit), the space no-break.
     assert "<h3>100\xa0kr rabatt</h3>" in page
     assert "{amount}" not in page.split('id="coupons"')[1].split("<form")[0]
+
+
+# --- the automatic reply to a text not understood ---------------------------------------------
+
+
+async def _sms(admin: Admin, body: str, sender: str = "+4791234567") -> str:
+    form = twilio_form(sender, body)
+    response = await admin.client.post(
+        "/sms/twilio",
+        data=form,
+        headers={"X-Twilio-Signature": sign("http://127.0.0.1:8080/sms/twilio", form)},
+    )
+    assert response.status == 200, await response.text()
+    return " ".join(replies_in(await response.text()))
+
+
+async def _join(admin: Admin, sender: str = "+4791234567") -> None:
+    for body in ("BLI MED", "JA", "Kari", "12.03.1990", "1 3"):
+        await _sms(admin, body, sender)
+
+
+async def test_the_owners_automatic_reply_is_what_a_member_gets(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """The owner words the nb reply; a member's question then gets it with the club's name,
+    and emptied again, the catalog's default."""
+    admin.client.app[CLUBS].ttl = 0
+    await _join(admin)
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/settings")).text()
+    assert 'id="auto-reply"' in page
+    assert "Takk! Vi har sendt meldingen din til Torshov Sport" in page  # the default, shown
+    wording = "Takk! {club} har fått meldingen din og svarer i morgen."
+    response = await admin.post(
+        "/admin/settings/auto-reply",
+        {"auto_reply_nb": wording, "auto_reply_sv": "", "auto_reply_en": ""},
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == "/admin/settings?saved=auto-reply#auto-reply"
+    assert (await club_state(db, club))["auto_reply"] == {"nb": wording}
+    page = await (await admin.client.get("/admin/settings?saved=auto-reply")).text()
+    assert "Takk! {club} har fått meldingen din og svarer i morgen.</textarea>" in page
+    reply = await _sms(admin, "har dere åpent på søndag?")
+    assert reply == "Takk! Torshov Sport har fått meldingen din og svarer i morgen."
+    assert (await admin.post("/admin/settings/auto-reply", {"auto_reply_nb": "  "})).status == 303
+    assert (await club_state(db, club))["auto_reply"] is None
+    reply = await _sms(admin, "har dere åpent på lørdag?")
+    assert reply.startswith("Takk! Vi har sendt meldingen din til Torshov Sport, og svarer")
+
+
+async def test_an_automatic_reply_too_long_for_one_sms_is_refused_by_how_much(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """Measured with the club's name at its longest (60 characters): 422, the error beside
+    the language's field with how many characters too long, what was typed kept, nothing
+    saved (the other languages either)."""
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    wording = "Thanks for writing to {club}! Someone from the shop reads every message " * 2
+    longest = "Torshov Sport".ljust(programs.MAX_NAME, "x")
+    over = over_one(" ".join(wording.split()).replace("{club}", longest))
+    assert over > 0
+    response = await admin.post(
+        "/admin/settings/auto-reply",
+        {"auto_reply_nb": "Hei fra {club}!", "auto_reply_sv": "", "auto_reply_en": wording},
+    )
+    assert response.status == 422
+    page = await response.text()
+    assert 'id="auto-reply-auto_reply_en-error"' in page
+    assert f"er svaret {over} tegn for langt for én SMS" in page
+    assert 'id="auto-reply-auto_reply_nb-error"' not in page
+    assert "Hei fra {club}!</textarea>" in page  # what was typed, kept
+    assert await club_state(db, club) == before
+
+
+@pytest.mark.parametrize("wording", ["Hei {first_name}!", "Hei {club", "Pris: {0} kr", "{}"])
+async def test_an_automatic_reply_with_another_placeholder_is_refused(
+    admin: Admin, owner: int, db: Database, club: int, wording: str
+) -> None:
+    await admin.signed_in(OWNER)
+    before = await club_state(db, club)
+    response = await admin.post("/admin/settings/auto-reply", {"auto_reply_sv": wording})
+    assert response.status == 422
+    page = await response.text()
+    assert 'id="auto-reply-auto_reply_sv-error"' in page
+    assert await club_state(db, club) == before
+
+
+async def test_staff_cannot_change_the_automatic_reply(
+    admin: Admin, staff: int, db: Database, club: int
+) -> None:
+    await admin.signed_in(STAFF)
+    before = await club_state(db, club)
+    response = await admin.post("/admin/settings/auto-reply", {"auto_reply_nb": "Hei!"})
+    assert response.status == 403
+    assert await club_state(db, club) == before
