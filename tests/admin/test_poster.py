@@ -73,3 +73,14 @@ async def test_no_poster_without_signing_in(admin: Admin, owner: int) -> None:
     response = await admin.client.get("/admin/poster", allow_redirects=False)
     assert response.status in (302, 303, 401)
     assert response.content_type != "application/pdf"
+
+
+async def test_the_settings_page_links_both_sizes(admin: Admin, owner: int) -> None:
+    await admin.signed_in(OWNER)
+    response = await admin.client.get("/admin/settings")
+    page = await response.text()
+    for size in ("a4", "a6"):
+        assert f'href="/admin/poster?size={size}"' in page
+        download = await admin.client.get(f"/admin/poster?size={size}")
+        assert download.status == 200
+        assert (await download.read()).startswith(b"%PDF-")
