@@ -34,7 +34,7 @@ DEFAULT_RATE = 100.0  # a short code's messages per second
 # Rows checked at hand-off in one query. Small, so the check is read a moment before each
 # message goes (not when a batch was claimed), and so a group needs half the slots at most:
 # one answer that hangs holds one slot, never the others. (16 cost a sixth of the pace on
-# SQLite in bench/campaign.py: a check is a writer transaction.)
+# SQLite in tests/bench/campaign.py: a check is a writer transaction.)
 GROUP = 32
 # When paced, a group is what the pace hands over in this long: the check is at most this old.
 TICK = 0.05

@@ -48,7 +48,7 @@ class SeenText:
 
 # The lookup every turn makes first goes to the driver directly, compiled once per driver: on
 # SQLite (one writer thread for every turn) SQLAlchemy's execution costs ten times the lookup
-# itself (24 µs to 2.4 µs, 5 % of a turn in bench/inbound.py); on asyncpg 50 µs to 20 µs.
+# itself (24 µs to 2.4 µs, 5 % of a turn in tests/bench/inbound.py); on asyncpg 50 µs to 20 µs.
 _RAW_FIND_REPLY: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
 
 

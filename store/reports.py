@@ -24,7 +24,7 @@ What the words mean, once for all of them:
   are not known, and are given as None (see PurchaseFigures), never estimated.
 
 What it costs (a club of 1,000,000 members with 743,000 purchases, 120,000 of them in a 30-day
-period; SQLite on 2 quiet CPUs, bench/dashboard.py): member_figures 40 ms, given an index on
+period; SQLite on 2 quiet CPUs, tests/bench/dashboard.py): member_figures 40 ms, given an index on
 members (program_id, status, joined_at, store) that the per-status counts and the joined_at
 ranges read alone; purchase_figures 110 ms and top_customers 130 ms from the covering index
 purchases (program_id, occurred_at, member_id, total_minor); recency 30 ms, as range counts of

@@ -96,7 +96,7 @@ def _record(
     now: dt.datetime,
 ) -> tuple[dict[str, Any], bool]:
     # The hot path of the API: the club and its rules come from memory, the buyer is read as a
-    # plain row (see bench/purchases.py).
+    # plain row (see tests/bench/purchases.py).
     program = clubs.by_id(session, caller.program_id) or views.club(session, caller)
     buyer = _buyer(session, caller, program, body)
     if not buyer.joined:

@@ -411,7 +411,8 @@ def parse_date_time(value: str) -> dt.datetime | None:
 class Validator:
     """One schema compiled twice. jsonschema-rs says whether a value is valid in about 2 µs,
     where jsonschema takes about 300 µs (the largest cost of a purchase on the event loop, see
-    bench/purchases.py); jsonschema then explains an invalid value: its errors name the field."""
+    tests/bench/purchases.py); jsonschema then explains an invalid value: its errors name the
+    field."""
 
     fast: Any
     slow: Draft202012Validator

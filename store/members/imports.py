@@ -43,7 +43,7 @@ SAMPLE_ROWS = 10
 PROGRESS_EVERY = 2_000
 YIELD_EVERY = 10
 # Rows landed per transaction: one batch is what a member's text can wait behind. Measured by
-# bench/import.py --latency (100,000 rows, SQLite, loaded machine): POINTS p99 while landing
+# tests/bench/import.py --latency (100,000 rows, SQLite, loaded machine): POINTS p99 while landing
 # 46-88 ms at 500 over six runs (one more 143), 22-47 ms at 250, 165 ms at 1,000, 243 ms at
 # 2,000; 500 lands in about 1.6 times the one-transaction time (README, Benchmarks).
 BATCH = 500

@@ -50,7 +50,7 @@ def mobile_number(
     """(E.164, None) for a valid mobile number of its country, else (None, NOT_A_NUMBER or
     NOT_MOBILE): "12345" is a possible Norwegian number but no one's, a landline gets no SMS.
     The rule for joining without an SMS (an import, a till's enrolment); parsed once, since
-    parsing is most of an import's checking (bench/import.py)."""
+    parsing is most of an import's checking (tests/bench/import.py)."""
     compact = re.sub(r"[\s\-().]", "", raw.strip())
     if compact.startswith("00"):
         compact = "+" + compact[2:]

@@ -42,7 +42,8 @@ of its own and no NOT ever sits above an unknown.
 
 One exception, on SQLite only: behind conditions on the members' own columns that keep few of
 them (a birthday month: about 8 %), each member's rows are probed instead of building the sets
-(see _compile). bench/segments.py times every shape over a million members and prints its plan.
+(see _compile). tests/bench/segments.py times every shape over a million members and prints its
+plan.
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ def _in_club(program_id: int, dialect: str) -> ColumnElement[bool]:
     On SQLite `program_id + 0`, which no index can serve: without ANALYZE statistics (Klubb
     never runs ANALYZE) SQLite takes any index on program_id for a selective one and visits a
     million members through it, out of table order, at twice the cost of reading the table
-    (bench/segments.py: 1.4 s against 0.9 s for a broad filter). Reading the table, or the ids
+    (tests/bench/segments.py: 1.4 s against 0.9 s for a broad filter). Reading the table, or the ids
     of a set by rowid, is what it should do for a club of any size that matters."""
     if dialect == "sqlite":
         return (_MEMBERS.c.program_id + 0) == program_id
@@ -410,7 +411,7 @@ _GONE_WHEN_ERASED = frozenset({"language", "country", "age", "birthday_month"})
 def _shuts_out_erased(node: Filter, *, negate: bool) -> bool:
     """True when no erased member can meet the filter anyway (a language, an age, consent, an
     answer required): then it needs no status check of its own, which would cost the index
-    that serves it (bench/segments.py: a language list read 3x the CPU with one)."""
+    that serves it (tests/bench/segments.py: a language list read 3x the CPU with one)."""
     if "all" in node or "any" in node:
         conjunction = ("all" in node) != negate
         found = [
@@ -638,7 +639,7 @@ def _chose_any(choices: Sequence[str], dialect: str) -> ColumnElement[bool]:
     A plain key (letters, digits, _ . : + / -) is written as itself between quotes by any JSON
     writer, and `"key"` right after '[', ',' or ', ' can only be a whole element (a quote
     inside a string is escaped, so it follows a backslash): the JSON text is searched as text.
-    Parsing it instead costs more than all the rest over a million answers (bench/segments.py:
+    Parsing it instead costs more than all the rest over a million answers (tests/bench/segments.py:
     SQLite's json_each 0.4 µs an answer; PostgreSQL's cast to jsonb 2.4 s in all, with an
     estimate so poor it plans a nested loop). Other keys are matched by parsing."""
     if all(_PLAIN_KEY.fullmatch(choice) for choice in choices):
