@@ -1,24 +1,22 @@
 /* The compose form's live counter: each text sized as an SMS the way the server sizes it
    (store.campaigns.sample_text and locales.sms.segments): placeholders filled with the sample
    values, the club's name put first, the opt-out line added, typographic characters replaced as
-   to_gsm7 does, then GSM-7 septets (the extension table costs two) or UTF-16 units for UCS-2.
+   to_gsm7 does, then GSM-7 septets or UTF-16 units for UCS-2 (sms.js).
    The alphabet, the replacements, the samples, the club's name and the footers come from the
    page, so there is one source of each.
    The preview step shows the server's own figure. */
 (function () {
   "use strict";
 
-  var GSM_SINGLE = 160, GSM_PART = 153, UCS2_SINGLE = 70, UCS2_PART = 67;
+  var Alphabet = window.KlubbSms.Alphabet;  // sms.js: the sizing the inbox's counter shares
 
   function Rules(data) {
-    this.basic = new Set(Array.from(data.basic));
-    this.extension = new Set(Array.from(data.extension));
-    this.replace = data.replace || {};
-    this.expand = data.expand || {};
+    Alphabet.call(this, data);
     this.samples = data.samples || {};
     this.footers = data.footers || {};
     this.club = (data.club || "").trim();
   }
+  Rules.prototype = Object.create(Alphabet.prototype);
 
   /* store.campaigns.signed: the club's name first, unless the text begins with it. */
   Rules.prototype.signed = function (text) {
@@ -29,44 +27,6 @@
     var begins = head.slice(0, name.length).toLowerCase() === name.toLowerCase();
     if (begins && !/[\p{L}\p{N}]/u.test(after)) return text;
     return name + ": " + text;
-  };
-
-  Rules.prototype.isGsm7 = function (text) {
-    for (var ch of text) {
-      if (!this.basic.has(ch) && !this.extension.has(ch)) return false;
-    }
-    return true;
-  };
-
-  /* {encoding, units, segments}, as locales.sms.segments. */
-  Rules.prototype.segments = function (text) {
-    if (this.isGsm7(text)) {
-      var units = 0;
-      for (var ch of text) units += this.extension.has(ch) ? 2 : 1;
-      return { encoding: "GSM-7", units: units, segments: count(units, GSM_SINGLE, GSM_PART) };
-    }
-    // A JavaScript string's length is in UTF-16 units, as UCS-2 SMS counts them.
-    return { encoding: "UCS-2", units: text.length, segments: count(text.length, UCS2_SINGLE, UCS2_PART) };
-  };
-
-  function count(units, single, part) {
-    return units <= single ? 1 : Math.ceil(units / part);
-  }
-
-  function translate(text, table) {
-    var out = "";
-    for (var ch of text) out += Object.prototype.hasOwnProperty.call(table, ch) ? table[ch] : ch;
-    return out;
-  }
-
-  /* locales.sms.to_gsm7: replacements that never cost a segment more. */
-  Rules.prototype.toGsm7 = function (text) {
-    if (this.isGsm7(text)) return text;
-    var composed = text.normalize("NFC");
-    if (this.segments(composed).segments > this.segments(text).segments) composed = text;
-    var plain = translate(composed, this.replace);
-    var expanded = translate(plain, this.expand);
-    return this.segments(expanded).segments <= this.segments(plain).segments ? expanded : plain;
   };
 
   /* The text as the sample member gets it: placeholders filled ({{ and }} are braces), the
@@ -83,9 +43,7 @@
 
   Rules.prototype.measure = function (template, language) {
     var size = this.segments(this.render(template, language));
-    var single = size.encoding === "GSM-7" ? GSM_SINGLE : UCS2_SINGLE;
-    var part = size.encoding === "GSM-7" ? GSM_PART : UCS2_PART;
-    size.limit = size.segments === 1 ? single : part * size.segments;
+    size.limit = this.limit(size);
     return size;
   };
 
