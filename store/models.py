@@ -102,6 +102,12 @@ class Program(Base):
     # The automatic reply to a member's text not understood, by language ({"nb": "..."}); a
     # language without one gets the catalog's (unknown.forwarded).
     auto_reply: Mapped[dict[str, Any] | None]
+    # Whether the welcome and reward SMS carry the member's page link (off by default: it costs
+    # about 40 characters, often a second segment).
+    page_link_in_sms: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Message bodies older than this many months are emptied (data minimisation); counts,
+    # consent events and the ledger stay.
+    retention_months: Mapped[int] = mapped_column(Integer, default=13, server_default="13")
     # Salt for the hashed phone numbers kept after erasure (suppression without the number).
     hash_salt: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime]
@@ -825,3 +831,58 @@ class StaffReply(Base):
         ForeignKey("admin_accounts.id", ondelete="SET NULL"), index=True
     )
     created_at: Mapped[dt.datetime]
+
+
+class ClickLink(Base):
+    """A short link put in one campaign or journey message in place of a URL in its text: a
+    random token (only its SHA-256 kept) that redirects to `url` and counts the tap. Erasure
+    blanks member_id; the link's clicks still count for the campaign (store.outreach.clicks)."""
+
+    __tablename__ = "click_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    # The message the link went out in: one recipient, so unique clickers survive erasure.
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="SET NULL")
+    )
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    # The unique index on the hash is the one lookup a tap makes.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
+class LinkClick(Base):
+    """One counted tap on a click link (a person's GET; previews and HEAD are not counted)."""
+
+    __tablename__ = "link_clicks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    link_id: Mapped[int] = mapped_column(
+        ForeignKey("click_links.id", ondelete="CASCADE"), index=True
+    )
+    clicked_at: Mapped[dt.datetime]
+
+
+class MessageTemplate(Base):
+    """A saved text the owner words once per language: `purpose` "reply" for the inbox's staff
+    replies, "broadcast" for campaigns. Placeholders are checked when it is saved."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("program_id", "purpose", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(80))
+    # {"nb": "...", "en": "..."}
+    texts: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
