@@ -10,6 +10,7 @@ import pytest
 
 from store.database import Database
 from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account
+from tests.conftest import create_club
 
 PAGE_SIZES = {"a4": (595, 842), "a6": (298, 420)}
 
@@ -84,3 +85,24 @@ async def test_the_settings_page_links_both_sizes(admin: Admin, owner: int) -> N
         download = await admin.client.get(f"/admin/poster?size={size}")
         assert download.status == 200
         assert (await download.read()).startswith(b"%PDF-")
+
+
+async def test_a_greek_club_name_with_an_emoji_is_printed_in_the_embedded_font(
+    admin: Admin, db: Database
+) -> None:
+    # No profile questions: their SMS would have to fit in UCS-2 with this name.
+    club = await create_club(db, name="Καφενείο ☕ Αθήνα", numbers=["4040"], questions=[])
+    await create_account(db, club, OTHER_OWNER)
+    await admin.signed_in(OTHER_OWNER)
+    response = await admin.client.get("/admin/poster", params={"size": "a4"})
+    assert response.status == 200
+    body = await response.read()
+    text = page(body)[1]
+    assert text.splitlines()[0] == "Καφενείο Αθήνα"  # the emoji, in no font, is left out
+    resources = pypdf.PdfReader(io.BytesIO(body)).pages[0]["/Resources"]
+    for font in (f.get_object() for f in resources["/Font"].values()):
+        assert font["/BaseFont"].endswith(("+NotoSans-Regular", "+NotoSans-Bold"))
+        assert "/FontFile2" in font["/FontDescriptor"]
+    # The same poster is the same bytes (no time or random id), embedded font and all.
+    again = await admin.client.get("/admin/poster", params={"size": "a4"})
+    assert await again.read() == body

@@ -141,3 +141,60 @@ def test_the_qr_payload_opens_the_sms_app_with_number_and_keyword(
 )
 def test_a_club_speaks_its_countrys_language(country: str, language: str) -> None:
     assert poster.club_language(Program(country=country)) == language
+
+
+# Names beyond Latin-1 (the standard PDF fonts' reach): each comes out of the PDF as it went in,
+# set in the embedded Noto Sans; an emoji, which no font of the poster has, is left out.
+NAMES = [
+    ("Łódź Kaffe", "Łódź Kaffe"),  # Polish
+    ("Kavinė „Ąžuolas“ Ženklas", "Kavinė „Ąžuolas“ Ženklas"),  # Lithuanian
+    ("Καφενείο Αθήνα", "Καφενείο Αθήνα"),  # Greek
+    ("Кав'ярня «Київ»", "Кав'ярня «Київ»"),  # Cyrillic (Ukrainian)
+    ("Kafé ☕ Oslo 🍰", "Kafé Oslo"),  # emoji: left out, the words closed up
+    ("Cafe\u0301 Noe\u0308l", "Café Noël"),  # accents typed as combining marks: composed
+]
+
+
+def fonts(path: Path) -> list[pypdf.generic.DictionaryObject]:
+    """The fonts the poster's page uses."""
+    resources = pypdf.PdfReader(path).pages[0]["/Resources"]
+    return [font.get_object() for font in resources["/Font"].values()]
+
+
+@pytest.mark.parametrize(("name", "printed"), NAMES)
+def test_a_club_name_in_any_european_script_is_printed_in_an_embedded_font(
+    url: str, tmp_path: Path, name: str, printed: str
+) -> None:
+    asyncio.run(_club_named(url, name, "4040"))
+    out = tmp_path / "poster.pdf"
+    assert main(["poster", "--club-number", "4040", "--out", str(out), "--size", "a6"]) == 0
+    text = page(out)[1]
+    assert text.splitlines()[0] == printed
+    assert "\x00" not in text  # no character drawn as the font's empty box
+    used = fonts(out)
+    assert used
+    for font in used:
+        # Embedded as a TrueType subset with a ToUnicode map (what makes the text extractable):
+        # no font the reader's machine would have to stand in for.
+        assert font["/Subtype"] == "/TrueType"
+        assert font["/BaseFont"].split("+")[1] in ("NotoSans-Regular", "NotoSans-Bold")
+        assert "/FontFile2" in font["/FontDescriptor"]
+        assert "/ToUnicode" in font
+
+
+def test_a_letter_no_font_of_the_poster_has_shows_as_a_question_mark(
+    url: str, tmp_path: Path
+) -> None:
+    asyncio.run(_club_named(url, "Café שלום", "4040"))
+    out = tmp_path / "poster.pdf"
+    assert main(["poster", "--club-number", "4040", "--out", str(out)]) == 0
+    assert page(out)[1].splitlines()[0] == "Café ????"
+
+
+async def _club_named(url: str, name: str, number: str) -> None:
+    db = open_database(url)
+    try:
+        # No profile questions: their SMS would have to fit in UCS-2 with these names.
+        await create_club(db, name=name, numbers=[number], questions=[])
+    finally:
+        await db.close()
