@@ -6,6 +6,7 @@ the kernel when the process dies); a database in memory has only one process any
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -16,15 +17,24 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 
 # pg_try_advisory_lock's key: "klubb" in ASCII, so it will not collide with another app's.
 LOCK_KEY = 0x6B6C756262
+# How long one check may wait for PostgreSQL (a connection that hangs rather than drops): past
+# it the check says "not the leader", so a stuck leader stops leading instead of stalling jobs.
+CHECK_SECONDS = 10
 
 
 class Leadership:
-    """Tries to become the leader; `held` says whether this process is it."""
+    """Tries to become the leader; `held` says whether this process is it.
+
+    The jobs of one scheduler ask at the same moment (APScheduler starts them together), and
+    an asyncpg connection runs one statement at a time: the checks take turns on the one
+    connection (`_turn`), so the lock stays on a single session and none of them fails with
+    "another operation is in progress"."""
 
     def __init__(self, database_url: str) -> None:
         self.url = database_url
@@ -32,44 +42,77 @@ class Leadership:
         self._file: Any = None
         self._connection: AsyncConnection | None = None
         self._engine: Any = None
+        self._turn = asyncio.Lock()
 
     async def try_acquire(self) -> bool:
-        """Become the leader if no live process is; cheap to call again while held."""
-        if self.held:
-            if self._connection is not None and self._connection.closed:
-                log.warning("lost the scheduler leadership: its database connection closed")
-                self.held = False
+        """Become the leader if no live process is; cheap to call again while held (on
+        PostgreSQL one round trip, which notices a connection that dropped)."""
+        async with self._turn:
+            parsed = make_url(self.url)
+            was_held = self.held
+            if parsed.get_backend_name() == "postgresql":
+                self.held = await self._try_postgres()
             else:
-                return True
-        parsed = make_url(self.url)
-        if parsed.get_backend_name() == "postgresql":
-            self.held = await self._try_postgres()
-        else:
-            self.held = self._try_file(parsed.database)
-        if self.held:
-            log.info("this process leads the scheduler (planning, journeys, loyalty jobs)")
-        return self.held
+                self.held = self._try_file(parsed.database)
+            if self.held and not was_held:
+                log.info("this process leads the scheduler (planning, journeys, loyalty jobs)")
+            return self.held
 
     async def _try_postgres(self) -> bool:
         if self._engine is None:
             url = make_url(self.url).set(drivername="postgresql+asyncpg")
-            self._engine = create_async_engine(url, pool_size=1, max_overflow=0)
-        try:
-            if self._connection is None or self._connection.closed:
-                self._connection = await self._engine.connect()
-            got = await self._connection.scalar(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
+            # No pool: the one connection is kept here, and one dropped is closed for good (a
+            # pool of one would make the next connect wait for a connection it still counts).
+            self._engine = create_async_engine(
+                url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
             )
-            # Ends the implicit transaction; a session-level advisory lock outlives it.
-            await self._connection.commit()
-        except Exception:
-            log.exception("could not ask PostgreSQL for the scheduler leadership")
+        try:
+            async with asyncio.timeout(CHECK_SECONDS):
+                if self.held and self._connection is not None:
+                    # The session's lock lasts as long as the session: if it still answers, this
+                    # process still leads. If it dropped, the server let the lock go with it.
+                    await self._connection.scalar(text("SELECT 1"))
+                    return True
+                if self._connection is None:
+                    self._connection = await self._engine.connect()
+                # A session-level lock: it outlives any transaction, until unlock or session end.
+                got = await self._connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
+                )
+        except asyncio.CancelledError:
+            # A statement cut off half-way leaves the connection unusable, and whether the lock
+            # was had unknown: let the connection (and any lock on it) go.
+            self.held = False
+            await self._drop_connection()
+            raise
+        except Exception as exc:
+            # The database is down or the connection dropped: an operational state, said once a
+            # check without a traceback; the next check connects again.
+            if self.held:
+                log.warning("lost the scheduler leadership: %s", _reason(exc))
+            else:
+                log.warning(
+                    "could not ask PostgreSQL for the scheduler leadership: %s", _reason(exc)
+                )
+            await self._drop_connection()
             return False
         return bool(got)
+
+    async def _drop_connection(self) -> None:
+        """Forget the connection without talking to the server (it may not answer): a lock
+        it still held there goes when the server notices the session is gone."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     def _try_file(self, database: str | None) -> bool:
         if not database or database == ":memory:":
             return True
+        if self.held and self._file is not None:
+            return True  # flock is the process's until it lets go or dies
         if self._file is None:
             path = Path(database).with_name(Path(database).name + ".leader")
             self._file = open(path, "a+")  # noqa: SIM115 - held open for the process's life
@@ -84,17 +127,28 @@ class Leadership:
         return True
 
     async def release(self) -> None:
-        self.held = False
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = None
-        if self._engine is not None:
-            with contextlib.suppress(Exception):
-                await self._engine.dispose()
-            self._engine = None
+        # After a check in progress (at most CHECK_SECONDS), so it never meets a closed handle.
+        async with self._turn:
+            self.held = False
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+                self._file.close()
+                self._file = None
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    await self._connection.close()
+                self._connection = None
+            if self._engine is not None:
+                with contextlib.suppress(Exception):
+                    await self._engine.dispose()
+                self._engine = None
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong in one line: no traceback, no SQL, no connection string."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {CHECK_SECONDS} s"
+    original = getattr(exc, "orig", None) or exc
+    first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return f"{type(original).__name__}: {first_line}".rstrip(": ")
