@@ -27,6 +27,7 @@ from bot.admin import (
     members,
     pages,
     poster,
+    saved_replies,
     segments,
     transfer,
 )
@@ -69,6 +70,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
     for section in (pages, members, inbox, segments, campaigns, journeys, transfer, club, accounts):
         admin.add_routes(section.routes)
     admin.add_routes(poster.routes)
+    admin.add_routes(saved_replies.routes)
     admin.router.add_static("/static", _static_dir(), name="static")
     # Before the sub-application, whose prefix would otherwise claim the bare /admin too.
     app.router.add_get("/admin", _to_dashboard)

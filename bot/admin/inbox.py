@@ -10,10 +10,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.orm import Session
 
+from bot.admin import saved_replies
 from bot.admin.auth import ADMIN, Admin, is_action
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from locales import sms
+from store import retention
 from store.clock import utc_now
 from store.clubs import programs
 from store.errors import NotFound
@@ -146,9 +148,15 @@ async def _show(
             opened = inbox.open_conversation(session, program, conversation_id, utc_now())
         except NotFound as exc:
             raise web.HTTPNotFound() from exc
-        return _shaped(request, opened)
+        # The saved replies, each filled in for this member (the picker; ?template=ID fills
+        # the box without JavaScript).
+        saved = saved_replies.for_conversation(session, program, opened.context)
+        return _shaped(request, opened, program) | {"saved": saved}
 
     shown = await request.config_dict[DB].read(read)
+    chosen = saved_replies.picked(shown["saved"], request.query.get("template"))
+    if chosen is not None and not text:
+        text = chosen["text"]
     return page(
         request,
         "inbox_conversation.html",
@@ -158,14 +166,17 @@ async def _show(
         refused=refused,
         text=text,
         sent=request.query.get("sent") == "1",
+        picked=chosen["id"] if chosen is not None else None,
         max_reply=MAX_REPLY,
         counter_json=json.dumps(_counter_data(), ensure_ascii=False),
     )
 
 
-def _shaped(request: web.Request, opened: inbox.Opened) -> dict[str, Any]:
+def _shaped(request: web.Request, opened: inbox.Opened, program: Program) -> dict[str, Any]:
     """The conversation as the template shows it: times in the club's zone, numbers masked
-    for staff; a staff reply's `sent_by` is None once its account was removed."""
+    for staff; a staff reply's `sent_by` is None once its account was removed; `removed`: the
+    months after which a text without a body lost it (data retention), else None."""
+    now = utc_now()
     admin = request[ADMIN]
     line, context = opened.conversation, opened.context
     return {
@@ -180,6 +191,9 @@ def _shaped(request: web.Request, opened: inbox.Opened) -> dict[str, Any]:
                 "kind": e.kind,
                 "at": local_moment(request, e.at),
                 "body": e.body,
+                "removed": program.retention_months
+                if e.body is None and retention.removed(program, now, e.at, e.status)
+                else None,
                 "not_understood": e.not_understood,
                 "status": e.status,
                 "delivery": e.delivery,

@@ -33,6 +33,27 @@
     if (!area || !output) return;
     area.addEventListener("input", function () { show(rules, form, area, output); });
     show(rules, form, area, output);
+    pickSaved(area);
+  }
+
+  /* A saved reply picked puts its text (filled in for this member by the server, on the
+     option) in the box at once; without a script the picker's form asks the page again. */
+  function pickSaved(area) {
+    var picker = document.querySelector("form.saved-picker");
+    if (!picker || area.disabled) return;
+    var select = picker.querySelector("select");
+    function use() {
+      var option = select.options[select.selectedIndex];
+      if (!option || !option.value) return;
+      area.value = option.dataset.text || "";
+      area.dispatchEvent(new Event("input"));  // the counter sizes it
+      area.focus();
+    }
+    select.addEventListener("change", use);
+    picker.addEventListener("submit", function (event) {
+      event.preventDefault();
+      use();
+    });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
