@@ -24,7 +24,7 @@ from bot.admin.render import (
     path_id,
     read_local_time,
 )
-from bot.keys import DB
+from bot.keys import DB, SETTINGS
 from locales import sms
 from store import reports
 from store.clock import utc_now
@@ -398,7 +398,9 @@ async def preview_campaign(request: web.Request) -> web.StreamResponse:
         problems = _store_problems(session, program, options, now)
         if problems:
             return {"errors": problems}
-        draft = campaigns.try_broadcast(session, program, now=now, **options)
+        draft = campaigns.try_broadcast(
+            session, program, now=now, link_base=request.config_dict[SETTINGS].public_url, **options
+        )
         return {
             "draft": draft,
             "price_minor": program.sms_price_minor,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import coupon_title, money, page
-from bot.keys import DB
+from bot.keys import DB, SETTINGS
 from locales import LANGUAGES, segments
 from store.clock import utc_now
 from store.clubs import programs
@@ -39,7 +39,9 @@ Error = tuple[str, dict[str, Any]]  # a catalog id and its parameters
 @routes.get("/journeys")
 @owner_only
 async def journeys_page(request: web.Request) -> web.StreamResponse:
-    shown = await request.config_dict[DB].run(_read(request[ADMIN].program_id, request[LANGUAGE]))
+    shown = await request.config_dict[DB].run(
+        _read(request[ADMIN].program_id, request[LANGUAGE], _link_base(request))
+    )
     return page(
         request,
         "journeys.html",
@@ -89,7 +91,9 @@ async def save_journey(request: web.Request) -> web.StreamResponse:
         if error is None:
             raise web.HTTPSeeOther(f"/admin/journeys?saved={trigger}#journey-{trigger}")
         errors.update(error)
-    shown = await request.config_dict[DB].run(_read(admin.program_id, request[LANGUAGE]))
+    shown = await request.config_dict[DB].run(
+        _read(admin.program_id, request[LANGUAGE], _link_base(request))
+    )
     for journey in shown:
         if journey["trigger"] == trigger:
             # What the owner typed stays in the form beside its error.
@@ -150,7 +154,12 @@ def _save(
     return work
 
 
-def _read(program_id: int, language: str) -> Any:
+def _link_base(request: web.Request) -> str:
+    """Where short links are served: the samples show web addresses as members get them."""
+    return request.config_dict[SETTINGS].public_url
+
+
+def _read(program_id: int, language: str, link_base: str) -> Any:
     def work(session: Session) -> list[dict[str, Any]]:
         program = programs.get(session, program_id)
         assert program is not None
@@ -158,7 +167,7 @@ def _read(program_id: int, language: str) -> Any:
         offered = {template.id: template for template in coupons.templates(session, program_id)}
         now = utc_now()
         return [
-            _shown(session, program, t, have.get(t), offered, language, now)
+            _shown(session, program, t, have.get(t), offered, language, now, link_base)
             for t in journeys.TRIGGERS
         ]
 
@@ -173,6 +182,7 @@ def _shown(
     offered: Mapping[int, CouponTemplate],
     language: str,
     now: dt.datetime,
+    link_base: str,
 ) -> dict[str, Any]:
     coupon = journey is not None and journey.coupon_template_id is not None
     own = journeys.settings_of(journey) if journey else {}

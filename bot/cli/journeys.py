@@ -212,7 +212,7 @@ def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
                 state = f"klubb: {trigger} journey switched back on (id {journey.id})"
         return "\n".join(
             (
-                _describe(session, program, journey, now),
+                _describe(session, program, journey, now, settings.public_url),
                 f"{state}: it runs every {JOURNEYS_EVERY_MINUTES} minutes in `klubb serve` / "
                 "`klubb worker`; each member gets it once per occasion, within the monthly cap "
                 f"({program.marketing_per_month} a month)",
@@ -282,7 +282,9 @@ def _changed(
     return changed
 
 
-def _describe(session: Session, program: Program, journey: Campaign, now: dt.datetime) -> str:
+def _describe(
+    session: Session, program: Program, journey: Campaign, now: dt.datetime, link_base: str
+) -> str:
     """The journey as the owner reads it: when it sends, its options, and its message in each
     language for a made-up member, as the sender would write it."""
     template = _template(session, journey)

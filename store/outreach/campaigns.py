@@ -21,7 +21,7 @@ from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotFound
 from store.members import consent
 from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program, Segment, Tier
-from store.outreach import guard_rails, segments
+from store.outreach import clicks, guard_rails, segments
 from store.states import CampaignStatus, OutboxStatus
 
 BROADCAST, JOURNEY = "broadcast", "journey"
@@ -304,16 +304,19 @@ class Draft:
     samples: dict[str, str]
 
 
-def try_broadcast(session: Session, program: Program, *, now: dt.datetime, **options: Any) -> Draft:
+def try_broadcast(
+    session: Session, program: Program, *, now: dt.datetime, link_base: str = "", **options: Any
+) -> Draft:
     """What create_broadcast(**options) would do, previewed inside a savepoint that is then
     rolled back: nothing is saved. Raises as create_broadcast does. (The control group drawn
-    for a draft is an estimate: the campaign made later has another id, so another draw.)"""
+    for a draft is an estimate: the campaign made later has another id, so another draw.)
+    `link_base`: where short links are served (the app's public URL; see `preview`)."""
     savepoint = session.begin_nested()
     try:
         campaign = create_broadcast(session, program, now=now, **options)
-        shown = preview(session, program, campaign, now)
+        shown = preview(session, program, campaign, now, link_base)
         samples = {
-            language: sample_text(session, program, campaign, language)
+            language: sample_text(session, program, campaign, language, link_base)
             for language in campaign.texts or {}
         }
     finally:
@@ -410,8 +413,12 @@ class Preview:
     first_send: dt.datetime  # send_at, or the end of quiet hours it falls in (club's zone)
 
 
-def preview(session: Session, program: Program, campaign: Campaign, now: dt.datetime) -> Preview:
-    """Recipients after the guard rails, SMS segments per language and the estimated cost."""
+def preview(
+    session: Session, program: Program, campaign: Campaign, now: dt.datetime, link_base: str = ""
+) -> Preview:
+    """Recipients after the guard rails, SMS segments per language and the estimated cost.
+    With `link_base` (the app's public URL) the owner's web addresses are sized as the short
+    links the sender puts in their place (store.outreach.clicks); without, as written."""
     moment = _first_send(program, campaign, now)
     in_segment = _segment_clause(program, campaign, now, session)
     base = and_(_MEMBERS.c.program_id == program.id, in_segment)
@@ -439,7 +446,7 @@ def preview(session: Session, program: Program, campaign: Campaign, now: dt.date
     estimates = []
     total_segments = 0
     for lang, recipients in sorted(by_language.items()):
-        sample = sample_text(session, program, campaign, lang)
+        sample = sample_text(session, program, campaign, lang, link_base)
         size = locales.segments(sample)
         estimates.append(LanguageEstimate(lang, recipients, size.encoding, size.segments))
         total_segments += recipients * size.segments
@@ -467,14 +474,17 @@ def text_language(texts: Mapping[str, Any], member_language: str) -> str:
     return next(iter(texts))
 
 
-def sample_text(session: Session, program: Program, campaign: Campaign, language: str) -> str:
+def sample_text(
+    session: Session, program: Program, campaign: Campaign, language: str, link_base: str = ""
+) -> str:
     """The text as a member would get it, with long sample values, the club's name (as a
-    placeholder and before the text), the longest tier name and the opt-out footer: what sizes
-    the estimate."""
+    placeholder and before the text), the longest tier name, the owner's addresses as short
+    links on `link_base` (when given) and the opt-out footer: what sizes the estimate."""
     texts = campaign.texts or {}
     template = texts[text_language(texts, language)]
     values = sample_values(session, program, language)
-    return compose(template.format_map(values), language, program.name)
+    text = compose(template.format_map(values), language, program.name)
+    return clicks.sample(text, link_base, clicks.owned_urls(texts))
 
 
 def sample_values(session: Session, program: Program, language: str) -> dict[str, str]:

@@ -49,7 +49,7 @@ from store.models import (
     Tier,
     UTCDateTime,
 )
-from store.outreach import campaigns, guard_rails
+from store.outreach import campaigns, clicks, guard_rails
 from store.states import OutboxStatus
 
 WELCOME, BIRTHDAY, EXPIRING, BALANCE = "welcome", "birthday", "expiring", "balance"
@@ -312,12 +312,18 @@ def text_for(journey: Campaign, language: str, values: Mapping[str, Any]) -> str
 
 
 def sample_text(
-    session: Session, program: Program, journey: Campaign, language: str, now: dt.datetime
+    session: Session,
+    program: Program,
+    journey: Campaign,
+    language: str,
+    now: dt.datetime,
+    link_base: str = "",
 ) -> str:
     """The journey's message for a made-up member in `language`, as store.outreach.sending writes it
     (`text_for`, then campaigns.compose: the club's name first, the opt-out line last): what
     the admin and `klubb journey` show, and size in SMS segments. `journey` may be one not set
-    up yet (a Campaign never added)."""
+    up yet (a Campaign never added). With `link_base`, the owner's web addresses as the short
+    links the sender makes of them (store.outreach.clicks)."""
     ladder = tiers.ladder(session, program.id)
     upper = ladder[1] if len(ladder) > 1 else ladder[0] if ladder else None
     tier = tiers.name(upper, language) if upper is not None else ""
@@ -337,7 +343,8 @@ def sample_text(
         "points_to_next": locales.format_number(SAMPLE_TO_NEXT, language),
         "next_tier": tier,
     }
-    return campaigns.compose(text_for(journey, language, values), language, program.name)
+    text = campaigns.compose(text_for(journey, language, values), language, program.name)
+    return clicks.sample(text, link_base, clicks.owned_urls(journey.texts))
 
 
 def catalog_text(campaign: Campaign, language: str, values: Mapping[str, Any]) -> str:
