@@ -137,5 +137,6 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         app[GATEWAY],
         send_rate=settings.send_rate,
         in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+        link_base=settings.public_url,
     ):
         yield

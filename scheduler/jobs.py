@@ -80,6 +80,7 @@ async def running_scheduler(
     *,
     send_rate: float = sender.DEFAULT_RATE,
     in_doubt_after: dt.timedelta = sending.STALE,
+    link_base: str = "",
 ) -> AsyncIterator[AsyncIOScheduler]:
     # APScheduler logs every run at INFO: the sender runs every second, which would bury the
     # log. And it logs each job added at start ("Adding job tentatively"): noise in every serve.
@@ -103,6 +104,8 @@ async def running_scheduler(
             "pacer": pacer,
             "stale": in_doubt_after,
             "stop": stop,
+            # The app's public URL: campaign links go out as short links on it.
+            "link_base": link_base,
         },
         **every,
     )

@@ -127,13 +127,16 @@ async def drain(
     pacer: Pacer | None = None,
     stale: dt.timedelta = sending.STALE,
     stop: asyncio.Event | None = None,
+    *,
+    link_base: str = "",
 ) -> int:
     """Send everything due now, then return how many were sent (burst mode). Up to IN_FLIGHT
     messages are in flight at once, with no barrier between claims: one slow answer holds its
     own slot only. Once `stop` is set, no new message is handed over: what is in flight is
     answered and recorded, what was not handed over goes back to the queue, and the drain
     returns, so a shutdown leaves nothing in doubt that needn't be. With nothing to do, a tick
-    only reads."""
+    only reads. `link_base`: the app's public URL, on which the owner's web addresses in a
+    campaign's text go out as short links (sending.claim); empty, they go as written."""
     # Most ticks find nothing to do: one read says so, and no write transaction is begun (on
     # SQLite a write would queue behind the members' turns and hold them up in turn).
     if not await db.read(functools.partial(sending.work_waiting, now=now(), stale=stale)):
@@ -144,7 +147,9 @@ async def drain(
     try:
         while not burst.stopping:
             limit = _claim_size(pacer, batch, stale)
-            claimed = await db.run(functools.partial(sending.claim, now=now(), limit=limit))
+            claimed = await db.run(
+                functools.partial(sending.claim, now=now(), limit=limit, link_base=link_base)
+            )
             if claimed:
                 await burst.hand_over(claimed)
             elif not await burst.answers_pending(CLAIM_AGAIN):

@@ -98,6 +98,7 @@ async def _work(settings: Settings) -> int:
                 gateway,
                 send_rate=settings.send_rate,
                 in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+                link_base=settings.public_url,
             ),
         ):
             log.info("klubb worker: sending and running jobs; Ctrl-C to stop")

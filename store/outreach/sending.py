@@ -29,7 +29,7 @@ from store.models import (
     Program,
     Tier,
 )
-from store.outreach import campaigns, delivery, guard_rails, journeys
+from store.outreach import campaigns, clicks, delivery, guard_rails, journeys
 from store.states import OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -173,20 +173,22 @@ def work_waiting(session: Session, now: dt.datetime, stale: dt.timedelta = STALE
     return bool(found.scalar())
 
 
-def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
+def claim(session: Session, now: dt.datetime, limit: int, *, link_base: str = "") -> list[Claimed]:
     """Move up to `limit` due rows to `sending` and return them, ready for the gateway.
 
     The caller commits before sending, so a crash leaves them visibly in doubt. A marketing
     row is checked again here (a STOP since planning wins; the cap; quiet hours in the member's
     zone, which put it back to wait for morning) and written for its member, with a coupon
-    issued if the campaign gives one. On PostgreSQL SKIP LOCKED lets several senders share."""
+    issued if the campaign gives one, and the owner's web addresses in it as short links of
+    this message on `link_base` (the app's public URL; empty: left as written). On PostgreSQL
+    SKIP LOCKED lets several senders share."""
     connection = session.connection()
     due = _DUE_LOCKED if connection.dialect.name == "postgresql" else _DUE
     ids = list(connection.execute(due, {"now": now, "limit": limit}).scalars())
     if not ids:
         return []
     rows = list(connection.execute(_ROWS, {"ids": ids}).mappings())
-    writer = _Writer(session, now, rows)
+    writer = _Writer(session, now, rows, clicks.Shortener(link_base, now))
     claimed: list[Claimed] = []
     sending: list[dict[str, Any]] = []
     deferred: list[dict[str, Any]] = []
@@ -226,6 +228,9 @@ def claim(session: Session, now: dt.datetime, limit: int) -> list[Claimed]:
         connection.execute(_DEFER, deferred)
     if skipped:
         connection.execute(_SKIP, skipped)
+    # The batch's short links, one statement, in the claim's transaction: a link is in the
+    # database before its SMS can reach anyone.
+    writer.links.save(connection)
     return claimed
 
 
@@ -344,9 +349,14 @@ def held_at_hand_off(session: Session, rows: Sequence[Claimed]) -> dict[int, str
 class _Writer:
     """Everything a batch of claimed rows needs, read once for the batch."""
 
-    def __init__(self, session: Session, now: dt.datetime, rows: list[Any]) -> None:
+    def __init__(
+        self, session: Session, now: dt.datetime, rows: list[Any], links: clicks.Shortener
+    ) -> None:
         self.session = session
         self.now = now
+        self.links = links
+        # The owner's addresses per campaign, found once a batch (not once a message).
+        self.owned: dict[int, frozenset[str]] = {}
         connection = session.connection()
         member_ids = sorted({r["member_id"] for r in rows if r["member_id"] is not None})
         self.people = (
@@ -412,7 +422,8 @@ class _Writer:
         return None
 
     def write(self, row: Any) -> str:
-        """The campaign's text for this member, placeholders filled, with the opt-out line."""
+        """The campaign's text for this member, placeholders filled, the owner's addresses as
+        this message's short links, with the opt-out line."""
         campaign = self.campaign(row["campaign_id"])
         program = self.program(row["program_id"])
         person = self.people[row["member_id"]]
@@ -433,7 +444,22 @@ class _Writer:
         else:
             texts = campaign.texts or {}
             text = texts[campaigns.text_language(texts, language)].format_map(values)
-        return campaigns.compose(_tidy(text), language, program.name)
+        text = _tidy(text)
+        if self.links.base:
+            text = self.links.shorten(
+                text,
+                self._owned(campaign),
+                program_id=program.id,
+                campaign_id=campaign.id,
+                message_id=row["id"],
+                member_id=person.id,
+            )
+        return campaigns.compose(text, language, program.name)
+
+    def _owned(self, campaign: Campaign) -> frozenset[str]:
+        if campaign.id not in self.owned:
+            self.owned[campaign.id] = clicks.owned_urls(campaign.texts)
+        return self.owned[campaign.id]
 
     def _tier_name(self, tier_id: int | None, language: str) -> str:
         if tier_id is None:
