@@ -1,4 +1,5 @@
-"""`klubb inbox`: the club's inbox (store.outreach.inbox) from the terminal: list, reply.
+"""`klubb inbox`: the club's inbox (store.outreach.inbox) from the terminal: list, reply (typed
+or a saved reply, store.outreach.templates), templates (the saved replies).
 
 Errors follow bot/cli/common.py: one line on stderr, exit 2 for input the owner can fix, 1 when
 the conversation is not there or the reply rule refuses (saying why, from the catalogs)."""
@@ -26,14 +27,14 @@ from store.clock import utc_now
 from store.clubs import admins
 from store.errors import InvalidSetting, NotFound
 from store.models import Program
-from store.outreach import inbox
+from store.outreach import inbox, templates
 
 LAST_BODY = 50  # characters of the last text a line of the list shows
 TOPIC = "inbox"
 
 
 def add_commands(commands: Any) -> None:
-    """`inbox list|reply` on the `klubb` parser's subcommands."""
+    """`inbox list|reply|templates` on the `klubb` parser's subcommands."""
     parser = commands.add_parser(
         "inbox", help="texts Klubb could not answer: list them, reply by SMS as an admin"
     )
@@ -49,7 +50,13 @@ def add_commands(commands: Any) -> None:
         help="queue an SMS answering a conversation (within 7 days of the number's last text)",
     )
     reply.add_argument("conversation", type=int, metavar="ID", help="as `klubb inbox list` shows")
-    reply.add_argument("--text", required=True, help="the reply, as the member will read it")
+    wording = reply.add_mutually_exclusive_group(required=True)
+    wording.add_argument("--text", help="the reply, as the member will read it")
+    wording.add_argument(
+        "--template",
+        metavar="NAME",
+        help="a saved reply (as `klubb inbox templates` names it), filled in for the member",
+    )
     reply.add_argument(
         "--as",
         dest="account",
@@ -58,7 +65,9 @@ def add_commands(commands: Any) -> None:
         help="the club's admin account the reply is recorded as sent by",
     )
     reply.set_defaults(command=_reply)
-    for action in (listing, reply):
+    saved = actions.add_parser("templates", help="the saved replies staff can answer with")
+    saved.set_defaults(command=_templates)
+    for action in (listing, reply, saved):
         add_club_options(action)
 
 
@@ -95,12 +104,13 @@ def _reply(args: argparse.Namespace, settings: Settings) -> int:
         if account is None or account.program_id != program.id:
             raise Usage(f"--as: the club has no admin account {args.account!r}")
         try:
+            text = args.text if args.template is None else _filled(session, program, args)
             message = inbox.reply(
                 session,
                 program,
                 args.conversation,
                 account_id=account.id,
-                text=args.text,
+                text=text,
                 now=utc_now(),
             )
         except NotFound as exc:
@@ -111,6 +121,36 @@ def _reply(args: argparse.Namespace, settings: Settings) -> int:
         return f"queued reply {message.id} to {message.to_number} ({message.segments} SMS)"
 
     return printed(run_in_club(TOPIC, args, settings, send))
+
+
+def _templates(args: argparse.Namespace, settings: Settings) -> int:
+    def listing(session: Session, program: Program) -> str:
+        found = templates.of_club(session, program)
+        if not found:
+            return "no saved replies (the owner makes them at /admin/templates)"
+        rows = [
+            (t.name, language, _short(str(text)))
+            for t in found
+            for language, text in sorted((t.texts or {}).items(), key=_in_order)
+        ]
+        return columns(("name", "language", "text"), rows, set())
+
+    return printed(run_in_club(TOPIC, args, settings, listing, keep=False))
+
+
+def _filled(session: Session, program: Program, args: argparse.Namespace) -> str:
+    """The saved reply named --template, filled in for the conversation's member."""
+    try:
+        template = templates.by_name(session, program, args.template)
+    except NotFound:
+        raise Usage(f"--template: the club has no saved reply {args.template!r}") from None
+    member = inbox.open_conversation(session, program, args.conversation, utc_now()).context
+    return templates.fill(template, member.language, member, program.name)
+
+
+def _in_order(item: tuple[str, object]) -> int:
+    language = item[0]
+    return locales.LANGUAGES.index(language) if language in locales.LANGUAGES else 99
 
 
 def _short(body: str | None) -> str:
