@@ -1,9 +1,11 @@
-"""The member's own page (/m/{token}): reached by the link MIN SIDE texts back, no account."""
+"""The member's own page (/m/{token}): reached by the link MIN SIDE texts back, no account; and
+campaign links that count (/c/{token}), behind the same limits and 404."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from bot.page import clicks
 from bot.page.routes import (
     LIMIT,
     MISSES,
@@ -22,3 +24,4 @@ def add_member_page(app: web.Application, settings: Settings) -> None:
     app[MISSES] = AddressLimit(MISSES_A_MINUTE)
     app[LIMIT] = AddressLimit(REQUESTS_A_MINUTE)
     app.add_routes(table)
+    app.add_routes(clicks.table)

@@ -98,7 +98,7 @@ def form_token(key: bytes, link_id: int, action: str) -> str:
 @table.get("/m/{token}")
 async def show(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
-    if (refused := _limited(request)) is not None:
+    if (refused := limited(request)) is not None:
         return refused
     now = utc_now()
     clubs = request.app[CLUBS]
@@ -122,7 +122,7 @@ async def data(request: web.Request) -> web.StreamResponse:
     """Everything the club holds about the member (GDPR art. 15 and 20), as the admin's
     export gives it, to download."""
     token = request.match_info["token"]
-    if (refused := _limited(request)) is not None:
+    if (refused := limited(request)) is not None:
         return refused
     now = utc_now()
 
@@ -172,7 +172,7 @@ async def erase(request: web.Request) -> web.StreamResponse:
 
 async def _act(request: web.Request, action: str) -> web.StreamResponse:
     token = request.match_info["token"]
-    if (refused := _limited(request)) is not None:
+    if (refused := limited(request)) is not None:
         return refused
     form = await request.post()
     sent = form.get("form")
@@ -243,7 +243,9 @@ def not_found(request: web.Request) -> web.Response:
     return _html(page, status=404)
 
 
-def _limited(request: web.Request) -> web.Response | None:
+def limited(request: web.Request) -> web.Response | None:
+    """A 429 page for an address past its limits (see MISSES and LIMIT), else None (the
+    request counted)."""
     address = request.remote or "?"
     if not request.app[MISSES].full(address) and request.app[LIMIT].allow(address):
         return None

@@ -6,12 +6,23 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from store.loyalty import coupons, ledger, tiers
 from store.members import consent, links, members
 from store.models import (
+    ClickLink,
     Coupon,
     CouponTemplate,
     InboundMessage,
@@ -27,6 +38,14 @@ from store.models import (
 )
 
 EXPORT_VERSION = 1
+# An erased member's campaign links name no one any more: their taps still count for the
+# campaign (clicks and unique clickers by message), not for the person. Through the model, not
+# store.outreach (members may not import outreach).
+_UNNAME_LINKS = (
+    update(ClickLink.__table__)
+    .where(ClickLink.__table__.c.member_id == bindparam("erased"))
+    .values(member_id=None)
+)
 
 
 def erase(
@@ -55,6 +74,7 @@ def erase(
             now=now,
         )
     links.end_all(session, [member.id], now)
+    session.connection().execute(_UNNAME_LINKS, {"erased": member.id})
     members.erase(session, member, now)
 
 
