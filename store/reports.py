@@ -55,6 +55,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     true,
 )
@@ -74,7 +75,7 @@ from store.models import (
     Refund,
     UTCDateTime,
 )
-from store.outreach import campaigns
+from store.outreach import campaigns, inbox
 from store.states import OutboxStatus
 
 WEEK, MONTH, AUTO = "week", "month", "auto"
@@ -453,6 +454,134 @@ def not_understood(session: Session, program: Program, per: Period) -> int:
             )
         ).scalar_one()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFigures:
+    """The period's texts and how staff answered them (the inbox, issue 16)."""
+
+    received: int  # every text from a number to the club, understood or not
+    not_understood: int  # of them, the ones Klubb could not answer (they go to the inbox)
+    answered: int  # conversations (numbers) that got a staff reply in the period
+    replies: int  # staff replies in the period that answered a waiting text (the median's set)
+    median_wait: dt.timedelta | None  # None: no staff reply answered a waiting text
+
+
+def inbox_figures(session: Session, program: Program, per: Period) -> InboxFigures:
+    """Texts received and not understood in the period, conversations answered by staff in it,
+    and the median time to a staff answer.
+
+    A staff reply's wait runs from the text it answered, the number's earliest text not
+    understood since the previous staff reply to that number (before the period too) and
+    within the 7 days a reply may answer (inbox.WINDOW: an older one was never answerable), to
+    the moment staff sent it; a reply with no such text (a second reply in a row) answered
+    nothing new and is left out of the median. "Done" is not an answer: only its latest time
+    is kept, so it can't be told apart later. An erased number's replies no longer name it and
+    drop out, as its conversation does from the inbox. The median is taken in SQL: the replies
+    ordered by their wait, the middle one or two read (a period holds as many replies as staff
+    wrote)."""
+    since, until = literal(per.since, _INSTANT), literal(per.until, _INSTANT)
+    club = _INBOUND.c.program_id == program.id
+
+    def texts(understood: bool) -> Any:
+        # Two range counts of the (program_id, not_understood, received_at) index.
+        return (
+            select(func.count())
+            .where(
+                club,
+                _INBOUND.c.not_understood == literal(not understood),
+                _INBOUND.c.received_at >= since,
+                _INBOUND.c.received_at < until,
+            )
+            .scalar_subquery()
+        )
+
+    understood, lost = session.execute(select(texts(True), texts(False))).one()
+    waits = _waits(session, program, since, until).subquery()
+    answered, replies = session.execute(
+        select(
+            func.count(waits.c.number.distinct()),
+            func.count(waits.c.asked_at),
+        )
+    ).one()
+    return InboxFigures(
+        received=int(understood) + int(lost),
+        not_understood=int(lost),
+        answered=int(answered),
+        replies=int(replies),
+        median_wait=_median_wait(session, waits, int(replies)),
+    )
+
+
+def _waits(session: Session, program: Program, since: Any, until: Any) -> Any:
+    """One row per staff reply of the club sent in [since, until) to a number still known:
+    the number, when staff sent it (answered_at) and when the text it answered came
+    (asked_at; None when it answered nothing new). Found from the outbox's (program_id, kind,
+    send_after) index; each reply's texts on the inbox's partial index."""
+    dialect = session.get_bind().dialect.name
+    reply = _OUTBOX.alias("reply")
+    earlier = _OUTBOX.alias("earlier")
+    previous = (
+        select(func.max(earlier.c.created_at))
+        .where(
+            earlier.c.program_id == reply.c.program_id,
+            earlier.c.to_number == reply.c.to_number,
+            earlier.c.kind == literal(inbox.STAFF),
+            or_(
+                earlier.c.created_at < reply.c.created_at,
+                and_(earlier.c.created_at == reply.c.created_at, earlier.c.id < reply.c.id),
+            ),
+        )
+        # Two levels down: said, or it would read an outbox of its own.
+        .correlate(reply)
+        .scalar_subquery()
+    )
+    asked = (
+        select(func.min(_INBOUND.c.received_at))
+        .where(
+            _INBOUND.c.program_id == reply.c.program_id,
+            _INBOUND.c.not_understood == true(),
+            _INBOUND.c.from_number == reply.c.to_number,
+            # received_at <= the reply < received_at + 7 days: only a text it could answer.
+            _within(reply.c.created_at, _INBOUND.c.received_at, inbox.WINDOW.days, dialect),
+            or_(previous.is_(None), _INBOUND.c.received_at > previous),
+        )
+        .scalar_subquery()
+    )
+    return select(
+        reply.c.id,
+        reply.c.to_number.label("number"),
+        reply.c.created_at.label("answered_at"),
+        asked.label("asked_at"),
+    ).where(
+        reply.c.program_id == program.id,
+        reply.c.kind == literal(inbox.STAFF),
+        # A staff reply is queued to go at once: send_after is when staff sent it.
+        reply.c.send_after >= since,
+        reply.c.send_after < until,
+        reply.c.to_number.is_not(None),
+    )
+
+
+def _median_wait(session: Session, waits: Any, replies: int) -> dt.timedelta | None:
+    """The median of answered_at - asked_at over the rows that answered a text: the middle
+    row (or the mean of the middle two) in the order of their wait."""
+    if not replies:
+        return None
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        wait: Any = waits.c.answered_at - waits.c.asked_at
+    else:  # SQLite has no interval: Julian days (fractions of a day, well under a second)
+        wait = func.julianday(waits.c.answered_at) - func.julianday(waits.c.asked_at)
+    middle = session.execute(
+        select(waits.c.answered_at, waits.c.asked_at)
+        .where(waits.c.asked_at.is_not(None))
+        .order_by(wait, waits.c.id)
+        .offset((replies - 1) // 2)
+        .limit(1 if replies % 2 else 2)
+    ).all()
+    spans = [answered - asked for answered, asked in middle]
+    return sum(spans, dt.timedelta()) / len(spans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -954,6 +1083,7 @@ class Report:
     top_customers: list[Customer]
     campaigns: list[CampaignResult]
     not_understood: int  # texts in the period Klubb could not answer
+    inbox: InboxFigures  # texts received, not understood, answered by staff and how soon
 
 
 def report(
@@ -967,6 +1097,7 @@ def report(
 ) -> Report:
     """Every figure of the dashboard for the period; the figures "now" are at `now`, and the
     campaigns' results as campaign_results takes them with `stored`."""
+    texts = inbox_figures(session, program, per)
     return Report(
         program_id=program.id,
         club=program.name,
@@ -977,7 +1108,8 @@ def report(
         recency=recency(session, program, now),
         top_customers=top_customers(session, program, per),
         campaigns=campaign_results(session, program, per, now, stored=stored),
-        not_understood=not_understood(session, program, per),
+        not_understood=texts.not_understood,
+        inbox=texts,
     )
 
 

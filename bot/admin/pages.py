@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 from babel import dates as babel_dates
 from babel.numbers import format_decimal, format_percent
+from babel.units import format_unit
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
@@ -183,6 +184,25 @@ def _slice_label(piece: reports.Slice, grain: str, language: str) -> str:
     return babel_dates.format_date(piece.start, "LLL yy", locale=babel_locale(language))
 
 
+def wait_shown(wait: dt.timedelta | None, language: str) -> str | None:
+    """A time to answer as the language writes it, to the minute: "25 min", "3 t 5 min" or
+    "2 d 4 t" (days and hours past two days); None for no answer at all."""
+    if wait is None:
+        return None
+    minutes = round(wait.total_seconds() / 60)
+    hours, minute = divmod(minutes, 60)
+    if hours >= 48:
+        days, hour = divmod(round(minutes / 60), 24)
+        parts = [(days, "duration-day"), (hour, "duration-hour")]
+    elif hours:
+        parts = [(hours, "duration-hour"), (minute, "duration-minute")]
+    else:
+        parts = [(minute, "duration-minute")]
+    where = babel_locale(language)
+    shown = [format_unit(n, unit, length="short", locale=where) for n, unit in parts if n]
+    return " ".join(shown) or format_unit(0, "duration-minute", length="short", locale=where)
+
+
 @dataclass(frozen=True, slots=True)
 class _Words:
     """How the dashboard writes in one language: its texts, counts and the club's money."""
@@ -227,6 +247,8 @@ def dashboard_view(report: reports.Report, owner: bool, language: str) -> dict[s
         "consent_share": _percent(m.consent_share, language),
         # Owner and staff alike: a count of texts, no money in it.
         "not_understood": report.not_understood,
+        "texts": report.inbox,
+        "median_wait": wait_shown(report.inbox.median_wait, language),
         "revenue": words.money(p.revenue_minor),
         "average": words.money(p.average_minor),
         "per_buyer": None

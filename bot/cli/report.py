@@ -65,7 +65,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     def work(session: Session, program: Program) -> str:
         chosen = _period(program, start, end, now)
         report = reports.report(session, program, chosen, now, args.by)
-        return render(report, reports.not_understood(session, program, chosen))
+        return render(report)
 
     return printed(run_in_club("report", args, settings, work, keep=False))
 
@@ -104,9 +104,8 @@ def _period(
 # --- the tables -------------------------------------------------------------------------------
 
 
-def render(report: reports.Report, not_understood: int = 0) -> str:
-    """The report as the owner reads it in a terminal, in English. `not_understood`: the texts
-    Klubb could not answer in the period (reports.not_understood), as the dashboard counts."""
+def render(report: reports.Report) -> str:
+    """The report as the owner reads it in a terminal, in English."""
     per = report.period
     first, last = per.start, per.last_day
     days = f"{per.days} day" + ("" if per.days == 1 else "s")
@@ -115,7 +114,7 @@ def render(report: reports.Report, not_understood: int = 0) -> str:
         "",
         *_members(report.members),
         "",
-        f"Texts Klubb could not answer: {not_understood:,} in the period",
+        *_texts(report.inbox),
         "",
         *_purchases(report.purchases),
         "",
@@ -158,6 +157,38 @@ def _members(figures: reports.MemberFigures) -> list[str]:
         ]
         lines += ["", *_indent(columns(("STORE", "JOINED", "STILL MEMBERS"), stores, {1, 2}))]
     return lines
+
+
+def _texts(figures: reports.InboxFigures) -> list[str]:
+    """The period's texts and the inbox, as the dashboard counts them."""
+    return [
+        "Texts in the period",
+        labelled("received", f"{figures.received:,}"),
+        labelled("not understood", f"{figures.not_understood:,} (Klubb could not answer them)"),
+        labelled(
+            "answered by staff",
+            f"{figures.answered:,} conversation" + ("" if figures.answered == 1 else "s"),
+        ),
+        labelled(
+            "median time to answer",
+            "-"
+            if figures.median_wait is None
+            else f"{wait_text(figures.median_wait)} (of {figures.replies:,} "
+            + ("answer)" if figures.replies == 1 else "answers)"),
+        ),
+    ]
+
+
+def wait_text(wait: dt.timedelta) -> str:
+    """A time to answer to the minute: "25 min", "3 h 5 min", or "2 d 4 h" past two days."""
+    minutes = round(wait.total_seconds() / 60)
+    hours, minute = divmod(minutes, 60)
+    if hours >= 48:
+        days, hour = divmod(round(minutes / 60), 24)
+        return f"{days} d {hour} h" if hour else f"{days} d"
+    if hours:
+        return f"{hours} h {minute} min" if minute else f"{hours} h"
+    return f"{minute} min"
 
 
 def _purchases(figures: reports.PurchaseFigures) -> list[str]:

@@ -11,7 +11,7 @@ import itertools
 import re
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.admin import pages
@@ -22,8 +22,17 @@ from store.database import Database
 from store.loyalty import purchases
 from store.loyalty.earning import Line
 from store.members import members
-from store.models import Campaign, Member, Program
-from tests.admin.conftest import OTHER_OWNER, OWNER, STAFF, Admin, create_account, create_member
+from store.models import Campaign, InboundMessage, Member, Program
+from tests.admin.conftest import (
+    OTHER_NUMBER,
+    OTHER_OWNER,
+    OWNER,
+    STAFF,
+    Admin,
+    create_account,
+    create_member,
+)
+from tests.conftest import CLUB_NUMBER, sign, twilio_form
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -378,3 +387,129 @@ async def test_the_favicon_is_served_at_the_root_and_named_by_the_pages(
     svg = await admin.client.get("/admin/static/favicon.svg")
     assert svg.status == 200
     assert (await svg.text()).startswith("<svg")
+
+
+# --- the inbox's figures (issue 16) -------------------------------------------------------------
+
+# The admin's app is on plain http (tests/admin/conftest.py): Twilio signs that address.
+WEBHOOK = "http://127.0.0.1:8080/sms/twilio"
+
+
+class Clock:
+    """One frozen moment for the webhook, the inbox and the dashboard, moved by the test."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    frozen = Clock(NOW)
+    for where in ("bot.webhooks", "bot.admin.inbox", "bot.admin.pages"):
+        monkeypatch.setattr(f"{where}.utc_now", frozen)
+    return frozen
+
+
+async def texted(admin: Admin, sender: str, body: str, to: str = CLUB_NUMBER) -> None:
+    form = twilio_form(sender, body, to=to)
+    response = await admin.client.post(
+        "/sms/twilio", data=form, headers={"X-Twilio-Signature": sign(WEBHOOK, form)}
+    )
+    assert response.status == 200, await response.text()
+
+
+async def conversation_of(db: Database, number: str) -> int:
+    """The conversation's id: the number's first text not understood."""
+    return await db.run(
+        lambda s: s.scalar(
+            select(func.min(InboundMessage.id)).where(
+                InboundMessage.from_number == number, InboundMessage.not_understood.is_(True)
+            )
+        )
+    )
+
+
+async def answer(admin: Admin, db: Database, number: str, text: str = "Hei! Ja.") -> None:
+    conversation = await conversation_of(db, number)
+    response = await admin.post(f"/admin/inbox/{conversation}/reply", {"text": text})
+    assert response.status == 303, await response.text()
+
+
+def minutes(n: int) -> dt.timedelta:
+    return dt.timedelta(minutes=n)
+
+
+async def test_texts_received_not_understood_answered_and_the_median_time_to_an_answer(
+    admin: Admin, owner: int, staff: int, club: int, other_club: int, db: Database, clock: Clock
+) -> None:
+    """Counted by hand over the last 30 days (27 Oct to 25 Nov in Oslo), the clock frozen at
+    each step: waits of 4 days (a text from before the period answered in it), 40 min, 70 min
+    and 4 h; the median of four is the mean of the middle two, (70 + 240) / 2 = 155 min."""
+    dora, asker, busy, quiet = "+4791000011", "+4791000012", "+4791000013", "+4791000014"
+    await admin.signed_in(STAFF)
+    # Dora texts on 23 October, before the period; staff answer on the 27th, inside it.
+    clock.now = utc(2026, 10, 23, 9)
+    await texted(admin, dora, "hva koster kaffen?")
+    clock.now = utc(2026, 10, 27, 9)
+    await answer(admin, db, dora)
+    # Today: the asker texts twice before an answer (the wait is from the first), then again.
+    start = utc(2026, 11, 25, 7)
+    clock.now = start
+    await texted(admin, asker, "har dere åpent på søndag?")
+    clock.now = start + minutes(10)
+    await texted(admin, asker, "hallo??")
+    clock.now = start + minutes(40)
+    await answer(admin, db, asker)  # 40 min
+    clock.now = start + minutes(50)
+    await texted(admin, asker, "og lørdag?")
+    clock.now = start + minutes(60)
+    await texted(admin, busy, "kan dere ringe meg?")
+    await texted(admin, quiet, "hallo?")
+    await texted(admin, quiet, "HJELP")  # understood: received, not for the inbox
+    clock.now = start + minutes(120)
+    await answer(admin, db, asker)  # 70 min, from "og lørdag?"
+    clock.now = start + minutes(125)
+    await answer(admin, db, asker, "Og en ting til.")  # answers nothing new: not in the median
+    clock.now = start + minutes(300)
+    await answer(admin, db, busy)  # 4 h
+    # Done is no answer; another club's texts are its own.
+    response = await admin.post(f"/admin/inbox/{await conversation_of(db, quiet)}/done")
+    assert response.status == 303
+    await texted(admin, "+4791000015", "hei hei?", to=OTHER_NUMBER)
+    clock.now = NOW
+
+    for account in (STAFF, OWNER):  # counts of texts, no money: owner and staff alike
+        await admin.signed_in(account)
+        page = await (await admin.client.get("/admin/")).text()
+        assert period_of(page) == "2026-10-27/2026-11-25"
+        assert kpi(page, "received") == "6"  # asker 3, busy 1, quiet 2; Dora's is before
+        assert kpi(page, "not_understood") == "5"
+        assert kpi(page, "answered") == "3"  # Dora, the asker, busy (conversations)
+        assert kpi(page, "median_wait").replace("\u00a0", " ") == "2 t 35 min"
+    # Only today: Dora's answer is out, the median of 40, 70 and 240 min is 70.
+    today = await (await admin.client.get("/admin/?from=2026-11-25&to=2026-11-25")).text()
+    assert kpi(today, "answered") == "2"
+    assert kpi(today, "median_wait").replace("\u00a0", " ") == "1 t 10 min"
+
+    def figures(session: Session) -> reports.InboxFigures:
+        program = session.get(Program, club)
+        return reports.inbox_figures(session, program, reports.last_days(program, NOW))
+
+    got = await db.run(figures)
+    assert (got.received, got.not_understood, got.answered, got.replies) == (6, 5, 3, 4)
+    assert got.median_wait == minutes(155)
+
+
+async def test_with_no_answer_the_median_is_a_dash(
+    admin: Admin, owner: int, db: Database, clock: Clock
+) -> None:
+    await texted(admin, "+4791000021", "hva koster kaffen?")
+    await admin.signed_in(OWNER)
+    page = await (await admin.client.get("/admin/")).text()
+    assert kpi(page, "received") == "1"
+    assert kpi(page, "not_understood") == "1"
+    assert kpi(page, "answered") == "0"
+    assert kpi(page, "median_wait") == "–"

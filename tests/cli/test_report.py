@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.cli import report
 from bot.cli.main import main
 from flows.conversation import InboundText, handle_text
 from scheduler import sender
@@ -21,7 +22,7 @@ from store.database import Database, open_database
 from store.loyalty import coupons, purchases
 from store.loyalty.earning import Line
 from store.models import Coupon, Member, OutboxMessage, Program
-from store.outreach import delivery
+from store.outreach import delivery, inbox
 from tests.cli.test_campaigns import demo_club_with_members
 from tests.scheduler.campaign_helpers import T0, RecordingGateway, add_members, at, broadcast, plan
 
@@ -207,7 +208,11 @@ New members: 3 joined in the period
   STORE    JOINED  STILL MEMBERS
   Torshov       3              2
 
-Texts Klubb could not answer: 2 in the period
+Texts in the period
+  received                4
+  not understood          2 (Klubb could not answer them)
+  answered by staff       0 conversations
+  median time to answer   -
 
 Purchases by members
   purchases               5
@@ -301,13 +306,14 @@ def test_months_when_asked_or_over_thirteen_weeks(klubb: Any) -> None:
     assert "New members: 12 joined in the period\n" in year.out
     assert "  2026-08  2026-08-01  2026-08-31       9              8\n" in year.out
     assert "  (no store)       9              8\n" in year.out
-    assert "\nTexts Klubb could not answer: 3 in the period\n" in year.out
+    assert "\n  not understood          3 (Klubb could not answer them)\n" in year.out
 
 
 def test_a_quiet_period_says_so(klubb: Any) -> None:
     shown = klubb("report", "--from", "2025-01-01", "--to", "2025-02-01")
     assert shown.code == 0, shown.err
-    assert "\nTexts Klubb could not answer: 0 in the period\n" in shown.out
+    assert "\n  received                0\n  not understood          0 (" in shown.out
+    assert "\n  median time to answer   -\n" in shown.out
     assert "Top 10 customers by revenue in the period\n  no purchases in the period\n" in (
         shown.out
     )
@@ -340,3 +346,53 @@ def test_bad_input_is_one_line_and_exit_2(env: str, capsys: pytest.CaptureFixtur
         code = main(["report", *args])
         captured = capsys.readouterr()
         assert (code, captured.out, captured.err.strip()) == (2, "", error), args
+
+
+def test_texts_answered_by_staff_and_the_median_time_to_an_answer(url: str, klubb: Any) -> None:
+    """A staff answer two hours after the asker's second text answers their first, two days
+    before it: one conversation, a median of 2 d 2 h over one answer."""
+
+    async def answer() -> None:
+        db = open_database(url)
+        try:
+            await db.run(_answer)
+        finally:
+            await db.close()
+
+    def _answer(session: Session) -> None:
+        program = programs.all_programs(session)[0]
+        (conversation,) = inbox.conversations(session, program)
+        inbox.reply(
+            session,
+            program,
+            conversation.id,
+            account_id=None,
+            text="Ja, 12-16!",
+            now=T0 + 3 * dt.timedelta(days=1) + dt.timedelta(hours=2),
+        )
+
+    asyncio.run(answer())
+    shown = klubb("report", "--from", "2026-11-01", "--to", "2026-12-01")
+    assert shown.code == 0, shown.err
+    assert (
+        "Texts in the period\n"
+        "  received                4\n"
+        "  not understood          2 (Klubb could not answer them)\n"
+        "  answered by staff       1 conversation\n"
+        "  median time to answer   2 d 2 h (of 1 answer)\n"
+    ) in shown.out
+
+
+@pytest.mark.parametrize(
+    ("minutes", "shown"),
+    [
+        (0, "0 min"),
+        (25, "25 min"),
+        (60, "1 h"),
+        (185, "3 h 5 min"),
+        (2880, "2 d"),
+        (3060, "2 d 3 h"),
+    ],
+)
+def test_a_wait_is_written_to_the_minute(minutes: int, shown: str) -> None:
+    assert report.wait_text(dt.timedelta(minutes=minutes)) == shown
