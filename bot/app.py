@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
-from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 from bot import webhooks
@@ -17,6 +16,7 @@ from bot.api.auth import KeyCache
 from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
 from bot.gateways.twilio import TwilioGateway
+from bot.health import SCHEDULER, add_health
 from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
 from bot.page import add_member_page
 from bot.security import security_headers
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     add_api(app)
     add_admin(app, settings)
     add_member_page(app, settings)
-    app.router.add_get("/healthz", healthz)
+    add_health(app)
     return app
 
 
@@ -76,16 +76,6 @@ def _what_was_wrong(exc: web.HTTPException) -> str:
     if exc.text and exc.text != f"{exc.status}: {exc.reason}":
         return exc.text
     return exc.reason
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """Alive, and the database answers."""
-    try:
-        await request.app[DB].run(lambda session: session.execute(text("SELECT 1")).scalar())
-    except Exception:
-        log.exception("health check: database did not answer")
-        return web.json_response({"status": "error", "database": "unreachable"}, status=503)
-    return web.json_response({"status": "ok"})
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -138,5 +128,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         send_rate=settings.send_rate,
         in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
         link_base=settings.public_url,
-    ):
+    ) as scheduler:
+        # For /readyz (bot.health): whether it is still running.
+        app[SCHEDULER] = scheduler
         yield

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -53,11 +55,55 @@ async def _with_connection(url: str, work: Any) -> None:
 
 async def is_current(url: str) -> bool:
     """Whether the database at `url` is at the newest revision."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    found: list[str | None] = []
+    return (await state(url)).status == "current"
 
-    def read(conn: Connection) -> None:
-        found.append(MigrationContext.configure(conn).get_current_revision())
 
-    await _with_connection(url, read)
-    return found == [head]
+Status = Literal["current", "behind", "empty", "unknown"]
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands against this Klubb's migrations."""
+
+    found: str | None  # the revision the database is at; None: never migrated
+    head: str  # the newest revision this Klubb has
+
+    @property
+    def status(self) -> Status:
+        """current; behind (`klubb migrate` brings it on); empty (never migrated); unknown (a
+        revision this Klubb does not have: migrated by a newer Klubb, or by hand)."""
+        if self.found == self.head:
+            return "current"
+        if self.found is None:
+            return "empty"
+        return "behind" if self.found in _known_revisions() else "unknown"
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    # Read from the package's files once per process: they don't change while it runs.
+    return ScriptDirectory.from_config(alembic_config())
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(revision.revision for revision in _script().walk_revisions())
+
+
+def head() -> str:
+    """The newest revision of this Klubb's migrations."""
+    found = _script().get_current_head()
+    assert found is not None, "the migrations have one head (tests/store/test_migrations.py)"
+    return found
+
+
+def state_on(connection: Connection) -> SchemaState:
+    """The schema's state read on an open connection (one query: alembic's version table)."""
+    return SchemaState(MigrationContext.configure(connection).get_current_revision(), head())
+
+
+async def state(url: str) -> SchemaState:
+    """The schema's state of the database at `url`, on a connection opened for it alone."""
+    found: list[SchemaState] = []
+    await _with_connection(url, lambda conn: found.append(state_on(conn)))
+    return found[0]
