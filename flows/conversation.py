@@ -65,6 +65,15 @@ DONE_WITH_COUPON = "profile.done.coupon"
 SHOWN = "wording_shown"
 # A page link's token, made by its effect, until the reply's `url` is made of it.
 _PAGE_LINK = "page_link"
+CLAIMED = "claim.done"
+# The welcome SMS (the end of sign-up) and the reward SMS (a claimed reward) in the wording that
+# carries the member's page link, used when the club turns Program.page_link_in_sms on. Each is
+# written to stay one SMS with a 60-character club name (tests/flows/test_page_link_sms.py).
+WITH_PAGE_LINK = {
+    DONE: "profile.done.link",
+    DONE_WITH_COUPON: "profile.done.coupon.link",
+    CLAIMED: "claim.done.link",
+}
 
 
 class UnknownClub(LookupError):
@@ -126,13 +135,16 @@ def handle_text(
         member = members.take(session, row)
     produced: dict[str, Any] = {}
     member = _apply(session, program, member, outcome, turn, text, produced, clubs)
+    with_link = _carries_page_link(program, member, outcome)
+    if with_link and member is not None and _PAGE_LINK not in produced:
+        produced[_PAGE_LINK] = links.issue(session, member, text.received_at)
     if _PAGE_LINK in produced:
         produced["url"] = locales.sms_url(links.page_url(public_url, produced.pop(_PAGE_LINK)))
     language = outcome.language or turn.language
     if member is not None and member.language and member.status != members.ERASED:
         language = member.language
     produced["number"] = text.to_number
-    body = _render(session, program, member, outcome, language, produced)
+    body = _render(session, program, member, outcome, language, produced, with_link=with_link)
     if member is not None:
         members.save(session, member)
     # The turns of a group share a session: the next one must read this one's changes.
@@ -180,6 +192,17 @@ def replay(session: Session, text: InboundText) -> TurnResult:
     if seen is None:  # SeenBefore said it was recorded; only a concurrent erasure could remove it
         return TurnResult(None, replayed=True, program_id=program.id)
     return TurnResult(seen.reply, replayed=True, program_id=program.id)
+
+
+def _carries_page_link(program: Program, member: Member | None, outcome: Outcome) -> bool:
+    """The club sends the page link in the welcome and reward SMS, and this reply is one of
+    them, to a member who has a page (active)."""
+    return (
+        program.page_link_in_sms
+        and member is not None
+        and member.status == members.ACTIVE
+        and any(item.id in WITH_PAGE_LINK for item in outcome.replies)
+    )
 
 
 def _shows_data(outcome: Outcome) -> bool:
@@ -505,6 +528,8 @@ def _render(
     outcome: Outcome,
     language: str,
     produced: dict[str, Any],
+    *,
+    with_link: bool = False,
 ) -> str | None:
     if not outcome.replies:
         return None
@@ -513,6 +538,8 @@ def _render(
     for item in outcome.replies:
         if item.id == DONE and member is not None:
             item = _with_welcome_coupon(session, program, member, language) or item
+        if with_link and item.id in WITH_PAGE_LINK:
+            item = Reply(WITH_PAGE_LINK[item.id], item.params, item.optional)
         params = {**common, **item.params}
         if item.id == SUMMARY and member is not None:
             params.update(_summary_params(session, member, language))

@@ -46,9 +46,11 @@ Errors = dict[str, Error]
 # currency with decimals and kept in minor units.
 MESSAGES = ("marketing_per_month", "quiet_start", "quiet_end")
 EARNING = ("earn_points", "points_lifetime_months", "tier_period_months")
+RETENTION = ("retention_months",)  # how long message texts are kept (store.retention)
 MONEY = {"messages": ("sms_price_minor",), "earning": ("earn_per_minor", "min_purchase_minor")}
 QUESTION_KINDS = ("choice", "multichoice", "text")  # the kinds an owner adds from the page
 AUTO_REPLY = "auto-reply"  # the section of the club's automatic reply to a text not understood
+PAGE_LINK = "page-link"  # the section of the page link in the welcome and reward SMS
 _T = TypeVar("_T")
 
 
@@ -145,6 +147,7 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
                 f"auto_reply_{lang}": str((program.auto_reply or {}).get(lang, ""))
                 for lang in LANGUAGES
             },
+            PAGE_LINK: {"page_link_in_sms": "on" if program.page_link_in_sms else ""},
             # What a language left empty sends: the catalog's, with the club's name.
             "auto_reply_defaults": {
                 lang: locales.render(FORWARDED, lang, **programs.sms_values(program))
@@ -157,6 +160,7 @@ def _read(program_id: int, language: str) -> Callable[[Session], dict[str, Any]]
                 "points_lifetime_months": str(program.points_lifetime_months),
                 "tier_period_months": str(program.tier_period_months),
             },
+            "retention": {"retention_months": str(program.retention_months)},
             "referral": {
                 "referral_trigger": program.referral_trigger,
                 "referral_points": str(program.referral_points),
@@ -289,6 +293,10 @@ async def save_club(request: web.Request) -> web.StreamResponse:
         except programs.QuestionTooLong as exc:
             over = {"over": exc.over, "question": exc.question}
             raise Refused({"name": ("admin.settings.error.name.question", over)}) from None
+        except programs.NameTooLongForAutoReply as exc:
+            # Named by the language whose automatic reply would no longer fit.
+            reply = (f"admin.settings.error.name.auto_reply.{exc.language}", {"over": exc.over})
+            raise Refused({"name": reply}) from None
         except programs.InvalidSettings as exc:
             raise Refused(_club_errors(exc.problems)) from None
 
@@ -326,6 +334,23 @@ async def save_auto_reply(request: web.Request) -> web.StreamResponse:
     return await _save(request, AUTO_REPLY, form, work)
 
 
+@routes.post("/settings/page-link")
+@owner_only
+async def save_page_link(request: web.Request) -> web.StreamResponse:
+    """Whether the welcome and reward SMS carry the member's page link: a checkbox, so "on"
+    or nothing ("off" is read too, for a form sent by hand)."""
+    form = await request.post()
+    value = _field(form, "page_link_in_sms").strip().lower()
+
+    def work(session: Session) -> None:
+        if value not in ("", "on", "off"):
+            raise Refused({"page_link_in_sms": ("admin.settings.page_link.error", {})})
+        program = _program(session, request[ADMIN].program_id)
+        programs.set_page_link_in_sms(session, program, value == "on")
+
+    return await _save(request, PAGE_LINK, form, work)
+
+
 @routes.post("/settings/earning")
 @owner_only
 async def save_earning(request: web.Request) -> web.StreamResponse:
@@ -343,7 +368,7 @@ async def _save_numbers(
     def work(session: Session) -> None:
         program = _program(session, program_id)
         precision = get_currency_precision(program.currency)
-        values, errors = _numbers(form, whole, MONEY[section], precision)
+        values, errors = _numbers(form, whole, MONEY.get(section, ()), precision)
         # The numbers that read are checked too: every bad field named at once.
         errors |= _range_errors(programs.check_numbers(**values), precision)
         if errors:
@@ -351,6 +376,12 @@ async def _save_numbers(
         programs.update_numbers(session, program, **values)
 
     return await _save(request, section, form, work)
+
+
+@routes.post("/settings/retention")
+@owner_only
+async def save_retention(request: web.Request) -> web.StreamResponse:
+    return await _save_numbers(request, "retention", RETENTION)
 
 
 @routes.post("/settings/referral")

@@ -1,4 +1,5 @@
-"""`klubb migrate`, `klubb init` (a club, or the demo club) and `klubb apikey`: a club set up."""
+"""`klubb migrate`, `klubb init` (a club, or the demo club), `klubb club show|set` (the club's
+SMS settings) and `klubb apikey`: a club set up."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.cli.common import NoClub, add_club_options, chosen_club, run_once, schema_is_current
+from bot.cli.common import (
+    NoClub,
+    Usage,
+    add_club_options,
+    chosen_club,
+    labelled,
+    printed,
+    run_in_club,
+    run_once,
+    schema_is_current,
+)
 from bot.cli.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings
 from store import migrate
@@ -42,6 +53,70 @@ def _range(setting: str) -> str:
     """A club setting's range as --help shows it: store.clubs.programs.LIMITS is its one home."""
     low, high = programs.LIMITS[setting]
     return f"{low}-{high}"
+
+
+ON_OFF = ("on", "off")
+
+
+def add_club(commands: Any) -> None:
+    """`club show|set` on the `klubb` parser's subcommands."""
+    club = commands.add_parser("club", help="the club's SMS settings: show them, change them")
+    actions = club.add_subparsers(required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="the club's name, numbers and SMS settings")
+    change = actions.add_parser("set", help="change a setting (each flag given is changed)")
+    change.add_argument(
+        "--page-link-in-sms",
+        choices=ON_OFF,
+        help="the member's page link in the welcome and reward SMS (off by default: the link "
+        "takes about 45 characters, and a long coupon text or web address can make it 2 SMS)",
+    )
+    change.add_argument(
+        "--retention-months",
+        type=int,
+        metavar="N",
+        help=f"keep message texts N months ({_range('retention_months')}); older ones are "
+        "emptied once a day, the counts, consent log and points stay",
+    )
+    for action, command in ((show, _club_show), (change, _club_set)):
+        add_club_options(action)
+        action.set_defaults(command=command)
+
+
+def _club_show(args: argparse.Namespace, settings: Settings) -> int:
+    return printed(run_in_club("club", args, settings, _settings_of))
+
+
+def _club_set(args: argparse.Namespace, settings: Settings) -> int:
+    if args.page_link_in_sms is None and args.retention_months is None:
+        print(
+            "klubb club set: nothing to change: give --page-link-in-sms on|off or "
+            "--retention-months N",
+            file=sys.stderr,
+        )
+        return 2
+
+    def change(session: Session, program: Program) -> str:
+        if args.retention_months is not None:
+            try:
+                programs.update_numbers(session, program, retention_months=args.retention_months)
+            except programs.InvalidSettings as exc:
+                raise Usage(f"--retention-months: {exc.reason}") from None
+        if args.page_link_in_sms is not None:
+            programs.set_page_link_in_sms(session, program, args.page_link_in_sms == "on")
+        return _settings_of(session, program)
+
+    return printed(run_in_club("club", args, settings, change))
+
+
+def _settings_of(session: Session, program: Program) -> str:
+    return "\n".join(
+        (
+            f"club {program.name!r} (id {program.id})",
+            labelled("numbers", ", ".join(programs.numbers(session, program.id))),
+            labelled("page link in SMS", ON_OFF[0] if program.page_link_in_sms else ON_OFF[1]),
+            labelled("message texts kept", f"{program.retention_months} months"),
+        )
+    )
 
 
 def add_apikey(commands: Any) -> None:

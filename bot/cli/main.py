@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     club.add_setup(commands)
     serve.add_simulate(commands)
     _add_understand(commands)
+    club.add_club(commands)
     club.add_apikey(commands)
     campaigns.add_commands(commands)
     serve.add_worker(commands)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import locales
-from locales.sms import over_one, to_gsm7
+from locales.sms import is_gsm7, over_one, to_gsm7
 from store.clubs import asking
 from store.errors import InvalidSetting, NotFound, NumberTaken
 from store.loyalty import tiers
@@ -63,6 +63,8 @@ LIMITS: dict[str, tuple[int, int]] = {
     "points_lifetime_months": (1, 120),
     "tier_period_months": (1, 60),
     "referral_points": (0, 1_000_000),
+    # How long message texts are kept (store.retention): a month at least, ten years at most.
+    "retention_months": (1, 120),
 }
 
 
@@ -449,6 +451,7 @@ def update_club(
             except QuestionTooLong as exc:
                 if _fits(program.name, question):  # else too long already: not the name's doing
                     raise QuestionTooLong(exc.language, exc.over, question.key) from None
+        _check_auto_reply_fits(program, name)
     program.name, program.contact, program.privacy_url = name, contact, privacy_url
     session.flush()
     return program
@@ -470,14 +473,33 @@ class AutoReplyRefused(InvalidSettings):
         self.over = over
 
 
+class NameTooLongForAutoReply(InvalidSettings):
+    """A new name for the club that would push its saved automatic reply in `language` over one
+    SMS by `over` characters (a name with a letter outside GSM-7, such as "Łódź Café" or an
+    emoji, makes the whole SMS UCS-2: 70 characters, not 160). Refused on the field "name"."""
+
+    def __init__(self, language: str, over: int) -> None:
+        why = f"the automatic reply ({language}) would be {over} characters too long for one SMS"
+        super().__init__({"name": why})
+        self.language = language
+        self.over = over
+
+
 def set_auto_reply(session: Session, program: Program, texts: Mapping[str, str]) -> Program:
     """The club's own automatic reply to a member's text not understood, per language (an
     empty one: the catalog's, unknown.forwarded). Each may name the club ({club}) and nothing
-    else, and must fit one SMS with a club name of the longest allowed (a later rename never
-    pushes it over). Raises AutoReplyRefused naming every bad language; nothing changes then."""
+    else, and must fit one SMS with the club's name and with any GSM-7 name up to the longest
+    allowed (a rename within GSM-7 never pushes it over; update_club checks any other rename).
+    Raises AutoReplyRefused naming every bad language; nothing changes then."""
     kept: dict[str, str] = {}
     over: dict[str, int] = {}
-    longest = program.name.ljust(MAX_NAME, "x")  # its own characters: GSM-7 or not
+    # A name of GSM-7 letters padded to the longest: its own extension characters (2 septets
+    # each) stay in. A name outside GSM-7 makes every SMS naming it UCS-2 (70 characters): it
+    # is checked as it is, and a GSM-7 name of the longest for a later rename.
+    if is_gsm7(program.name):
+        names = [program.name.ljust(MAX_NAME, "x")]
+    else:
+        names = [program.name, "x" * MAX_NAME]
     for language in locales.LANGUAGES:
         wording = " ".join(texts.get(language, "").split())
         if not wording:
@@ -486,7 +508,7 @@ def set_auto_reply(session: Session, program: Program, texts: Mapping[str, str])
         if "{" in rest or "}" in rest:
             over[language] = 0
             continue
-        too_long = over_one(to_gsm7(wording.replace(AUTO_REPLY_CLUB, longest)))
+        too_long = max(over_one(to_gsm7(wording.replace(AUTO_REPLY_CLUB, n))) for n in names)
         if too_long:
             over[language] = too_long
         kept[language] = wording
@@ -495,6 +517,20 @@ def set_auto_reply(session: Session, program: Program, texts: Mapping[str, str])
     program.auto_reply = kept or None
     session.flush()
     return program
+
+
+def _check_auto_reply_fits(program: Program, name: str) -> None:
+    """Refuse (NameTooLongForAutoReply) a new name with which a saved automatic reply naming
+    the club would no longer fit one SMS, in the language it is most over."""
+    worst: tuple[int, str] | None = None
+    for language, wording in sorted((program.auto_reply or {}).items()):
+        if AUTO_REPLY_CLUB not in wording:
+            continue
+        over = over_one(to_gsm7(wording.replace(AUTO_REPLY_CLUB, name)))
+        if over and (worst is None or over > worst[0]):
+            worst = (over, language)
+    if worst is not None:
+        raise NameTooLongForAutoReply(worst[1], worst[0])
 
 
 def auto_reply(program: Program, language: str) -> str | None:
@@ -538,6 +574,14 @@ def set_referral(session: Session, program: Program, *, trigger: str, points: in
         raise InvalidSettings({"referral_trigger": f"one of {', '.join(REFERRAL_TRIGGERS)}"})
     update_numbers(session, program, referral_points=points)
     program.referral_trigger = trigger
+    session.flush()
+    return program
+
+
+def set_page_link_in_sms(session: Session, program: Program, on: bool) -> Program:
+    """Whether the welcome SMS (the end of sign-up) and the reward SMS (a claimed reward) carry
+    the member's page link. Off by default: the link costs about 45 characters of the SMS."""
+    program.page_link_in_sms = bool(on)
     session.flush()
     return program
 

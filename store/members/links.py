@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Member, MemberLink
@@ -24,6 +24,9 @@ LIFETIME = {PAGE: dt.timedelta(days=30)}
 TOKEN_BYTES = 16
 # What a token can look like: a longer or odd-looking path is refused before any lookup.
 MAX_TOKEN = 64
+# A dead link's row is kept this long after it expired or was ended (a member who taps it
+# meanwhile gets the same 404 as for any unknown token), then the daily job deletes it.
+KEEP_DEAD = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,21 @@ _END_ONE = _END.where(_LINKS.c.member_id == bindparam("one"))
 _END_MANY = _END.where(_LINKS.c.member_id.in_(bindparam("ids", expanding=True)))
 _END_ONE_PURPOSE = _END_ONE.where(_LINKS.c.purpose == bindparam("of_purpose"))
 _END_MANY_PURPOSE = _END_MANY.where(_LINKS.c.purpose == bindparam("of_purpose"))
+
+
+def prune(session: Session, now: dt.datetime, limit: int | None = None) -> int:
+    """Delete the links that expired or were ended more than KEEP_DEAD ago (at most `limit`
+    of them, oldest id first, so a caller can work through a backlog in short transactions):
+    the number deleted. A live link, or one dead for less, is kept."""
+    before = now - KEEP_DEAD
+    dead = or_(MemberLink.expires_at <= before, MemberLink.ended_at <= before)
+    if limit is None:
+        statement = delete(MemberLink).where(dead)
+    else:
+        # A bounded DELETE: LIMIT on DELETE is not portable, a subquery of ids is.
+        ids = select(MemberLink.id).where(dead).order_by(MemberLink.id).limit(limit)
+        statement = delete(MemberLink).where(MemberLink.id.in_(ids.scalar_subquery()))
+    return session.execute(statement, execution_options={"synchronize_session": False}).rowcount
 
 
 def live_count(session: Session, member_id: int, now: dt.datetime) -> int:

@@ -44,6 +44,8 @@ PROGRAM_FIELDS = (
     "referral_trigger",
     "referral_points",
     "auto_reply",
+    "page_link_in_sms",
+    "retention_months",
 )
 # Every action of the settings page, with a form that would change something.
 ACTIONS: list[tuple[str, dict[str, str]]] = [
@@ -69,6 +71,8 @@ ACTIONS: list[tuple[str, dict[str, str]]] = [
     ),
     ("/admin/settings/referral", {"referral_trigger": "purchase", "referral_points": "50"}),
     ("/admin/settings/auto-reply", {"auto_reply_nb": "Hei! {{club}} svarer snart."}),
+    ("/admin/settings/page-link", {"page_link_in_sms": "on"}),
+    ("/admin/settings/retention", {"retention_months": "6"}),
     (
         "/admin/settings/tiers",
         {"rows": "1", "tier0_name_en": "All", "tier0_threshold": "0", "tier0_discount": "0"},
@@ -637,7 +641,7 @@ async def test_each_section_shows_its_values_with_its_form_folded(admin: Admin, 
     await admin.signed_in(OWNER)
     page = await (await admin.client.get("/admin/settings")).text()
     assert folds(page) == dict.fromkeys(
-        ("club", "messages", "auto-reply", "earning", "tiers", "referral"), "folded"
+        ("club", "messages", "auto-reply", "earning", "tiers", "referral", "retention"), "folded"
     )
     messages = page.split('id="messages"')[1].split("</section>")[0]
     assert "Markedsføringsmeldinger per medlem:</span> 2 per 30 dager" in messages

@@ -98,6 +98,9 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "loyalty.members_only": {"club"},
     "page.link": {"club", "url"},
     "page.guest": {"club"},
+    "profile.done.link": {"club", "url"},
+    "profile.done.coupon.link": {"code", "benefit", "date", "url"},
+    "claim.done.link": {"code", "benefit", "date", "count", "url"},
 }
 
 # The rules of an SMS (GSM-7, segment budgets, local keywords) bind the texts members get;
