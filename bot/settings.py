@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The admin's session cookie is encrypted with a key derived from KLUBB_SECRET_KEY: at least
 # this many characters (`python3 -c "import secrets; print(secrets.token_urlsafe(32))"`).
 MIN_SECRET_KEY = 32
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -53,6 +55,9 @@ class Settings:
     # Encrypts the admin's session cookies; None: a key made per process (sessions end at a
     # restart). Kept out of repr so settings printed in a log don't show it.
     secret_key: str | None = field(default=None, repr=False)
+    # Reverse proxies whose X-Forwarded-For is believed (bot.client_address): none by default,
+    # so a client can't pick the address its sign-in and page limits count against.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +111,7 @@ class Settings:
             run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
             log_level=log_level,
             secret_key=secret_key,
+            trusted_proxies=_trusted_proxies(env),
         )
 
     @property
@@ -139,3 +145,20 @@ def _in_doubt_after(env: Mapping[str, str]) -> int:
             f"KLUBB_IN_DOUBT_AFTER must be between 1 and 86400 seconds, not {seconds}"
         )
     return seconds
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:
+    """KLUBB_TRUSTED_PROXIES: addresses or networks (CIDR), comma-separated."""
+    networks = []
+    for part in env.get("KLUBB_TRUSTED_PROXIES", "").split(","):
+        if not part.strip():
+            continue
+        try:
+            # strict=False: 10.0.0.1/8 means the network 10.0.0.0/8, as people write it.
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise SettingsError(
+                "KLUBB_TRUSTED_PROXIES must be IP addresses or networks (CIDR) separated by "
+                f"commas, not {part.strip()!r}"
+            ) from None
+    return tuple(networks)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from bot.admin.auth import ADMIN, TOKEN, owner_only
 from bot.admin.render import local_date, local_moment, page, path_id
+from bot.client_address import client_address
 from bot.keys import DB
 from store.clock import utc_now
 from store.clubs import admins
@@ -136,7 +137,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             admin.account_id,
             current,
             new,
-            address=request.remote or "unknown",
+            address=client_address(request) or "unknown",
             now=utc_now(),
             keep=request[TOKEN],
         )
@@ -149,7 +150,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
         "admin %s: password change refused (%s) from %s",
         admin.account_id,
         result.outcome.value,
-        request.remote,
+        client_address(request),
     )
     if result.outcome is admins.Outcome.REFUSED:
         minutes = int(admins.WINDOW.total_seconds() // 60)

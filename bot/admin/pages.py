@@ -29,6 +29,7 @@ from bot.admin.auth import (
 )
 from bot.admin.render import date_value, page, read_date
 from bot.admin.render import money as page_money
+from bot.client_address import client_address
 from bot.keys import DB
 from locales import babel_locale, format_date, format_number, text
 from store import reports
@@ -80,7 +81,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         request.config_dict[DB],
         email,
         password,
-        address=request.remote or "unknown",
+        address=client_address(request) or "unknown",
         now=auth.utc_now(),
         user_agent=request.headers.get("User-Agent"),
     )
@@ -95,7 +96,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         error, status = "admin.sign_in.refused", 429
     else:
         error, status = "admin.sign_in.wrong", 401
-    log.info("admin sign-in failed (%s) from %s", result.outcome.value, request.remote)
+    log.info("admin sign-in failed (%s) from %s", result.outcome.value, client_address(request))
     return page(
         request,
         "sign_in.html",

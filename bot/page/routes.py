@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 import locales
+from bot.client_address import client_address
 from bot.keys import CLUBS, DB
 from bot.page import html
 from bot.page.view import member_language, page_view
@@ -31,8 +32,9 @@ HTML = "text/html"
 
 class AddressLimit:
     """At most `limit` events per client address in `window` seconds, kept in the process (an
-    address is one process's in practice; behind a proxy, the proxy's address is every
-    client's: see MISSES and LIMIT for why that still serves members)."""
+    address is one process's in practice; behind a proxy not in KLUBB_TRUSTED_PROXIES, the
+    proxy's address is every client's: see MISSES and LIMIT for why that still serves members;
+    bot.client_address says whose address counts)."""
 
     def __init__(
         self,
@@ -237,7 +239,7 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
 def not_found(request: web.Request) -> web.Response:
     """Unknown, expired, ended, another purpose's or an erased member's token: one page, the
     same for all, in the language the browser asks for."""
-    request.app[MISSES].allow(request.remote or "?")
+    request.app[MISSES].allow(client_address(request) or "?")
     language = _browser_language(request)
     page = html.message(language, "web.page.not_found.title", "web.page.not_found.text")
     return _html(page, status=404)
@@ -246,7 +248,7 @@ def not_found(request: web.Request) -> web.Response:
 def limited(request: web.Request) -> web.Response | None:
     """A 429 page for an address past its limits (see MISSES and LIMIT), else None (the
     request counted)."""
-    address = request.remote or "?"
+    address = client_address(request) or "?"
     if not request.app[MISSES].full(address) and request.app[LIMIT].allow(address):
         return None
     language = _browser_language(request)
