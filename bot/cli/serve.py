@@ -15,13 +15,15 @@ from xml.etree import ElementTree
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app, opened_gateway
-from bot.cli.common import run_once, schema_is_current
+from bot.cli.common import run_once
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
+from store import migrate
 from store.clubs import programs
 from store.database import open_database
 from store.members.phones import club_number, to_e164
@@ -53,7 +55,7 @@ def add_simulate(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    if not schema_is_current(settings):
+    if not _schema_ready("serve", settings):
         return 1
     log.info(
         "Klubb listening on http://%s:%s (webhook %s/sms/twilio)",
@@ -73,11 +75,45 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _schema_ready(command: str, settings: Settings) -> bool:
+    """True when the database's schema is this Klubb's newest; else False after saying on
+    stderr what is wrong and what to run. A server or worker never migrates by itself: with
+    several processes on one database, the schema changes once, when the operator says so."""
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    try:
+        found = asyncio.run(migrate.state(settings.database_url))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        print(
+            f"klubb {command}: can't read the database at {where}: "
+            f"{reason[0] if reason else type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return False
+    status = found.status
+    if status == "current":
+        return True
+    if status == "empty":
+        problem = "has no schema yet: run `klubb migrate` first"
+    elif status == "behind":
+        problem = (
+            f"is at migration {found.found}, behind this Klubb's {found.head}: "
+            "run `klubb migrate` first"
+        )
+    else:
+        problem = (
+            f"is at migration {found.found}, which this Klubb (newest {found.head}) does not "
+            "know: a newer Klubb migrated it; upgrade Klubb, then run `klubb migrate`"
+        )
+    print(f"klubb {command}: refusing to start: the database at {where} {problem}", file=sys.stderr)
+    return False
+
+
 # --- klubb worker -----------------------------------------------------------------------------
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    if not schema_is_current(settings):
+    if not _schema_ready("worker", settings):
         return 1
     return asyncio.run(_work(settings))
 
