@@ -29,6 +29,7 @@ SEND_EVERY_SECONDS = 1
 PLAN_EVERY_SECONDS = 15
 JOURNEYS_EVERY_MINUTES = 15
 LOYALTY_EVERY_HOURS = 1
+RETENTION_EVERY_HOURS = 24  # data retention: its cut moves a day at a time
 # How long a shutdown waits for running jobs (a sender's batch in hand, a planning chunk).
 FINISH_SECONDS = 15
 
@@ -135,6 +136,15 @@ async def running_scheduler(
         args=(db,),
         id="loyalty-daily",
         next_run_time=soon + dt.timedelta(seconds=30),
+        **every,
+    )
+    scheduler.add_job(
+        _tracked(running, _led(leadership, daily.empty_old_texts)),
+        "interval",
+        hours=RETENTION_EVERY_HOURS,
+        args=(db,),
+        id="data-retention",
+        next_run_time=soon + dt.timedelta(seconds=50),
         **every,
     )
     scheduler.add_job(

@@ -15,6 +15,7 @@ from bot.admin.auth import ADMIN, Admin, is_action
 from bot.admin.render import local_date, local_moment, page, path_id
 from bot.keys import DB
 from locales import sms
+from store import retention
 from store.clock import utc_now
 from store.clubs import programs
 from store.errors import NotFound
@@ -150,7 +151,7 @@ async def _show(
         # The saved replies, each filled in for this member (the picker; ?template=ID fills
         # the box without JavaScript).
         saved = saved_replies.for_conversation(session, program, opened.context)
-        return _shaped(request, opened) | {"saved": saved}
+        return _shaped(request, opened, program) | {"saved": saved}
 
     shown = await request.config_dict[DB].read(read)
     chosen = saved_replies.picked(shown["saved"], request.query.get("template"))
@@ -171,9 +172,11 @@ async def _show(
     )
 
 
-def _shaped(request: web.Request, opened: inbox.Opened) -> dict[str, Any]:
+def _shaped(request: web.Request, opened: inbox.Opened, program: Program) -> dict[str, Any]:
     """The conversation as the template shows it: times in the club's zone, numbers masked
-    for staff; a staff reply's `sent_by` is None once its account was removed."""
+    for staff; a staff reply's `sent_by` is None once its account was removed; `removed`: the
+    months after which a text without a body lost it (data retention), else None."""
+    now = utc_now()
     admin = request[ADMIN]
     line, context = opened.conversation, opened.context
     return {
@@ -188,6 +191,9 @@ def _shaped(request: web.Request, opened: inbox.Opened) -> dict[str, Any]:
                 "kind": e.kind,
                 "at": local_moment(request, e.at),
                 "body": e.body,
+                "removed": program.retention_months
+                if e.body is None and retention.removed(program, now, e.at, e.status)
+                else None,
                 "not_understood": e.not_understood,
                 "status": e.status,
                 "delivery": e.delivery,

@@ -17,6 +17,7 @@ from bot.admin.auth import ADMIN, LANGUAGE, Admin, owner_only
 from bot.admin.render import coupon_title, money, page, path_id
 from bot.keys import DB
 from flows.conversation import last_day
+from store import retention
 from store.clock import utc_now
 from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
@@ -263,7 +264,7 @@ async def _read_member(
                 for entry in bought[: size("purchases_page")]
             ],
             "purchases_pages": links("purchases_page", len(bought)),
-            "texts": [_text(m, when) for m in texts[: size("messages_page")]],
+            "texts": [_text(m, when, program, now) for m in texts[: size("messages_page")]],
             "texts_pages": links("messages_page", len(texts)),
         }
 
@@ -336,20 +337,31 @@ def _punch_card(on_card: purchases.Punches, currency: str, language: str) -> dic
 
 
 def _text(
-    message: InboundMessage | OutboxMessage, when: Callable[[dt.datetime | None], str | None]
+    message: InboundMessage | OutboxMessage,
+    when: Callable[[dt.datetime | None], str | None],
+    program: Program,
+    now: dt.datetime,
 ) -> dict[str, Any]:
+    # A text emptied by data retention says so, with the club's months (None: it has a body,
+    # or never had one).
     if isinstance(message, InboundMessage):
+        gone = message.body is None and retention.removed(program, now, message.received_at, None)
         return {
             "at": when(message.received_at),
             "direction": "in",
             "text": message.body,
+            "removed": program.retention_months if gone else None,
             "status": "received",
             "delivery": None,
         }
+    gone = message.body is None and retention.removed(
+        program, now, message.created_at, message.status
+    )
     return {
         "at": when(message.sent_at or message.created_at),
         "direction": "out",
         "text": message.body,
+        "removed": program.retention_months if gone else None,
         "status": message.status if message.status in OUTBOX_STATUSES else None,
         "raw_status": message.status,
         "delivery": message.delivery if message.delivery in DELIVERIES else None,

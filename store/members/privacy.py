@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from store import retention
 from store.loyalty import coupons, ledger, tiers
 from store.members import consent, links, members
 from store.models import (
@@ -88,7 +89,13 @@ def export(session: Session, program: Program, member: Member, now: dt.datetime)
         "format": "klubb-member-export",
         "version": EXPORT_VERSION,
         "exported_at": _when(now),
-        "club": {"name": program.name, "contact": program.contact, "privacy": program.privacy_url},
+        "club": {
+            "name": program.name,
+            "contact": program.contact,
+            "privacy": program.privacy_url,
+            # How long message texts are kept; an older one's "text" is null (store.retention).
+            "message_retention_months": program.retention_months,
+        },
         "member": {
             "id": member.id,
             "phone": member.phone,
@@ -145,7 +152,7 @@ def export(session: Session, program: Program, member: Member, now: dt.datetime)
         ],
         "coupons": _coupons(session, member, now),
         "purchases": _purchases(session, member),
-        "messages": _messages(session, member),
+        "messages": _messages(session, member, program, now),
     }
 
 
@@ -326,8 +333,16 @@ def _texts_where(member: Member) -> tuple[ColumnElement[bool], ColumnElement[boo
     return or_(*of_inbound), or_(*of_outbound)
 
 
-def _messages(session: Session, member: Member) -> dict[str, list[dict[str, Any]]]:
+def _messages(
+    session: Session, member: Member, program: Program, now: dt.datetime
+) -> dict[str, list[dict[str, Any]]]:
     inbound, outbound = texts_of(session, member)
+
+    def removed(body: str | None, at: dt.datetime, status: str | None) -> int | None:
+        """The months after which the text was emptied by data retention, else None."""
+        gone = body is None and retention.removed(program, now, at, status)
+        return program.retention_months if gone else None
+
     return {
         "inbound": [
             {
@@ -335,6 +350,7 @@ def _messages(session: Session, member: Member) -> dict[str, list[dict[str, Any]
                 "to": m.to_number,
                 "text": m.body,
                 "reply": m.reply,
+                "removed_after_months": removed(m.body, m.received_at, None),
                 "at": _when(m.received_at),
             }
             for m in reversed(inbound)
@@ -345,6 +361,7 @@ def _messages(session: Session, member: Member) -> dict[str, list[dict[str, Any]
                 "from": m.from_number,
                 "kind": m.kind,
                 "text": m.body,
+                "removed_after_months": removed(m.body, m.created_at, m.status),
                 "status": m.status,
                 "delivery": m.delivery,
                 "created_at": _when(m.created_at),
