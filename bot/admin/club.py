@@ -295,7 +295,7 @@ async def save_club(request: web.Request) -> web.StreamResponse:
             raise Refused({"name": ("admin.settings.error.name.question", over)}) from None
         except programs.NameTooLongForAutoReply as exc:
             # Named by the language whose automatic reply would no longer fit.
-            reply = (f"admin.settings.error.name.auto_reply.{exc.language}", {"over": exc.over})
+            reply = ("admin.settings.error.name.auto_reply." + exc.language, {"over": exc.over})
             raise Refused({"name": reply}) from None
         except programs.InvalidSettings as exc:
             raise Refused(_club_errors(exc.problems)) from None

@@ -91,3 +91,73 @@ def test_whitespace_is_tidied_and_an_empty_language_left_out() -> None:
     assert program.auto_reply == {"nb": "Hei fra {club}!"}
     assert programs.auto_reply(program, "nb") == "Hei fra Torshov Sport!"
     assert programs.auto_reply(program, "sv") is None
+
+
+class _Club(_Session):
+    """update_club reads the club's questions: this club has none."""
+
+    def scalars(self, *_: Any) -> Any:
+        return _Nothing()
+
+
+class _Nothing:
+    def all(self) -> list[Any]:
+        return []
+
+
+ANY_LETTERS = st.one_of(GSM_LETTERS, st.sampled_from("ŁłóźćęŚ€[]{}^~⚽😀ü"))
+CLUB = {"contact": "post@torshovsport.no", "privacy_url": "https://example.com/privacy"}
+
+
+@given(
+    wording=st.lists(
+        st.one_of(st.text(GSM_LETTERS, max_size=40), st.just("{club}")), max_size=6
+    ).map("".join),
+    name=st.text(ANY_LETTERS, min_size=1, max_size=programs.MAX_NAME).filter(str.strip),
+)
+def test_a_rename_keeps_every_saved_reply_one_sms_or_is_refused(wording: str, name: str) -> None:
+    """Whatever the new name (letters outside GSM-7, GSM-7's two-septet characters, emoji):
+    the rename is refused naming the language, or the reply as sent is still one segment."""
+    program = _program()
+    try:
+        programs.set_auto_reply(_Session(), program, {"nb": wording})  # type: ignore[arg-type]
+    except programs.AutoReplyRefused:
+        return
+    refused: programs.NameTooLongForAutoReply | None = None
+    try:
+        programs.update_club(_Club(), program, name=name, **CLUB)  # type: ignore[arg-type]
+    except programs.NameTooLongForAutoReply as exc:
+        refused = exc
+    if refused is not None:
+        assert (refused.language, refused.over > 0) == ("nb", True)
+        assert program.name == "Torshov Sport"
+        return
+    assert program.name == name.strip()
+    sent = programs.auto_reply(program, "nb")
+    if sent is not None:
+        assert segments(sent).segments == 1
+
+
+def test_the_issues_reply_and_a_polish_name_are_refused_by_three_characters() -> None:
+    program = _program()
+    wording = "Takk! Vi har sendt meldingen din til {club}, og svarer i åpningstiden."
+    programs.set_auto_reply(_Session(), program, {"nb": wording, "en": "Thanks from {club}!"})  # type: ignore[arg-type]
+    with pytest.raises(programs.NameTooLongForAutoReply) as refused:
+        programs.update_club(_Club(), program, name="Łódź Café", **CLUB)  # type: ignore[arg-type]
+    assert (refused.value.language, refused.value.over) == ("nb", 3)
+    assert refused.value.problems == {
+        "name": "the automatic reply (nb) would be 3 characters too long for one SMS"
+    }
+    programs.update_club(_Club(), program, name="Łódź", **CLUB)  # type: ignore[arg-type]
+    assert programs.auto_reply(program, "nb") == wording.replace("{club}", "Łódź")
+
+
+def test_a_club_named_outside_gsm7_may_name_itself_in_a_reply_that_fits() -> None:
+    """Measured with its own name (UCS-2) and a GSM-7 name of the longest, not with its own
+    name padded to 60 UCS-2 characters, which would leave {club} no room at all."""
+    program = _program("Łódź Café")
+    programs.set_auto_reply(_Session(), program, {"nb": "Takk! {club} svarer deg snart."})  # type: ignore[arg-type]
+    assert programs.auto_reply(program, "nb") == "Takk! Łódź Café svarer deg snart."
+    with pytest.raises(programs.AutoReplyRefused) as refused:
+        programs.set_auto_reply(_Session(), program, {"nb": "Takk! {club} " + "x" * 55})  # type: ignore[arg-type]
+    assert refused.value.over == {"nb": 1}  # 6 + 9 + 1 + 55 = 71 UCS-2 characters
