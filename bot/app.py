@@ -17,7 +17,7 @@ from bot.api.routes import add_api
 from bot.gateways.console import ConsoleGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.health import SCHEDULER, add_health
-from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, SETTINGS, VALIDATOR
+from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, INBOX_COUNTS, SETTINGS, VALIDATOR
 from bot.page import add_member_page
 from bot.security import security_headers
 from bot.settings import Settings, SettingsError
@@ -25,6 +25,7 @@ from scheduler.gateway import Gateway
 from scheduler.jobs import running_scheduler
 from store.clubs.directory import ClubDirectory
 from store.database import open_database
+from store.outreach.inbox import UnansweredCounts
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app[VALIDATOR] = RequestValidator(settings.twilio_auth_token)
     app[CLUBS] = ClubDirectory()
     app[API_KEYS] = KeyCache()
+    app[INBOX_COUNTS] = UnansweredCounts()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_gateway)
     if settings.run_scheduler:

@@ -12,6 +12,7 @@ from bot.settings import Settings
 from scheduler.gateway import Gateway
 from store.clubs.directory import ClubDirectory
 from store.database import Database
+from store.outreach.inbox import UnansweredCounts
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -19,5 +20,7 @@ GATEWAY = web.AppKey("gateway", Gateway)
 VALIDATOR = web.AppKey("validator", RequestValidator)
 CLUBS = web.AppKey("clubs", ClubDirectory)
 API_KEYS = web.AppKey("api_keys", KeyCache)
+# The inbox's unanswered count per club, shown on every admin page (bot.admin.inbox).
+INBOX_COUNTS = web.AppKey("inbox_counts", UnansweredCounts)
 # The member imports this process runs (bot.admin.transfer), awaited at shutdown.
 IMPORTS = web.AppKey("imports", set[asyncio.Task[None]])

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot.admin import saved_replies
 from bot.admin.auth import ADMIN, Admin, is_action
 from bot.admin.render import local_date, local_moment, page, path_id
-from bot.keys import DB
+from bot.keys import DB, INBOX_COUNTS
 from locales import sms
 from store import retention
 from store.clock import utc_now
@@ -122,9 +122,12 @@ async def navigation(request: web.Request) -> dict[str, Any]:
     if admin is None or is_action(request):
         return {}
 
+    counts = request.config_dict[INBOX_COUNTS]
+
     def count(session: Session) -> int:
         program = programs.get(session, admin.program_id)
-        return 0 if program is None else inbox.unanswered(session, program)
+        # Counted again only when a text, a reply, a "done" or an erasure may have moved it.
+        return 0 if program is None else counts.count(session, program)
 
     return {"inbox_unanswered": await request.config_dict[DB].read(count)}
 

@@ -10,7 +10,9 @@ only as an answer to the number's own text of the last 7 days (`reply` holds the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from store import messages
+from store.cache import TtlCache
 from store.errors import Conflict, NotFound
 from store.loyalty import coupons, ledger, tiers
 from store.members import consent, members
@@ -51,6 +54,10 @@ MAX_SEGMENTS = 10  # a staff reply longer than this is a letter, not an SMS
 THREAD_LIMIT = 200  # the newest texts of a conversation shown
 SHOWS = ("open", "done", "all")
 MAX_QUERY = 60
+# The unanswered count kept (UnansweredCounts): at most this old for what its marks don't see,
+# and for this many clubs (one deployment hosts a few).
+COUNT_MAX_AGE = 60.0
+COUNT_CLUBS = 1000
 
 UNANSWERED, OPEN, DONE = (
     ConversationState.UNANSWERED,
@@ -174,6 +181,38 @@ def unanswered(session: Session, program: Program) -> int:
     groups = _listing(program.id, people=False).subquery()
     state = _state_of(groups.c.last_at, groups.c.answered_at, groups.c.done_at)
     return int(session.scalar(select(func.count()).select_from(groups).where(state == UNANSWERED)))
+
+
+class UnansweredCounts:
+    """The unanswered count per club, kept between the admin's page views (its navigation shows
+    it on every one) and counted again only when it may have changed.
+
+    Before a kept count is used, a few index lookups read what moves it: the club's newest
+    text not understood (a new text, from this process or any other), its conversations'
+    staff times (a reply or a "done", from the admin or `klubb inbox reply`) and its erased
+    members (an erasure takes a conversation away). Anything else, such as erasing a number
+    that was never a member, shows within `max_age` seconds. Several reader threads share one:
+    a lock guards the cache."""
+
+    def __init__(
+        self, max_age: float = COUNT_MAX_AGE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._kept: TtlCache[int, tuple[tuple[object, ...], int]] = TtlCache(
+            max_age, clock, size=COUNT_CLUBS
+        )
+        self._lock = threading.Lock()
+
+    def count(self, session: Session, program: Program) -> int:
+        """unanswered(session, program), read from the cache while nothing moved it."""
+        mark = _count_mark(session, program.id)
+        with self._lock:
+            kept = self._kept.get(program.id)
+        if kept is not None and kept[0] == mark:
+            return kept[1]
+        count = unanswered(session, program)
+        with self._lock:
+            self._kept.put(program.id, (mark, count))
+        return count
 
 
 def open_conversation(
@@ -369,6 +408,33 @@ def _listing(
             and_(_MEMBERS.c.program_id == program_id, _MEMBERS.c.phone == groups.c.number),
         )
     )
+
+
+def _count_mark(session: Session, program_id: int) -> tuple[object, ...]:
+    """What the unanswered count follows, cheaply: the newest text not understood (one step
+    down the (program_id, not_understood, received_at) index), the conversations' staff times
+    (the club's rows of inbox_conversations: only conversations staff acted on) and the number
+    of erased members (a range of the members' (program_id, status, ...) index)."""
+    newest = session.execute(
+        select(_IN.c.received_at, _IN.c.id)
+        .where(_IN.c.program_id == program_id, _IN.c.not_understood == true())
+        .order_by(_IN.c.received_at.desc(), _IN.c.id.desc())
+        .limit(1)
+    ).first()
+    staff = session.execute(
+        select(
+            func.count(),
+            func.max(_STATE.c.updated_at),
+            func.max(_STATE.c.answered_at),
+            func.max(_STATE.c.done_at),
+        ).where(_STATE.c.program_id == program_id)
+    ).one()
+    erased = session.scalar(
+        select(func.count()).where(
+            _MEMBERS.c.program_id == program_id, _MEMBERS.c.status == MemberStatus.ERASED
+        )
+    )
+    return (None if newest is None else tuple(newest), *staff, erased)
 
 
 def _state_of(

@@ -7,8 +7,9 @@ Fills a SQLite file (schema from the models) with a club of `--members` members 
 `--messages` inbound texts from them, a share `--not-understood` of them not understood and sent
 by a share `--numbers` of the members (the ones who write to the shop), then times, best of 5:
 the first page of open conversations (store.outreach.inbox.conversations), the unanswered count
-every admin page shows (inbox.unanswered) and the busiest conversation opened (thread, context,
-the reply rule). Target (issue 16): list and thread each under 200 ms.
+(inbox.unanswered), what every admin page pays for it (UnansweredCounts.count while nothing
+moved it: its marks only) and the busiest conversation opened (thread, context, the reply
+rule). Target (issue 16): list and thread each under 200 ms.
 """
 
 from __future__ import annotations
@@ -114,9 +115,18 @@ def main() -> int:
             print(f"conversations: {len(found)} on the first page")
             listing = best(lambda: inbox.conversations(session, program))
             count = best(lambda: inbox.unanswered(session, program))
+            # What a page view pays (bot.admin.inbox.navigation): the marks, the count kept.
+            counts = inbox.UnansweredCounts()
+            counts.count(session, program)
+            kept = best(lambda: counts.count(session, program))
             first = found[0].id
             thread = best(lambda: inbox.open_conversation(session, program, first, NOW))
-    for name, ms in (("list", listing), ("unanswered", count), ("thread", thread)):
+    for name, ms in (
+        ("list", listing),
+        ("unanswered", count),
+        ("kept count", kept),
+        ("thread", thread),
+    ):
         print(f"{name:<11} {ms:8.1f} ms  (target {TARGET_MS:.0f})")
     return 0 if max(listing, thread) <= TARGET_MS else 1
 

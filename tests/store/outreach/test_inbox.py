@@ -17,7 +17,7 @@ from store import messages
 from store.database import Database
 from store.errors import NotFound
 from store.members import consent, members
-from store.models import Member, OutboxMessage, Program, StaffReply
+from store.models import InboundMessage, Member, OutboxMessage, Program, StaffReply
 from store.outreach import guard_rails, inbox
 from store.states import ConversationState
 from tests.store.loyalty_helpers import at, club
@@ -312,3 +312,95 @@ def _state(lost: dt.datetime, answered: dt.datetime | None, done: dt.datetime | 
     if answered is not None and answered >= lost:
         return "open"
     return "unanswered"
+
+
+# The same, with numbers erased too, each step a minute apart or all in one frozen instant.
+KEPT_EVENTS = st.tuples(
+    st.lists(
+        st.tuples(st.sampled_from(["text", "lost", "reply", "done", "erase"]), st.integers(0, 2)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([0, 1]),
+)
+
+
+def test_the_kept_count_is_the_unanswered_count_after_every_event(
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
+) -> None:
+    """The navigation's count (UnansweredCounts, which counts again only when its marks move)
+    equals unanswered() after every text, reply, "done" and erasure, read between each: with a
+    cache that never ages, the marks alone keep it right, in a frozen instant too."""
+    loop, db = loop_and_db
+
+    @settings(
+        max_examples=EXAMPLES[db.dialect],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(KEPT_EVENTS)
+    def check(case: tuple[list[tuple[str, int]], int]) -> None:
+        events, step = case
+        kept = inbox.UnansweredCounts(clock=lambda: 0.0)
+
+        def work(session: Session) -> list[tuple[int, int]]:
+            program = club(session)
+            numbers = [a_number() for _ in range(3)]
+            people = {
+                who: members.create(session, program, number, status=members.ACTIVE, now=NOW)
+                for who, number in enumerate(numbers)
+            }
+            first: dict[int, int] = {}
+            seen = [(kept.count(session, program), inbox.unanswered(session, program))]
+            for minute, (what, who) in enumerate(events):
+                when = NOW + dt.timedelta(minutes=minute * step)
+                if what in ("text", "lost"):
+                    made = texted(
+                        session, program, numbers[who], what, when, understood=what == "text"
+                    )
+                    if what == "lost":
+                        first.setdefault(who, made)
+                elif what == "erase":
+                    if people[who].status != members.ERASED:
+                        members.erase(session, people[who], when)
+                        first.pop(who, None)
+                elif who in first:
+                    if what == "reply":
+                        inbox.reply(
+                            session, program, first[who], account_id=None, text="Hei", now=when
+                        )
+                    else:
+                        inbox.mark_done(session, program, first[who], when)
+                seen.append((kept.count(session, program), inbox.unanswered(session, program)))
+            return seen
+
+        for cached, counted in loop.run_until_complete(db.run(work)):
+            assert cached == counted
+
+    check()
+
+
+async def test_the_kept_count_ages_out_for_what_its_marks_do_not_see(db: Database) -> None:
+    """A number that was never a member blanked (as erasure does) moves no mark: the kept
+    count holds until it is max_age seconds old, then it is counted again."""
+    seconds = [0.0]
+    kept = inbox.UnansweredCounts(max_age=60, clock=lambda: seconds[0])
+
+    def work(session: Session) -> list[int]:
+        program = club(session)
+        stranger = a_number()
+        texted(session, program, stranger, "hei?", NOW)
+        seen = [kept.count(session, program)]
+        session.execute(
+            InboundMessage.__table__.update()
+            .where(InboundMessage.from_number == stranger)
+            .values(from_number=None)
+        )
+        seen.append(kept.count(session, program))
+        seconds[0] = 59.0
+        seen.append(kept.count(session, program))
+        seconds[0] = 60.0
+        seen.append(kept.count(session, program))
+        return seen
+
+    assert await db.run(work) == [1, 1, 1, 0]
