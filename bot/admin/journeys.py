@@ -31,6 +31,13 @@ UNITS = {
     "days": "days",
     "within": "points",
     "threshold": "points",
+    "points": "points",
+}
+# A milestone's `at` counts what its trigger counts.
+AT_UNITS = {
+    journeys.MILESTONE_POINTS: "points",
+    journeys.MILESTONE_PURCHASES: "purchases",
+    journeys.MILESTONE_MONTHS: "months",
 }
 MAX_FIELD = 2000  # a form value longer than this is not a journey's text
 Error = tuple[str, dict[str, Any]]  # a catalog id and its parameters
@@ -83,7 +90,7 @@ async def save_journey(request: web.Request) -> web.StreamResponse:
         elif raw.isdigit() and len(raw) < 10:
             settings[key] = int(raw)
         else:
-            errors[f"setting_{key}"] = _setting_error(key)
+            errors[f"setting_{key}"] = _setting_error(trigger, key)
     if not errors:
         error = await request.config_dict[DB].run(
             _save(admin.program_id, trigger, active, texts, settings, coupon, control)
@@ -235,7 +242,10 @@ def _shown(
         ),
         "settings": {key: str(given[key]) if key in given else "" for key in own},
         "defaults": defaults,
-        "units": {key: UNITS[key] for key in journeys.DEFAULTS[trigger]},
+        "units": {
+            key: AT_UNITS[trigger] if key == "at" else UNITS[key]
+            for key in journeys.DEFAULTS[trigger]
+        },
         "coupon": template.key if template is not None else "",
         "coupon_label": (
             coupon_title(template, program.currency, language) if template is not None else None
@@ -272,7 +282,7 @@ def _input_error(trigger: str, problem: InvalidInput) -> Error:
     if isinstance(problem, campaigns.BadBroadcast) and problem.code == "coupon_needed":
         return "admin.journeys.error.coupon_needed", {}
     if store_field.startswith("settings."):
-        return _setting_error(store_field.removeprefix("settings."))
+        return _setting_error(trigger, store_field.removeprefix("settings."))
     if store_field.startswith("texts."):
         allowed = campaigns.PLACEHOLDERS | journeys.EXTRA_PLACEHOLDERS.get(trigger, frozenset())
         names = ", ".join("{" + name + "}" for name in sorted(allowed))
@@ -282,8 +292,8 @@ def _input_error(trigger: str, problem: InvalidInput) -> Error:
     return "admin.journeys.error.other", {}
 
 
-def _setting_error(key: str) -> Error:
-    low, high = journeys.LIMITS[key]
+def _setting_error(trigger: str, key: str) -> Error:
+    low, high = journeys.limits(trigger, key)
     return "admin.journeys.error.setting", {"low": low, "high": high}
 
 

@@ -341,6 +341,28 @@ def _when(session: Session, program: Program, journey: Campaign) -> str:
     if trigger == journeys.BALANCE:
         threshold = journeys.threshold_of(session, program, journey)
         return f"when a balance reaches {threshold:,} points, again after points are spent"
+    if trigger == journeys.COMING_REWARD:
+        return (
+            f"when a member is within {values['points']:,} points of the nearest reward above "
+            "their balance, once per reward (again after points are spent)"
+        )
+    if trigger in journeys.MILESTONES:
+        what = {
+            journeys.MILESTONE_POINTS: f"has earned {values['at']:,} points in all",
+            journeys.MILESTONE_PURCHASES: f"makes purchase number {values['at']:,}",
+            journeys.MILESTONE_MONTHS: f"has been a member for {values['at']:,} months",
+        }[trigger]
+        return (
+            f"when a member {what}, once per member "
+            f"(catching up to {values['lookback_days']} days late)"
+        )
+    if trigger == journeys.MEMBER_DAY:
+        return "on the day a member joined (the club's day), every year after the first"
+    if trigger == journeys.GIFT_RECEIVED:
+        return (
+            "when staff or a till give a member a coupon as a gift, once per gift "
+            f"(catching up to {values['lookback_days']} days late)"
+        )
     if trigger == journeys.AFTER_PURCHASE:
         return (
             f"{values['days']} days after a member's latest purchase, if none since, once per "

@@ -13,9 +13,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store.errors import Conflict, InvalidSetting, NotFound
-from store.models import Campaign, Coupon, CouponTemplate, Program, PunchCard, Purchase
-from store.states import CampaignStatus, CouponState
+from store.errors import Conflict, InvalidInput, InvalidSetting, NotFound
+from store.models import Campaign, Coupon, CouponTemplate, Member, Program, PunchCard, Purchase
+from store.states import CampaignStatus, CouponState, MemberStatus
 
 WELCOME = "welcome"
 BIRTHDAY = "birthday"
@@ -25,6 +25,9 @@ REFERRAL = "referral"
 PUNCH = "punch"
 KINDS = (WELCOME, BIRTHDAY, CAMPAIGN, REWARD, REFERRAL, PUNCH)
 MAX_VALID_DAYS = 3660
+# A gift's source ("gift:<random>:<who gave it>"): the gift_received journey finds gifts by it.
+GIFT_SOURCE = "gift:"
+MAX_GIVER = 60  # of the source's 80 characters, what names who gave it
 
 # No 0/O, 1/I/L: a code read aloud at the till or typed from an SMS can't be misread.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -274,6 +277,44 @@ def issue(
             found = session.get(Coupon, existing)
             assert found is not None
             return found
+
+
+def give(
+    session: Session,
+    program: Program,
+    member_id: int,
+    template: str,
+    by: str,
+    now: dt.datetime,
+) -> Held:
+    """Give a member a coupon of the club's template (by its key) as a gift from staff or a
+    till: a coupon of its own each time, its source naming who gave it (GIFT_SOURCE, which the
+    gift_received journey announces). Raises NotFound for a member or template key the club
+    has not (a retired template gives nothing), InvalidInput "member" for a number that has
+    not joined or was erased."""
+    member = session.get(Member, member_id)
+    if member is None or member.program_id != program.id:
+        raise NotFound("member", str(member_id))
+    if member.status not in (MemberStatus.ACTIVE, MemberStatus.STOPPED):
+        raise InvalidInput("member", f"a {member.status} member can't be given a coupon")
+    found = session.scalar(
+        select(CouponTemplate).where(
+            CouponTemplate.program_id == program.id,
+            CouponTemplate.key == template,
+            CouponTemplate.active.is_(True),
+        )
+    )
+    if found is None:
+        raise NotFound("coupon_template", template)
+    source = f"{GIFT_SOURCE}{secrets.token_hex(6)}:{by.strip()[:MAX_GIVER]}"
+    return Held(issue(session, program.id, member_id, found, source, now), found)
+
+
+def given_by(coupon: Coupon) -> str | None:
+    """Who gave a coupon as a gift (give's `by`), None for one not given as a gift."""
+    if not coupon.source.startswith(GIFT_SOURCE):
+        return None
+    return coupon.source.removeprefix(GIFT_SOURCE).partition(":")[2]
 
 
 _BY_SOURCE = select(_COUPONS.c.id).where(

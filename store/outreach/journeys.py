@@ -39,6 +39,7 @@ from store.loyalty import coupons, ledger, tiers
 from store.members import consent
 from store.models import (
     Campaign,
+    Coupon,
     CouponTemplate,
     LedgerEntry,
     Member,
@@ -59,15 +60,30 @@ AFTER_PURCHASE, WINBACK, NEAR_TIER, TIER_REACHED = (
     "near_tier",
     "tier_reached",
 )
+COMING_REWARD, MEMBER_DAY, GIFT_RECEIVED = "coming_reward", "member_day", "gift_received"
+# A club has one journey per trigger (campaigns' unique (program_id, trigger)), so the three
+# kinds of milestone are three triggers, each with its own `at`: one milestone of each kind.
+MILESTONE_POINTS, MILESTONE_PURCHASES, MILESTONE_MONTHS = (
+    "milestone_points",
+    "milestone_purchases",
+    "milestone_months",
+)
+MILESTONES = (MILESTONE_POINTS, MILESTONE_PURCHASES, MILESTONE_MONTHS)
 # Also the order they are planned in: when the cap leaves room for only some of a member's
 # journeys on one day, the ones tied to a moment (joining, a birthday, points about to go)
 # come first, and the ones that can wait for next month last.
 TRIGGERS: tuple[str, ...] = (
     WELCOME,
     BIRTHDAY,
+    GIFT_RECEIVED,
+    MEMBER_DAY,
     EXPIRING,
     TIER_REACHED,
+    MILESTONE_POINTS,
+    MILESTONE_PURCHASES,
+    MILESTONE_MONTHS,
     NEAR_TIER,
+    COMING_REWARD,
     BALANCE,
     AFTER_PURCHASE,
     WINBACK,
@@ -84,6 +100,15 @@ DEFAULTS: dict[str, dict[str, int | None]] = {
     BALANCE: {"threshold": None},
     AFTER_PURCHASE: {"days": 7, "lookback_days": 3},
     WINBACK: {"days": 180, "lookback_days": 30},
+    # Within `points` of the nearest reward above the balance.
+    COMING_REWARD: {"points": 100},
+    # A milestone reached at most `lookback_days` ago: one switched on later is not news
+    # to every member who passed it years before.
+    MILESTONE_POINTS: {"at": 10_000, "lookback_days": 30},
+    MILESTONE_PURCHASES: {"at": 10, "lookback_days": 30},
+    MILESTONE_MONTHS: {"at": 12, "lookback_days": 7},
+    MEMBER_DAY: {},
+    GIFT_RECEIVED: {"lookback_days": 3},
 }
 # The range each setting may take.
 LIMITS: dict[str, tuple[int, int]] = {
@@ -92,6 +117,15 @@ LIMITS: dict[str, tuple[int, int]] = {
     "days": (1, 730),
     "within": (1, 10_000_000),
     "threshold": (1, 10_000_000),
+    "points": (1, 10_000_000),
+    "at": (1, 10_000_000),
+}
+# A trigger's own range for a setting, where LIMITS' would not do: a milestone is at least 2
+# (the catalog's wording counts in the plural), and months stop at a hundred years.
+TRIGGER_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
+    MILESTONE_POINTS: {"at": (2, 10_000_000)},
+    MILESTONE_PURCHASES: {"at": (2, 100_000)},
+    MILESTONE_MONTHS: {"at": (2, 1200)},
 }
 FALLBACK_THRESHOLD = 1000
 NEAR_PERCENT = 20
@@ -103,10 +137,18 @@ SAMPLE_POINTS = 1250
 SAMPLE_EXPIRING = 350
 SAMPLE_TO_NEXT = 150
 SAMPLE_CODE = "ABCD-2345"
+SAMPLE_YEARS = 3
+SAMPLE_VALID_DAYS = 30
 # The placeholders a trigger adds to a broadcast's (store.outreach.campaigns.PLACEHOLDERS).
 EXTRA_PLACEHOLDERS: dict[str, frozenset[str]] = {
     EXPIRING: frozenset({"expiring_points", "expiry_date"}),
     NEAR_TIER: frozenset({"points_to_next", "next_tier"}),
+    COMING_REWARD: frozenset({"reward", "points_to_reward"}),
+    MILESTONE_POINTS: frozenset({"milestone"}),
+    MILESTONE_PURCHASES: frozenset({"milestone"}),
+    MILESTONE_MONTHS: frozenset({"milestone"}),
+    MEMBER_DAY: frozenset({"years"}),
+    GIFT_RECEIVED: frozenset({"gift", "gift_code", "gift_until"}),
 }
 # Members per planning chunk (a transaction each when the job plans): on SQLite the chunk
 # holds the only writer, and a member's text waits behind it (PERFORMANCE.md).
@@ -120,6 +162,7 @@ _LOTS = PointLot.__table__
 _ENTRIES = LedgerEntry.__table__
 _PURCHASES = Purchase.__table__
 _TIERS = Tier.__table__
+_COUPONS = Coupon.__table__
 _INSTANT = UTCDateTime()
 
 
@@ -342,9 +385,44 @@ def sample_text(
         "expiry_date": locales.format_date(expires, language),
         "points_to_next": locales.format_number(SAMPLE_TO_NEXT, language),
         "next_tier": tier,
+        **_sample_extras(session, program, journey, language, now),
     }
     text = campaigns.compose(text_for(journey, language, values), language, program.name)
     return clicks.sample(text, link_base, clicks.owned_urls(journey.texts))
+
+
+def _sample_extras(
+    session: Session, program: Program, journey: Campaign, language: str, now: dt.datetime
+) -> dict[str, str]:
+    """The placeholders of the catalogue's later triggers for the made-up member: the club's
+    cheapest reward as the one coming, and its first coupon in use as the gift (the club's own
+    words: there is no made-up benefit in every language), else left empty."""
+    rewards = [t for t in coupons.rewards(session, program.id) if t.points_cost]
+    offered = coupons.templates(session, program.id)
+    gift = next((t for t in offered if t.kind == coupons.CAMPAIGN), offered[0] if offered else None)
+    until = now.astimezone(ZoneInfo(program.timezone)).date() + dt.timedelta(
+        days=gift.valid_days if gift is not None else SAMPLE_VALID_DAYS
+    )
+    at = settings_of(journey).get("at") or 0
+    return {
+        "reward": _benefit(program, rewards[0], language) if rewards else "",
+        "points_to_reward": locales.format_number(SAMPLE_TO_NEXT, language),
+        "milestone": locales.format_number(at, language),
+        "years": locales.format_number(SAMPLE_YEARS, language),
+        "gift": _benefit(program, gift, language) if gift is not None else "",
+        "gift_code": SAMPLE_CODE,
+        "gift_until": locales.format_date(until, language),
+    }
+
+
+def _benefit(program: Program, template: CouponTemplate, language: str) -> str:
+    """What a coupon gives as a member reads it: its {amount} as money in the language."""
+    return locales.benefit(
+        coupons.benefit_of(template, language),
+        language,
+        amount_minor=template.discount_minor,
+        currency=program.currency,
+    )
 
 
 def catalog_text(campaign: Campaign, language: str, values: Mapping[str, Any]) -> str:
@@ -724,6 +802,179 @@ def _near_tier(c: _Chunk, journey: Campaign) -> int:
     return len(c.session.execute(insert, rows).all())
 
 
+def _coming_reward(c: _Chunk, journey: Campaign) -> int:
+    """Within `points` of the nearest reward above the balance: once per reward and crossing.
+
+    The occasion is the reward and the member's count of spends (as the balance journey's):
+    a member hovering near a reward for weeks is told once, not daily or every 90 days; once
+    they claim something, nearing a reward again is news again. The club's rewards are few,
+    so each is a band of balances ([the cheaper reward's cost or its cost less `points`, its
+    cost)), read with the balances of the chunk in one statement."""
+    within = settings_of(journey)["points"]
+    costs: dict[int, int] = {}
+    for template in coupons.rewards(c.session, c.program.id):
+        if template.points_cost:
+            # Two rewards of one cost: the first in the club's order (CLAIM n) is named.
+            costs.setdefault(template.points_cost, template.id)
+    if not costs:
+        return 0
+    bands = []
+    below = 0
+    for cost in sorted(costs):
+        bands.append((max(below, cost - within), cost, costs[cost]))
+        below = cost
+    # As store.loyalty.ledger.balance: open lots that have not reached their end.
+    balances = (
+        select(_LOTS.c.member_id, func.sum(_LOTS.c.remaining).label("balance"))
+        .where(
+            *c.in_range(_LOTS.c.member_id),
+            _LOTS.c.remaining > 0,
+            _LOTS.c.expires_at > c.instant(c.now),
+        )
+        .group_by(_LOTS.c.member_id)
+        .having(
+            func.sum(_LOTS.c.remaining) >= min(low for low, _, _ in bands),
+            func.sum(_LOTS.c.remaining) < max(high for _, high, _ in bands),
+        )
+        .subquery()
+    )
+    balance = balances.c.balance
+    in_band = [(and_(balance >= low, balance < high), str(i)) for low, high, i in bands]
+    reward = case(*in_band)
+    spends = (
+        select(func.count())
+        .where(_ENTRIES.c.member_id == _MEMBERS.c.id, _ENTRIES.c.kind == ledger.SPEND)
+        .scalar_subquery()
+    )
+    return c.insert(
+        journey,
+        reward + literal(":", String) + cast(spends, String),
+        or_(*(band for band, _ in in_band)),
+        source=_MEMBERS.join(balances, balances.c.member_id == _MEMBERS.c.id),
+    )
+
+
+def _milestone_points(c: _Chunk, journey: Campaign) -> int:
+    """Points earned in all (purchases less refunds: the ledger's tier_points) reached `at`
+    within `lookback_days`: once per member and milestone."""
+    settings = settings_of(journey)
+    at = settings["at"]
+    since = c.now - dt.timedelta(days=settings["lookback_days"])
+    points = _ENTRIES.c.tier_points
+    before = case((_ENTRIES.c.created_at < c.instant(since), points), else_=0)
+    # From the covering (member_id, created_at, tier_points) index, the chunk's members only.
+    reached = (
+        select(_ENTRIES.c.member_id)
+        .where(*c.in_range(_ENTRIES.c.member_id))
+        .group_by(_ENTRIES.c.member_id)
+        .having(func.sum(points) >= at, func.sum(before) < at)
+        .subquery()
+    )
+    return c.insert(
+        journey,
+        literal(str(at), String),
+        source=_MEMBERS.join(reached, reached.c.member_id == _MEMBERS.c.id),
+    )
+
+
+def _milestone_purchases(c: _Chunk, journey: Campaign) -> int:
+    """The `at`th purchase (refunded or not: each was a visit) made within `lookback_days`:
+    once per member and milestone."""
+    settings = settings_of(journey)
+    at = settings["at"]
+    since = c.now - dt.timedelta(days=settings["lookback_days"])
+    before = case((_PURCHASES.c.occurred_at <= c.instant(since), 1), else_=0)
+    # From the (member_id, occurred_at) index, the chunk's members only.
+    reached = (
+        select(_PURCHASES.c.member_id)
+        .where(*c.in_range(_PURCHASES.c.member_id))
+        .group_by(_PURCHASES.c.member_id)
+        .having(func.count() >= at, func.sum(before) < at)
+        .subquery()
+    )
+    return c.insert(
+        journey,
+        literal(str(at), String),
+        source=_MEMBERS.join(reached, reached.c.member_id == _MEMBERS.c.id),
+    )
+
+
+def _milestone_months(c: _Chunk, journey: Campaign) -> int:
+    """A member for `at` months (the day of joining, `at` months on, in the club's zone, the
+    month's last day when it has no such day) within `lookback_days`: once per member and
+    milestone. The days of joining that reach it are a range of instants, so no date is
+    computed in SQL (SQLite has no time zones)."""
+    settings = settings_of(journey)
+    at = settings["at"]
+    latest = tiers.months_back(c.today, at)
+    earliest = tiers.months_back(c.today - dt.timedelta(days=settings["lookback_days"]), at)
+    joined = _MEMBERS.c.joined_at
+    return c.insert(
+        journey,
+        literal(str(at), String),
+        joined.is_not(None),
+        joined >= c.instant(_midnight(earliest + dt.timedelta(days=1), c.zone)),
+        joined < c.instant(_midnight(latest + dt.timedelta(days=1), c.zone)),
+    )
+
+
+def _member_day(c: _Chunk, journey: Campaign) -> int:
+    """Joined on this day of the year (in the club's zone) in an earlier year: once a year.
+
+    29 February's joiners on the 28th in other years, as birthdays. Each earlier year's day
+    is a range of instants (joined_at is an instant; SQLite has no time zones), from the
+    year of the chunk's first joining on."""
+    joined = _MEMBERS.c.joined_at
+    first = c.session.scalar(
+        select(func.min(joined)).where(
+            (_MEMBERS.c.program_id + 0) == c.program.id, *c.in_range(_MEMBERS.c.id)
+        )
+    )
+    if first is None:
+        return 0
+    leap_day = (c.today.month, c.today.day) == (2, 28) and not _leap(c.today.year)
+    days = []
+    for year in range(first.astimezone(c.zone).year, c.today.year):
+        if (c.today.month, c.today.day) == (2, 29) and not _leap(year):
+            continue  # the 28th was their day this year, and they were greeted then
+        days.append(c.today.replace(year=year))
+        if leap_day and _leap(year):
+            days.append(dt.date(year, 2, 29))
+    ranges = [
+        and_(
+            joined >= c.instant(_midnight(day, c.zone)),
+            joined < c.instant(_midnight(day + dt.timedelta(days=1), c.zone)),
+        )
+        for day in days
+    ]
+    if not ranges:
+        return 0
+    return c.insert(journey, literal(str(c.today.year), String), or_(*ranges))
+
+
+def _gift_received(c: _Chunk, journey: Campaign) -> int:
+    """A coupon staff or the API gave as a gift (coupons.give), given within `lookback_days`
+    and still to be used: once per coupon."""
+    since = c.now - dt.timedelta(days=settings_of(journey)["lookback_days"])
+    gifts = _COUPONS
+    return c.insert(
+        journey,
+        cast(gifts.c.id, String),
+        *c.in_range(gifts.c.member_id),
+        gifts.c.source.startswith(coupons.GIFT_SOURCE),
+        gifts.c.issued_at > c.instant(since),
+        gifts.c.issued_at <= c.instant(c.now),
+        gifts.c.redeemed_at.is_(None),
+        gifts.c.valid_until > c.instant(c.now),
+        source=_MEMBERS.join(gifts, gifts.c.member_id == _MEMBERS.c.id),
+    )
+
+
+def _midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    """The instant a local day starts."""
+    return dt.datetime.combine(day, dt.time(), zone)
+
+
 _PLANNERS: dict[str, Callable[[_Chunk, Campaign], int]] = {
     WELCOME: _welcome,
     BIRTHDAY: _birthday,
@@ -733,6 +984,12 @@ _PLANNERS: dict[str, Callable[[_Chunk, Campaign], int]] = {
     BALANCE: _balance,
     AFTER_PURCHASE: _after_purchase,
     WINBACK: _winback,
+    COMING_REWARD: _coming_reward,
+    MILESTONE_POINTS: _milestone_points,
+    MILESTONE_PURCHASES: _milestone_purchases,
+    MILESTONE_MONTHS: _milestone_months,
+    MEMBER_DAY: _member_day,
+    GIFT_RECEIVED: _gift_received,
 }
 
 
@@ -779,6 +1036,37 @@ def values(
         # The tier the message was planned for, even if a review has moved the member since.
         reached = _tier(session, occasion)
         return {"tier": tiers.name(reached, language)} if reached is not None else {}
+    if campaign.trigger == COMING_REWARD:
+        reward = _template_of(session, program, occasion.split(":", 1)[0])
+        if reward is None or not reward.points_cost:
+            return {"reward": "", "points_to_reward": ""}
+        # As the member stands now: a purchase since planning brings the reward closer.
+        to_go = max(0, reward.points_cost - ledger.balance(session, member_id, now))
+        return {
+            "reward": _benefit(program, reward, language),
+            "points_to_reward": locales.format_number(to_go, language),
+        }
+    if campaign.trigger in MILESTONES:
+        at = int(occasion) if occasion.isdigit() else None
+        return {"milestone": locales.format_number(at, language) if at is not None else ""}
+    if campaign.trigger == MEMBER_DAY:
+        member = session.get(Member, member_id)
+        if member is None or member.joined_at is None or not occasion.isdigit():
+            return {"years": ""}
+        joined = member.joined_at.astimezone(ZoneInfo(program.timezone)).year
+        return {"years": locales.format_number(int(occasion) - joined, language)}
+    if campaign.trigger == GIFT_RECEIVED:
+        gift = session.get(Coupon, int(occasion)) if occasion.isdigit() else None
+        template = session.get(CouponTemplate, gift.template_id) if gift is not None else None
+        if gift is None or template is None or gift.member_id != member_id:
+            return {"gift": "", "gift_code": "", "gift_until": ""}
+        return {
+            "gift": _benefit(program, template, language),
+            "gift_code": coupons.display(gift.code),
+            "gift_until": locales.format_date(
+                expiry_day(gift.valid_until, ZoneInfo(program.timezone)), language
+            ),
+        }
     return {}
 
 
@@ -851,11 +1139,16 @@ def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, int]:
         if key not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
             raise InvalidInput(f"settings.{key}", f"not a setting of {trigger} (use {names})")
-        low, high = LIMITS[key]
+        low, high = limits(trigger, key)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidInput(f"settings.{key}", f"must be a whole number from {low} to {high}")
         checked[key] = value
     return checked
+
+
+def limits(trigger: str, key: str) -> tuple[int, int]:
+    """The range a setting of a trigger may take."""
+    return TRIGGER_LIMITS.get(trigger, {}).get(key) or LIMITS[key]
 
 
 def _next_tier(steps: list[Tier], tier_id: int | None, qualifying: int) -> Tier | None:
@@ -865,6 +1158,12 @@ def _next_tier(steps: list[Tier], tier_id: int | None, qualifying: int) -> Tier 
     reached = [t for t in steps if t.threshold <= qualifying][-1]
     current = max(held, reached, key=lambda t: t.position)
     return next((t for t in steps if t.position > current.position), None)
+
+
+def _template_of(session: Session, program: Program, template_id: str) -> CouponTemplate | None:
+    """One of the club's templates by its id as an occasion holds it (None if not there)."""
+    found = session.get(CouponTemplate, int(template_id)) if template_id.isdigit() else None
+    return found if found is not None and found.program_id == program.id else None
 
 
 def _tier(session: Session, tier_id: str) -> Tier | None:
