@@ -65,9 +65,11 @@ from store.errors import InvalidInput
 from store.members import consent, members
 from store.models import (
     Campaign,
+    ClickLink,
     ConsentEvent,
     Coupon,
     InboundMessage,
+    LinkClick,
     Member,
     OutboxMessage,
     Program,
@@ -88,6 +90,9 @@ TOP = 10
 # group's; a STOP within OPT_OUT_DAYS of the message is an opt-out from it.
 REVENUE_DAYS = 30
 OPT_OUT_DAYS = 7
+# A click's effect: what the member bought in the days after their first tap on the campaign's
+# links (the issue's "purchases and revenue from clickers within 7 days").
+CLICK_DAYS = 7
 # Days since the last purchase: (label, lowest day, highest day or None).
 RECENCY = (
     ("0-30", 0, 30),
@@ -105,6 +110,8 @@ _OUTBOX = OutboxMessage.__table__
 _CONSENT = ConsentEvent.__table__
 _COUPONS = Coupon.__table__
 _INBOUND = InboundMessage.__table__
+_LINKS = ClickLink.__table__
+_CLICKS = LinkClick.__table__
 _INSTANT = UTCDateTime()
 _DAY = dt.timedelta(days=1)
 # The outbox statuses of a campaign's rows that a report compares: the message left Klubb, or
@@ -687,6 +694,22 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class Clicked:
+    """Taps on a campaign's short links (store.outreach.clicks), and what the members who
+    tapped bought in the CLICK_DAYS days from their first tap.
+
+    clicks: every counted tap (a person's GET; previews and HEAD are not counted); clickers:
+    the messages whose links were tapped, one recipient each (an erased member's still count);
+    buyers, purchases, revenue: of the clickers not erased since."""
+
+    clicks: int = 0
+    clickers: int = 0
+    buyers: int = 0
+    purchases: int = 0
+    revenue_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignResult:
     """What a broadcast did.
 
@@ -719,6 +742,9 @@ class CampaignResult:
     coupons_redeemed: int  # of the coupons the campaign issued, redeemed by now
     recipients: Group
     control: Group
+    clicked: Clicked
+    # Whether the campaign's texts had links to count (False: the click figures mean nothing).
+    has_links: bool
     window_ends: dt.datetime | None  # the last planned moment + REVENUE_DAYS; None: not sent
     complete: bool  # the window has passed: the revenue figures are final
     # When these figures were counted (the moment asked for, unless they were stored), and
@@ -735,6 +761,13 @@ class CampaignResult:
     @property
     def opt_outs(self) -> int:
         return self.recipients.opt_outs
+
+    @property
+    def click_rate(self) -> float | None:
+        """Clickers per message sent (0.12: 12 %); None when nothing was sent or no link."""
+        if not self.has_links or not self.sent:
+            return None
+        return self.clicked.clickers / self.sent
 
     @property
     def uplift_minor(self) -> int | None:
@@ -769,6 +802,7 @@ _COUNTS = (
     "coupons_redeemed",
 )
 _GROUP = ("members", "buyers", "revenue_minor", "opt_outs")
+_CLICKED = ("clicks", "clickers", "buyers", "purchases", "revenue_minor")
 _RESULT_COLUMNS = (
     Campaign.id,
     Campaign.name,
@@ -811,6 +845,21 @@ def campaign_results(
                 kept[row.id] = result
     counted = _count_results(session, program, [r for r in chosen if r.id not in kept], now)
     return [kept.get(row.id) or counted[row.id] for row in chosen]
+
+
+def result_of(
+    session: Session, program: Program, campaign_id: int, now: dt.datetime
+) -> CampaignResult | None:
+    """One broadcast's results counted now (None: not a broadcast of the club, or not sent)."""
+    row = session.execute(
+        select(*_RESULT_COLUMNS).where(
+            Campaign.id == campaign_id,
+            Campaign.program_id == program.id,
+            Campaign.kind == campaigns.BROADCAST,
+            Campaign.send_at.is_not(None),
+        )
+    ).one_or_none()
+    return None if row is None else _count_results(session, program, [row], now)[campaign_id]
 
 
 def unsettled_results(session: Session, now: dt.datetime) -> list[int]:
@@ -857,6 +906,8 @@ def _to_json(result: CampaignResult) -> dict[str, Any]:
     for side in ("recipients", "control"):
         group = getattr(result, side)
         out[side] = [getattr(group, name) for name in _GROUP]
+    out["clicked"] = [getattr(result.clicked, name) for name in _CLICKED]
+    out["has_links"] = result.has_links
     for name in ("window_ends", "settles_at"):
         moment = getattr(result, name)
         out[name] = None if moment is None else moment.isoformat()
@@ -876,6 +927,8 @@ def _stored(row: Any, now: dt.datetime) -> CampaignResult | None:
         }
         counts = {name: int(data[name]) for name in _COUNTS}
         groups = {side: Group(*(int(v) for v in data[side])) for side in ("recipients", "control")}
+        clicked = Clicked(*(int(v) for v in data["clicked"]))
+        has_links = bool(data["has_links"])
     except (KeyError, TypeError, ValueError):
         return None
     ends = moments["window_ends"]
@@ -887,6 +940,8 @@ def _stored(row: Any, now: dt.datetime) -> CampaignResult | None:
         control_percent=row.control_percent,
         **counts,
         **groups,
+        clicked=clicked,
+        has_links=has_links,
         window_ends=ends,
         complete=ends is not None and ends <= now,
         counted_at=counted_at,
@@ -910,6 +965,7 @@ def _count_results(
     revenue = _bought(session, compared, dialect)
     opt_outs = _opted_out(session, compared, dialect)
     issued = _coupons_issued(session, program, of_them)
+    taps = _clicked(session, ids, dialect)
 
     def group(campaign_id: int, status: str) -> Group:
         n, buyers, total = revenue.get((campaign_id, status), (0, 0, 0))
@@ -921,9 +977,13 @@ def _count_results(
         last = last_moment.get(row.id)
         ends = None if last is None else last + REVENUE_DAYS * _DAY
         coupons_issued, coupons_redeemed, valid_until = issued.get(row.id, (0, 0, None))
+        clicked, links_until = taps.get(row.id, (Clicked(), None))
         settles = None
         if ends is not None and row.status in (campaigns.DONE, campaigns.CANCELLED):
-            settles = max(ends, valid_until) if valid_until is not None else ends
+            # Nothing changes after the window, the last coupon's expiry and the last link's
+            # (plus the days a tap's purchases are counted).
+            later = [ends, valid_until, links_until and links_until + CLICK_DAYS * _DAY]
+            settles = max(moment for moment in later if moment is not None)
         results[row.id] = CampaignResult(
             id=row.id,
             name=row.name,
@@ -940,6 +1000,8 @@ def _count_results(
             coupons_redeemed=coupons_redeemed,
             recipients=group(row.id, _SENT),
             control=group(row.id, _HELD_OUT),
+            clicked=clicked,
+            has_links=links_until is not None,
             window_ends=ends,
             complete=ends is not None and ends <= now,
             counted_at=now,
@@ -1009,6 +1071,67 @@ def _bought(
             .group_by(_OUTBOX.c.campaign_id, _OUTBOX.c.status)
         )
     }
+
+
+def _clicked(
+    session: Session, ids: list[int], dialect: str
+) -> dict[int, tuple[Clicked, dt.datetime | None]]:
+    """Each campaign's taps and clickers' purchases, and when its last link expires:
+    {campaign id: (Clicked, last expiry)}; a campaign without links is absent."""
+    tapped = _LINKS.outerjoin(_CLICKS, _CLICKS.c.link_id == _LINKS.c.id)
+    # A recipient is a message (an erased member's link has no member but still its message).
+    recipient = func.coalesce(_LINKS.c.message_id, -_LINKS.c.id)
+    counts = session.execute(
+        select(
+            _LINKS.c.campaign_id,
+            func.count(_CLICKS.c.id),
+            func.count(case((_CLICKS.c.id.is_not(None), recipient)).distinct()),
+            func.max(_LINKS.c.expires_at),
+        )
+        .select_from(tapped)
+        .where(_LINKS.c.campaign_id.in_(ids))
+        .group_by(_LINKS.c.campaign_id)
+    ).all()
+    first = (
+        select(
+            _LINKS.c.campaign_id.label("campaign_id"),
+            _LINKS.c.member_id.label("member_id"),
+            func.min(_CLICKS.c.clicked_at).label("first"),
+        )
+        .select_from(_LINKS.join(_CLICKS, _CLICKS.c.link_id == _LINKS.c.id))
+        .where(_LINKS.c.campaign_id.in_(ids), _LINKS.c.member_id.is_not(None))
+        .group_by(_LINKS.c.campaign_id, _LINKS.c.member_id)
+        .subquery()
+    )
+    bought = {
+        campaign_id: (int(buyers), int(n), int(total))
+        for campaign_id, buyers, n, total in session.execute(
+            select(
+                first.c.campaign_id,
+                func.count(_PURCHASES.c.member_id.distinct()),
+                func.count(_PURCHASES.c.id),
+                func.coalesce(func.sum(_PURCHASES.c.total_minor), 0),
+            )
+            .select_from(
+                first.join(
+                    _PURCHASES,
+                    and_(
+                        _PURCHASES.c.member_id == first.c.member_id,
+                        _within(_PURCHASES.c.occurred_at, first.c.first, CLICK_DAYS, dialect),
+                    ),
+                )
+            )
+            .group_by(first.c.campaign_id)
+        )
+    }
+    found = {}
+    for campaign_id, clicks, clickers, until in counts:
+        buyers, purchases, revenue = bought.get(campaign_id, (0, 0, 0))
+        found[campaign_id] = (
+            Clicked(int(clicks), int(clickers), buyers, purchases, revenue),
+            until,
+        )
+    return found
 
 
 def _opted_out(

@@ -25,7 +25,9 @@ from bot.cli.common import (
     run_in_club,
     short_time,
 )
+from bot.cli.report import report_money, uplift_text
 from bot.settings import Settings
+from store import reports
 from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program, Segment
@@ -247,7 +249,7 @@ def _campaign_send(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     def create(session: Session, program: Program) -> _Made:
-        return _create(session, program, args, texts, at, utc_now())
+        return _create(session, program, args, texts, at, utc_now(), settings.public_url)
 
     def run(keep: bool) -> tuple[int, _Made | None]:
         return run_in_club("campaign", args, settings, create, keep=keep)
@@ -328,6 +330,7 @@ def _create(
     texts: dict[str, str],
     at: dt.datetime | None,
     now: dt.datetime,
+    link_base: str,
 ) -> _Made:
     zone = ZoneInfo(program.timezone)
     send_at = None if at is None else at if at.tzinfo is not None else at.replace(tzinfo=zone)
@@ -355,7 +358,7 @@ def _create(
         raise Usage(f"{_flag(exc.field, args)}: {exc.reason}") from None
     except NotFound as exc:
         raise Usage(missing(session, program, exc)) from None
-    preview = campaigns.preview(session, program, campaign, now)
+    preview = campaigns.preview(session, program, campaign, now, link_base)
     return _Made(
         id=campaign.id,
         name=campaign.name,
@@ -513,9 +516,39 @@ def _campaign_show(args: argparse.Namespace, settings: Settings) -> int:
         lines.append(labelled("skipped", f"{sum(outcome.skipped.values()):,}"))
         if skipped:
             lines[-1] += f" ({skipped})"
+        result = reports.result_of(session, program, campaign.id, utc_now())
+        if result is not None and result.window_ends is not None:
+            lines += _results(result, program.currency, zone)
         return "\n".join(lines)
 
     return printed(run_in_club("campaign", args, settings, show))
+
+
+def _results(result: reports.CampaignResult, currency: str, zone: ZoneInfo) -> list[str]:
+    """What a sent broadcast did: each side's purchases, the uplift, and taps on its links."""
+    money = report_money(currency)
+    lines = [f"results (purchases in the {reports.REVENUE_DAYS} days after sending)"]
+    for label, group in (("recipients", result.recipients), ("control", result.control)):
+        lines.append(
+            labelled(
+                label,
+                f"{group.members:,} members, {group.buyers:,} bought, {money(group.revenue_minor)}",
+            )
+        )
+    lines.append(labelled("uplift", uplift_text(result, money, zone)))
+    if result.has_links:
+        taps = result.clicked
+        rate = "-" if result.click_rate is None else f"{result.click_rate:.1%}"
+        lines += [
+            labelled("link taps", f"{taps.clicks:,}"),
+            labelled("tapped", f"{taps.clickers:,} recipients ({rate} of sent)"),
+            labelled(
+                f"then, {reports.CLICK_DAYS} days",
+                f"{taps.purchases:,} purchases by {taps.buyers:,} members, "
+                f"{money(taps.revenue_minor)}",
+            ),
+        ]
+    return lines
 
 
 def _campaign_cancel(args: argparse.Namespace, settings: Settings) -> int:

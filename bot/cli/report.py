@@ -192,7 +192,7 @@ def wait_text(wait: dt.timedelta) -> str:
 
 
 def _purchases(figures: reports.PurchaseFigures) -> list[str]:
-    money = _money(figures.currency)
+    money = report_money(figures.currency)
     average, each = figures.average_minor, figures.per_buyer_minor
     lines = [
         "Purchases by members",
@@ -240,7 +240,7 @@ def _top(customers: Sequence[reports.Customer], currency: str) -> list[str]:
     title = f"Top {reports.TOP} customers by revenue in the period"
     if not customers:
         return [title, "  no purchases in the period"]
-    money = _money(currency)
+    money = report_money(currency)
     rows = [
         (
             str(c.member_id),
@@ -262,7 +262,7 @@ def _campaigns(
     title = "Campaigns sent in the period"
     if not results:
         return [title, "  no broadcast was sent in the period"]
-    money = _money(currency)
+    money = report_money(currency)
     rows = [
         (
             str(c.id),
@@ -306,7 +306,7 @@ def _campaigns(
                     f"{group.opt_outs:,}",
                 )
             )
-        uplifts.append(f"  campaign {c.id}: {_uplift(c, money, zone)}")
+        uplifts.append(f"  campaign {c.id}: {uplift_text(c, money, zone)}")
     header = ("ID", "GROUP", "MEMBERS", "BOUGHT", "REVENUE", "PER MEMBER", "OPT-OUTS")
     lines += [
         "",
@@ -318,7 +318,8 @@ def _campaigns(
     return lines
 
 
-def _uplift(c: reports.CampaignResult, money: Any, zone: ZoneInfo) -> str:
+def uplift_text(c: reports.CampaignResult, money: Any, zone: ZoneInfo) -> str:
+    """A broadcast's uplift against its control group, and whether it is final, in a line."""
     if c.window_ends is None:
         return "not sent yet"
     uplift, relative = c.uplift_minor, c.uplift_relative
@@ -337,7 +338,8 @@ def _uplift(c: reports.CampaignResult, money: Any, zone: ZoneInfo) -> str:
 # --- formatting -------------------------------------------------------------------------------
 
 
-def _money(currency: str) -> Any:
+def report_money(currency: str) -> Any:
+    """Amounts in minor units as the report prints them."""
     return lambda minor: locales.format_money(minor, currency, _LANGUAGE)
 
 
