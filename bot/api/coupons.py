@@ -1,4 +1,5 @@
-"""Coupons at the till: check one's state, and redeem it exactly once however many tills try."""
+"""Coupons at the till: check one's state, redeem it exactly once however many tills try, and
+give a member one as a gift."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ async def show(call: Call) -> web.Response:
         return views.coupon(held, language, call.now, views.club(session, call.caller).currency)
 
     return web.json_response(await call.run(work))
+
+
+async def give(call: Call) -> web.Response:
+    """201 with the coupon given to the member as a gift (store.loyalty.coupons.give), by the
+    key's name; the gift_received journey, if on, tells the member."""
+    template: str = call.body["template"]
+
+    def work(session: Session) -> dict[str, Any]:
+        program = views.club(session, call.caller)
+        row = views.member_by_id(session, call.caller, call.params["member_id"])
+        held = coupons.give(session, program, row.id, template, call.caller.name, call.now)
+        return views.coupon(held, views.language_of(row), call.now, program.currency)
+
+    return web.json_response(await call.run(work), status=201)
 
 
 async def redeem(call: Call) -> web.Response:

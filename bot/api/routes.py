@@ -65,6 +65,22 @@ ROUTES: tuple[Operation, ...] = (
     ),
     Operation(
         "POST",
+        "/members/{member_id}/coupons",
+        "giveCoupon",
+        "Give the member a coupon as a gift",
+        coupons.give,
+        scope="coupons:give",
+        params=(MEMBER_ID,),
+        body="GiftIn",
+        responses={201: ("Given: a coupon of its own, valid from now", "Coupon")},
+        errors=(404,),
+        description="A coupon of the club's template (by its key; a retired one is a 404) for "
+        "the member, given by the key's name. If the club's gift_received journey is on, the "
+        "member gets an SMS about it (consent, the monthly cap and quiet hours apply). A "
+        "number that has not joined, or was erased, is a 422.",
+    ),
+    Operation(
+        "POST",
         "/members/{member_id}/adjustments",
         "adjustPoints",
         "Add or take points, with a reason",

@@ -290,6 +290,20 @@ COUPON: dict[str, Any] = {
     },
 }
 
+GIFT_IN: dict[str, Any] = {
+    "type": "object",
+    "required": ["template"],
+    "additionalProperties": False,
+    "properties": {
+        "template": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 40,
+            "description": "the key of one of the club's coupon templates in use",
+        },
+    },
+}
+
 COUPON_LIST: dict[str, Any] = {
     "type": "object",
     "required": ["coupons"],
@@ -373,6 +387,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "RefundLineIn": REFUND_LINE_IN,
     "RedemptionIn": REDEMPTION_IN,
     "AdjustmentIn": ADJUSTMENT_IN,
+    "GiftIn": GIFT_IN,
     "Error": ERROR,
     "Tier": TIER,
     "PunchCard": PUNCH_CARD,

@@ -22,6 +22,7 @@ SCOPES = (
     "purchases:write",
     "coupons:read",
     "coupons:redeem",
+    "coupons:give",  # a coupon given to a member as a gift (store.loyalty.coupons.give)
     "points:adjust",
 )
 PREFIX = "klubb"

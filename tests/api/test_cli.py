@@ -105,7 +105,8 @@ def test_every_scope_by_default_and_the_name_is_the_clubs_own(apikey: Any) -> No
     assert "already has a key named webshop" in again.err
     [row] = apikey("list").out.splitlines()
     assert row.endswith(
-        "coupons:read coupons:redeem members:read members:write points:adjust purchases:write"
+        "coupons:give coupons:read coupons:redeem members:read members:write points:adjust"
+        " purchases:write"
     )
 
 
