@@ -62,7 +62,7 @@ def coupon_title(template: CouponTemplate, currency: str, language: str) -> str:
     return title.replace(amount, amount.replace(" ", "\u00a0"))
 
 
-def render_text(language: str, message_id: str, **params: object) -> str:
+def render_text(language: str, message_id: str, /, **params: object) -> str:
     return text(message_id, language, **params)
 
 

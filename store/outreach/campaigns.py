@@ -114,14 +114,21 @@ def check_texts(texts: Mapping[str, str], allowed: frozenset[str] = PLACEHOLDERS
         if len(text) > MAX_TEXT:
             raise BadBroadcast(where, f"at most {MAX_TEXT} characters", "too_long", max=MAX_TEXT)
         try:
-            fields = [field for _, field, spec, _ in string.Formatter().parse(text) if field]
-            specs = [spec for _, field, spec, _ in string.Formatter().parse(text) if spec]
+            parsed = [
+                (field, spec, conversion)
+                for _, field, spec, conversion in string.Formatter().parse(text)
+                if field is not None
+            ]
         except ValueError as exc:
             raise BadBroadcast(
                 where, f"a brace is not closed or not doubled ({exc})", "brace"
             ) from None
+        fields = [field for field, _, _ in parsed if field]
         unknown = sorted({f for f in fields if f not in allowed})
-        if unknown or specs or any(field.isdigit() for field in fields):
+        # "{}" (no name), a format spec ("{points:>9}") or a conversion ("{first_name!r}") would
+        # reach members broken, or fail at sending: only a bare known name is a placeholder.
+        odd = any(not field or spec or conversion for field, spec, conversion in parsed)
+        if unknown or odd:
             names = ", ".join("{" + name + "}" for name in sorted(allowed))
             raise BadBroadcast(
                 where,

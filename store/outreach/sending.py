@@ -444,7 +444,7 @@ class _Writer:
         else:
             texts = campaign.texts or {}
             text = texts[campaigns.text_language(texts, language)].format_map(values)
-        text = _tidy(text)
+        text = tidy(text)
         if self.links.base:
             text = self.links.shorten(
                 text,
@@ -491,7 +491,7 @@ class _Writer:
         return coupons.display(coupon.code)
 
 
-def _tidy(text: str) -> str:
+def tidy(text: str) -> str:
     """A text whose placeholder was empty (no first name yet) without the gap it leaves:
     "Hi , welcome" reads "Hi, welcome"."""
     return _SPACE_BEFORE.sub(r"\1", _SPACES.sub(" ", text)).strip()

@@ -21,7 +21,7 @@ from store.clubs import programs
 from store.errors import InvalidInput, NotFound
 from store.models import MessageTemplate, Program
 from store.outreach import inbox
-from store.outreach.sending import _tidy as tidy
+from store.outreach.sending import tidy
 
 REPLY = "reply"
 # What a saved reply may say about the member: what the inbox's context of a number knows.
