@@ -28,6 +28,7 @@ from store.models import (
     CouponTemplate,
     InboundMessage,
     LedgerEntry,
+    LinkClick,
     Member,
     OutboxMessage,
     ProfileAnswer,
@@ -81,8 +82,8 @@ def erase(
 
 def export(session: Session, program: Program, member: Member, now: dt.datetime) -> dict[str, Any]:
     """Everything held about the member, as JSON-ready data: the profile and its answers, the
-    consent log, the points ledger, coupons, purchases (with lines and refunds) and every text
-    to or from the member's number."""
+    consent log, the points ledger, coupons, purchases (with lines and refunds), every text
+    to or from the member's number, and the campaign links sent to them with their taps."""
     standing = tiers.standing(session, program, member.id, member.tier_id, now)
     expiry = ledger.next_expiry(session, member.id, now)
     return {
@@ -153,7 +154,32 @@ def export(session: Session, program: Program, member: Member, now: dt.datetime)
         "coupons": _coupons(session, member, now),
         "purchases": _purchases(session, member),
         "messages": _messages(session, member, program, now),
+        "link_taps": _taps(session, member),
     }
+
+
+def _taps(session: Session, member: Member) -> list[dict[str, Any]]:
+    """The campaign links sent to the member and when each was tapped (the tokens themselves
+    are not kept, only their hashes, so none is shown)."""
+    found: dict[int, dict[str, Any]] = {}
+    for link, tapped_at in session.execute(
+        select(ClickLink, LinkClick.clicked_at)
+        .outerjoin(LinkClick, LinkClick.link_id == ClickLink.id)
+        .where(ClickLink.member_id == member.id)
+        .order_by(ClickLink.id, LinkClick.id)
+    ):
+        entry = found.setdefault(
+            link.id,
+            {
+                "campaign_id": link.campaign_id,
+                "url": link.url,
+                "sent_at": _when(link.created_at),
+                "tapped_at": [],
+            },
+        )
+        if tapped_at is not None:
+            entry["tapped_at"].append(_when(tapped_at))
+    return list(found.values())
 
 
 def _when(moment: dt.datetime | None) -> str | None:

@@ -103,6 +103,19 @@ async def test_clicks_and_clickers_revenue_match_a_hand_count(db: Database) -> N
     [kept] = await db.run(stored)
     assert (kept.clicked, kept.has_links, kept.counted_at) == (got.clicked, True, got.counted_at)
 
+    # The member's own data (MYDATA, the page's download) holds their links and taps.
+    def exported(session):
+        return privacy.export(session, session.get(Program, club_id), session.get(Member, a), T0)[
+            "link_taps"
+        ]
+
+    taps = await db.run(exported)
+    assert [(t["url"], len(t["tapped_at"])) for t in taps] == [
+        ("https://butikk.no/salg", 2),
+        ("https://www.butikk.no/nytt", 1),
+    ]
+    assert all(t["campaign_id"] == campaign_id for t in taps)
+
     # Erasure: a's links no longer name a member; the taps and clickers still count, a's
     # purchases no longer count as a clicker's.
     def erase(session) -> None:
