@@ -1,4 +1,5 @@
-"""The members pages: search, a member's page, a points adjustment, the GDPR export and erasure."""
+"""The members pages: search, a member's page, a points adjustment, a coupon given as a gift, the
+GDPR export and erasure."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from flows.conversation import last_day
 from store import retention
 from store.clock import utc_now
 from store.clubs import programs
-from store.errors import Conflict, InvalidInput, NotEnoughPoints
+from store.errors import Conflict, InvalidInput, NotEnoughPoints, NotFound
 from store.loyalty import coupons, ledger, purchases, tiers
 from store.members import consent, member_search, members, privacy
 from store.models import ConsentEvent, InboundMessage, LedgerEntry, Member, OutboxMessage, Program
@@ -174,6 +175,45 @@ async def adjust(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.post(r"/members/{member_id:\d+}/gift")
+async def gift(request: web.Request) -> web.StreamResponse:
+    """Owner and staff give the member a coupon of one of the club's templates in use, as a gift
+    (coupons.give, naming the admin); the gift_received journey, if on, tells the member."""
+    admin = request[ADMIN]
+    member_id = path_id(request, "member_id")
+    form = await request.post()
+    key = str(form.get("template", "")).strip()[:100]
+
+    def work(session: Session) -> str:
+        found = _member_of(session, admin, member_id)
+        held = coupons.give(
+            session, _program(session, admin), found.id, key, admin.email, utc_now()
+        )
+        return coupons.display(held.coupon.code)
+
+    try:
+        code = await request.config_dict[DB].run(work)
+    except NotFound:
+        error = "admin.members.gift.error.template"
+    except InvalidInput:
+        error = "admin.members.gift.error.member"
+    else:
+        raise web.HTTPSeeOther(f"/admin/members/{member_id}?{urlencode({'gifted': code})}#gift")
+    shown = await _read_member(request, member_id)
+    shown["gift_error"] = error
+    return page(
+        request,
+        "member.html",
+        status=422,
+        section="members",
+        member=shown,
+        form={"points": "", "reason": ""},
+        errors={},
+        error_params={},
+        adjusted=False,
+    )
+
+
 def _points(raw: str) -> int | None:
     """ "+50", "-50", "50", "1 000": whole points, or None for anything else."""
     compact = raw.replace(" ", "").replace("\u00a0", "").replace("\u2212", "-")
@@ -204,6 +244,7 @@ async def _read_member(
         return locales.format_date(moment.astimezone(zone).date(), language) if moment else None
 
     asked = dict.fromkeys(LISTS, 1) | dict(pages or {})
+    gifted = request.query.get("gifted", "")[: coupons.CODE_LENGTH + 1] or None
 
     def size(name: str) -> int:
         return LISTS[name][1]
@@ -266,6 +307,13 @@ async def _read_member(
             "purchases_pages": links("purchases_page", len(bought)),
             "texts": [_text(m, when, program, now) for m in texts[: size("messages_page")]],
             "texts_pages": links("messages_page", len(texts)),
+            # What can be given as a gift, and the code just given (shown after the redirect).
+            "gift_templates": [
+                (t.key, coupon_title(t, currency, language))
+                for t in coupons.templates(session, program.id)
+            ],
+            "gifted": gifted,
+            "gift_error": None,
         }
 
     return await request.config_dict[DB].read(read)
