@@ -181,6 +181,10 @@ class Member(Base):
     # When the member last bought (the latest purchase's occurred_at), kept by
     # purchases.record: the dashboard's recency counts read it instead of every purchase.
     last_purchase_at: Mapped[dt.datetime | None]
+    # Receipts by SMS after each purchase (a service message the member turns on: KVITTERING PÅ).
+    receipts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the member last changed their birthday themselves (it may move once a year).
+    birthday_changed_at: Mapped[dt.datetime | None]
 
 
 class ConsentEvent(Base):
@@ -326,6 +330,9 @@ class OutboxMessage(Base):
     )
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     occasion: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    # The sender process that claimed the row (sender_heartbeats.id): a row in doubt whose
+    # sender has stopped beating is settled at once, not after KLUBB_IN_DOUBT_AFTER.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(10))
     status: Mapped[str] = mapped_column(String(12))
     to_number: Mapped[str | None] = mapped_column(String(20))
@@ -392,6 +399,7 @@ class Campaign(Base):
     __table_args__ = (
         UniqueConstraint("program_id", "trigger"),
         Index("ix_campaigns_status_send_at", "status", "send_at"),
+        Index("ix_campaigns_parent_occurrence", "parent_id", "occurrence", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -417,6 +425,11 @@ class Campaign(Base):
     # instead of counting every message again (see reports.campaign_results).
     results: Mapped[dict[str, Any] | None]
     results_at: Mapped[dt.datetime | None]
+    # A recurring broadcast: {"every": "month", "day": 15} or {"every": "year", "month": 12,
+    # "day": 1}; each occurrence is a campaign of its own with parent_id and its occurrence date.
+    recurrence: Mapped[dict[str, Any] | None]
+    parent_id: Mapped[int | None] = mapped_column(Id)
+    occurrence: Mapped[str | None] = mapped_column(String(20))
 
 
 class Tier(Base):
@@ -654,6 +667,11 @@ class CouponTemplate(Base):
     valid_days: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What the till computes: {"type": "percent"|"amount"|"buy_n_pay_m", ..., "scope": ...,
+    # "min_basket_minor": ...} (store.loyalty.offers); None: the benefit is text for the cashier.
+    offer: Mapped[dict[str, Any] | None]
+    # A bonus cheque: a reward issued by itself once the balance reaches points_cost.
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Coupon(Base):
@@ -886,3 +904,30 @@ class MessageTemplate(Base):
     texts: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+
+
+class ProfilePrompt(Base):
+    """A profile question put to a member who joined before the club added it: asked once, at
+    their next text to the club (never as a message of its own); skipped_at when they skipped it."""
+
+    __tablename__ = "profile_prompts"
+    __table_args__ = (UniqueConstraint("member_id", "question_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("profile_questions.id", ondelete="CASCADE"))
+    asked_at: Mapped[dt.datetime]
+    skipped_at: Mapped[dt.datetime | None]
+
+
+class SenderHeartbeat(Base):
+    """A running sender: it beats while it runs; rows it claimed are in doubt only while it does."""
+
+    __tablename__ = "sender_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime]
+    seen_at: Mapped[dt.datetime]

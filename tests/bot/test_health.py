@@ -84,7 +84,7 @@ async def test_no_auth_and_nothing_personal(client: TestClient, club: int) -> No
 
 @pytest.fixture
 async def behind_url(database_url: str, tmp_path: Path, sqlite_template: Path) -> Any:
-    """The database migrated to 0008 only (this Klubb's schema is 0009): SQLite a copy of its
+    """The database migrated to 0008 only (older than this Klubb's schema): SQLite a copy of its
     own; PostgreSQL the test database itself, brought back to head afterwards."""
     if make_url(database_url).get_backend_name() == "sqlite":
         path = tmp_path / "behind.db"
@@ -102,7 +102,7 @@ async def behind_url(database_url: str, tmp_path: Path, sqlite_template: Path) -
 async def test_readyz_503_when_the_schema_is_behind(
     behind_url: str, settings: Settings, aiohttp_client: Any
 ) -> None:
-    """A database at 0008 with this Klubb at 0009: not ready, naming the migrations."""
+    """A database at 0008, older than this Klubb: not ready, naming the migrations."""
     client: TestClient = await aiohttp_client(
         create_app(dataclasses.replace(settings, database_url=behind_url))
     )

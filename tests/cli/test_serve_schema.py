@@ -21,7 +21,7 @@ COMMANDS = ["serve", "worker"]
 
 @pytest.fixture
 def behind_url(database_url: str, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    """The database migrated to 0008 only (this Klubb's newest is 0009): SQLite a copy of its
+    """The database migrated to 0008 only (older than this Klubb's newest): SQLite a copy of its
     own; PostgreSQL the test database itself, brought back to head afterwards."""
     if make_url(database_url).get_backend_name() == "sqlite":
         path = tmp_path / "behind.db"
@@ -51,7 +51,7 @@ def test_refuses_a_database_behind_naming_klubb_migrate(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """At 0008 with this Klubb at 0009: exit 1, both revisions and `klubb migrate` named, and
+    """At 0008, older than this Klubb's newest: exit 1, both revisions and `klubb migrate` named, and
     the database still at 0008 (a server never migrates by itself)."""
     code, err = klubb(monkeypatch, capsys, behind_url, command)
     assert code == 1
