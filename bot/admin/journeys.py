@@ -218,7 +218,7 @@ def _shown(
     price = program.sms_price_minor
     samples = []
     for each in LANGUAGES:
-        sample = journeys.sample_text(session, program, probe, each, now)
+        sample = journeys.sample_text(session, program, probe, each, now, link_base)
         size = segments(sample)
         samples.append(
             {

@@ -310,7 +310,7 @@ def _describe(
         )
     lines.append("What a member gets (a made-up member):")
     for language in locales.LANGUAGES:
-        text = journeys.sample_text(session, program, journey, language, now)
+        text = journeys.sample_text(session, program, journey, language, now, link_base)
         size = locales.segments(text)
         lines.append(f"  {language}, {size.encoding}, {size.segments} SMS")
         lines += ["    " + line for line in text.splitlines()]

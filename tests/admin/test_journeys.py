@@ -160,6 +160,21 @@ async def test_what_a_member_gets_is_shown_per_language_with_its_size_and_price(
         assert 'data-segments="1"' in samples[language]
 
 
+async def test_a_web_address_is_shown_and_sized_as_the_short_link_members_get(
+    admin: Admin, owner: int
+) -> None:
+    await admin.signed_in(OWNER)
+    address = "https://www.torshov-sport.no/kampanjer/vinter-2026/utvalgte-varer?utm_source=sms"
+    own = "Hei {first_name}! Nytt i {club}: " + address
+    await admin.post("/admin/journeys/winback", {"active": "on", "text_nb": own})
+    shown = card(await (await admin.client.get("/admin/journeys")).text(), "winback")
+    nb = shown.split('class="sample" data-language="nb"')[1].split("</div>")[0]
+    assert address not in nb
+    # The admin fixture's public URL, and a token as long as the sender's.
+    assert "http://127.0.0.1:8080/c/xxxxxxxxxxxxxxxx" in nb
+    assert 'data-segments="1"' in nb
+
+
 async def test_clearing_a_text_goes_back_to_the_catalog_wording_in_that_language(
     admin: Admin, owner: int, db: Database, club: int
 ) -> None:
