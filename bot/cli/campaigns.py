@@ -535,7 +535,7 @@ def _results(result: reports.CampaignResult, currency: str, zone: ZoneInfo) -> l
                 f"{group.members:,} members, {group.buyers:,} bought, {money(group.revenue_minor)}",
             )
         )
-    lines.append(labelled("uplift", uplift_text(result, money, zone)))
+    lines.append(labelled("vs control", uplift_text(result, money, zone)))
     if result.has_links:
         taps = result.clicked
         rate = "-" if result.click_rate is None else f"{result.click_rate:.1%}"
