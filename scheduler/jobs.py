@@ -21,7 +21,7 @@ from scheduler.leader import Leadership
 from store import reports
 from store.clock import Clock, utc_now
 from store.database import Database
-from store.outreach import campaigns, sending
+from store.outreach import campaigns, recurring, sending
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,11 @@ async def plan_broadcasts(
 ) -> int:
     """Plan every broadcast whose time has come, a chunk of members per transaction (so a
     member's text never waits long behind it). Returns the outbox rows written. Once `stop`
-    is set it returns between chunks; the next run goes on where this one stopped."""
+    is set it returns between chunks; the next run goes on where this one stopped. First, each
+    recurring broadcast's occurrence now due is made a broadcast of its own (outreach.recurring)."""
+    made = await db.run(functools.partial(recurring.make_due, now=now()))
+    if made:
+        log.info("recurring broadcasts: occurrences %s made", made)
     written = 0
     for campaign_id in await db.run(functools.partial(campaigns.due_for_planning, now=now())):
         while stop is None or not stop.is_set():

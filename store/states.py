@@ -19,7 +19,8 @@ class MemberStatus(StrEnum):
 
 
 class CampaignStatus(StrEnum):
-    """store.models.Campaign.status: a broadcast's, then a journey's."""
+    """store.models.Campaign.status: a broadcast's, then a journey's and a series' (a recurring
+    broadcast: active, paused or cancelled; store.outreach.recurring)."""
 
     SCHEDULED = "scheduled"
     PLANNING = "planning"
@@ -89,6 +90,11 @@ TRANSITIONS: Mapping[str, Mapping[StrEnum, frozenset[StrEnum]]] = {
     "journey": {
         _C.ACTIVE: frozenset({_C.PAUSED}),
         _C.PAUSED: frozenset({_C.ACTIVE}),
+    },
+    # A recurring broadcast never sends itself: it makes an occurrence (a broadcast) while active.
+    "series": {
+        _C.ACTIVE: frozenset({_C.PAUSED, _C.CANCELLED}),
+        _C.PAUSED: frozenset({_C.ACTIVE, _C.CANCELLED}),
     },
     "outbox": {
         _O.QUEUED: frozenset({_O.SENDING, _O.SKIPPED}),

@@ -383,6 +383,18 @@ def cancel(session: Session, program_id: int, campaign_id: int, now: dt.datetime
         raise Conflict("not_a_broadcast", "pause a journey instead of cancelling it")
     if campaign.status in (DONE, CANCELLED):
         raise Conflict(f"campaign_{campaign.status}", f"the campaign is already {campaign.status}")
+    if campaign.recurrence:
+        # A series (outreach.recurring) sends nothing itself: cancelled, it makes no more
+        # occurrences, and the one made but not yet planned goes with it.
+        campaign.status = states.move("series", campaign.status, CANCELLED, what=campaign.id)
+        campaign.finished_at = now
+        session.execute(
+            update(Campaign)
+            .where(Campaign.parent_id == campaign.id, Campaign.status == SCHEDULED)
+            .values(status=CANCELLED, finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return 0
     campaign.status = states.move("broadcast", campaign.status, CANCELLED, what=campaign.id)
     campaign.finished_at = now
     waiting = session.execute(
@@ -637,6 +649,7 @@ def finished() -> ColumnElement[bool]:
 
 states.require("broadcast", (SENDING, DONE))  # finish_sent's WHERE (finished()) holds SENDING
 states.require("outbox", (OutboxStatus.QUEUED, OutboxStatus.SKIPPED))  # cancel's bulk UPDATE
+states.require("broadcast", (SCHEDULED, CANCELLED))  # cancel's, of a series' next occurrence
 
 
 def finish_sent(session: Session, now: dt.datetime) -> int:

@@ -29,6 +29,7 @@ STATUSES_OF = {
         s for s in CampaignStatus if s not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
     ],
     "journey": [CampaignStatus.ACTIVE, CampaignStatus.PAUSED],
+    "series": [CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.CANCELLED],
     "outbox": list(OutboxStatus),
     "coupon": list(states.CouponState),
     "import": list(ImportState),
