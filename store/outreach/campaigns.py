@@ -20,7 +20,17 @@ from store import states
 from store.clubs import programs
 from store.errors import Conflict, InvalidInput, NotFound
 from store.members import consent
-from store.models import Campaign, CouponTemplate, Member, OutboxMessage, Program, Segment, Tier
+from store.models import (
+    Campaign,
+    CouponTemplate,
+    Member,
+    OutboxMessage,
+    Program,
+    Purchase,
+    PurchaseLine,
+    Segment,
+    Tier,
+)
 from store.outreach import clicks, guard_rails, segments
 from store.states import CampaignStatus, OutboxStatus
 
@@ -37,6 +47,17 @@ NOT_SENT = (SCHEDULED, PLANNING)
 ACTIVE, PAUSED = CampaignStatus.ACTIVE, CampaignStatus.PAUSED
 # What a broadcast's text may say about the member; journeys add their own (outreach.journeys).
 PLACEHOLDERS = frozenset({"first_name", "points", "tier", "coupon_code", "club"})
+# The favourite category offer: a broadcast whose text may say each member's most bought
+# category (by amount, over FAVOURITE_DAYS; a tie goes to the one bought last) and whose coupon
+# may depend on it. Its settings: {"favourite": {"coupons": {category: template id}}}; the
+# campaign's own coupon is the fallback (a member without purchases, or of another category).
+FAVOURITE = "favourite_category"
+BROADCAST_PLACEHOLDERS = PLACEHOLDERS | {FAVOURITE}
+FAVOURITE_DAYS = 365
+# What {favourite_category} says for a member without purchases in that time ("your favourites").
+FAVOURITE_FALLBACK = "campaign.favourite.fallback"
+MAX_FAVOURITE_COUPONS = 50
+MAX_CATEGORY = 60  # purchase_lines.category
 MAX_TEXT = 640  # four GSM-7 segments: more is a letter, not an SMS
 MAX_CONTROL = 50
 MAX_NAME = 80
@@ -61,6 +82,8 @@ _SAMPLE = {
 
 _MEMBERS = Member.__table__
 _OUTBOX = OutboxMessage.__table__
+_LINES = PurchaseLine.__table__
+_PURCHASES = Purchase.__table__
 # The columns a planner's INSERT ... SELECT writes (broadcasts here, journeys in outreach.journeys).
 PLANNED_COLUMNS = [
     "program_id",
@@ -148,6 +171,7 @@ class _Checked:
     segment: Segment | None
     filter: dict[str, Any]
     template: CouponTemplate | None
+    favourite: dict[str, Any] | None  # the settings' "favourite", when it is one
 
 
 def problems(
@@ -162,6 +186,8 @@ def problems(
     control_percent: int = 0,
     coupon: str | None = None,
     filter: Mapping[str, Any] | None = None,
+    favourite: bool = False,
+    favourite_coupons: Mapping[str, str] | None = None,
 ) -> list[InvalidInput | NotFound]:
     """Every rule a broadcast's options break, in the order create_broadcast checks them
     (empty when it would accept them): a form shows each next to its field at once."""
@@ -176,6 +202,8 @@ def problems(
         control_percent=control_percent,
         coupon=coupon,
         filter=filter,
+        favourite=favourite,
+        favourite_coupons=favourite_coupons,
     )[1]
 
 
@@ -192,11 +220,18 @@ def create_broadcast(
     coupon: str | None = None,
     created_by: str | None = None,
     filter: Mapping[str, Any] | None = None,
+    favourite: bool = False,
+    favourite_coupons: Mapping[str, str] | None = None,
 ) -> Campaign:
     """A broadcast scheduled for `send_at` (now when None) to a saved segment, or to the
     members a `filter` selects (everyone with consent when neither is given). Raises the first
     of `problems`: InvalidInput naming the field, or NotFound for the segment or coupon
-    template."""
+    template.
+
+    The favourite category offer: `favourite`, `favourite_coupons` ({category: template key})
+    or a text with {favourite_category} makes it one. Each recipient's {favourite_category} is
+    their most bought category when the message is written, and their coupon the template
+    mapped to it, else `coupon` (the fallback; none without it)."""
     checked, found = _check(
         session,
         program,
@@ -208,6 +243,8 @@ def create_broadcast(
         control_percent=control_percent,
         coupon=coupon,
         filter=filter,
+        favourite=favourite,
+        favourite_coupons=favourite_coupons,
     )
     if checked is None:
         raise found[0]
@@ -216,6 +253,7 @@ def create_broadcast(
         name=checked.name,
         kind=BROADCAST,
         texts=checked.texts,
+        settings={"favourite": checked.favourite} if checked.favourite is not None else None,
         segment_id=checked.segment.id if checked.segment else None,
         filter=checked.filter,
         coupon_template_id=checked.template.id if checked.template else None,
@@ -243,6 +281,8 @@ def _check(
     control_percent: int,
     coupon: str | None,
     filter: Mapping[str, Any] | None,
+    favourite: bool = False,
+    favourite_coupons: Mapping[str, str] | None = None,
 ) -> tuple[_Checked | None, list[InvalidInput | NotFound]]:
     found: list[InvalidInput | NotFound] = []
     name = name.strip()
@@ -257,7 +297,7 @@ def _check(
     # One language at a time, so a form can say what is wrong with each of them.
     for language, text in texts.items():
         try:
-            checked |= check_texts({language: text})
+            checked |= check_texts({language: text}, BROADCAST_PLACEHOLDERS)
         except InvalidInput as exc:
             found.append(exc)
     if not 0 <= control_percent <= MAX_CONTROL:
@@ -297,9 +337,128 @@ def _check(
         found.append(exc)
     except InvalidInput as exc:
         found.append(exc)
+    offer: dict[str, Any] | None = None
+    if favourite or favourite_coupons or any("{" + FAVOURITE + "}" in t for t in texts.values()):
+        offer = {"coupons": _favourite_coupons(session, program.id, favourite_coupons or {}, found)}
     if found:
         return None, found
-    return _Checked(name, checked, saved, chosen, template), []
+    return _Checked(name, checked, saved, chosen, template, offer), []
+
+
+def _favourite_coupons(
+    session: Session,
+    program_id: int,
+    given: Mapping[str, str],
+    found: list[InvalidInput | NotFound],
+) -> dict[str, int]:
+    """{category: template key} as {category: template id}, each problem added to `found`."""
+    if len(given) > MAX_FAVOURITE_COUPONS:
+        found.append(
+            BadBroadcast(
+                "favourite_coupons",
+                f"at most {MAX_FAVOURITE_COUPONS} categories",
+                "favourite_many",
+                max=MAX_FAVOURITE_COUPONS,
+            )
+        )
+        return {}
+    ids: dict[str, int] = {}
+    for category, key in given.items():
+        name = category.strip() if isinstance(category, str) else ""
+        if not name or len(name) > MAX_CATEGORY or not name.isprintable():
+            found.append(
+                BadBroadcast(
+                    "favourite_coupons",
+                    f"a category is 1 to {MAX_CATEGORY} characters",
+                    "favourite_category",
+                    max=MAX_CATEGORY,
+                )
+            )
+            continue
+        try:
+            template = coupon_for(session, program_id, str(key), None)
+        except NotFound:
+            found.append(
+                BadBroadcast(
+                    f"favourite_coupons.{name}",
+                    f"the club has no active coupon template {key!r}",
+                    "favourite_coupon",
+                    category=name,
+                    key=str(key),
+                )
+            )
+            continue
+        assert template is not None
+        ids[name] = template.id
+    return ids
+
+
+def favourite_of(campaign: Campaign) -> dict[str, int] | None:
+    """A favourite category offer's {category: coupon template id}; None for another broadcast
+    (or a journey)."""
+    if campaign.kind != BROADCAST:
+        return None
+    offer = (campaign.settings or {}).get("favourite")
+    if not isinstance(offer, Mapping):
+        return None
+    return {str(category): int(i) for category, i in (offer.get("coupons") or {}).items()}
+
+
+def favourites(session: Session, member_ids: Sequence[int], now: dt.datetime) -> dict[int, str]:
+    """Each member's favourite category: the most bought by amount over the last FAVOURITE_DAYS
+    (a tie: the one bought last, then the first by name), in one statement for a batch. A
+    member without purchases of a category in that time is not in the answer."""
+    if not member_ids:
+        return {}
+    since = now - dt.timedelta(days=FAVOURITE_DAYS)
+    # The lines from the (member_id, category) index, each with its purchase's time.
+    totals = session.execute(
+        select(
+            _LINES.c.member_id,
+            _LINES.c.category,
+            func.sum(_LINES.c.amount_minor),
+            func.max(_PURCHASES.c.occurred_at),
+        )
+        .select_from(_LINES.join(_PURCHASES, _PURCHASES.c.id == _LINES.c.purchase_id))
+        .where(
+            _LINES.c.member_id.in_(sorted(set(member_ids))),
+            _LINES.c.category.is_not(None),
+            _PURCHASES.c.occurred_at > literal(since, _PURCHASES.c.occurred_at.type),
+            _PURCHASES.c.occurred_at <= literal(now, _PURCHASES.c.occurred_at.type),
+        )
+        .group_by(_LINES.c.member_id, _LINES.c.category)
+    ).all()
+    found: dict[int, str] = {}
+    # Highest amount, then the latest purchase, then the name: the first of each member wins.
+    ordered = sorted(totals, key=lambda t: (t[0], -int(t[2] or 0), -_timestamp(t[3]), str(t[1])))
+    for member_id, category, _, _ in ordered:
+        found.setdefault(member_id, category)
+    return found
+
+
+def _timestamp(moment: dt.datetime | None) -> float:
+    if moment is None:
+        return 0.0
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def favourite_word(language: str) -> str:
+    """{favourite_category} for a member without purchases: "your favourites"."""
+    return locales.text(FAVOURITE_FALLBACK, language)
+
+
+def longest_category(session: Session, program: Program, campaign: Campaign) -> str:
+    """The longest category name a favourite offer could say (its mapping's, the club's purchase
+    lines', the fallback word's is compared by the caller): what sizes its preview."""
+    offered = list(favourite_of(campaign) or {})
+    found = session.scalar(
+        select(_LINES.c.category)
+        .where(_LINES.c.program_id == program.id, _LINES.c.category.is_not(None))
+        .group_by(_LINES.c.category)
+        .order_by(func.length(_LINES.c.category).desc(), _LINES.c.category)
+        .limit(1)
+    )
+    return max([*offered, *([found] if found else [])], key=len, default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,6 +661,10 @@ def sample_text(
     texts = campaign.texts or {}
     template = texts[text_language(texts, language)]
     values = sample_values(session, program, language)
+    if favourite_of(campaign) is not None:
+        values[FAVOURITE] = max(
+            values[FAVOURITE], longest_category(session, program, campaign), key=len
+        )
     text = compose(template.format_map(values), language, program.name)
     return clicks.sample(text, link_base, clicks.owned_urls(texts))
 
@@ -510,7 +673,12 @@ def sample_values(session: Session, program: Program, language: str) -> dict[str
     """The placeholders' sample values in a language: long-ish, so sizes err on the high side."""
     ladder = session.scalars(select(Tier).where(Tier.program_id == program.id)).all()
     tier_names = [str(t.name.get(language) or next(iter(t.name.values()))) for t in ladder]
-    return {**_SAMPLE, "club": program.name, "tier": max(tier_names, key=len, default="")}
+    return {
+        **_SAMPLE,
+        "club": program.name,
+        "tier": max(tier_names, key=len, default=""),
+        FAVOURITE: favourite_word(language),
+    }
 
 
 def compose(text: str, language: str, club: str) -> str:

@@ -12,7 +12,7 @@ missing the moment.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,6 +47,7 @@ from store.models import (
     PointLot,
     Program,
     Purchase,
+    PurchaseLine,
     Tier,
     UTCDateTime,
 )
@@ -61,6 +62,7 @@ AFTER_PURCHASE, WINBACK, NEAR_TIER, TIER_REACHED = (
     "tier_reached",
 )
 COMING_REWARD, MEMBER_DAY, GIFT_RECEIVED = "coming_reward", "member_day", "gift_received"
+CROSS_SELL = "cross_sell"
 # A club has one journey per trigger (campaigns' unique (program_id, trigger)), so the three
 # kinds of milestone are three triggers, each with its own `at`: one milestone of each kind.
 MILESTONE_POINTS, MILESTONE_PURCHASES, MILESTONE_MONTHS = (
@@ -85,6 +87,7 @@ TRIGGERS: tuple[str, ...] = (
     NEAR_TIER,
     COMING_REWARD,
     BALANCE,
+    CROSS_SELL,
     AFTER_PURCHASE,
     WINBACK,
 )
@@ -109,7 +112,17 @@ DEFAULTS: dict[str, dict[str, int | None]] = {
     MILESTONE_MONTHS: {"at": 12, "lookback_days": 7},
     MEMBER_DAY: {},
     GIFT_RECEIVED: {"lookback_days": 3},
+    # `delay_days` after a purchase, catching up `lookback_days` late (switched on, it tells
+    # the last week's buyers, not the year's). The owner's text per category is the setting
+    # CATEGORIES, kept beside these (not a number: see _check_categories).
+    CROSS_SELL: {"delay_days": 3, "lookback_days": 7},
 }
+# Cross-sell's texts per category: {"categories": {"sko": {"nb": "...", "en": "..."}}}.
+CATEGORIES = "categories"
+MAX_CATEGORIES = 50
+MAX_CATEGORY = 60  # purchase_lines.category
+# A made-up purchase line's category for a club without texts of its own (sample_text).
+SAMPLE_CATEGORY = "journey.cross_sell.sample"
 # The range each setting may take.
 LIMITS: dict[str, tuple[int, int]] = {
     "delay_hours": (0, 24 * 30),
@@ -119,6 +132,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "threshold": (1, 10_000_000),
     "points": (1, 10_000_000),
     "at": (1, 10_000_000),
+    "delay_days": (0, 90),
 }
 # A trigger's own range for a setting, where LIMITS' would not do: a milestone is at least 2
 # (the catalog's wording counts in the plural), and months stop at a hundred years.
@@ -149,6 +163,7 @@ EXTRA_PLACEHOLDERS: dict[str, frozenset[str]] = {
     MILESTONE_MONTHS: frozenset({"milestone"}),
     MEMBER_DAY: frozenset({"years"}),
     GIFT_RECEIVED: frozenset({"gift", "gift_code", "gift_until"}),
+    CROSS_SELL: frozenset({"category"}),
 }
 # Members per planning chunk (a transaction each when the job plans): on SQLite the chunk
 # holds the only writer, and a member's text waits behind it (PERFORMANCE.md).
@@ -163,6 +178,7 @@ _ENTRIES = LedgerEntry.__table__
 _PURCHASES = Purchase.__table__
 _TIERS = Tier.__table__
 _COUPONS = Coupon.__table__
+_LINES = PurchaseLine.__table__
 _INSTANT = UTCDateTime()
 
 
@@ -291,6 +307,11 @@ def update(
     journey.texts = kept
     journey.coupon_template_id = template.id if template is not None else None
     if parameters is not None:
+        # Cross-sell's texts per category have their own form (set_category_text): settings
+        # given without them leave them as they are.
+        kept_categories = (journey.settings or {}).get(CATEGORIES)
+        if CATEGORIES not in parameters and kept_categories:
+            parameters[CATEGORIES] = kept_categories
         journey.settings = parameters or None
     if control_percent is not None:
         journey.control_percent = control_percent
@@ -323,6 +344,71 @@ def own_texts(journey: Campaign) -> dict[str, str]:
     }
 
 
+def category_texts(journey: Campaign | None) -> dict[str, dict[str, str]]:
+    """Cross-sell's texts per category (the owner's), each per language."""
+    found = ((journey.settings or {}) if journey is not None else {}).get(CATEGORIES) or {}
+    return {str(category): dict(texts) for category, texts in found.items()}
+
+
+def set_category_text(
+    session: Session,
+    program: Program,
+    category: str,
+    texts: Mapping[str, str],
+    *,
+    now: dt.datetime,
+) -> Campaign:
+    """Add or replace the cross-sell journey's texts for a category (the languages left empty
+    speak the journey's own text, else the catalog's wording), setting the journey up (off)
+    first if the club has none. Raises InvalidInput naming the field (category, texts,
+    texts.<language>); nothing changes then."""
+    name = _check_category(category)
+    given = {language: text for language, text in texts.items() if text and text.strip()}
+    if not given:
+        raise InvalidInput("texts", "give the category's text in at least one language")
+    checked = campaigns.check_texts(given, campaigns.PLACEHOLDERS | EXTRA_PLACEHOLDERS[CROSS_SELL])
+    journey = _journey(session, program.id, CROSS_SELL)
+    current = category_texts(journey)
+    if name not in current and len(current) >= MAX_CATEGORIES:
+        raise InvalidInput("category", f"at most {MAX_CATEGORIES} categories have texts")
+    if journey is None:
+        journey = create(session, program, trigger=CROSS_SELL, now=now, active=False)
+    # A new dict: the JSON column sees a change only when it is given another value.
+    journey.settings = {**(journey.settings or {}), CATEGORIES: {**current, name: checked}}
+    session.flush()
+    return journey
+
+
+def remove_category(session: Session, program: Program, category: str) -> Campaign:
+    """Take a category's texts out of the cross-sell journey: its purchases are no longer
+    followed. NotFound when the journey has no text for it."""
+    journey = _journey(session, program.id, CROSS_SELL)
+    current = category_texts(journey)
+    if journey is None or category not in current:
+        raise NotFound("category", category)
+    del current[category]
+    kept = {key: value for key, value in (journey.settings or {}).items() if key != CATEGORIES}
+    if current:
+        kept[CATEGORIES] = current
+    journey.settings = kept or None
+    session.flush()
+    return journey
+
+
+def club_categories(session: Session, program_id: int, limit: int = 200) -> list[str]:
+    """The categories the club's purchase lines name (what the owner can write texts for),
+    from the (program_id, category, member_id) index."""
+    return list(
+        session.scalars(
+            select(_LINES.c.category)
+            .where(_LINES.c.program_id == program_id, _LINES.c.category.is_not(None))
+            .group_by(_LINES.c.category)
+            .order_by(_LINES.c.category)
+            .limit(limit)
+        )
+    )
+
+
 def all_of(session: Session, program_id: int) -> list[Campaign]:
     """The club's journeys, in TRIGGERS order."""
     found = session.scalars(
@@ -347,7 +433,12 @@ def text_for(journey: Campaign, language: str, values: Mapping[str, Any]) -> str
     """The journey's message in a member's language, placeholders filled (the club's name
     before it and the opt-out line after it are campaigns.compose's): the club's own text for
     the language, else the catalog's wording in it, with the coupon's line when the journey
-    gives one. `values` holds every placeholder the trigger allows."""
+    gives one. `values` holds every placeholder the trigger allows. Cross-sell speaks the
+    owner's text for the purchase's category (values["category"]) first."""
+    if journey.trigger == CROSS_SELL:
+        for_category = category_texts(journey).get(str(values.get("category", ""))) or {}
+        if for_category.get(language):
+            return str(for_category[language]).format_map(values)
     own = (journey.texts or {}).get(language)
     if own:
         return str(own).format_map(values)
@@ -387,8 +478,16 @@ def sample_text(
         "next_tier": tier,
         **_sample_extras(session, program, journey, language, now),
     }
+    # Cross-sell: the category whose message is the longest (what sizes the estimate).
+    values["category"] = max(
+        list(category_texts(journey)) or [locales.text(SAMPLE_CATEGORY, language)],
+        key=lambda category: len(text_for(journey, language, {**values, "category": category})),
+    )
     text = campaigns.compose(text_for(journey, language, values), language, program.name)
-    return clicks.sample(text, link_base, clicks.owned_urls(journey.texts))
+    owned = clicks.owned_urls(journey.texts) | frozenset().union(
+        *(clicks.owned_urls(texts) for texts in category_texts(journey).values())
+    )
+    return clicks.sample(text, link_base, owned)
 
 
 def _sample_extras(
@@ -970,6 +1069,90 @@ def _gift_received(c: _Chunk, journey: Campaign) -> int:
     )
 
 
+def _cross_sell(c: _Chunk, journey: Campaign) -> int:
+    """A purchase made `delay_days` ago (catching up `lookback_days`) with a line of a category
+    the owner has a text for and the member has not bought again since: once per purchase."""
+    categories = sorted(category_texts(journey))
+    if not categories:
+        return 0
+    settings = settings_of(journey)
+    cut = c.now - dt.timedelta(days=settings["delay_days"])
+    earliest = cut - dt.timedelta(days=settings["lookback_days"])
+    bought = _PURCHASES
+    line = _LINES.alias("line")
+    # Its lines from the (purchase_id, line_no) key, each checked for the category bought again
+    # from the (member_id, category) index.
+    offered = (
+        select(line.c.id)
+        .where(
+            line.c.purchase_id == bought.c.id,
+            line.c.category.in_(categories),
+            ~_bought_again(line, bought),
+        )
+        .correlate(bought)
+        .exists()
+    )
+    return c.insert(
+        journey,
+        cast(bought.c.id, String),
+        *c.in_range(bought.c.member_id),
+        bought.c.occurred_at <= c.instant(cut),
+        bought.c.occurred_at > c.instant(earliest),
+        offered,
+        source=_MEMBERS.join(bought, bought.c.member_id == _MEMBERS.c.id),
+    )
+
+
+def cross_sell_categories(
+    session: Session, journey: Campaign, purchase_ids: Collection[int]
+) -> dict[int, str]:
+    """The category each purchase's cross-sell message is about, in one statement for a batch:
+    of its lines' categories the owner has a text for and the member has not bought again
+    since, the one with the highest amount (then the first by name). A purchase with none left
+    is not in the answer (bought again since planning: the sender skips its message)."""
+    categories = sorted(category_texts(journey))
+    if not categories or not purchase_ids:
+        return {}
+    bought = _PURCHASES
+    line = _LINES.alias("line")
+    amounts = session.execute(
+        select(line.c.purchase_id, line.c.category, func.sum(line.c.amount_minor))
+        .select_from(line.join(bought, bought.c.id == line.c.purchase_id))
+        .where(
+            line.c.purchase_id.in_(sorted(purchase_ids)),
+            line.c.category.in_(categories),
+            ~_bought_again(line, bought),
+        )
+        .group_by(line.c.purchase_id, line.c.category)
+    ).all()
+    chosen: dict[int, str] = {}
+    # The highest amount first, then the name: the first of each purchase is its category.
+    for purchase_id, category, _ in sorted(amounts, key=lambda a: (a[0], -int(a[2] or 0), a[1])):
+        chosen.setdefault(purchase_id, category)
+    return chosen
+
+
+def _bought_again(line: FromClause, bought: FromClause) -> ColumnElement[bool]:
+    """The member bought the line's category again in a purchase after `bought`."""
+    again = _LINES.alias("again")
+    later = _PURCHASES.alias("later")
+    return (
+        select(again.c.id)
+        .select_from(again.join(later, later.c.id == again.c.purchase_id))
+        .where(
+            again.c.member_id == line.c.member_id,
+            again.c.category == line.c.category,
+            or_(
+                later.c.occurred_at > bought.c.occurred_at,
+                and_(later.c.occurred_at == bought.c.occurred_at, later.c.id > bought.c.id),
+            ),
+        )
+        # Two levels in from `bought` and one from `line`: named, or read as FROMs of its own.
+        .correlate(line, bought)
+        .exists()
+    )
+
+
 def _midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     """The instant a local day starts."""
     return dt.datetime.combine(day, dt.time(), zone)
@@ -990,6 +1173,7 @@ _PLANNERS: dict[str, Callable[[_Chunk, Campaign], int]] = {
     MILESTONE_MONTHS: _milestone_months,
     MEMBER_DAY: _member_day,
     GIFT_RECEIVED: _gift_received,
+    CROSS_SELL: _cross_sell,
 }
 
 
@@ -1005,7 +1189,8 @@ def values(
     now: dt.datetime,
 ) -> dict[str, str]:
     """The placeholders the journey's trigger adds, for the member as they are now, formatted
-    for the language. `row` is the outbox row (member_id and occasion are read)."""
+    for the language. `row` is the outbox row (member_id and occasion are read). Cross-sell's
+    {category} is not here: the sender reads a batch's at once (cross_sell_categories)."""
     member_id: int = row["member_id"]
     occasion: str = row["occasion"] or ""
     if campaign.trigger == EXPIRING:
@@ -1132,10 +1317,13 @@ def _template(session: Session, journey: Campaign | None) -> CouponTemplate | No
     return session.get(CouponTemplate, journey.coupon_template_id)
 
 
-def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, int]:
+def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, Any]:
     allowed = DEFAULTS[trigger]
-    checked: dict[str, int] = {}
+    checked: dict[str, Any] = {}
     for key, value in given.items():
+        if trigger == CROSS_SELL and key == CATEGORIES:
+            checked[key] = _check_categories(value)
+            continue
         if key not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
             raise InvalidInput(f"settings.{key}", f"not a setting of {trigger} (use {names})")
@@ -1144,6 +1332,31 @@ def _check_settings(trigger: str, given: Mapping[str, Any]) -> dict[str, int]:
             raise InvalidInput(f"settings.{key}", f"must be a whole number from {low} to {high}")
         checked[key] = value
     return checked
+
+
+def _check_categories(given: Any) -> dict[str, dict[str, str]]:
+    """Cross-sell's {category: {language: text}}, each name and text checked."""
+    if not isinstance(given, Mapping):
+        raise InvalidInput("settings.categories", "give {category: {language: text}}")
+    if len(given) > MAX_CATEGORIES:
+        raise InvalidInput("settings.categories", f"at most {MAX_CATEGORIES} categories")
+    checked: dict[str, dict[str, str]] = {}
+    allowed = campaigns.PLACEHOLDERS | EXTRA_PLACEHOLDERS[CROSS_SELL]
+    for category, texts in given.items():
+        name = _check_category(category)
+        if not isinstance(texts, Mapping) or not all(
+            isinstance(t, str) and t.strip() for t in texts.values()
+        ):
+            raise InvalidInput(f"settings.categories.{name}", "give {language: text}")
+        checked[name] = campaigns.check_texts(texts, allowed)
+    return checked
+
+
+def _check_category(category: Any) -> str:
+    name = category.strip() if isinstance(category, str) else ""
+    if not name or len(name) > MAX_CATEGORY or not name.isprintable():
+        raise InvalidInput("category", f"a category is 1 to {MAX_CATEGORY} characters")
+    return name
 
 
 def limits(trigger: str, key: str) -> tuple[int, int]:

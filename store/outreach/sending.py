@@ -355,6 +355,11 @@ class _Writer:
         self.session = session
         self.now = now
         self.links = links
+        self.rows = rows
+        # Per campaign, read once a batch for all its rows: cross-sell's category per purchase,
+        # a favourite offer's category per member (no statement per message).
+        self.categories: dict[int, dict[int, str]] = {}
+        self.favourites: dict[int, dict[int, str]] = {}
         # The owner's addresses per campaign, found once a batch (not once a message).
         self.owned: dict[int, frozenset[str]] = {}
         connection = session.connection()
@@ -410,6 +415,12 @@ class _Writer:
         if why is not None:
             return why
         assert person is not None
+        if (
+            campaign is not None
+            and campaign.trigger == journeys.CROSS_SELL
+            and self._category(campaign, row) is None
+        ):
+            return "bought_again"  # the category, since planning: nothing left to suggest
         program = self.program(row["program_id"])
         zone = guard_rails.zone_of(person.phone, program.timezone)
         until = guard_rails.quiet_until(self.now, zone, program.quiet_start, program.quiet_end)
@@ -435,10 +446,18 @@ class _Writer:
             "tier": self._tier_name(person.tier_id, language),
             "coupon_code": "",
         }
-        if campaign.coupon_template_id is not None:
-            values["coupon_code"] = self._coupon(program, campaign, row)
+        template_id = campaign.coupon_template_id
+        offer = campaigns.favourite_of(campaign)
+        if offer is not None:
+            favourite = self._favourite(campaign, person.id)
+            values[campaigns.FAVOURITE] = favourite or campaigns.favourite_word(language)
+            template_id = offer.get(favourite or "", template_id)
+        if template_id is not None:
+            values["coupon_code"] = self._coupon(program, campaign, row, template_id)
         if campaign.kind == campaigns.JOURNEY:
             values.update(journeys.values(self.session, program, campaign, row, language, self.now))
+            if campaign.trigger == journeys.CROSS_SELL:
+                values["category"] = self._category(campaign, row) or ""
             # The club's own text in the member's language, else the catalog's wording in it.
             text = journeys.text_for(campaign, language, values)
         else:
@@ -472,9 +491,32 @@ class _Writer:
         names = self.tiers[tier_id].name
         return str(names.get(language) or next(iter(names.values()), ""))
 
-    def _coupon(self, program: Program, campaign: Campaign, row: Any) -> str:
-        template_id = campaign.coupon_template_id
-        assert template_id is not None
+    def _category(self, campaign: Campaign, row: Any) -> str | None:
+        """The category a cross-sell row's purchase is followed up for (None: none left)."""
+        if campaign.id not in self.categories:
+            purchases = {
+                int(r["occasion"])
+                for r in self.rows
+                if r["campaign_id"] == campaign.id and (r["occasion"] or "").isdigit()
+            }
+            self.categories[campaign.id] = journeys.cross_sell_categories(
+                self.session, campaign, purchases
+            )
+        occasion = row["occasion"] or ""
+        return self.categories[campaign.id].get(int(occasion)) if occasion.isdigit() else None
+
+    def _favourite(self, campaign: Campaign, member_id: int) -> str | None:
+        """A favourite offer's recipient's most bought category (None: no purchases)."""
+        if campaign.id not in self.favourites:
+            members = [
+                r["member_id"]
+                for r in self.rows
+                if r["campaign_id"] == campaign.id and r["member_id"] is not None
+            ]
+            self.favourites[campaign.id] = campaigns.favourites(self.session, members, self.now)
+        return self.favourites[campaign.id].get(member_id)
+
+    def _coupon(self, program: Program, campaign: Campaign, row: Any, template_id: int) -> str:
         if template_id not in self.templates:
             found = self.session.get(CouponTemplate, template_id)
             assert found is not None

@@ -100,6 +100,7 @@ def worst(language: str) -> dict[str, Any]:
         "gift": benefit(language),
         "gift_code": "WXYZ-7KQ2",
         "gift_until": DAY,
+        "category": "Sykkelutstyr og reservedel",  # 25: as long as the club's name
         "number": "+46701234567",
         "page": 9,
         "url": locales.sms_url("https://medlem.torshovsport.no/m/" + "x" * 22),
