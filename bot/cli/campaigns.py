@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,27 @@ def add_commands(commands: Any) -> None:
         metavar="PERCENT",
         help=f"percent of the segment held out to measure the effect (0-{campaigns.MAX_CONTROL})",
     )
-    send.add_argument("--coupon", metavar="TEMPLATE_KEY", help="issue each recipient a coupon")
+    send.add_argument(
+        "--coupon",
+        metavar="TEMPLATE_KEY",
+        help="issue each recipient a coupon (with --favourite-coupon: to those of no category "
+        "given one)",
+    )
+    send.add_argument(
+        "--favourite",
+        action="store_true",
+        help="a favourite category offer: {favourite_category} in the text is each member's "
+        "most bought category of the last 12 months (a text using it makes it one anyway)",
+    )
+    send.add_argument(
+        "--favourite-coupon",
+        dest="favourite_coupons",
+        action="append",
+        default=[],
+        metavar="CATEGORY=TEMPLATE_KEY",
+        help="with a favourite offer: the coupon for members whose favourite is CATEGORY "
+        "(repeatable; the others get --coupon, or none)",
+    )
     send.add_argument("--name", help="the campaign's name (default: the segment and the date)")
     send.add_argument("--yes", action="store_true", help="send without asking")
     send.add_argument("--dry-run", action="store_true", help="only the preview; nothing is saved")
@@ -244,6 +265,7 @@ def _campaign_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         texts = _texts(args)
         at = _parse_at(args.at)
+        args.favourite_map = _favourite_coupons(args.favourite_coupons)
     except Usage as exc:
         print(f"klubb campaign: {exc}", file=sys.stderr)
         return 2
@@ -310,6 +332,17 @@ def _texts(args: argparse.Namespace) -> dict[str, str]:
     return texts
 
 
+def _favourite_coupons(pairs: list[str]) -> dict[str, str]:
+    """--favourite-coupon CATEGORY=KEY ... as {category: key}."""
+    given: dict[str, str] = {}
+    for pair in pairs:
+        category, equals, key = pair.rpartition("=")
+        if not equals or not category.strip() or not key.strip():
+            raise Usage(f"--favourite-coupon {pair}: give CATEGORY=TEMPLATE_KEY, e.g. sko=SKO20")
+        given[category.strip()] = key.strip()
+    return given
+
+
 def _parse_at(raw: str | None) -> dt.datetime | None:
     """--at as a datetime: aware when it has an offset, naive (the club's zone) when not."""
     if raw is None:
@@ -349,6 +382,8 @@ def _create(
             control_percent=args.control,
             coupon=args.coupon,
             created_by=_CREATED_BY,
+            favourite=args.favourite,
+            favourite_coupons=args.favourite_map,
         )
     except InvalidInput as exc:
         if exc.field == "send_at" and send_at is not None and send_at < now:
@@ -363,7 +398,9 @@ def _create(
         id=campaign.id,
         name=campaign.name,
         recipients=preview.recipients,
-        preview=_describe(program, campaign, preview, args.segment, args.coupon, now),
+        preview=_describe(
+            program, campaign, preview, args.segment, args.coupon, now, args.favourite_map
+        ),
         sends_from=_from(preview.first_send, now, zone),
     )
 
@@ -373,6 +410,9 @@ def _flag(field: str, args: argparse.Namespace) -> str:
     if field.startswith("texts."):
         language = field.removeprefix("texts.")
         return f"--text-{language}" if getattr(args, f"text_{language}", None) else "--text"
+    if field.startswith("favourite_coupons"):
+        category = field.removeprefix("favourite_coupons").removeprefix(".")
+        return f"--favourite-coupon {category}=".rstrip("=") if category else "--favourite-coupon"
     return {"send_at": "--at", "control": "--control", "name": "--name", "texts": "--text"}.get(
         field, field
     )
@@ -385,8 +425,10 @@ def _describe(
     segment: str | None,
     coupon: str | None,
     now: dt.datetime,
+    favourite_keys: Mapping[str, str] | None = None,
 ) -> str:
     """The preview as the owner reads it before saying yes."""
+    favourite_keys = favourite_keys or {}
     zone = ZoneInfo(program.timezone)
     audience = f"segment {segment!r}" if segment else "every member with consent"
     lines = [
@@ -428,6 +470,20 @@ def _describe(
         )
     if coupon is not None:
         lines.append(labelled("coupon", f"{coupon}, a code of their own for each recipient"))
+    offer = campaigns.favourite_of(campaign)
+    if offer is not None:
+        lines.append(
+            labelled(
+                "favourite category",
+                "each member's most bought category of the last 12 months"
+                + (
+                    "; coupons by category: "
+                    + ", ".join(f"{category}={key}" for category, key in favourite_keys.items())
+                    if favourite_keys
+                    else ""
+                ),
+            )
+        )
     return "\n".join(lines)
 
 

@@ -59,6 +59,12 @@ def add_commands(commands: Any) -> None:
         )
     on.add_argument("--coupon", metavar="TEMPLATE_KEY", help="give each member a coupon with it")
     on.add_argument(
+        "--category",
+        metavar="CATEGORY",
+        help="cross_sell: the texts given are the owner's for purchases of this category "
+        "(added, or replacing its texts); the options given change the journey",
+    )
+    on.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -81,6 +87,11 @@ def add_commands(commands: Any) -> None:
         "off", help="pause a journey; the messages of it still queued are skipped"
     )
     off.add_argument("trigger", metavar="TRIGGER", help=", ".join(journeys.TRIGGERS))
+    off.add_argument(
+        "--category",
+        metavar="CATEGORY",
+        help="cross_sell: take this category's texts out (the journey stays as it is)",
+    )
     off.set_defaults(command=_journey_off)
     for action in (listing, on, off):
         add_club_options(action)
@@ -141,7 +152,9 @@ def _settings_text(
     values = journeys.settings_of(journey) if journey else dict(journeys.DEFAULTS[trigger])
     parts = []
     for key, value in values.items():
-        if value is not None:
+        if key == journeys.CATEGORIES:
+            parts.append(f"{key}={','.join(sorted(value)) or '-'}")
+        elif value is not None:
             parts.append(f"{key}={value}")
         elif key == "threshold":
             parts.append(f"{key}=auto ({_threshold(session, program, trigger, journey)})")
@@ -174,6 +187,13 @@ def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
         if (text := getattr(args, f"text_{language}") or args.text) is not None
     }
     now = utc_now()
+    if args.category is not None:
+        try:
+            _check_category_use(args.trigger, texts)
+        except Usage as exc:
+            print(f"klubb journey: {exc}", file=sys.stderr)
+            return 2
+        return _category_on(args, settings, texts, given, now)
 
     def switch_on(session: Session, program: Program) -> str:
         trigger = args.trigger
@@ -220,6 +240,53 @@ def _journey_on(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     return printed(run_in_club("journey", args, settings, switch_on))
+
+
+def _check_category_use(trigger: str, texts: Mapping[str, str]) -> None:
+    if trigger != journeys.CROSS_SELL:
+        raise Usage(f"--category: only the {journeys.CROSS_SELL} journey has texts per category")
+    if not texts:
+        raise Usage("--category: give its text with --text (or --text-nb, --text-sv, --text-en)")
+
+
+def _category_on(
+    args: argparse.Namespace,
+    settings: Settings,
+    texts: Mapping[str, str],
+    given: Mapping[str, int | str],
+    now: dt.datetime,
+) -> int:
+    """`journey on cross_sell --category X --text ...`: the category's texts saved, the
+    journey set up if need be, changed by the options given, and switched on."""
+
+    def save(session: Session, program: Program) -> str:
+        try:
+            journey = journeys.set_category_text(session, program, args.category, texts, now=now)
+            own = {k: v for k, v in (journey.settings or {}).items() if k != journeys.CATEGORIES}
+            journey = journeys.update(
+                session,
+                program,
+                journeys.CROSS_SELL,
+                now=now,
+                active=True,
+                settings={**own, **given} if given else None,
+                coupon=args.coupon,
+                control_percent=args.control,
+            )
+        except InvalidInput as exc:
+            flag = "--category" if exc.field == "category" else _flag(exc.field, args)
+            raise Usage(f"{flag}: {exc.reason}") from None
+        except NotFound as exc:
+            raise Usage(missing(session, program, exc)) from None
+        return "\n".join(
+            (
+                _describe(session, program, journey, now, settings.public_url),
+                f"klubb: the {journeys.CROSS_SELL} journey (id {journey.id}) is on, with texts "
+                f"for {', '.join(sorted(journeys.category_texts(journey)))}",
+            )
+        )
+
+    return printed(run_in_club("journey", args, settings, save))
 
 
 def _check_trigger(trigger: str) -> None:
@@ -363,6 +430,14 @@ def _when(session: Session, program: Program, journey: Campaign) -> str:
             "when staff or a till give a member a coupon as a gift, once per gift "
             f"(catching up to {values['lookback_days']} days late)"
         )
+    if trigger == journeys.CROSS_SELL:
+        listed = sorted(journeys.category_texts(journey))
+        of = f"of {', '.join(listed)}" if listed else "of a category with a text (none yet)"
+        return (
+            f"{values['delay_days']} days after a purchase {of}, unless the member bought the "
+            f"category again since; once per purchase (catching up to "
+            f"{values['lookback_days']} days late)"
+        )
     if trigger == journeys.AFTER_PURCHASE:
         return (
             f"{values['days']} days after a member's latest purchase, if none since, once per "
@@ -384,9 +459,26 @@ def _journey_off(args: argparse.Namespace, settings: Settings) -> int:
         print(f"klubb journey: {exc}", file=sys.stderr)
         return 2
 
+    if args.category is not None and args.trigger != journeys.CROSS_SELL:
+        print(
+            f"klubb journey: --category: only the {journeys.CROSS_SELL} journey has texts per "
+            "category",
+            file=sys.stderr,
+        )
+        return 2
+
     def pause(session: Session, program: Program) -> str:
         trigger = args.trigger
         journey = _existing(session, program, trigger)
+        if args.category is not None:
+            try:
+                journeys.remove_category(session, program, args.category)
+            except NotFound:
+                listed = ", ".join(sorted(journeys.category_texts(journey))) or "none"
+                raise Failure(
+                    f"the {trigger} journey has no texts for {args.category!r} (it has: {listed})"
+                ) from None
+            return f"klubb: {args.category!r} taken out of the {trigger} journey (id {journey.id})"
         if journey.status != campaigns.ACTIVE:
             return f"klubb: the {trigger} journey (id {journey.id}) was already off"
         journeys.set_active(session, program.id, trigger, active=False)
