@@ -1,4 +1,5 @@
-"""Campaigns (owner only): compose, preview, send or schedule, cancel, and the report."""
+"""Campaigns (owner only): compose, preview, send or schedule, cancel, and the report; a
+broadcast that repeats (a series: pause, resume, cancel) or goes some days before a sale."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from babel.dates import format_date as babel_format_date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import locales
+from bot.admin import saved_replies
 from bot.admin.auth import ADMIN, LANGUAGE, owner_only
 from bot.admin.render import (
     coupon_title,
@@ -31,7 +34,7 @@ from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.loyalty import coupons
 from store.models import Campaign, CouponTemplate, Member, Program, Segment
-from store.outreach import campaigns, segments
+from store.outreach import campaigns, recurring, segments
 from store.states import OutboxStatus
 from store.text import check_text
 
@@ -39,12 +42,14 @@ routes = web.RouteTableDef()
 
 LANGUAGES = locales.LANGUAGES
 EVERYONE, MEMBERS, SEGMENT = "everyone", "members", "segment:"
-NOW, LATER = "now", "later"
+NOW, LATER, SALE = "now", "later", "sale"
+NEVER = "never"  # the form's "repeat": never, or recurring.MONTH / recurring.YEAR
 # The member condition that a list of chosen members becomes (outreach.segments' `member` field).
 MEMBER_FIELD = "member"
 MAX_CHOSEN = 1000
 # Statuses a broadcast can still be cancelled in (outreach.campaigns.cancel refuses the others).
 CANCELLABLE = (campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)
+SERIES_CANCELLABLE = (campaigns.ACTIVE, campaigns.PAUSED)
 RECIPIENTS_SHOWN = 50
 MAX_AUDIENCE_BODY = 32 * 1024  # an audience of MAX_CHOSEN ids is about 20 kB
 
@@ -67,6 +72,15 @@ class Form:
     control: str = "0"
     when: str = NOW
     send_at: str = ""
+    # A series: repeat every month on repeat_day, or every year on repeat_date, at repeat_at.
+    repeat: str = NEVER
+    repeat_day: str = "1"
+    repeat_date: str = ""
+    repeat_at: str = "10:00"
+    # "when" is SALE: days_before and hours_before the sale starting at sale_at.
+    sale_at: str = ""
+    days_before: str = "2"
+    hours_before: str = "0"
 
     @property
     def members_value(self) -> str:
@@ -100,8 +114,15 @@ def _read(data: Mapping[str, Any]) -> tuple[Form, dict[str, Message]]:
         texts={language: text(f"text_{language}") for language in LANGUAGES},
         coupon=text("coupon", 100),
         control=text("control", 20).strip() or "0",
-        when=LATER if text("when", 10) == LATER else NOW,
+        when=text("when", 10) if text("when", 10) in (LATER, SALE) else NOW,
         send_at=text("send_at", 40).strip(),
+        repeat=text("repeat", 10) if text("repeat", 10) in _REPEATS else NEVER,
+        repeat_day=text("repeat_day", 10).strip() or "1",
+        repeat_date=text("repeat_date", 10).strip(),
+        repeat_at=text("repeat_at", 10).strip() or "10:00",
+        sale_at=text("sale_at", 40).strip(),
+        days_before=text("days_before", 10).strip() or "0",
+        hours_before=text("hours_before", 10).strip() or "0",
     )
     chosen = _member_ids(text("members", 20_000))
     if chosen is None or len(chosen) > MAX_CHOSEN:
@@ -112,9 +133,68 @@ def _read(data: Mapping[str, Any]) -> tuple[Form, dict[str, Message]]:
         errors.setdefault("audience", ("admin.campaigns.error.no_members", {}))
     if not _is_int(form.control):
         errors["control"] = ("admin.campaigns.error.control", {"max": campaigns.MAX_CONTROL})
-    if form.when == LATER and _local_time(form.send_at) is None:
+    if form.when == LATER and _local_time(form.send_at) is None and form.repeat == NEVER:
         errors["send_at"] = ("admin.campaigns.error.when", {})
+    if form.repeat != NEVER:
+        try:
+            _rule(form)
+        except campaigns.BadBroadcast as exc:
+            errors["repeat"] = ("admin.campaigns.error." + exc.code, dict(exc.params))
+    elif form.when == SALE:
+        if _local_time(form.sale_at) is None:
+            errors["sale_at"] = ("admin.campaigns.error.when", {})
+        if not _is_int(form.days_before) or not _is_int(form.hours_before):
+            errors["days_before"] = (
+                "admin.campaigns.error.days_before",
+                {"max": recurring.MAX_DAYS_BEFORE},
+            )
     return form, errors
+
+
+_REPEATS = (NEVER, recurring.MONTH, recurring.YEAR)
+
+
+def _rule(form: Form) -> recurring.Recurrence:
+    """The form's recurrence (BadBroadcast naming what is wrong with it)."""
+    return recurring.recurrence(
+        form.repeat, day=form.repeat_day, date=form.repeat_date, at=form.repeat_at
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    """How a checked form's broadcast is timed: once (send_at in the options), repeating
+    (`rule`), or before a sale (`sale`)."""
+
+    rule: recurring.Recurrence | None = None
+    sale: recurring.BeforeSale | None = None
+
+
+def _timing(
+    form: Form, program: Program, options: dict[str, Any], now: dt.datetime
+) -> tuple[_Timing, dict[str, Message]]:
+    """The form's timing, with options["send_at"] set to its first (or only) send time: a
+    series' first occurrence, the sale less the days; problems under their fields."""
+    if form.repeat != NEVER:
+        rule = _rule(form)
+        options["send_at"] = recurring.first_moment(rule, program, now)
+        return _Timing(rule=rule), {}
+    if form.when != SALE:
+        return _Timing(), {}
+    local = _local_time(form.sale_at)
+    assert local is not None  # _read checked it
+    try:
+        sale = recurring.before_sale(
+            local.replace(tzinfo=ZoneInfo(program.timezone)),
+            days=int(form.days_before),
+            hours=int(form.hours_before),
+            now=now,
+        )
+    except campaigns.BadBroadcast as exc:
+        where = "sale_at" if exc.field == "sale_at" else "days_before"
+        return _Timing(), {where: ("admin.campaigns.error." + exc.code, dict(exc.params))}
+    options["send_at"] = sale.send_at
+    return _Timing(sale=sale), {}
 
 
 def _is_int(raw: str) -> bool:
@@ -192,6 +272,7 @@ class _Choices:
     counter: dict[str, Any]
     chosen: list[str]  # the names (or numbers) of the chosen members
     reach: segments.Reach | None  # the audience chosen, counted now (None: nobody to count)
+    saved_texts: list[dict[str, Any]]  # the club's broadcast texts (saved_replies.for_broadcast)
 
 
 def _choices(session: Session, program: Program, language: str, form: Form) -> _Choices:
@@ -205,6 +286,7 @@ def _choices(session: Session, program: Program, language: str, form: Form) -> _
         counter=_counter_data(session, program),
         chosen=_chosen_names(session, program.id, form.members),
         reach=_reach(session, program, form.audience, form.members),
+        saved_texts=saved_replies.for_broadcast(session, program),
     )
 
 
@@ -335,10 +417,13 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
     def read(session: Session, program: Program) -> list[dict[str, Any]]:
         listed = campaigns.all_of(session, program.id)
         counts = campaigns.tallies(session, [c.id for c in listed])
+        made = recurring.latest_made(session, [c.id for c in listed if c.recurrence])
+        now = utc_now()
         rows = []
         for campaign in listed:
             tally = counts[campaign.id]
             planned = sum(tally.values()) - tally.get(OutboxStatus.HELD_OUT, 0)
+            rule = recurring.series_of(campaign)
             rows.append(
                 {
                     "id": campaign.id,
@@ -347,6 +432,13 @@ async def list_campaigns(request: web.Request) -> web.StreamResponse:
                     "when": _moment(campaign.send_at, zone, language),
                     "planned": planned if tally else None,
                     "sent": tally.get(OutboxStatus.SENT, 0),
+                    # A series: its rule and its next occurrence (sends nothing itself).
+                    "rule": rule_text(rule, language) if rule else None,
+                    "next": _moment(
+                        recurring.next_moment(campaign, zone, now, made.get(campaign.id)),
+                        zone,
+                        language,
+                    ),
                 }
             )
         return rows
@@ -370,15 +462,32 @@ async def new_campaign(request: web.Request) -> web.StreamResponse:
             form.members, form.audience = chosen, MEMBERS
     elif request.query.get("segment"):
         form.audience = SEGMENT + request.query["segment"]
+    await _use_saved_text(request, form, request.query.get("template"))
     return await _show_form(request, form, errors, 422 if errors else 200)
 
 
 @routes.post("/campaigns/edit")
 @owner_only
 async def edit_campaign(request: web.Request) -> web.StreamResponse:
-    """Back from the preview to the form, with everything as it was typed."""
-    form, errors = _read(await request.post())
+    """Back from the preview to the form, with everything as it was typed; or the form again
+    with a saved broadcast text in its texts ("Use", without a script: `pick`)."""
+    data = await request.post()
+    form, errors = _read(data)
+    if data.get("pick"):
+        wanted = data.get("template")
+        await _use_saved_text(request, form, wanted if isinstance(wanted, str) else None)
     return await _show_form(request, form, errors)
+
+
+async def _use_saved_text(request: web.Request, form: Form, wanted: str | None) -> None:
+    """The form's texts replaced by the club's saved broadcast text `wanted` (an id; none, or
+    one that is not the club's, leaves them as they are)."""
+    if not wanted or not wanted.isdigit():
+        return
+    saved = await _program(request, lambda s, p: saved_replies.for_broadcast(s, p))
+    chosen = next((t for t in saved if str(t["id"]) == wanted), None)
+    if chosen is not None:
+        form.texts = {language: chosen["texts"].get(language, "") for language in LANGUAGES}
 
 
 @routes.post("/campaigns/preview")
@@ -395,7 +504,8 @@ async def preview_campaign(request: web.Request) -> web.StreamResponse:
     now = utc_now()
 
     def work(session: Session, program: Program) -> dict[str, Any]:
-        problems = _store_problems(session, program, options, now)
+        timing, problems = _timing(form, program, options, now)
+        problems = problems or _store_problems(session, program, options, now)
         if problems:
             return {"errors": problems}
         draft = campaigns.try_broadcast(
@@ -408,6 +518,7 @@ async def preview_campaign(request: web.Request) -> web.StreamResponse:
             "quiet": (program.quiet_start, program.quiet_end),
             "segment": options["segment"],
             "coupon": _coupon_label(session, program, options["coupon"], request[LANGUAGE]),
+            "timing": timing,
         }
 
     found = await _program(request, work)
@@ -453,6 +564,7 @@ def _show_preview(
         segment=found["segment"],
         coupon=found["coupon"],
         zone=zone.key,
+        timed=_timed_text(found["timing"], zone, language),
     )
 
 
@@ -477,12 +589,24 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
     now = utc_now()
 
     def work(session: Session, program: Program) -> int | dict[str, Message]:
-        problems = _store_problems(session, program, options, now)
+        timing, problems = _timing(form, program, options, now)
+        problems = problems or _store_problems(session, program, options, now)
         if problems:
             return problems
-        campaign = campaigns.create_broadcast(
-            session, program, now=now, created_by=admin.email[:60], **options
-        )
+        made_by = admin.email[:60]
+        if timing.rule is not None:
+            campaign = recurring.create_series(
+                session, program, rule=timing.rule, now=now, created_by=made_by, **options
+            )
+        elif timing.sale is not None:
+            del options["send_at"]
+            campaign = recurring.create_before_sale(
+                session, program, timed=timing.sale, now=now, created_by=made_by, **options
+            )
+        else:
+            campaign = campaigns.create_broadcast(
+                session, program, now=now, created_by=made_by, **options
+            )
         return campaign.id
 
     made = await _program(request, work)
@@ -558,7 +682,7 @@ async def show_campaign(request: web.Request) -> web.StreamResponse:
         when=_moment(campaign.send_at, zone, language),
         created=_moment(campaign.created_at, zone, language),
         finished=_moment(campaign.finished_at, zone, language),
-        cancellable=campaign.status in CANCELLABLE,
+        cancellable=_cancellable(campaign),
         cancelled=int(cancelled) if cancelled.isdigit() else None,
         recipients=[
             {
@@ -605,8 +729,30 @@ def _campaign_view(
             ),
             None,
         )
+    zone = ZoneInfo(program.timezone)
+    rule = recurring.series_of(campaign)
+    made = recurring.occurrences(session, campaign.id) if rule else []
+    parent = session.get(Campaign, campaign.parent_id) if campaign.parent_id else None
+    sale = recurring.sale_of(campaign)
     return {
         "campaign": campaign,
+        # A series: its rule, its next occurrence and those made; an occurrence: its series.
+        "rule": rule_text(rule, language) if rule else None,
+        "next": _moment(
+            recurring.next_moment(campaign, zone, now, made[0].occurrence if made else None),
+            zone,
+            language,
+        ),
+        "occurrences": [
+            {
+                "id": c.id,
+                "status": c.status,
+                "when": _moment(c.send_at, zone, language),
+            }
+            for c in made
+        ],
+        "series": {"id": parent.id, "name": parent.name} if parent is not None else None,
+        "sale": sale_text(sale, zone, language) if sale else None,
         "audience": _audience(campaign, segment),
         "segment": segment.name if segment else None,
         "chosen": _chosen_count(campaign),
@@ -652,7 +798,7 @@ async def confirm_cancel(request: web.Request) -> web.StreamResponse:
     campaign = await _program(request, read)
     if campaign is None or campaign.kind != campaigns.BROADCAST:
         raise web.HTTPNotFound()
-    if campaign.status not in CANCELLABLE:
+    if not _cancellable(campaign):
         raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}")
     return page(request, "campaign_cancel.html", section="campaigns", campaign=campaign)
 
@@ -681,6 +827,85 @@ async def cancel_campaign(request: web.Request) -> web.StreamResponse:
     if isinstance(outcome, str):  # done or cancelled already: the page says which
         raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}")
     raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}?cancelled={outcome}")
+
+
+@routes.post(r"/campaigns/{id:\d+}/pause")
+@owner_only
+async def pause_series(request: web.Request) -> web.StreamResponse:
+    """Pause a series: no occurrence is made until it is resumed."""
+    return await _move_series(request, recurring.pause)
+
+
+@routes.post(r"/campaigns/{id:\d+}/resume")
+@owner_only
+async def resume_series(request: web.Request) -> web.StreamResponse:
+    """Resume a paused series: occurrences from its next date on."""
+    return await _move_series(request, recurring.resume)
+
+
+async def _move_series(request: web.Request, move: Any) -> web.StreamResponse:
+    campaign_id = path_id(request, "id")
+
+    def work(session: Session, program: Program) -> bool:
+        try:
+            move(session, program.id, campaign_id)
+        except NotFound:
+            return False
+        except Conflict:
+            return True  # not a series, or cancelled: the page says what it is
+        return True
+
+    if not await _program(request, work):
+        raise web.HTTPNotFound()
+    raise web.HTTPSeeOther(f"/admin/campaigns/{campaign_id}")
+
+
+def _cancellable(campaign: Campaign) -> bool:
+    return campaign.status in (SERIES_CANCELLABLE if campaign.recurrence else CANCELLABLE)
+
+
+# --- series and sales -------------------------------------------------------------------------
+
+
+def rule_text(rule: recurring.Recurrence, language: str) -> str:
+    """A series' rule in the admin's words: "every month on day 15 at 10:00"."""
+    at = f"{rule.at:%H:%M}"
+    if rule.every == recurring.YEAR:
+        assert rule.month is not None
+        day = dt.date(2024, rule.month, int(rule.day))  # a leap year: 29 Feb is a day too
+        shown = babel_format_date(day, "d MMMM", locale=locales.babel_locale(language))
+        return locales.text("admin.campaigns.repeat.year", language, date=shown, at=at)
+    if rule.day == recurring.LAST:
+        return locales.text("admin.campaigns.repeat.month_last", language, at=at)
+    return locales.text("admin.campaigns.repeat.month", language, day=rule.day, at=at)
+
+
+def sale_text(sale: recurring.BeforeSale, zone: ZoneInfo, language: str) -> str:
+    """ "2 days before the sale on 20 Dec 2027 09:00" in the admin's words."""
+    moment = _moment(sale.sale_starts_at, zone, language)
+    if sale.hours and sale.days:
+        return locales.text(
+            "admin.campaigns.sale.before_both",
+            language,
+            days=sale.days,
+            hours=sale.hours,
+            moment=moment,
+        )
+    if sale.hours:
+        return locales.text(
+            "admin.campaigns.sale.before_hours", language, count=sale.hours, moment=moment
+        )
+    return locales.text("admin.campaigns.sale.before", language, count=sale.days, moment=moment)
+
+
+def _timed_text(timing: _Timing, zone: ZoneInfo, language: str) -> str | None:
+    if timing.rule is not None:
+        return locales.text(
+            "admin.campaigns.repeat.preview", language, rule=rule_text(timing.rule, language)
+        )
+    if timing.sale is not None:
+        return sale_text(timing.sale, zone, language)
+    return None
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""Saved replies in the admin: the owner words them per language (/admin/templates: list, new,
-edit, delete), staff see them and pick one in an inbox conversation (store.outreach.templates
-holds the rules). The module is not named templates.py: that is the Jinja folder beside it."""
+"""Saved texts in the admin: the owner words them per language (/admin/templates: list, new,
+edit, delete). Saved replies: staff see them and pick one in an inbox conversation. Broadcast
+texts (?purpose=broadcast, owner only): the campaign form fills its texts from one
+(store.outreach.templates holds the rules). The module is not named templates.py: that is the
+Jinja folder beside it."""
 
 from __future__ import annotations
 
@@ -28,18 +30,27 @@ LISTING = "/admin/templates"
 
 @routes.get("/templates")
 async def listing(request: web.Request) -> web.StreamResponse:
-    """The club's saved replies: everyone sees them, only the owner gets the edit links."""
+    """The club's saved replies: everyone sees them, only the owner gets the edit links; and,
+    for the owner (campaigns are theirs), the broadcast texts."""
     admin = request[ADMIN]
 
-    def read(session: Session) -> list[dict[str, Any]]:
-        return [_shown(t) for t in templates.of_club(session, _program(session, admin.program_id))]
+    def read(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        program = _program(session, admin.program_id)
+        replies = [_shown(t) for t in templates.of_club(session, program)]
+        texts = (
+            [_shown(t) for t in templates.of_club(session, program, templates.BROADCAST)]
+            if admin.is_owner
+            else []
+        )
+        return replies, texts
 
-    rows = await request.config_dict[DB].read(read)
+    rows, broadcasts = await request.config_dict[DB].read(read)
     return page(
         request,
         "templates.html",
         section="inbox",
         rows=rows,
+        broadcasts=broadcasts,
         languages=LANGUAGES,
         saved=request.query.get("saved") == "1",
         deleted=request.query.get("deleted") == "1",
@@ -49,7 +60,12 @@ async def listing(request: web.Request) -> web.StreamResponse:
 @routes.get("/templates/new")
 @owner_only
 async def new(request: web.Request) -> web.StreamResponse:
-    return _form(request, None, {"name": "", "texts": dict.fromkeys(LANGUAGES, "")})
+    return _form(
+        request,
+        None,
+        {"name": "", "texts": dict.fromkeys(LANGUAGES, "")},
+        purpose=_purpose(request.query),
+    )
 
 
 @routes.post("/templates")
@@ -62,7 +78,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 @owner_only
 async def edit(request: web.Request) -> web.StreamResponse:
     template = await _read_one(request)
-    return _form(request, template["id"], template)
+    return _form(request, template["id"], template, purpose=template["purpose"])
 
 
 @routes.post(r"/templates/{template_id:\d+}")
@@ -83,15 +99,22 @@ async def confirm_delete(request: web.Request) -> web.StreamResponse:
 async def delete(request: web.Request) -> web.StreamResponse:
     admin = request[ADMIN]
     template_id = path_id(request, "template_id")
+    purpose = _purpose(await request.post())
 
     def work(session: Session) -> None:
-        templates.delete(session, _program(session, admin.program_id), template_id)
+        templates.delete(session, _program(session, admin.program_id), template_id, purpose)
 
     try:
         await request.config_dict[DB].run(work)
     except NotFound as exc:
         raise web.HTTPNotFound() from exc
     raise web.HTTPSeeOther(f"{LISTING}?deleted=1")
+
+
+def for_broadcast(session: Session, program: Program) -> list[dict[str, Any]]:
+    """The club's broadcast texts as the campaign form offers them: id, name and the text per
+    language as written (the form's texts take them, placeholders and all)."""
+    return [_shown(t) for t in templates.of_club(session, program, templates.BROADCAST)]
 
 
 def for_conversation(
@@ -127,6 +150,7 @@ async def _save(request: web.Request, template_id: int | None) -> web.StreamResp
     form = await request.post()
     name = _field(form, "name")
     texts = {lang: _field(form, f"text_{lang}") for lang in LANGUAGES}
+    purpose = _purpose(form)
 
     def work(session: Session) -> None:
         templates.save(
@@ -136,6 +160,7 @@ async def _save(request: web.Request, template_id: int | None) -> web.StreamResp
             texts=texts,
             now=utc_now(),
             template_id=template_id,
+            purpose=purpose,
         )
 
     try:
@@ -144,7 +169,8 @@ async def _save(request: web.Request, template_id: int | None) -> web.StreamResp
         raise web.HTTPNotFound() from exc
     except templates.TemplateRefused as exc:
         errors = _errors(request[LANGUAGE], exc)
-        return _form(request, template_id, {"name": name, "texts": texts}, errors, status=422)
+        values = {"name": name, "texts": texts}
+        return _form(request, template_id, values, errors, status=422, purpose=purpose)
     raise web.HTTPSeeOther(f"{LISTING}?saved=1")
 
 
@@ -154,6 +180,7 @@ def _form(
     values: Mapping[str, Any],
     errors: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
     status: int = 200,
+    purpose: str = templates.REPLY,
 ) -> web.Response:
     return page(
         request,
@@ -161,6 +188,8 @@ def _form(
         status=status,
         section="inbox",
         template_id=template_id,
+        purpose=purpose,
+        placeholders=sorted(templates.PLACEHOLDERS[purpose]),
         form=values,
         errors=errors or {},
         languages=LANGUAGES,
@@ -187,10 +216,12 @@ def _errors(
 async def _read_one(request: web.Request) -> dict[str, Any]:
     admin = request[ADMIN]
     template_id = path_id(request, "template_id")
+    purpose = _purpose(request.query)
 
     def read(session: Session) -> dict[str, Any]:
         try:
-            found = templates.get(session, _program(session, admin.program_id), template_id)
+            program = _program(session, admin.program_id)
+            found = templates.get(session, program, template_id, purpose)
         except NotFound as exc:
             raise web.HTTPNotFound() from exc
         return _shown(found)
@@ -203,8 +234,15 @@ def _shown(template: MessageTemplate) -> dict[str, Any]:
     return {
         "id": template.id,
         "name": template.name,
+        "purpose": template.purpose,
         "texts": {lang: str(texts.get(lang, "")) for lang in LANGUAGES},
     }
+
+
+def _purpose(given: Mapping[str, Any]) -> str:
+    """The kind of saved text a page is about (?purpose= or the form's): a reply unless it says
+    broadcast; anything else reads as a reply (the page for replies, not an error)."""
+    return templates.BROADCAST if given.get("purpose") == templates.BROADCAST else templates.REPLY
 
 
 def _field(form: Mapping[str, Any], name: str) -> str:

@@ -1,9 +1,10 @@
-"""Saved replies: texts the owner words once per language, which staff pick to answer the inbox.
+"""Saved texts the owner words once per language: replies staff pick to answer the inbox, and
+broadcast texts the campaign form fills its texts from.
 
-A template is a MessageTemplate row of purpose "reply" (campaigns will keep "broadcast" ones
-beside them later): a name unique in the club and a text per language (nb, sv, en; at least
-one). Its placeholders are checked when it is saved, so a typo never reaches a member raw;
-`fill` writes it for one member, in their language, as the staff reply will send it.
+A template is a MessageTemplate row of purpose "reply" or "broadcast": a name unique in the
+club among its purpose's and a text per language (nb, sv, en; at least one). Its placeholders
+are checked when it is saved, so a typo never reaches a member raw; `fill` writes a reply for
+one member, in their language, as the staff reply will send it.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ import locales
 from store.clubs import programs
 from store.errors import InvalidInput, NotFound
 from store.models import MessageTemplate, Program
-from store.outreach import inbox
+from store.outreach import campaigns, inbox
 from store.outreach.sending import tidy
 
-REPLY = "reply"
-# What a saved reply may say about the member: what the inbox's context of a number knows.
+REPLY, BROADCAST = "reply", "broadcast"
+PURPOSES = (REPLY, BROADCAST)
+# What a saved reply may say about the member: what the inbox's context of a number knows; a
+# broadcast's, what a campaign's text may say (its coupon's code among them).
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     REPLY: frozenset({"first_name", "club", "points", "tier"}),
+    BROADCAST: campaigns.PLACEHOLDERS,
 }
 MAX_NAME = 80  # the column's size
-MAX_TEXT = 640  # as a campaign's text: four GSM-7 segments, a letter beyond that
+MAX_TEXT = campaigns.MAX_TEXT  # as a campaign's text: four GSM-7 segments, a letter beyond
 # Long-ish values to size a text before a member fills it: a filled reply must still be one
 # that the inbox's rule lets go (inbox.MAX_SEGMENTS), whoever it is for.
 _SAMPLE = {"first_name": "Kristoffer", "points": "12 345"}
@@ -130,8 +134,9 @@ class Checked:
 
 def check(texts: Mapping[str, str], purpose: str = REPLY, *, club: str = "") -> Checked:
     """The texts per language, checked: a known language, at most MAX_TEXT characters, only
-    the purpose's placeholders (no stray brace, format spec or conversion), and filled with
-    long values (the club's name at its longest) no more SMS than a staff reply may be."""
+    the purpose's placeholders (no stray brace, format spec or conversion), and, for a reply,
+    filled with long values (the club's name at its longest) no more SMS than a staff reply
+    may be (a broadcast's length is its own rule, as a campaign's text's)."""
     checked = Checked()
     allowed = PLACEHOLDERS.get(purpose)
     if allowed is None:
@@ -149,7 +154,7 @@ def check(texts: Mapping[str, str], purpose: str = REPLY, *, club: str = "") -> 
                 )
             )
             continue
-        problem = _text_problem(where, language, text, allowed, club)
+        problem = _text_problem(where, language, text, allowed, club, sized=purpose == REPLY)
         if problem is not None:
             checked.problems.append(problem)
         else:
@@ -224,7 +229,7 @@ def _name_problems(
 
 
 def _text_problem(
-    where: str, language: str, text: str, allowed: frozenset[str], club: str
+    where: str, language: str, text: str, allowed: frozenset[str], club: str, *, sized: bool
 ) -> BadTemplate | None:
     """The first rule one language's text breaks, or None."""
     if len(text) > MAX_TEXT:
@@ -258,6 +263,8 @@ def _text_problem(
                 placeholder=shown,
                 allowed=names,
             )
+    if not sized:
+        return None
     longest = club.ljust(programs.MAX_NAME, "x")
     sample = {**_SAMPLE, "club": longest, "tier": "x" * _LONG_TIER}
     size = locales.segments(locales.to_gsm7(text.format_map(sample)))

@@ -41,9 +41,7 @@ async def series(db, club, rule: recurring.Recurrence, *, now=MADE, **options) -
 async def children(db, series_id: int) -> list[Campaign]:
     return await db.run(
         lambda s: list(
-            s.scalars(
-                select(Campaign).where(Campaign.parent_id == series_id).order_by(Campaign.id)
-            )
+            s.scalars(select(Campaign).where(Campaign.parent_id == series_id).order_by(Campaign.id))
         )
     )
 
@@ -170,9 +168,10 @@ class TestYearly:
         assert refused.value.field == field
 
     def test_the_day_of_the_year_reads_either_way_round(self) -> None:
-        assert recurring.recurrence("year", date="01.12").to_json() == recurring.recurrence(
-            "year", date="12-01"
-        ).to_json()
+        assert (
+            recurring.recurrence("year", date="01.12").to_json()
+            == recurring.recurrence("year", date="12-01").to_json()
+        )
 
 
 class TestPauseAndCancel:
