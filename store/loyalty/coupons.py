@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidInput, InvalidSetting, NotFound
+from store.loyalty import offers
 from store.models import Campaign, Coupon, CouponTemplate, Member, Program, PunchCard, Purchase
 from store.states import CampaignStatus, CouponState, MemberStatus
 
@@ -64,12 +65,15 @@ def create_template(
     discount_minor: int | None = None,
     points_cost: int | None = None,
     position: int = 0,
+    offer: Mapping[str, Any] | None = None,
 ) -> CouponTemplate:
-    """A new template, in use. Raises InvalidSetting naming the first bad field."""
+    """A new template, in use. Raises InvalidSetting naming the first bad field. `offer`:
+    what the till computes (store.loyalty.offers), None for a benefit the cashier reads."""
     if kind not in KINDS:
         raise InvalidSetting("kind", f"must be one of {', '.join(KINDS)}")
     benefit = _wording(benefit)
     _check_template(kind, benefit, valid_days, discount_percent, discount_minor, points_cost)
+    parsed = offers.parse(offer)
     taken = session.scalar(
         select(CouponTemplate.id).where(
             CouponTemplate.program_id == program.id, CouponTemplate.key == key
@@ -88,6 +92,7 @@ def create_template(
         valid_days=valid_days,
         position=position,
         active=True,
+        offer=parsed.as_json() if parsed is not None else None,
     )
     session.add(template)
     session.flush()
@@ -104,17 +109,21 @@ def edit_template(
     discount_percent: int | None = None,
     discount_minor: int | None = None,
     points_cost: int | None = None,
+    offer: Mapping[str, Any] | None = None,
 ) -> CouponTemplate:
-    """What a template gives, costs and how long its coupons last. Its key and kind stay
-    (campaigns and issued coupons name them). Coupons issued before keep their validity; they
-    are described with the new wording. Raises NotFound, or InvalidSetting naming the first
-    bad field (nothing changes then)."""
+    """What a template gives (`offer`: what the till computes, None for none), costs and how
+    long its coupons last. Its key and kind stay (campaigns and issued coupons name them).
+    Coupons issued before keep their validity; they are described, and priced at the till,
+    with the new wording and offer. Raises NotFound, or InvalidSetting naming the first bad
+    field (nothing changes then)."""
     template = template_of(session, program_id, template_id)
     benefit = _wording(benefit)
     _check_template(
         template.kind, benefit, valid_days, discount_percent, discount_minor, points_cost
     )
+    parsed = offers.parse(offer)
     template.benefit = benefit
+    template.offer = parsed.as_json() if parsed is not None else None
     template.valid_days = valid_days
     template.discount_percent = discount_percent
     template.discount_minor = discount_minor
