@@ -41,6 +41,7 @@ from flows.turn import (
     SetBirthday,
     SetFirstName,
     SetLanguage,
+    SetReceipts,
     ShowReferralCode,
     State,
     Turn,
@@ -49,7 +50,7 @@ from flows.turn import (
 from locales.sms import fit_one, segments
 from store import messages
 from store.clubs import directory, programs
-from store.loyalty import coupons, perks, purchases, rewards, tiers
+from store.loyalty import coupons, perks, purchases, receipts, rewards, tiers
 from store.members import consent, enrolment, links, members, privacy
 from store.members import profile as answers
 from store.models import CouponTemplate, Member, Program
@@ -463,6 +464,8 @@ def _apply_one(
             answers.save_answer(session, member, question_id, value, now)
         case SetLanguage(language=language) if member is not None:
             member.language = language
+        case SetReceipts(on=on) if member is not None:
+            receipts.set_receipts(session, member, on, now)
         case Erase(reason=reason) if member is not None:
             privacy.erase(
                 session,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from flows import help as help_flow
-from flows import join, language, optout, page, privacy, profile, rewards
+from flows import join, language, optout, page, privacy, profile, receipts, rewards
 from flows.join import CONSENT
 from flows.turn import KEEP, STOPPED, Outcome, Reply, Turn
 
@@ -40,6 +40,8 @@ KEYWORDS: dict[str, Step] = {
     "claim": rewards.claim,
     "invite": rewards.invite,
     "page": page.page,
+    "receipts_on": receipts.on,
+    "receipts_off": receipts.off,
 }
 
 # The parts of a LoyaltyView a keyword can ask for.

@@ -221,6 +221,13 @@ class IssuePageLink:
     """A new link to the member's own page (store.members.links) as the reply's `url`."""
 
 
+@dataclass(frozen=True, slots=True)
+class SetReceipts:
+    """Receipts by SMS after each purchase on or off (store.loyalty.receipts.set_receipts)."""
+
+    on: bool
+
+
 Effect = (
     RequestJoin
     | GrantConsent
@@ -234,6 +241,7 @@ Effect = (
     | ClaimReward
     | ShowReferralCode
     | IssuePageLink
+    | SetReceipts
 )
 
 

@@ -277,6 +277,7 @@ async def _read_member(
             "status": found.status,
             "language": found.language or locales.language_for_phone(phone),
             "language_from_number": found.language is None,
+            "receipts": found.receipts,
             "joined": day(found.joined_at),
             "has_joined": found.joined_at is not None,
             "tier": tiers.name(standing.tier, language) if standing.tier else None,

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidInput, NotFound
-from store.loyalty import coupons, ledger, perks, tiers
+from store.loyalty import coupons, ledger, perks, receipts, tiers
 from store.loyalty.earning import Bonus, Line, Rules, line_points, taken_back
 from store.models import (
     BonusRule,
@@ -218,11 +218,57 @@ def record(
         issued = issued or rewarded
     # Built from what was written, not read back: the caller only reads it.
     purchase = Purchase(id=purchase_id, **values)
-    return Recorded(
+    recorded = Recorded(
         purchase,
         False,
         coupons.issued_by_purchase(session, purchase_id) if issued else [],
         ledger.balance(session, member_id, now),
+    )
+    _queue_receipt(session, program, recorded, lines, rules.cards, now)
+    return recorded
+
+
+def _queue_receipt(
+    session: Session,
+    program: Program,
+    recorded: Recorded,
+    lines: Sequence[Line],
+    cards: Sequence[Card],
+    now: dt.datetime,
+) -> None:
+    """The receipt SMS of a new purchase, for a member who turned receipts on
+    (store.loyalty.receipts): one read for everyone else, and never for a retried sale."""
+    to = receipts.recipient(session, recorded.purchase.member_id)
+    if to is None:
+        return
+    bought = {line.category.casefold() for line in lines if line.category}
+    started = [p for p in punches(session, cards, to.member_id) if p.count]
+    # The card this sale punched first (one filled by it shows as its coupon instead), else
+    # the one nearest to full, as POINTS names it.
+    card = min(
+        started,
+        key=lambda p: (p.card.category not in bought, p.card.every - p.count),
+        default=None,
+    )
+    punch = None
+    if card is not None and card.card.template is not None:
+        template = card.card.template
+        punch = receipts.Progress(
+            card.count,
+            card.card.every,
+            coupons.benefit_of(template, to.language),
+            template.discount_minor,
+        )
+    receipts.queue(
+        session,
+        program,
+        to,
+        purchase_id=recorded.purchase.id,
+        points=recorded.purchase.points,
+        balance=recorded.balance,
+        punch=punch,
+        issued=recorded.coupons,
+        now=now,
     )
 
 

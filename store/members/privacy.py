@@ -113,6 +113,8 @@ def export(session: Session, program: Program, member: Member, now: dt.datetime)
             "tier": standing.tier.name if standing.tier is not None else None,
             "tier_until": member.tier_until.isoformat() if member.tier_until else None,
             "undeliverable_at": _when(member.undeliverable_at),
+            # A receipt SMS after each purchase (KVITTERING PÅ / AV): the member's own choice.
+            "receipts": member.receipts,
         },
         "points": {
             "balance": ledger.balance(session, member.id, now),

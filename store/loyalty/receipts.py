@@ -1,0 +1,162 @@
+"""Receipts by SMS: a service message after each purchase, for a member who turned them on.
+
+A receipt is not marketing: it needs no marketing consent and does not count toward the cap
+(it is queued as a `system` row, which the cap never counts), but it never goes to a number
+that texted STOP, was erased or is flagged undeliverable, and the sender holds one queued
+before a STOP (store.outreach.sending). It lives in loyalty, the store's lowest layer, because
+recording a purchase (store.loyalty.purchases.record) queues it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+import locales
+from store import messages
+from store.loyalty import coupons
+from store.models import Member, Program, ProgramNumber
+from store.states import MemberStatus
+
+# One receipt per purchase, however often the hook runs: the outbox's unique dedupe key.
+KEY = "receipt:{purchase_id}"
+EARNED, THANKS, COUPON = "receipt.earned", "receipt.thanks", "receipt.coupon"
+PUNCH = "points.punch"  # the same "4 av 5 til …" POINTS says
+
+_MEMBERS = Member.__table__
+_WANTS = select(
+    _MEMBERS.c.id,
+    _MEMBERS.c.phone,
+    _MEMBERS.c.language,
+    _MEMBERS.c.status,
+    _MEMBERS.c.undeliverable_at,
+    _MEMBERS.c.receipts,
+).where(_MEMBERS.c.id == bindparam("member_id"))
+
+
+def set_receipts(session: Session, member: Member, on: bool, now: dt.datetime) -> None:
+    """Receipts on or off for the member (the one rule: any member with a number may choose;
+    whether one is sent is decided per purchase, by `recipient`)."""
+    if member.receipts != on:
+        member.receipts = on
+        member.updated_at = now
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A member a receipt goes to: their number and the language to write in."""
+
+    member_id: int
+    phone: str
+    language: str
+
+
+def recipient(session: Session, member_id: int) -> Recipient | None:
+    """The member, if a receipt goes to them: receipts on, active (not pending, stopped or
+    erased) and a number the carrier has not flagged. One read by primary key."""
+    row = session.connection().execute(_WANTS, {"member_id": member_id}).first()
+    if (
+        row is None
+        or not row.receipts
+        or row.status != MemberStatus.ACTIVE
+        or row.phone is None
+        or row.undeliverable_at is not None
+    ):
+        return None
+    return Recipient(row.id, row.phone, row.language or locales.language_for_phone(row.phone))
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A punch card's standing after the purchase: `count` of `every` towards its coupon."""
+
+    count: int
+    every: int
+    benefit: str  # the card's coupon benefit, raw (its {amount} not yet written as money)
+    amount_minor: int | None
+
+
+def text(
+    program: Program,
+    language: str,
+    *,
+    points: int,
+    balance: int,
+    punch: Progress | None,
+    issued: Sequence[coupons.Held],
+) -> str:
+    """The receipt: points earned (or thanks, if none), the balance, the punch card and each
+    coupon the purchase issued, in the member's language."""
+    zone = ZoneInfo(program.timezone)
+    values = {"club": program.name, "balance": balance}
+    if points > 0:
+        parts = [locales.render(EARNED, language, count=points, **values)]
+    else:
+        parts = [locales.render(THANKS, language, **values)]
+    if punch is not None:
+        benefit = locales.benefit(
+            punch.benefit, language, amount_minor=punch.amount_minor, currency=program.currency
+        )
+        parts.append(
+            locales.render(PUNCH, language, n=punch.count, count=punch.every, benefit=benefit)
+        )
+    for held in issued:
+        benefit = locales.benefit(
+            held.benefit(language),
+            language,
+            amount_minor=held.template.discount_minor,
+            currency=program.currency,
+        )
+        # The last day it can be used, in the club's zone (valid_until is exclusive).
+        until = (held.coupon.valid_until - dt.timedelta(microseconds=1)).astimezone(zone).date()
+        parts.append(
+            locales.render(
+                COUPON,
+                language,
+                code=coupons.display(held.coupon.code),
+                benefit=benefit,
+                date=until,
+            )
+        )
+    return " ".join(parts)
+
+
+def queue(
+    session: Session,
+    program: Program,
+    to: Recipient,
+    *,
+    purchase_id: int,
+    points: int,
+    balance: int,
+    punch: Progress | None,
+    issued: Sequence[coupons.Held],
+    now: dt.datetime,
+) -> None:
+    """Queue the purchase's receipt, once (keyed by the purchase), sent right away."""
+    body = text(program, to.language, points=points, balance=balance, punch=punch, issued=issued)
+    sender = session.scalar(
+        select(ProgramNumber.number)
+        .where(ProgramNumber.program_id == program.id)
+        .order_by(ProgramNumber.id)
+        .limit(1)
+    )
+    if sender is None:
+        return  # a club with no number reaches no one
+    messages.enqueue(
+        session,
+        program_id=program.id,
+        member_id=to.member_id,
+        kind=messages.SYSTEM,
+        to_number=to.phone,
+        from_number=sender,
+        body=body,
+        segments=locales.segments(body).segments,
+        now=now,
+        dedupe_key=KEY.format(purchase_id=purchase_id),
+    )
