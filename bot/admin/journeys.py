@@ -3,6 +3,7 @@ it gives and its control group."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,7 @@ UNITS = {
     "within": "points",
     "threshold": "points",
     "points": "points",
+    "delay_days": "days",
 }
 # A milestone's `at` counts what its trigger counts.
 AT_UNITS = {
@@ -123,6 +125,84 @@ async def save_journey(request: web.Request) -> web.StreamResponse:
         saved=None,
         max_control=campaigns.MAX_CONTROL,
     )
+
+
+@routes.post("/journeys/cross_sell/categories")
+@owner_only
+async def save_category(request: web.Request) -> web.StreamResponse:
+    """Add or edit the cross-sell journey's texts for a category (the journey is set up, off,
+    if the club has none)."""
+    form = await request.post()
+    admin = request[ADMIN]
+    category = _field(form, "category")
+    texts = {language: _field(form, f"text_{language}") for language in LANGUAGES}
+
+    def work(session: Session) -> dict[str, Error] | None:
+        program = programs.get(session, admin.program_id)
+        assert program is not None
+        try:
+            journeys.set_category_text(session, program, category, texts, now=utc_now())
+        except InvalidInput as exc:
+            return {_category_field(exc): _category_error(exc)}
+        return None
+
+    errors = await request.config_dict[DB].run(work)
+    if errors is None:
+        raise web.HTTPSeeOther(f"/admin/journeys?saved={journeys.CROSS_SELL}#{CATEGORY_FORM}")
+    shown = await request.config_dict[DB].run(
+        _read(admin.program_id, request[LANGUAGE], _link_base(request))
+    )
+    for journey in shown:
+        if journey["trigger"] == journeys.CROSS_SELL:
+            # What the owner typed stays in the form beside its error.
+            journey["new_category"] = {"name": category, "texts": texts, "errors": errors}
+    return page(
+        request,
+        "journeys.html",
+        status=422,
+        section="journeys",
+        journeys=shown,
+        saved=None,
+        max_control=campaigns.MAX_CONTROL,
+    )
+
+
+@routes.post("/journeys/cross_sell/categories/remove")
+@owner_only
+async def remove_category(request: web.Request) -> web.StreamResponse:
+    """Take a category's texts out of the cross-sell journey (one already gone: nothing to do)."""
+    form = await request.post()
+    admin = request[ADMIN]
+    category = _field(form, "category")
+
+    def work(session: Session) -> None:
+        program = programs.get(session, admin.program_id)
+        assert program is not None
+        # Removed in another tab already: the page shows what is left.
+        with contextlib.suppress(NotFound):
+            journeys.remove_category(session, program, category)
+
+    await request.config_dict[DB].run(work)
+    raise web.HTTPSeeOther(f"/admin/journeys?saved={journeys.CROSS_SELL}#{CATEGORY_FORM}")
+
+
+CATEGORY_FORM = "journey-cross_sell-categories"
+
+
+def _category_field(problem: InvalidInput) -> str:
+    if problem.field.startswith("texts."):
+        return "text_" + problem.field.removeprefix("texts.")
+    return "category" if problem.field == "category" else "texts"
+
+
+def _category_error(problem: InvalidInput) -> Error:
+    if problem.field == "category":
+        return "admin.journeys.category.error.name", {"max": journeys.MAX_CATEGORY}
+    if problem.field == "texts":
+        return "admin.journeys.category.error.empty", {}
+    allowed = campaigns.PLACEHOLDERS | journeys.EXTRA_PLACEHOLDERS[journeys.CROSS_SELL]
+    names = ", ".join("{" + name + "}" for name in sorted(allowed))
+    return "admin.journeys.error.text", {"placeholders": names, "max": campaigns.MAX_TEXT}
 
 
 def _save(
@@ -255,6 +335,20 @@ def _shown(
         "control_percent": journey.control_percent if journey is not None else 0,
         "samples": samples,
         "errors": {},
+        **(_categories(session, program, journey) if trigger == journeys.CROSS_SELL else {}),
+    }
+
+
+def _categories(session: Session, program: Program, journey: Campaign | None) -> dict[str, Any]:
+    """Cross-sell's texts per category, and the club's categories (from its purchase lines)
+    to add one for."""
+    own = journeys.category_texts(journey)
+    return {
+        "categories": [{"name": name, "texts": own[name]} for name in sorted(own)],
+        "category_choices": [
+            name for name in journeys.club_categories(session, program.id) if name not in own
+        ],
+        "new_category": {"name": "", "texts": {}, "errors": {}},
     }
 
 
