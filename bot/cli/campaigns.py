@@ -32,7 +32,7 @@ from store import reports
 from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.models import Campaign, CouponTemplate, Program, Segment
-from store.outreach import campaigns, segments
+from store.outreach import campaigns, recurring, segments
 from store.states import OutboxStatus
 
 _CREATED_BY = "cli"
@@ -74,8 +74,24 @@ def add_commands(commands: Any) -> None:
     send.add_argument(
         "--at",
         metavar="TIME",
-        help="when: ISO 8601, e.g. 2026-12-01T10:00 (the club's zone) or with +01:00; default now",
+        help="when: ISO 8601, e.g. 2026-12-01T10:00 (the club's zone) or with +01:00; default "
+        "now. With --every: the time of day, e.g. 10:00",
     )
+    send.add_argument(
+        "--every",
+        choices=(recurring.MONTH, recurring.YEAR),
+        help="repeat: every month on --day, or every year on --date (each time a campaign of "
+        "its own, made a few minutes before)",
+    )
+    send.add_argument("--day", metavar="N", help="with --every month: 1-28, or last")
+    send.add_argument("--date", metavar="MM-DD", help="with --every year: e.g. 12-01")
+    send.add_argument(
+        "--before-sale",
+        metavar="TIME",
+        help="send --days-before (and --hours-before) a sale starting at TIME (ISO 8601)",
+    )
+    send.add_argument("--days-before", type=int, default=0, metavar="N")
+    send.add_argument("--hours-before", type=int, default=0, metavar="N")
     send.add_argument(
         "--control",
         type=int,
@@ -264,7 +280,13 @@ class _Made:
 def _campaign_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         texts = _texts(args)
-        at = _parse_at(args.at)
+        if args.every is not None and args.before_sale is not None:
+            raise Usage("--every and --before-sale don't go together")
+        at = None if args.every is not None else _parse_at(args.at)
+        if args.before_sale is not None:
+            if args.at is not None:
+                raise Usage("--at and --before-sale don't go together")
+            at = _parse_at(args.before_sale, "--before-sale")
         args.favourite_map = _favourite_coupons(args.favourite_coupons)
     except Usage as exc:
         print(f"klubb campaign: {exc}", file=sys.stderr)
@@ -343,7 +365,7 @@ def _favourite_coupons(pairs: list[str]) -> dict[str, str]:
     return given
 
 
-def _parse_at(raw: str | None) -> dt.datetime | None:
+def _parse_at(raw: str | None, flag: str = "--at") -> dt.datetime | None:
     """--at as a datetime: aware when it has an offset, naive (the club's zone) when not."""
     if raw is None:
         return None
@@ -351,9 +373,29 @@ def _parse_at(raw: str | None) -> dt.datetime | None:
         return dt.datetime.fromisoformat(raw.strip())
     except ValueError:
         raise Usage(
-            f"--at: {raw!r} is not an ISO 8601 time, e.g. 2026-12-01T10:00 (the club's zone) "
+            f"{flag}: {raw!r} is not an ISO 8601 time, e.g. 2026-12-01T10:00 (the club's zone) "
             "or 2026-12-01T10:00+01:00"
         ) from None
+
+
+def _timed(
+    args: argparse.Namespace, at: dt.datetime | None, now: dt.datetime
+) -> tuple[recurring.Recurrence | None, recurring.BeforeSale | None]:
+    """--every's recurrence, or --before-sale's timing (Usage naming the flag when wrong)."""
+    try:
+        if args.every is not None:
+            rule = recurring.recurrence(
+                args.every, day=args.day, date=args.date, at=args.at or "10:00"
+            )
+            return rule, None
+        if args.before_sale is not None and at is not None:
+            return None, recurring.before_sale(
+                at, days=args.days_before, hours=args.hours_before, now=now
+            )
+    except InvalidInput as exc:
+        flag = {"sale_at": "--before-sale", "at": "--at"}.get(exc.field, f"--{exc.field}")
+        raise Usage(f"{flag.replace('_', '-')}: {exc.reason}") from None
+    return None, None
 
 
 def _create(
@@ -367,24 +409,33 @@ def _create(
 ) -> _Made:
     zone = ZoneInfo(program.timezone)
     send_at = None if at is None else at if at.tzinfo is not None else at.replace(tzinfo=zone)
+    rule, sale = _timed(args, send_at, now)
+    if rule is not None:
+        send_at = recurring.first_moment(rule, program, now)
     name = args.name
     if name is None:
         name = f"{args.segment or 'Everyone'} {(send_at or now).astimezone(zone):%Y-%m-%d}"
+    options: dict[str, Any] = {
+        "name": name,
+        "texts": texts,
+        "segment": args.segment,
+        "control_percent": args.control,
+        "coupon": args.coupon,
+        "created_by": _CREATED_BY,
+        "favourite": args.favourite,
+        "favourite_coupons": args.favourite_map,
+    }
     try:
-        campaign = campaigns.create_broadcast(
-            session,
-            program,
-            name=name,
-            texts=texts,
-            segment=args.segment,
-            now=now,
-            send_at=send_at,
-            control_percent=args.control,
-            coupon=args.coupon,
-            created_by=_CREATED_BY,
-            favourite=args.favourite,
-            favourite_coupons=args.favourite_map,
-        )
+        if rule is not None:
+            campaign = recurring.create_series(session, program, rule=rule, now=now, **options)
+        elif sale is not None:
+            campaign = recurring.create_before_sale(
+                session, program, timed=sale, now=now, **options
+            )
+        else:
+            campaign = campaigns.create_broadcast(
+                session, program, now=now, send_at=send_at, **options
+            )
     except InvalidInput as exc:
         if exc.field == "send_at" and send_at is not None and send_at < now:
             # Both times in the club's zone: an owner who typed 10:00 meaning today sees why.
@@ -393,15 +444,40 @@ def _create(
         raise Usage(f"{_flag(exc.field, args)}: {exc.reason}") from None
     except NotFound as exc:
         raise Usage(missing(session, program, exc)) from None
+    # A series is previewed as its first occurrence will be (it has no send_at of its own);
+    # its time is put back before the transaction ends.
+    campaign.send_at = send_at if rule is not None else campaign.send_at
     preview = campaigns.preview(session, program, campaign, now, link_base)
+    shown = _describe(
+        program, campaign, preview, args.segment, args.coupon, now, args.favourite_map
+    )
+    if rule is not None:
+        campaign.send_at = None
+        shown += "\n" + labelled("repeats", f"{_rule_text(rule)}; the first is the one above")
+    elif sale is not None:
+        shown += "\n" + labelled("before the sale", _sale_text(sale, zone))
     return _Made(
         id=campaign.id,
         name=campaign.name,
         recipients=preview.recipients,
-        preview=_describe(
-            program, campaign, preview, args.segment, args.coupon, now, args.favourite_map
-        ),
+        preview=shown,
         sends_from=_from(preview.first_send, now, zone),
+    )
+
+
+def _rule_text(rule: recurring.Recurrence) -> str:
+    """ "every month on day 15 at 10:00", as `klubb campaign` says it."""
+    at = f"{rule.at:%H:%M}"
+    if rule.every == recurring.YEAR:
+        return f"every year on {dt.date(2024, rule.month or 1, int(rule.day)):%d %b} at {at}"
+    if rule.day == recurring.LAST:
+        return f"every month on the last day at {at}"
+    return f"every month on day {rule.day} at {at}"
+
+
+def _sale_text(sale: recurring.BeforeSale, zone: ZoneInfo) -> str:
+    return f"{sale.days} days {sale.hours} hours before the sale on " + _long(
+        sale.sale_starts_at, zone
     )
 
 
@@ -491,21 +567,32 @@ def _describe(
 
 
 def _campaign_list(args: argparse.Namespace, settings: Settings) -> int:
+    now = utc_now()
+
     def listing(session: Session, program: Program) -> str:
         zone = ZoneInfo(program.timezone)
         rows = []
-        for campaign in campaigns.all_of(session, program.id):
+        listed = campaigns.all_of(session, program.id)
+        made = recurring.latest_made(session, [c.id for c in listed if c.recurrence])
+        for campaign in listed:
             outcome = campaigns.outcome(session, campaign.id)
             planned = sum(outcome.by_status.values()) - outcome.by_status.get(
                 OutboxStatus.HELD_OUT, 0
             )
             unplanned = campaign.status == campaigns.SCHEDULED and not outcome.by_status
+            when = short_time(campaign.send_at, zone) if campaign.send_at else "-"
+            rule = recurring.series_of(campaign)
+            if rule is not None:  # a series: its rule and its next occurrence
+                upcoming = recurring.next_moment(campaign, zone, now, made.get(campaign.id))
+                when = _rule_text(rule) + (
+                    f", next {short_time(upcoming, zone)}" if upcoming else ""
+                )
             rows.append(
                 (
                     str(campaign.id),
                     campaign.name,
-                    campaign.status,
-                    short_time(campaign.send_at, zone) if campaign.send_at else "-",
+                    "series " + campaign.status if rule else campaign.status,
+                    when,
                     "-" if unplanned else f"{planned:,}",
                     "-" if unplanned else f"{outcome.by_status.get(OutboxStatus.SENT, 0):,}",
                 )
@@ -616,6 +703,11 @@ def _campaign_cancel(args: argparse.Namespace, settings: Settings) -> int:
             waiting = campaigns.cancel(session, program.id, campaign.id, now)
         except Conflict as exc:
             raise Failure(f"campaign {campaign.id}: {exc.detail}") from None
+        if campaign.recurrence:
+            return (
+                f"klubb: cancelled series {campaign.id} {campaign.name!r}; no more occurrences "
+                "(one already being sent goes on: `klubb campaign cancel` it too)"
+            )
         return (
             f"klubb: cancelled campaign {campaign.id} {campaign.name!r}; "
             f"{waiting:,} queued messages will not be sent"
