@@ -96,6 +96,9 @@ async def running_scheduler(
     stop = asyncio.Event()
     running: set[asyncio.Task[Any]] = set()
     pacer = sender.Pacer(send_rate)
+    # Beating before the first claim: the rows this process claims carry its id.
+    heartbeat = sender.Heartbeat(db)
+    await heartbeat.start()
     soon = utc_now() + dt.timedelta(seconds=2)
     every = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
@@ -111,6 +114,7 @@ async def running_scheduler(
             "stop": stop,
             # The app's public URL: campaign links go out as short links on it.
             "link_base": link_base,
+            "heartbeat": heartbeat,
         },
         **every,
     )
@@ -172,6 +176,9 @@ async def running_scheduler(
         if running:
             await asyncio.wait(set(running), timeout=FINISH_SECONDS)
         scheduler.shutdown(wait=False)
+        # Stopped cleanly: the heartbeat goes, so what this sender might have left in doubt
+        # (an answer that never came) is settled by the next sender at once.
+        await heartbeat.stop()
         await leadership.release()
 
 

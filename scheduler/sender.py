@@ -5,11 +5,15 @@ pace that adapts to the gateway's 429s; each answer is recorded at its own time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
 import math
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 from scheduler.gateway import (
@@ -50,6 +54,9 @@ CLAIM_AGAIN = 1.0
 RECORD_AT = 500
 RECORD_EVERY = 0.25
 MIN_RATE = 1.0
+# A running sender beats this often; another settles the rows it claimed once it has missed
+# three beats (sending.GONE), instead of waiting KLUBB_IN_DOUBT_AFTER.
+BEAT_SECONDS = sending.GONE.total_seconds() / 3
 
 
 class Pacer:
@@ -129,6 +136,7 @@ async def drain(
     stop: asyncio.Event | None = None,
     *,
     link_base: str = "",
+    heartbeat: Heartbeat | None = None,
 ) -> int:
     """Send everything due now, then return how many were sent (burst mode). Up to IN_FLIGHT
     messages are in flight at once, with no barrier between claims: one slow answer holds its
@@ -136,19 +144,25 @@ async def drain(
     answered and recorded, what was not handed over goes back to the queue, and the drain
     returns, so a shutdown leaves nothing in doubt that needn't be. With nothing to do, a tick
     only reads. `link_base`: the app's public URL, on which the owner's web addresses in a
-    campaign's text go out as short links (sending.claim); empty, they go as written."""
+    campaign's text go out as short links (sending.claim); empty, they go as written.
+    `heartbeat`: this process's sender, beating (Heartbeat): the rows it claims are its own,
+    settled at once by another sender should it stop beating; and the rows of a sender that
+    stopped are settled now, not after `stale`."""
+    me = heartbeat.id if heartbeat is not None else None
     # Most ticks find nothing to do: one read says so, and no write transaction is begun (on
     # SQLite a write would queue behind the members' turns and hold them up in turn).
-    if not await db.read(functools.partial(sending.work_waiting, now=now(), stale=stale)):
+    if not await db.read(functools.partial(sending.work_waiting, now=now(), stale=stale, me=me)):
         return 0
     pacer = pacer or Pacer(float("inf"))
-    await settle_in_doubt(db, gateway, now, stale)
+    await settle_in_doubt(db, gateway, now, stale, me=me)
     burst = _Burst(db, gateway, now, pacer, stop)
     try:
         while not burst.stopping:
             limit = _claim_size(pacer, batch, stale)
             claimed = await db.run(
-                functools.partial(sending.claim, now=now(), limit=limit, link_base=link_base)
+                functools.partial(
+                    sending.claim, now=now(), limit=limit, link_base=link_base, sender=me
+                )
             )
             if claimed:
                 await burst.hand_over(claimed)
@@ -328,13 +342,19 @@ def _describe(exc: GatewayError) -> str:
 
 
 async def settle_in_doubt(
-    db: Database, gateway: Gateway, now: Clock = utc_now, stale: dt.timedelta = sending.STALE
+    db: Database,
+    gateway: Gateway,
+    now: Clock = utc_now,
+    stale: dt.timedelta = sending.STALE,
+    *,
+    me: str | None = None,
 ) -> int:
-    """Ask the gateway about rows a dead sender left in `sending`: sent ones are marked sent,
-    the rest go back to the queue. Nothing in doubt is ever sent again without asking."""
+    """Ask the gateway about rows a dead sender left in `sending` (claimed `stale` ago, or by
+    a sender that stopped beating): sent ones are marked sent, the rest go back to the queue.
+    Nothing in doubt is ever sent again without asking. `me`: this sender's heartbeat id."""
     settled = 0
     while True:
-        doubtful = await db.run(functools.partial(sending.in_doubt, now=now(), stale=stale))
+        doubtful = await db.run(functools.partial(sending.in_doubt, now=now(), stale=stale, me=me))
         if not doubtful:
             return settled
         found: list[tuple[int, str | None]] = []
@@ -354,3 +374,55 @@ async def settle_in_doubt(
         settled += len(found)
         if len(found) < len(doubtful):
             return settled
+
+
+class Heartbeat:
+    """This process's sender, known to the others while it beats: its row in sender_heartbeats
+    written every BEAT_SECONDS (on SQLite through the writer, a small write every few seconds,
+    never per tick), gone when it stops cleanly. Rows it claims carry its id, so a crash is
+    seen within seconds (sending.GONE) and its rows in doubt are settled then."""
+
+    def __init__(self, db: Database, every: float = BEAT_SECONDS, now: Clock = utc_now) -> None:
+        self.db = db
+        self.every = every
+        self.now = now
+        self.id = uuid.uuid4().hex
+        self.host = socket.gethostname()[:100]
+        self.pid = os.getpid()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """The first beat (its row written before any claim carries its id), then one every
+        `every` seconds."""
+        await self._beat()
+        self._task = asyncio.create_task(self._beating(), name="klubb-sender-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop beating and remove the row (a clean exit: nothing of this sender is left in
+        hand)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.db.run(functools.partial(sending.sender_stopped, sender=self.id))
+        except Exception:
+            # Its row then ages: the others count this sender gone after sending.GONE.
+            log.exception("could not remove the sender's heartbeat")
+
+    async def _beat(self) -> None:
+        await self.db.run(
+            functools.partial(
+                sending.beat, sender=self.id, host=self.host, pid=self.pid, now=self.now()
+            )
+        )
+
+    async def _beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self._beat()
+            except Exception:
+                # A missed beat or two is no death; three are, and that is what they would be.
+                log.warning("sender heartbeat missed", exc_info=True)

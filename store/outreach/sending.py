@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 import locales
@@ -27,6 +27,7 @@ from store.models import (
     OutboxMessage,
     PointLot,
     Program,
+    SenderHeartbeat,
     Tier,
 )
 from store.outreach import campaigns, clicks, delivery, guard_rails, journeys
@@ -51,6 +52,13 @@ THROTTLE_WAIT = dt.timedelta(seconds=5)
 # A row claimed longer ago than this by a sender that never finished it is in doubt: that
 # sender died (a live one finishes a batch in seconds).
 STALE = dt.timedelta(minutes=5)
+# A sender that has not beaten for this long is gone (it beats every few seconds: see
+# scheduler.sender.Heartbeat): the rows it claimed are in doubt at once, not after STALE, once
+# their claim is this old too (so a row is never taken from a sender a moment after its claim,
+# while its gateway's answer may still be on the way).
+GONE = dt.timedelta(seconds=15)
+# A gone sender's heartbeat row is forgotten after this long (no row counts as gone too).
+FORGET_SENDERS = dt.timedelta(days=1)
 
 _OUTBOX = OutboxMessage.__table__
 _COUPONS = Coupon.__table__
@@ -136,6 +144,7 @@ _MARK_SENDING = (
         segments=bindparam("segments"),
         attempts=_OUTBOX.c.attempts + 1,
         claimed_at=bindparam("now"),
+        claimed_by=bindparam("sender"),
     )
 )
 _DEFER = (
@@ -151,11 +160,27 @@ _SKIP = (
 _ANY_DUE = select(_OUTBOX.c.id).where(
     _OUTBOX.c.status == QUEUED, _OUTBOX.c.send_after <= bindparam("now")
 )
-_ANY_STALE = select(_OUTBOX.c.id).where(
-    _OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at < bindparam("before")
+_HEARTBEATS = SenderHeartbeat.__table__
+# A row in `sending` whose sender is gone: claimed by another sender than the one asking
+# ("me"), one that has not beaten since `alive_since` (or has no heartbeat row), and claimed
+# before `gone_before`. A row claimed without a sender id waits STALE.
+_SENDER_GONE = (
+    _OUTBOX.c.claimed_by.is_not(None)
+    & (_OUTBOX.c.claimed_by != bindparam("me"))
+    & (_OUTBOX.c.claimed_at < bindparam("gone_before"))
+    & ~select(_HEARTBEATS.c.id)
+    .where(
+        _HEARTBEATS.c.id == _OUTBOX.c.claimed_by,
+        _HEARTBEATS.c.seen_at >= bindparam("gone_before"),
+    )
+    .exists()
 )
+_IN_DOUBT = (_OUTBOX.c.status == SENDING) & or_(
+    _OUTBOX.c.claimed_at < bindparam("before"), _SENDER_GONE
+)
+_ANY_STALE = select(_OUTBOX.c.id).where(_IN_DOUBT)
 # Three index probes (outbox by status and due time; campaigns by status): no row is read
-# when there is nothing to do.
+# when there is nothing to do (a row in `sending` is read, with its sender's heartbeat).
 _ANYTHING = select(
     or_(
         _ANY_DUE.exists(),
@@ -165,16 +190,40 @@ _ANYTHING = select(
 )
 
 
-def work_waiting(session: Session, now: dt.datetime, stale: dt.timedelta = STALE) -> bool:
-    """Whether the sender has anything to do now: a row due, a row in doubt (claimed longer
-    than `stale` ago), or a broadcast to mark done. A read, so an idle tick writes nothing
-    (`Database.read`: beside the writer on SQLite)."""
-    found = session.connection().execute(_ANYTHING, {"now": now, "before": now - stale})
+def work_waiting(
+    session: Session,
+    now: dt.datetime,
+    stale: dt.timedelta = STALE,
+    *,
+    me: str | None = None,
+    gone: dt.timedelta = GONE,
+) -> bool:
+    """Whether the sender `me` (its heartbeat id, if it has one) has anything to do now: a row
+    due, a row in doubt (claimed longer than `stale` ago, or by a sender gone for `gone`), or a
+    broadcast to mark done. A read, so an idle tick writes nothing (`Database.read`: beside
+    the writer on SQLite)."""
+    found = session.connection().execute(_ANYTHING, _doubt_params(now, stale, me, gone))
     return bool(found.scalar())
 
 
-def claim(session: Session, now: dt.datetime, limit: int, *, link_base: str = "") -> list[Claimed]:
-    """Move up to `limit` due rows to `sending` and return them, ready for the gateway.
+def _doubt_params(
+    now: dt.datetime, stale: dt.timedelta, me: str | None, gone: dt.timedelta
+) -> dict[str, Any]:
+    # "" for no id: `claimed_by != NULL` would be NULL, and no gone sender's row would match.
+    return {"now": now, "before": now - stale, "me": me or "", "gone_before": now - gone}
+
+
+def claim(
+    session: Session,
+    now: dt.datetime,
+    limit: int,
+    *,
+    link_base: str = "",
+    sender: str | None = None,
+) -> list[Claimed]:
+    """Move up to `limit` due rows to `sending`, claimed by `sender` (its heartbeat id: should
+    it stop beating, they are settled at once, see in_doubt), and return them, ready for the
+    gateway.
 
     The caller commits before sending, so a crash leaves them visibly in doubt. A marketing
     row is checked again here (a STOP since planning wins; the cap; quiet hours in the member's
@@ -209,6 +258,7 @@ def claim(session: Session, now: dt.datetime, limit: int, *, link_base: str = ""
                 "body": body,
                 "segments": locales.segments(body).segments,
                 "now": now,
+                "sender": sender,
             }
         )
         claimed.append(
@@ -658,6 +708,28 @@ def _take_back_coupons(session: Session, row_ids: Sequence[int]) -> None:
         )
 
 
+# --- the senders' heartbeats ------------------------------------------------------------------
+
+
+def beat(session: Session, sender: str, host: str, pid: int, now: dt.datetime) -> None:
+    """The sender `sender` (on `host`, process `pid`) is alive at `now`: its heartbeat row,
+    made on its first beat (when those of senders gone long ago are forgotten)."""
+    connection = session.connection()
+    seen = update(_HEARTBEATS).where(_HEARTBEATS.c.id == sender).values(seen_at=now)
+    if connection.execute(seen).rowcount:
+        return
+    connection.execute(delete(_HEARTBEATS).where(_HEARTBEATS.c.seen_at < now - FORGET_SENDERS))
+    connection.execute(
+        insert(_HEARTBEATS).values(id=sender, host=host, pid=pid, started_at=now, seen_at=now)
+    )
+
+
+def sender_stopped(session: Session, sender: str) -> None:
+    """The sender `sender` stopped cleanly: its heartbeat row goes (a row it left in doubt,
+    if any, is then settled at once by another sender)."""
+    session.connection().execute(delete(_HEARTBEATS).where(_HEARTBEATS.c.id == sender))
+
+
 # --- rows in doubt ----------------------------------------------------------------------------
 
 _STALE = (
@@ -669,14 +741,14 @@ _STALE = (
         _OUTBOX.c.claimed_at,
         _OUTBOX.c.member_id,
     )
-    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.claimed_at < bindparam("before"))
+    .where(_IN_DOUBT)
     .order_by(_OUTBOX.c.id)
     .limit(bindparam("limit"))
 )
 _TOUCH = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == SENDING)
-    .values(claimed_at=bindparam("now"))
+    .values(claimed_at=bindparam("now"), claimed_by=bindparam("me"))
 )
 
 
@@ -689,19 +761,27 @@ class InDoubt:
 
 
 def in_doubt(
-    session: Session, now: dt.datetime, limit: int = 200, stale: dt.timedelta = STALE
+    session: Session,
+    now: dt.datetime,
+    limit: int = 200,
+    stale: dt.timedelta = STALE,
+    *,
+    me: str | None = None,
+    gone: dt.timedelta = GONE,
 ) -> list[InDoubt]:
-    """Rows left in `sending` for longer than STALE, taken over by this sender (their claim
-    time is renewed, so another sender does not settle them at the same time)."""
+    """Rows left in `sending` for longer than `stale`, or claimed by a sender gone (no beat for
+    `gone`: it crashed), taken over by the sender `me` (their claim time renewed and claimed
+    by it, so another sender does not settle them at the same time, and should `me` die in
+    turn they are settled soon)."""
     connection = session.connection()
     query = (
-        _STALE.with_for_update(skip_locked=True)
+        _STALE.with_for_update(of=_OUTBOX, skip_locked=True)
         if connection.dialect.name == "postgresql"
         else _STALE
     )
-    rows = list(connection.execute(query, {"before": now - stale, "limit": limit}))
+    rows = list(connection.execute(query, {**_doubt_params(now, stale, me, gone), "limit": limit}))
     if rows:
-        connection.execute(_TOUCH, [{"row_id": row.id, "now": now} for row in rows])
+        connection.execute(_TOUCH, [{"row_id": row.id, "now": now, "me": me} for row in rows])
     return [
         InDoubt(
             Claimed(row.id, row.to_number or "", row.from_number, row.body or "", row.member_id),
