@@ -21,6 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.app import create_app, opened_gateway
 from bot.cli.common import run_once
+from bot.metrics import serving_metrics
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
 from store import migrate
@@ -29,6 +30,11 @@ from store.database import open_database
 from store.members.phones import club_number, to_e164
 
 log = logging.getLogger("klubb")
+
+# On SIGTERM (or Ctrl-C) `klubb serve` stops listening, then waits this long for the requests
+# in flight (a member's turn takes milliseconds; each is answered, or not at all), then the
+# scheduler gets jobs.FINISH_SECONDS for the sender's batch in hand: out within 30 s.
+SHUTDOWN_SECONDS = 10.0
 
 
 def add_serve(commands: Any) -> None:
@@ -63,8 +69,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.port,
         settings.public_url,
     )
+    app = create_app(settings)
+    app.on_shutdown.append(_stopping)
     try:
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
     except OSError as exc:
         print(
             f"klubb serve: can't listen on {settings.host}:{settings.port}: {exc.strerror}"
@@ -72,7 +86,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    log.info("klubb serve: stopped")
     return 0
+
+
+async def _stopping(app: web.Application) -> None:
+    """Said when a shutdown begins: no new connection is taken from here on."""
+    log.info("klubb serve: stopping: answering the texts in flight, then the sender's batch")
 
 
 def _schema_ready(command: str, settings: Settings) -> bool:
@@ -136,6 +156,7 @@ async def _work(settings: Settings) -> int:
                 in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
                 link_base=settings.public_url,
             ),
+            serving_metrics(settings, db),
         ):
             log.info("klubb worker: sending and running jobs; Ctrl-C to stop")
             await stop.wait()
