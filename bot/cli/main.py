@@ -1,8 +1,8 @@
 """The `klubb` command: its parser, the flags every subcommand shares, and `klubb understand`.
 
 Each subcommand lives in its module of bot/cli/: serve (serve, worker, simulate), club (migrate,
-init, apikey), campaigns (segment, campaign), journeys, report and admins; common holds what
-they share."""
+init, apikey), campaigns (segment, campaign), journeys, report, admins and backup (backup,
+restore); common holds what they share."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli import admins, campaigns, club, inbox, journeys, poster, report, serve
+from bot.cli import admins, backup, campaigns, club, inbox, journeys, poster, report, serve
 from bot.settings import Settings, SettingsError
 from flows import understand
 from locales import LANGUAGES
@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     admins.add_commands(commands)
     inbox.add_commands(commands)
     poster.add_commands(commands)
+    backup.add_commands(commands)
     return parser
 
 
