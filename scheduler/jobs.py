@@ -15,7 +15,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler import daily, journeys, sender
+from scheduler import cheques, daily, journeys, sender
 from scheduler.gateway import Gateway
 from scheduler.leader import Leadership
 from store import reports
@@ -29,6 +29,7 @@ SEND_EVERY_SECONDS = 1
 PLAN_EVERY_SECONDS = 15
 JOURNEYS_EVERY_MINUTES = 15
 LOYALTY_EVERY_HOURS = 1
+CHEQUES_EVERY_HOURS = 1
 RETENTION_EVERY_HOURS = 24  # data retention: its cut moves a day at a time
 # How long a shutdown waits for running jobs (a sender's batch in hand, a planning chunk).
 FINISH_SECONDS = 15
@@ -144,6 +145,16 @@ async def running_scheduler(
         args=(db,),
         id="loyalty-daily",
         next_run_time=soon + dt.timedelta(seconds=30),
+        **every,
+    )
+    # Bonus cheques for balances raised other than by a purchase (a purchase checks its own).
+    scheduler.add_job(
+        _tracked(running, _led(leadership, cheques.run)),
+        "interval",
+        hours=CHEQUES_EVERY_HOURS,
+        args=(db,),
+        id="bonus-cheques",
+        next_run_time=soon + dt.timedelta(seconds=35),
         **every,
     )
     scheduler.add_job(

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidInput, NotFound
-from store.loyalty import coupons, ledger, perks, receipts, tiers
+from store.loyalty import cheques, coupons, ledger, perks, receipts, tiers
 from store.loyalty.earning import Bonus, Line, Rules, line_points, taken_back
 from store.models import (
     BonusRule,
@@ -216,6 +216,10 @@ def record(
         # the referral (`issued or reward(...)` would skip the reward).
         rewarded = perks.reward_referral(session, program, member_id, now, purchase_id=purchase_id)
         issued = issued or rewarded
+    # Bonus cheques: the points this sale earned may take the balance past the club's cheque
+    # (one read when it does not; a sale that earned nothing moved no balance).
+    if earned > 0 and cheques.issue_due(session, program, member_id, now, purchase_id=purchase_id):
+        issued = True
     # Built from what was written, not read back: the caller only reads it.
     purchase = Purchase(id=purchase_id, **values)
     recorded = Recorded(

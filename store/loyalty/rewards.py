@@ -35,6 +35,27 @@ def claim(
         raise NotFound("reward", str(template_id))
     if template.kind != coupons.REWARD or not template.points_cost:
         raise InvalidInput("reward", "this coupon is not a reward for points")
+    held = spend_on(session, program, member_id, template, now, actor=actor)
+    return Claimed(held, ledger.balance(session, member_id, now))
+
+
+def spend_on(
+    session: Session,
+    program: Program,
+    member_id: int,
+    template: CouponTemplate,
+    now: dt.datetime,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+    source: str | None = None,
+    purchase_id: int | None = None,
+) -> coupons.Held:
+    """Spend a reward's cost through the ledger (oldest lots first) and issue its coupon: the
+    one path a CLAIM and a bonus cheque (store.loyalty.cheques) share. Raises NotEnoughPoints
+    and changes nothing (the points are taken before the coupon exists). `source` names the
+    coupon's reason (a claim's is unique by a random part); `reason` the ledger entry's."""
+    assert template.points_cost
     ledger.lock_member(session, member_id)
     ledger.debit(
         session,
@@ -43,10 +64,12 @@ def claim(
         template.points_cost,
         ledger.SPEND,
         now,
-        reason=f"reward:{template.key}",
+        reason=reason or f"reward:{template.key}",
         actor=actor,
     )
     # Each claim is its own coupon: the source only has to be unique.
-    source = f"reward:{template.id}:{member_id}:{secrets.token_hex(6)}"
-    coupon = coupons.issue(session, program.id, member_id, template, source, now)
-    return Claimed(coupons.Held(coupon, template), ledger.balance(session, member_id, now))
+    source = source or f"reward:{template.id}:{member_id}:{secrets.token_hex(6)}"
+    coupon = coupons.issue(
+        session, program.id, member_id, template, source, now, purchase_id=purchase_id
+    )
+    return coupons.Held(coupon, template)

@@ -116,6 +116,7 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "profile.done.link": {"club", "url"},
     "profile.done.coupon.link": {"code", "benefit", "date", "url"},
     "claim.done.link": {"code", "benefit", "date", "count", "url"},
+    "cheque.issued": {"club", "points", "benefit", "code", "date"},
 }
 
 # The rules of an SMS (GSM-7, segment budgets, local keywords) bind the texts members get;
