@@ -22,12 +22,12 @@ from store.loyalty import purchases
 from store.loyalty.earning import Line
 from store.members import members
 from store.members.phones import to_e164
-from store.models import Program
 
 # Older sales are not a till catching up but a wrong clock (and the tier and multiplier rules
 # are not kept that far back); a sale from the future is a wrong clock too.
 OLDEST_SALE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 CLOCK_SKEW = dt.timedelta(minutes=5)
+REDEEM = "coupons:redeem"
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -48,6 +48,26 @@ async def record(call: Call) -> web.Response:
                 422, "must be a time since 2000 and not in the future", field="occurred_at"
             )
         occurred_at = when.astimezone(dt.UTC)
+    lines = lines_of(body)
+    if body.get("coupon_codes") and REDEEM not in call.caller.scopes:
+        # Redeeming with a sale is redeeming: the key needs the scope POST /coupons/redeem needs.
+        raise ApiError(403, f"this key lacks the scope {REDEEM}", scope=REDEEM)
+    work = functools.partial(
+        _record,
+        caller=call.caller,
+        clubs=call.request.app[CLUBS],
+        body=body,
+        lines=lines,
+        occurred_at=occurred_at,
+        fingerprint=fingerprint(body),
+        now=call.now,
+    )
+    view, replayed = await call.run(work)
+    return web.json_response(view, status=200 if replayed else 201)
+
+
+def lines_of(body: dict[str, Any]) -> list[Line]:
+    """The body's lines (valid by the schema), or 422 if they add up to too much."""
     lines = [
         Line(
             qty=int(line["qty"]),
@@ -63,18 +83,7 @@ async def record(call: Call) -> web.Response:
         raise ApiError(
             422, f"the lines add up to more than {schemas.MAX_AMOUNT_MINOR}", field="lines"
         )
-    work = functools.partial(
-        _record,
-        caller=call.caller,
-        clubs=call.request.app[CLUBS],
-        body=body,
-        lines=lines,
-        occurred_at=occurred_at,
-        fingerprint=fingerprint(body),
-        now=call.now,
-    )
-    view, replayed = await call.run(work)
-    return web.json_response(view, status=200 if replayed else 201)
+    return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +107,12 @@ def _record(
     # The hot path of the API: the club and its rules come from memory, the buyer is read as a
     # plain row (see tests/bench/purchases.py).
     program = clubs.by_id(session, caller.program_id) or views.club(session, caller)
-    buyer = _buyer(session, caller, program, body)
-    if not buyer.joined:
-        raise ApiError(
-            409,
-            f"member {buyer.id} has not joined the club: enrol them first",
-            reason="not_joined",
-        )
+    found = buyer(session, caller, program.country, body)
+    must_have_joined(found)
     recorded = purchases.record(
         session,
         program,
-        buyer.id,
+        found.id,
         transaction_id=body["transaction_id"],
         lines=lines,
         occurred_at=occurred_at,
@@ -116,8 +120,9 @@ def _record(
         now=now,
         store=body.get("store") or caller.store,
         actor=caller.name,
-        tier_id=buyer.tier_id,
+        tier_id=found.tier_id,
         rules=clubs.rules(session, program.id),
+        codes=body.get("coupon_codes"),
     )
     purchase = recorded.purchase
     view = {
@@ -131,22 +136,35 @@ def _record(
         "points": purchase.points,
         "balance": recorded.balance,
         "coupons": [
-            views.coupon(held, buyer.language, now, program.currency) for held in recorded.coupons
+            views.coupon(held, found.language, now, program.currency) for held in recorded.coupons
         ],
     }
+    if recorded.basket is not None:
+        view["basket"] = views.basket(recorded.basket, found.id, found.language, program.currency)
     return view, recorded.replayed
 
 
-def _buyer(session: Session, caller: Caller, program: Program, body: dict[str, Any]) -> Buyer:
-    """The member the sale is for. An unknown number is a 404: a sale never makes a member."""
+def must_have_joined(found: Buyer) -> None:
+    """409 for a number that has not joined: discounts and points are for members."""
+    if not found.joined:
+        raise ApiError(
+            409,
+            f"member {found.id} has not joined the club: enrol them first",
+            reason="not_joined",
+        )
+
+
+def buyer(session: Session, caller: Caller, country: str, body: dict[str, Any]) -> Buyer:
+    """The member the sale is for (a phone read in the club's `country`). An unknown number is
+    a 404: a sale never makes a member."""
     if "member_id" in body:
         member = views.member_by_id(session, caller, int(body["member_id"]))
         joined = member.joined_at is not None
         return Buyer(member.id, joined, member.tier_id, views.language_of(member))
-    phone = to_e164(body["phone"], program.country)
+    phone = to_e164(body["phone"], country)
     if phone is None:
         raise ApiError(422, "not a phone number", field="phone")
-    state = members.state_by_phone(session, program.id, phone)
+    state = members.state_by_phone(session, caller.program_id, phone)
     if state is None or state.status == members.ERASED:
         raise ApiError(404, f"no member with phone {phone}", field="phone")
     language = state.language or locales.language_for_phone(phone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.api import coupons, members, openapi, purchases, schemas
+from bot.api import baskets, coupons, members, openapi, purchases, schemas
 from bot.api.operations import Operation, Param
 
 PREFIX = "/api/v1"
@@ -107,7 +107,28 @@ ROUTES: tuple[Operation, ...] = (
         errors=(404, 409),
         description="Idempotent on transaction_id: the same body again is answered as the "
         "first time; other contents under the same transaction_id are a 409. An unknown phone "
-        "is a 404 (a sale never creates a member).",
+        "is a 404 (a sale never creates a member). With coupon_codes, Klubb prices the sale "
+        "as /baskets/evaluate does and redeems the coupons that apply with it, exactly once "
+        "(a retry redeems nothing again); a code that can't be used (redeemed at another "
+        "till a moment ago, say) does not stop the sale: it is recorded without it, and "
+        "basket.refused says why. Codes need the scope coupons:redeem too.",
+    ),
+    Operation(
+        "POST",
+        "/baskets/evaluate",
+        "evaluateBasket",
+        "Price a basket: each line's discount and the coupons that apply",
+        baskets.evaluate,
+        scope="coupons:read",
+        body="BasketIn",
+        responses={200: ("The basket priced; nothing recorded or redeemed", "Basket")},
+        errors=(404, 409),
+        description="The member's tier discount, then the coupons shown: each line's "
+        "discount in minor units, the coupons that apply and, for each that doesn't, why "
+        "(reason: unknown_code, duplicate, other_member, redeemed, expired, not_yet_valid, "
+        "no_offer, not_in_scope, too_few_items, min_not_met, not_combinable, no_discount). "
+        "Send the same lines and codes to /purchases as coupon_codes to record the sale and "
+        "redeem them. An unknown phone is a 404, a number that has not joined a 409.",
     ),
     Operation(
         "POST",

@@ -19,7 +19,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 import locales
 from store.clubs import apikeys
-from store.loyalty import coupons
+from store.loyalty import coupons, offers
 from store.loyalty.ledger import MAX_ADJUSTMENT  # ledger points are a 32-bit INTEGER
 from store.members import members
 from store.states import CouponState
@@ -28,6 +28,7 @@ MAX_ID = 2**63 - 1  # BIGINT
 MAX_QTY = 1_000_000
 MAX_AMOUNT_MINOR = 10**10  # per line and per purchase: 100 million kroner in øre
 MAX_LINES = 500
+MAX_CODES = 20  # coupon codes in one basket
 MAX_PHONE = 40  # as typed at a till: "+47 912 34 567", "0047 91 23 45 67"
 
 # No control characters (PostgreSQL refuses NUL in text; a till never means one). Python's `$`
@@ -69,6 +70,13 @@ COUPON_CODE = {
     "maxLength": 32,
     "pattern": "^[A-Za-z0-9 ._-]+$",
     "description": "as printed (ABCD-2345) or typed (abcd2345)",
+}
+
+COUPON_CODES = {
+    "type": "array",
+    "maxItems": MAX_CODES,
+    "items": COUPON_CODE,
+    "description": "the coupons the customer shows, in the order to apply them",
 }
 
 # --- Request bodies ---
@@ -126,8 +134,35 @@ PURCHASE_IN: dict[str, Any] = {
             "maxItems": MAX_LINES,
             "items": ref("PurchaseLineIn"),
         },
+        "coupon_codes": {
+            **COUPON_CODES,
+            "description": "sent (even empty), Klubb prices the sale as /baskets/evaluate does: "
+            "the lines are as rung up, the tier discount and the coupons that apply are taken "
+            "off, the lines are recorded (and earn points) at what was paid, and those coupons "
+            "are redeemed with the sale, once. Left out, the lines are what was paid.",
+        },
     },
     "oneOf": [{"required": ["phone"]}, {"required": ["member_id"]}],
+}
+
+BASKET_IN: dict[str, Any] = {
+    "type": "object",
+    "description": "A basket to price: its lines as rung up, the buyer (phone or id, or neither "
+    "for no tier discount) and the coupon codes shown. Nothing is recorded or redeemed.",
+    "required": ["lines"],
+    "additionalProperties": False,
+    "properties": {
+        "phone": PHONE,
+        "member_id": MEMBER_ID,
+        "lines": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_LINES,
+            "items": ref("PurchaseLineIn"),
+        },
+        "coupon_codes": COUPON_CODES,
+    },
+    "not": {"required": ["phone", "member_id"]},
 }
 
 REFUND_LINE_IN: dict[str, Any] = {
@@ -290,6 +325,121 @@ COUPON: dict[str, Any] = {
     },
 }
 
+OFFER: dict[str, Any] = {
+    "type": "object",
+    "description": "What a coupon takes off, as the till computes it (store.loyalty.offers).",
+    "required": ["type", "scope", "items", "min_basket_minor"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": list(offers.TYPES)},
+        "value": {"type": "integer", "description": "percent, or amount in minor units"},
+        "buy": {"type": "integer", "description": "buy_n_pay_m: units bought"},
+        "pay": {"type": "integer", "description": "buy_n_pay_m: units paid for"},
+        "scope": {"enum": list(offers.SCOPES)},
+        "items": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the categories, brands or SKUs (none for the basket)",
+        },
+        "min_basket_minor": {"type": "integer", "description": "the basket before discounts"},
+    },
+}
+
+BASKET_LINE: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "line",
+        "amount_minor",
+        "tier_minor",
+        "coupon_minor",
+        "discount_minor",
+        "to_pay_minor",
+        "codes",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "line": {"type": "integer", "minimum": 1, "description": "numbered from 1 as sent"},
+        "amount_minor": {"type": "integer", "description": "as sent"},
+        "tier_minor": {"type": "integer", "description": "the tier discount"},
+        "coupon_minor": {"type": "integer", "description": "the coupons' discount"},
+        "discount_minor": {"type": "integer", "description": "tier and coupons"},
+        "to_pay_minor": {"type": "integer"},
+        "codes": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the coupons that took something off the line",
+        },
+    },
+}
+
+BASKET: dict[str, Any] = {
+    "type": "object",
+    "description": "A basket priced: the tier discount first (half up per line), then the "
+    "coupons on categories, brands or SKUs in the order given (one per line), then at most one "
+    "basket-wide coupon (the one giving most). Lines marked discounted get nothing.",
+    "required": [
+        "member_id",
+        "currency",
+        "tier",
+        "total_minor",
+        "discount_minor",
+        "to_pay_minor",
+        "lines",
+        "applied",
+        "refused",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "member_id": nullable(MEMBER_ID),
+        "currency": {"type": "string", "description": "ISO 4217"},
+        "tier": nullable(
+            {
+                "type": "object",
+                "required": ["name", "discount_percent", "discount_minor"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "description": "in the member's language"},
+                    "discount_percent": {"type": "integer"},
+                    "discount_minor": {"type": "integer", "description": "on the whole basket"},
+                },
+            }
+        ),
+        "total_minor": {"type": "integer", "description": "the lines as sent"},
+        "discount_minor": {"type": "integer"},
+        "to_pay_minor": {"type": "integer"},
+        "lines": {"type": "array", "items": ref("BasketLine")},
+        "applied": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code", "template", "benefit", "offer", "discount_minor", "lines"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {"type": "string", "description": "as shown: ABCD-2345"},
+                    "template": {"type": "string", "description": "the coupon's template key"},
+                    "benefit": {"type": "string", "description": "in the member's language"},
+                    "offer": ref("Offer"),
+                    "discount_minor": {"type": "integer"},
+                    "lines": {"type": "array", "items": {"type": "integer"}},
+                },
+            },
+        },
+        "refused": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code", "reason", "error"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {"type": "string", "description": "as sent"},
+                    "reason": {"enum": list(offers.REASONS)},
+                    "error": {"type": "string", "description": "the reason in words"},
+                },
+            },
+        },
+    },
+}
+
 GIFT_IN: dict[str, Any] = {
     "type": "object",
     "required": ["template"],
@@ -341,6 +491,10 @@ PURCHASE: dict[str, Any] = {
             "items": ref("Coupon"),
             "description": "issued by this purchase (a punch card's free item, a referral)",
         },
+        "basket": {
+            **ref("Basket"),
+            "description": "with coupon_codes: the sale as Klubb priced it",
+        },
     },
 }
 
@@ -388,6 +542,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "RedemptionIn": REDEMPTION_IN,
     "AdjustmentIn": ADJUSTMENT_IN,
     "GiftIn": GIFT_IN,
+    "BasketIn": BASKET_IN,
+    "Offer": OFFER,
+    "BasketLine": BASKET_LINE,
+    "Basket": BASKET,
     "Error": ERROR,
     "Tier": TIER,
     "PunchCard": PUNCH_CARD,
@@ -535,6 +693,8 @@ def _explain(error: ValidationError, name: str) -> tuple[str, str]:
         return at, "must not contain control characters"
     if error.validator == "not" and error.validator_value == {"const": 0}:
         return at, "must not be 0"
+    if error.validator == "not" and error.validator_value == BASKET_IN["not"]:
+        return path(at, ["member_id"]), "give either phone or member_id, not both"
     return at, _short(error.message)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 import locales
 from bot.api.operations import REALM, ApiError, not_found
 from store.clubs.apikeys import Caller
-from store.loyalty import coupons, ledger, purchases, tiers
+from store.loyalty import baskets, coupons, ledger, offers, purchases, tiers
 from store.members import members
 from store.models import Member, Program
 
@@ -168,3 +168,84 @@ def coupon_language(session: Session, held: coupons.Held) -> str:
     """The language of the member who holds the coupon (its benefit is shown in it)."""
     holder = session.get(Member, held.coupon.member_id)
     return language_of(holder) if holder is not None else locales.DEFAULT_LANGUAGE
+
+
+# What each refusal means, for the developer reading the answer (the till shows its own words).
+REFUSALS = {
+    offers.UNKNOWN_CODE: "no coupon with this code in the club",
+    offers.DUPLICATE: "the same coupon was given twice: it counts once",
+    offers.OTHER_MEMBER: "the coupon is another member's",
+    offers.REDEEMED: "the coupon has already been redeemed",
+    offers.EXPIRED: "the coupon has expired",
+    offers.NOT_YET_VALID: "the coupon is not valid yet",
+    offers.NO_OFFER: "the coupon's benefit is for the cashier to give: the till can't compute it",
+    offers.NOT_IN_SCOPE: "no line of the basket is one the coupon discounts",
+    offers.TOO_FEW_ITEMS: "too few units the coupon covers for its buy N, pay for M",
+    offers.MIN_NOT_MET: "the basket is below the coupon's minimum",
+    offers.NOT_COMBINABLE: "another coupon already discounts its lines, or another basket-wide "
+    "coupon gives more",
+    offers.NO_DISCOUNT: "it would take nothing off",
+}
+
+
+def basket(
+    priced: baskets.Priced, member_id: int | None, language: str, currency: str
+) -> dict[str, Any]:
+    """A priced basket as the till reads it (the Basket schema)."""
+    evaluation = priced.evaluation
+    tier = None
+    if priced.tier is not None:
+        tier = {
+            "name": tiers.name(priced.tier, language),
+            "discount_percent": evaluation.tier_percent,
+            "discount_minor": evaluation.tier_minor,
+        }
+    return {
+        "member_id": member_id,
+        "currency": currency,
+        "tier": tier,
+        "total_minor": evaluation.total_minor,
+        "discount_minor": evaluation.discount_minor,
+        "to_pay_minor": evaluation.to_pay_minor,
+        "lines": [
+            {
+                "line": n,
+                "amount_minor": line.amount_minor,
+                "tier_minor": line.tier_minor,
+                "coupon_minor": line.coupon_minor,
+                "discount_minor": line.discount_minor,
+                "to_pay_minor": line.to_pay_minor,
+                "codes": [coupons.display(code) for code in line.codes],
+            }
+            for n, line in enumerate(evaluation.lines, start=1)
+        ],
+        "applied": [_applied(applied, language, currency) for applied in evaluation.applied],
+        "refused": [
+            {
+                "code": refused.given.code,
+                "reason": refused.reason,
+                "error": REFUSALS[refused.reason],
+            }
+            for refused in evaluation.refused
+        ],
+    }
+
+
+def _applied(applied: offers.Applied, language: str, currency: str) -> dict[str, Any]:
+    template = applied.given.template
+    assert template is not None
+    offer = offers.parse(template.offer)  # applied: it parsed when evaluated
+    assert offer is not None
+    return {
+        "code": coupons.display(applied.coupon.code),
+        "template": template.key,
+        "benefit": locales.benefit(
+            coupons.benefit_of(template, language),
+            language,
+            amount_minor=template.discount_minor,
+            currency=currency,
+        ),
+        "offer": offer.as_json(),
+        "discount_minor": applied.discount_minor,
+        "lines": [i + 1 for i in applied.lines],
+    }

@@ -47,23 +47,64 @@ def tier_of(ladder: Sequence[Tier], tier_id: int | None) -> Tier | None:
 
 
 def given(session: Session, program_id: int, codes: Sequence[str]) -> list[offers.Given]:
-    """Each code as sent, with the club's coupon it names (one read for all of them)."""
-    wanted = {coupons.normalize(code) for code in codes}
+    """Each code as sent, with the club's coupon it names: one plain read for all of them (the
+    rows as they are now, whatever the session holds; the objects are detached copies)."""
+    wanted = sorted({coupons.normalize(code) for code in codes})
     found: dict[str, tuple[Coupon, CouponTemplate]] = {}
     if wanted:
-        rows = session.execute(
-            select(Coupon, CouponTemplate)
-            .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
-            .where(Coupon.program_id == program_id, Coupon.code.in_(sorted(wanted)))
-            # Redeemed by a sale a moment ago in this session: read the row as it is now.
-            .execution_options(populate_existing=True)
-        ).all()
-        found = {coupon.code: (coupon, template) for coupon, template in rows}
+        rows = session.connection().execute(_GIVEN, {"program_id": program_id, "codes": wanted})
+        for row in rows.mappings():
+            coupon = Coupon(**{name: row[name] for name in _COUPON_FIELDS})
+            template = CouponTemplate(
+                id=row["template_id"], **{name: row[name] for name in _TEMPLATE_FIELDS}
+            )
+            found[coupon.code] = (coupon, template)
     out = []
     for code in codes:
         hit = found.get(coupons.normalize(code))
         out.append(offers.Given(code, *hit) if hit else offers.Given(code))
     return out
+
+
+_COUPON_FIELDS = (
+    "id",
+    "program_id",
+    "member_id",
+    "template_id",
+    "code",
+    "valid_from",
+    "valid_until",
+    "redeemed_at",
+)
+_TEMPLATE_FIELDS = ("key", "kind", "benefit", "discount_minor", "offer")
+_TEMPLATES = CouponTemplate.__table__
+_GIVEN = (
+    select(
+        *(_COUPONS.c[name] for name in _COUPON_FIELDS), *(_TEMPLATES.c[n] for n in _TEMPLATE_FIELDS)
+    )
+    .join(_TEMPLATES, _TEMPLATES.c.id == _COUPONS.c.template_id)
+    .where(
+        _COUPONS.c.program_id == bindparam("program_id"),
+        _COUPONS.c.code.in_(bindparam("codes", expanding=True)),
+    )
+)
+_TIERS = Tier.__table__
+_LADDER = (
+    select(_TIERS.c.id, _TIERS.c.position, _TIERS.c.name, _TIERS.c.discount_percent)
+    .where(_TIERS.c.program_id == bindparam("program_id"))
+    .order_by(_TIERS.c.position)
+)
+
+
+def tier_read(session: Session, program_id: int, tier_id: int | None) -> Tier | None:
+    """tier_of on the ladder read as plain rows (a detached Tier with the id, position, name
+    and discount): one statement, for the API's basket pricing."""
+    rows = session.connection().execute(_LADDER, {"program_id": program_id}).mappings().all()
+    if not rows:
+        return None
+    # As tier_of: the member's tier, else the first step; only that one is made an object.
+    row = next((row for row in rows if row["id"] == tier_id), rows[0])
+    return Tier(**row)
 
 
 def price(

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidInput, NotFound
-from store.loyalty import cheques, coupons, ledger, perks, receipts, tiers
+from store.loyalty import baskets, cheques, coupons, ledger, perks, receipts, tiers
 from store.loyalty.earning import Bonus, Line, Rules, line_points, taken_back
 from store.models import (
     BonusRule,
@@ -48,6 +48,8 @@ class Recorded:
     replayed: bool
     coupons: list[coupons.Held]
     balance: int
+    # The basket as Klubb priced it, for a sale sent with coupon codes (None without).
+    basket: baskets.Priced | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +168,40 @@ def record(
     actor: str | None = None,
     tier_id: int | Unknown | None = UNKNOWN,
     rules: ClubRules | None = None,
+    codes: Sequence[str] | None = None,
 ) -> Recorded:
     """Record a purchase and the points it earns; the same transaction id again returns what
     was recorded (a till retrying), or Conflict if it came with different contents.
 
     `tier_id` (the member's tier, if the caller has read it) and `rules` (from the API's
-    cache) spare a read each: recording sales is the hot path of the API."""
+    cache) spare a read each: recording sales is the hot path of the API.
+
+    `codes` (even none) means Klubb prices the sale: the lines are as the till rang them up,
+    the member's tier discount and the coupons that apply (store.loyalty.offers) are taken off
+    and the lines recorded at what was paid; the coupons are redeemed with the sale, once."""
     _check_lines(lines)
     ledger.lock_member(session, member_id)
     rules = rules or club_rules(session, program.id)
+    basket = None
+    if codes is not None:
+        if isinstance(tier_id, Unknown):
+            tier_id = perks.tier_id_of(session, member_id)
+        # A retry is answered before anything is redeemed (the member's lock keeps a second
+        # attempt of the same sale waiting until the first has committed).
+        if _recorded_before(session, program, transaction_id):
+            return _again(session, program, transaction_id, fingerprint, now, lines, codes, rules)
+        basket = baskets.settle(
+            session,
+            program.id,
+            lines,
+            codes,
+            member_id=member_id,
+            tier=baskets.tier_of(rules.ladder, tier_id),
+            now=now,
+            by=actor,
+            ref=transaction_id,
+        )
+        lines = basket.evaluation.paid(lines)
     points = line_points(lines, rules_for(session, program, occurred_at, rules))
     earned = sum(points)
     values = {
@@ -194,6 +221,8 @@ def record(
     # it taken (no lookup before every sale).
     purchase_id = conn.execute(_INSERT_PURCHASE[conn.dialect.name], values).scalar()
     if purchase_id is None:
+        if basket is not None:  # looked for above, under the member's lock: never here
+            raise Conflict("transaction_id_reused", f"transaction {transaction_id} was taken")
         return _again(session, program, transaction_id, fingerprint, now)
     conn.execute(_LAST_PURCHASE, {"member": member_id, "at": occurred_at})
     _insert_lines(session, program, member_id, purchase_id, lines, points)
@@ -227,6 +256,7 @@ def record(
         False,
         coupons.issued_by_purchase(session, purchase_id) if issued else [],
         ledger.balance(session, member_id, now),
+        basket,
     )
     _queue_receipt(session, program, recorded, lines, rules.cards, now)
     return recorded
@@ -318,10 +348,25 @@ def _insert_lines(
     )
 
 
+def _recorded_before(session: Session, program: Program, transaction_id: str) -> bool:
+    found = session.connection().execute(
+        _EARLIER, {"program_id": program.id, "transaction_id": transaction_id}
+    )
+    return found.first() is not None
+
+
 def _again(
-    session: Session, program: Program, transaction_id: str, fingerprint: str, now: dt.datetime
+    session: Session,
+    program: Program,
+    transaction_id: str,
+    fingerprint: str,
+    now: dt.datetime,
+    lines: Sequence[Line] = (),
+    codes: Sequence[str] | None = None,
+    rules: ClubRules | None = None,
 ) -> Recorded:
-    """A transaction recorded before: what was recorded, or Conflict if it differs."""
+    """A transaction recorded before: what was recorded, or Conflict if it differs; a sale
+    Klubb priced (`codes`) with the basket as it was priced then."""
     earlier = (
         session.connection()
         .execute(_EARLIER, {"program_id": program.id, "transaction_id": transaction_id})
@@ -334,11 +379,17 @@ def _again(
         )
     purchase = session.get(Purchase, earlier.id)
     assert purchase is not None
+    basket = None
+    if codes is not None:
+        ladder = rules.ladder if rules is not None else tiers.ladder(session, program.id)
+        held = perks.tier_id_of(session, purchase.member_id)
+        basket = baskets.replay(session, purchase, lines, codes, ladder, held)
     return Recorded(
         purchase,
         True,
         coupons.issued_by_purchase(session, purchase.id),
         ledger.balance(session, purchase.member_id, now),
+        basket,
     )
 
 
