@@ -32,7 +32,7 @@ from locales import LANGUAGES, text
 from store.clock import utc_now
 from store.clubs import apikeys, club_rules, programs
 from store.errors import InvalidSetting, NotFound
-from store.loyalty import coupons, tiers
+from store.loyalty import cheques, coupons, tiers
 from store.models import ApiKey, CouponTemplate, Program
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ def _template(t: CouponTemplate, currency: str, language: str) -> dict[str, Any]
         "percent": t.discount_percent,
         "points_cost": t.points_cost,
         "valid_days": t.valid_days,
+        # A bonus cheque: issued by itself when a balance covers its cost (store.loyalty.cheques).
+        "automatic": t.automatic and t.kind == coupons.REWARD,
         # As its edit form shows it.
         "form": {
             **{f"benefit_{lang}": str(t.benefit.get(lang, "")) for lang in LANGUAGES},
@@ -523,6 +525,30 @@ async def retire_coupon(request: web.Request) -> web.StreamResponse:
     # Refused, the error shows beside the button; the coupon's edit form keeps its values.
     section = f"coupon-{template_id}"
     return await _save(request, f"{section}-active", form, work, saved=section)
+
+
+@routes.post(r"/settings/coupons/{template_id:\d+}/automatic")
+@owner_only
+async def automatic_coupon(request: web.Request) -> web.StreamResponse:
+    """Make a reward a bonus cheque (automatic=on: issued by itself when a balance covers it,
+    store.loyalty.cheques) or a reward members claim again (off)."""
+    template_id = path_id(request, "template_id")
+    form = await request.post()
+    program_id = request[ADMIN].program_id
+    value = _field(form, "automatic").strip().lower()
+
+    def work(session: Session) -> None:
+        if value not in ("on", "off"):
+            raise Refused({"automatic": ("admin.settings.error.coupon.automatic_value", {})})
+        try:
+            cheques.set_automatic(session, program_id, template_id, automatic=value == "on")
+        except NotFound:
+            raise web.HTTPNotFound() from None
+        except InvalidSetting:
+            raise Refused({"automatic": ("admin.settings.error.coupon.automatic", {})}) from None
+
+    section = f"coupon-{template_id}"
+    return await _save(request, f"{section}-automatic", form, work, saved=section)
 
 
 def _coupon_form(form: MultiDictProxy[Any], precision: int) -> tuple[dict[str, Any], Errors]:
