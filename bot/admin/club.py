@@ -32,7 +32,7 @@ from locales import LANGUAGES, text
 from store.clock import utc_now
 from store.clubs import apikeys, club_rules, programs
 from store.errors import InvalidSetting, NotFound
-from store.loyalty import cheques, coupons, tiers
+from store.loyalty import cheques, coupons, offers, tiers
 from store.models import ApiKey, CouponTemplate, Program
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ def _template(t: CouponTemplate, currency: str, language: str) -> dict[str, Any]
         "percent": t.discount_percent,
         "points_cost": t.points_cost,
         "valid_days": t.valid_days,
+        # The offer the till computes, in the words a member reads ("20 % off shoes, from 500 kr").
+        "offer": offer_text(t.offer, currency, language),
         # A bonus cheque: issued by itself when a balance covers its cost (store.loyalty.cheques).
         "automatic": t.automatic and t.kind == coupons.REWARD,
         # As its edit form shows it.
@@ -247,6 +249,7 @@ def _template(t: CouponTemplate, currency: str, language: str) -> dict[str, Any]
             "discount_percent": str(t.discount_percent or ""),
             "points_cost": str(t.points_cost or ""),
             "valid_days": str(t.valid_days),
+            **_offer_form(t.offer, precision, language),
         },
     }
 
@@ -571,11 +574,103 @@ def _coupon_form(form: MultiDictProxy[Any], precision: int) -> tuple[dict[str, A
         "discount_percent": optional["discount_percent"],
         "discount_minor": amount,
         "points_cost": optional["points_cost"],
+        "offer": _offer_values(form, precision, errors),
     }
     return values, errors
 
 
+# --- a coupon's offer (store.loyalty.offers) ------------------------------------------------
+
+
+def offer_text(raw: Mapping[str, Any] | None, currency: str, language: str) -> str:
+    """The offer as a member reads it: "20 % off shoes, from 500 kr"; "" for none."""
+    try:
+        offer = offers.parse(raw)
+    except InvalidSetting:
+        return ""
+    if offer is None:
+        return ""
+    items = "/".join(offer.items)
+    if offer.scope == offers.SKUS:
+        items = text("admin.settings.coupons.offer.skus", language, items=items)
+    where = "basket" if offer.scope == offers.BASKET else "items"
+    kind = {offers.PERCENT: "percent", offers.AMOUNT: "amount"}.get(offer.type, "buy")
+    said = text(
+        f"admin.settings.coupons.offer.{kind}.{where}",
+        language,
+        value=offer.value,
+        amount=locales.sms_money(offer.value, currency, language) if kind == "amount" else "",
+        buy=offer.buy,
+        pay=offer.pay,
+        items=items,
+    )
+    if offer.min_basket_minor:
+        amount = locales.sms_money(offer.min_basket_minor, currency, language)
+        said = text("admin.settings.coupons.offer.min", language, offer=said, amount=amount)
+    return said
+
+
+def _offer_form(raw: Mapping[str, Any] | None, precision: int, language: str) -> dict[str, str]:
+    """A saved offer as its form fields show it."""
+    try:
+        offer = offers.parse(raw)
+    except InvalidSetting:
+        offer = None  # stored before a rule got stricter: shown empty, the owner sets it again
+    if offer is None:
+        return {"offer_type": "", "offer_scope": offers.BASKET}
+    value = str(offer.value) if offer.type == offers.PERCENT else ""
+    if offer.type == offers.AMOUNT:
+        value = money_text(offer.value, precision, language)
+    return {
+        "offer_type": offer.type,
+        "offer_value": value,
+        "offer_buy": str(offer.buy or ""),
+        "offer_pay": str(offer.pay or ""),
+        "offer_scope": offer.scope,
+        "offer_items": ", ".join(offer.items),
+        "offer_min": money_text(offer.min_basket_minor, precision, language)
+        if offer.min_basket_minor
+        else "",
+    }
+
+
+def _offer_values(form: MultiDictProxy[Any], precision: int, errors: Errors) -> Any:
+    """The form's offer as store.loyalty.offers.parse takes it (None: none), each unreadable
+    number added to `errors`; the store names what breaks a rule."""
+    kind = _field(form, "offer_type").strip()
+    if not kind:
+        return None
+    raw: dict[str, Any] = {
+        "type": kind,
+        "scope": _field(form, "offer_scope").strip() or offers.BASKET,
+        "items": _field(form, "offer_items").replace("\n", ",").split(","),
+    }
+    typed = _field(form, "offer_value").strip()
+    if kind == offers.AMOUNT:
+        raw["value"] = parse_money(typed, precision) if typed else None
+        if typed and raw["value"] is None:
+            errors["offer_value"] = _money_error(precision)
+    elif kind == offers.PERCENT:
+        raw["value"] = _whole(typed) if typed else None
+        if typed and raw["value"] is None:
+            errors["offer_value"] = ("admin.settings.error.whole", {})
+    for name in ("buy", "pay") if kind == offers.BUY_N_PAY_M else ():
+        typed = _field(form, f"offer_{name}").strip()
+        raw[name] = _whole(typed) if typed else None
+        if typed and raw[name] is None:
+            errors[f"offer_{name}"] = ("admin.settings.error.whole", {})
+    typed = _field(form, "offer_min").strip()
+    raw["min_basket_minor"] = parse_money(typed, precision) if typed else 0
+    if typed and raw["min_basket_minor"] is None:
+        errors["offer_min"] = _money_error(precision)
+    return raw
+
+
 def _coupon_error(exc: InvalidSetting) -> Errors:
+    if exc.field.startswith("offer"):
+        # offer.value -> the form's offer_value (the minimum is typed as offer_min).
+        name = {"offer.min_basket_minor": "offer_min"}.get(exc.field, exc.field.replace(".", "_"))
+        return {name: ("admin.settings.error.coupon." + exc.field, {})}
     field = {"discount_minor": "amount"}.get(exc.field, exc.field)
     # The benefit's error names the {amount} placeholder itself.
     params = {"amount": "{amount}"} if exc.field == "benefit" else {}
