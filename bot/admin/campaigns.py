@@ -34,7 +34,7 @@ from store.clock import utc_now
 from store.errors import Conflict, InvalidInput, NotFound
 from store.loyalty import coupons
 from store.models import Campaign, CouponTemplate, Member, Program, Segment
-from store.outreach import campaigns, recurring, segments
+from store.outreach import campaigns, journeys, recurring, segments
 from store.states import OutboxStatus
 from store.text import check_text
 
@@ -52,6 +52,9 @@ CANCELLABLE = (campaigns.SCHEDULED, campaigns.PLANNING, campaigns.SENDING)
 SERIES_CANCELLABLE = (campaigns.ACTIVE, campaigns.PAUSED)
 RECIPIENTS_SHOWN = 50
 MAX_AUDIENCE_BODY = 32 * 1024  # an audience of MAX_CHOSEN ids is about 20 kB
+# The favourite category offer's rows of category -> coupon the form offers (the CLI and the
+# store take up to campaigns.MAX_FAVOURITE_COUPONS; a form of fifty rows would help no one).
+FAVOURITE_ROWS = 5
 
 # A message shown next to a field: a catalog id and its parameters.
 Message = tuple[str, dict[str, Any]]
@@ -81,10 +84,19 @@ class Form:
     sale_at: str = ""
     days_before: str = "2"
     hours_before: str = "0"
+    # The favourite category offer: on or off, and its (category, coupon key) rows as given
+    # (empty ones left out); the campaign's coupon is the fallback.
+    favourite: bool = False
+    favourite_rows: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def members_value(self) -> str:
         return ",".join(str(member) for member in self.members)
+
+    @property
+    def favourite_shown(self) -> list[tuple[str, str]]:
+        """The rows as the form shows them: those given, then empty ones up to FAVOURITE_ROWS."""
+        return self.favourite_rows + [("", "")] * (FAVOURITE_ROWS - len(self.favourite_rows))
 
 
 def _member_ids(raw: str) -> list[int] | None:
@@ -129,6 +141,13 @@ def _read(data: Mapping[str, Any]) -> tuple[Form, dict[str, Message]]:
         errors["audience"] = ("admin.campaigns.error.members", {"max": MAX_CHOSEN})
         chosen = []
     form.members = chosen
+    form.favourite = text("favourite", 10) == "1"
+    for index in range(FAVOURITE_ROWS):
+        category = " ".join(text(f"favourite_category_{index}", 200).split())
+        key = text(f"favourite_coupon_{index}", 100).strip()
+        if category or key:
+            form.favourite_rows.append((category, key))
+    errors.update(_favourite_problems(form))
     if form.audience == MEMBERS and not form.members:
         errors.setdefault("audience", ("admin.campaigns.error.no_members", {}))
     if not _is_int(form.control):
@@ -152,6 +171,30 @@ def _read(data: Mapping[str, Any]) -> tuple[Form, dict[str, Message]]:
 
 
 _REPEATS = (NEVER, recurring.MONTH, recurring.YEAR)
+
+
+def _favourite_problems(form: Form) -> dict[str, Message]:
+    """What is wrong with the favourite offer's rows, each under its row (favourite_N)."""
+    errors: dict[str, Message] = {}
+    if form.favourite_rows and not form.favourite:
+        # Rows left filled with the offer unticked: not silently sent as one, nor dropped.
+        errors["favourite"] = ("admin.campaigns.error.favourite_off", {})
+    seen: set[str] = set()
+    for index, (category, key) in enumerate(form.favourite_rows):
+        where = f"favourite_{index}"
+        if not category:
+            errors[where] = ("admin.campaigns.error.favourite_no_category", {})
+        elif len(category) > campaigns.MAX_CATEGORY or not category.isprintable():
+            errors[where] = (
+                "admin.campaigns.error.favourite_category",
+                {"max": campaigns.MAX_CATEGORY},
+            )
+        elif not key:
+            errors[where] = ("admin.campaigns.error.favourite_no_coupon", {"category": category})
+        elif category in seen:
+            errors[where] = ("admin.campaigns.error.favourite_twice", {"category": category})
+        seen.add(category)
+    return errors
 
 
 def _rule(form: Form) -> recurring.Recurrence:
@@ -230,6 +273,8 @@ def _options(form: Form, zone: ZoneInfo) -> dict[str, Any]:
         "coupon": form.coupon or None,
         "control_percent": int(form.control),
         "send_at": send_at,
+        "favourite": form.favourite,
+        "favourite_coupons": dict(form.favourite_rows) if form.favourite else None,
     }
 
 
@@ -244,6 +289,9 @@ def _field_of(problem: InvalidInput | NotFound) -> tuple[str, Message]:
     message = ("admin.campaigns.error." + code, params)
     if code == "coupon_needed":
         return "coupon", message
+    if code in ("favourite_many", "favourite_category", "favourite_coupon"):
+        # favourite_coupons.<category> for one row: _store_problems finds the row.
+        return problem.field, message
     if code in ("filter", "both"):
         return "audience", message
     if problem.field.startswith("texts."):
@@ -257,8 +305,12 @@ def _store_problems(
     session: Session, program: Program, options: dict[str, Any], now: dt.datetime
 ) -> dict[str, Message]:
     errors: dict[str, Message] = {}
+    rows = list(options.get("favourite_coupons") or {})
     for problem in campaigns.problems(session, program, now=now, **options):
         where, message = _field_of(problem)
+        if where.startswith("favourite_coupons"):
+            category = where.removeprefix("favourite_coupons").removeprefix(".")
+            where = f"favourite_{rows.index(category)}" if category in rows else "favourite"
         errors.setdefault(where, message)
     return errors
 
@@ -273,6 +325,7 @@ class _Choices:
     chosen: list[str]  # the names (or numbers) of the chosen members
     reach: segments.Reach | None  # the audience chosen, counted now (None: nobody to count)
     saved_texts: list[dict[str, Any]]  # the club's broadcast texts (saved_replies.for_broadcast)
+    categories: list[str]  # the club's purchase-line categories (the favourite offer's rows)
 
 
 def _choices(session: Session, program: Program, language: str, form: Form) -> _Choices:
@@ -287,6 +340,7 @@ def _choices(session: Session, program: Program, language: str, form: Form) -> _
         chosen=_chosen_names(session, program.id, form.members),
         reach=_reach(session, program, form.audience, form.members),
         saved_texts=saved_replies.for_broadcast(session, program),
+        categories=journeys.club_categories(session, program.id),
     )
 
 
@@ -392,7 +446,7 @@ async def _show_form(
         counter_json=json.dumps(choices.counter, ensure_ascii=False),
         reach=reach_texts(choices.reach, language),
         languages=LANGUAGES,
-        placeholders=sorted(campaigns.PLACEHOLDERS),
+        placeholders=sorted(campaigns.BROADCAST_PLACEHOLDERS),
         max_control=campaigns.MAX_CONTROL,
         zone=request[ADMIN].timezone,
         # An example in the field's own format: tomorrow at ten.
@@ -519,6 +573,11 @@ async def preview_campaign(request: web.Request) -> web.StreamResponse:
             "segment": options["segment"],
             "coupon": _coupon_label(session, program, options["coupon"], request[LANGUAGE]),
             "timing": timing,
+            # The favourite offer: which coupon goes with which category.
+            "favourite": [
+                (category, _coupon_label(session, program, key, request[LANGUAGE]))
+                for category, key in (options["favourite_coupons"] or {}).items()
+            ],
         }
 
     found = await _program(request, work)
@@ -565,6 +624,7 @@ def _show_preview(
         coupon=found["coupon"],
         zone=zone.key,
         timed=_timed_text(found["timing"], zone, language),
+        favourite=found["favourite"],
     )
 
 

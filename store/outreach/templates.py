@@ -27,10 +27,11 @@ from store.outreach.sending import tidy
 REPLY, BROADCAST = "reply", "broadcast"
 PURPOSES = (REPLY, BROADCAST)
 # What a saved reply may say about the member: what the inbox's context of a number knows; a
-# broadcast's, what a campaign's text may say (its coupon's code among them).
+# broadcast's, what a campaign's text may say (its coupon's code among them, and the favourite
+# category offer's {favourite_category}: a broadcast using it becomes one).
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     REPLY: frozenset({"first_name", "club", "points", "tier"}),
-    BROADCAST: campaigns.PLACEHOLDERS,
+    BROADCAST: campaigns.BROADCAST_PLACEHOLDERS,
 }
 MAX_NAME = 80  # the column's size
 MAX_TEXT = campaigns.MAX_TEXT  # as a campaign's text: four GSM-7 segments, a letter beyond
