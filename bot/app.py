@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from bot import webhooks
+from bot import logs, webhooks
 from bot.admin import add_admin
 from bot.api.auth import KeyCache
 from bot.api.routes import add_api
@@ -18,6 +18,7 @@ from bot.gateways.console import ConsoleGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.health import SCHEDULER, add_health
 from bot.keys import API_KEYS, CLUBS, DB, GATEWAY, INBOX_COUNTS, SETTINGS, VALIDATOR
+from bot.metrics import add_metrics
 from bot.page import add_member_page
 from bot.security import security_headers
 from bot.settings import Settings, SettingsError
@@ -35,9 +36,11 @@ MAX_REQUEST = 64 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST, middlewares=[json_errors])
+    # The request id first, so the log lines of everything after it carry it (bot.logs).
+    app = web.Application(client_max_size=MAX_REQUEST, middlewares=[logs.request_ids, json_errors])
     # Every response, the admin's and its sub-application's included, as it is sent.
     app.on_response_prepare.append(security_headers(settings.public_url))
+    app.on_response_prepare.append(logs.request_id_header)
     app[SETTINGS] = settings
     app[VALIDATOR] = RequestValidator(settings.twilio_auth_token)
     app[CLUBS] = ClubDirectory()
@@ -52,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     add_admin(app, settings)
     add_member_page(app, settings)
     add_health(app)
+    add_metrics(app)
     return app
 
 

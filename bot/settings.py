@@ -25,6 +25,10 @@ MAX_SEND_RATE = 10_000
 # Hosts Twilio can never call back: a status callback URL on one of them is left out.
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# text: one line as a person reads it; json: one JSON object a line, for a log pipeline.
+LOG_FORMATS = ("text", "json")
+# GET /metrics's bearer token, when set: long enough not to be guessed.
+MIN_METRICS_TOKEN = 16
 # The admin's session cookie is encrypted with a key derived from KLUBB_SECRET_KEY: at least
 # this many characters (`python3 -c "import secrets; print(secrets.token_urlsafe(32))"`).
 MIN_SECRET_KEY = 32
@@ -52,6 +56,12 @@ class Settings:
     in_doubt_after: int = 300
     run_scheduler: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    # GET /metrics wants `Authorization: Bearer <this>` when set; unset, it answers loopback
+    # only (bot.metrics). Kept out of repr like the secret key.
+    metrics_token: str | None = field(default=None, repr=False)
+    # Where `klubb worker` serves GET /metrics (it has no web server otherwise); None: nowhere.
+    metrics_port: int | None = None
     # Encrypts the admin's session cookies; None: a key made per process (sessions end at a
     # restart). Kept out of repr so settings printed in a log don't show it.
     secret_key: str | None = field(default=None, repr=False)
@@ -70,6 +80,9 @@ class Settings:
         log_level = env.get("KLUBB_LOG_LEVEL", "INFO").strip().upper()
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"KLUBB_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        log_format = env.get("KLUBB_LOG_FORMAT", "text").strip().lower()
+        if log_format not in LOG_FORMATS:
+            raise SettingsError(f"KLUBB_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         gateway = env.get("KLUBB_GATEWAY", "console").strip().lower()
         if gateway not in GATEWAYS:
             raise SettingsError(f"KLUBB_GATEWAY must be one of {', '.join(GATEWAYS)}")
@@ -110,6 +123,9 @@ class Settings:
             in_doubt_after=_in_doubt_after(env),
             run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
             log_level=log_level,
+            log_format=log_format,
+            metrics_token=_metrics_token(env),
+            metrics_port=_metrics_port(env),
             secret_key=secret_key,
             trusted_proxies=_trusted_proxies(env),
         )
@@ -145,6 +161,29 @@ def _in_doubt_after(env: Mapping[str, str]) -> int:
             f"KLUBB_IN_DOUBT_AFTER must be between 1 and 86400 seconds, not {seconds}"
         )
     return seconds
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("KLUBB_METRICS_TOKEN", "").strip()
+    if not token:
+        return None
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise SettingsError("KLUBB_METRICS_TOKEN must be printable ASCII without spaces")
+    if len(token) < MIN_METRICS_TOKEN:
+        raise SettingsError(
+            f"KLUBB_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters "
+            f"(it has {len(token)})"
+        )
+    return token
+
+
+def _metrics_port(env: Mapping[str, str]) -> int | None:
+    if not env.get("KLUBB_METRICS_PORT", "").strip():
+        return None
+    port = _int(env, "KLUBB_METRICS_PORT", 0)
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"KLUBB_METRICS_PORT must be between 1 and 65535, not {port}")
+    return port
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 
 from aiohttp import web
 from sqlalchemy.orm import Session
 from twilio.twiml.messaging_response import MessagingResponse
 
 import locales
+from bot import metrics
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
 from flows.conversation import InboundText, TurnResult, UnknownClub, handle_text, replay
 from store.clock import utc_now
@@ -19,6 +21,7 @@ from store.clubs.directory import ClubDirectory
 from store.members.phones import club_number, to_e164
 from store.messages import SeenBefore
 from store.outreach import delivery
+from store.reports import mask
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -30,26 +33,38 @@ MAX_SID = 64
 # What the receipts table can hold: a status word and Twilio's numeric error code.
 _STATUS = re.compile(r"[a-z_]{1,12}")
 _ERROR_CODE = re.compile(r"[0-9]{1,10}")
+# A text answered with an error before any turn (a form, a signature that is wrong).
+REFUSED = "refused"
 
 
 @routes.post("/sms/twilio")
 async def inbound_sms(request: web.Request) -> web.Response:
-    """A text from a member, as Twilio posts it."""
+    """A text from a member, as Twilio posts it; counted whatever the answer (bot.metrics)."""
+    started = time.perf_counter()
+    response, outcome, result = await _answer_text(request)
+    metrics.count_turn(outcome, started, result)
+    return response
+
+
+async def _answer_text(request: web.Request) -> tuple[web.Response, str, TurnResult | None]:
+    """The answer, its outcome for the metrics, and the turn's result if it ran."""
     params = await _signed_form(request)
     if isinstance(params, web.Response):
-        return params
+        return params, REFUSED, None
     missing = [name for name in REQUIRED if not params.get(name, "").strip()]
     if missing:
-        return _problem(400, f"missing form field: {', '.join(missing)}")
+        return _problem(400, f"missing form field: {', '.join(missing)}"), REFUSED, None
     sender = to_e164(params["From"])
     if sender is None:
-        return _problem(400, f"From is not a phone number: {params['From'][:40]!r}")
+        problem = _problem(400, f"From is not a phone number: {params['From'][:40]!r}")
+        return problem, REFUSED, None
     receiver = club_number(params["To"])
     if receiver is None:
-        return _problem(400, f"To is not a phone number or short code: {params['To'][:40]!r}")
+        problem = _problem(400, f"To is not a phone number or short code: {params['To'][:40]!r}")
+        return problem, REFUSED, None
     sid = params["MessageSid"].strip()
     if len(sid) > MAX_SID:
-        return _problem(400, "MessageSid is too long")
+        return _problem(400, "MessageSid is too long"), REFUSED, None
     text = InboundText(
         provider_sid=sid,
         from_number=sender,
@@ -72,12 +87,14 @@ async def inbound_sms(request: web.Request) -> web.Response:
             result = await request.app[DB].run(functools.partial(_replay, text=text))
     except Exception:
         # Never a stack trace to a member: log the whole text (so nothing is lost) and apologise.
-        log.exception("turn failed for %s from %s: %r", sid, sender, text.body[:1600])
+        # The number masked (bot.logs masks any left in a line); the text kept at ERROR.
+        log.exception("turn failed for %s from %s: %r", sid, mask(sender), text.body[:1600])
         apology = locales.render("error.try_again", locales.language_for_phone(sender))
-        return twiml(apology)
+        return twiml(apology), "failed", None
     if isinstance(result, UnknownClub):
-        return _problem(404, f"no club answers on To number {result.number}")
-    return twiml(result.reply)
+        problem = _problem(404, f"no club answers on To number {result.number}")
+        return problem, "unknown_club", None
+    return twiml(result.reply), metrics.outcome_of(result), result
 
 
 def _turn(

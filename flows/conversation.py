@@ -101,6 +101,10 @@ class TurnResult:
     reply: str | None  # None: nothing is sent back (a number that texted STOP)
     replayed: bool
     program_id: int
+    # What the text was read as (an intent's name; None: nothing), and whether Klubb could not
+    # tell what it meant: for the edge's metrics (bot.metrics), never stored from here.
+    intent: str | None = None
+    not_understood: bool = False
 
 
 def handle_text(
@@ -181,7 +185,13 @@ def handle_text(
             segments=segments(body).segments,
             now=text.received_at,
         )
-    return TurnResult(body, replayed=False, program_id=program.id)
+    return TurnResult(
+        body,
+        replayed=False,
+        program_id=program.id,
+        intent=turn.intent.name if turn.intent else None,
+        not_understood=outcome.not_understood,
+    )
 
 
 def replay(session: Session, text: InboundText) -> TurnResult:

@@ -10,12 +10,13 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scheduler import cheques, daily, journeys, sender
+from scheduler import cheques, daily, journeys, metrics, sender
 from scheduler.gateway import Gateway
 from scheduler.leader import Leadership
 from store import reports
@@ -103,7 +104,7 @@ async def running_scheduler(
     soon = utc_now() + dt.timedelta(seconds=2)
     every = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
-        _tracked(running, sender.drain),
+        _tracked(running, _timed("outbox-sender", sender.drain)),
         "interval",
         seconds=SEND_EVERY_SECONDS,
         id="outbox-sender",
@@ -120,7 +121,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _tracked(running, _led(leadership, plan_broadcasts)),
+        _tracked(running, _led(leadership, _timed("campaign-planner", plan_broadcasts))),
         "interval",
         seconds=PLAN_EVERY_SECONDS,
         args=(db,),
@@ -130,7 +131,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _tracked(running, _led(leadership, journeys.run)),
+        _tracked(running, _led(leadership, _timed("journeys", journeys.run))),
         "interval",
         minutes=JOURNEYS_EVERY_MINUTES,
         args=(db,),
@@ -139,7 +140,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _tracked(running, _led(leadership, daily.run_daily)),
+        _tracked(running, _led(leadership, _timed("loyalty-daily", daily.run_daily))),
         "interval",
         hours=LOYALTY_EVERY_HOURS,
         args=(db,),
@@ -149,7 +150,7 @@ async def running_scheduler(
     )
     # Bonus cheques for balances raised other than by a purchase (a purchase checks its own).
     scheduler.add_job(
-        _tracked(running, _led(leadership, cheques.run)),
+        _tracked(running, _led(leadership, _timed("bonus-cheques", cheques.run))),
         "interval",
         hours=CHEQUES_EVERY_HOURS,
         args=(db,),
@@ -158,7 +159,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _tracked(running, _led(leadership, daily.empty_old_texts)),
+        _tracked(running, _led(leadership, _timed("data-retention", daily.empty_old_texts))),
         "interval",
         hours=RETENTION_EVERY_HOURS,
         args=(db,),
@@ -167,7 +168,7 @@ async def running_scheduler(
         **every,
     )
     scheduler.add_job(
-        _tracked(running, _led(leadership, store_campaign_results)),
+        _tracked(running, _led(leadership, _timed("campaign-results", store_campaign_results))),
         "interval",
         minutes=reports.RESULTS_EVERY_MINUTES,
         args=(db,),
@@ -207,5 +208,24 @@ def _tracked(
             return await job(*args, **kwargs)
         finally:
             running.discard(task)
+
+    return run
+
+
+def _timed(name: str, job: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """The job, its runs, failures and duration counted under `name` (its APScheduler id).
+    Inside `_led`: a run another process leads is no run here."""
+
+    @functools.wraps(job)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await job(*args, **kwargs)
+        except Exception:  # a cancelled run (a shutdown) is no failure
+            metrics.JOB_FAILURES.labels(name).inc()
+            raise
+        finally:
+            metrics.JOB_RUNS.labels(name).inc()
+            metrics.JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
 
     return run

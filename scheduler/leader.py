@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from scheduler import metrics
+
 log = logging.getLogger(__name__)
 
 # pg_try_advisory_lock's key: "klubb" in ASCII, so it will not collide with another app's.
@@ -54,6 +56,8 @@ class Leadership:
                 self.held = await self._try_postgres()
             else:
                 self.held = self._try_file(parsed.database)
+            # For the "no leader" alert: the sum over every process should be 1.
+            metrics.LEADER.set(1 if self.held else 0)
             if self.held and not was_held:
                 log.info("this process leads the scheduler (planning, journeys, loyalty jobs)")
             return self.held
@@ -130,6 +134,7 @@ class Leadership:
         # After a check in progress (at most CHECK_SECONDS), so it never meets a closed handle.
         async with self._turn:
             self.held = False
+            metrics.LEADER.set(0)
             if self._file is not None:
                 with contextlib.suppress(OSError):
                     fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from scheduler import metrics
 from scheduler.gateway import (
     Gateway,
     GatewayError,
@@ -312,28 +313,36 @@ async def _answer(gateway: Gateway, row: sending.Claimed, now: Clock) -> sending
         async with asyncio.timeout(ANSWER_TIMEOUT):
             provider_id = await gateway.send(OutboundSms(row.to, row.from_, row.body, str(row.id)))
     except (OptedOut, InvalidNumber) as exc:
+        metrics.count_send("opted_out" if isinstance(exc, OptedOut) else "invalid_number", exc)
         return sending.Result(row.id, "flag", error=_describe(exc), at=now())
     except Rejected as exc:
+        metrics.count_send("rejected", exc)
         return sending.Result(row.id, "failed", error=_describe(exc), at=now())
     except Throttled as exc:
+        metrics.count_send("throttled", exc)
         return sending.Result(
             row.id, "throttled", error=_describe(exc), retry_after=exc.retry_after, at=now()
         )
     except InDoubt as exc:
+        metrics.count_send("in_doubt", exc)
         # It may have gone: the row stays in `sending`, and is settled with the gateway's
         # record before it is ever sent again.
         log.warning("outbox row %s in doubt: %s", row.id, exc)
         return None
     except GatewayError as exc:
+        metrics.count_send("retry", exc)
         return sending.Result(row.id, "retry", error=_describe(exc), at=now())
     except TimeoutError:
+        metrics.count_send("timeout")
         log.warning("outbox row %s in doubt: no answer in %.0f s", row.id, ANSWER_TIMEOUT)
         return None
     except Exception:
         # Not a typed answer: the SMS may or may not have gone. Left in doubt, like InDoubt;
         # the others' results are still kept.
+        metrics.count_send("in_doubt")
         log.exception("gateway failed unexpectedly on outbox row %s", row.id)
         return None
+    metrics.count_send("sent")
     return sending.Result(row.id, "sent", provider_id=provider_id, at=now())
 
 

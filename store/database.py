@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import queue
 import threading
@@ -40,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
+from store import metrics
 from store.errors import StoreError
 
 T = TypeVar("T")
@@ -119,6 +121,9 @@ class _Job:
     work: UnitOfWork[Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    # The caller's context variables (the request id its log lines carry), for the writer
+    # thread to run the unit in: a thread does not inherit them.
+    context: contextvars.Context
 
 
 _STOP = object()
@@ -143,7 +148,9 @@ class SqliteDatabase:
     async def run(self, work: UnitOfWork[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(work, future, loop))
+        # Counted before it is queued: the writer may take it (and count it off) at once.
+        metrics.SQLITE_WRITER_QUEUE.inc()
+        self._jobs.put(_Job(work, future, loop, contextvars.copy_context()))
         return await future
 
     async def read(self, work: UnitOfWork[T]) -> T:
@@ -158,7 +165,11 @@ class SqliteDatabase:
             with Session(engine, expire_on_commit=False) as session, session.begin():
                 return work(session)
 
-        return await asyncio.get_running_loop().run_in_executor(self._readers, snapshot)
+        # In the caller's context variables, as the writer runs units (_Job.context).
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, context.run, snapshot
+        )
 
     async def close(self) -> None:
         self._jobs.put(_STOP)
@@ -186,6 +197,8 @@ class SqliteDatabase:
                     stopping = True
                     break
                 jobs.append(more)
+            metrics.SQLITE_WRITER_QUEUE.dec(len(jobs))
+            metrics.SQLITE_WRITER_GROUP.observe(len(jobs))
             self._run_group(jobs)
         self.engine.dispose()
 
@@ -208,7 +221,7 @@ class SqliteDatabase:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 session.begin()
-                outcomes = [_refused_or_done(job.work, session) for job in jobs]
+                outcomes = [job.context.run(_refused_or_done, job.work, session) for job in jobs]
                 session.commit()
         # BaseException too: whatever a unit raises (a test's pytest.fail is one) goes to its
         # caller, and the writer thread lives on to serve everyone else.
@@ -225,7 +238,7 @@ class SqliteDatabase:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 session.begin()
-                outcomes = [_attempt_nested(job.work, session) for job in jobs]
+                outcomes = [job.context.run(_attempt_nested, job.work, session) for job in jobs]
                 if any(ok for ok, _ in outcomes):
                     session.commit()
                 else:

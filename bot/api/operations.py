@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -13,6 +14,7 @@ from aiohttp import web
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.api import schemas
 from bot.api.auth import bearer_secret
 from bot.keys import API_KEYS, DB
@@ -141,6 +143,13 @@ class Operation:
 
     def endpoint(self) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
+            # Counted by operation and status, whatever the answer (bot.metrics).
+            started = time.perf_counter()
+            response = await answer(request)
+            metrics.count_api(self.operation_id, response.status, started)
+            return response
+
+        async def answer(request: web.Request) -> web.Response:
             try:
                 return await self._handle(request)
             except ApiError as exc:

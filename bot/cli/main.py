@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from bot import logs
 from bot.cli import admins, backup, campaigns, club, inbox, journeys, poster, report, serve
 from bot.settings import Settings, SettingsError
 from flows import understand
@@ -36,9 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"klubb: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if not args.verbose:
         # Alembic tells at INFO which database it checked: noise before every command's answer.
         logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
