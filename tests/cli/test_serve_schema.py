@@ -51,8 +51,8 @@ def test_refuses_a_database_behind_naming_klubb_migrate(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """At 0008, older than this Klubb's newest: exit 1, both revisions and `klubb migrate` named, and
-    the database still at 0008 (a server never migrates by itself)."""
+    """At 0008, older than this Klubb's newest: exit 1, both revisions and `klubb migrate`
+    named, and the database still at 0008 (a server never migrates by itself)."""
     code, err = klubb(monkeypatch, capsys, behind_url, command)
     assert code == 1
     assert f"klubb {command}: refusing to start" in err
