@@ -7,6 +7,7 @@ the whole turn is one transaction and the reply exists only once the turn is com
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -43,17 +44,18 @@ from flows.turn import (
     SetLanguage,
     SetReceipts,
     ShowReferralCode,
+    SkipQuestion,
     State,
     Turn,
     WithdrawConsent,
 )
-from locales.sms import fit_one, segments
+from locales.sms import fit_one, over_one, segments
 from store import messages
-from store.clubs import directory, programs
+from store.clubs import asking, directory, programs
 from store.loyalty import coupons, perks, purchases, receipts, rewards, tiers
 from store.members import consent, enrolment, links, members, privacy
 from store.members import profile as answers
-from store.models import CouponTemplate, Member, Program
+from store.models import CouponTemplate, Member, ProfileQuestion, Program
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ def handle_text(
         language = member.language
     produced["number"] = text.to_number
     body = _render(session, program, member, outcome, language, produced, with_link=with_link)
+    if body is not None and row is not None and profile.may_put(turn, outcome):
+        member, body = _put_added(session, program, row, member, turn, language, body, clubs, text)
     if member is not None:
         members.save(session, member)
     # The turns of a group share a session: the next one must read this one's changes.
@@ -205,6 +209,56 @@ def replay(session: Session, text: InboundText) -> TurnResult:
     return TurnResult(seen.reply, replayed=True, program_id=program.id)
 
 
+def _put_added(
+    session: Session,
+    program: Program,
+    row: members.MemberState,
+    member: Member | None,
+    turn: Turn,
+    language: str,
+    body: str,
+    clubs: directory.ClubDirectory,
+    text: InboundText,
+) -> tuple[Member | None, str]:
+    """The reply with a question the club added after it, one this member (who joined before
+    it) was never put, when both fit one SMS (flows.profile.may_put says after which texts).
+    Their next text answers it (or SKIPs it, remembered); it is recorded as put, never to be put
+    again. When the two would not fit, the reply goes alone and nothing is recorded: a later
+    reply with room takes it. So the question is never a message of its own (nothing unasked
+    for is sent), never during a flow, and never for a member who texted STOP (no reply).
+
+    The hot path: the club's added questions come from memory, and the one query (which of them
+    the member answered or was put) is made only when the reply leaves room for one of them."""
+    added = [q for q in clubs.questions(session, program.id) if q.kind in profile.ADDED_KINDS]
+    if not added:
+        return member, body
+    asked = {q.id: _asked(q, language) for q in added}
+    if all(over_one(f"{body} {each}") for each in asked.values()):
+        return member, body
+    found = answers.first_unasked(session, row.id, [q.id for q in added])
+    if found is None or over_one(f"{body} {asked[found]}"):
+        return member, body
+    if member is None:
+        member = members.take(session, row)
+    state = profile.put(found)
+    member.flow, member.step, member.flow_data = state.flow, state.step, None
+    member.updated_at = text.received_at
+    answers.put(session, member, found, text.received_at)
+    return member, f"{body} {asked[found]}"
+
+
+def _asked(question: ProfileQuestion, language: str) -> str:
+    """A question of the club's as asked in the language (store.clubs.asking.asked)."""
+    message_id, params = asking.asked(question.kind, question.prompt, question.choices, language)
+    return _asked_text(message_id, language, tuple(params.items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _asked_text(message_id: str, language: str, params: tuple[tuple[str, str], ...]) -> str:
+    # Rendered once per wording: the question is measured against every reply it may follow.
+    return locales.render(message_id, language, **dict(params))
+
+
 def _carries_page_link(program: Program, member: Member | None, outcome: Outcome) -> bool:
     """The club sends the page link in the welcome and reward SMS, and this reply is one of
     them, to a member who has a page (active)."""
@@ -251,12 +305,13 @@ def _turn(
             step=member.step,
             data=member.flow_data or {},
             has_birthday=member.columns.get("birthday") is not None,
+            birthday=member.columns.get("birthday"),
+            birthday_locked=not answers.may_change_birthday(
+                member.columns.get("birthday_changed_at"), text.received_at
+            ),
         )
-        if member.flow in ("join", profile.FLOW):
-            questions = tuple(
-                Question(q.id, q.key, q.kind, q.prompt or {}, tuple(q.choices or ()))
-                for q in clubs.questions(session, program.id)
-            )
+        if member.flow == "join" or member.flow in profile.QUESTION_FLOWS:
+            questions = _questions(session, program, clubs)
     today = text.received_at.astimezone(ZoneInfo(program.timezone)).date()
     draft = Turn(
         text=text.body[:MAX_READ],
@@ -280,6 +335,14 @@ def _turn(
     log.debug(
         "text %s read as %s (%s)", text.provider_sid, intent.name if intent else None, reading.why
     )
+    given = None
+    editing = member is not None and (
+        member.flow == profile.EDIT_FLOW or (intent is not None and intent.name == "profile")
+    )
+    if editing and member is not None and member.status == members.ACTIVE:
+        # PROFIL shows each current answer: read for it alone.
+        questions = questions or _questions(session, program, clubs)
+        given = {q: tuple(v) for q, v in answers.answered(session, member.id).items()}
     loyalty_view = None
     parts = router.LOYALTY.get(intent.name) if intent is not None else None
     if parts is not None and member is not None and member.status == members.ACTIVE:
@@ -295,6 +358,16 @@ def _turn(
         loyalty=loyalty_view,
         why=reading.why,
         written_in=reading.language if member is None else None,
+        answers=given,
+    )
+
+
+def _questions(
+    session: Session, program: Program, clubs: directory.ClubDirectory
+) -> tuple[Question, ...]:
+    return tuple(
+        Question(q.id, q.key, q.kind, q.prompt or {}, tuple(q.choices or ()))
+        for q in clubs.questions(session, program.id)
     )
 
 
@@ -468,10 +541,13 @@ def _apply_one(
             _withdraw(session, member, f"keyword.{reason}", turn, text)
         case SetFirstName(name=name) if member is not None:
             member.first_name = name
-        case SetBirthday(birthday=birthday) if member is not None:
-            member.birthday = birthday
+        case SetBirthday(birthday=birthday) if member is not None and birthday is not None:
+            # The flow asked the same rule first (MemberView.birthday_locked): kept if refused.
+            answers.set_birthday(member, birthday, now)
         case SaveAnswer(question_id=question_id, value=value) if member is not None:
             answers.save_answer(session, member, question_id, value, now)
+        case SkipQuestion(question_id=question_id) if member is not None:
+            answers.skipped(session, member, question_id, now)
         case SetLanguage(language=language) if member is not None:
             member.language = language
         case SetReceipts(on=on) if member is not None:

@@ -1,6 +1,9 @@
 """Profile questions, one at a time: first name, birthday and the club's own questions.
 
 Questions are data (store.models.ProfileQuestion); one generic step asks whichever is next.
+Three flows ask them: the sign-up (FLOW), PROFIL / PROFILE, where a member goes through their
+answers again with the current one shown (EDIT_FLOW), and a question the club added after the
+member joined, put to them once after the reply to one of their texts (NEW_FLOW).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from babel.dates import get_month_names
 
 from flows.keywords import normalize
 from flows.turn import (
+    ACTIVE,
     KEEP,
     Erase,
     Outcome,
@@ -22,6 +26,7 @@ from flows.turn import (
     SaveAnswer,
     SetBirthday,
     SetFirstName,
+    SkipQuestion,
     State,
     Turn,
     reply,
@@ -32,8 +37,17 @@ from store.members import profile as questions_asked
 from store.members.profile import age_on, too_young
 
 FLOW = questions_asked.FLOW
+EDIT_FLOW = questions_asked.EDIT_FLOW
+NEW_FLOW = questions_asked.NEW_FLOW
+QUESTION_FLOWS = frozenset({FLOW, EDIT_FLOW, NEW_FLOW})  # a question of the club's is open
+ADDED_KINDS = frozenset(questions_asked.ADDED_KINDS)
+# The texts whose reply an added question may follow (may_put): a plain answer that leaves the
+# member where they were. Never STOP, HELP or START, a privacy request, a text Klubb did not
+# understand (a person answers it), nor PROFIL itself, which asks every question anyway.
+PUT_AFTER = frozenset({"points", "coupons", "claim", "invite", "page", "lang", "join"})
 MAX_TEXT_ANSWER = 100
 MAX_NAME = 40
+MAX_SHOWN = 40  # PROFIL shows this much of a text answer
 OLDEST_AGE = 120
 FREE_TEXT_KINDS = frozenset({"first_name", "text"})
 # Kinds whose question is worded by the club and asked through profile.ask.<kind>.
@@ -62,7 +76,7 @@ def state_for(question: Question) -> State:
 
 
 def current_question(turn: Turn) -> Question | None:
-    if turn.member is None or turn.member.flow != FLOW or not turn.member.step:
+    if turn.member is None or turn.member.flow not in QUESTION_FLOWS or not turn.member.step:
         return None
     return next((q for q in turn.questions if questions_asked.step(q.id) == turn.member.step), None)
 
@@ -84,16 +98,28 @@ def expects_free_text(turn: Turn) -> bool:
 def answer(turn: Turn) -> Outcome:
     """The member's answer to the current question: saved and the next asked, or asked again."""
     question = current_question(turn)
+    if question is None and turn.member is not None and turn.member.flow == EDIT_FLOW:
+        return Outcome.go(None, reply("profile.edit.done"))  # the question was removed
     if question is None:
         # The question was removed while the member was answering it: carry on with the first
         # question they have not answered (their name and birthday are known, if given).
         return _resume(turn)
     answered = _ANSWERS[question.kind](turn, question)
-    # SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer.
-    skips = turn.intent is not None and turn.intent.name == "skip"
-    if skips and (turn.intent.exact or answered.state is KEEP):
-        return _next(turn, question, ())
+    if _skips(turn, answered):
+        return _next(turn, question, _skip_effects(turn, question))
     return answered
+
+
+def _skips(turn: Turn, answered: Outcome) -> bool:
+    """SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer."""
+    skips = turn.intent is not None and turn.intent.name == "skip"
+    return skips and (turn.intent.exact or answered.state is KEEP)  # type: ignore[union-attr]
+
+
+def _skip_effects(turn: Turn, question: Question) -> tuple[SkipQuestion, ...]:
+    """A club's own question skipped without an answer is remembered (never put again)."""
+    unanswered = question.id not in (turn.answers or {})
+    return (SkipQuestion(question.id),) if question.kind in ADDED_KINDS and unanswered else ()
 
 
 def ask(question: Question, turn: Turn) -> Reply:
@@ -124,6 +150,18 @@ def _birthday(turn: Turn, question: Question) -> Outcome:
     birthday = parse_birthday(turn.text, turn.today)
     if birthday is None:
         return Outcome.say(reply("profile.again.birthday"))
+    member = turn.member
+    if member is not None and member.birthday_locked and birthday != member.birthday:
+        # Moved once within a year (store.members.profile.set_birthday): kept, and the member
+        # goes on with SKIP (the birthday coupon is no reason to move it twice).
+        return Outcome.say(reply("profile.birthday.locked", birthday=member.birthday))
+    if (
+        member is not None
+        and member.flow != FLOW
+        and too_young(birthday, turn.today, turn.club.min_age)
+    ):
+        # A member since: a date under the minimum age is taken for a slip, not acted on.
+        return Outcome.say(reply("profile.edit.too_young", min_age=turn.club.min_age))
     if too_young(birthday, turn.today, turn.club.min_age):
         return Outcome.go(
             None,
@@ -176,10 +214,126 @@ def _resume(turn: Turn) -> Outcome:
 
 
 def _next(turn: Turn, question: Question | None, effects: tuple, *before: Reply) -> Outcome:
+    flow = turn.member.flow if turn.member is not None else FLOW
+    if flow == NEW_FLOW:
+        # The one added question: a word of thanks, or that it won't be asked again.
+        done = "profile.new.skipped" if _is_skip(effects) else "profile.new.thanks"
+        return Outcome.go(None, reply(done), effects=effects)
+    if flow == EDIT_FLOW:
+        following = first_question(turn, question)
+        if following is None:
+            return Outcome.go(None, reply("profile.edit.done"), effects=effects)
+        state = State(EDIT_FLOW, questions_asked.step(following.id))
+        return Outcome.go(state, *edit_prompt_for(following, turn), effects=effects)
     following = first_question(turn, question)
     if following is None:
         return Outcome.go(None, *before, reply("profile.done"), effects=effects)
     return Outcome.go(state_for(following), *before, ask(following, turn), effects=effects)
+
+
+def _is_skip(effects: tuple) -> bool:
+    return any(isinstance(effect, SkipQuestion) for effect in effects)
+
+
+# --- PROFIL: the questions again, each with the member's current answer ---
+
+
+def edit(turn: Turn) -> Outcome:
+    """PROFIL / PROFILE: the club's questions again, one at a time, each with the answer the
+    member gave; an answer replaces it, SKIP keeps it."""
+    member = turn.member
+    if member is None or member.status != ACTIVE:
+        return Outcome.say(reply("profile.edit.guest"))
+    if member.flow == FLOW:
+        return Outcome.say(*prompt(turn))  # still signing up: the open question again
+    first = first_question(turn, after=None)
+    if first is None:
+        return Outcome.say(reply("profile.edit.none"))
+    state = State(EDIT_FLOW, questions_asked.step(first.id))
+    return Outcome.go(state, *edit_prompt_for(first, turn))
+
+
+def edit_prompt(turn: Turn) -> tuple[Reply, ...]:
+    """The open question of PROFIL again (after HELP or a keyword)."""
+    question = current_question(turn)
+    return edit_prompt_for(question, turn) if question else ()
+
+
+def edit_prompt_for(question: Question, turn: Turn) -> tuple[Reply, ...]:
+    """The question and, when the member has one, their current answer ("Nå: 14.03.1990.") and
+    that SKIP keeps it ("HOPP OVER beholder det."), each left out (the last first) when a
+    club's longest wording would otherwise make a second SMS."""
+    current = current_answer(question, turn)
+    asked = ask(question, turn)
+    if current is None:
+        return (asked,)
+    return (
+        asked,
+        Reply("profile.edit.now", {"answer": current}, optional=True),
+        Reply("profile.edit.keep", optional=True),  # the first to go when it would not fit
+    )
+
+
+def current_answer(question: Question, turn: Turn) -> str | dt.date | None:
+    """The member's answer to a question as they read it: a name, a date (the catalog writes
+    it in their language), the labels of the choices they picked, or their text."""
+    member = turn.member
+    if member is None:
+        return None
+    if question.kind == "first_name":
+        return member.first_name
+    if question.kind == "birthday":
+        return member.birthday
+    value = (turn.answers or {}).get(question.id)
+    if not value:
+        return None
+    if question.kind in ("choice", "multichoice"):
+        labels = {c["key"]: _in_language(c["label"], turn.language) for c in question.choices}
+        return ", ".join(labels.get(key, key) for key in value)
+    text = " ".join(value)
+    # A long text answer is shown by its start: the question it follows must fit too.
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3].rstrip() + "..."
+
+
+# --- a question the club added, put once to a member who joined before it ---
+
+
+def may_put(turn: Turn, outcome: Outcome) -> bool:
+    """Whether an added question may follow the reply to this text: an active member between
+    flows, a text of PUT_AFTER answered without starting a flow. Pure, so that the one query
+    for the question (store.members.profile.first_unasked) is made only then."""
+    member = turn.member
+    return (
+        member is not None
+        and member.status == ACTIVE
+        and member.flow is None
+        and turn.intent is not None
+        and turn.intent.name in PUT_AFTER
+        and outcome.state is KEEP
+        and bool(outcome.replies)
+        and not outcome.not_understood
+    )
+
+
+def put(question_id: int) -> State:
+    """The state an added question's answer is read in, once it followed a reply (asked as
+    `ask` asks it: store.clubs.asking.asked)."""
+    return State(NEW_FLOW, questions_asked.step(question_id))
+
+
+def answer_added(turn: Turn) -> Outcome | None:
+    """The member's next text after an added question was put: its answer (saved, thanked),
+    SKIP (remembered), or None when the text is no answer: the question is dropped (it was
+    asked once) and the text is read as any other."""
+    question = current_question(turn)
+    if question is None:
+        return None
+    answered = _ANSWERS[question.kind](turn, question)
+    if _skips(turn, answered):
+        return _next(turn, question, (SkipQuestion(question.id),))
+    if answered.state is KEEP:
+        return None
+    return answered
 
 
 # --- parsing ---

@@ -42,6 +42,7 @@ KEYWORDS: dict[str, Step] = {
     "page": page.page,
     "receipts_on": receipts.on,
     "receipts_off": receipts.off,
+    "profile": profile.edit,
 }
 
 # The parts of a LoyaltyView a keyword can ask for.
@@ -101,6 +102,10 @@ def step_of(turn: Turn) -> FlowStep | None:
         return None
     if member.flow == profile.FLOW:
         return FlowStep(profile.answer, profile.prompt)
+    if member.flow == profile.EDIT_FLOW:
+        return FlowStep(profile.answer, profile.edit_prompt)
+    if member.flow == profile.NEW_FLOW:
+        return FlowStep(profile.answer, profile.prompt)  # routed by _added_question
     return FLOWS.get(member.flow, {}).get(member.step)
 
 
@@ -118,6 +123,8 @@ def route(turn: Turn) -> Outcome:
         return handler(turn) if handler else Outcome.silence()
     if intent in GLOBAL:
         return _then_resume(GLOBAL[intent](turn), step, turn)
+    if member is not None and member.flow == profile.NEW_FLOW:
+        return _added_question(turn, intent)
     if step is not None:
         if intent not in KEYWORDS or step.prompt is None:
             return step.handle(turn)
@@ -131,6 +138,20 @@ def route(turn: Turn) -> Outcome:
         return answered
     handler = KEYWORDS.get(intent or "", help_flow.menu)
     return handler(turn)
+
+
+def _added_question(turn: Turn, intent: str | None) -> Outcome:
+    """The text after a question the club added was put (flows.profile.put): its answer, or,
+    when it is none (a keyword to the letter, a question of the member's own), read as any
+    text between flows: the added question was asked once and is not asked again."""
+    keyword = intent in KEYWORDS and turn.intent is not None and turn.intent.exact
+    answered = None if keyword else profile.answer_added(turn)
+    if answered is not None:
+        return answered
+    assert turn.member is not None
+    between = replace(turn, member=replace(turn.member, flow=None, step=None, data={}))
+    outcome = KEYWORDS.get(intent or "", help_flow.menu)(between)
+    return outcome if outcome.state is not KEEP else replace(outcome, state=None)
 
 
 def _then_resume(outcome: Outcome, step: FlowStep | None, turn: Turn) -> Outcome:

@@ -52,6 +52,9 @@ class MemberView:
     data: Mapping[str, Any]
     joined: bool  # has ever been a member (a number that only texted STOP has not)
     has_birthday: bool = False
+    birthday: dt.date | None = None  # read for PROFIL, which shows it
+    # Changed within a year (store.members.profile.may_change_birthday): it can't move again.
+    birthday_locked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,8 @@ class Turn:
     loyalty: LoyaltyView | None = None
     why: str = ""  # why the text was read as `intent` (flows.understand), for the debug log
     written_in: str | None = None  # the language the text is clearly written in, if any
+    # The member's answers by question id, read for PROFIL (shown as the current answer).
+    answers: Mapping[int, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,13 @@ class SaveAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class SkipQuestion:
+    """The member skipped a question they had not answered: never put to them again."""
+
+    question_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SetLanguage:
     language: str
 
@@ -235,6 +247,7 @@ Effect = (
     | SetFirstName
     | SetBirthday
     | SaveAnswer
+    | SkipQuestion
     | SetLanguage
     | Erase
     | DiscardPending

@@ -71,6 +71,7 @@ def worst(language: str) -> dict[str, Any]:
         "first_name": "Marie-Christine",
         "question": question,
         "options": " ".join(f"{i} {label}" for i, label in enumerate(labels, start=1)),
+        "answer": ", ".join(labels),  # PROFIL's current answer: every choice picked
         "count": BIG,
         "max_length": profile.MAX_TEXT_ANSWER,
         "min_age": 18,
