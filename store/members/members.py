@@ -14,7 +14,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
 from store import states
-from store.models import InboundMessage, Member, OutboxMessage, ProfileAnswer, Program
+from store.models import (
+    InboundMessage,
+    Member,
+    OutboxMessage,
+    ProfileAnswer,
+    ProfilePrompt,
+    Program,
+)
 from store.states import MemberStatus
 
 PENDING = MemberStatus.PENDING
@@ -254,7 +261,10 @@ def set_status(member: Member, status: str, now: dt.datetime) -> None:
 def erase(session: Session, member: Member, now: dt.datetime) -> None:
     """Remove everything personal; figures (counts, consent history) stay, anonymous."""
     session.execute(delete(ProfileAnswer).where(ProfileAnswer.member_id == member.id))
+    # Which questions were put to them and which they skipped: about the person too.
+    session.execute(delete(ProfilePrompt).where(ProfilePrompt.member_id == member.id))
     _forget_messages(session, member)
+    member.birthday_changed_at = None
     member.phone = None
     member.first_name = None
     member.birthday = None

@@ -32,6 +32,7 @@ from store.models import (
     Member,
     OutboxMessage,
     ProfileAnswer,
+    ProfilePrompt,
     ProfileQuestion,
     Program,
     Purchase,
@@ -123,6 +124,8 @@ def export(session: Session, program: Program, member: Member, now: dt.datetime)
             ),
         },
         "profile_answers": _answers(session, member),
+        "profile_questions_put": _prompts(session, member),
+        "birthday_changed_at": _when(member.birthday_changed_at),
         "consent": [
             {
                 "purpose": event.purpose,
@@ -220,6 +223,19 @@ def _answers(session: Session, member: Member) -> list[dict[str, Any]]:
             "at": _when(answer.answered_at),
         }
         for answer, question in answers_of(session, member)
+    ]
+
+
+def _prompts(session: Session, member: Member) -> list[dict[str, Any]]:
+    """Questions the club added later and put to the member, and whether they skipped them."""
+    return [
+        {"question": key, "asked_at": _when(asked), "skipped_at": _when(skipped)}
+        for key, asked, skipped in session.execute(
+            select(ProfileQuestion.key, ProfilePrompt.asked_at, ProfilePrompt.skipped_at)
+            .join(ProfileQuestion, ProfileQuestion.id == ProfilePrompt.question_id)
+            .where(ProfilePrompt.member_id == member.id)
+            .order_by(ProfilePrompt.id)
+        )
     ]
 
 

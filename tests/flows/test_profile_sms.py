@@ -19,6 +19,7 @@ from locales import LANGUAGES, render
 from locales.sms import fit_one, is_gsm7, segments
 from store.clubs import programs
 from store.database import Database
+from store.members import privacy
 from store.members import profile as answers
 from store.models import Member, ProfileAnswer, ProfilePrompt, ProfileQuestion
 from tests.conftest import Phone
@@ -285,6 +286,28 @@ class TestAnAddedQuestion:
         assert await ola.text("KUPONGER") == COUPONS
         assert await answer_to(db, ola.number, "shop") is None
         assert await kari.text("KUPONGER") == f"{COUPONS} {ASK_SHOP}"  # Kari's own turn
+
+    async def test_the_members_data_lists_it_and_erasure_forgets_it(
+        self, ola: Phone, db: Database, club: int, client: TestClient
+    ) -> None:
+        await sign_up(ola, name="Ola")
+        await add_question(db, club, client, **SHOP)
+        await ola.text("KUPONGER")
+        await ola.text("HOPP OVER")
+
+        def exported(session: Any) -> dict[str, Any]:
+            found = session.scalars(select(Member).where(Member.phone == ola.number)).one()
+            return privacy.export(
+                session, programs.get(session, club), found, dt.datetime.now(dt.UTC)
+            )
+
+        data = await db.run(exported)
+        [put] = data["profile_questions_put"]
+        assert put["question"] == "shop"
+        assert put["skipped_at"] is not None
+        assert await ola.text("SLETT") is not None
+        assert await ola.text("JA") is not None
+        assert await db.run(lambda s: s.scalars(select(ProfilePrompt.id)).all()) == []
 
     async def test_not_after_stop_help_or_during_a_flow(
         self, kari: Phone, ola: Phone, db: Database, club: int, client: TestClient
