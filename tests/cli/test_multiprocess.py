@@ -433,6 +433,9 @@ async def broadcast_once(
     victim.popen.send_signal(signal.SIGKILL)
     victim.popen.wait(10)
     assert fake.counters.accepted < BROADCAST_MEMBERS, "the broadcast was done before the kill"
+    # It died holding a claim (rows in `sending`): the others must settle them, not skip them.
+    held = (await db.run(senders)).get("sending", Counter())
+    assert held[victim.popen.pid] > 0, held
 
     async def all_sent() -> bool:
         return await db.run(unfinished) == 0
