@@ -453,8 +453,13 @@ async def broadcast_once(
     planned = [p.name for p in running.processes if f"campaign {campaign_id} planned" in p.text()]
     assert len(planned) == 1, running.logs()
     assert leaders == planned, (leaders, planned)
-    campaign = await db.run(lambda session: session.get(Campaign, campaign_id))
-    assert campaign.planned_at is not None
+
+    # Marked done once (any sender may mark it: a conditional UPDATE), when nothing waits.
+    async def done() -> bool:
+        campaign = await db.run(lambda session: session.get(Campaign, campaign_id))
+        return campaign.status == "done" and None not in (campaign.planned_at, campaign.finished_at)
+
+    await until(done, 20, "the broadcast to be marked done", running)
     # Both workers sent (the killed one before it died), and every sender was one of ours.
     sending_pids = set(sent_before.get("sent", Counter())) | set(sent_after["sent"])
     assert victim.popen.pid in sending_pids, sent_before
