@@ -53,8 +53,8 @@ WEBHOOK = "/sms/twilio"
 # Each process sends at most this many a second: four senders take a few seconds over the
 # broadcast, long enough to kill one half-way.
 SEND_RATE = 15
-# Rows a sender claimed and never finished are settled this long after their claim (the killed
-# worker's, at the latest; sooner once its heartbeat is missed).
+# Rows a sender claimed and never finished are settled this long after their claim: the killed
+# worker's, sooner than its missed heartbeats would (sending.GONE, 15 s).
 IN_DOUBT_AFTER = 5
 BROADCAST_MEMBERS = 300
 BROADCAST_NUMBER = "2021"  # the second club's
