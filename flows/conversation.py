@@ -164,7 +164,7 @@ def handle_text(
         member_id: int | None = member.id
     else:
         member_id = row.id if row is not None and not forget else None
-    inbound_id = messages.record_inbound(
+    messages.record_inbound(
         session,
         program_id=program.id,
         provider_sid=text.provider_sid,
@@ -176,19 +176,9 @@ def handle_text(
         reply=body,
         now=text.received_at,
         not_understood=outcome.not_understood,
+        # The reply's outbox row in the same statement on PostgreSQL (a round trip less).
+        reply_segments=segments(body).segments if body is not None else None,
     )
-    if body is not None:
-        messages.record_reply(
-            session,
-            program_id=program.id,
-            member_id=member_id,
-            inbound_id=inbound_id,
-            to_number=None if forget else text.from_number,
-            from_number=text.to_number,
-            body=body,
-            segments=segments(body).segments,
-            now=text.received_at,
-        )
     return TurnResult(
         body,
         replayed=False,

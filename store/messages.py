@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,6 +34,53 @@ _INSERT_INBOUND = {
     for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 _INSERT_OUTBOX = insert(_OUTBOX)
+
+
+def _insert_inbound_with_reply() -> Any:
+    """PostgreSQL: the inbound text and its reply's outbox row in one statement (a round trip
+    less a turn): the outbox row is made from the inbound row the CTE inserted, so a text seen
+    before (no row inserted) writes no reply either, and the statement returns no row."""
+    # Its values named, not taken from the parameters given: those name an outbox column too.
+    given = ["program_id", "provider_sid", "member_id", "from_number", "to_number", "body"]
+    given += ["intent", "reply", "received_at", "not_understood"]
+    inbound = (
+        postgresql.insert(_INBOUND)
+        .values({name: bindparam(name, type_=_INBOUND.c[name].type) for name in given})
+        .on_conflict_do_nothing(index_elements=["program_id", "provider_sid"])
+        .returning(
+            _INBOUND.c.id,
+            _INBOUND.c.program_id,
+            _INBOUND.c.member_id,
+            _INBOUND.c.from_number,
+            _INBOUND.c.to_number,
+            _INBOUND.c.reply,
+            _INBOUND.c.received_at,
+        )
+        .cte("inbound")
+    )
+    reply = select(
+        inbound.c.program_id,
+        inbound.c.member_id,
+        inbound.c.id,
+        bindparam("reply_kind", type_=_OUTBOX.c.kind.type),
+        bindparam("reply_status", type_=_OUTBOX.c.status.type),
+        inbound.c.from_number,
+        inbound.c.to_number,
+        inbound.c.reply,
+        bindparam("segments", type_=_OUTBOX.c.segments.type),
+        inbound.c.received_at,
+        inbound.c.received_at,
+    )
+    columns = ["program_id", "member_id", "inbound_id", "kind", "status", "to_number"]
+    columns += ["from_number", "body", "segments", "created_at", "sent_at"]
+    return (
+        insert(_OUTBOX)
+        .from_select(columns, reply, include_defaults=False)
+        .returning(_OUTBOX.c.inbound_id)
+    )
+
+
+_INSERT_INBOUND_WITH_REPLY = _insert_inbound_with_reply()
 
 
 class SeenBefore(Exception):
@@ -92,10 +140,13 @@ def record_inbound(
     reply: str | None,
     now: dt.datetime,
     not_understood: bool = False,
+    reply_segments: int | None = None,
 ) -> int:
     """Record a text and the reply given; returns its id (written through the session's
     connection: these rows are never ORM objects). `not_understood`: Klubb could not tell what
-    the text asked (the admin counts these).
+    the text asked (the admin counts these). `reply_segments`, with a reply: the reply's outbox
+    row is written too (`record_reply`'s, to the text's sender from its To number), on
+    PostgreSQL in the same statement.
 
     Raises SeenBefore if a text with this provider id is already recorded: the caller's
     transaction must then be rolled back and the stored reply given instead. A turn looks a
@@ -104,8 +155,10 @@ def record_inbound(
     before either commits).
     """
     connection = session.connection()
+    with_reply = reply is not None and reply_segments is not None
+    both = with_reply and connection.dialect.name == "postgresql"
     inserted = connection.execute(
-        _INSERT_INBOUND[connection.dialect.name],
+        _INSERT_INBOUND_WITH_REPLY if both else _INSERT_INBOUND[connection.dialect.name],
         {
             "program_id": program_id,
             "provider_sid": provider_sid,
@@ -117,10 +170,27 @@ def record_inbound(
             "reply": reply,
             "received_at": now,
             "not_understood": not_understood,
+            **(
+                {"segments": reply_segments, "reply_kind": REPLY, "reply_status": SENT_INLINE}
+                if both
+                else {}
+            ),
         },
     ).scalar()
     if inserted is None:
         raise SeenBefore(provider_sid)
+    if with_reply and not both:
+        record_reply(
+            session,
+            program_id=program_id,
+            member_id=member_id,
+            inbound_id=inserted,
+            to_number=from_number,
+            from_number=to_number,
+            body=reply,
+            segments=reply_segments or 0,
+            now=now,
+        )
     return inserted
 
 
