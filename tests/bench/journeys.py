@@ -273,6 +273,8 @@ class Stopwatch:
 async def time_job(
     url: str, explain: bool, analyse: bool
 ) -> tuple[list[Run], dict[str, list[str]]]:
+    from sqlalchemy import text
+
     from scheduler import journeys as job
     from store.database import open_database
 
@@ -287,6 +289,10 @@ async def time_job(
             if len(done) != 1:
                 raise SystemExit(f"bench: the job planned {len(done)} clubs, not the one filled")
             runs.append(Run(label, seconds, cpu, next(iter(done.values())), watch.take()))
+            if moment == NOW and db.url.startswith("postgresql"):
+                # Autovacuum analyses a table soon after this many new rows, well within the
+                # job's 15 minutes; the bench's server may have it off (the test server does).
+                await db.run(lambda session: session.execute(text("ANALYZE outbox_messages")))
         plans = (
             await db.run(functools.partial(explain_chunk, watch=watch, analyse=analyse))
             if explain
@@ -360,8 +366,8 @@ def report(runs: list[Run], kind: str, members: int) -> bool:
         total = sum(run.rows.values())
         print()
         print(
-            f"{run.label}: {run.seconds:.1f} s ({run.cpu:.1f} s of CPU, about what a quiet"
-            f" machine's run would take), {total:,} outbox rows planned"
+            f"{run.label}: {run.seconds:.1f} s ({run.cpu:.1f} s of this process's CPU), {total:,}"
+            " outbox rows planned"
             f" (the planners' statements {run.planners:.1f} s, the rest"
             f" {run.seconds - run.planners:.1f} s: each chunk's reads, commits, the writer's hops)"
         )
@@ -376,12 +382,14 @@ def report(runs: list[Run], kind: str, members: int) -> bool:
     slowest = max(runs, key=lambda r: r.seconds)
     met = slowest.seconds < TARGET_S
     busiest = max(runs, key=lambda r: r.cpu)
+    # On SQLite the process does all the work; on PostgreSQL the server's CPU is not counted.
+    cpu_met = not met and kind == "sqlite" and busiest.cpu < TARGET_S
     print()
     print(
         f"verdict ({kind}, {members:,} members): slowest run {slowest.seconds:.1f} s"
         f" ({slowest.label}), most CPU {busiest.cpu:.1f} s ({busiest.label});"
         f" target every run < {TARGET_S:.0f} s: {'MET' if met else 'MISSED'}"
-        f"{'' if met or busiest.cpu >= TARGET_S else ' (met in CPU: the machine is busy)'}"
+        f"{' (met in CPU: the machine is busy)' if cpu_met else ''}"
     )
     return met
 
