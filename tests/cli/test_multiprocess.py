@@ -423,8 +423,12 @@ async def broadcast_once(
             or 0
         )
 
+    def sent() -> list[str]:
+        # The broadcast's club only: the shop's journeys may one day find its members due.
+        return [m.to for m in fake.messages if m.from_ == BROADCAST_NUMBER]
+
     async def half_sent() -> bool:
-        return fake.counters.accepted >= BROADCAST_MEMBERS // 2
+        return len(sent()) >= BROADCAST_MEMBERS // 2
 
     await until(half_sent, 40, "half the broadcast to be sent", running)
     victim, other = running.workers
@@ -432,7 +436,7 @@ async def broadcast_once(
     leaders = [p.name for p in running.processes if LEADS in p.text()]
     victim.popen.send_signal(signal.SIGKILL)
     victim.popen.wait(10)
-    assert fake.counters.accepted < BROADCAST_MEMBERS, "the broadcast was done before the kill"
+    assert len(sent()) < BROADCAST_MEMBERS, "the broadcast was done before the kill"
     # It died holding a claim (rows in `sending`): the others must settle them, not skip them.
     held = (await db.run(senders)).get("sending", Counter())
     assert held[victim.popen.pid] > 0, held
@@ -442,8 +446,8 @@ async def broadcast_once(
 
     await until(all_sent, 40, "the others to finish the broadcast", running)
     sent_after = await db.run(senders)
-    received = Counter(message.to for message in fake.messages)
-    # Every member exactly once, nothing else sent, no body sent twice.
+    received = Counter(sent())
+    # Every member exactly once, nothing else sent from its number, no body sent twice.
     assert set(received) == set(audience)
     assert set(received.values()) == {1}, [n for n, c in received.items() if c > 1][:5]
     assert fake.counters.duplicates == 0
