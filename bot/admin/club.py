@@ -582,6 +582,17 @@ def _coupon_form(form: MultiDictProxy[Any], precision: int) -> tuple[dict[str, A
 # --- a coupon's offer (store.loyalty.offers) ------------------------------------------------
 
 
+# Each offer's wording, by kind and scope (spelt out: the catalog test finds ids in the code).
+_OFFER_WORDS = {
+    ("percent", "basket"): "admin.settings.coupons.offer.percent.basket",
+    ("percent", "items"): "admin.settings.coupons.offer.percent.items",
+    ("amount", "basket"): "admin.settings.coupons.offer.amount.basket",
+    ("amount", "items"): "admin.settings.coupons.offer.amount.items",
+    ("buy", "basket"): "admin.settings.coupons.offer.buy.basket",
+    ("buy", "items"): "admin.settings.coupons.offer.buy.items",
+}
+
+
 def offer_text(raw: Mapping[str, Any] | None, currency: str, language: str) -> str:
     """The offer as a member reads it: "20 % off shoes, from 500 kr"; "" for none."""
     try:
@@ -596,7 +607,7 @@ def offer_text(raw: Mapping[str, Any] | None, currency: str, language: str) -> s
     where = "basket" if offer.scope == offers.BASKET else "items"
     kind = {offers.PERCENT: "percent", offers.AMOUNT: "amount"}.get(offer.type, "buy")
     said = text(
-        f"admin.settings.coupons.offer.{kind}.{where}",
+        _OFFER_WORDS[kind, where],
         language,
         value=offer.value,
         amount=locales.sms_money(offer.value, currency, language) if kind == "amount" else "",
