@@ -60,6 +60,8 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from store.errors import InvalidInput
 from store.members import consent, members
@@ -380,8 +382,7 @@ def purchase_figures(
         _PURCHASES.c.occurred_at >= literal(per.since, _INSTANT),
         _PURCHASES.c.occurred_at < literal(per.until, _INSTANT),
     )
-    # Only the members: from the (program_id, occurred_at, member_id) index alone.
-    buyers = session.scalar(select(func.count(_PURCHASES.c.member_id.distinct())).where(in_period))
+    buyers = session.scalar(_buyers(session, program, per, in_period))
     refunds, refunded = session.execute(
         select(func.count(), func.coalesce(func.sum(_REFUNDS.c.amount_minor), 0)).where(
             _REFUNDS.c.program_id == program.id,
@@ -415,6 +416,31 @@ def purchase_figures(
         by_slice=by_slice,
         grain=chosen,
     )
+
+
+def _buyers(session: Session, program: Program, per: Period, in_period: Any) -> Any:
+    """The statement counting the members who bought in the period.
+
+    Only the members: from the (program_id, occurred_at, member_id) index alone, made
+    distinct by sorting them. On SQLite a period longer than WEEKS_UP_TO_DAYS reads the
+    (program_id, member_id, occurred_at) index instead, already in member order, with the
+    period's bounds tested on each entry (`+occurred_at`, which no index serves): 12 months
+    of a 1M club, 465,000 purchases of 743,000, 250 -> 75 ms of CPU."""
+    if session.get_bind().dialect.name != "sqlite" or per.days <= WEEKS_UP_TO_DAYS:
+        return select(func.count(_PURCHASES.c.member_id.distinct())).where(in_period)
+    occurred = _PURCHASES.c.occurred_at
+    unindexed = UnaryExpression(occurred, operator=operators.custom_op("+"), type_=occurred.type)
+    members_of = (
+        select(_PURCHASES.c.member_id)
+        .where(
+            _PURCHASES.c.program_id == program.id,
+            unindexed >= literal(per.since, _INSTANT),
+            unindexed < literal(per.until, _INSTANT),
+        )
+        .distinct()
+        .subquery()
+    )
+    return select(func.count()).select_from(members_of)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, not_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -598,29 +598,44 @@ def preview(
     With `link_base` (the app's public URL) the owner's web addresses are sized as the short
     links the sender puts in their place (store.outreach.clicks); without, as written."""
     moment = _first_send(program, campaign, now)
-    in_segment = _segment_clause(program, campaign, now, session)
-    base = and_(_MEMBERS.c.program_id == program.id, in_segment)
-    eligible = and_(base, consent.may_receive())
-    capped_out = and_(eligible, guard_rails.under_cap(program, moment))
-    hashed = control_hash(campaign.id)
-    language = _language_column(program)
+    dialect = session.get_bind().dialect.name
+    # One read of the segment's members, every figure a sum beside the others (three reads
+    # took 2.0 s for a million members), the club's members as segments.count finds them.
+    members_of, in_segment = segments.compile_joined(
+        campaign.filter or {"all": []},
+        program_id=program.id,
+        zone=program.timezone,
+        now=now,
+        dialect=dialect,
+    )
+    # Each member's fate as one code, so the cap's set appears (and is built) once: 0 no
+    # consent or no number, 1 capped, 2 a recipient, 3 held out as the control group.
+    fate = case(
+        (not_(consent.may_receive()), 0),
+        (not_(guard_rails.under_cap(program, moment)), 1),
+        (control_hash(campaign.id) < campaign.control_percent, 3),
+        else_=2,
+    )
     counts = session.execute(
         select(
-            language.label("language"),
-            func.count().label("total"),
-            func.sum(case((hashed < campaign.control_percent, 1), else_=0)).label("held"),
+            _language_column(program).label("lang"),
+            fate.label("fate"),
+            func.count().label("members"),
         )
-        .where(capped_out)
-        .group_by(language)
+        .select_from(members_of)
+        .where(segments.in_club(program.id, dialect), in_segment)
+        # By the labels: the expressions written again would build the cap's set again.
+        .group_by("lang", "fate")
     ).all()
-    matching = session.scalar(select(func.count()).select_from(_MEMBERS).where(base)) or 0
-    reachable = session.scalar(select(func.count()).select_from(_MEMBERS).where(eligible)) or 0
-    sendable = sum(row.total for row in counts)
-    held = sum(int(row.held or 0) for row in counts)
+    matching = sum(row.members for row in counts)
+    reachable = sum(row.members for row in counts if row.fate >= 1)
+    sendable = sum(row.members for row in counts if row.fate >= 2)
+    held = sum(row.members for row in counts if row.fate == 3)
     by_language: dict[str, int] = {}
     for row in counts:
-        used = text_language(campaign.texts or {}, row.language)
-        by_language[used] = by_language.get(used, 0) + row.total - int(row.held or 0)
+        if row.fate >= 2:
+            used = text_language(campaign.texts or {}, row.lang)
+            by_language[used] = by_language.get(used, 0) + (row.members if row.fate == 2 else 0)
     estimates = []
     total_segments = 0
     for lang, recipients in sorted(by_language.items()):

@@ -40,7 +40,12 @@ purchases, a balance of 0) selects the complement of the set of those who don't,
 without rows are in. Negations are pushed down to the leaves, so every leaf has a NULL-safe form
 of its own and no NOT ever sits above an unknown.
 
-One exception, on SQLite only: behind conditions on the members' own columns that keep few of
+Whether and when a member last bought (days since the last purchase, bought at all or within N
+days) is their own column, members.last_purchase_at, which purchases.record keeps (see
+_last_purchase). Under an OR, PostgreSQL would look a set up per member: count(), reach() and
+a broadcast's preview join each such set once instead (compile_joined).
+
+One exception: behind conditions on the members' own columns that keep few of
 them (a birthday month: about 8 %), each member's rows are probed instead of building the sets
 (see _compile). tests/bench/segments.py times every shape over a million members and prints its
 plan.
@@ -78,6 +83,9 @@ from sqlalchemy import (
 from sqlalchemy import case as when
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.orm import Session, object_session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from store.errors import InvalidInput, NotFound
 from store.members import consent, members
@@ -230,18 +238,18 @@ def check(session: Session, program_id: int, filter: Any) -> Filter:
 
 def count(session: Session, program: Program, filter: Mapping[str, Any], now: dt.datetime) -> int:
     """How many of the club's members the filter selects at `now` (the admin's live count)."""
-    dialect = session.get_bind().dialect.name
-    query = (
-        select(func.count())
-        .select_from(_MEMBERS)
-        .where(
-            _in_club(program.id, dialect),
-            compile_filter(
-                filter, program_id=program.id, zone=program.timezone, now=now, dialect=dialect
-            ),
-        )
-    )
+    query = count_query(program, filter, now, session.get_bind().dialect.name)
     return int(session.connection().execute(query).scalar_one())
+
+
+def count_query(
+    program: Program, filter: Mapping[str, Any], now: dt.datetime, dialect: str
+) -> Select[tuple[int]]:
+    """The statement count() runs (tests/bench/segments.py prints its plan)."""
+    members_of, clause = compile_joined(
+        filter, program_id=program.id, zone=program.timezone, now=now, dialect=dialect
+    )
+    return select(func.count()).select_from(members_of).where(in_club(program.id, dialect), clause)
 
 
 def members_query(
@@ -254,11 +262,14 @@ def members_query(
         if session is None:
             raise ValueError("program is detached: pass dialect")
         dialect = session.get_bind().dialect.name
-    clause = compile_filter(
+    members_of, clause = compile_joined(
         filter, program_id=program.id, zone=program.timezone, now=now, dialect=dialect
     )
     return (
-        select(_MEMBERS.c.id).where(_in_club(program.id, dialect), clause).order_by(_MEMBERS.c.id)
+        select(_MEMBERS.c.id)
+        .select_from(members_of)
+        .where(in_club(program.id, dialect), clause)
+        .order_by(_MEMBERS.c.id)
     )
 
 
@@ -282,25 +293,23 @@ def reach(session: Session, program: Program, filter: Mapping[str, Any], now: dt
     )
     may = consent.may_receive()
     sendable = and_(may, guard_rails.under_cap(program, moment))
+    members_of, clause = compile_joined(
+        filter, program_id=program.id, zone=program.timezone, now=now, dialect=dialect
+    )
     query = (
         select(
             func.count(),
             func.coalesce(func.sum(when((may, 1), else_=0)), 0),
             func.coalesce(func.sum(when((sendable, 1), else_=0)), 0),
         )
-        .select_from(_MEMBERS)
-        .where(
-            _in_club(program.id, dialect),
-            compile_filter(
-                filter, program_id=program.id, zone=program.timezone, now=now, dialect=dialect
-            ),
-        )
+        .select_from(members_of)
+        .where(in_club(program.id, dialect), clause)
     )
     row = session.connection().execute(query).one()
     return Reach(int(row[0]), int(row[1]), int(row[2]))
 
 
-def _in_club(program_id: int, dialect: str) -> ColumnElement[bool]:
+def in_club(program_id: int, dialect: str) -> ColumnElement[bool]:
     """The club's members, as the outer condition of count() and members_query().
 
     On SQLite `program_id + 0`, which no index can serve: without ANALYZE statistics (Klubb
@@ -324,6 +333,7 @@ def compile_filter(
     now: dt.datetime,
     dialect: str,
     id_range: tuple[Any, Any] | None = None,
+    joins: list[Any] | None = None,
 ) -> ColumnElement[bool]:
     """The filter (validated here) as a WHERE clause over `members`, for
     `select(members.c.id).where(members.c.program_id == program_id, clause)`.
@@ -332,13 +342,16 @@ def compile_filter(
     and combined with more conditions. `id_range` (low, high), values or bound parameters,
     keeps only members with low < id <= high and pushes that range into every subquery, so a
     planner going through the members a chunk at a time reads only the chunk's own rows
-    instead of materialising the whole club's for every chunk."""
+    instead of materialising the whole club's for every chunk.
+
+    `joins` (PostgreSQL, a list the clause's statement must join: see compile_joined) takes
+    the sets under an OR as subqueries to join once, instead of a lookup per member."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported dialect {dialect!r}")
     place = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
-    scope = _Scope(program_id, now, now.astimezone(place).date(), dialect, id_range)
+    scope = _Scope(program_id, now, now.astimezone(place).date(), dialect, id_range, joins)
     normal = validate(filter)
     clause = _compile(normal, scope, negate=False)
     if not _shuts_out_erased(normal, negate=False):
@@ -352,6 +365,31 @@ def compile_filter(
     return and_(_MEMBERS.c.id > low, _MEMBERS.c.id <= high, clause)
 
 
+def compile_joined(
+    filter: Mapping[str, Any],
+    *,
+    program_id: int,
+    zone: ZoneInfo | str,
+    now: dt.datetime,
+    dialect: str,
+) -> tuple[Any, ColumnElement[bool]]:
+    """compile_filter as (FROM, WHERE): `members`, on PostgreSQL left-joined to each set the
+    filter reads under an OR, for `select(...).select_from(from_).where(club, where)`.
+
+    Under an OR, PostgreSQL cannot make EXISTS a semi-join: it runs it as a lookup per member
+    (the broad shape of tests/bench/segments.py: points looked up for 510,000 members, 1.5
+    million buffer hits, 1.4 s). Each set is one row per member, so joining it once (a merge
+    or hash join) keeps every member once, and the OR reads `set.member_id IS [NOT] NULL`."""
+    joins: list[Any] = []
+    clause = compile_filter(
+        filter, program_id=program_id, zone=zone, now=now, dialect=dialect, joins=joins
+    )
+    members_of: Any = _MEMBERS
+    for found in joins:
+        members_of = members_of.outerjoin(found, found.c.member_id == _MEMBERS.c.id)
+    return members_of, clause
+
+
 @dataclass(frozen=True, slots=True)
 class _Scope:
     program_id: int
@@ -359,8 +397,12 @@ class _Scope:
     today: dt.date  # in the club's time zone
     dialect: str
     id_range: tuple[Any, Any] | None
+    # PostgreSQL: where the sets read under an OR go, to be joined (see compile_joined).
+    joins: list[Any] | None = None
     # SQLite: probe each member's rows instead of building the whole set (see _compile).
     correlate: bool = False
+    # Under an OR (after pushing negations down).
+    disjunct: bool = False
 
     def of(self, table: Any, *more: ColumnElement[bool]) -> list[ColumnElement[bool]]:
         """The club's rows of a related table (in the id range, when there is one)."""
@@ -380,17 +422,17 @@ def _compile(node: Filter, scope: _Scope, *, negate: bool) -> ColumnElement[bool
     if "all" in node or "any" in node:
         conjunction = ("all" in node) != negate
         children = node["all" if "all" in node else "any"]
-        if (
-            conjunction
-            and scope.dialect == "sqlite"
-            and not scope.correlate
-            and _share(node, negate) <= NARROW
-        ):
+        if conjunction and not scope.correlate and _share(node, negate) <= NARROW:
             # The members' own conditions keep few members (a birthday month and a language:
             # 3 %): probing those few members' rows beats building each whole set (campaign
-            # shape, 1M members: 0.4 s against 0.9 s of CPU). SQLite evaluates correlated
-            # subqueries after every other condition of the row, so only they are probed.
+            # shape, 1M members: 0.4 s against 0.9 s of CPU). Both databases evaluate
+            # correlated subqueries after every other condition of the row, so only they are
+            # probed. On PostgreSQL it also keeps a plan sane without statistics: estimating
+            # one member, it ran the whole grouped set of open lots again for each of
+            # thousands (over 10 minutes for the campaign shape).
             scope = replace(scope, correlate=True)
+        if not conjunction and not scope.disjunct:
+            scope = replace(scope, disjunct=True)
         # The members' own columns first: SQLite tests the terms of a row, and the branches of
         # an OR, in the order written, and a row that fails them needs no set looked up.
         ordered = sorted(children, key=_reads_other_tables)
@@ -435,6 +477,9 @@ def _reads_other_tables(node: Filter) -> bool:
         return _reads_other_tables(node["not"])
     if "all" in node or "any" in node:
         return any(_reads_other_tables(child) for child in node.get("all", node.get("any", [])))
+    if node["field"] == "purchase_count":
+        # Bought at all (in a window) is the member's last purchase: their own row.
+        return _bought_at_all(node) is None
     return node["field"] in _RELATED
 
 
@@ -468,18 +513,30 @@ def _guess(leaf: Filter) -> float | None:
     return None
 
 
-def _members_in(scope: _Scope, rows: Select[Any], negate: bool) -> ColumnElement[bool]:
+def _members_in(
+    scope: _Scope, rows: Select[Any], negate: bool, *, unique: bool = True
+) -> ColumnElement[bool]:
     """The members in (or, negated, not in) a set of member ids.
 
     SQLite: `members.id [NOT] IN (rows)`, a list built once per statement (member_id is NOT
-    NULL everywhere, so NOT IN is exact); probed per member instead when `scope.correlate`.
+    NULL everywhere, so NOT IN is exact). Either: probed per member when `scope.correlate`.
     PostgreSQL: `[NOT] EXISTS (SELECT FROM (rows) WHERE member_id = members.id)`, which its
     planner makes one hash or merge semi- or anti-join (under an OR, a hashed subplan or an
     index probe per member). NOT IN is never made an anti-join: it is a hashed subplan only
     while the planner expects the set to fit in work_mem (4 MB: about 250,000 ids), and past
     that it scans the whole set for every member: 48 s for 2,000 members against a set of
     290,000, where NOT EXISTS takes 2 ms (measured at work_mem 1 MB, as a bigger club would
-    be at 4 MB)."""
+    be at 4 MB). Under an OR, with `scope.joins`, the set is joined instead (compile_joined);
+    `unique` says `rows` holds each member once (else it is made distinct to be joined)."""
+    if scope.correlate:
+        # The member's own rows, through an index that starts with member_id.
+        member_id = rows.selected_columns[0]
+        probe = rows.where(member_id == _MEMBERS.c.id).correlate(_MEMBERS).exists()
+        return ~probe if negate else probe
+    if scope.dialect == "postgresql" and scope.disjunct and scope.joins is not None:
+        joined = (rows if unique else rows.distinct()).subquery()
+        scope.joins.append(joined)
+        return joined.c.member_id.is_(None) if negate else joined.c.member_id.is_not(None)
     if scope.dialect == "postgresql":
         found = rows.subquery()
         match = (
@@ -489,11 +546,6 @@ def _members_in(scope: _Scope, rows: Select[Any], negate: bool) -> ColumnElement
             .correlate(_MEMBERS)
         )
         return ~match.exists() if negate else match.exists()
-    if scope.correlate:
-        # The member's own rows, through an index that starts with member_id.
-        member_id = rows.selected_columns[0]
-        probe = rows.where(member_id == _MEMBERS.c.id).correlate(_MEMBERS).exists()
-        return ~probe if negate else probe
     return _MEMBERS.c.id.not_in(rows) if negate else _MEMBERS.c.id.in_(rows)
 
 
@@ -550,7 +602,20 @@ def _consent(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     # The planner's own question (members.consent.may_market_clause), never NULL: negated, it
     # is exactly the members without marketing consent.
     given = consent.may_market_clause()
+    if scope.dialect == "sqlite":
+        given = _unindexed(given, _MEMBERS.c.status)
     return not_(given) if leaf["value"] is negate else given
+
+
+def _unindexed(clause: ColumnElement[bool], column: Any) -> ColumnElement[bool]:
+    """SQLite: the clause with `+column` for the column, which no index serves.
+
+    A status holds 85 % of the members: after ANALYZE (or PRAGMA optimize) SQLite's skip-scan
+    takes `status = 'active'` through (program_id, status, last_purchase_at), visiting 850,000
+    rows out of table order for one table scan's work (tests/bench/segments.py, broad shape:
+    0.62 s of CPU against 0.43 s without statistics)."""
+    plus = UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+    return replacement_traverse(clause, {}, lambda e: plus if e is column else None)
 
 
 def _language(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
@@ -666,7 +731,7 @@ def _store(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     joined = _nullable(column, column.in_(stores), negate)
     if negate:
         return and_(joined, _members_in(scope, bought, True))
-    return or_(joined, _members_in(scope, bought, False))
+    return or_(joined, _members_in(replace(scope, disjunct=True), bought, False))
 
 
 def _tier(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
@@ -692,9 +757,8 @@ _RELATED = frozenset(
         "answer",
         "store",
         "points",
-        "purchase_count",
+        "purchase_count",  # but bought at all: see _reads_other_tables
         "purchase_amount",
-        "days_since_purchase",
         "category",
     }
 )
@@ -740,11 +804,49 @@ def _in_window(leaf: Filter, scope: _Scope) -> list[ColumnElement[bool]]:
 
 def _purchase_count(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
+    bought = _bought_at_all(leaf)
+    if bought is not None:
+        # Bought at least once (in the window), or never: the member's last purchase says it.
+        # A purchase less than N days ago is one at most N - 1 whole days ago.
+        days = leaf.get("days")
+        within = None if days is None else days - 1
+        return _last_purchase(scope, None, within, negate=negate == bought)
     where = scope.of(_PURCHASES, *_in_window(leaf, scope))
-    if high is None and low == 1:
-        # Bought at least once (in the window): no count to compare.
-        return _members_in(scope, _bought(scope, *_in_window(leaf, scope)), negate)
     return _aggregate(scope, _PURCHASES, where, func.count(), low, high, negate)
+
+
+def _bought_at_all(leaf: Filter) -> bool | None:
+    """True for a purchase count of at least 1 (in the window), False for one of 0, None for
+    a count that needs counting."""
+    low, high = _bounds(leaf["value"], leaf["op"])
+    if low == 1 and high is None:
+        return True
+    if (low or 0) <= 0 and high == 0:
+        return False
+    return None
+
+
+def _last_purchase(
+    scope: _Scope, low: int | None, high: int | None, *, negate: bool
+) -> ColumnElement[bool]:
+    """Days since the member's last purchase in [low, high] (no bound for None; neither: bought
+    at all), from members.last_purchase_at.
+
+    That column is the latest occurred_at of the member's purchases: store.loyalty.purchases.
+    record, the only way a purchase is written, moves it forward and never back (a purchase
+    told late), a refund leaves the purchase and the column as they were, and no purchase is
+    ever deleted but with its member. So "some purchase after the cut" is "the last one is
+    after the cut": a comparison on the member's row, where the set of the club's buyers
+    (228,000 of 1M for a year) was built and probed for every count."""
+    column = _MEMBERS.c.last_purchase_at
+    parts = []
+    if low:
+        parts.append(column <= scope.instant(low))
+    if high is not None:
+        parts.append(column > scope.instant(high + 1))
+    if not parts:
+        return column.is_(None) if negate else column.is_not(None)
+    return _nullable(column, and_(*parts), negate)
 
 
 def _purchase_amount(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
@@ -759,16 +861,7 @@ def _days_since_purchase(leaf: Filter, scope: _Scope, negate: bool) -> ColumnEle
     # Days since the last purchase in [low, high] <=> the last purchase is after the instant
     # high + 1 days before now, and on or before the one low days before (0 has no bound).
     low, high = _bounds(leaf["value"], leaf["op"])
-    occurred = _PURCHASES.c.occurred_at
-    if not low:
-        # The last purchase is after the cut <=> some purchase is.
-        window = [] if high is None else [occurred > scope.instant(high + 1)]
-        return _members_in(scope, _bought(scope, *window), negate)
-    last = func.max(occurred)
-    having = [last <= scope.instant(low)]
-    if high is not None:
-        having.append(last > scope.instant(high + 1))
-    return _members_in(scope, _bought(scope).having(and_(*having)), negate)
+    return _last_purchase(scope, low, high, negate=negate)
 
 
 def _category(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
@@ -781,7 +874,7 @@ def _category(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
             *scope.of(_PURCHASES, _PURCHASES.c.occurred_at > scope.instant(days))
         )
         where.append(_LINES.c.purchase_id.in_(recent))
-    return _members_in(scope, select(_LINES.c.member_id).where(*where), negate)
+    return _members_in(scope, select(_LINES.c.member_id).where(*where), negate, unique=False)
 
 
 def _joined_days(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:

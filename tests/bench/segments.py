@@ -4,8 +4,10 @@ Fills one club (the demo club of `klubb init --demo`, plus a second choice quest
 `--members` members — birthdays, languages, tiers, stores, profile answers for about 60 %,
 purchases with lines for about 30 %, point lots for about 40 % — by bulk insert (sqlite3
 executemany, or COPY on PostgreSQL), then times `store.outreach.segments.count` through Klubb's own
-`Database` for each filter shape, best of `--repeats`, and prints the plan of each. Target
-(../shared/PERFORMANCE.md): every shape under 1 s on SQLite. See tests/bench/README.md.
+`Database` for each filter shape, best of `--repeats`, and prints the plan of each, without
+planner statistics, after ANALYZE and after PRAGMA optimize (`--stats`). Target (issue 18):
+every shape under 300 ms on both databases, with statistics or without. See
+tests/bench/README.md.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import inbound
 from inbound import CLUB_NUMBER
 
-TARGET_MS = 1000.0
+TARGET_MS = 300.0  # issue 18 (PERFORMANCE.md asked 1 s)
 CHUNK = 50_000  # members generated and inserted at a time
 STORES = ("Torshov", "Majorstuen", "Grünerløkka", "Sandvika", "Nettbutikk")
 CATEGORIES = (
@@ -443,7 +445,7 @@ def populate_sqlite(
 
 
 async def populate_postgres(
-    url: str, club: Club, members: int, now: dt.datetime, seed: int
+    url: str, club: Club, members: int, now: dt.datetime, seed: int, autovacuum: bool = True
 ) -> dict[str, int]:
     import asyncpg
     from sqlalchemy.engine import make_url
@@ -460,6 +462,11 @@ async def populate_postgres(
             "ledger_entries",
         ):
             base[table] = (await conn.fetchval(f"SELECT max(id) FROM {table}") or 0) + 1
+        if not autovacuum:
+            # No statistics until the bench asks for them (autovacuum would ANALYZE the new rows
+            # a minute after the fill, in the middle of the timings without them).
+            for table in COLUMNS:
+                await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         async with conn.transaction():
             for rows in chunks(club, members, now, seed, base):
                 for table, columns in COLUMNS.items():
@@ -476,10 +483,17 @@ async def populate_postgres(
 
 
 def fill_club(
-    url: str, kind: str, path: Path, members: int, now: dt.datetime, seed: int
+    url: str,
+    kind: str,
+    path: Path,
+    members: int,
+    now: dt.datetime,
+    seed: int,
+    autovacuum: bool = True,
 ) -> dict[str, int] | None:
     """A database made anew (on SQLite, the file at `path`) with the demo club and `members`
-    members in it: the rows of each table, or None when it could not be made (said why)."""
+    members in it: the rows of each table, or None when it could not be made (said why).
+    `autovacuum` False: PostgreSQL never analyses the filled tables by itself."""
     if kind == "sqlite" and path.exists():
         path.unlink()
     if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
@@ -487,15 +501,21 @@ def fill_club(
     club = asyncio.run(read_club(url))
     if kind == "sqlite":
         return populate_sqlite(path, club, members, now, seed)
-    return asyncio.run(populate_postgres(url, club, members, now, seed))
+    return asyncio.run(populate_postgres(url, club, members, now, seed, autovacuum))
 
 
 def fill_and_say(
-    url: str, kind: str, path: Path, members: int, now: dt.datetime, seed: int
+    url: str,
+    kind: str,
+    path: Path,
+    members: int,
+    now: dt.datetime,
+    seed: int,
+    autovacuum: bool = True,
 ) -> bool:
     """fill_club, and a line saying how long it took and what it wrote."""
     began = time.perf_counter()
-    rows = fill_club(url, kind, path, members, now, seed)
+    rows = fill_club(url, kind, path, members, now, seed, autovacuum)
     if rows is None:
         return False
     counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
@@ -708,13 +728,12 @@ def counted(session: Any, count: Any, *args: Any) -> tuple[int, float]:
 async def measure(
     url: str, now: dt.datetime, repeats: int, analyse_plans: bool, only: str | None
 ) -> list[Timed]:
-    from sqlalchemy import func, select, text
+    from sqlalchemy import select, text
 
     from store.database import open_database
-    from store.models import Member, Program, ProgramNumber
+    from store.models import Program, ProgramNumber
     from store.outreach import segments
 
-    members = Member.__table__
     db = open_database(url)
     try:
         program = await db.run(
@@ -739,20 +758,8 @@ async def measure(
 
             def explain(session: Any, shape: dict[str, Any] = shape) -> list[str]:
                 dialect = session.get_bind().dialect
-                query = (
-                    select(func.count())
-                    .select_from(members)
-                    .where(
-                        members.c.program_id == program.id,
-                        segments.compile_filter(
-                            shape,
-                            program_id=program.id,
-                            zone=program.timezone,
-                            now=now,
-                            dialect=dialect.name,
-                        ),
-                    )
-                )
+                # The very statement count() ran.
+                query = segments.count_query(program, shape, now, dialect.name)
                 sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
                 if dialect.name == "sqlite":
                     rows = session.execute(text("EXPLAIN QUERY PLAN " + sql)).all()
@@ -811,10 +818,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="don't fill: time what is there")
     parser.add_argument(
         "--stats",
-        choices=("without", "with", "both"),
-        default="both",
-        help="time before ANALYZE (as a database Klubb made itself runs: it never analyses), "
-        "after it, or both",
+        choices=("without", "with", "optimize", "both", "all"),
+        default="all",
+        help="time without planner statistics (as a database Klubb made itself runs: it never "
+        "analyses; on PostgreSQL, before autovacuum has), after ANALYZE (VACUUM ANALYZE), "
+        "after PRAGMA optimize (SQLite), both of the first two, or all three (the default)",
     )
     parser.add_argument("--only", help="only the shapes whose name holds this")
     parser.add_argument(
@@ -860,25 +868,83 @@ def main(argv: list[str] | None = None) -> int:
         kind = inbound.database_kind(url)
         if kind is None:
             return 2
-        if not args.reuse and not fill_and_say(url, kind, path, args.members, now, args.seed):
+        phases = {
+            "both": ["without", "with"],
+            "all": ["without", "with", "optimize"],
+        }.get(args.stats, [args.stats])
+        if kind == "postgresql" and "optimize" in phases:
+            phases.remove("optimize")  # SQLite's
+        if not args.reuse and not fill_and_say(
+            url, kind, path, args.members, now, args.seed, autovacuum="without" not in phases
+        ):
             return 2
         if args.sql:
             asyncio.run(run_sql(url, args.sql))
             for statement in args.sql:
                 print(f"  then: {statement}")
         explain_analyze = args.explain_analyze and kind == "postgresql"
-        phases = ["without", "with"] if args.stats == "both" else [args.stats]
-        if kind == "postgresql":
-            phases = ["with"]  # autovacuum analyses PostgreSQL anyway; the bench does it first
+        labels = {
+            "without": "no planner statistics",
+            "with": "after ANALYZE" if kind == "sqlite" else "after VACUUM ANALYZE",
+            "optimize": "after PRAGMA optimize",
+        }
         for phase in phases:
             if phase == "with":
                 asyncio.run(analyze(url))
             elif kind == "sqlite":
                 drop_stats(path)
+                if phase == "optimize":
+                    optimize(path, url, now)
+            else:
+                asyncio.run(drop_pg_stats(url))
             results = asyncio.run(measure(url, now, args.repeats, explain_analyze, args.only))
-            label = f"{kind}, {'after ANALYZE' if phase == 'with' else 'no ANALYZE statistics'}"
-            report(results, label, args.members)
+            report(results, f"{kind}, {labels[phase]}", args.members)
         return 0
+
+
+def optimize(path: Path, url: str, now: dt.datetime) -> None:
+    """What an operator's `PRAGMA optimize` leaves: on one connection every shape's statement
+    is prepared (so SQLite notes the tables whose statistics it would have used), then
+    `PRAGMA optimize` analyses those, with its approximate analysis (analysis_limit 400, as
+    newer SQLite runs it). Says which tables it analysed."""
+    from sqlalchemy.dialects import sqlite
+
+    from store.models import Program
+    from store.outreach import segments
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        row = conn.execute(
+            "SELECT p.id, p.timezone FROM programs p JOIN program_numbers n "
+            "ON n.program_id = p.id WHERE n.number = ?",
+            (CLUB_NUMBER,),
+        ).fetchone()
+        program = Program(id=row[0], timezone=row[1])
+        for shape in shapes(now).values():
+            query = segments.count_query(program, shape, now, "sqlite")
+            sql = query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+            conn.execute(f"EXPLAIN {sql}").fetchall()
+        conn.execute("PRAGMA analysis_limit = 400")
+        conn.execute("PRAGMA optimize")
+        tables = [t for (t,) in conn.execute("SELECT DISTINCT tbl FROM sqlite_stat1 ORDER BY 1")]
+        print(f"\nPRAGMA optimize analysed: {', '.join(tables) or 'nothing'}")
+    finally:
+        conn.close()
+
+
+async def drop_pg_stats(url: str) -> None:
+    """PostgreSQL without statistics: what ANALYZE learnt of the bench's tables forgotten
+    (pg_statistic, as the superuser), as right after a bulk load before autovacuum comes."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(inbound.async_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            names = ", ".join(f"'{table}'::regclass" for table in COLUMNS)
+            await conn.execute(text(f"DELETE FROM pg_statistic WHERE starelid IN ({names})"))
+    finally:
+        await engine.dispose()
 
 
 def drop_stats(path: Path) -> None:

@@ -1379,6 +1379,8 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
         member.language, member.birthday, member.store = one.language, one.birthday, one.store
         member.joined_at = one.joined if one.status != "pending" else None
         member.tier_id = steps[one.tier] if one.tier else None
+        # As purchases.record keeps it: segments read "bought (within N days)" from it.
+        member.last_purchase_at = max((b.at for b in one.bought), default=None)
         if one.activities is not None:
             profile.save_answer(session, member, question, one.activities, NOW - DAY)
         session.flush()
