@@ -611,7 +611,7 @@ def _unindexed(clause: ColumnElement[bool], column: Any) -> ColumnElement[bool]:
     """SQLite: the clause with `+column` for the column, which no index serves.
 
     A status holds 85 % of the members: after ANALYZE (or PRAGMA optimize) SQLite's skip-scan
-    takes `status = 'active'` through (program_id, status, last_purchase_at), visiting 850,000
+    takes the active-status term through (program_id, status, last_purchase_at), visiting 850,000
     rows out of table order for one table scan's work (tests/bench/segments.py, broad shape:
     0.62 s of CPU against 0.43 s without statistics)."""
     plus = UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
