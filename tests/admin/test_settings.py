@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -1038,7 +1039,8 @@ async def test_a_purchase_through_the_api_earns_by_the_rules_the_page_set(
     brand at triple points with 4 extra per krone is 700 points."""
     ids = await seed_rules(db, club)
     await admin.signed_in(OWNER)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    # The club's day (Oslo): between midnight there and in UTC the two dates differ.
+    today = dt.datetime.now(ZoneInfo("Europe/Oslo")).date().isoformat()
     await admin.post(
         f"/admin/settings/multipliers/{ids['multiplier']}",
         {"name": "I dag", "starts_on": today, "ends_on": today, "multiplier": "3"},

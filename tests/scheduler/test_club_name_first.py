@@ -4,6 +4,7 @@ preview sizes and prices the text with the name in it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from scheduler import sender
+from store.loyalty import purchases
+from store.loyalty.earning import Line
 from store.models import Member, OutboxMessage, Program
 from store.outreach import campaigns, journeys
 from tests.conftest import CLUB_NUMBER
@@ -117,6 +120,23 @@ class TestJourneys:
             program = session.get(Program, club)
             journey = journeys.create(session, program, trigger=trigger, now=T0)
             ids = dict(session.execute(select(Member.phone, Member.id)).all())
+            occasions = {}
+            if trigger == journeys.CROSS_SELL:
+                # A cross-sell follows a purchase of a category the journey has a text for:
+                # the occasion is the purchase (the sender reads its category back).
+                journeys.set_category_text(session, program, "sko", {"nb": "Sokker?"}, now=T0)
+                for language, phone in numbers.items():
+                    bought = purchases.record(
+                        session,
+                        program,
+                        ids[phone],
+                        transaction_id=f"T-{language}",
+                        lines=[Line(qty=1, amount_minor=10000, category="sko")],
+                        occurred_at=T0 - dt.timedelta(days=4),
+                        fingerprint=f"T-{language}",
+                        now=T0 - dt.timedelta(days=4),
+                    )
+                    occasions[language] = str(bought.purchase.id)
             session.execute(
                 insert(OutboxMessage),
                 [
@@ -124,7 +144,8 @@ class TestJourneys:
                         "program_id": club,
                         "member_id": ids[phone],
                         "campaign_id": journey.id,
-                        "occasion": OCCASIONS.get(trigger, f"{trigger}:{language}"),
+                        "occasion": occasions.get(language)
+                        or OCCASIONS.get(trigger, f"{trigger}:{language}"),
                         "kind": "marketing",
                         "status": "queued",
                         "to_number": phone,
