@@ -135,52 +135,25 @@ async def running_scheduler(
         next_run_time=soon,
         **every,
     )
-    scheduler.add_job(
-        _tracked(running, _led(leadership, _timed("journeys", journeys.run))),
-        "interval",
-        minutes=JOURNEYS_EVERY_MINUTES,
-        args=(db,),
-        id="journeys",
-        next_run_time=soon + dt.timedelta(seconds=20),
-        **every,
-    )
-    scheduler.add_job(
-        _tracked(running, _led(leadership, _timed("loyalty-daily", daily.run_daily))),
-        "interval",
-        hours=LOYALTY_EVERY_HOURS,
-        args=(db,),
-        id="loyalty-daily",
-        next_run_time=soon + dt.timedelta(seconds=30),
-        **every,
-    )
+
+    def led(name: str, job: Any, first_in: int, **interval: int) -> None:
+        """A job only the leader runs, every `interval`, first `first_in` seconds from now."""
+        scheduler.add_job(
+            _tracked(running, _led(leadership, _timed(name, job))),
+            "interval",
+            **interval,
+            args=(db,),
+            id=name,
+            next_run_time=soon + dt.timedelta(seconds=first_in),
+            **every,
+        )
+
+    led("journeys", journeys.run, 20, minutes=JOURNEYS_EVERY_MINUTES)
+    led("loyalty-daily", daily.run_daily, 30, hours=LOYALTY_EVERY_HOURS)
     # Bonus cheques for balances raised other than by a purchase (a purchase checks its own).
-    scheduler.add_job(
-        _tracked(running, _led(leadership, _timed("bonus-cheques", cheques.run))),
-        "interval",
-        hours=CHEQUES_EVERY_HOURS,
-        args=(db,),
-        id="bonus-cheques",
-        next_run_time=soon + dt.timedelta(seconds=35),
-        **every,
-    )
-    scheduler.add_job(
-        _tracked(running, _led(leadership, _timed("data-retention", daily.empty_old_texts))),
-        "interval",
-        hours=RETENTION_EVERY_HOURS,
-        args=(db,),
-        id="data-retention",
-        next_run_time=soon + dt.timedelta(seconds=50),
-        **every,
-    )
-    scheduler.add_job(
-        _tracked(running, _led(leadership, _timed("campaign-results", store_campaign_results))),
-        "interval",
-        minutes=reports.RESULTS_EVERY_MINUTES,
-        args=(db,),
-        id="campaign-results",
-        next_run_time=soon + dt.timedelta(seconds=40),
-        **every,
-    )
+    led("bonus-cheques", cheques.run, 35, hours=CHEQUES_EVERY_HOURS)
+    led("data-retention", daily.empty_old_texts, 50, hours=RETENTION_EVERY_HOURS)
+    led("campaign-results", store_campaign_results, 40, minutes=reports.RESULTS_EVERY_MINUTES)
     scheduler.start()
     try:
         yield scheduler

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from store.models import InboundMessage, OutboxMessage
+from store.models import InboundMessage, OutboxMessage, ProgramNumber
 from store.states import OutboxStatus
 
 # Outbox kinds and statuses (store.outreach.sending moves rows on from queued).
@@ -256,3 +256,14 @@ def enqueue(
     session.add(message)
     session.flush()
     return message
+
+
+def first_number(session: Session, program_id: int) -> str | None:
+    """The number a club's messages of its own go out from (its first): None for a club with
+    no number, which reaches no one."""
+    return session.scalar(
+        select(ProgramNumber.number)
+        .where(ProgramNumber.program_id == program_id)
+        .order_by(ProgramNumber.id)
+        .limit(1)
+    )

@@ -32,7 +32,6 @@ from store.models import (
     Member,
     PointLot,
     Program,
-    ProgramNumber,
 )
 from store.states import MemberStatus
 
@@ -303,12 +302,7 @@ def _announce(
         # The last day it can be used, in the club's zone (as the coupon lists show it).
         date=(held.coupon.valid_until - dt.timedelta(microseconds=1)).astimezone(zone).date(),
     )
-    number = session.scalar(
-        select(ProgramNumber.number)
-        .where(ProgramNumber.program_id == program.id)
-        .order_by(ProgramNumber.id)
-        .limit(1)
-    )
+    number = messages.first_number(session, program.id)
     if number is None or member.phone is None:
         return
     messages.enqueue(

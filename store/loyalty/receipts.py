@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 import locales
 from store import messages
 from store.loyalty import coupons
-from store.models import Member, Program, ProgramNumber
+from store.models import Member, Program
 from store.states import MemberStatus
 
 # One receipt per purchase, however often the hook runs: the outbox's unique dedupe key.
@@ -140,12 +140,7 @@ def queue(
 ) -> None:
     """Queue the purchase's receipt, once (keyed by the purchase), sent right away."""
     body = text(program, to.language, points=points, balance=balance, punch=punch, issued=issued)
-    sender = session.scalar(
-        select(ProgramNumber.number)
-        .where(ProgramNumber.program_id == program.id)
-        .order_by(ProgramNumber.id)
-        .limit(1)
-    )
+    sender = messages.first_number(session, program.id)
     if sender is None:
         return  # a club with no number reaches no one
     messages.enqueue(
