@@ -190,6 +190,14 @@ class TestSetup:
         assert result.returncode == 1
         assert "klubb migrate" in result.stderr
 
+    def test_simulate_on_a_database_never_migrated_says_so(self, klubb: Klubb) -> None:
+        """`klubb simulate` reads the club's number first: without a schema it names
+        `klubb migrate` and exits 1, no traceback."""
+        result = klubb("simulate", "--from", "+4791234567", stdin="hei\n")
+        assert result.returncode == 1
+        assert "klubb migrate" in result.stderr
+        assert "Traceback" not in result.stderr
+
     def test_serve_on_a_taken_port_says_so(self, migrated: Klubb) -> None:
         """`klubb serve` on a port another program holds exits 1 naming the port, no traceback."""
         with socket.socket() as holder:
