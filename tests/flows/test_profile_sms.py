@@ -6,6 +6,7 @@ texts, and a SKIP is remembered. Every reply is one SMS with a 60-character club
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from flows import profile, router
 from flows.turn import ACTIVE, Intent, MemberView, Question, Turn
 from locales import LANGUAGES, render
 from locales.sms import fit_one, is_gsm7, segments
-from store.clubs import programs
+from store.clubs import asking, programs
 from store.database import Database
 from store.members import privacy
 from store.members import profile as answers
@@ -208,14 +209,44 @@ class TestBirthdayOnceAYear:
         await kari.text("PROFIL")
         await kari.text("HOPP OVER")
         refused = await kari.text("15.03.1990")
+        # The refusal and the next question in one SMS: the walk goes on.
         assert refused == (
-            "Fødselsdatoen kan bare endres én gang i året, så vi beholder 14.03.1990. "
-            "Svar HOPP OVER for å gå videre."
+            f"Fødselsdatoen kan bare endres én gang i året. {ACTIVITIES} Nå: Løping, Ski."
         )
-        assert await kari.text("14.03.1990") == f"{ACTIVITIES} {now_of('nb', 'Løping, Ski')}"
+        assert segments(refused).segments == 1
+        # The next text answers the next question, not the birthday again.
+        assert await kari.text("2") == "Takk! Profilen din i Torshov Sport er oppdatert."
         kept = await member(db, kari.number)
         assert kept.birthday == dt.date(1990, 3, 14)
         assert kept.birthday_changed_at == changed.birthday_changed_at
+        assert kept.flow is None
+        assert await answer_to(db, kari.number, "activities") == ["cycling"]
+
+    async def test_a_refusal_at_the_last_question_ends_profil(
+        self, kari: Phone, db: Database, club: int, client: TestClient
+    ) -> None:
+        """With the birthday the club's last question, the refusal ends PROFIL in one SMS."""
+        await sign_up(kari)
+        await kari.text("PROFIL")
+        await kari.text("HOPP OVER")
+        await kari.text("14.03.1990")
+        await kari.text("HOPP OVER")
+
+        def birthday_last(session: Any) -> None:
+            for question in programs.questions(session, club):
+                if question.kind not in programs.BUILT_IN_KINDS:
+                    programs.remove_question(session, club, question.id)
+
+        client.app[CLUBS].ttl = 0
+        await db.run(birthday_last)
+        await kari.text("PROFIL")
+        await kari.text("HOPP OVER")
+        assert await kari.text("15.03.1990") == (
+            "Fødselsdatoen kan bare endres én gang i året. "
+            "Takk! Profilen din i Torshov Sport er oppdatert."
+        )
+        assert (await member(db, kari.number)).flow is None
+        assert await kari.text("POENG") == POINTS
 
     async def test_a_year_later_it_may_move_again(self, kari: Phone, db: Database) -> None:
         await sign_up(kari)
@@ -432,6 +463,34 @@ def test_every_profil_reply_is_one_sms_with_the_current_answer(language: str) ->
             reply = _one_sms(router.route(turn), language)
             if question.kind in ("first_name", "birthday", "multichoice", "choice"):
                 assert render("profile.edit.now", language, answer="x")[:3] in reply
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_refused_birthday_goes_on_to_the_next_question_in_one_sms(language: str) -> None:
+    """A second birthday change within a year, at each place the birthday may stand (before the
+    club's longest question of each kind, or last): the refusal and the next question (or the
+    end of PROFIL, with a 60-character club name) in one SMS, and the walk moves on."""
+    asked = questions(language)
+    birthday = next(q for q in asked if q.kind == "birthday")
+    others = [q for q in asked if q.kind not in ("first_name", "birthday")]
+    locked = replace(_member(language, profile.EDIT_FLOW, f"q{birthday.id}"), birthday_locked=True)
+    refusal = render("profile.birthday.locked", language)
+    for following in (*others, None):
+        order = (birthday, following) if following else (birthday,)
+        turn = Turn("01.02.1990", None, locked, CLUB, language, dt.date(2026, 12, 6), order)
+        outcome = router.route(turn)
+        text = _one_sms(outcome, language)
+        assert text.startswith(refusal + " "), text
+        assert not outcome.effects  # the birthday stays
+        if following is None:
+            assert outcome.state is None
+            assert text.endswith(render("profile.edit.done", language, club=LONGEST_NAME))
+        else:
+            assert outcome.state.step == f"q{following.id}"  # type: ignore[union-attr]
+            question_id, params = asking.asked(
+                following.kind, following.prompt, following.choices, language
+            )
+            assert render(question_id, language, **params) in text
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

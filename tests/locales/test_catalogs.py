@@ -40,7 +40,7 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "profile.edit.none": {"club"},
     "profile.edit.guest": {"club"},
     "profile.edit.too_young": {"min_age"},
-    "profile.birthday.locked": {"birthday"},
+    "profile.birthday.locked": set(),
     "profile.new.thanks": set(),
     "profile.new.skipped": set(),
     "help.member": {"club", "contact"},
