@@ -4,7 +4,8 @@ and announced as soon as the balance covers it, once per purchase and by the hou
 A cheque is a CLAIM made by Klubb instead of the member: the same ledger spend (store.loyalty.
 rewards.spend_on: oldest lots first, NotEnoughPoints changes nothing) and a coupon of the
 template, then a service SMS (no marketing consent, not counted in the cap; held at sending if
-the member texts STOP or is erased before it goes).
+the member texts STOP or is erased before it goes). A cheque from a purchase whose receipt goes
+out (store.loyalty.receipts) is told in the receipt instead, so its code comes once.
 
 A club normally has one cheque level (2,500 points give 50 kr). With several, each check takes
 the largest the balance covers, again and again, so a member is never given two small cheques
@@ -91,6 +92,7 @@ def issue_due(
     *,
     purchase_id: int | None = None,
     send_after: Announce | None = None,
+    announce: bool = True,
 ) -> list[coupons.Held]:
     """Issue the member every bonus cheque their balance covers now, largest first, and queue
     one SMS per cheque; returns them (none in the common case, after one read).
@@ -98,6 +100,8 @@ def issue_due(
     `purchase_id`: the sale that raised the balance (the till's answer lists the cheque).
     `send_after`: when the announcement may go (the hourly job keeps to quiet hours); now if
     None, as a cheque from a purchase is news for the member at the till.
+    `announce`: False when the purchase's receipt tells the cheque instead (store.loyalty.
+    receipts): the member reads its code in one SMS, not in two.
 
     Never twice for the same points: the member's row is locked first (ledger.lock_member, on
     PostgreSQL; SQLite's single writer serialises anyway), which every writer of the ledger
@@ -137,7 +141,7 @@ def issue_due(
         _one_cheque_per_spend(session, program.id, member_id)
         balance -= level.points_cost or 0
         issued.append(held)
-    if member.status == MemberStatus.ACTIVE and member.phone:
+    if announce and member.status == MemberStatus.ACTIVE and member.phone:
         at = send_after(member) if send_after is not None else now
         for held in issued:
             _announce(session, program, member, held, now, at)

@@ -245,9 +245,14 @@ def record(
         # the referral (`issued or reward(...)` would skip the reward).
         rewarded = perks.reward_referral(session, program, member_id, now, purchase_id=purchase_id)
         issued = issued or rewarded
+    # The receipt's reader (one read; under the member's lock, so it holds for this sale).
+    to = receipts.recipient(session, member_id)
     # Bonus cheques: the points this sale earned may take the balance past the club's cheque
-    # (one read when it does not; a sale that earned nothing moved no balance).
-    if earned > 0 and cheques.issue_due(session, program, member_id, now, purchase_id=purchase_id):
+    # (one read when it does not; a sale that earned nothing moved no balance). A receipt
+    # going out tells the cheque, in place of its announcement.
+    if earned > 0 and cheques.issue_due(
+        session, program, member_id, now, purchase_id=purchase_id, announce=to is None
+    ):
         issued = True
     # Built from what was written, not read back: the caller only reads it.
     purchase = Purchase(id=purchase_id, **values)
@@ -258,23 +263,22 @@ def record(
         ledger.balance(session, member_id, now),
         basket,
     )
-    _queue_receipt(session, program, recorded, lines, rules.cards, now)
+    if to is not None:
+        _queue_receipt(session, program, to, recorded, lines, rules.cards, now)
     return recorded
 
 
 def _queue_receipt(
     session: Session,
     program: Program,
+    to: receipts.Recipient,
     recorded: Recorded,
     lines: Sequence[Line],
     cards: Sequence[Card],
     now: dt.datetime,
 ) -> None:
     """The receipt SMS of a new purchase, for a member who turned receipts on
-    (store.loyalty.receipts): one read for everyone else, and never for a retried sale."""
-    to = receipts.recipient(session, recorded.purchase.member_id)
-    if to is None:
-        return
+    (store.loyalty.receipts.recipient, read by the caller), never for a retried sale."""
     bought = {line.category.casefold() for line in lines if line.category}
     started = [p for p in punches(session, cards, to.member_id) if p.count]
     # The card this sale punched first (one filled by it shows as its coupon instead), else

@@ -5,6 +5,10 @@ A receipt is not marketing: it needs no marketing consent and does not count tow
 that texted STOP, was erased or is flagged undeliverable, and the sender holds one queued
 before a STOP (store.outreach.sending). It lives in loyalty, the store's lowest layer, because
 recording a purchase (store.loyalty.purchases.record) queues it.
+
+A bonus cheque the purchase issued is told in the receipt (its points, code, benefit and last
+day), and the cheque's own announcement is then not sent (store.loyalty.cheques.issue_due's
+`announce`): the member reads its code once.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from sqlalchemy.orm import Session
 import locales
 from store import messages
 from store.loyalty import coupons
+from store.loyalty.cheques import SOURCE as CHEQUE_SOURCE
 from store.models import Member, Program
 from store.states import MemberStatus
 
 # One receipt per purchase, however often the hook runs: the outbox's unique dedupe key.
 KEY = "receipt:{purchase_id}"
 EARNED, THANKS, COUPON = "receipt.earned", "receipt.thanks", "receipt.coupon"
+CHEQUE = "receipt.cheque"  # a bonus cheque, where its announcement would have said it
 PUNCH = "points.punch"  # the same "4 av 5 til …" POINTS says
 
 _MEMBERS = Member.__table__
@@ -91,7 +97,8 @@ def text(
     issued: Sequence[coupons.Held],
 ) -> str:
     """The receipt: points earned (or thanks, if none), the balance, the punch card and each
-    coupon the purchase issued, in the member's language."""
+    coupon the purchase issued (a bonus cheque with the points it took), in the member's
+    language."""
     zone = ZoneInfo(program.timezone)
     values = {"club": program.name, "balance": balance}
     if points > 0:
@@ -114,15 +121,11 @@ def text(
         )
         # The last day it can be used, in the club's zone (valid_until is exclusive).
         until = (held.coupon.valid_until - dt.timedelta(microseconds=1)).astimezone(zone).date()
-        parts.append(
-            locales.render(
-                COUPON,
-                language,
-                code=coupons.display(held.coupon.code),
-                benefit=benefit,
-                date=until,
-            )
-        )
+        told = {"code": coupons.display(held.coupon.code), "benefit": benefit, "date": until}
+        message = COUPON
+        if _is_cheque(held):
+            message, told["points"] = CHEQUE, held.template.points_cost or 0
+        parts.append(locales.render(message, language, **told))
     return " ".join(parts)
 
 
@@ -155,3 +158,8 @@ def queue(
         now=now,
         dedupe_key=KEY.format(purchase_id=purchase_id),
     )
+
+
+def _is_cheque(held: coupons.Held) -> bool:
+    """A coupon issued as a bonus cheque (store.loyalty.cheques.SOURCE)."""
+    return held.coupon.source.startswith(CHEQUE_SOURCE)

@@ -19,6 +19,7 @@ from store.loyalty import receipts
 from store.models import Member, OutboxMessage, Program
 from store.outreach import campaigns
 from tests.api.conftest import Till
+from tests.api.test_cheques import make_cheque
 from tests.conftest import Phone
 from tests.scheduler.campaign_helpers import RecordingGateway, at
 
@@ -292,6 +293,56 @@ class TestTheReceipt:
         assert await broadcast("Høstsalg") == 1
 
 
+class TestABonusCheque:
+    """A sale that issues a bonus cheque to a member with receipts on: the receipt tells the
+    cheque and its code, and no announcement of its own follows, so the code is in one SMS;
+    receipts off, the announcement alone carries it. Both are service messages."""
+
+    async def test_the_code_is_in_one_sms_the_receipt(self, phone, shop, db, till) -> None:
+        await join(phone)
+        await phone.text("KVITTERING PÅ")
+        await make_cheque(db, shop)
+        answer = await buy(till, phone.number, "C1", service(260_000, "shoes"))
+        assert answer.status == 201, answer.body
+        [cheque] = answer.body["coupons"]
+        assert answer.body["balance"] == 100
+        sent = await sent_to(db, phone.number)
+        code = cheque["code"].replace("-", "")
+        assert [t for t in sent if code in t.replace("-", "")] == sent
+        [receipt] = sent
+        found = re.fullmatch(
+            r"Torshov Sport: Takk for kjøpet! \+2 600 poeng, saldo 100\. "
+            r"Bonussjekk for 2 500 poeng, kode (\S+): 50 kr rabatt, t\.o\.m\. "
+            r"\d\d\.\d\d\.\d{4}\.",
+            receipt,
+        )
+        assert found, receipt
+        [row] = await system_rows(db, phone.number)  # a service message: no cap, no consent
+        assert row.kind == "system"
+
+    async def test_receipts_off_the_announcement_carries_it_once(
+        self, phone, shop, db, till
+    ) -> None:
+        await join(phone)
+        await make_cheque(db, shop)
+        answer = await buy(till, phone.number, "C1", service(260_000, "shoes"))
+        [cheque] = answer.body["coupons"]
+        sent = await sent_to(db, phone.number)
+        [announced] = [t for t in sent if cheque["code"].replace("-", "") in t.replace("-", "")]
+        assert announced.startswith("Torshov Sport: 2 500 poeng ble en bonussjekk: 50 kr rabatt. ")
+        assert sent == [announced]
+
+    async def test_a_stopped_member_gets_neither(self, phone, shop, db, till) -> None:
+        await join(phone)
+        await phone.text("KVITTERING PÅ")
+        await phone.text("STOPP")
+        await make_cheque(db, shop)
+        answer = await buy(till, phone.number, "C1", service(260_000, "shoes"))
+        assert len(answer.body["coupons"]) == 1  # the cheque is theirs: the till shows it
+        assert await system_rows(db, phone.number) == []
+        assert await sent_to(db, phone.number) == []
+
+
 class TestItsSize:
     """One SMS with a 60-character club name and 7-digit figures; a coupon line makes two."""
 
@@ -304,7 +355,9 @@ class TestItsSize:
             benefit=lambda _language: benefit[language],
             template=SimpleNamespace(discount_minor=123_450),
             coupon=SimpleNamespace(
-                code="WXYZ7KQ2", valid_until=dt.datetime(2027, 10, 1, tzinfo=dt.UTC)
+                code="WXYZ7KQ2",
+                valid_until=dt.datetime(2027, 10, 1, tzinfo=dt.UTC),
+                source="punch:1:1:10",
             ),
         )
         figures = {"points": 1_234_567, "balance": 1_234_567}

@@ -119,6 +119,7 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "receipt.earned": {"club", "count", "balance"},
     "receipt.thanks": {"club", "balance"},
     "receipt.coupon": {"code", "benefit", "date"},
+    "receipt.cheque": {"points", "code", "benefit", "date"},
     "receipts.on": set(),
     "receipts.off": set(),
     "receipts.guest": {"club"},
