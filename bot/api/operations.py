@@ -196,7 +196,7 @@ class Operation:
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         try:
-            schemas.check(self._validator, body)
+            schemas.check(self._validator, body, raw=raw)
         except schemas.Invalid as exc:
             raise ApiError(422, exc.reason, field=exc.field or None) from None
         return body

@@ -18,7 +18,7 @@ from bot.api.operations import ApiError, Call
 from bot.keys import CLUBS
 from store.clubs.apikeys import Caller
 from store.clubs.directory import ClubDirectory
-from store.loyalty import purchases
+from store.loyalty import baskets, purchases
 from store.loyalty.earning import Line
 from store.members import members
 from store.members.phones import to_e164
@@ -144,7 +144,7 @@ def _record(
     return view, recorded.replayed
 
 
-def must_have_joined(found: Buyer) -> None:
+def must_have_joined(found: Buyer | baskets.Shopper) -> None:
     """409 for a number that has not joined: discounts and points are for members."""
     if not found.joined:
         raise ApiError(
@@ -154,6 +154,19 @@ def must_have_joined(found: Buyer) -> None:
         )
 
 
+def phone_of(body: dict[str, Any], country: str) -> str:
+    """The body's phone in E.164 (read in the club's `country`), or a 422."""
+    phone = to_e164(body["phone"], country)
+    if phone is None:
+        raise ApiError(422, "not a phone number", field="phone")
+    return phone
+
+
+def unknown_phone(phone: str) -> ApiError:
+    """The 404 for a number that is no member's: a sale never makes a member."""
+    return ApiError(404, f"no member with phone {phone}", field="phone")
+
+
 def buyer(session: Session, caller: Caller, country: str, body: dict[str, Any]) -> Buyer:
     """The member the sale is for (a phone read in the club's `country`). An unknown number is
     a 404: a sale never makes a member."""
@@ -161,12 +174,10 @@ def buyer(session: Session, caller: Caller, country: str, body: dict[str, Any]) 
         member = views.member_by_id(session, caller, int(body["member_id"]))
         joined = member.joined_at is not None
         return Buyer(member.id, joined, member.tier_id, views.language_of(member))
-    phone = to_e164(body["phone"], country)
-    if phone is None:
-        raise ApiError(422, "not a phone number", field="phone")
+    phone = phone_of(body, country)
     state = members.state_by_phone(session, caller.program_id, phone)
     if state is None or state.status == members.ERASED:
-        raise ApiError(404, f"no member with phone {phone}", field="phone")
+        raise unknown_phone(phone)
     language = state.language or locales.language_for_phone(phone)
     return Buyer(state.id, state.joined, state.columns["tier_id"], language)
 

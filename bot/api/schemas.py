@@ -619,11 +619,15 @@ class Invalid(ValueError):
         self.reason = reason
 
 
-def check(validator: Validator, value: Any, name: str = "") -> None:
-    """Raise Invalid naming the field of the most relevant error, if there is one."""
-    control = control_character(value)
-    if control is not None:
-        raise Invalid(path(name, control), "must not contain control characters")
+def check(validator: Validator, value: Any, name: str = "", raw: bytes | None = None) -> None:
+    """Raise Invalid naming the field of the most relevant error, if there is one. `raw`: the
+    JSON `value` was read from, when there is one."""
+    # JSON refuses raw control characters in a string but DEL, and UTF-8 can't carry a lone
+    # surrogate: without a backslash (an escape) or a DEL in the text, no string holds either.
+    if raw is None or b"\\" in raw or b"\x7f" in raw:
+        control = control_character(value)
+        if control is not None:
+            raise Invalid(path(name, control), "must not contain control characters")
     if validator.fast.is_valid(value):
         return
     errors = list(validator.slow.iter_errors(value))

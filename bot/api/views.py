@@ -234,8 +234,8 @@ def basket(
 def _applied(applied: offers.Applied, language: str, currency: str) -> dict[str, Any]:
     template = applied.given.template
     assert template is not None
-    offer = offers.parse(template.offer)  # applied: it parsed when evaluated
-    assert offer is not None
+    offer = template.rule
+    assert offer is not None  # applied: it has one
     return {
         "code": coupons.display(applied.coupon.code),
         "template": template.key,

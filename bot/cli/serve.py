@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import logging
 import signal
 import sys
@@ -70,6 +71,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.public_url,
     )
     app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)
     app.on_shutdown.append(_stopping)
     try:
         web.run_app(
@@ -88,6 +90,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     log.info("klubb serve: stopped")
     return 0
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """What start-up made (modules, the schema, compiled statements) lives as long as the
+    process: kept out of the collector's sweeps, whose full passes otherwise walk all of it in
+    the middle of a request (the tail of tests/bench/baskets.py's latencies)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _stopping(app: web.Application) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.errors import InvalidSetting, NotFound
-from store.models import ApiKey
+from store.models import ApiKey, Program
 
 SCOPES = (
     "members:read",
@@ -43,6 +43,10 @@ class Caller:
     name: str
     store: str | None
     scopes: frozenset[str]
+    # The club's, as of the key's check: they change rarely, and a request reads them here
+    # instead of from the club's row (a key's check is cached for seconds, bot/api/auth.py).
+    currency: str
+    country: str
 
 
 def _digest(secret: str) -> str:
@@ -106,8 +110,15 @@ def verify(session: Session, secret: str, now: dt.datetime | None = None) -> Cal
     matched = _SECRET.fullmatch(secret)
     if matched is None:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == matched.group(1)))
-    if key is None or key.revoked_at is not None:
+    found = session.execute(
+        select(ApiKey, Program.currency, Program.country)
+        .join(Program, Program.id == ApiKey.program_id)
+        .where(ApiKey.prefix == matched.group(1))
+    ).first()
+    if found is None:
+        return None
+    key, currency, country = found
+    if key.revoked_at is not None:
         return None
     if not hmac.compare_digest(key.secret_hash, _digest(secret)):
         return None
@@ -115,7 +126,9 @@ def verify(session: Session, secret: str, now: dt.datetime | None = None) -> Cal
         key.last_used_at is None or now - key.last_used_at >= USE_RECORDED_EVERY
     ):
         key.last_used_at = now
-    return Caller(key.id, key.program_id, key.name, key.store, frozenset(key.scopes))
+    return Caller(
+        key.id, key.program_id, key.name, key.store, frozenset(key.scopes), currency, country
+    )
 
 
 def revoke(session: Session, program_id: int, name: str, now: dt.datetime) -> ApiKey:

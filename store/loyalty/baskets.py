@@ -4,15 +4,29 @@ member's tier), and the coupons a sale applies redeemed with it, exactly once.""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from store.loyalty import coupons, offers
 from store.loyalty.earning import Line
-from store.models import Coupon, CouponTemplate, Purchase, PurchaseLine, Tier
+from store.models import Coupon, CouponTemplate, Member, Purchase, PurchaseLine, Tier
+from store.states import MemberStatus
 
 _COUPONS = Coupon.__table__
 # The same conditions as coupons.redeem: of two sales using one code, exactly one changes it.
@@ -31,11 +45,21 @@ _REDEEM = (
 
 
 @dataclass(frozen=True, slots=True)
+class Step:
+    """A step of the tier ladder as a basket's price reads it."""
+
+    id: int
+    position: int
+    name: dict[str, Any]  # per language
+    discount_percent: int
+
+
+@dataclass(frozen=True, slots=True)
 class Priced:
     """A basket's evaluation and the tier that gave its tier discount (None: no ladder)."""
 
     evaluation: offers.Evaluation
-    tier: Tier | None
+    tier: Tier | Step | None
 
 
 def tier_of(ladder: Sequence[Tier], tier_id: int | None) -> Tier | None:
@@ -46,19 +70,79 @@ def tier_of(ladder: Sequence[Tier], tier_id: int | None) -> Tier | None:
     return next((t for t in ladder if t.id == tier_id), ladder[0])
 
 
-def given(session: Session, program_id: int, codes: Sequence[str]) -> list[offers.Given]:
+@dataclass(frozen=True, slots=True)
+class Shopper:
+    """The member a basket is priced for, with the tier they hold (tier_of's rule)."""
+
+    id: int
+    phone: str | None
+    language: str | None
+    joined: bool
+    tier: Step | None
+
+
+def shopper(
+    conn: Connection, program_id: int, *, member_id: int | None = None, phone: str | None = None
+) -> Shopper | None:
+    """The club's member with this id or number, and their tier, in one plain read; None for
+    no such member or an erased one."""
+    if member_id is not None:
+        query, params = _SHOPPER_BY_ID, {"program_id": program_id, "member_id": member_id}
+    else:
+        query, params = _SHOPPER_BY_PHONE, {"program_id": program_id, "phone": phone}
+    row = conn.execute(query, params).first()
+    if row is None:
+        return None
+    member, number, language, joined_at, tier_id, position, name, percent = row
+    tier = None if tier_id is None else Step(tier_id, position, name, percent)
+    return Shopper(member, number, language, joined_at is not None, tier)
+
+
+_MEMBERS = Member.__table__
+_TIERS = Tier.__table__
+_HELD, _FIRST = _TIERS.alias("held"), _TIERS.alias("first")
+# tier_of in SQL: the member's tier if it is a step of the club's ladder, else the first step.
+_STEP = func.coalesce(
+    select(_HELD.c.id)
+    .where(_HELD.c.id == _MEMBERS.c.tier_id, _HELD.c.program_id == _MEMBERS.c.program_id)
+    .scalar_subquery(),
+    select(_FIRST.c.id)
+    .where(_FIRST.c.program_id == _MEMBERS.c.program_id)
+    .order_by(_FIRST.c.position)
+    .limit(1)
+    .scalar_subquery(),
+)
+_SHOPPER = (
+    select(
+        _MEMBERS.c.id,
+        _MEMBERS.c.phone,
+        _MEMBERS.c.language,
+        _MEMBERS.c.joined_at,
+        _TIERS.c.id,
+        _TIERS.c.position,
+        _TIERS.c.name,
+        _TIERS.c.discount_percent,
+    )
+    .select_from(_MEMBERS.outerjoin(_TIERS, _TIERS.c.id == _STEP))
+    .where(
+        _MEMBERS.c.program_id == bindparam("program_id"),
+        _MEMBERS.c.status != MemberStatus.ERASED,
+    )
+)
+_SHOPPER_BY_ID = _SHOPPER.where(_MEMBERS.c.id == bindparam("member_id"))
+_SHOPPER_BY_PHONE = _SHOPPER.where(_MEMBERS.c.phone == bindparam("phone"))
+
+
+def given(conn: Connection, program_id: int, codes: Sequence[str]) -> list[offers.Given]:
     """Each code as sent, with the club's coupon it names: one plain read for all of them (the
-    rows as they are now, whatever the session holds; the objects are detached copies)."""
+    rows as they are now, whatever a Session around the connection holds)."""
     wanted = sorted({coupons.normalize(code) for code in codes})
-    found: dict[str, tuple[Coupon, CouponTemplate]] = {}
+    found: dict[str, tuple[offers.Issued, offers.Terms]] = {}
     if wanted:
-        rows = session.connection().execute(_GIVEN, {"program_id": program_id, "codes": wanted})
-        for row in rows.mappings():
-            coupon = Coupon(**{name: row[name] for name in _COUPON_FIELDS})
-            template = CouponTemplate(
-                id=row["template_id"], **{name: row[name] for name in _TEMPLATE_FIELDS}
-            )
-            found[coupon.code] = (coupon, template)
+        rows = conn.execute(*_given_query(program_id, wanted))
+        for row in rows:
+            coupon = offers.Issued(*row[:6])
+            found[coupon.code] = (coupon, _terms(*row[6:]))
     out = []
     for code in codes:
         hit = found.get(coupons.normalize(code))
@@ -66,62 +150,82 @@ def given(session: Session, program_id: int, codes: Sequence[str]) -> list[offer
     return out
 
 
-_COUPON_FIELDS = (
-    "id",
-    "program_id",
-    "member_id",
-    "template_id",
-    "code",
-    "valid_from",
-    "valid_until",
-    "redeemed_at",
-)
-_TEMPLATE_FIELDS = ("key", "kind", "benefit", "discount_minor", "offer")
+@functools.lru_cache(maxsize=1024)
+def _terms(
+    template_id: int,
+    key: str,
+    kind: str,
+    benefit: str,
+    discount_minor: int | None,
+    offer: str | None,
+) -> offers.Terms:
+    # A till names the same few templates all day: each is decoded and its offer parsed once
+    # (the stored JSON is the key, so a template the owner edits is read anew).
+    return offers.Terms(
+        template_id,
+        key,
+        kind,
+        json.loads(benefit),
+        discount_minor,
+        None if offer is None else json.loads(offer),
+    )
+
+
+_COUPONS_FIELDS = ("id", "member_id", "code", "valid_from", "valid_until", "redeemed_at")
 _TEMPLATES = CouponTemplate.__table__
-_GIVEN = (
-    select(
-        *(_COUPONS.c[name] for name in _COUPON_FIELDS), *(_TEMPLATES.c[n] for n in _TEMPLATE_FIELDS)
-    )
-    .join(_TEMPLATES, _TEMPLATES.c.id == _COUPONS.c.template_id)
-    .where(
-        _COUPONS.c.program_id == bindparam("program_id"),
-        _COUPONS.c.code.in_(bindparam("codes", expanding=True)),
-    )
-)
-_TIERS = Tier.__table__
-_LADDER = (
-    select(_TIERS.c.id, _TIERS.c.position, _TIERS.c.name, _TIERS.c.discount_percent)
-    .where(_TIERS.c.program_id == bindparam("program_id"))
-    .order_by(_TIERS.c.position)
+_GIVEN_COLUMNS = (
+    *(_COUPONS.c[name] for name in _COUPONS_FIELDS),
+    _TEMPLATES.c.id,
+    _TEMPLATES.c.key,
+    _TEMPLATES.c.kind,
+    # As stored: _terms decodes each template's once.
+    cast(_TEMPLATES.c.benefit, Text),
+    _TEMPLATES.c.discount_minor,
+    cast(_TEMPLATES.c.offer, Text),
 )
 
 
-def tier_read(session: Session, program_id: int, tier_id: int | None) -> Tier | None:
-    """tier_of on the ladder read as plain rows (a detached Tier with the id, position, name
-    and discount): one statement, for the API's basket pricing."""
-    rows = session.connection().execute(_LADDER, {"program_id": program_id}).mappings().all()
-    if not rows:
-        return None
-    # As tier_of: the member's tier, else the first step; only that one is made an object.
-    row = next((row for row in rows if row["id"] == tier_id), rows[0])
-    return Tier(**row)
+def _given_select(codes: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(*_GIVEN_COLUMNS)
+        .join(_TEMPLATES, _TEMPLATES.c.id == _COUPONS.c.template_id)
+        .where(_COUPONS.c.program_id == bindparam("program_id"), codes)
+    )
+
+
+# A statement for each count of codes a till sends (a few): each is compiled once, where an
+# expanding IN is rendered again for every basket.
+_FIXED_CODES = 4
+_GIVEN_FIXED = {
+    count: _given_select(_COUPONS.c.code.in_([bindparam(f"c{i}") for i in range(count)]))
+    for count in range(1, _FIXED_CODES + 1)
+}
+_GIVEN_ANY = _given_select(_COUPONS.c.code.in_(bindparam("codes", expanding=True)))
+
+
+def _given_query(program_id: int, codes: list[str]) -> tuple[Select[Any], dict[str, Any]]:
+    if len(codes) > _FIXED_CODES:
+        return _GIVEN_ANY, {"program_id": program_id, "codes": codes}
+    params: dict[str, Any] = {f"c{i}": code for i, code in enumerate(codes)}
+    params["program_id"] = program_id
+    return _GIVEN_FIXED[len(codes)], params
 
 
 def price(
-    session: Session,
+    conn: Connection,
     program_id: int,
     lines: Sequence[Line],
     codes: Sequence[str],
     *,
     member_id: int | None,
-    tier: Tier | None,
+    tier: Tier | Step | None,
     now: dt.datetime,
     redeemed_here: Collection[int] = (),
 ) -> Priced:
     """The basket's evaluation: nothing is redeemed."""
     evaluation = offers.evaluate(
         lines,
-        given(session, program_id, codes),
+        given(conn, program_id, codes),
         tier_percent=tier.discount_percent if tier is not None else 0,
         member_id=member_id,
         now=now,
@@ -154,7 +258,7 @@ def settle(
     conn = session.connection()
     while True:
         priced = price(
-            session,
+            conn,
             program_id,
             lines,
             codes,
@@ -223,7 +327,7 @@ def replay(
     first: Priced | None = None
     for tier in candidates:
         priced = price(
-            session,
+            session.connection(),
             purchase.program_id,
             lines,
             codes,

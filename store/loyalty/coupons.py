@@ -496,7 +496,7 @@ def issued_by_purchase(session: Session, purchase_id: int) -> list[Held]:
     return [Held(coupon, template) for coupon, template in rows]
 
 
-def benefit_of(template: CouponTemplate, language: str) -> str:
+def benefit_of(template: CouponTemplate | offers.Terms, language: str) -> str:
     """What a coupon of this template gives, in the language (else English, else any)."""
     return _in_language(template.benefit, language)
 

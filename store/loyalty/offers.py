@@ -43,7 +43,6 @@ from typing import Any
 
 from store.errors import InvalidSetting
 from store.loyalty.earning import Line
-from store.models import Coupon, CouponTemplate
 
 PERCENT = "percent"
 AMOUNT = "amount"
@@ -188,12 +187,46 @@ def _items(raw: Any, scope: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class Issued:
+    """An issued coupon as a basket's price reads it (a Coupon row's fields)."""
+
+    id: int
+    member_id: int
+    code: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+    redeemed_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A coupon template as a basket's price and the till's answer read it. `rule` is its
+    offer parsed: None for none, or for one stored before a rule got stricter (the till can't
+    compute it, the cashier still can)."""
+
+    id: int
+    key: str
+    kind: str
+    benefit: dict[str, Any]  # per language
+    discount_minor: int | None
+    offer: dict[str, Any] | None
+    rule: Offer | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            rule = parse(self.offer)
+        except InvalidSetting:
+            rule = None
+        object.__setattr__(self, "rule", rule)
+
+
+@dataclass(frozen=True, slots=True)
 class Given:
     """A code as the till sent it, and the coupon it names (None: not a code of the club)."""
 
     code: str
-    coupon: Coupon | None = None
-    template: CouponTemplate | None = None
+    coupon: Issued | None = None
+    template: Terms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +252,7 @@ class Applied:
     lines: tuple[int, ...]  # 0-based: the lines it took something off
 
     @property
-    def coupon(self) -> Coupon:
+    def coupon(self) -> Issued:
         assert self.given.coupon is not None
         return self.given.coupon
 
@@ -366,15 +399,9 @@ def _usable(
         return None, EXPIRED
     if held.valid_from > now:
         return None, NOT_YET_VALID
-    if template.offer is None:
+    if template.rule is None:
         return None, NO_OFFER
-    try:
-        offer = parse(template.offer)
-    except InvalidSetting:
-        # Stored before a rule got stricter: the till can't compute it, the cashier still can.
-        return None, NO_OFFER
-    assert offer is not None
-    return offer, ""
+    return template.rule, ""
 
 
 def _fits(offer: Offer, lines: Sequence[Line], in_scope: Sequence[int], basket_total: int) -> str:

@@ -7,7 +7,7 @@ import datetime as dt
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -92,7 +92,14 @@ def ladder(session: Session, program_id: int) -> list[Tier]:
     )
 
 
-def name(tier: Tier, language: str) -> str:
+class Named(Protocol):
+    """A tier as something that has a name per language (a Tier, or baskets.Step)."""
+
+    @property
+    def name(self) -> Mapping[str, Any]: ...
+
+
+def name(tier: Tier | Named, language: str) -> str:
     texts: Mapping[str, Any] = tier.name
     return str(texts.get(language) or texts.get("en") or next(iter(texts.values()), ""))
 

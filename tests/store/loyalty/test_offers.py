@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from store.errors import InvalidSetting
 from store.loyalty import offers
 from store.loyalty.earning import Line
-from store.models import Coupon, CouponTemplate
 
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 MEMBER = 7
@@ -31,11 +30,12 @@ def coupon(
 ) -> offers.Given:
     """A code given at the till, naming a coupon with this offer."""
     n = next(_IDS)
-    template = CouponTemplate(id=n, key=f"t{n}", kind="campaign", benefit={"en": "-"}, offer=offer)
-    held = Coupon(
+    template = offers.Terms(
+        id=n, key=f"t{n}", kind="campaign", benefit={"en": "-"}, discount_minor=None, offer=offer
+    )
+    held = offers.Issued(
         id=n,
         member_id=member_id,
-        template_id=n,
         code=f"CODE{n:04d}",
         valid_from=valid_from,
         valid_until=valid_until,
