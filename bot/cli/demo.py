@@ -62,7 +62,9 @@ DEMO_QUESTIONS: list[dict[str, Any]] = [
     },
 ]
 
-# The demo club's coupon templates, in the order COUPONS lists rewards.
+# The demo club's coupon templates, in the order COUPONS lists rewards. Each whose benefit
+# the till can compute carries it as an offer (store.loyalty.offers: POST /baskets/evaluate
+# and a sale's coupon_codes apply it); a free item is text for the cashier (no offer).
 DEMO_COUPONS: list[dict[str, Any]] = [
     {
         "key": "welcome",
@@ -70,13 +72,15 @@ DEMO_COUPONS: list[dict[str, Any]] = [
         "benefit": {"nb": "10% rabatt", "sv": "10% rabatt", "en": "10% off"},
         "valid_days": 60,
         "discount_percent": 10,
+        "offer": {"type": "percent", "value": 10, "scope": "basket"},
     },
     {
         "key": "birthday",
         "kind": "birthday",
-        "benefit": {"nb": "20% på en vare", "sv": "20% på en vara", "en": "20% off one item"},
+        "benefit": {"nb": "20% på sko", "sv": "20% på skor", "en": "20% off shoes"},
         "valid_days": 30,
         "discount_percent": 20,
+        "offer": {"type": "percent", "value": 20, "scope": "categories", "items": ["shoes"]},
     },
     {
         "key": "reward-100",
@@ -85,6 +89,7 @@ DEMO_COUPONS: list[dict[str, Any]] = [
         "valid_days": 90,
         "points_cost": 1000,
         "discount_minor": 10000,
+        "offer": {"type": "amount", "value": 10000, "scope": "basket"},
     },
     {
         "key": "reward-bottle",
@@ -99,6 +104,7 @@ DEMO_COUPONS: list[dict[str, Any]] = [
         "benefit": {"nb": "{amount} rabatt", "sv": "{amount} rabatt", "en": "{amount} off"},
         "valid_days": 60,
         "discount_minor": 5000,
+        "offer": {"type": "amount", "value": 5000, "scope": "basket"},
     },
     {
         "key": "free-waxing",
@@ -109,6 +115,23 @@ DEMO_COUPONS: list[dict[str, Any]] = [
             "en": "a free ski waxing",
         },
         "valid_days": 90,
+    },
+    {
+        "key": "three-for-two",
+        "kind": "campaign",
+        "benefit": {
+            "nb": "3 for 2 på løpeutstyr",
+            "sv": "3 för 2 på löparutrustning",
+            "en": "3 for 2 on running gear",
+        },
+        "valid_days": 30,
+        "offer": {
+            "type": "buy_n_pay_m",
+            "buy": 3,
+            "pay": 2,
+            "scope": "categories",
+            "items": ["running"],
+        },
     },
 ]
 
