@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,13 +50,33 @@ async def run(db: Database, now: Clock = utc_now) -> dict[int, dict[str, int]]:
 async def _plan_club(db: Database, club_id: int, now: dt.datetime) -> dict[str, int]:
     total: dict[str, int] = {}
     after = 0
+    chunk = journeys.PLAN_CHUNK
     while True:
-        step = await db.run(functools.partial(_chunk, club_id=club_id, now=now, after=after))
+        started = time.perf_counter()
+        step = await db.run(
+            functools.partial(_chunk, club_id=club_id, now=now, after=after, chunk=chunk)
+        )
+        chunk = next_chunk(chunk, time.perf_counter() - started)
         for trigger, rows in step.rows.items():
             total[trigger] = total.get(trigger, 0) + rows
         if step.done:
             return total
         after = step.through
+
+
+# A chunk is a transaction, and on SQLite it holds the only writer: a member's text waits
+# behind it. Sized to take about CHUNK_SECONDS (a run 15 minutes after the last finds little,
+# and at PLAN_CHUNK members a chunk takes a tenth of that: a run at 1M members was mostly the
+# cost of its 201 chunks; tests/bench/journeys.py).
+CHUNK_SECONDS = 0.1
+MAX_CHUNK = 20 * journeys.PLAN_CHUNK
+
+
+def next_chunk(chunk: int, took: float) -> int:
+    """The next chunk's members, from the last one's size and time (wall, waiting included:
+    a busy writer gets smaller chunks): towards CHUNK_SECONDS, at most doubling a step."""
+    wanted = int(chunk * CHUNK_SECONDS / max(took, 0.001))
+    return max(journeys.PLAN_CHUNK // 5, min(MAX_CHUNK, 2 * chunk, wanted))
 
 
 def _clubs_with_journeys(session: Session) -> list[int]:
@@ -69,8 +90,10 @@ def _clubs_with_journeys(session: Session) -> list[int]:
     )
 
 
-def _chunk(session: Session, club_id: int, now: dt.datetime, after: int) -> journeys.Planned:
+def _chunk(
+    session: Session, club_id: int, now: dt.datetime, after: int, chunk: int
+) -> journeys.Planned:
     program = programs.get(session, club_id)
     if program is None:
         return journeys.Planned({}, after, True)
-    return journeys.plan_chunk(session, program, now, after)
+    return journeys.plan_chunk(session, program, now, after, chunk)

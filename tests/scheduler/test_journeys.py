@@ -561,6 +561,19 @@ class TestPlanning:
             other: {"birthday": 0},
         }
 
+    @pytest.mark.parametrize(
+        ("chunk", "took", "expected"),
+        [
+            (journeys.PLAN_CHUNK, 0.01, 2 * journeys.PLAN_CHUNK),  # fast: at most doubled
+            (journeys.PLAN_CHUNK, job.CHUNK_SECONDS, journeys.PLAN_CHUNK),
+            (journeys.PLAN_CHUNK, 4 * job.CHUNK_SECONDS, journeys.PLAN_CHUNK // 4),
+            (journeys.PLAN_CHUNK, 60.0, journeys.PLAN_CHUNK // 5),  # a stalled writer: a floor
+            (job.MAX_CHUNK, 0.0, job.MAX_CHUNK),
+        ],
+    )
+    def test_a_chunk_is_sized_to_hold_the_writer_briefly(self, chunk, took, expected):
+        assert job.next_chunk(chunk, took) == expected
+
 
 BAD_SETUPS = [
     ({"trigger": "anniversary"}, "trigger"),
