@@ -14,7 +14,7 @@ from bot.api import purchases, views
 from bot.api.operations import Call, not_found
 from bot.keys import DB
 from store.clubs.apikeys import Caller
-from store.loyalty import baskets
+from store.loyalty import baskets, offers
 from store.loyalty.earning import Line
 
 
@@ -35,38 +35,37 @@ def _evaluate(
     lines: list[Line],
     call: Call,
 ) -> dict[str, Any]:
-    # Two plain reads (the member with their tier, the coupons): this runs for every basket a
-    # till rings up (tests/bench/baskets.py). The club's currency and country come with the key.
+    # One plain read where it can be (the member with their tier and the coupons): this runs
+    # for every basket a till rings up (tests/bench/baskets.py). The club's currency and
+    # country come with the key.
+    codes: list[str] = body.get("coupon_codes", [])
     member_id = None
     tier = None
     language = locales.DEFAULT_LANGUAGE
     if "member_id" in body or "phone" in body:
-        shopper = _shopper(conn, caller, body)
+        shopper, given = _quote(conn, caller, body, codes)
         member_id, tier = shopper.id, shopper.tier
         language = shopper.language or locales.language_for_phone(shopper.phone or "")
-    priced = baskets.price(
-        conn,
-        caller.program_id,
-        lines,
-        body.get("coupon_codes", []),
-        member_id=member_id,
-        tier=tier,
-        now=call.now,
-    )
+    else:
+        given = baskets.given(conn, caller.program_id, codes)
+    priced = baskets.priced(lines, given, member_id=member_id, tier=tier, now=call.now)
     return views.basket(priced, member_id, language, caller.currency)
 
 
-def _shopper(conn: Connection, caller: Caller, body: dict[str, Any]) -> baskets.Shopper:
-    """The member the basket is for, by id or by number; 404 if none, 409 if not joined."""
+def _quote(
+    conn: Connection, caller: Caller, body: dict[str, Any], codes: list[str]
+) -> tuple[baskets.Shopper, list[offers.Given]]:
+    """The member the basket is for (by id or by number) and the codes' coupons; 404 if no
+    such member, 409 if not joined."""
     if "member_id" in body:
         member_id = int(body["member_id"])
-        found = baskets.shopper(conn, caller.program_id, member_id=member_id)
+        found, given = baskets.quote(conn, caller.program_id, codes, member_id=member_id)
         if found is None:
             raise not_found("member", member_id)
     else:
         phone = purchases.phone_of(body, caller.country)
-        found = baskets.shopper(conn, caller.program_id, phone=phone)
+        found, given = baskets.quote(conn, caller.program_id, codes, phone=phone)
         if found is None:
             raise purchases.unknown_phone(phone)
     purchases.must_have_joined(found)
-    return found
+    return found, given

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Select,
     Text,
+    and_,
     bindparam,
     cast,
     func,
@@ -81,6 +82,33 @@ class Shopper:
     tier: Step | None
 
 
+def quote(
+    conn: Connection,
+    program_id: int,
+    codes: Sequence[str],
+    *,
+    member_id: int | None = None,
+    phone: str | None = None,
+) -> tuple[Shopper | None, list[offers.Given]]:
+    """The club's member with this id or number and their tier (None for no such member or an
+    erased one), and each code with the coupon it names (`given`): for a till's basket, one
+    plain read where the codes are a few."""
+    wanted = sorted({coupons.normalize(code) for code in codes})
+    if member_id is not None:
+        key, params = "id", {"program_id": program_id, "member_id": member_id}
+    else:
+        key, params = "phone", {"program_id": program_id, "phone": phone}
+    if not 0 < len(wanted) <= _FIXED_CODES:
+        return shopper(conn, program_id, member_id=member_id, phone=phone), given(
+            conn, program_id, codes
+        )
+    params |= {f"c{i}": code for i, code in enumerate(wanted)}
+    rows = conn.execute(_QUOTES[key, len(wanted)], params).all()
+    if not rows:
+        return None, given_from(codes, [])
+    return _shopper_of(rows[0]), given_from(codes, [row[_SHOPPER_WIDTH:] for row in rows])
+
+
 def shopper(
     conn: Connection, program_id: int, *, member_id: int | None = None, phone: str | None = None
 ) -> Shopper | None:
@@ -91,9 +119,11 @@ def shopper(
     else:
         query, params = _SHOPPER_BY_PHONE, {"program_id": program_id, "phone": phone}
     row = conn.execute(query, params).first()
-    if row is None:
-        return None
-    member, number, language, joined_at, tier_id, position, name, percent = row
+    return None if row is None else _shopper_of(row)
+
+
+def _shopper_of(row: Sequence[Any]) -> Shopper:
+    member, number, language, joined_at, tier_id, position, name, percent = row[:_SHOPPER_WIDTH]
     tier = None if tier_id is None else Step(tier_id, position, name, percent)
     return Shopper(member, number, language, joined_at is not None, tier)
 
@@ -112,23 +142,23 @@ _STEP = func.coalesce(
     .limit(1)
     .scalar_subquery(),
 )
-_SHOPPER = (
-    select(
-        _MEMBERS.c.id,
-        _MEMBERS.c.phone,
-        _MEMBERS.c.language,
-        _MEMBERS.c.joined_at,
-        _TIERS.c.id,
-        _TIERS.c.position,
-        _TIERS.c.name,
-        _TIERS.c.discount_percent,
-    )
-    .select_from(_MEMBERS.outerjoin(_TIERS, _TIERS.c.id == _STEP))
-    .where(
-        _MEMBERS.c.program_id == bindparam("program_id"),
-        _MEMBERS.c.status != MemberStatus.ERASED,
-    )
+_SHOPPER_COLUMNS = (
+    _MEMBERS.c.id,
+    _MEMBERS.c.phone,
+    _MEMBERS.c.language,
+    _MEMBERS.c.joined_at,
+    _TIERS.c.id,
+    _TIERS.c.position,
+    _TIERS.c.name,
+    _TIERS.c.discount_percent,
 )
+_SHOPPER_WIDTH = len(_SHOPPER_COLUMNS)
+_SHOPPER_FROM = _MEMBERS.outerjoin(_TIERS, _TIERS.c.id == _STEP)
+_THE_MEMBER = (
+    _MEMBERS.c.program_id == bindparam("program_id"),
+    _MEMBERS.c.status != MemberStatus.ERASED,
+)
+_SHOPPER = select(*_SHOPPER_COLUMNS).select_from(_SHOPPER_FROM).where(*_THE_MEMBER)
 _SHOPPER_BY_ID = _SHOPPER.where(_MEMBERS.c.id == bindparam("member_id"))
 _SHOPPER_BY_PHONE = _SHOPPER.where(_MEMBERS.c.phone == bindparam("phone"))
 
@@ -137,10 +167,15 @@ def given(conn: Connection, program_id: int, codes: Sequence[str]) -> list[offer
     """Each code as sent, with the club's coupon it names: one plain read for all of them (the
     rows as they are now, whatever a Session around the connection holds)."""
     wanted = sorted({coupons.normalize(code) for code in codes})
+    rows = conn.execute(*_given_query(program_id, wanted)).all() if wanted else []
+    return given_from(codes, rows)
+
+
+def given_from(codes: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[offers.Given]:
+    """The codes with the coupons of rows of _GIVEN_COLUMNS (a row of NULLs: none)."""
     found: dict[str, tuple[offers.Issued, offers.Terms]] = {}
-    if wanted:
-        rows = conn.execute(*_given_query(program_id, wanted))
-        for row in rows:
+    for row in rows:
+        if row[0] is not None:
             coupon = offers.Issued(*row[:6])
             found[coupon.code] = (coupon, _terms(*row[6:]))
     out = []
@@ -203,6 +238,29 @@ _GIVEN_FIXED = {
 _GIVEN_ANY = _given_select(_COUPONS.c.code.in_(bindparam("codes", expanding=True)))
 
 
+# quote's statements: the member (by id or by phone) and their tier, with each of up to
+# _FIXED_CODES codes' coupon (a row per coupon found; one row of NULLs for none).
+_BY = {
+    "id": _MEMBERS.c.id == bindparam("member_id"),
+    "phone": _MEMBERS.c.phone == bindparam("phone"),
+}
+_QUOTES = {
+    (by, count): select(*_SHOPPER_COLUMNS, *_GIVEN_COLUMNS)
+    .select_from(
+        _SHOPPER_FROM.outerjoin(
+            _COUPONS.join(_TEMPLATES, _TEMPLATES.c.id == _COUPONS.c.template_id),
+            and_(
+                _COUPONS.c.program_id == _MEMBERS.c.program_id,
+                _COUPONS.c.code.in_([bindparam(f"c{i}") for i in range(count)]),
+            ),
+        )
+    )
+    .where(*_THE_MEMBER, member)
+    for by, member in _BY.items()
+    for count in range(1, _FIXED_CODES + 1)
+}
+
+
 def _given_query(program_id: int, codes: list[str]) -> tuple[Select[Any], dict[str, Any]]:
     if len(codes) > _FIXED_CODES:
         return _GIVEN_ANY, {"program_id": program_id, "codes": codes}
@@ -223,9 +281,29 @@ def price(
     redeemed_here: Collection[int] = (),
 ) -> Priced:
     """The basket's evaluation: nothing is redeemed."""
-    evaluation = offers.evaluate(
+    return priced(
         lines,
         given(conn, program_id, codes),
+        member_id=member_id,
+        tier=tier,
+        now=now,
+        redeemed_here=redeemed_here,
+    )
+
+
+def priced(
+    lines: Sequence[Line],
+    codes: Sequence[offers.Given],
+    *,
+    member_id: int | None,
+    tier: Tier | Step | None,
+    now: dt.datetime,
+    redeemed_here: Collection[int] = (),
+) -> Priced:
+    """`price` on codes already read (`quote`)."""
+    evaluation = offers.evaluate(
+        lines,
+        codes,
         tier_percent=tier.discount_percent if tier is not None else 0,
         member_id=member_id,
         now=now,

@@ -172,6 +172,14 @@ class TestEvaluate:
         ]
         assert all(r["error"] for r in answer.body["refused"])
         assert [a["code"] for a in answer.body["applied"]] == [applied, basket_wide]
+        # Up to four codes are read with the member in one statement: the same reasons.
+        few = ["unknown_code", "other_member", "redeemed", "expired"]
+        for buyer in ({"member_id": me}, {"phone": PHONE}):
+            answer = await till.post(
+                "/baskets/evaluate", basket(SHOES, codes=[codes[r] for r in few], **buyer)
+            )
+            assert answer.status == 200, answer.body
+            assert [r["reason"] for r in answer.body["refused"]] == few
 
     async def test_no_discount(
         self, db: Database, club: int, till: Till, member: dict[str, Any]
