@@ -830,9 +830,7 @@ class InboxConversation(Base):
     anyone afterwards."""
 
     __tablename__ = "inbox_conversations"
-    __table_args__ = (
-        Index("ix_inbox_conversations_program_updated", "program_id", "updated_at"),
-    )
+    __table_args__ = (Index("ix_inbox_conversations_program_updated", "program_id", "updated_at"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
