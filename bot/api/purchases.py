@@ -18,7 +18,7 @@ from bot.api.operations import ApiError, Call
 from bot.keys import CLUBS
 from store.clubs.apikeys import Caller
 from store.clubs.directory import ClubDirectory
-from store.loyalty import baskets, purchases
+from store.loyalty import baskets, purchases, receipts
 from store.loyalty.earning import Line
 from store.members import members
 from store.members.phones import to_e164
@@ -92,6 +92,7 @@ class Buyer:
     joined: bool
     tier_id: int | None
     language: str
+    receipt_to: receipts.Recipient | None = None  # receipts.recipient_of the row read
 
 
 def _record(
@@ -107,7 +108,9 @@ def _record(
     # The hot path of the API: the club and its rules come from memory, the buyer is read as a
     # plain row (see tests/bench/purchases.py).
     program = clubs.by_id(session, caller.program_id) or views.club(session, caller)
-    found = buyer(session, caller, program.country, body)
+    # Read with the ledger's lock (PostgreSQL's FOR UPDATE): the row then holds for the sale,
+    # and record() reads it neither to lock it nor for the receipt.
+    found = buyer(session, caller, program.country, body, lock=True)
     must_have_joined(found)
     recorded = purchases.record(
         session,
@@ -123,6 +126,8 @@ def _record(
         tier_id=found.tier_id,
         rules=clubs.rules(session, program.id),
         codes=body.get("coupon_codes"),
+        locked=True,
+        receipt_to=found.receipt_to,
     )
     purchase = recorded.purchase
     view = {
@@ -167,19 +172,25 @@ def unknown_phone(phone: str) -> ApiError:
     return ApiError(404, f"no member with phone {phone}", field="phone")
 
 
-def buyer(session: Session, caller: Caller, country: str, body: dict[str, Any]) -> Buyer:
+def buyer(
+    session: Session, caller: Caller, country: str, body: dict[str, Any], *, lock: bool = False
+) -> Buyer:
     """The member the sale is for (a phone read in the club's `country`). An unknown number is
-    a 404: a sale never makes a member."""
+    a 404: a sale never makes a member. `lock`: the row is read with ledger.lock_member's lock."""
     if "member_id" in body:
-        member = views.member_by_id(session, caller, int(body["member_id"]))
+        member = views.member_by_id(session, caller, int(body["member_id"]), lock=lock)
         joined = member.joined_at is not None
-        return Buyer(member.id, joined, member.tier_id, views.language_of(member))
+        to = receipts.recipient_of(
+            {column: getattr(member, column) for column in receipts.RECIPIENT_COLUMNS}
+        )
+        return Buyer(member.id, joined, member.tier_id, views.language_of(member), to)
     phone = phone_of(body, country)
-    state = members.state_by_phone(session, caller.program_id, phone)
+    state = members.state_by_phone(session, caller.program_id, phone, lock=lock)
     if state is None or state.status == members.ERASED:
         raise unknown_phone(phone)
     language = state.language or locales.language_for_phone(phone)
-    return Buyer(state.id, state.joined, state.columns["tier_id"], language)
+    to = receipts.recipient_of(state.columns)
+    return Buyer(state.id, state.joined, state.columns["tier_id"], language, to)
 
 
 async def refund(call: Call) -> web.Response:

@@ -35,9 +35,10 @@ def language_of(member: Member) -> str:
     return member.language or locales.language_for_phone(member.phone or "")
 
 
-def member_by_id(session: Session, caller: Caller, member_id: int) -> Member:
-    """The club's member with this id: another club's member, or an erased one, is not found."""
-    member = session.scalar(
+def member_by_id(session: Session, caller: Caller, member_id: int, *, lock: bool = False) -> Member:
+    """The club's member with this id: another club's member, or an erased one, is not found.
+    `lock`: read with ledger.lock_member's lock (FOR UPDATE on PostgreSQL)."""
+    query = (
         select(Member)
         .where(
             Member.id == member_id,
@@ -47,6 +48,7 @@ def member_by_id(session: Session, caller: Caller, member_id: int) -> Member:
         # Store functions change members with plain UPDATEs (a tier); read the row as it is.
         .execution_options(populate_existing=True)
     )
+    member = session.scalar(query.with_for_update() if lock else query)
     if member is None:
         raise not_found("member", member_id)
     return member

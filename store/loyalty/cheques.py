@@ -155,12 +155,12 @@ def candidates(
     its cheapest bonus cheque: one statement over the open lots, grouped by member, for the
     hourly job, which catches balances raised another way than a purchase (points given by
     staff, a referral, a cheque level lowered or turned on)."""
-    cheapest = _cheapest(session, program_id)
-    if cheapest is None:
+    least = cheapest(session, program_id)
+    if least is None:
         return []
     rows = session.connection().execute(
         _CANDIDATES,
-        {"program_id": program_id, "now": now, "after": after, "cost": cheapest, "limit": limit},
+        {"program_id": program_id, "now": now, "after": after, "cost": least, "limit": limit},
     )
     return [member_id for (member_id,) in rows]
 
@@ -253,7 +253,8 @@ def _affordable(
     return [t for t in templates if t is not None]
 
 
-def _cheapest(session: Session, program_id: int) -> int | None:
+def cheapest(session: Session, program_id: int) -> int | None:
+    """The fewest points a cheque of the club costs; None for a club without cheques."""
     return session.scalar(
         select(func.min(_TEMPLATES.c.points_cost)).where(
             _TEMPLATES.c.program_id == program_id, _IS_CHEQUE

@@ -71,6 +71,9 @@ class ClubRules:
     bonuses: tuple[Bonus, ...]
     cards: tuple[Card, ...]
     ladder: list[Tier]
+    # Whether the club issues bonus cheques (the hourly job catches one a sale missed while
+    # this was kept).
+    cheques: bool = True
 
 
 def club_rules(session: Session, program_id: int) -> ClubRules:
@@ -88,7 +91,13 @@ def club_rules(session: Session, program_id: int) -> ClubRules:
     ladder = tiers.ladder(session, program_id)
     for tier in ladder:
         session.expunge(tier)
-    return ClubRules(multipliers, bonuses, active_cards(session, program_id), ladder)
+    return ClubRules(
+        multipliers,
+        bonuses,
+        active_cards(session, program_id),
+        ladder,
+        cheques.cheapest(session, program_id) is not None,
+    )
 
 
 def active_cards(session: Session, program_id: int) -> tuple[Card, ...]:
@@ -169,18 +178,23 @@ def record(
     tier_id: int | Unknown | None = UNKNOWN,
     rules: ClubRules | None = None,
     codes: Sequence[str] | None = None,
+    locked: bool = False,
+    receipt_to: receipts.Recipient | Unknown | None = UNKNOWN,
 ) -> Recorded:
     """Record a purchase and the points it earns; the same transaction id again returns what
     was recorded (a till retrying), or Conflict if it came with different contents.
 
-    `tier_id` (the member's tier, if the caller has read it) and `rules` (from the API's
-    cache) spare a read each: recording sales is the hot path of the API.
+    `tier_id` (the member's tier, if the caller has read it), `rules` (from the API's cache),
+    `locked` (the caller read the member's row with ledger's lock: FOR UPDATE on PostgreSQL)
+    and `receipt_to` (receipts.recipient_of that row) spare a read each: recording sales is
+    the hot path of the API.
 
     `codes` (even none) means Klubb prices the sale: the lines are as the till rang them up,
     the member's tier discount and the coupons that apply (store.loyalty.offers) are taken off
     and the lines recorded at what was paid; the coupons are redeemed with the sale, once."""
     _check_lines(lines)
-    ledger.lock_member(session, member_id)
+    if not locked:
+        ledger.lock_member(session, member_id)
     rules = rules or club_rules(session, program.id)
     basket = None
     if codes is not None:
@@ -245,13 +259,17 @@ def record(
         # the referral (`issued or reward(...)` would skip the reward).
         rewarded = perks.reward_referral(session, program, member_id, now, purchase_id=purchase_id)
         issued = issued or rewarded
-    # The receipt's reader (one read; under the member's lock, so it holds for this sale).
-    to = receipts.recipient(session, member_id)
+    # The receipt's reader (read under the member's lock, so it holds for this sale).
+    to = receipts.recipient(session, member_id) if isinstance(receipt_to, Unknown) else receipt_to
     # Bonus cheques: the points this sale earned may take the balance past the club's cheque
-    # (one read when it does not; a sale that earned nothing moved no balance). A receipt
-    # going out tells the cheque, in place of its announcement.
-    if earned > 0 and cheques.issue_due(
-        session, program, member_id, now, purchase_id=purchase_id, announce=to is None
+    # (one read when it does not; a sale that earned nothing moved no balance; none in a club
+    # without cheques). A receipt going out tells the cheque, in place of its announcement.
+    if (
+        earned > 0
+        and rules.cheques
+        and cheques.issue_due(
+            session, program, member_id, now, purchase_id=purchase_id, announce=to is None
+        )
     ):
         issued = True
     # Built from what was written, not read back: the caller only reads it.

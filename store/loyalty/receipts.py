@@ -14,8 +14,9 @@ day), and the cheque's own announcement is then not sent (store.loyalty.cheques.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
@@ -35,14 +36,11 @@ CHEQUE = "receipt.cheque"  # a bonus cheque, where its announcement would have s
 PUNCH = "points.punch"  # the same "4 av 5 til …" POINTS says
 
 _MEMBERS = Member.__table__
-_WANTS = select(
-    _MEMBERS.c.id,
-    _MEMBERS.c.phone,
-    _MEMBERS.c.language,
-    _MEMBERS.c.status,
-    _MEMBERS.c.undeliverable_at,
-    _MEMBERS.c.receipts,
-).where(_MEMBERS.c.id == bindparam("member_id"))
+# The columns recipient_of reads.
+RECIPIENT_COLUMNS = ("id", "phone", "language", "status", "undeliverable_at", "receipts")
+_WANTS = select(*(_MEMBERS.c[column] for column in RECIPIENT_COLUMNS)).where(
+    _MEMBERS.c.id == bindparam("member_id")
+)
 
 
 def set_receipts(session: Session, member: Member, on: bool, now: dt.datetime) -> None:
@@ -63,18 +61,23 @@ class Recipient:
 
 
 def recipient(session: Session, member_id: int) -> Recipient | None:
-    """The member, if a receipt goes to them: receipts on, active (not pending, stopped or
-    erased) and a number the carrier has not flagged. One read by primary key."""
+    """The member, if a receipt goes to them (`recipient_of`). One read by primary key."""
     row = session.connection().execute(_WANTS, {"member_id": member_id}).first()
+    return None if row is None else recipient_of(row._mapping)
+
+
+def recipient_of(member: Mapping[str, Any]) -> Recipient | None:
+    """The member of a row of the members table, if a receipt goes to them: receipts on,
+    active (not pending, stopped or erased) and a number the carrier has not flagged."""
+    phone = member["phone"]
     if (
-        row is None
-        or not row.receipts
-        or row.status != MemberStatus.ACTIVE
-        or row.phone is None
-        or row.undeliverable_at is not None
+        not member["receipts"]
+        or member["status"] != MemberStatus.ACTIVE
+        or phone is None
+        or member["undeliverable_at"] is not None
     ):
         return None
-    return Recipient(row.id, row.phone, row.language or locales.language_for_phone(row.phone))
+    return Recipient(member["id"], phone, member["language"] or locales.language_for_phone(phone))
 
 
 @dataclass(frozen=True, slots=True)
