@@ -51,12 +51,13 @@ async def _plan_club(db: Database, club_id: int, now: dt.datetime) -> dict[str, 
     total: dict[str, int] = {}
     after = 0
     chunk = journeys.PLAN_CHUNK
+    target = CHUNK_SECONDS if db.dialect == "sqlite" else PG_CHUNK_SECONDS
     while True:
         started = time.perf_counter()
         step = await db.run(
             functools.partial(_chunk, club_id=club_id, now=now, after=after, chunk=chunk)
         )
-        chunk = next_chunk(chunk, time.perf_counter() - started)
+        chunk = next_chunk(chunk, time.perf_counter() - started, target)
         for trigger, rows in step.rows.items():
             total[trigger] = total.get(trigger, 0) + rows
         if step.done:
@@ -67,16 +68,19 @@ async def _plan_club(db: Database, club_id: int, now: dt.datetime) -> dict[str, 
 # A chunk is a transaction, and on SQLite it holds the only writer: a member's text waits
 # behind it. Sized to take about CHUNK_SECONDS (a run 15 minutes after the last finds little,
 # and at PLAN_CHUNK members a chunk takes a tenth of that: a run at 1M members was mostly the
-# cost of its 201 chunks; tests/bench/journeys.py).
+# cost of its 201 chunks; tests/bench/journeys.py). PostgreSQL's chunks hold no one up (a
+# turn waits only for its own member's row): they go for fewer round trips, never smaller.
 CHUNK_SECONDS = 0.1
+PG_CHUNK_SECONDS = 1.0
 MAX_CHUNK = 20 * journeys.PLAN_CHUNK
 
 
-def next_chunk(chunk: int, took: float) -> int:
+def next_chunk(chunk: int, took: float, target: float = CHUNK_SECONDS) -> int:
     """The next chunk's members, from the last one's size and time (wall, waiting included:
-    a busy writer gets smaller chunks): towards CHUNK_SECONDS, at most doubling a step."""
-    wanted = int(chunk * CHUNK_SECONDS / max(took, 0.001))
-    return max(journeys.PLAN_CHUNK // 5, min(MAX_CHUNK, 2 * chunk, wanted))
+    a busy writer gets smaller chunks): towards `target` seconds, at most doubling a step."""
+    wanted = int(chunk * target / max(took, 0.001))
+    least = journeys.PLAN_CHUNK // 5 if target <= CHUNK_SECONDS else journeys.PLAN_CHUNK
+    return max(least, min(MAX_CHUNK, 2 * chunk, wanted))
 
 
 def _clubs_with_journeys(session: Session) -> list[int]:

@@ -574,6 +574,12 @@ class TestPlanning:
     def test_a_chunk_is_sized_to_hold_the_writer_briefly(self, chunk, took, expected):
         assert job.next_chunk(chunk, took) == expected
 
+    def test_postgresql_chunks_never_shrink_below_the_default(self):
+        slow = job.next_chunk(journeys.PLAN_CHUNK, 60.0, job.PG_CHUNK_SECONDS)
+        assert slow == journeys.PLAN_CHUNK
+        fast = job.next_chunk(journeys.PLAN_CHUNK, 0.1, job.PG_CHUNK_SECONDS)
+        assert fast == 2 * journeys.PLAN_CHUNK
+
 
 BAD_SETUPS = [
     ({"trigger": "anniversary"}, "trigger"),
