@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import gc
 import logging
+import os
 import signal
 import sys
 import uuid
@@ -153,8 +154,17 @@ async def _work(settings: Settings) -> int:
     running jobs then finish their batch in hand: see scheduler.jobs.running_scheduler)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled() -> None:
+        if stop.is_set():
+            # A second signal: the operator won't wait for the batch in hand. Its rows stay
+            # claimed and in doubt; the next sender settles them (never sent twice).
+            log.warning("klubb worker: stopped at once, without finishing the batch in hand")
+            os._exit(1)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signalled)
     db = open_database(settings.database_url)
     try:
         async with (
