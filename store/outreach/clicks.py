@@ -7,14 +7,15 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select
 from sqlalchemy.orm import Session
 
 import locales
-from store.models import ClickLink, LinkClick
+from store.models import ClickLink, LinkClick, OutboxMessage
+from store.states import OutboxStatus
 
 # Where a short link is served (bot.page): short, because every character is the member's SMS.
 PATH = "/c/"
@@ -135,8 +136,23 @@ class Shortener:
         return saved
 
 
+def forget_unsent(connection: Connection, message_ids: Sequence[int]) -> None:
+    """Delete the links of messages put back in the queue unsent: the next claim writes the
+    text again with links of its own, so these can never be tapped. One statement by the
+    message index; a link already tapped (none should be) and a message no longer queued
+    (another sender sent it meanwhile) keep theirs."""
+    if message_ids:
+        connection.execute(_FORGET, {"ids": list(message_ids)})
+
+
 _LINKS = ClickLink.__table__
 _CLICKS = LinkClick.__table__
+_OUTBOX = OutboxMessage.__table__
+_FORGET = delete(_LINKS).where(
+    _LINKS.c.message_id.in_(bindparam("ids", expanding=True)),
+    exists().where(_OUTBOX.c.id == _LINKS.c.message_id, _OUTBOX.c.status == OutboxStatus.QUEUED),
+    ~exists().where(_CLICKS.c.link_id == _LINKS.c.id),
+)
 _FIND = select(_LINKS.c.id, _LINKS.c.url, _LINKS.c.expires_at).where(
     _LINKS.c.token_hash == bindparam("hash")
 )

@@ -670,6 +670,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         _take_back_coupons(session, [s["row_id"] for s in skipped])
     if requeue:
         connection.execute(_REQUEUE, requeue)
+        clicks.forget_unsent(connection, [r["row_id"] for r in requeue])
     if failed:
         connection.execute(_FAILED, [{**f, "error": (f["error"] or "")[:200]} for f in failed])
     for r in flagged:

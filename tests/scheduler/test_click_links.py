@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import journeys as journey_job
 from scheduler import sender
+from scheduler.gateway import Throttled
 from store.database import Database
 from store.models import ClickLink, Member, Program
 from store.outreach import campaigns, clicks, journeys, sending
@@ -62,6 +63,27 @@ async def member_ids(db: Database) -> dict[str, int]:
 
 
 class TestShortLinksAtSending:
+    async def test_a_message_put_back_unsent_keeps_only_the_links_it_goes_out_with(self, db, club):
+        """Throttled (429) then sent: the member gets two links, and the table holds those two,
+        not the two made for the attempt that never went."""
+        [phone] = await add_members(db, club, 1)
+        campaign_id = await broadcast(db, club, texts={"nb": TEXT})
+        assert await plan(db, campaign_id) == 1
+        slow = RecordingGateway(errors={phone: Throttled("slow down", "429", retry_after=2)})
+        await sender.drain(db, slow, at(T0), link_base=PUBLIC_URL)
+        assert slow.sent == []
+        assert await links_of(db, campaign_id) == []
+        gateway = RecordingGateway()
+        assert (
+            await sender.drain(db, gateway, at(T0 + dt.timedelta(seconds=3)), link_base=PUBLIC_URL)
+            == 1
+        )
+        [body] = gateway.to(phone)
+        tokens = SHORT.findall(body)
+        kept = await links_of(db, campaign_id)
+        assert len(tokens) == len(kept) == 2
+        assert {link.token_hash for link in kept} == {clicks.token_hash(t) for t in tokens}
+
     async def test_each_recipient_gets_their_own_short_links_naming_no_one(self, db, club):
         _, phones, gateway = await send_with_links(db, club, 3)
         ids = await member_ids(db)
