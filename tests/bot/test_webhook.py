@@ -117,6 +117,14 @@ class TestSignature:
             assert "X-Twilio-Signature" in await error_of(response)
         assert await nothing_recorded(db)
 
+    async def test_signed_for_the_url_with_its_port_is_accepted(self, client, club) -> None:
+        """Twilio has signed the public URL with and without the default port: both pass."""
+        form = twilio_form("+4791234567", "HELP")
+        for url in (PUBLIC_URL + WEBHOOK, PUBLIC_URL + ":443" + WEBHOOK):
+            headers = {"X-Twilio-Signature": sign(url, form)}
+            response = await client.post(WEBHOOK, data=form, headers=headers)
+            assert response.status == 200, url
+
 
 class TestRetries:
     async def test_a_retried_join_replays_the_reply_and_records_once(self, phone, db) -> None:
