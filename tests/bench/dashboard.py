@@ -38,10 +38,15 @@ class Timed:
     name: str
     runs_ms: list[float]
     shown: str
+    cpu_ms: list[float] | None = None  # the process's CPU time of each run (every thread)
 
     @property
     def best_ms(self) -> float:
         return min(self.runs_ms)
+
+    @property
+    def best_cpu_ms(self) -> float | None:
+        return min(self.cpu_ms) if self.cpu_ms else None
 
 
 async def measure(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
@@ -66,13 +71,14 @@ async def measure(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
             await db.run(lambda s, c=campaign_id: reports.store_results(s, c, now))
 
         async def timed(name: str, fn: Callable[[Any], Any], show: Callable[[Any], str]) -> None:
-            runs = []
+            runs, cpu = [], []
             value: Any = None
             for _ in range(repeats):
-                began = time.perf_counter()
+                began, began_cpu = time.perf_counter(), time.process_time()
                 value = await db.run(fn)
                 runs.append((time.perf_counter() - began) * 1000)
-            results.append(Timed(name, runs, show(value)))
+                cpu.append((time.process_time() - began_cpu) * 1000)
+            results.append(Timed(name, runs, show(value), cpu))
 
         for label, days in PERIODS:
             per = reports.last_days(program, now, days)
@@ -213,10 +219,11 @@ async def page(url: str, now: dt.datetime, repeats: int) -> list[Timed]:
 
 def show(results: list[Timed], title: str) -> None:
     print()
-    print(f"{title}: best of the runs, ms (every run)")
+    print(f"{title}: best of the runs, wall ms and CPU ms (every run's wall)")
     for timed in results:
         runs = " ".join(f"{ms:.0f}" for ms in timed.runs_ms)
-        print(f"{timed.best_ms:9.1f}  {timed.name}: {timed.shown}  ({runs})")
+        cpu = "" if timed.best_cpu_ms is None else f"cpu {timed.best_cpu_ms:7.1f}"
+        print(f"{timed.best_ms:9.1f}  {cpu:>11}  {timed.name}: {timed.shown}  ({runs})")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
