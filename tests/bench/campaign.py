@@ -26,6 +26,11 @@ timeouts; neither is the pace), the ratio (target >= 0.70),
 then settles the rows left in doubt as a later sender would (asking the fake Twilio) and checks
 that no member got the message twice. `--rate` paces the sender (KLUBB_SEND_RATE); default
 unbounded. Exits 1 if the target is missed or a message went twice.
+
+`--preview-only [--sqlite-file PATH [--reuse]]` times campaigns.preview of the broadcast
+`--repeats` times instead (wall, and the CPU of the thread that ran it: on SQLite the whole
+query, so the figure holds on a busy machine), with the figures it gave; `--reuse` previews a
+database filled by an earlier run again (the same campaign, so the same control group).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -60,6 +66,12 @@ SEGMENT = {
         {"field": "language", "op": "in", "value": ["nb", "sv", "en"]},
         {"not": {"field": "age", "op": "lte", "value": 15}},
     ]
+}
+
+BENCH_TEXTS = {
+    "nb": "Hei {first_name}! Du har {points} poeng i {club}.",
+    "sv": "Hej {first_name}! Du har {points} poäng på {club}.",
+    "en": "Hi {first_name}! You have {points} points at {club}.",
 }
 
 
@@ -112,11 +124,7 @@ async def _plan(url: str) -> dict[str, Any]:
                 session,
                 program,
                 name="Bench",
-                texts={
-                    "nb": "Hei {first_name}! Du har {points} poeng i {club}.",
-                    "sv": "Hej {first_name}! Du har {points} poäng på {club}.",
-                    "en": "Hi {first_name}! You have {points} points at {club}.",
-                },
+                texts=BENCH_TEXTS,
                 segment="bench",
                 control_percent=10,
                 now=NOW,
@@ -338,10 +346,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--retry-after", type=float, help="with --faults: a 429's Retry-After")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="with --faults: runs of each, in turn (best kept)"
+        "--repeats",
+        type=int,
+        default=2,
+        help="with --faults: runs of each, in turn (best kept); with --preview-only: previews",
     )
     parser.add_argument(
         "--rate", type=float, help="the sender's pace, messages a second (default: unbounded)"
+    )
+    parser.add_argument(
+        "--preview-only",
+        action="store_true",
+        help="time campaigns.preview of the broadcast --repeats times (wall and, on SQLite, the "
+        "CPU of the thread that ran it) instead of planning and sending",
+    )
+    parser.add_argument(
+        "--sqlite-file",
+        type=Path,
+        help="with --preview-only: fill this SQLite file instead of a temp one, and keep it",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --preview-only: don't fill the --sqlite-file or --database-url, preview the "
+        "broadcast already there",
     )
     parser.add_argument("--phase", choices=("plan", "drain", "faulty"), help=argparse.SUPPRESS)
     parser.add_argument("--twilio-url", help=argparse.SUPPRESS)
@@ -356,6 +384,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ValueError as exc:
             parser.error(f"--faults: {exc}")
         args.gateway = "twilio"
+    if (args.sqlite_file or args.reuse) and not args.preview_only:
+        parser.error("--sqlite-file and --reuse go with --preview-only")
+    if args.reuse and not (args.sqlite_file or args.database_url):
+        parser.error("--reuse needs --sqlite-file or --database-url")
     if args.members is None:
         args.members = FAULT_MEMBERS if args.faults else 1_000_000
     if args.rate is not None and args.rate <= 0:
@@ -467,6 +499,101 @@ def run_faults(args: argparse.Namespace, url: str, campaign_id: int) -> bool:
     return met
 
 
+def preview_only(args: argparse.Namespace, url: str, kind: str, path: Path) -> int:
+    """Fill the club (unless --reuse) and time the broadcast's preview, --repeats times."""
+    if not args.reuse:
+        began = time.perf_counter()
+        if segment_bench.fill_club(url, kind, path, args.members, NOW, args.seed) is None:
+            return 2
+        earlier = segment_bench.past_campaign(
+            url, NOW - dt.timedelta(days=10), name="Earlier", every=3
+        )
+        print(
+            f"database: {kind}, {args.members:,} members and a campaign of {earlier:,} sent"
+            f" 10 days ago, filled in {time.perf_counter() - began:.1f} s"
+        )
+    runs = asyncio.run(_previews(url, args.repeats))
+    figures = runs[0][2]
+    print(
+        f"preview: {figures['recipients']:,} recipients, {figures['held_out']:,} held out,"
+        f" {figures['capped']:,} capped, {figures['no_consent']:,} without consent;"
+        f" languages {figures['languages']}; {figures['sms_segments']:,} SMS segments"
+    )
+    assert all(run[2] == figures for run in runs), "the runs gave different figures"
+    wall = " ".join(f"{run[0] * 1000:.0f}" for run in runs)
+    cpu = " ".join(f"{run[1] * 1000:.0f}" for run in runs)
+    print(
+        f"preview ({kind}): best {min(r[0] for r in runs) * 1000:.0f} ms wall ({wall}),"
+        f" {min(r[1] for r in runs) * 1000:.0f} ms CPU of the thread ({cpu})"
+        f"{'' if kind == 'sqlite' else ': the server CPU is not in it'}; load"
+        f" {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    return 0
+
+
+async def _previews(url: str, repeats: int) -> list[tuple[float, float, dict[str, Any]]]:
+    """The bench's broadcast (made on the first call, found after) previewed `repeats` times:
+    wall seconds, CPU seconds of the thread that ran it, and the figures."""
+    from sqlalchemy import select
+
+    from store.database import open_database
+    from store.models import Program
+    from store.outreach import campaigns, segments
+
+    db = open_database(url)
+    try:
+
+        def find(session: Any) -> int:
+            program = session.scalars(select(Program).order_by(Program.id)).first()
+            found = session.scalar(
+                select(campaigns.Campaign.id)
+                .where(campaigns.Campaign.name == "Bench")
+                .order_by(campaigns.Campaign.id.desc())
+            )
+            if found is not None:
+                return int(found)
+            segments.save(session, program, "bench", SEGMENT, NOW)
+            return int(
+                campaigns.create_broadcast(
+                    session,
+                    program,
+                    name="Bench",
+                    texts=BENCH_TEXTS,
+                    segment="bench",
+                    control_percent=10,
+                    now=NOW,
+                ).id
+            )
+
+        campaign_id = await db.run(find)
+
+        def preview(session: Any) -> tuple[float, dict[str, Any]]:
+            campaign = session.get(campaigns.Campaign, campaign_id)
+            program = session.get(Program, campaign.program_id)
+            began = time.thread_time()
+            seen = campaigns.preview(session, program, campaign, NOW)
+            used = time.thread_time() - began
+            figures = {
+                "recipients": seen.recipients,
+                "held_out": seen.held_out,
+                "capped": seen.capped,
+                "no_consent": seen.no_consent,
+                "matching": seen.matching,
+                "languages": [(e.language, e.recipients, e.segments) for e in seen.languages],
+                "sms_segments": seen.sms_segments,
+            }
+            return used, figures
+
+        runs = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            used, figures = await db.run(preview)
+            runs.append((time.perf_counter() - began, used, figures))
+        return runs
+    finally:
+        await db.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.phase:
@@ -476,9 +603,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(inbound.machine())
     with tempfile.TemporaryDirectory(prefix="klubb-campaign-") as tmp_name:
-        path = Path(tmp_name) / "klubb.db"
+        path = args.sqlite_file or Path(tmp_name) / "klubb.db"
         url = args.database_url or f"sqlite:///{path}"
         kind = make_url(url).get_backend_name()
+        if args.preview_only:
+            return preview_only(args, url, kind, path)
         began = time.perf_counter()
         if segment_bench.fill_club(url, kind, path, args.members, NOW, args.seed) is None:
             return 2
