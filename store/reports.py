@@ -23,14 +23,16 @@ What the words mean, once for all of them:
   sends nothing. So the share of sales made by members and the average purchase of non-members
   are not known, and are given as None (see PurchaseFigures), never estimated.
 
-What it costs (a club of 1,000,000 members with 743,000 purchases, 120,000 of them in a 30-day
-period; SQLite on 2 quiet CPUs, tests/bench/dashboard.py): member_figures 40 ms, given an index on
-members (program_id, status, joined_at, store) that the per-status counts and the joined_at
-ranges read alone; purchase_figures 110 ms and top_customers 130 ms from the covering index
-purchases (program_id, occurred_at, member_id, total_minor); recency 30 ms, as range counts of
-members (program_id, status, last_purchase_at), which purchases.record keeps; campaign_results
-about 0.2 s per 100,000 messages when counted, which is why the dashboard reads them as the
-scheduler stored them (store_results) while they are fresh.
+What it costs (a club of 1,000,000 members with 743,000 purchases, 118,000 of them in a 30-day
+period and 465,000 in 12 months; SQLite, ms of CPU for 30 days / 12 months,
+tests/bench/dashboard.py): member_figures 53 / 164 ms, given an index on members (program_id,
+status, joined_at, store) that the per-status counts and each week's or month's joined_at range
+read alone; purchase_figures 115 / 308 ms, each week or month a range of the covering index
+purchases (program_id, occurred_at, member_id, total_minor), and top_customers 103 / 149 ms;
+recency 39 ms, as range counts of members (program_id, status, last_purchase_at), which
+purchases.record keeps; the whole report 279 / 618 ms. campaign_results about 0.2 s per 100,000
+messages when counted, which is why the dashboard reads them as the scheduler stored them
+(store_results) while they are fresh.
 """
 
 from __future__ import annotations
