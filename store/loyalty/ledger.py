@@ -6,19 +6,37 @@ negative entry takes from the open lots oldest first. The lots are the ledger al
 SUM(entries) == SUM(lots.remaining) always holds (a property test checks it), and the balance at
 any instant is the sum of the open lots that have not reached their end, read from the few open
 lots rather than the whole history.
+
+Each member's row keeps what its open lots (remaining > 0) hold, `open_points`, and their
+earliest end, `open_points_until`, written in the statements' transaction by the three writers of
+lots here (credit, debit, _expire): `held(now)` reads a balance from the row alone, unless one of
+those lots has ended and the daily job has not settled it yet.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, null, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
-from store.models import LedgerEntry, Member, PointLot, Program, Refund
+from store.models import LedgerEntry, Member, PointLot, Program, Refund, UTCDateTime
 
 EARN = "earn"
 REFUND = "refund"
@@ -39,6 +57,43 @@ _MEMBERS = Member.__table__
 _REFUNDS = Refund.__table__
 _INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 _INSERT_LOT = insert(_LOTS)
+_INSTANT = UTCDateTime()
+# A lot opened: its points join the member's, and its end may be the earliest.
+_OPENED = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.id == bindparam("who"))
+    .values(
+        open_points=_MEMBERS.c.open_points + bindparam("points"),
+        open_points_until=case(
+            (
+                or_(
+                    _MEMBERS.c.open_points_until.is_(None),
+                    _MEMBERS.c.open_points_until > bindparam("ends", type_=_INSTANT),
+                ),
+                bindparam("ends", type_=_INSTANT),
+            ),
+            else_=_MEMBERS.c.open_points_until,
+        ),
+    )
+)
+# Lots taken from (a debit, which has read all of them): what they hold now, set outright.
+_TAKEN = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.id == bindparam("who"))
+    .values(open_points=bindparam("points"), open_points_until=bindparam("until", type_=_INSTANT))
+)
+# Lots settled by expiry: their points go, and the earliest end is read again from the member's
+# open lots (the covering index of open lots, a few entries).
+_SETTLED = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.id == bindparam("who"))
+    .values(
+        open_points=_MEMBERS.c.open_points - bindparam("points"),
+        open_points_until=select(func.min(_LOTS.c.expires_at))
+        .where(_LOTS.c.member_id == bindparam("who"), _LOTS.c.remaining > 0)
+        .scalar_subquery(),
+    )
+)
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -116,6 +171,7 @@ def credit(
             "expires_at": expires_at,
         },
     )
+    conn.execute(_OPENED, {"who": member_id, "points": points, "ends": expires_at})
     return entry_id
 
 
@@ -149,7 +205,7 @@ def debit(
     settle_expiry(session, program_id, member_id, now)
     conn = session.connection()
     lots = conn.execute(
-        select(_LOTS.c.entry_id, _LOTS.c.remaining)
+        select(_LOTS.c.entry_id, _LOTS.c.remaining, _LOTS.c.expires_at)
         .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0)
         .order_by(_LOTS.c.expires_at, _LOTS.c.entry_id)
         .with_for_update()
@@ -159,8 +215,10 @@ def debit(
         raise NotEnoughPoints(available, points)
     wanted = min(points, available)
     left = wanted
+    until = None  # the end of the first lot left open (they are read soonest end first)
     for lot in lots:
         if left == 0:
+            until = lot.expires_at
             break
         take = min(left, lot.remaining)
         conn.execute(
@@ -169,6 +227,11 @@ def debit(
             .values(remaining=_LOTS.c.remaining - take)
         )
         left -= take
+        if take < lot.remaining:
+            until = lot.expires_at
+            break
+    if wanted:
+        conn.execute(_TAKEN, {"who": member_id, "points": available - wanted, "until": until})
     if wanted or kind == REFUND:
         conn.execute(
             _INSERT_ENTRY,
@@ -257,6 +320,7 @@ def expire_due(session: Session, now: dt.datetime, limit: int = 5000) -> int:
 def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]) -> int:
     conn = session.connection()
     closed = 0
+    settled: dict[int, int] = {}  # member -> points of their lots closed here
     for program_id, member_id, entry_id, remaining, expires_at in lots:
         # Only if the lot still holds what was read: a concurrent run of the job (or a spend
         # that settled it first) has written its expire entry already, and it must not be
@@ -269,6 +333,7 @@ def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]
         if changed != 1:
             continue
         closed += 1
+        settled[member_id] = settled.get(member_id, 0) + remaining
         conn.execute(
             _INSERT_ENTRY,
             {
@@ -288,6 +353,8 @@ def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]
                 "created_at": expires_at,
             },
         )
+    if settled:
+        conn.execute(_SETTLED, [{"who": m, "points": p} for m, p in settled.items()])
     return closed
 
 
@@ -303,6 +370,26 @@ _BALANCE = select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(
     _LOTS.c.remaining > 0,
     _LOTS.c.expires_at > bindparam("now"),
 )
+
+
+def held(now: dt.datetime | ColumnElement[Any]) -> ColumnElement[int]:
+    """balance() at `now` of the member of the statement's `members` row, as one SQL expression
+    (never NULL): `open_points` while none of their open lots has reached its end (NULL: no
+    open lot), which is nearly every member, since the daily job settles ended lots; else
+    summed from the member's lots not yet ended, as balance() does."""
+    at = literal(now, _INSTANT) if isinstance(now, dt.datetime) else now
+    until = _MEMBERS.c.open_points_until
+    summed = (
+        select(func.coalesce(func.sum(_LOTS.c.remaining), 0))
+        .where(
+            _LOTS.c.member_id == _MEMBERS.c.id,
+            _LOTS.c.remaining > 0,
+            _LOTS.c.expires_at > at,
+        )
+        .correlate(_MEMBERS)
+        .scalar_subquery()
+    )
+    return case((or_(until.is_(None), until > at), _MEMBERS.c.open_points), else_=summed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -771,30 +771,15 @@ def _balance(c: _Chunk, journey: Campaign) -> int:
     """A balance of at least `threshold`: once per crossing. The occasion counts the member's
     spends, so after a reward is claimed, being above the threshold again is news again."""
     threshold = threshold_of(c.session, c.program, journey)
-    # As store.loyalty.ledger.balance: open lots that have not reached their end, read for the chunk
-    # from the covering index of open lots, in member order.
-    balances = (
-        select(_LOTS.c.member_id)
-        .where(
-            *c.in_range(_LOTS.c.member_id),
-            _LOTS.c.remaining > 0,
-            _LOTS.c.expires_at > c.instant(c.now),
-        )
-        .group_by(_LOTS.c.member_id)
-        .having(func.sum(_LOTS.c.remaining) >= threshold)
-        .subquery()
-    )
+    # store.loyalty.ledger.held: the balance from the member's row (open_points; their lots only
+    # for the few with a lot ended and not yet settled).
     spends = (
         select(func.count())
         .where(_ENTRIES.c.member_id == _MEMBERS.c.id, _ENTRIES.c.kind == ledger.SPEND)
         .scalar_subquery()
     )
     occasion = literal(f"{threshold}:", String) + cast(spends, String)
-    return c.insert(
-        journey,
-        occasion,
-        source=_MEMBERS.join(balances, balances.c.member_id == _MEMBERS.c.id),
-    )
+    return c.insert(journey, occasion, ledger.held(c.instant(c.now)) >= max(threshold, 1))
 
 
 def _after_purchase(c: _Chunk, journey: Campaign) -> int:
@@ -958,22 +943,8 @@ def _coming_reward(c: _Chunk, journey: Campaign) -> int:
     for cost in sorted(costs):
         bands.append((max(below, cost - within), cost, costs[cost]))
         below = cost
-    # As store.loyalty.ledger.balance: open lots that have not reached their end.
-    balances = (
-        select(_LOTS.c.member_id, func.sum(_LOTS.c.remaining).label("balance"))
-        .where(
-            *c.in_range(_LOTS.c.member_id),
-            _LOTS.c.remaining > 0,
-            _LOTS.c.expires_at > c.instant(c.now),
-        )
-        .group_by(_LOTS.c.member_id)
-        .having(
-            func.sum(_LOTS.c.remaining) >= min(low for low, _, _ in bands),
-            func.sum(_LOTS.c.remaining) < max(high for _, high, _ in bands),
-        )
-        .subquery()
-    )
-    balance = balances.c.balance
+    # store.loyalty.ledger.held: the balance from the member's row.
+    balance = ledger.held(c.instant(c.now))
     in_band = [(and_(balance >= low, balance < high), str(i)) for low, high, i in bands]
     reward = case(*in_band)
     spends = (
@@ -984,8 +955,8 @@ def _coming_reward(c: _Chunk, journey: Campaign) -> int:
     return c.insert(
         journey,
         reward + literal(":", String) + cast(spends, String),
+        balance > 0,  # a band may start at 0: none for a member without points
         or_(*(band for band, _ in in_band)),
-        source=_MEMBERS.join(balances, balances.c.member_id == _MEMBERS.c.id),
     )
 
 

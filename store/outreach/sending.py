@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 import locales
 from store import states
-from store.loyalty import coupons
+from store.loyalty import coupons, ledger
 from store.members import consent
 from store.models import (
     Campaign,
@@ -25,7 +25,6 @@ from store.models import (
     CouponTemplate,
     Member,
     OutboxMessage,
-    PointLot,
     Program,
     SenderHeartbeat,
     Tier,
@@ -63,7 +62,6 @@ FORGET_SENDERS = dt.timedelta(days=1)
 _OUTBOX = OutboxMessage.__table__
 _COUPONS = Coupon.__table__
 _MEMBERS = Member.__table__
-_LOTS = PointLot.__table__
 _SPACES = re.compile(r"[ \t]{2,}")
 _SPACE_BEFORE = re.compile(r"\s+([,.!?:;])")
 
@@ -126,14 +124,9 @@ _PEOPLE = select(
     _MEMBERS.c.tier_id,
     _MEMBERS.c.undeliverable_at,
 ).where(_MEMBERS.c.id.in_(bindparam("ids", expanding=True)))
-_BALANCES = (
-    select(_LOTS.c.member_id, func.sum(_LOTS.c.remaining))
-    .where(
-        _LOTS.c.member_id.in_(bindparam("ids", expanding=True)),
-        _LOTS.c.remaining > 0,
-        _LOTS.c.expires_at > bindparam("now"),
-    )
-    .group_by(_LOTS.c.member_id)
+# store.loyalty.ledger.held: the balance from the member's row.
+_BALANCES = select(_MEMBERS.c.id, ledger.held(bindparam("now"))).where(
+    _MEMBERS.c.id.in_(bindparam("ids", expanding=True))
 )
 _MARK_SENDING = (
     update(_OUTBOX)

@@ -99,6 +99,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "store",
         "delivery_failures",
         "last_purchase_at",
+        "open_points",  # what the member's open lots hold, as store.loyalty.ledger keeps it
+        "open_points_until",
     ),
     "profile_answers": ("id", "program_id", "member_id", "question_id", "value", "answered_at"),
     "purchases": (
@@ -212,6 +214,8 @@ class Generator:
                 store,
                 0,
                 None,
+                0,
+                None,
             )
         )
         if erased:
@@ -223,9 +227,11 @@ class Generator:
             self.answer(rows, base, member_id, club.size, [rng.choice(SIZES)], created)
         if rng.random() < 0.3:
             last = self.purchases(rows, base, member_id, created)
-            rows.members[-1] = (*rows.members[-1][:-1], last)
+            row = rows.members[-1]
+            rows.members[-1] = (*row[:-3], last, *row[-2:])
         if rng.random() < 0.4:
-            self.lots(rows, base, member_id, created)
+            held, until = self.lots(rows, base, member_id, created)
+            rows.members[-1] = (*rows.members[-1][:-2], held, until)
 
     def answer(
         self,
@@ -295,8 +301,12 @@ class Generator:
                 )
         return last
 
-    def lots(self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime) -> None:
+    def lots(
+        self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime
+    ) -> tuple[int, dt.datetime | None]:
+        """The member's lots; returns what the open ones hold and their earliest end."""
         rng = self.rng
+        held, until = 0, None
         span = max(60.0, (self.now - since).total_seconds())
         for _ in range(rng.randint(1, 4)):
             entry_id = base["ledger_entries"] + self.ids["entries"]
@@ -310,6 +320,10 @@ class Generator:
                 (entry_id, self.club.id, member_id, "bonus", points, 0, "bench", expires, earned)
             )
             rows.point_lots.append((entry_id, self.club.id, member_id, points, remaining, expires))
+            if remaining > 0:
+                held += remaining
+                until = expires if until is None else min(until, expires)
+        return held, until
 
 
 # --- populating -----------------------------------------------------------------------------------
@@ -378,7 +392,7 @@ SQLITE_CONVERT: dict[str, dict[int, Any]] = {
     table: {
         i: sqlite_date if name == "birthday" else sqlite_instant
         for i, name in enumerate(columns)
-        if name == "birthday" or name.endswith("_at")
+        if name == "birthday" or name.endswith(("_at", "_until"))
     }
     for table, columns in COLUMNS.items()
 }

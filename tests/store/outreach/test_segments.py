@@ -1434,6 +1434,10 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
                     expires_at=end,
                 )
             )
+        # What store.loyalty.ledger keeps on the member's row as it writes lots.
+        held = [(remaining, end) for remaining, end in one.lots if remaining > 0]
+        member.open_points = sum(remaining for remaining, _ in held)
+        member.open_points_until = min((end for _, end in held), default=None)
         if erased:
             members.erase(session, member, NOW - DAY)
         session.flush()
