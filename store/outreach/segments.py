@@ -771,7 +771,16 @@ def _points(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
     if (low or 0) <= 0 and high is None:
         return false() if negate else true()
-    positive = _within(ledger.held(literal(scope.now, _INSTANT)), low, high)
+    # held is never above open_points (it leaves out ended lots), so open_points decides most
+    # members before held is read: below `low`, out; at most `high`, in.
+    held = ledger.held(literal(scope.now, _INSTANT))
+    kept = _MEMBERS.c.open_points
+    parts = []
+    if low is not None:
+        parts += [kept >= low, held >= low]
+    if high is not None:
+        parts.append(or_(kept <= high, held <= high))
+    positive = and_(*parts)
     return not_(positive) if negate else positive
 
 
