@@ -319,6 +319,16 @@ def expire_due(session: Session, now: dt.datetime, limit: int = 5000) -> int:
 
 def _expire(session: Session, lots: list[tuple[int, int, int, int, dt.datetime]]) -> int:
     conn = session.connection()
+    if lots and session.get_bind().dialect.name == "postgresql":
+        # The members first, in id order, as every writer of lots locks its member first: a
+        # spend holding a member's row and waiting for their lot would otherwise deadlock with
+        # this batch holding the lot and waiting for the row (to write open_points).
+        conn.execute(
+            select(_MEMBERS.c.id)
+            .where(_MEMBERS.c.id.in_(sorted({lot[1] for lot in lots})))
+            .order_by(_MEMBERS.c.id)
+            .with_for_update()
+        )
     closed = 0
     settled: dict[int, int] = {}  # member -> points of their lots closed here
     for program_id, member_id, entry_id, remaining, expires_at in lots:
