@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from store.database import plain_rows
 from store.loyalty import coupons, offers
 from store.loyalty.earning import Line
 from store.models import Coupon, CouponTemplate, Member, Purchase, PurchaseLine, Tier
@@ -103,7 +104,7 @@ def quote(
             conn, program_id, codes
         )
     params |= {f"c{i}": code for i, code in enumerate(wanted)}
-    rows = conn.execute(_QUOTES[key, len(wanted)], params).all()
+    rows = plain_rows(conn, _QUOTES[key, len(wanted)], params)
     if not rows:
         return None, given_from(codes, [])
     return _shopper_of(rows[0]), given_from(codes, [row[_SHOPPER_WIDTH:] for row in rows])
@@ -118,8 +119,8 @@ def shopper(
         query, params = _SHOPPER_BY_ID, {"program_id": program_id, "member_id": member_id}
     else:
         query, params = _SHOPPER_BY_PHONE, {"program_id": program_id, "phone": phone}
-    row = conn.execute(query, params).first()
-    return None if row is None else _shopper_of(row)
+    rows = plain_rows(conn, query, params)
+    return _shopper_of(rows[0]) if rows else None
 
 
 def _shopper_of(row: Sequence[Any]) -> Shopper:
@@ -167,7 +168,7 @@ def given(conn: Connection, program_id: int, codes: Sequence[str]) -> list[offer
     """Each code as sent, with the club's coupon it names: one plain read for all of them (the
     rows as they are now, whatever a Session around the connection holds)."""
     wanted = sorted({coupons.normalize(code) for code in codes})
-    rows = conn.execute(*_given_query(program_id, wanted)).all() if wanted else []
+    rows = _given_rows(conn, program_id, wanted) if wanted else []
     return given_from(codes, rows)
 
 
@@ -261,12 +262,12 @@ _QUOTES = {
 }
 
 
-def _given_query(program_id: int, codes: list[str]) -> tuple[Select[Any], dict[str, Any]]:
+def _given_rows(conn: Connection, program_id: int, codes: list[str]) -> Sequence[Sequence[Any]]:
     if len(codes) > _FIXED_CODES:
-        return _GIVEN_ANY, {"program_id": program_id, "codes": codes}
+        return conn.execute(_GIVEN_ANY, {"program_id": program_id, "codes": codes}).all()
     params: dict[str, Any] = {f"c{i}": code for i, code in enumerate(codes)}
     params["program_id"] = program_id
-    return _GIVEN_FIXED[len(codes)], params
+    return plain_rows(conn, _GIVEN_FIXED[len(codes)], params)
 
 
 def price(

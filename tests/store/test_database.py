@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import Connection, bindparam, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
 from store.clubs import programs
-from store.database import Database, SqliteDatabase, open_database
+from store.database import Database, SqliteDatabase, open_database, plain_rows
 from store.errors import Conflict, NotFound, NumberTaken
 from store.models import Program, ProgramNumber
 
@@ -227,6 +227,33 @@ async def test_a_read_sees_what_was_committed(db: Database) -> None:
     club = await db.run(lambda s: create_club(s, 1))
     name = await db.read(lambda s: s.scalar(select(Program.name).where(Program.id == club)))
     assert name == "Klubb 1"
+
+
+# Types the driver hands back as text on SQLite (instants, JSON), a NULL, and a bound literal.
+_PLAIN = select(
+    Program.__table__.c.id,
+    Program.__table__.c.name,
+    Program.__table__.c.created_at,
+    Program.__table__.c.quiet_start,
+    Program.__table__.c.country,
+).where(Program.__table__.c.id == bindparam("club"), Program.__table__.c.country != "XX")
+
+
+async def test_a_lookups_plain_rows_are_what_execute_gives(db: Database) -> None:
+    """Database.lookup with plain_rows (the driver's cursor on SQLite) reads what execute does,
+    types applied, for a row and for none."""
+    club = await db.run(lambda s: create_club(s, 1))
+    for wanted in (club, club + 1000):
+
+        def both(conn: Connection, wanted: int = wanted) -> tuple[list[Any], list[Any]]:
+            params = {"club": wanted}
+            return plain_rows(conn, _PLAIN, params), list(conn.execute(_PLAIN, params).all())
+
+        plain, executed = await db.lookup(both)
+        assert plain == [tuple(row) for row in executed]
+        if wanted == club:
+            assert isinstance(plain[0][2], dt.datetime)
+            assert plain[0][2].tzinfo is not None
 
 
 async def test_a_read_runs_while_the_writer_is_busy(tmp_path: Path, sqlite_template: Path) -> None:
