@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from store.cache import TtlCache
 from store.clubs.apikeys import Caller
@@ -23,6 +24,25 @@ class KeyCache(TtlCache[str, Caller]):
         self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic, size: int = 1024
     ) -> None:
         super().__init__(ttl, clock, size)
+        self._checking: dict[str, asyncio.Future[Caller | None]] = {}
+
+    async def verified(
+        self, secret: str, verify: Callable[[], Awaitable[Caller | None]]
+    ) -> Caller | None:
+        """The caller of a secret the cache doesn't hold (None: not a valid key), checked once
+        however many requests ask at the same moment: when a busy till's entry expires, every
+        request it has in flight misses together, and each checking for itself would queue a
+        key check per request behind the SQLite writer (the tail of tests/bench/baskets.py)."""
+        check = self._checking.get(secret)
+        if check is None:
+            check = asyncio.ensure_future(verify())
+            self._checking[secret] = check
+            check.add_done_callback(lambda _done: self._checking.pop(secret, None))
+        # Shielded: a caller that goes away (its client hung up) doesn't cancel the others'.
+        caller = await asyncio.shield(check)
+        if caller is not None:
+            self.put(secret, caller)
+        return caller
 
 
 def bearer_secret(header: str | None) -> str | None:

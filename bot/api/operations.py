@@ -222,14 +222,16 @@ async def authenticate(request: web.Request) -> Caller:
     caller = cache.get(secret)
     if caller is None:
         now = utc_now()
-        caller = await request.app[DB].run(lambda session: apikeys.verify(session, secret, now))
+        db = request.app[DB]
+        caller = await cache.verified(
+            secret, lambda: db.run(lambda session: apikeys.verify(session, secret, now))
+        )
         if caller is None:
             raise ApiError(
                 401,
                 "unknown or revoked API key",
                 headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
             )
-        cache.put(secret, caller)
     return caller
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -282,3 +283,38 @@ class TestBodies:
         answer = await Till(client, key).post("/members", raw=body)
         assert answer.status == 422
         assert answer.body["field"] == "consent.evidence"
+
+
+class TestKeyChecks:
+    """A key the cache doesn't hold is checked once, however many requests ask at once."""
+
+    async def test_requests_arriving_together_share_one_check(self) -> None:
+        cache = KeyCache()
+        checks = 0
+        release = asyncio.Event()
+        caller = apikeys.Caller(1, 1, "till", None, frozenset(), "NOK", "NO")
+
+        async def verify() -> apikeys.Caller | None:
+            nonlocal checks
+            checks += 1
+            await release.wait()
+            return caller
+
+        waiting = [asyncio.ensure_future(cache.verified("secret", verify)) for _ in range(20)]
+        await asyncio.sleep(0)
+        waiting[0].cancel()  # one client hangs up: the others still get their answer
+        release.set()
+        answers = await asyncio.gather(*waiting[1:])
+        assert checks == 1
+        assert answers == [caller] * 19
+        assert cache.get("secret") == caller
+
+    async def test_an_unknown_key_is_not_remembered(self) -> None:
+        cache = KeyCache()
+
+        async def verify() -> apikeys.Caller | None:
+            return None
+
+        assert await cache.verified("nope", verify) is None
+        assert cache.get("nope") is None
+        assert await cache.verified("nope", verify) is None
