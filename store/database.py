@@ -22,8 +22,8 @@ chosen by measurement (../shared/PERFORMANCE.md):
   `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
   With `postgresql+psycopg://` (the `postgres` extra), the sync Session over psycopg 3 in a
   pool of threads instead, one hop a unit: no greenlet switch and no event-loop wake-up per
-  statement, about twice the texts a second of asyncpg's path on a busy 2-core machine
-  (README: Benchmarks). Same locking and retries.
+  statement: about twice the texts a second of asyncpg's path on a 2-core machine whose cores
+  are busy, two thirds of it with a core free (README: Benchmarks). Same locking and retries.
 """
 
 from __future__ import annotations
