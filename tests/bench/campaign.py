@@ -499,19 +499,24 @@ def run_faults(args: argparse.Namespace, url: str, campaign_id: int) -> bool:
     return met
 
 
+def fill(args: argparse.Namespace, url: str, kind: str, path: Path) -> bool:
+    """The club filled and a campaign sent 10 days ago to every third member (the cap's
+    subquery reads real rows); False if the fill failed."""
+    began = time.perf_counter()
+    if segment_bench.fill_club(url, kind, path, args.members, NOW, args.seed) is None:
+        return False
+    earlier = segment_bench.past_campaign(url, NOW - dt.timedelta(days=10), name="Earlier", every=3)
+    print(
+        f"database: {kind}, {args.members:,} members and a campaign of {earlier:,} sent"
+        f" 10 days ago, filled in {time.perf_counter() - began:.1f} s"
+    )
+    return True
+
+
 def preview_only(args: argparse.Namespace, url: str, kind: str, path: Path) -> int:
     """Fill the club (unless --reuse) and time the broadcast's preview, --repeats times."""
-    if not args.reuse:
-        began = time.perf_counter()
-        if segment_bench.fill_club(url, kind, path, args.members, NOW, args.seed) is None:
-            return 2
-        earlier = segment_bench.past_campaign(
-            url, NOW - dt.timedelta(days=10), name="Earlier", every=3
-        )
-        print(
-            f"database: {kind}, {args.members:,} members and a campaign of {earlier:,} sent"
-            f" 10 days ago, filled in {time.perf_counter() - began:.1f} s"
-        )
+    if not args.reuse and not fill(args, url, kind, path):
+        return 2
     runs = asyncio.run(_previews(url, args.repeats))
     figures = runs[0][2]
     print(
@@ -608,17 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         kind = make_url(url).get_backend_name()
         if args.preview_only:
             return preview_only(args, url, kind, path)
-        began = time.perf_counter()
-        if segment_bench.fill_club(url, kind, path, args.members, NOW, args.seed) is None:
+        if not fill(args, url, kind, path):
             return 2
-        # Sent 10 days ago to every third member: the cap's subquery reads real rows.
-        earlier = segment_bench.past_campaign(
-            url, NOW - dt.timedelta(days=10), name="Earlier", every=3
-        )
-        print(
-            f"database: {kind}, {args.members:,} members and a campaign of {earlier:,} sent"
-            f" 10 days ago, filled in {time.perf_counter() - began:.1f} s"
-        )
         plan = run_phase("plan", url, args.batch)
         print(
             f"preview: {plan['preview_s']:.2f} s — {plan['recipients']:,} recipients,"
