@@ -599,6 +599,7 @@ def preview(
     links the sender puts in their place (store.outreach.clicks); without, as written."""
     moment = _first_send(program, campaign, now)
     dialect = session.get_bind().dialect.name
+    segments.without_jit(session)
     # One read of the segment's members, every figure a sum beside the others (three reads
     # took 2.0 s for a million members), the club's members as segments.count finds them.
     members_of, in_segment = segments.compile_joined(
