@@ -10,6 +10,7 @@ message may have been taken, so the row waits for `find_sent` instead of being s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import email.utils
@@ -88,6 +89,10 @@ class TwilioGateway:
         self._in_flight = in_flight
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        # A send waits here for one of the pool's connections before its timeouts start:
+        # waiting inside aiohttp's pool counts against `connect` and `total`, so a burst larger
+        # than the pool would time out sends that never left (a loaded machine, 2,000 at once).
+        self._slots = asyncio.Semaphore(in_flight)
         self._credentials_logged_at = -CREDENTIALS_LOG_EVERY
 
     def _http(self) -> aiohttp.ClientSession:
@@ -115,11 +120,14 @@ class TwilioGateway:
         """POST one message; its sid, or the typed error the answer means."""
         form = urlencode({"To": message.to, "From": message.from_, "Body": message.body})
         try:
-            async with self._http().post(
-                self.messages_url,
-                data=(form + self._callback_field).encode(),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            ) as response:
+            async with (
+                self._slots,
+                self._http().post(
+                    self.messages_url,
+                    data=(form + self._callback_field).encode(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                ) as response,
+            ):
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 raw = await response.read()
