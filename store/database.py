@@ -116,13 +116,14 @@ def plain_rows(conn: Connection, statement: Executable, params: dict[str, Any]) 
     ]
 
 
-_PLAIN: dict[tuple[int, str], tuple[Any, list[Any]]] = {}
+# By the statement itself (a statement hashes by identity): plain_rows is for module-level ones.
+_PLAIN: dict[tuple[Executable, str], tuple[Any, list[Any]]] = {}
 
 
 def _plain(statement: Executable, dialect: Any) -> tuple[Any, list[Any]]:
     """The statement compiled for the dialect, and each result column's processor (None: the
-    driver's value as it is). Kept per statement: plain_rows is for module-level ones."""
-    key = (id(statement), dialect.name)
+    driver's value as it is)."""
+    key = (statement, dialect.name)
     found = _PLAIN.get(key)
     if found is None:
         compiled = statement.compile(dialect=dialect)
@@ -130,13 +131,8 @@ def _plain(statement: Executable, dialect: Any) -> tuple[Any, list[Any]]:
             column.type._cached_result_processor(dialect, None)
             for column in compiled._result_columns  # type: ignore[attr-defined]
         ]
-        # The statement is kept too, so its id is never reused for another while cached.
         found = _PLAIN[key] = (compiled, processors)
-        _KEPT.append(statement)
     return found
-
-
-_KEPT: list[Executable] = []
 
 
 def sync_sqlite_engine(url: str, *, read_only: bool = False, begins: bool = True) -> Engine:
@@ -402,8 +398,7 @@ class PostgresDatabase:
                 async with self._sessions.begin() as session:
                     return await session.run_sync(work)
             except (IntegrityError, DBAPIError) as exc:
-                if attempt + 1 < PG_RETRIES and _is_retryable(exc):
-                    log.info("retrying a unit of work after %s", type(exc.orig).__name__)
+                if _once_more(exc, attempt):
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -438,9 +433,13 @@ class ThreadedPostgresDatabase:
         self._threads = ThreadPoolExecutor(PG_THREADS, thread_name_prefix="klubb-pg")
 
     async def run(self, work: UnitOfWork[T]) -> T:
+        return await self._hop(self._run, work)
+
+    async def _hop(self, call: Callable[[Any], T], work: Any) -> T:
+        """`call(work)` on one of the threads, in the caller's context variables."""
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, context.run, self._run, work
+            self._threads, context.run, call, work
         )
 
     def _run(self, work: UnitOfWork[T]) -> T:
@@ -449,8 +448,7 @@ class ThreadedPostgresDatabase:
                 with Session(self.engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
             except (IntegrityError, DBAPIError) as exc:
-                if attempt + 1 < PG_RETRIES and _is_retryable(exc):
-                    log.info("retrying a unit of work after %s", type(exc.orig).__name__)
+                if _once_more(exc, attempt):
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -459,10 +457,7 @@ class ThreadedPostgresDatabase:
         return await self.run(work)
 
     async def lookup(self, work: Lookup[T]) -> T:
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._threads, context.run, self._lookup, work
-        )
+        return await self._hop(self._lookup, work)
 
     def _lookup(self, work: Lookup[T]) -> T:
         with self.engine.connect() as connection, connection.begin():
@@ -473,6 +468,14 @@ class ThreadedPostgresDatabase:
         await loop.run_in_executor(None, self._threads.shutdown)
         with contextlib.suppress(Exception):
             self.engine.dispose()
+
+
+def _once_more(exc: DBAPIError, attempt: int) -> bool:
+    """Whether a unit of work that failed so on its `attempt` (0-based) runs again."""
+    if attempt + 1 < PG_RETRIES and _is_retryable(exc):
+        log.info("retrying a unit of work after %s", type(exc.orig).__name__)
+        return True
+    return False
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
