@@ -81,7 +81,7 @@ async def _answer_text(request: web.Request) -> tuple[web.Response, str, TurnRes
     )
     try:
         try:
-            result = await request.app[DB].run(turn)
+            result = await request.app[DB].turn(turn)
         except SeenBefore:
             # A retry is answered inside the turn, looked up first; this is one that raced its
             # first delivery (committed meanwhile): answered as the first time, no effect twice.
@@ -159,7 +159,7 @@ async def message_status(request: web.Request) -> web.Response:
         )
         return True
 
-    if not await request.app[DB].run(record):
+    if not await request.app[DB].turn(record):
         return _problem(404, f"no club sends from From number {sender}")
     return web.Response(status=204)
 

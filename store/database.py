@@ -20,10 +20,15 @@ chosen by measurement (../shared/PERFORMANCE.md):
 - PostgreSQL: SQLAlchemy's async engine over asyncpg, the same sync function run through
   `AsyncSession.run_sync` (no threads). Turns of one member are serialised by
   `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
-  With `postgresql+psycopg://` (the `postgres` extra), the sync Session over psycopg 3 in a
-  pool of threads instead, one hop a unit: no greenlet switch and no event-loop wake-up per
-  statement: about twice the texts a second of asyncpg's path on a 2-core machine whose cores
-  are busy, two thirds of it with a core free (README: Benchmarks). Same locking and retries.
+  The hot path's short units (`Database.turn`: a text's turn, a delivery receipt, an API call)
+  go instead to a writer thread with its own psycopg 3 connection, which commits the units
+  arriving together in one transaction as SQLite's writer does (the same group commit, the
+  same savepoints when one fails; a unique-key race or a deadlock runs the unit again in its
+  savepoint): a turn then costs no BEGIN or COMMIT round trip of its own, no greenlet switch
+  and no event-loop wake-up per statement (README: Benchmarks). Long units (jobs, reports,
+  the admin) stay on asyncpg, beside it, so a journeys chunk never holds up a text.
+  With `postgresql+psycopg://`, every unit runs on the sync Session over psycopg 3 in a pool
+  of threads instead, one hop a unit (measured against the above). Same locking and retries.
 """
 
 from __future__ import annotations
@@ -68,6 +73,12 @@ class Database(Protocol):
     dialect: str
 
     async def run(self, work: UnitOfWork[T]) -> T: ...
+
+    async def turn(self, work: UnitOfWork[T]) -> T:
+        """Run a short unit of the hot path (a text's turn): as `run` does, but on PostgreSQL
+        through a writer thread that commits the turns arriving together in one transaction,
+        as SQLite's writer does."""
+        ...
 
     async def read(self, work: UnitOfWork[T]) -> T:
         """Run a unit of work that only reads, in one snapshot, beside the writer."""
@@ -187,6 +198,129 @@ class _Job:
 _STOP = object()
 
 
+class _GroupWriter:
+    """One thread owning one connection: the units that arrive together run in one
+    transaction and are committed together (group commit); see the module docstring.
+
+    `changes(session)` counts what the connection has written so far (a refusal after a
+    write is a failure); `retryable(exc)` says whether a unit that failed so runs again in its
+    savepoint (PostgreSQL's unique-key races and deadlocks); `counted`: the SQLite writer's
+    queue and group sizes go to /metrics."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        changes: Callable[[Session], int],
+        retryable: Callable[[BaseException], bool] | None = None,
+        *,
+        counted: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._changes = changes
+        self._retryable = retryable or (lambda _exc: False)
+        self._counted = counted
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, work: UnitOfWork[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._counted:
+            # Counted before it is queued: the writer may take it (and count it off) at once.
+            metrics.SQLITE_WRITER_QUEUE.inc()
+        self.jobs.put(_Job(work, future, loop, contextvars.copy_context()))
+        return await future
+
+    async def close(self) -> None:
+        self.jobs.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self.engine.dispose()
+
+    def _serve(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self.jobs.get()
+            if first is _STOP:
+                break
+            jobs: list[_Job] = [first]
+            while len(jobs) < GROUP_COMMIT_MAX:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stopping = True
+                    break
+                jobs.append(more)
+            if self._counted:
+                metrics.SQLITE_WRITER_QUEUE.dec(len(jobs))
+                metrics.SQLITE_WRITER_GROUP.observe(len(jobs))
+            self._run_group(jobs)
+        self.engine.dispose()
+
+    def _run_group(self, jobs: list[_Job]) -> None:
+        outcomes = self._run_together(jobs)
+        if outcomes is None:
+            outcomes = self._run_apart(jobs)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, settled in by_loop.items():
+            # One wake-up of the event loop per group, not one per turn.
+            loop.call_soon_threadsafe(_settle_all, settled)
+
+    def _run_together(self, jobs: list[_Job]) -> list[tuple[bool, Any]] | None:
+        """The common case: every unit of the group in one transaction, no savepoints.
+
+        None when a unit failed in a group of several (or failed so that it may run again):
+        the group is then run again apart.
+        """
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                session.begin()
+                outcomes = [
+                    job.context.run(_refused_or_done, job.work, session, self._changes)
+                    for job in jobs
+                ]
+                session.commit()
+        # BaseException too: whatever a unit raises (a test's pytest.fail is one) goes to its
+        # caller, and the writer thread lives on to serve everyone else.
+        except BaseException as exc:
+            if len(jobs) == 1 and not self._retryable(exc):
+                return [(False, exc)]
+            return None
+        return outcomes
+
+    def _run_apart(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run again, each unit in its own SAVEPOINT, so one failing unit undoes only itself
+        (a unit of work is a function of the database and its input: running it again after a
+        rollback is running it once)."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                session.begin()
+                outcomes = [
+                    job.context.run(_attempt_nested, job.work, session, self._retryable)
+                    for job in jobs
+                ]
+                if any(ok for ok, _ in outcomes):
+                    session.commit()
+                else:
+                    session.rollback()
+        except Exception as exc:
+            # The commit itself failed: no unit of the group is durable.
+            log.exception("group commit failed")
+            return [(False, exc)] * len(jobs)
+        return outcomes
+
+
+def _sqlite_changes(session: Session) -> int:
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    return int(raw.total_changes)  # rows SQLite changed on this connection so far
+
+
 class SqliteDatabase:
     """SQLite through one writer thread with group commit."""
 
@@ -194,24 +328,21 @@ class SqliteDatabase:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = sync_sqlite_engine(url)
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(
-            target=self._writer, name="klubb-sqlite-writer", daemon=True
+        self._writer = _GroupWriter(
+            sync_sqlite_engine(url), "klubb-sqlite-writer", _sqlite_changes, counted=True
         )
-        self._thread.start()
+        self.engine = self._writer.engine
+        self._jobs = self._writer.jobs
         self._read_engine: Engine | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._lookup_engine: Engine | None = None
         self._lookups = threading.local()
 
     async def run(self, work: UnitOfWork[T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        # Counted before it is queued: the writer may take it (and count it off) at once.
-        metrics.SQLITE_WRITER_QUEUE.inc()
-        self._jobs.put(_Job(work, future, loop, contextvars.copy_context()))
-        return await future
+        return await self._writer.run(work)
+
+    async def turn(self, work: UnitOfWork[T]) -> T:
+        return await self._writer.run(work)
 
     async def read(self, work: UnitOfWork[T]) -> T:
         if self._readers is None:
@@ -251,10 +382,8 @@ class SqliteDatabase:
             driver.execute("COMMIT")
 
     async def close(self) -> None:
-        self._jobs.put(_STOP)
+        await self._writer.close()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._thread.join)
-        self.engine.dispose()
         if self._readers is not None:
             await loop.run_in_executor(None, self._readers.shutdown)
             assert self._read_engine is not None
@@ -262,98 +391,36 @@ class SqliteDatabase:
         if self._lookup_engine is not None:
             self._lookup_engine.dispose()
 
-    def _writer(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._jobs.get()
-            if first is _STOP:
-                break
-            jobs: list[_Job] = [first]
-            while len(jobs) < GROUP_COMMIT_MAX:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stopping = True
-                    break
-                jobs.append(more)
-            metrics.SQLITE_WRITER_QUEUE.dec(len(jobs))
-            metrics.SQLITE_WRITER_GROUP.observe(len(jobs))
-            self._run_group(jobs)
-        self.engine.dispose()
 
-    def _run_group(self, jobs: list[_Job]) -> None:
-        outcomes = self._run_together(jobs)
-        if outcomes is None:
-            outcomes = self._run_apart(jobs)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for job, (ok, value) in zip(jobs, outcomes, strict=True):
-            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
-        for loop, settled in by_loop.items():
-            # One wake-up of the event loop per group, not one per turn.
-            loop.call_soon_threadsafe(_settle_all, settled)
-
-    def _run_together(self, jobs: list[_Job]) -> list[tuple[bool, Any]] | None:
-        """The common case: every unit of the group in one transaction, no savepoints.
-
-        None when a unit failed in a group of several: the group is then run again apart.
-        """
-        try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                session.begin()
-                outcomes = [job.context.run(_refused_or_done, job.work, session) for job in jobs]
-                session.commit()
-        # BaseException too: whatever a unit raises (a test's pytest.fail is one) goes to its
-        # caller, and the writer thread lives on to serve everyone else.
-        except BaseException as exc:
-            if len(jobs) == 1:
-                return [(False, exc)]
-            return None
-        return outcomes
-
-    def _run_apart(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
-        """Run again, each unit in its own SAVEPOINT, so one failing unit undoes only itself
-        (a unit of work is a function of the database and its input: running it again after a
-        rollback is running it once)."""
-        try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                session.begin()
-                outcomes = [job.context.run(_attempt_nested, job.work, session) for job in jobs]
-                if any(ok for ok, _ in outcomes):
-                    session.commit()
-                else:
-                    session.rollback()
-        except Exception as exc:
-            # The commit itself failed: no unit of the group is durable.
-            log.exception("group commit failed")
-            return [(False, exc)] * len(jobs)
-        return outcomes
-
-
-def _refused_or_done(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
+def _refused_or_done(
+    work: UnitOfWork[Any], session: Session, changes: Callable[[Session], int]
+) -> tuple[bool, Any]:
     """Run a unit in the group's transaction. A refusal (the store's own error: a 404 or a 409
     of the API, a rule broken) raised before the unit changed anything is its answer, kept as a
     value: there is nothing to undo, so the group goes on. Any other failure, or a refusal
     after a change (a row written, an object added or changed in the session), propagates,
     and the group runs again apart."""
-    raw = session.connection().connection.dbapi_connection
-    assert raw is not None
-    changes = raw.total_changes  # rows SQLite changed on this connection so far
+    before = changes(session)
     try:
         return True, work(session)
     except StoreError as refused:
-        if raw.total_changes != changes or session.new or session.dirty or session.deleted:
+        if changes(session) != before or session.new or session.dirty or session.deleted:
             raise
         return False, refused
 
 
-def _attempt_nested(work: UnitOfWork[Any], session: Session) -> tuple[bool, Any]:
-    nested = session.begin_nested()
-    ok, value = _attempt(work, session)
-    if not ok:
+def _attempt_nested(
+    work: UnitOfWork[Any], session: Session, retryable: Callable[[BaseException], bool]
+) -> tuple[bool, Any]:
+    for attempt in range(PG_RETRIES):
+        nested = session.begin_nested()
+        ok, value = _attempt(work, session)
+        if ok:
+            break
         nested.rollback()
-        return ok, value
+        if attempt + 1 == PG_RETRIES or not retryable(value):
+            return ok, value
+        log.info("retrying a unit of work after %s", type(value).__name__)
     try:
         nested.commit()
     except Exception as exc:
@@ -391,6 +458,7 @@ class PostgresDatabase:
         parsed = make_url(url).set(drivername="postgresql+asyncpg")
         self.engine: AsyncEngine = create_async_engine(parsed, pool_size=10, max_overflow=5)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._turns: _GroupWriter | None = None
 
     async def run(self, work: UnitOfWork[T]) -> T:
         for attempt in range(PG_RETRIES):
@@ -403,6 +471,14 @@ class PostgresDatabase:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def turn(self, work: UnitOfWork[T]) -> T:
+        if self._turns is None:
+            # Made on first use: the CLI, migrations and jobs never take a turn.
+            self._turns = _GroupWriter(
+                turn_engine(self.url), "klubb-pg-turns", _pg_writes, _retryable_failure
+            )
+        return await self._turns.run(work)
+
     async def read(self, work: UnitOfWork[T]) -> T:
         return await self.run(work)
 
@@ -411,8 +487,43 @@ class PostgresDatabase:
             return await connection.run_sync(work)
 
     async def close(self) -> None:
+        if self._turns is not None:
+            await self._turns.close()
         with contextlib.suppress(Exception):
             await self.engine.dispose()
+
+
+# Query parameters of a URL that only asyncpg reads (psycopg refuses them).
+_ASYNCPG_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+def turn_engine(url: str) -> Engine:
+    """The turns' writer engine for a PostgreSQL URL: psycopg 3 (sync, no greenlet bridge or
+    event-loop wake-up per statement), one connection, statements that write counted on it
+    (`_pg_writes`)."""
+    parsed = make_url(url)
+    parsed = parsed.set(
+        drivername="postgresql+psycopg",
+        query={k: v for k, v in parsed.query.items() if k not in _ASYNCPG_ONLY},
+    )
+    engine = create_engine(parsed, pool_size=1, max_overflow=0, pool_pre_ping=True)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count_writes(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Anything but a plain SELECT may have written (a CTE too): a refusal after it is a
+        # failure, and the group runs again apart (_refused_or_done).
+        if statement[:6] != "SELECT":
+            conn.info["writes"] = conn.info.get("writes", 0) + 1
+
+    return engine
+
+
+def _pg_writes(session: Session) -> int:
+    return int(session.connection().info.get("writes", 0))
+
+
+def _retryable_failure(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and _is_retryable(exc)
 
 
 # Threads of ThreadedPostgresDatabase: each holds a connection for its turn, so as many as
@@ -452,6 +563,9 @@ class ThreadedPostgresDatabase:
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def turn(self, work: UnitOfWork[T]) -> T:
+        return await self.run(work)
 
     async def read(self, work: UnitOfWork[T]) -> T:
         return await self.run(work)

@@ -111,7 +111,9 @@ class Call:
     now: dt.datetime
 
     async def run(self, work: Callable[[Session], T]) -> T:
-        return await self.request.app[DB].run(work)
+        # A call is short, like a text's turn: on PostgreSQL it is committed with the turns
+        # arriving beside it (Database.turn).
+        return await self.request.app[DB].turn(work)
 
 
 Handler = Callable[[Call], Awaitable[web.Response]]

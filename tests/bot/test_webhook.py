@@ -20,7 +20,7 @@ from bot.keys import DB
 from flows import conversation
 from locales.sms import is_gsm7, segments
 from store import messages
-from store.database import Database, SqliteDatabase
+from store.database import Database, PostgresDatabase, SqliteDatabase
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
 from tests.conftest import (
     PUBLIC_URL,
@@ -547,31 +547,35 @@ _PHONES = itertools.count()
 
 
 async def in_one_group(client: TestClient, posts: list[Any]) -> tuple[list[Any], list[int]]:
-    """Await `posts` (webhook deliveries) as one burst: on SQLite held behind a unit that
-    blocks the app's writer until all are queued, so they form one group. Their answers, in
-    order, and the sizes of the groups that were run again apart."""
+    """Await `posts` (webhook deliveries) as one burst: held behind a unit that blocks the
+    app's writer of turns (SQLite's writer, PostgreSQL's turns' writer) until all are queued,
+    so they form one group. Their answers, in order, and the sizes of the groups that were run
+    again apart."""
     app_db = client.server.app[DB]
-    if not isinstance(app_db, SqliteDatabase):
+    if not isinstance(app_db, SqliteDatabase | PostgresDatabase):
         return list(await asyncio.gather(*posts)), []
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(app_db.turn(lambda _s: gate.wait(10)))
+    await asyncio.sleep(0)
+    writer = app_db._writer if isinstance(app_db, SqliteDatabase) else app_db._turns
+    assert writer is not None
     apart: list[int] = []
-    real = app_db._run_apart
+    real = writer._run_apart
 
     def spied(jobs: Any) -> Any:
         apart.append(len(jobs))
         return real(jobs)
 
-    app_db._run_apart = spied  # type: ignore[method-assign]
+    writer._run_apart = spied  # type: ignore[method-assign]
     try:
-        gate = threading.Event()
-        blocker = asyncio.ensure_future(app_db.run(lambda _s: gate.wait(10)))
         running = [asyncio.ensure_future(post) for post in posts]
         for _ in range(500):
-            if app_db._jobs.qsize() >= len(posts):
+            if writer.jobs.qsize() >= len(posts):
                 break
             await asyncio.sleep(0.01)
         gate.set()
         await blocker
         answers = list(await asyncio.gather(*running))
     finally:
-        del app_db._run_apart
+        del writer._run_apart
     return answers, apart

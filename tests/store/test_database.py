@@ -335,33 +335,31 @@ KINDS = {
 
 
 async def run_as_one_group(db: Database, units: list[Any]) -> tuple[list[Any], int]:
-    """Run `units` as one burst: on SQLite held behind a unit that blocks the writer until all
-    are queued, so they form one group. Returns their results (or exceptions) and how many
-    groups were run again apart."""
+    """Run `units` as turns in one burst: held behind a unit that blocks the writer of turns
+    (SQLite's writer, PostgreSQL's turns' writer) until all are queued, so they form one group.
+    Returns their results (or exceptions) and how many groups were run again apart."""
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(db.turn(lambda _s: gate.wait(10)))
+    await asyncio.sleep(0.02)
+    writer = getattr(db, "_writer", None) or getattr(db, "_turns", None)
     again: list[int] = []
-    if isinstance(db, SqliteDatabase):
-        real = db._run_apart
+    if writer is not None:
+        real = writer._run_apart
 
         def spied(jobs: Any) -> Any:
             again.append(len(jobs))
             return real(jobs)
 
-        db._run_apart = spied  # type: ignore[method-assign]
+        writer._run_apart = spied  # type: ignore[method-assign]
     try:
-        gate = threading.Event()
-        blocker = None
-        if isinstance(db, SqliteDatabase):
-            blocker = asyncio.ensure_future(db.run(lambda _s: gate.wait(10)))
-            await asyncio.sleep(0.02)
-        runs = [asyncio.ensure_future(db.run(unit)) for unit in units]
+        runs = [asyncio.ensure_future(db.turn(unit)) for unit in units]
         await asyncio.sleep(0.02)
         gate.set()
-        if blocker is not None:
-            await blocker
+        await blocker
         results = await asyncio.gather(*runs, return_exceptions=True)
     finally:
-        if isinstance(db, SqliteDatabase):
-            del db._run_apart
+        if writer is not None:
+            del writer._run_apart
     return list(results), len(again)
 
 
@@ -370,7 +368,7 @@ async def numbers_in(db: Database) -> set[str]:
 
 
 class TestRefusals:
-    async def test_a_refusal_in_a_group_runs_no_unit_twice(self, sqlite_db) -> None:
+    async def test_a_refusal_in_a_group_runs_no_unit_twice(self, db) -> None:
         """A unit refused before it changed anything (an API's 404) is answered with its refusal
         and the rest of its group commits as it ran: no unit of the group runs twice."""
         calls: Counter[int] = Counter()
@@ -382,7 +380,7 @@ class TestRefusals:
 
             return work
 
-        results, again = await run_as_one_group(sqlite_db, [unit(i) for i in range(20)])
+        results, again = await run_as_one_group(db, [unit(i) for i in range(20)])
 
         assert again == 0
         assert set(calls.values()) == {1}
@@ -391,19 +389,19 @@ class TestRefusals:
                 assert isinstance(result, NotFound), (index, result)
             else:
                 assert isinstance(result, int), (index, result)
-        assert await numbers_in(sqlite_db) == {number(i) for i in range(20) if i % 5 != 3}
+        assert await numbers_in(db) == {number(i) for i in range(20) if i % 5 != 3}
 
-    async def test_a_refusal_after_a_write_is_undone_alone(self, sqlite_db) -> None:
+    async def test_a_refusal_after_a_write_is_undone_alone(self, db) -> None:
         """A unit refused after it wrote has something to undo: its group runs again apart, and
         only that unit's row is gone."""
         units = [
             functools.partial(create_club_then_refuse if i == 2 else create_club, index=i)
             for i in range(5)
         ]
-        results, again = await run_as_one_group(sqlite_db, units)
+        results, again = await run_as_one_group(db, units)
         assert again == 1
         assert isinstance(results[2], Conflict)
-        assert await numbers_in(sqlite_db) == {number(i) for i in (0, 1, 3, 4)}
+        assert await numbers_in(db) == {number(i) for i in (0, 1, 3, 4)}
 
 
 def test_any_mix_of_refusals_and_failures_in_a_group_answers_each_unit_as_alone(
