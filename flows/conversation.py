@@ -129,10 +129,9 @@ def handle_text(
 
     # Most texts (HELP, chatter, a balance) change nothing about the member: they are read as a
     # plain row, and the ORM object is loaded only for a turn that changes something.
-    row = members.state_by_phone(session, program.id, text.from_number, lock=True)
     # A retry is looked up first (an index lookup on the unique key), after the member's lock so
     # that on PostgreSQL a retry racing its first delivery sees it committed: no turn work.
-    seen = messages.find_inbound(session, program.id, text.provider_sid)
+    row, seen = members.state_for_turn(session, program.id, text.from_number, text.provider_sid)
     if seen is not None:
         return TurnResult(seen.reply, replayed=True, program_id=program.id)
     turn = _turn(session, program, row, text, clubs)

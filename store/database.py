@@ -39,7 +39,7 @@ import contextvars
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -127,14 +127,45 @@ def plain_rows(conn: Connection, statement: Executable, params: dict[str, Any]) 
     ]
 
 
+def pipelined(
+    conn: Connection, reads: Sequence[tuple[Executable, dict[str, Any]]]
+) -> list[list[Any]]:
+    """The rows of several Core selects, each as `plain_rows` gives them. On psycopg all are
+    sent at once in a pipeline, one round trip: the server still runs them one after another,
+    each on a snapshot of its own taken when it starts, so a read after a `FOR UPDATE` sees
+    what committed while the lock was waited for. Elsewhere one after another."""
+    if conn.dialect.driver != "psycopg":
+        return [plain_rows(conn, statement, params) for statement, params in reads]
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    plans = [(_plain(statement, conn.dialect), params) for statement, params in reads]
+    cursors = []
+    with driver.pipeline():
+        for (compiled, _), params in plans:
+            cursor = driver.cursor()
+            cursor.execute(compiled.string, compiled.construct_params(params))
+            cursors.append(cursor)
+    out = []
+    for cursor, ((_, processors), _) in zip(cursors, plans, strict=True):
+        rows = cursor.fetchall()
+        cursor.close()
+        if any(processors):
+            rows = [
+                tuple(v if f is None else f(v) for f, v in zip(processors, row, strict=True))
+                for row in rows
+            ]
+        out.append(rows)
+    return out
+
+
 # By the statement itself (a statement hashes by identity): plain_rows is for module-level ones.
-_PLAIN: dict[tuple[Executable, str], tuple[Any, list[Any]]] = {}
+_PLAIN: dict[tuple[Executable, str, str], tuple[Any, list[Any]]] = {}
 
 
 def _plain(statement: Executable, dialect: Any) -> tuple[Any, list[Any]]:
     """The statement compiled for the dialect, and each result column's processor (None: the
     driver's value as it is)."""
-    key = (statement, dialect.name)
+    key = (statement, dialect.name, dialect.driver)
     found = _PLAIN.get(key)
     if found is None:
         compiled = statement.compile(dialect=dialect)
@@ -523,7 +554,8 @@ def _pg_writes(session: Session) -> int:
 
 
 def _retryable_failure(exc: BaseException) -> bool:
-    return isinstance(exc, DBAPIError) and _is_retryable(exc)
+    # A driver's own error too: pipelined reads go to psycopg directly.
+    return _is_retryable(exc)
 
 
 # Threads of ThreadedPostgresDatabase: each holds a connection for its turn, so as many as
@@ -592,7 +624,8 @@ def _once_more(exc: DBAPIError, attempt: int) -> bool:
     return False
 
 
-def _is_retryable(exc: DBAPIError) -> bool:
+def _is_retryable(exc: BaseException) -> bool:
     # unique_violation (two first texts from one new number at once), serialization, deadlock.
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code in {"23505", "40001", "40P01"}

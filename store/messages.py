@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -108,6 +109,17 @@ def _raw_find_reply(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
         _RAW_FIND_REPLY[key] = (str(compiled), order)
     return _RAW_FIND_REPLY[key]
+
+
+def seen_read(program_id: int, provider_sid: str) -> tuple[Select[Any], dict[str, Any]]:
+    """find_inbound's statement and parameters, for a caller that sends it with others
+    (store.database.pipelined); `seen` reads its rows."""
+    return _FIND_REPLY, {"program_id": program_id, "provider_sid": provider_sid}
+
+
+def seen(rows: Sequence[Any]) -> SeenText | None:
+    """The text recorded before, from seen_read's rows."""
+    return SeenText(rows[0][0]) if rows else None
 
 
 def find_inbound(session: Session, program_id: int, provider_sid: str) -> SeenText | None:

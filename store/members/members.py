@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, make_transient, make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
-from store import states
+from store import messages, states
+from store.database import pipelined
 from store.models import (
     InboundMessage,
     Member,
@@ -56,6 +57,7 @@ _STATE_BY_PHONE = select(_MEMBERS).where(
     _MEMBERS.c.program_id == bindparam("program_id"), _MEMBERS.c.phone == bindparam("phone")
 )
 _STATE_BY_PHONE_LOCKED = _STATE_BY_PHONE.with_for_update()
+_MEMBER_COLUMNS = tuple(column.name for column in _STATE_BY_PHONE.selected_columns)
 
 
 def state_by_phone(
@@ -68,8 +70,10 @@ def state_by_phone(
     query = _STATE_BY_PHONE_LOCKED if lock else _STATE_BY_PHONE
     found = session.connection().execute(query, {"program_id": program_id, "phone": phone})
     row = found.mappings().first()
-    if row is None:
-        return None
+    return None if row is None else _state(row)
+
+
+def _state(row: Mapping[str, Any]) -> MemberState:
     return MemberState(
         id=row["id"],
         status=row["status"],
@@ -81,6 +85,29 @@ def state_by_phone(
         joined=row["joined_at"] is not None,
         columns=row,
     )
+
+
+def state_for_turn(
+    session: Session, program_id: int, phone: str, provider_sid: str
+) -> tuple[MemberState | None, messages.SeenText | None]:
+    """The member's state held for a text's turn (state_by_phone's lock), and the text as
+    recorded before if this is a retry (messages.find_inbound), looked up after the lock, so
+    that on PostgreSQL a retry racing its first delivery sees it committed. On psycopg the two
+    reads go in one round trip (store.database.pipelined)."""
+    connection = session.connection()
+    if connection.dialect.driver != "psycopg":
+        state = state_by_phone(session, program_id, phone, lock=True)
+        return state, messages.find_inbound(session, program_id, provider_sid)
+    member_rows, seen_rows = pipelined(
+        connection,
+        [
+            (_STATE_BY_PHONE_LOCKED, {"program_id": program_id, "phone": phone}),
+            messages.seen_read(program_id, provider_sid),
+        ],
+    )
+    if not member_rows:
+        return None, messages.seen(seen_rows)
+    return _state(dict(zip(_MEMBER_COLUMNS, member_rows[0], strict=True))), messages.seen(seen_rows)
 
 
 def attach(session: Session, state: MemberState) -> Member:

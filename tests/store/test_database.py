@@ -23,9 +23,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
 from store.clubs import programs
-from store.database import Database, SqliteDatabase, open_database, plain_rows
+from store.database import (
+    Database,
+    SqliteDatabase,
+    open_database,
+    pipelined,
+    plain_rows,
+    turn_engine,
+)
 from store.errors import Conflict, NotFound, NumberTaken
 from store.models import Program, ProgramNumber
+from tests.conftest import _truncate
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 BURST = 200
@@ -254,6 +262,62 @@ async def test_a_lookups_plain_rows_are_what_execute_gives(db: Database) -> None
         if wanted == club:
             assert isinstance(plain[0][2], dt.datetime)
             assert plain[0][2].tzinfo is not None
+
+
+async def test_pipelined_reads_are_what_execute_gives(db: Database) -> None:
+    """pipelined (one round trip on psycopg: a text's turn on PostgreSQL) reads what execute
+    does, each statement's rows in order, types applied, for a row and for none."""
+    club = await db.run(lambda s: create_club(s, 1))
+
+    def both(session: Session) -> tuple[list[list[Any]], list[list[Any]]]:
+        conn = session.connection()
+        reads = [(_PLAIN, {"club": club}), (_PLAIN, {"club": club + 1000})]
+        executed = [[tuple(row) for row in conn.execute(s, p).all()] for s, p in reads]
+        return pipelined(conn, reads), executed
+
+    got, executed = await db.turn(both)
+    assert got == executed
+    assert len(got[0]) == 1
+    assert got[1] == []
+    assert isinstance(got[0][0][2], dt.datetime)
+    assert got[0][0][2].tzinfo is not None
+
+
+async def test_a_pipelined_read_after_a_lock_sees_what_committed_while_it_waited(
+    postgres_schema: str,
+) -> None:
+    """On PostgreSQL a read sent in the same pipeline after a FOR UPDATE that had to wait sees
+    what the lock's holder committed meanwhile (each statement its own snapshot): what lets a
+    retried text's lookup go with its member's lock in one round trip."""
+    await _truncate(postgres_schema)
+    engine = turn_engine(postgres_schema)
+    holder = turn_engine(postgres_schema)
+    try:
+        with Session(holder) as session, session.begin():
+            club = create_club(session, 1)
+        locked = select(Program.id).where(Program.id == bindparam("club")).with_for_update()
+        added = select(ProgramNumber.number).where(ProgramNumber.program_id == bindparam("club"))
+        with holder.connect() as holding:
+            holding.execute(locked, {"club": club})  # the lock held, in its transaction
+
+            def read() -> list[list[Any]]:
+                with Session(engine) as session, session.begin():
+                    conn = session.connection()
+                    return pipelined(conn, [(locked, {"club": club}), (added, {"club": club})])
+
+            reading = asyncio.get_running_loop().run_in_executor(None, read)
+            await asyncio.sleep(0.3)
+            assert not reading.done()  # waiting for the lock
+            holding.execute(
+                ProgramNumber.__table__.insert(), {"program_id": club, "number": "+4799999999"}
+            )
+            holding.commit()
+            rows = await asyncio.wait_for(reading, 10)
+        assert rows[0] == [(club,)]
+        assert sorted(row[0] for row in rows[1]) == sorted([number(1), "+4799999999"])
+    finally:
+        engine.dispose()
+        holder.dispose()
 
 
 async def test_a_read_runs_while_the_writer_is_busy(tmp_path: Path, sqlite_template: Path) -> None:
