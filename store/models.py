@@ -523,6 +523,36 @@ class Purchase(Base):
     created_at: Mapped[dt.datetime]
 
 
+class PurchaseMonth(Base):
+    """A member's purchases in one month of their club's time zone, as counted and summed when
+    each was recorded (store.loyalty.purchases.record): the dashboard's buyers of a month are
+    its rows, without making a year of purchases distinct.
+
+    The month is its first instant and the next month's, in seconds since 1970: the zone's
+    months as they were when the purchase was recorded, so a club that changes its zone has
+    rows of both, and a report finds a month's rows wanting and counts it from the purchases.
+    Clustered by month on SQLite (WITHOUT ROWID): a month's rows, with their figures, are one
+    range of the table."""
+
+    __tablename__ = "purchase_months"
+    __table_args__ = (
+        # A member's rows go with them (the purchases do): found by member, not by scanning.
+        Index("ix_purchase_months_member_id", "member_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    month_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    month_end: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    purchases: Mapped[int] = mapped_column(Integer)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)  # refunds not deducted
+
+
 class PurchaseLine(Base):
     """One line of a purchase and the points it earned (what a refund of it takes back)."""
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -46,6 +47,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Interval,
@@ -67,6 +69,7 @@ from sqlalchemy.sql import Select, operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from store.errors import InvalidInput
+from store.loyalty import purchases
 from store.members import consent, members
 from store.models import (
     Campaign,
@@ -79,6 +82,7 @@ from store.models import (
     OutboxMessage,
     Program,
     Purchase,
+    PurchaseMonth,
     Refund,
     UTCDateTime,
 )
@@ -110,6 +114,7 @@ NEVER = "never"
 
 _MEMBERS = Member.__table__
 _PURCHASES = Purchase.__table__
+_MONTHS = PurchaseMonth.__table__
 _REFUNDS = Refund.__table__
 _OUTBOX = OutboxMessage.__table__
 _CONSENT = ConsentEvent.__table__
@@ -299,14 +304,10 @@ def member_figures(
 
         return select(of(_MEMBERS.c.status.in_(statuses)), of(_MEMBERS.c.status == members.ACTIVE))
 
-    rows = _each_slice(session, cut, per.zone, joined)
+    rows = _each_slice(session, cut, per.zone, lambda _, since, until: joined(since, until))
     new_by_slice = [Joined(s, *(int(v) for v in rows[i])) for i, s in enumerate(cut)]
-    still = func.sum(case((_MEMBERS.c.status == members.ACTIVE, 1), else_=0))
-    stores = session.execute(
-        select(_MEMBERS.c.store, func.count(), still).where(in_period).group_by(_MEMBERS.c.store)
-    ).all()
     new_by_store = sorted(
-        (JoinedAt(store, int(n), int(active or 0)) for store, n, active in stores),
+        (JoinedAt(store, n, active) for store, n, active in _by_store(session, in_period)),
         key=lambda row: (-row.joined, row.store is None, row.store or ""),
     )
     return MemberFigures(
@@ -319,6 +320,38 @@ def member_figures(
         new_by_slice=new_by_slice,
         new_by_store=new_by_store,
     )
+
+
+# Stores counted with a filter each in one read (SQLite) up to this many; more are grouped.
+_STORES_FILTERED = 16
+
+
+def _by_store(session: Session, joined: ColumnElement[bool]) -> list[tuple[str | None, int, int]]:
+    """(store, joined, of them members now) for each store someone in `joined` joined at.
+
+    On SQLite, the stores first (made distinct: a handful of entries), then each store's two
+    counts filtered in one read of the same index range: grouping by store sorted every new
+    member (12 months of a 1M club, 192,000: about 95 -> 55 ms of CPU)."""
+    active = _MEMBERS.c.status == members.ACTIVE
+    stores = None
+    if session.get_bind().dialect.name == "sqlite":
+        stores = session.scalars(
+            select(_MEMBERS.c.store).where(joined).distinct().limit(_STORES_FILTERED + 1)
+        ).all()
+    if stores is None or len(stores) > _STORES_FILTERED:
+        still = func.sum(case((active, 1), else_=0))
+        rows = session.execute(
+            select(_MEMBERS.c.store, func.count(), still).where(joined).group_by(_MEMBERS.c.store)
+        ).all()
+        return [(store, int(n), int(members_now or 0)) for store, n, members_now in rows]
+    if not stores:
+        return []
+    counts = []
+    for store in stores:
+        at = _MEMBERS.c.store.is_(None) if store is None else _MEMBERS.c.store == store
+        counts += [func.count().filter(at), func.count().filter(and_(at, active))]
+    row = session.execute(select(*counts).where(joined)).one()
+    return [(store, int(row[2 * i]), int(row[2 * i + 1])) for i, store in enumerate(stores)]
 
 
 # --- purchases --------------------------------------------------------------------------------
@@ -376,15 +409,21 @@ class PurchaseFigures:
 
 
 def purchase_figures(
-    session: Session, program: Program, per: Period, grain: str = AUTO
+    session: Session,
+    program: Program,
+    per: Period,
+    grain: str = AUTO,
+    *,
+    spent: Spent | None = None,
 ) -> PurchaseFigures:
-    """Purchases, revenue and buyers in the period and per week (or month); refunds apart."""
+    """Purchases, revenue and buyers in the period and per week (or month); refunds apart.
+    `spent`: the period's buyers as _spent counted them, when the caller has them."""
     in_period = and_(
         _PURCHASES.c.program_id == program.id,
         _PURCHASES.c.occurred_at >= literal(per.since, _INSTANT),
         _PURCHASES.c.occurred_at < literal(per.until, _INSTANT),
     )
-    buyers = session.scalar(_buyers(session, program, per, in_period))
+    buyers = spent.buyers if spent else session.scalar(_buyers(session, program, per, in_period))
     refunds, refunded = session.execute(
         select(func.count(), func.coalesce(func.sum(_REFUNDS.c.amount_minor), 0)).where(
             _REFUNDS.c.program_id == program.id,
@@ -409,8 +448,31 @@ def purchase_figures(
             _PURCHASES.c.occurred_at < until,
         )
 
-    rows = _each_slice(session, cut, per.zone, sales)
-    by_slice = [Sales(s, *(int(v or 0) for v in rows[i])) for i, s in enumerate(cut)]
+    kept = _months_kept(cut, per.zone) if chosen == MONTH else {}
+
+    def figures(i: int, since: Any, until: Any) -> Select[Any]:
+        if i not in kept:
+            return sales(since, until).add_columns(*_NO_MONTH)
+        return _from_months(program, since, until, *kept[i])
+
+    rows = _each_slice(session, cut, per.zone, figures)
+    counted: dict[int, tuple[int, int, int]] = {}
+    for i, (n, revenue, bought, *month) in enumerate(rows):
+        if i not in kept:
+            counted[i] = (int(n or 0), int(revenue or 0), int(bought or 0))
+        elif (int(month[0]), int(month[1])) == (int(n), int(revenue)):
+            # The month's rows hold every purchase the month's range of purchases does (the
+            # same count and sum): one row per member who bought in it.
+            counted[i] = (int(n), int(revenue), int(bought))
+    wanting = [i for i in range(len(cut)) if i not in counted]
+    if wanting:
+        # Months whose rows don't add up (the zone changed; purchases written without
+        # purchases.record): counted from the purchases, as any other slice.
+        pieces = [cut[i] for i in wanting]
+        again = _each_slice(session, pieces, per.zone, lambda _, since, until: sales(since, until))
+        for i, (n, revenue, bought) in zip(wanting, again, strict=True):
+            counted[i] = (int(n or 0), int(revenue or 0), int(bought or 0))
+    by_slice = [Sales(s, *counted[i]) for i, s in enumerate(cut)]
     return PurchaseFigures(
         currency=program.currency,
         purchases=sum(s.purchases for s in by_slice),
@@ -420,6 +482,58 @@ def purchase_figures(
         refunded_minor=int(refunded),
         by_slice=by_slice,
         grain=chosen,
+    )
+
+
+# A slice not read from purchase_months: its select's two columns more.
+_NO_MONTH = (literal(None, Integer), literal(None, Integer))
+
+
+def _months_kept(cut: Sequence[Slice], zone: ZoneInfo) -> dict[int, tuple[int, int]]:
+    """The slices that are whole months of the zone: {index: purchase_months' key}."""
+    kept = {}
+    for i, piece in enumerate(cut):
+        since, until = midnight(piece.start, zone), midnight(piece.end, zone)
+        key = purchases.month_of(since, zone)
+        if piece.whole and key == (int(since.timestamp()), int(until.timestamp())):
+            kept[i] = key
+    return kept
+
+
+def _from_months(
+    program: Program, since: Any, until: Any, month_start: int, month_end: int
+) -> Select[Any]:
+    """A whole month's purchases and revenue from the purchases index, its buyers as the rows
+    of purchase_months (a range of that table, clustered by month on SQLite), and what those
+    rows hold, to check them against the purchases: (purchases, revenue, buyers, the rows'
+    purchases, the rows' revenue)."""
+    live = (
+        select(
+            func.count().label("n"),
+            func.coalesce(func.sum(_PURCHASES.c.total_minor), 0).label("revenue"),
+        )
+        .where(
+            _PURCHASES.c.program_id == program.id,
+            _PURCHASES.c.occurred_at >= since,
+            _PURCHASES.c.occurred_at < until,
+        )
+        .subquery()
+    )
+    rows = (
+        select(
+            func.count().label("buyers"),
+            func.coalesce(func.sum(_MONTHS.c.purchases), 0).label("n"),
+            func.coalesce(func.sum(_MONTHS.c.revenue_minor), 0).label("revenue"),
+        )
+        .where(
+            _MONTHS.c.program_id == program.id,
+            _MONTHS.c.month_start == literal(month_start, BigInteger),
+            _MONTHS.c.month_end == literal(month_end, BigInteger),
+        )
+        .subquery()
+    )
+    return select(live.c.n, live.c.revenue, rows.c.buyers, rows.c.n, rows.c.revenue).select_from(
+        live.join(rows, true())
     )
 
 
@@ -652,11 +766,17 @@ class Customer:
 
 
 def top_customers(
-    session: Session, program: Program, per: Period, limit: int = TOP
+    session: Session,
+    program: Program,
+    per: Period,
+    limit: int = TOP,
+    *,
+    spent: Spent | None = None,
 ) -> list[Customer]:
     """The members with the highest revenue in the period (ties: more purchases, then the
     older member first). Erased members are left out: their purchases stay in the totals, but
-    a ranked row of one person is not an anonymous figure."""
+    a ranked row of one person is not an anonymous figure. `spent`: the period's buyers as
+    _spent counted them, when the caller has them (the report)."""
     # The best few buyers first, then their member rows: joining every buyer of a year to
     # the members before ranking them took PostgreSQL a second. A few more than asked are
     # taken, as some may be erased; if too many are, more are taken.
@@ -671,6 +791,15 @@ def top_customers(
         )
     )
     while True:
+        if spent is not None and spent.best is not None and len(spent.best) >= taken:
+            # Every member who spent at least the bound is in hand, and at least `taken` did:
+            # the best `taken` of them are the period's best.
+            rows: Sequence[Any] = _ranked(session, spent.best[:taken])
+            kept = [row for row in rows if row.status != members.ERASED]
+            if len(kept) >= limit:
+                break
+            taken *= 4
+            continue
         bought = (
             select(
                 _PURCHASES.c.member_id.label("member_id"),
@@ -713,6 +842,97 @@ def top_customers(
         )
         for row in kept[:limit]
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """The period's buyers, and those of them who spent at least a bound that `TOP * 2 + 5`
+    of them reached, best first: (member id, purchases, revenue). `best` is None when no bound
+    was known (top_customers ranks them all then)."""
+
+    buyers: int
+    best: list[tuple[int, int, int]] | None
+
+
+def _spent(session: Session, program: Program, per: Period) -> Spent | None:
+    """One read of the period's purchases in member order (SQLite, a long period) for both the
+    period's buyers and the top customers' candidates, instead of one read each: each member's
+    purchases and revenue, counted, and kept when the revenue reaches a bound. None where the
+    purchases are not read so (PostgreSQL, a short period).
+
+    The bound is the revenue of the TOP * 2 + 5th member of a whole month of the period in
+    purchase_months: at least that many spent that much in the period. Exact whatever the
+    bound (rows of a club whose zone changed, say): top_customers uses the candidates only when
+    at least as many as it takes reached it, so no better one was left out."""
+    if not _member_ordered(session, per):
+        return None
+    taken = TOP * 2 + 5
+    months = _months_kept(slices(per, MONTH), per.zone)
+    bound = None
+    if months:
+        month_start, month_end = months[max(months)]
+        bound = session.scalar(
+            select(_MONTHS.c.revenue_minor)
+            .where(
+                _MONTHS.c.program_id == program.id,
+                _MONTHS.c.month_start == literal(month_start, BigInteger),
+                _MONTHS.c.month_end == literal(month_end, BigInteger),
+            )
+            .order_by(_MONTHS.c.revenue_minor.desc())
+            .offset(taken - 1)
+            .limit(1)
+        )
+    if bound is None:
+        return Spent(int(session.scalar(_buyers(session, program, per, None)) or 0), None)
+    each = (
+        select(
+            _PURCHASES.c.member_id.label("member_id"),
+            func.count().label("purchases"),
+            func.sum(_PURCHASES.c.total_minor).label("revenue"),
+        )
+        .where(_by_member(program, per))
+        .group_by(_PURCHASES.c.member_id)
+        .subquery()
+    )
+    found = func.json_array(each.c.member_id, each.c.purchases, each.c.revenue)
+    buyers, best = session.execute(
+        select(
+            func.count(),
+            func.json_group_array(found).filter(each.c.revenue >= literal(int(bound))),
+        )
+    ).one()
+    ranked = sorted(
+        ((int(m), int(n), int(r)) for m, n, r in json.loads(best or "[]")),
+        key=lambda row: (-row[2], -row[1], row[0]),
+    )
+    return Spent(int(buyers), ranked)
+
+
+def _ranked(session: Session, best: list[tuple[int, int, int]]) -> list[Any]:
+    """These buyers' member rows, in their order, with their purchases and revenue."""
+    found = {
+        row.id: row
+        for row in session.execute(
+            select(_MEMBERS.c.id, _MEMBERS.c.first_name, _MEMBERS.c.phone, _MEMBERS.c.status).where(
+                _MEMBERS.c.id.in_([member_id for member_id, _, _ in best])
+            )
+        )
+    }
+    return [
+        _Ranked(member_id, found[member_id].first_name, found[member_id].phone,
+                found[member_id].status, n, revenue)
+        for member_id, n, revenue in best
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    id: int
+    first_name: str | None
+    phone: str | None
+    status: str
+    purchases: int
+    revenue: int
 
 
 def mask(phone: str | None) -> str | None:
@@ -1280,15 +1500,16 @@ def report(
     # On SQLite a read is one transaction, one snapshot: the members just counted are the
     # ones recency's buckets part. (PostgreSQL's reads see each statement's own.)
     snapshot = session.get_bind().dialect.name == "sqlite"
+    spent = _spent(session, program, per)
     return Report(
         program_id=program.id,
         club=program.name,
         period=per,
         now=now,
         members=figures,
-        purchases=purchase_figures(session, program, per, grain),
+        purchases=purchase_figures(session, program, per, grain, spent=spent),
         recency=recency(session, program, now, members_now=figures.members if snapshot else None),
-        top_customers=top_customers(session, program, per),
+        top_customers=top_customers(session, program, per, spent=spent),
         campaigns=campaign_results(session, program, per, now, stored=stored),
         not_understood=texts.not_understood,
         inbox=texts,
@@ -1323,18 +1544,18 @@ def _each_slice(
     session: Session,
     cut: Sequence[Slice],
     zone: ZoneInfo,
-    figures: Callable[[Any, Any], Select[Any]],
+    figures: Callable[[int, Any, Any], Select[Any]],
 ) -> list[tuple[Any, ...]]:
-    """The same figures for each slice, one row each in order: `figures(since, until)` is the
-    select of one slice's row from its first instant and the next slice's, each slice a range
-    of an index. A UNION ALL of one select a slice (a chunk of them at a time), instead
+    """The same figures for each slice, one row each in order: `figures(i, since, until)` is
+    the select of slice i's row from its first instant and the next slice's, each slice a
+    range of an index. A UNION ALL of one select a slice (a chunk of them at a time), instead
     of one statement sorting every row of the period by its slice."""
     bounds = [literal(midnight(s.start, zone), _INSTANT) for s in cut]
     bounds.append(literal(midnight(cut[-1].end, zone), _INSTANT))
     found: dict[int, tuple[Any, ...]] = {}
     for first in range(0, len(cut), _SLICES_AT_ONCE):
         parts = [
-            figures(bounds[i], bounds[i + 1]).add_columns(literal_column(str(i), Integer))
+            figures(i, bounds[i], bounds[i + 1]).add_columns(literal_column(str(i), Integer))
             for i in range(first, min(first + _SLICES_AT_ONCE, len(cut)))
         ]
         statement = parts[0] if len(parts) == 1 else union_all(*parts)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from store.models import (
     PunchCard,
     Purchase,
     PurchaseLine,
+    PurchaseMonth,
     Refund,
     RefundLine,
     Tier,
@@ -162,6 +164,85 @@ _LAST_PURCHASE = (
     .values(last_purchase_at=bindparam("at"))
 )
 
+_MONTHS = PurchaseMonth.__table__
+
+
+def _add_to_month(module: Any) -> Any:
+    # One statement, whether the member's month has a row yet or not: two tills recording for
+    # the same member at once both count (PostgreSQL takes the row's lock on the conflict).
+    statement = module.insert(_MONTHS)
+    return statement.on_conflict_do_update(
+        index_elements=[
+            _MONTHS.c.program_id,
+            _MONTHS.c.month_start,
+            _MONTHS.c.month_end,
+            _MONTHS.c.member_id,
+        ],
+        set_={
+            "purchases": _MONTHS.c.purchases + statement.excluded.purchases,
+            "revenue_minor": _MONTHS.c.revenue_minor + statement.excluded.revenue_minor,
+        },
+    )
+
+
+_ADD_TO_MONTH = {"sqlite": _add_to_month(sqlite), "postgresql": _add_to_month(postgresql)}
+
+
+def month_of(moment: dt.datetime, zone: ZoneInfo) -> tuple[int, int]:
+    """The month of `zone` that holds `moment`: its first instant and the next month's (local
+    midnights), in whole seconds since 1970, as purchase_months keys them (the same cut as
+    store.reports' months, and as migration 0012 filled them)."""
+    first = moment.astimezone(zone).date().replace(day=1)
+    following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return _seconds(first, zone), _seconds(following, zone)
+
+
+def _seconds(day: dt.date, zone: ZoneInfo) -> int:
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
+
+
+def count_months(session: Session, program: Program) -> int:
+    """Count the club's purchase_months anew from its purchases, a month of its zone at a
+    time (a range of the (program_id, occurred_at) index each), as migration 0012 did for the
+    purchases before it: for purchases written without `record` (the benches' bulk fills) or a
+    club whose zone changed. Returns the rows written."""
+    zone = ZoneInfo(program.timezone)
+    session.execute(delete(_MONTHS).where(_MONTHS.c.program_id == program.id))
+    first, last = session.execute(
+        select(func.min(_PURCHASES.c.occurred_at), func.max(_PURCHASES.c.occurred_at)).where(
+            _PURCHASES.c.program_id == program.id
+        )
+    ).one()
+    if first is None:
+        return 0
+    written = 0
+    day, end = first.astimezone(zone).date().replace(day=1), last.astimezone(zone).date()
+    while day <= end:
+        following = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        since, until = (dt.datetime.combine(d, dt.time(0), tzinfo=zone) for d in (day, following))
+        bought = (
+            select(
+                literal(program.id),
+                literal(int(since.timestamp()), BigInteger),
+                literal(int(until.timestamp()), BigInteger),
+                _PURCHASES.c.member_id,
+                func.count(),
+                func.sum(_PURCHASES.c.total_minor),
+            )
+            .where(
+                _PURCHASES.c.program_id == program.id,
+                _PURCHASES.c.occurred_at >= since.astimezone(dt.UTC),
+                _PURCHASES.c.occurred_at < until.astimezone(dt.UTC),
+            )
+            .group_by(_PURCHASES.c.member_id)
+        )
+        columns = ["program_id", "month_start", "month_end", "member_id"]
+        written += session.execute(
+            insert(_MONTHS).from_select([*columns, "purchases", "revenue_minor"], bought)
+        ).rowcount
+        day = following
+    return written
+
 
 def record(
     session: Session,
@@ -239,6 +320,18 @@ def record(
             raise Conflict("transaction_id_reused", f"transaction {transaction_id} was taken")
         return _again(session, program, transaction_id, fingerprint, now)
     conn.execute(_LAST_PURCHASE, {"member": member_id, "at": occurred_at})
+    month_start, month_end = month_of(occurred_at, ZoneInfo(program.timezone))
+    conn.execute(
+        _ADD_TO_MONTH[conn.dialect.name],
+        {
+            "program_id": program.id,
+            "month_start": month_start,
+            "month_end": month_end,
+            "member_id": member_id,
+            "purchases": 1,
+            "revenue_minor": values["total_minor"],
+        },
+    )
     _insert_lines(session, program, member_id, purchase_id, lines, points)
     if earned > 0:
         ledger.credit(

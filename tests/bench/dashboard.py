@@ -260,6 +260,54 @@ def has_campaign(url: str) -> bool:
     return asyncio.run(look())
 
 
+def count_months(url: str) -> str:
+    """purchase_months as purchases.record would have kept it: the fill writes the purchases in
+    bulk (executemany, COPY), bypassing record, so they are counted as migration 0012 counted
+    them (purchases.count_months), unless the rows already add up to the club's purchases."""
+    from sqlalchemy import func, select
+
+    from store.database import open_database
+    from store.loyalty import purchases
+    from store.models import Program, ProgramNumber, Purchase, PurchaseMonth
+
+    async def count() -> str:
+        db = open_database(url)
+        try:
+
+            def work(session: Any) -> str:
+                program = session.scalar(
+                    select(Program).join(ProgramNumber).where(ProgramNumber.number == CLUB_NUMBER)
+                )
+
+                def totals(n: Any, revenue: Any, club: Any) -> tuple[int, int]:
+                    row = session.execute(
+                        select(func.coalesce(n, 0), func.coalesce(func.sum(revenue), 0)).where(
+                            club == program.id
+                        )
+                    ).one()
+                    return int(row[0]), int(row[1])
+
+                bought = totals(func.count(), Purchase.total_minor, Purchase.program_id)
+                kept = totals(
+                    func.sum(PurchaseMonth.purchases),
+                    PurchaseMonth.revenue_minor,
+                    PurchaseMonth.program_id,
+                )
+                if kept == bought:
+                    return f"purchase_months: add up ({bought[0]:,} purchases)"
+                began = time.perf_counter()
+                rows = purchases.count_months(session, program)
+                return (
+                    f"purchase_months: {rows:,} rows counted in {time.perf_counter() - began:.1f} s"
+                )
+
+            return await db.run(work)
+        finally:
+            await db.close()
+
+    return asyncio.run(count())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inbound.start()
@@ -282,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes=True,
             )  # fmt: skip
             print(f"campaign: {rows:,} outbox rows (10 days ago)")
+        print(count_months(url))
         if args.sql:
             asyncio.run(segment_bench.run_sql(url, args.sql))
             for statement in args.sql:
