@@ -81,7 +81,8 @@ async def _answer_text(request: web.Request) -> tuple[web.Response, str, TurnRes
     )
     try:
         try:
-            result = await request.app[DB].turn(turn)
+            # By sender: one number's texts go to one writer (PostgreSQL), in the order they came.
+            result = await request.app[DB].turn(turn, key=sender)
         except SeenBefore:
             # A retry is answered inside the turn, looked up first; this is one that raced its
             # first delivery (committed meanwhile): answered as the first time, no effect twice.

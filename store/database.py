@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 # The most turns committed together: bounds the time a turn waits behind the others.
 GROUP_COMMIT_MAX = 64
 PG_RETRIES = 3
+# PostgreSQL's writers of turns, each a connection: one alone would wait out every statement's
+# round trip in turn (a sale is about ten); a few overlap them, as a pool of connections does.
+PG_TURN_WRITERS = 4
 # SQLite reads beside the writer: two at once on a 2-CPU machine keeps one core for turns.
 SQLITE_READERS = 2
 
@@ -74,10 +77,11 @@ class Database(Protocol):
 
     async def run(self, work: UnitOfWork[T]) -> T: ...
 
-    async def turn(self, work: UnitOfWork[T]) -> T:
+    async def turn(self, work: UnitOfWork[T], key: str | None = None) -> T:
         """Run a short unit of the hot path (a text's turn): as `run` does, but on PostgreSQL
-        through a writer thread that commits the turns arriving together in one transaction,
-        as SQLite's writer does."""
+        through writer threads that commit the turns arriving together in one transaction, as
+        SQLite's writer does. Units with the same `key` (a text's sender) go to the same
+        writer, so they never wait for each other's locks across writers."""
         ...
 
     async def read(self, work: UnitOfWork[T]) -> T:
@@ -372,7 +376,7 @@ class SqliteDatabase:
     async def run(self, work: UnitOfWork[T]) -> T:
         return await self._writer.run(work)
 
-    async def turn(self, work: UnitOfWork[T]) -> T:
+    async def turn(self, work: UnitOfWork[T], key: str | None = None) -> T:
         return await self._writer.run(work)
 
     async def read(self, work: UnitOfWork[T]) -> T:
@@ -489,7 +493,7 @@ class PostgresDatabase:
         parsed = make_url(url).set(drivername="postgresql+asyncpg")
         self.engine: AsyncEngine = create_async_engine(parsed, pool_size=10, max_overflow=5)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._turns: _GroupWriter | None = None
+        self._turns: list[_GroupWriter] = []
 
     async def run(self, work: UnitOfWork[T]) -> T:
         for attempt in range(PG_RETRIES):
@@ -502,13 +506,20 @@ class PostgresDatabase:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def turn(self, work: UnitOfWork[T]) -> T:
-        if self._turns is None:
+    async def turn(self, work: UnitOfWork[T], key: str | None = None) -> T:
+        if not self._turns:
             # Made on first use: the CLI, migrations and jobs never take a turn.
-            self._turns = _GroupWriter(
-                turn_engine(self.url), "klubb-pg-turns", _pg_writes, _retryable_failure
-            )
-        return await self._turns.run(work)
+            self._turns = [
+                _GroupWriter(
+                    turn_engine(self.url), f"klubb-pg-turns-{n}", _pg_writes, _retryable_failure
+                )
+                for n in range(PG_TURN_WRITERS)
+            ]
+        if key is not None:
+            writer = self._turns[hash(key) % len(self._turns)]
+        else:
+            writer = min(self._turns, key=lambda each: each.jobs.qsize())
+        return await writer.run(work)
 
     async def read(self, work: UnitOfWork[T]) -> T:
         return await self.run(work)
@@ -518,8 +529,8 @@ class PostgresDatabase:
             return await connection.run_sync(work)
 
     async def close(self) -> None:
-        if self._turns is not None:
-            await self._turns.close()
+        for writer in self._turns:
+            await writer.close()
         with contextlib.suppress(Exception):
             await self.engine.dispose()
 
@@ -596,7 +607,7 @@ class ThreadedPostgresDatabase:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def turn(self, work: UnitOfWork[T]) -> T:
+    async def turn(self, work: UnitOfWork[T], key: str | None = None) -> T:
         return await self.run(work)
 
     async def read(self, work: UnitOfWork[T]) -> T:

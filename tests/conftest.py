@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -210,3 +211,48 @@ class Phone:
 def phone(client: TestClient, club: int) -> Phone:
     """A Norwegian mobile texting the demo club."""
     return Phone(client, "+4791234567")
+
+
+class HeldWriters:
+    """Every writer of turns of a database (SQLite's one, PostgreSQL's few) held behind a unit
+    that blocks it, so the turns queued meanwhile form groups; `apart` collects the sizes of
+    the groups that were run again apart. A database without such writers (psycopg's threads)
+    holds nothing."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.apart: list[int] = []
+        self._gate = threading.Event()
+        self._writers: list[Any] = []
+        self._blockers: list[asyncio.Future[Any]] = []
+
+    async def __aenter__(self) -> HeldWriters:
+        await self.db.turn(lambda _s: None)  # PostgreSQL's writers are made on first use
+        single = getattr(self.db, "_writer", None)
+        self._writers = [single] if single is not None else list(getattr(self.db, "_turns", []))
+        for writer in self._writers:
+            real = writer._run_apart
+
+            def spied(jobs: Any, real: Any = real) -> Any:
+                self.apart.append(len(jobs))
+                return real(jobs)
+
+            writer._run_apart = spied
+            self._blockers.append(asyncio.ensure_future(writer.run(lambda _s: self._gate.wait(10))))
+        await asyncio.sleep(0.02)
+        return self
+
+    async def release_when(self, queued: int) -> None:
+        """Let the writers go once `queued` units wait for them (or after 5 s)."""
+        for _ in range(500):
+            if sum(writer.jobs.qsize() for writer in self._writers) >= queued:
+                break
+            await asyncio.sleep(0.01)
+        self._gate.set()
+        await asyncio.gather(*self._blockers)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._gate.set()
+        await asyncio.gather(*self._blockers, return_exceptions=True)
+        for writer in self._writers:
+            del writer._run_apart

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import logging
-import threading
 import uuid
 from typing import Any
 
@@ -20,10 +19,11 @@ from bot.keys import DB
 from flows import conversation
 from locales.sms import is_gsm7, segments
 from store import messages
-from store.database import Database, PostgresDatabase, SqliteDatabase
+from store.database import Database
 from store.models import ConsentEvent, InboundMessage, Member, OutboxMessage
 from tests.conftest import (
     PUBLIC_URL,
+    HeldWriters,
     Phone,
     create_club,
     replies_in,
@@ -547,35 +547,11 @@ _PHONES = itertools.count()
 
 
 async def in_one_group(client: TestClient, posts: list[Any]) -> tuple[list[Any], list[int]]:
-    """Await `posts` (webhook deliveries) as one burst: held behind a unit that blocks the
-    app's writer of turns (SQLite's writer, PostgreSQL's turns' writer) until all are queued,
-    so they form one group. Their answers, in order, and the sizes of the groups that were run
-    again apart."""
-    app_db = client.server.app[DB]
-    if not isinstance(app_db, SqliteDatabase | PostgresDatabase):
-        return list(await asyncio.gather(*posts)), []
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(app_db.turn(lambda _s: gate.wait(10)))
-    await asyncio.sleep(0)
-    writer = app_db._writer if isinstance(app_db, SqliteDatabase) else app_db._turns
-    assert writer is not None
-    apart: list[int] = []
-    real = writer._run_apart
-
-    def spied(jobs: Any) -> Any:
-        apart.append(len(jobs))
-        return real(jobs)
-
-    writer._run_apart = spied  # type: ignore[method-assign]
-    try:
+    """Await `posts` (webhook deliveries) as one burst: held behind units that block the app's
+    writers of turns until all are queued, so they form groups. Their answers, in order, and
+    the sizes of the groups that were run again apart."""
+    async with HeldWriters(client.server.app[DB]) as held:
         running = [asyncio.ensure_future(post) for post in posts]
-        for _ in range(500):
-            if writer.jobs.qsize() >= len(posts):
-                break
-            await asyncio.sleep(0.01)
-        gate.set()
-        await blocker
+        await held.release_when(len(posts))
         answers = list(await asyncio.gather(*running))
-    finally:
-        del writer._run_apart
-    return answers, apart
+    return answers, held.apart

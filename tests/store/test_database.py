@@ -7,7 +7,6 @@ import datetime as dt
 import functools
 import itertools
 import shutil
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -33,7 +32,7 @@ from store.database import (
 )
 from store.errors import Conflict, NotFound, NumberTaken
 from store.models import Program, ProgramNumber
-from tests.conftest import _truncate
+from tests.conftest import HeldWriters, _truncate
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 BURST = 200
@@ -399,32 +398,14 @@ KINDS = {
 
 
 async def run_as_one_group(db: Database, units: list[Any]) -> tuple[list[Any], int]:
-    """Run `units` as turns in one burst: held behind a unit that blocks the writer of turns
-    (SQLite's writer, PostgreSQL's turns' writer) until all are queued, so they form one group.
-    Returns their results (or exceptions) and how many groups were run again apart."""
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(db.turn(lambda _s: gate.wait(10)))
-    await asyncio.sleep(0.02)
-    writer = getattr(db, "_writer", None) or getattr(db, "_turns", None)
-    again: list[int] = []
-    if writer is not None:
-        real = writer._run_apart
-
-        def spied(jobs: Any) -> Any:
-            again.append(len(jobs))
-            return real(jobs)
-
-        writer._run_apart = spied  # type: ignore[method-assign]
-    try:
-        runs = [asyncio.ensure_future(db.turn(unit)) for unit in units]
-        await asyncio.sleep(0.02)
-        gate.set()
-        await blocker
+    """Run `units` as turns in one burst: held behind units that block the writers of turns
+    (SQLite's writer, PostgreSQL's) until all are queued, so they form groups. Returns their
+    results (or exceptions) and how many groups were run again apart."""
+    async with HeldWriters(db) as held:
+        runs = [asyncio.ensure_future(db.turn(unit, key="one")) for unit in units]
+        await held.release_when(len(units))
         results = await asyncio.gather(*runs, return_exceptions=True)
-    finally:
-        if writer is not None:
-            del writer._run_apart
-    return list(results), len(again)
+    return list(results), len(held.apart)
 
 
 async def numbers_in(db: Database) -> set[str]:
