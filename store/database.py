@@ -144,11 +144,25 @@ def pipelined(
     assert driver is not None
     plans = [(_plain(statement, conn.dialect), params) for statement, params in reads]
     cursors = []
-    with driver.pipeline():
-        for (compiled, _), params in plans:
-            cursor = driver.cursor()
-            cursor.execute(compiled.string, compiled.construct_params(params))
-            cursors.append(cursor)
+    try:
+        with driver.pipeline():
+            for (compiled, _), params in plans:
+                cursor = driver.cursor()
+                cursor.execute(compiled.string, compiled.construct_params(params))
+                cursors.append(cursor)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy's own execution would: wrapped, and a lost connection invalidated so
+        # the pool replaces it.
+        lost = conn.dialect.is_disconnect(exc, driver, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            plans[0][0][0].string,
+            None,
+            exc,
+            conn.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+        ) from exc
     out = []
     for cursor, ((_, processors), _) in zip(cursors, plans, strict=True):
         rows = cursor.fetchall()
@@ -548,7 +562,14 @@ def turn_engine(url: str) -> Engine:
         drivername="postgresql+psycopg",
         query={k: v for k, v in parsed.query.items() if k not in _ASYNCPG_ONLY},
     )
-    engine = create_engine(parsed, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    # No ping before each group (a round trip): a connection found dead fails its group, which
+    # runs again apart on a new one (_retryable_failure).
+    engine = create_engine(
+        parsed,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"application_name": "klubb-turns"},
+    )
 
     @event.listens_for(engine, "before_cursor_execute")
     def _count_writes(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -565,8 +586,10 @@ def _pg_writes(session: Session) -> int:
 
 
 def _retryable_failure(exc: BaseException) -> bool:
-    # A driver's own error too: pipelined reads go to psycopg directly.
-    return _is_retryable(exc)
+    # A driver's own error too: pipelined reads go to psycopg directly. A connection lost
+    # (PostgreSQL restarted) is replaced by the pool when the group runs again.
+    lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return lost or _is_retryable(exc)
 
 
 # Threads of ThreadedPostgresDatabase: each holds a connection for its turn, so as many as

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, bindparam, create_engine, event, select
+from sqlalchemy import Connection, bindparam, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -317,6 +317,36 @@ async def test_a_pipelined_read_after_a_lock_sees_what_committed_while_it_waited
     finally:
         engine.dispose()
         holder.dispose()
+
+
+async def test_turns_go_on_after_postgresql_drops_the_writers_connections(
+    postgres_schema: str,
+) -> None:
+    """The writers of turns hold their connections between groups (no ping before each): when
+    PostgreSQL drops them (a restart, an operator's pg_terminate_backend), the next turns run
+    on new connections instead of failing."""
+    await _truncate(postgres_schema)
+    db = open_database(postgres_schema)
+    try:
+        first = await asyncio.gather(
+            *(db.turn(functools.partial(create_club, index=i)) for i in range(8))
+        )
+        killed = await db.run(
+            lambda s: s.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'klubb-turns'"
+                )
+            )
+        )
+        assert killed >= 1
+        later = await asyncio.gather(
+            *(db.turn(functools.partial(create_club, index=i), key=str(i)) for i in range(8, 16))
+        )
+        assert len(set(first + later)) == 16
+        assert await numbers_in(db) == {number(i) for i in range(16)}
+    finally:
+        await db.close()
 
 
 async def test_a_read_runs_while_the_writer_is_busy(tmp_path: Path, sqlite_template: Path) -> None:
