@@ -253,8 +253,8 @@ class _GroupWriter:
 
     `changes(session)` counts what the connection has written so far (a refusal after a
     write is a failure); `retryable(exc)` says whether a unit that failed so runs again in its
-    savepoint (PostgreSQL's unique-key races and deadlocks); `counted`: the SQLite writer's
-    queue and group sizes go to /metrics."""
+    savepoint (PostgreSQL's unique-key races and deadlocks); `depth` and `groups` are the
+    gauge and histogram of /metrics its queue depth and group sizes go to."""
 
     def __init__(
         self,
@@ -263,22 +263,23 @@ class _GroupWriter:
         changes: Callable[[Session], int],
         retryable: Callable[[BaseException], bool] | None = None,
         *,
-        counted: bool = False,
+        depth: Any,
+        groups: Any,
     ) -> None:
         self.engine = engine
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._changes = changes
         self._retryable = retryable or (lambda _exc: False)
-        self._counted = counted
+        self._depth = depth
+        self._groups = groups
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     async def run(self, work: UnitOfWork[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if self._counted:
-            # Counted before it is queued: the writer may take it (and count it off) at once.
-            metrics.SQLITE_WRITER_QUEUE.inc()
+        # Counted before it is queued: the writer may take it (and count it off) at once.
+        self._depth.inc()
         self.jobs.put(_Job(work, future, loop, contextvars.copy_context()))
         return await future
 
@@ -303,9 +304,8 @@ class _GroupWriter:
                     stopping = True
                     break
                 jobs.append(more)
-            if self._counted:
-                metrics.SQLITE_WRITER_QUEUE.dec(len(jobs))
-                metrics.SQLITE_WRITER_GROUP.observe(len(jobs))
+            self._depth.dec(len(jobs))
+            self._groups.observe(len(jobs))
             self._run_group(jobs)
         self.engine.dispose()
 
@@ -378,7 +378,11 @@ class SqliteDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self._writer = _GroupWriter(
-            sync_sqlite_engine(url), "klubb-sqlite-writer", _sqlite_changes, counted=True
+            sync_sqlite_engine(url),
+            "klubb-sqlite-writer",
+            _sqlite_changes,
+            depth=metrics.SQLITE_WRITER_QUEUE,
+            groups=metrics.SQLITE_WRITER_GROUP,
         )
         self.engine = self._writer.engine
         self._jobs = self._writer.jobs
@@ -525,7 +529,12 @@ class PostgresDatabase:
             # Made on first use: the CLI, migrations and jobs never take a turn.
             self._turns = [
                 _GroupWriter(
-                    turn_engine(self.url), f"klubb-pg-turns-{n}", _pg_writes, _retryable_failure
+                    turn_engine(self.url),
+                    f"klubb-pg-turns-{n}",
+                    _pg_writes,
+                    _retryable_failure,
+                    depth=metrics.PG_TURNS_QUEUE,
+                    groups=metrics.PG_TURNS_GROUP,
                 )
                 for n in range(PG_TURN_WRITERS)
             ]

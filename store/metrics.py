@@ -32,6 +32,18 @@ SQLITE_WRITER_GROUP = Histogram(
     registry=REGISTRY,
 )
 
+PG_TURNS_QUEUE = Gauge(
+    "klubb_pg_turns_queue_depth",
+    "Turns (texts, delivery receipts, API calls) waiting for PostgreSQL's writers of turns",
+    registry=REGISTRY,
+)
+PG_TURNS_GROUP = Histogram(
+    "klubb_pg_turns_group_size",
+    "Turns committed together in one PostgreSQL transaction by a writer of turns",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+    registry=REGISTRY,
+)
+
 # The outbox's rows still to go: terminal rows (sent, failed, skipped) are counted as they
 # happen (klubb_sends_total), never by scanning a table that only grows.
 WAITING = (OutboxStatus.QUEUED, OutboxStatus.SENDING)

@@ -19,7 +19,7 @@ from bot.settings import Settings, SettingsError
 from scheduler import jobs, sender
 from scheduler.gateway import OptedOut
 from scheduler.leader import Leadership
-from store.database import Database
+from store.database import Database, PostgresDatabase
 from tests.api.conftest import Till, create_key
 from tests.bot.test_not_understood import join_fully
 from tests.bot.test_sender import enqueue
@@ -110,6 +110,10 @@ async def test_a_text_an_api_call_and_a_drain_are_counted(
     if db.dialect == "sqlite":
         assert moved(before, after, "klubb_sqlite_writer_group_size_count") >= 7
         assert value(after, "klubb_sqlite_writer_queue_depth") == 0
+    elif isinstance(db, PostgresDatabase):
+        # The texts, the delivery receipts and the API calls went to the writers of turns.
+        assert moved(before, after, "klubb_pg_turns_group_size_count") >= 7
+        assert value(after, "klubb_pg_turns_queue_depth") == 0
     assert value(after, "process_start_time_seconds") > 0
 
     body = await (await client.get("/metrics")).text()
