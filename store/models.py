@@ -526,7 +526,7 @@ class Purchase(Base):
 class PurchaseMonth(Base):
     """A member's purchases in one month of their club's time zone, as counted and summed when
     each was recorded (store.loyalty.purchases.record): the dashboard's buyers of a month are
-    its rows, without making a year of purchases distinct.
+    its rows (on SQLite), without making a year of purchases distinct.
 
     The month is its first instant and the next month's, in seconds since 1970: the zone's
     months as they were when the purchase was recorded, so a club that changes its zone has
