@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.database import plain_rows
 from store.errors import Conflict, InvalidInput, NotFound
 from store.loyalty import baskets, cheques, coupons, ledger, perks, receipts, tiers
 from store.loyalty.earning import Bonus, Line, Rules, line_points, taken_back
@@ -170,6 +171,8 @@ _MONTHS = PurchaseMonth.__table__
 def _add_to_month(module: Any) -> Any:
     # One statement, whether the member's month has a row yet or not: two tills recording for
     # the same member at once both count (PostgreSQL takes the row's lock on the conflict).
+    # It returns the month's purchases so far, which nothing reads: a statement with rows is
+    # what store.database.plain_rows runs (on SQLite on the driver's cursor, 27 -> 8 µs).
     statement = module.insert(_MONTHS)
     return statement.on_conflict_do_update(
         index_elements=[
@@ -182,7 +185,7 @@ def _add_to_month(module: Any) -> Any:
             "purchases": _MONTHS.c.purchases + statement.excluded.purchases,
             "revenue_minor": _MONTHS.c.revenue_minor + statement.excluded.revenue_minor,
         },
-    )
+    ).returning(_MONTHS.c.purchases)
 
 
 _ADD_TO_MONTH = {"sqlite": _add_to_month(sqlite), "postgresql": _add_to_month(postgresql)}
@@ -321,7 +324,8 @@ def record(
         return _again(session, program, transaction_id, fingerprint, now)
     conn.execute(_LAST_PURCHASE, {"member": member_id, "at": occurred_at})
     month_start, month_end = month_of(occurred_at, ZoneInfo(program.timezone))
-    conn.execute(
+    plain_rows(
+        conn,
         _ADD_TO_MONTH[conn.dialect.name],
         {
             "program_id": program.id,
