@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import os
 import platform
+import pwd
 import random
 import shlex
 import signal
@@ -506,6 +507,30 @@ def cpu_seconds(pid: int) -> dict[int, float] | None:
     return found
 
 
+def postgres_cpu_seconds() -> float | None:
+    """User + system CPU so far of every process of the local `postgres` user and of the
+    children they reaped (the server's backends, any other client's included: a figure for a
+    quiet machine), or None."""
+    try:
+        uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended
+        # With the children it reaped (cutime, cstime): a backend that ended meanwhile counts.
+        total += sum(int(f) for f in fields[11:15]) / tick
+    return total
+
+
 # --- driving --------------------------------------------------------------------------------------
 
 
@@ -520,6 +545,7 @@ class Result:
     error_samples: list[str] = field(default_factory=list)
     server_cpu: float | None = None
     loop_cpu: float | None = None  # the server's main thread (the event loop)
+    postgres_cpu: float | None = None  # the local PostgreSQL server's processes
     client_cpu: float = 0.0
     warmup_ok: int = 0
 
@@ -582,12 +608,16 @@ async def measure(
         result.errors = warm.errors
         result.error_samples = warm.error_samples
         cpu_before = cpu_seconds(server.process.pid)
+        postgres_before = postgres_cpu_seconds()
         client_before = time.process_time()
         began = time.perf_counter()
         await send_all(http, url, timed, concurrency, result)
         result.elapsed = time.perf_counter() - began
         result.client_cpu = time.process_time() - client_before
         cpu_after = cpu_seconds(server.process.pid)
+        postgres_after = postgres_cpu_seconds()
+        if postgres_before is not None and postgres_after is not None:
+            result.postgres_cpu = postgres_after - postgres_before
         if cpu_before is not None and cpu_after is not None:
             main = server.process.pid
             result.server_cpu = sum(cpu_after.values()) - sum(
@@ -780,7 +810,11 @@ def report(
         print(
             f"klubb CPU per text: event loop thread {loop:,.0f} µs,"
             f" other threads ({threads}) {other:,.0f} µs"
-            + ("" if kind == "sqlite" else "; PostgreSQL's own CPU is not counted")
+        )
+    if kind != "sqlite" and klubb.postgres_cpu is not None and klubb.sent:
+        print(
+            f"PostgreSQL's processes on this machine: {klubb.postgres_cpu / klubb.sent * 1e6:,.0f}"
+            " µs of CPU per text (every client's: a figure for a quiet machine)"
         )
     ratio = klubb.rate / bare.rate if bare.rate else 0.0
     print(f"ratio klubb/bare: {ratio:.3f}")
