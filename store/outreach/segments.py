@@ -43,7 +43,8 @@ of its own and no NOT ever sits above an unknown.
 Whether and when a member last bought (days since the last purchase, bought at all or within N
 days) is their own column, members.last_purchase_at, which purchases.record keeps (see
 _last_purchase). Under an OR, PostgreSQL would look a set up per member: count(), reach() and
-a broadcast's preview join each such set once instead (compile_joined).
+a broadcast's preview join each such set once instead (compile_joined), and points there look
+the members whose lot has ended unsettled up in one hashed set (_held_within).
 
 One exception: behind conditions on the members' own columns that keep few of
 them (a birthday month: about 8 %), each member's rows are probed instead of building the sets
@@ -93,6 +94,7 @@ from store.members import consent, members
 from store.models import (
     Campaign,
     Member,
+    PointLot,
     ProfileAnswer,
     ProfileQuestion,
     Program,
@@ -127,6 +129,7 @@ _ANSWERS = ProfileAnswer.__table__
 _QUESTIONS = ProfileQuestion.__table__
 _PURCHASES = Purchase.__table__
 _LINES = PurchaseLine.__table__
+_LOTS = PointLot.__table__
 _TIERS = Tier.__table__
 _INSTANT = UTCDateTime()
 
@@ -695,8 +698,16 @@ def _answer(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     )
     # The question belongs to the club, so its answers need no program_id of their own: on
     # (question_id, member_id) the answers come in member order, one per member, and
-    # "answered" is read from the index alone.
-    where = [_ANSWERS.c.question_id.in_(question)]
+    # "answered" is read from the index alone. On PostgreSQL "answered" takes `= (SELECT ...)`
+    # (the key is unique in the club): with IN it joined the question to the answers and lost
+    # that order, hashing 340,000 answers in batches against the members where a merge join
+    # reads both indexes once (tests/bench/segments.py, 1M members: 370-510 -> 100-150 ms of
+    # CPU, with statistics or without). Not for choices: without statistics it then probed
+    # each of a million members' answers (0.7 -> 1.3 s).
+    if scope.dialect == "postgresql" and leaf["op"] == "answered":
+        where = [_ANSWERS.c.question_id == question.scalar_subquery()]
+    else:
+        where = [_ANSWERS.c.question_id.in_(question)]
     if scope.id_range is not None:
         low, high = scope.id_range
         where += [_ANSWERS.c.member_id > low, _ANSWERS.c.member_id <= high]
@@ -783,8 +794,11 @@ def _points(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
         return false() if negate else true()
     # held is never above open_points (it leaves out ended lots), so open_points decides most
     # members before held is read: below `low`, out; at most `high`, in.
-    held = ledger.held(literal(scope.now, _INSTANT))
     kept = _MEMBERS.c.open_points
+    if scope.dialect == "postgresql" and scope.disjunct and not scope.correlate:
+        positive = _held_within(scope, low, high)
+        return not_(positive) if negate else positive
+    held = ledger.held(literal(scope.now, _INSTANT))
     parts = []
     if low is not None:
         parts += [kept >= low, held >= low]
@@ -792,6 +806,42 @@ def _points(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
         parts.append(or_(kept <= high, held <= high))
     positive = and_(*parts)
     return not_(positive) if negate else positive
+
+
+def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElement[bool]:
+    """PostgreSQL: ledger.held(now) within [low, high] (never NULL), with the members whose lot
+    has ended unsettled found in one set instead of summed one by one.
+
+    held() sums such a member's lots in a correlated SubPlan, which PostgreSQL prices for
+    every member and never runs in parallel: beside `status = 'active'` it read the members
+    through the status index, out of table order (the broad shape of tests/bench/segments.py,
+    where 13 % of a million members hold a lot ended unsettled: 1.0-1.3 s, and as long without
+    statistics). Here those members' balances are grouped once, from the covering index of
+    open lots, and their ids that pass are a hashed set each member is looked up in (an
+    uncorrelated IN: hashed while the planner expects it under hash_mem, 260,000 members at
+    the defaults; a left join was as fast with statistics but, without, a nested loop over a
+    million members). The set is read without program_id, which is the member's own: the
+    lookup keeps the club's. A club whose daily job settles its lots has few in it."""
+    at = literal(scope.now, _INSTANT)
+    until = _MEMBERS.c.open_points_until
+    kept = _MEMBERS.c.open_points
+    lots = _LOTS.alias("ended")
+    ended = select(lots.c.member_id).where(lots.c.remaining > 0, lots.c.expires_at <= at)
+    balance = func.coalesce(func.sum(_LOTS.c.remaining).filter(_LOTS.c.expires_at > at), 0)
+    passing = (
+        select(_LOTS.c.member_id)
+        .where(_LOTS.c.remaining > 0, _LOTS.c.member_id.in_(ended))
+        .group_by(_LOTS.c.member_id)
+        .having(_within(balance, low, high))
+    )
+    found = _MEMBERS.c.id.in_(passing)
+    settled = or_(until.is_(None), until > at)  # held is open_points
+    unsettled = and_(until.is_not(None), until <= at)
+    if low is None:
+        # held is never above open_points: at most `high`, in without the lookup.
+        return or_(kept <= high, and_(unsettled, found))
+    # Below `low`, out before either branch is read.
+    return and_(kept >= low, or_(and_(settled, _within(kept, None, high)), and_(unsettled, found)))
 
 
 def _bought(scope: _Scope, *more: ColumnElement[bool]) -> Select[Any]:

@@ -532,6 +532,45 @@ async def test_points_are_the_balance_now(loyalty_db: Database) -> None:
     ]
 
 
+async def test_points_under_an_or_and_a_not_are_the_balance_too(loyalty_db: Database) -> None:
+    """Under an OR (on PostgreSQL the lots ended unsettled are summed once and joined, not per
+    member), twice in one filter, and negated there: the same balance as each leaf alone."""
+
+    def work(session: Session) -> list[set[str]]:
+        program = demo_club(session)
+        people = {name: person(session, program) for name in ("rich", "ended", "some", "none")}
+
+        def credit(name: str, points: int, when: dt.datetime) -> None:
+            ledger.credit(session, program, people[name].id, points, ledger.ADJUST, when)
+
+        long_ago = at(2023, 6, 1)  # ended in June 2025, not settled by the daily job
+        credit("rich", 500, NOW - 10 * DAY)
+        credit("ended", 300, long_ago)
+        credit("some", 300, long_ago)
+        credit("some", 50, NOW - 10 * DAY)
+        nobody = leaf("member", "in", [people["none"].id])
+        return picked(
+            session,
+            program,
+            people,
+            [
+                {"any": [leaf("points", "gte", 100), nobody]},
+                {"any": [leaf("points", "gte", 1), nobody]},
+                {"any": [leaf("points", "lte", 50), leaf("points", "gte", 400)]},
+                {"any": [no(leaf("points", "between", [1, 100])), nobody]},
+                no({"all": [leaf("points", "gte", 1), no(nobody)]}),
+            ],
+        )
+
+    assert await loyalty_db.run(work) == [
+        {"rich", "none"},
+        {"rich", "some", "none"},
+        {"rich", "ended", "some", "none"},
+        {"rich", "ended", "none"},
+        {"ended", "none"},
+    ]
+
+
 async def test_purchase_count_and_amount_count_zero_too(loyalty_db: Database) -> None:
     """A member who never bought has 0 purchases for 0 kr, in any window; "days" keeps the
     purchases made less than that many days ago."""
