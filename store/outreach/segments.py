@@ -242,6 +242,14 @@ def count(session: Session, program: Program, filter: Mapping[str, Any], now: dt
     """How many of the club's members the filter selects at `now` (the admin's live count)."""
     dialect = session.get_bind().dialect.name
     without_jit(session)
+    if dialect == "postgresql":
+        # No parallel workers either. A worker can't share a set that is grouped in member
+        # order (purchases by member, answers, categories), so the leader and each of the two
+        # workers built it again for its third of the members, and on the 2 cores of the
+        # machine the bench runs on, busy with other work, the workers only queued for them
+        # (tests/bench/segments.py, 1M members, after ANALYZE: answered 430 -> 120 ms, a
+        # category in 90 days 1,170 -> 480, purchase amount 610 -> 380; see README).
+        session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     query = count_query(program, filter, now, dialect)
     return int(session.connection().execute(query).scalar_one())
 
@@ -795,7 +803,9 @@ def _points(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     # held is never above open_points (it leaves out ended lots), so open_points decides most
     # members before held is read: below `low`, out; at most `high`, in.
     kept = _MEMBERS.c.open_points
-    if scope.dialect == "postgresql" and scope.disjunct and not scope.correlate:
+    # Not for a planner's chunk of ids (id_range), whose few members each probe their lots.
+    whole = scope.id_range is None and not scope.correlate
+    if scope.dialect == "postgresql" and scope.disjunct and whole:
         positive = _held_within(scope, low, high)
         return not_(positive) if negate else positive
     held = ledger.held(literal(scope.now, _INSTANT))
