@@ -308,8 +308,16 @@ def member_figures(
 
     rows = _each_slice(session, cut, per.zone, lambda _, since, until: joined(since, until))
     new_by_slice = [Joined(s, *(int(v) for v in rows[i])) for i, s in enumerate(cut)]
+    joined_in_period = and_(
+        club,
+        _MEMBERS.c.joined_at >= literal(per.since, _INSTANT),
+        _MEMBERS.c.joined_at < literal(per.until, _INSTANT),
+    )
     new_by_store = sorted(
-        (JoinedAt(store, n, active) for store, n, active in _by_store(session, in_period)),
+        (
+            JoinedAt(store, n, active)
+            for store, n, active in _by_store(session, in_period, joined_in_period, statuses)
+        ),
         key=lambda row: (-row.joined, row.store is None, row.store or ""),
     )
     return MemberFigures(
@@ -328,12 +336,19 @@ def member_figures(
 _STORES_FILTERED = 16
 
 
-def _by_store(session: Session, joined: ColumnElement[bool]) -> list[tuple[str | None, int, int]]:
-    """(store, joined, of them members now) for each store someone in `joined` joined at.
+def _by_store(
+    session: Session,
+    joined: ColumnElement[bool],
+    joined_any_status: ColumnElement[bool],
+    statuses: Sequence[str],
+) -> list[tuple[str | None, int, int]]:
+    """(store, joined, of them members now) for each store someone in `joined` joined at
+    (`joined_any_status`: the same without its condition on the status).
 
-    On SQLite, the stores first (made distinct: a handful of entries), then each store's two
-    counts filtered in one read of the same index range: grouping by store sorted every new
-    member (12 months of a 1M club, 192,000: about 95 -> 55 ms of CPU)."""
+    On SQLite, the stores first (made distinct: a handful of entries), then each store's
+    count filtered in one read of the members' range and one of the others' (joined is their
+    sum): grouping by store sorted every new member (12 months of a 1M club, 192,000: about
+    95 -> 50 ms of CPU)."""
     active = _MEMBERS.c.status == members.ACTIVE
     stores = None
     if session.get_bind().dialect.name == "sqlite":
@@ -348,12 +363,23 @@ def _by_store(session: Session, joined: ColumnElement[bool]) -> list[tuple[str |
         return [(store, int(n), int(members_now or 0)) for store, n, members_now in rows]
     if not stores:
         return []
-    counts = []
-    for store in stores:
-        at = _MEMBERS.c.store.is_(None) if store is None else _MEMBERS.c.store == store
-        counts += [func.count().filter(at), func.count().filter(and_(at, active))]
-    row = session.execute(select(*counts).where(joined)).one()
-    return [(store, int(row[2 * i]), int(row[2 * i + 1])) for i, store in enumerate(stores)]
+    counts = [
+        func.count().filter(
+            _MEMBERS.c.store.is_(None) if store is None else _MEMBERS.c.store == store
+        )
+        for store in stores
+    ]
+    others = [status for status in statuses if status != members.ACTIVE]
+    # Each a range of the (program_id, status, joined_at, store) index: members now, and the
+    # few others (stopped, pending, erased) apart, each store's count one comparison a row.
+    now_members = session.execute(select(*counts).where(joined_any_status, active)).one()
+    rest = session.execute(
+        select(*counts).where(joined_any_status, _MEMBERS.c.status.in_(others))
+    ).one()
+    return [
+        (store, int(now_members[i]) + int(rest[i]), int(now_members[i]))
+        for i, store in enumerate(stores)
+    ]
 
 
 # --- purchases --------------------------------------------------------------------------------
