@@ -247,8 +247,9 @@ def count(session: Session, program: Program, filter: Mapping[str, Any], now: dt
         # order (purchases by member, answers, categories), so the leader and each of the two
         # workers built it again for its third of the members, and on the 2 cores of the
         # machine the bench runs on, busy with other work, the workers only queued for them
-        # (tests/bench/segments.py, 1M members, after ANALYZE: answered 430 -> 120 ms, a
-        # category in 90 days 1,170 -> 480, purchase amount 610 -> 380; see README).
+        # (tests/bench/segments.py, 1M members, after ANALYZE, workers allowed -> none:
+        # purchase_count gte 3 566 -> 403 ms, purchase amount 570 -> 361, answered 314 -> 111;
+        # a category or tier 10-15 % slower; see README).
         session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     query = count_query(program, filter, now, dialect)
     return int(session.connection().execute(query).scalar_one())
