@@ -20,13 +20,14 @@ chosen by measurement (../shared/PERFORMANCE.md):
 - PostgreSQL: SQLAlchemy's async engine over asyncpg, the same sync function run through
   `AsyncSession.run_sync` (no threads). Turns of one member are serialised by
   `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
-  The hot path's short units (`Database.turn`: a text's turn, a delivery receipt, an API call)
-  go instead to a writer thread with its own psycopg 3 connection, which commits the units
+  The hot path's short units (`Database.turn`: a text's turn, a delivery receipt) go instead
+  to a few writer threads, each with its own psycopg 3 connection, which commit the units
   arriving together in one transaction as SQLite's writer does (the same group commit, the
   same savepoints when one fails; a unique-key race or a deadlock runs the unit again in its
   savepoint): a turn then costs no BEGIN or COMMIT round trip of its own, no greenlet switch
-  and no event-loop wake-up per statement (README: Benchmarks). Long units (jobs, reports,
-  the admin) stay on asyncpg, beside it, so a journeys chunk never holds up a text.
+  and no event-loop wake-up per statement, and its member's lock and retry lookup go in one
+  round trip (README: Benchmarks). Long units (jobs, reports, the admin) and API calls (a
+  sale is a dozen statements, which a few writers would wait out in turn) stay on asyncpg.
   With `postgresql+psycopg://`, every unit runs on the sync Session over psycopg 3 in a pool
   of threads instead, one hop a unit (measured against the above). Same locking and retries.
 """

@@ -34,7 +34,7 @@ SQLITE_WRITER_GROUP = Histogram(
 
 PG_TURNS_QUEUE = Gauge(
     "klubb_pg_turns_queue_depth",
-    "Turns (texts, delivery receipts, API calls) waiting for PostgreSQL's writers of turns",
+    "Turns (texts, delivery receipts) waiting for PostgreSQL's writers of turns",
     registry=REGISTRY,
 )
 PG_TURNS_GROUP = Histogram(

@@ -111,7 +111,7 @@ async def test_a_text_an_api_call_and_a_drain_are_counted(
         assert moved(before, after, "klubb_sqlite_writer_group_size_count") >= 7
         assert value(after, "klubb_sqlite_writer_queue_depth") == 0
     elif isinstance(db, PostgresDatabase):
-        # The texts, the delivery receipts and the API calls went to the writers of turns.
+        # The texts and the delivery receipts went to the writers of turns.
         assert moved(before, after, "klubb_pg_turns_group_size_count") >= 7
         assert value(after, "klubb_pg_turns_queue_depth") == 0
     assert value(after, "process_start_time_seconds") > 0
