@@ -839,15 +839,7 @@ def top_customers(
                 break
             taken *= 4
             continue
-        bought = (
-            select(
-                _PURCHASES.c.member_id.label("member_id"),
-                func.count().label("purchases"),
-                func.sum(_PURCHASES.c.total_minor).label("revenue"),
-            )
-            .where(in_period)
-            .group_by(_PURCHASES.c.member_id)
-        )
+        bought = _per_member(in_period)
         order = (
             bought.selected_columns.revenue.desc(),
             bought.selected_columns.purchases.desc(),
@@ -933,16 +925,7 @@ def _spent(session: Session, program: Program, per: Period) -> Spent | None:
         )
     if bound is None:
         return Spent(int(session.scalar(_buyers(session, program, per, in_period)) or 0), None)
-    each = (
-        select(
-            _PURCHASES.c.member_id.label("member_id"),
-            func.count().label("purchases"),
-            func.sum(_PURCHASES.c.total_minor).label("revenue"),
-        )
-        .where(in_period)
-        .group_by(_PURCHASES.c.member_id)
-        .subquery()
-    )
+    each = _per_member(in_period).subquery()
     columns = (each.c.member_id, each.c.purchases, each.c.revenue)
     kept = (
         func.json_group_array(func.json_array(*columns))
@@ -986,6 +969,19 @@ class _Ranked:
     status: str
     purchases: int
     revenue: int
+
+
+def _per_member(in_period: ColumnElement[bool]) -> Select[Any]:
+    """Each buyer's purchases and revenue among the purchases `in_period`."""
+    return (
+        select(
+            _PURCHASES.c.member_id.label("member_id"),
+            func.count().label("purchases"),
+            func.sum(_PURCHASES.c.total_minor).label("revenue"),
+        )
+        .where(in_period)
+        .group_by(_PURCHASES.c.member_id)
+    )
 
 
 def mask(phone: str | None) -> str | None:
