@@ -824,7 +824,7 @@ def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElem
     has ended unsettled found in one set instead of summed one by one.
 
     held() sums such a member's lots in a correlated SubPlan, which PostgreSQL prices for
-    every member and never runs in parallel: beside `status = 'active'` it read the members
+    every member and never runs in parallel: beside the consent term (active members) it read them
     through the status index, out of table order (the broad shape of tests/bench/segments.py,
     where 13 % of a million members hold a lot ended unsettled: 1.0-1.3 s, and as long without
     statistics). Here those members' balances are grouped once, from the covering index of
