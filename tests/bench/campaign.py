@@ -106,33 +106,38 @@ def peak_rss_mb() -> float:
 # --- phases (each run in a child process) ------------------------------------------------------
 
 
-async def _plan(url: str) -> dict[str, Any]:
+def _create_campaign(session: Any) -> int:
+    """The bench's segment and broadcast (10 % held out) in the first club; the campaign's id."""
     from sqlalchemy import select
+
+    from store.models import Program
+    from store.outreach import campaigns, segments
+
+    program = session.scalars(select(Program).order_by(Program.id)).first()
+    segments.save(session, program, "bench", SEGMENT, NOW)
+    campaign = campaigns.create_broadcast(
+        session,
+        program,
+        name="Bench",
+        texts=BENCH_TEXTS,
+        segment="bench",
+        control_percent=10,
+        now=NOW,
+    )
+    return int(campaign.id)
+
+
+async def _plan(url: str) -> dict[str, Any]:
 
     from scheduler.jobs import plan_broadcasts
     from store.database import open_database
     from store.models import Program
-    from store.outreach import campaigns, segments
+    from store.outreach import campaigns
 
     db = open_database(url)
     try:
-
-        def create(session: Any) -> int:
-            program = session.scalars(select(Program).order_by(Program.id)).first()
-            segments.save(session, program, "bench", SEGMENT, NOW)
-            campaign = campaigns.create_broadcast(
-                session,
-                program,
-                name="Bench",
-                texts=BENCH_TEXTS,
-                segment="bench",
-                control_percent=10,
-                now=NOW,
-            )
-            return int(campaign.id)
-
         began = time.perf_counter()
-        campaign_id = await db.run(create)
+        campaign_id = await db.run(_create_campaign)
         preview = await db.run(
             lambda s: campaigns.preview(
                 s,
@@ -543,32 +548,18 @@ async def _previews(url: str, repeats: int) -> list[tuple[float, float, dict[str
 
     from store.database import open_database
     from store.models import Program
-    from store.outreach import campaigns, segments
+    from store.outreach import campaigns
 
     db = open_database(url)
     try:
 
         def find(session: Any) -> int:
-            program = session.scalars(select(Program).order_by(Program.id)).first()
             found = session.scalar(
                 select(campaigns.Campaign.id)
                 .where(campaigns.Campaign.name == "Bench")
                 .order_by(campaigns.Campaign.id.desc())
             )
-            if found is not None:
-                return int(found)
-            segments.save(session, program, "bench", SEGMENT, NOW)
-            return int(
-                campaigns.create_broadcast(
-                    session,
-                    program,
-                    name="Bench",
-                    texts=BENCH_TEXTS,
-                    segment="bench",
-                    control_percent=10,
-                    now=NOW,
-                ).id
-            )
+            return _create_campaign(session) if found is None else int(found)
 
         campaign_id = await db.run(find)
 
