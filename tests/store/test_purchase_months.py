@@ -86,6 +86,31 @@ def shown(figures: reports.PurchaseFigures) -> list[tuple[str, int, int, int]]:
     return [(s.slice.label, s.purchases, s.revenue_minor, s.buyers) for s in figures.by_slice]
 
 
+def sell(
+    session: Session,
+    program: Program,
+    member_id: int,
+    amount: int,
+    at: dt.datetime,
+    *,
+    now: dt.datetime = NOW,
+    transaction: str | None = None,
+) -> None:
+    """One sale of one line through purchases.record (the roll-up's one writer); a transaction
+    id of its own unless one is given (the same one again: a till's retry)."""
+    transaction = transaction or f"S{next(_SALES)}"
+    purchases.record(
+        session,
+        program,
+        member_id,
+        transaction_id=transaction,
+        lines=[Line(qty=1, amount_minor=amount)],
+        occurred_at=at,
+        fingerprint=fingerprint(transaction),
+        now=now,
+    )
+
+
 def kept_rows(session: Session, program_id: int) -> dict[tuple[int, int, int], tuple[int, int]]:
     return {
         (row.month_start, row.month_end, row.member_id): (row.purchases, row.revenue_minor)
@@ -151,16 +176,7 @@ def test_the_months_kept_give_the_figures_counted_from_the_purchases(
                 when = month_start(month, zone) + dt.timedelta(seconds=seconds)
                 transaction = f"M{next(_SALES)}"
                 for _ in range(2 if twice else 1):
-                    purchases.record(
-                        session,
-                        program,
-                        buyers[buyer],
-                        transaction_id=transaction,
-                        lines=[Line(qty=1, amount_minor=amount)],
-                        occurred_at=when,
-                        fingerprint=fingerprint(transaction),
-                        now=NOW,
-                    )
+                    sell(session, program, buyers[buyer], amount, when, transaction=transaction)
                 sales.append((buyers[buyer], when, amount))
             # Every row is what the purchases say.
             assert kept_rows(session, program.id) == rows_by_hand(session, program.id, zone)
@@ -235,18 +251,7 @@ async def test_tills_recording_for_one_member_at_once_lose_no_count(
 
     def sale(amount: int) -> Any:
         def work(session: Session) -> None:
-            program = session.get(Program, program_id)
-            transaction = f"C{next(_SALES)}"
-            purchases.record(
-                session,
-                program,
-                buyer,
-                transaction_id=transaction,
-                lines=[Line(qty=1, amount_minor=amount)],
-                occurred_at=when,
-                fingerprint=fingerprint(transaction),
-                now=when,
-            )
+            sell(session, session.get(Program, program_id), buyer, amount, when, now=when)
 
         return db.run(work)
 
@@ -276,17 +281,8 @@ async def test_0012_fills_the_months_as_record_keeps_them(
                 for i, (buyer, month, seconds) in enumerate(
                     itertools.product(range(3), (0, 5, 13), (-1, 0, 7200))
                 ):
-                    transaction = f"F{next(_SALES)}"
-                    purchases.record(
-                        session,
-                        program,
-                        buyers[buyer],
-                        transaction_id=transaction,
-                        lines=[Line(qty=1, amount_minor=100 * i + 1)],
-                        occurred_at=month_start(month, zone) + dt.timedelta(seconds=seconds),
-                        fingerprint=fingerprint(transaction),
-                        now=NOW,
-                    )
+                    at = month_start(month, zone) + dt.timedelta(seconds=seconds)
+                    sell(session, program, buyers[buyer], 100 * i + 1, at)
 
         await db.run(work)
     finally:
@@ -328,17 +324,13 @@ async def test_the_reports_buyers_and_top_customers_are_those_counted_by_hand(
                 months = [12] + [rng.randint(1, 12) for _ in range(rng.randint(0, 4))]
                 for month in months:
                     amount = rng.choice((1000, 2500, 5000, 5000, 12000))  # ties, often
-                    transaction = f"R{next(_SALES)}"
-                    purchases.record(
+                    day = reports.midnight(dt.date(2026, month, rng.randint(1, 28)), zone)
+                    sell(
                         session,
                         program,
                         buyer,
-                        transaction_id=transaction,
-                        lines=[Line(qty=1, amount_minor=amount)],
-                        occurred_at=reports.midnight(dt.date(2026, month, rng.randint(1, 28)), zone)
-                        + dt.timedelta(hours=rng.randint(0, 23)),
-                        fingerprint=fingerprint(transaction),
-                        now=NOW,
+                        amount,
+                        day + dt.timedelta(hours=rng.randint(0, 23)),
                     )
                     sales.append((buyer, amount))
             spent: dict[int, tuple[int, int]] = {}
