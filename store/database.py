@@ -125,12 +125,7 @@ def plain_rows(conn: Connection, statement: Executable, params: dict[str, Any]) 
     driver = conn.connection.driver_connection
     assert driver is not None
     found = driver.execute(compiled.string, [values[name] for name in compiled.positiontup or ()])
-    if not any(processors):
-        return found.fetchall()
-    return [
-        tuple(value if f is None else f(value) for f, value in zip(processors, row, strict=True))
-        for row in found.fetchall()
-    ]
+    return _typed(found.fetchall(), processors)
 
 
 def pipelined(
@@ -167,15 +162,19 @@ def pipelined(
         ) from exc
     out = []
     for cursor, ((_, processors), _) in zip(cursors, plans, strict=True):
-        rows = cursor.fetchall()
+        out.append(_typed(cursor.fetchall(), processors))
         cursor.close()
-        if any(processors):
-            rows = [
-                tuple(v if f is None else f(v) for f, v in zip(processors, row, strict=True))
-                for row in rows
-            ]
-        out.append(rows)
     return out
+
+
+def _typed(rows: list[Any], processors: list[Any]) -> list[Any]:
+    """The driver's rows with each column's result processor applied (None: as it is)."""
+    if not any(processors):
+        return rows
+    return [
+        tuple(value if f is None else f(value) for f, value in zip(processors, row, strict=True))
+        for row in rows
+    ]
 
 
 # By the statement itself (a statement hashes by identity): plain_rows is for module-level ones.
@@ -387,7 +386,6 @@ class SqliteDatabase:
             groups=metrics.SQLITE_WRITER_GROUP,
         )
         self.engine = self._writer.engine
-        self._jobs = self._writer.jobs
         self._read_engine: Engine | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._lookup_engine: Engine | None = None
