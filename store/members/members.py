@@ -105,9 +105,8 @@ def state_for_turn(
             messages.seen_read(program_id, provider_sid),
         ],
     )
-    if not member_rows:
-        return None, messages.seen(seen_rows)
-    return _state(dict(zip(_MEMBER_COLUMNS, member_rows[0], strict=True))), messages.seen(seen_rows)
+    state = _state(dict(zip(_MEMBER_COLUMNS, member_rows[0], strict=True))) if member_rows else None
+    return state, messages.seen(seen_rows)
 
 
 def attach(session: Session, state: MemberState) -> Member:
