@@ -533,8 +533,10 @@ def _apply_one(
         case SetBirthday(birthday=birthday) if member is not None and birthday is not None:
             # The flow asked the same rule first (MemberView.birthday_locked): kept if refused.
             answers.set_birthday(member, birthday, now)
-        case SaveAnswer(question_id=question_id, value=value) if member is not None:
-            answers.save_answer(session, member, question_id, value, now)
+        case SaveAnswer(question_id=question_id, value=value, free_text=free_text) if (
+            member is not None
+        ):
+            answers.save_answer(session, member, question_id, value, now, free_text=free_text)
         case SkipQuestion(question_id=question_id) if member is not None:
             answers.skipped(session, member, question_id, now)
         case SetLanguage(language=language) if member is not None:

@@ -190,7 +190,7 @@ def _text(turn: Turn, question: Question) -> Outcome:
     text = " ".join(turn.text.split())
     if not text or len(text) > MAX_TEXT_ANSWER:
         return Outcome.say(reply("profile.again.text", max_length=MAX_TEXT_ANSWER))
-    return _next(turn, question, (SaveAnswer(question.id, (text,)),))
+    return _next(turn, question, (SaveAnswer(question.id, (text,), free_text=True),))
 
 
 # The refusal of a second birthday change within a year, before the next question (one SMS

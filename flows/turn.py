@@ -188,7 +188,8 @@ class SetBirthday:
 @dataclass(frozen=True, slots=True)
 class SaveAnswer:
     question_id: int
-    value: tuple[str, ...]
+    value: tuple[str, ...]  # the choice keys picked, or the text written
+    free_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,30 @@ class ProfileAnswer(Base):
     answered_at: Mapped[dt.datetime]
 
 
+class AnswerChoice(Base):
+    """One choice key of a member's answer to a choice or multichoice question.
+
+    Kept by store.members.profile.save_answer beside the answer's JSON list, so a segment's
+    "answered any of these choices" is one range of this table's key in member order, where
+    it searched the JSON text of every answer to the question (tests/bench/segments.py). The
+    rows go with their answer (erasure, a question deleted, a member discarded). Clustered by
+    key on SQLite (WITHOUT ROWID)."""
+
+    __tablename__ = "answer_choices"
+    __table_args__ = (
+        # An answer replaced or deleted finds its rows.
+        Index("ix_answer_choices_answer_id", "answer_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    question_id: Mapped[int] = mapped_column(
+        ForeignKey("profile_questions.id", ondelete="CASCADE"), primary_key=True
+    )
+    choice: Mapped[str] = mapped_column(Text, primary_key=True)
+    member_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("profile_answers.id", ondelete="CASCADE"))
+
+
 class InboundMessage(Base):
     """A text received from a member, with the reply given (replayed if the gateway retries)."""
 
@@ -579,6 +603,37 @@ class PurchaseLine(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     discounted: Mapped[bool] = mapped_column(Boolean)
     points: Mapped[int] = mapped_column(Integer)
+
+
+class MemberMark(Base):
+    """Where a member joined and bought, and what: one row for the store they joined at
+    (kind "joined"), per store they bought at ("store") and per category they bought a line of
+    ("category"), with the moment they joined or of the latest such purchase.
+
+    Kept in the same transaction by the writers of what they mark (store.members.enrolment
+    sets the store a member joined at, store.loyalty.purchases.record writes purchases), so a
+    segment's store or category is one range of this table's key in member order, where it
+    grouped the club's purchases or lines and read every member's store
+    (tests/bench/segments.py). A refund leaves the purchase and its row as they were; the rows
+    go with their member. Clustered by key on SQLite (WITHOUT ROWID): a range holds each
+    row's `last_at`."""
+
+    __tablename__ = "member_marks"
+    __table_args__ = (
+        # A member's rows go with them: found by member, not by scanning.
+        Index("ix_member_marks_member_id", "member_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # joined, store, category
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_at: Mapped[dt.datetime]
 
 
 class Refund(Base):

@@ -287,8 +287,8 @@ class _Story:
                 now=when,
                 language=language,
                 first_name=name if rng.random() < 0.9 else None,
+                store=store,
             ).member
-            member.store = store
             if rng.random() < 0.85:
                 age_days = rng.randrange(16 * 365, 75 * 365)
                 member.birthday = (self.now - dt.timedelta(days=age_days)).date()

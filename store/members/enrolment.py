@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 import locales
 from store import messages
 from store.clubs import asking, programs
-from store.loyalty import coupons, perks
+from store.loyalty import coupons, perks, purchases
 from store.members import consent, members
 from store.members import profile as answers
 from store.models import ConsentEvent, Member, ProfileQuestion, Program
@@ -68,8 +68,12 @@ def enrol(
         member.first_name = first_name
     if store and not member.store:
         # The store a member first joined at, kept: sign-ups per store count where people
-        # joined, so joining again at another till (after STOP) does not move them.
+        # joined, so joining again at another till (after STOP) does not move them. Marked
+        # for segments (member_marks) with it.
         member.store = store
+        purchases.mark(
+            session.connection(), program.id, member.id, [(purchases.JOINED, store)], now
+        )
     given = join(
         session,
         program,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, func, select, union_all
+from sqlalchemy import bindparam, delete, func, insert, select, union_all
 from sqlalchemy.orm import Session
 
-from store.models import Member, ProfileAnswer, ProfilePrompt
+from store.models import AnswerChoice, Member, ProfileAnswer, ProfilePrompt
+
+_CHOICES = AnswerChoice.__table__
 
 # Member.flow while the member answers the profile questions; Member.step names the question.
 FLOW = "profile"
@@ -41,27 +43,51 @@ def too_young(birthday: dt.date, day: dt.date, min_age: int) -> bool:
 
 
 def save_answer(
-    session: Session, member: Member, question_id: int, value: Sequence[str], now: dt.datetime
+    session: Session,
+    member: Member,
+    question_id: int,
+    value: Sequence[str],
+    now: dt.datetime,
+    *,
+    free_text: bool = False,
 ) -> None:
-    """Record (or replace) the member's answer to one question."""
+    """Record (or replace) the member's answer to one question. The keys of a choice answer
+    are kept as rows too (answer_choices, what segments read); a text answer's are not."""
     existing = session.scalar(
         select(ProfileAnswer).where(
             ProfileAnswer.member_id == member.id, ProfileAnswer.question_id == question_id
         )
     )
     if existing is None:
-        session.add(
-            ProfileAnswer(
-                program_id=member.program_id,
-                member_id=member.id,
-                question_id=question_id,
-                value=list(value),
-                answered_at=now,
-            )
+        existing = ProfileAnswer(
+            program_id=member.program_id,
+            member_id=member.id,
+            question_id=question_id,
+            value=list(value),
+            answered_at=now,
         )
+        session.add(existing)
+        session.flush()  # the rows below name it
     else:
         existing.value = list(value)
         existing.answered_at = now
+        session.execute(delete(_CHOICES).where(_CHOICES.c.answer_id == existing.id))
+    if free_text:
+        return
+    keys = dict.fromkeys(value)  # once each, in the order given
+    if keys:
+        session.execute(
+            insert(_CHOICES),
+            [
+                {
+                    "question_id": question_id,
+                    "choice": key,
+                    "member_id": member.id,
+                    "answer_id": existing.id,
+                }
+                for key in keys
+            ],
+        )
 
 
 def answers(session: Session, member_id: int) -> Sequence[ProfileAnswer]:

@@ -42,9 +42,13 @@ of its own and no NOT ever sits above an unknown.
 
 Whether and when a member last bought (days since the last purchase, bought at all or within N
 days) is their own column, members.last_purchase_at, which purchases.record keeps (see
-_last_purchase). Under an OR, PostgreSQL would look a set up per member: count(), reach() and
-a broadcast's preview join each such set once instead (compile_joined), and points there look
-the members whose lot has ended unsettled up in one hashed set (_held_within).
+_last_purchase). Where a member joined and bought (a store) and what (a category, with the
+latest such purchase for "days") are rows of member_marks that enrolment and purchases.record
+keep, and an answer's choices rows of answer_choices that profile.save_answer keeps: each name
+is one range of a key in member order. Under an OR, PostgreSQL would look a set up per
+member: count(), reach() and a broadcast's preview join each such set once instead
+(compile_joined), and points there look the members whose lot has ended unsettled up in one
+hashed set (_held_within).
 
 One exception: behind conditions on the members' own columns that keep few of
 them (a birthday month: about 8 %), each member's rows are probed instead of building the sets
@@ -56,7 +60,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -67,7 +70,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    Text,
     and_,
     bindparam,
     cast,
@@ -82,24 +84,24 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy import case as when
-from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from store.errors import InvalidInput, NotFound
-from store.loyalty import ledger
+from store.loyalty import ledger, purchases
 from store.members import consent, members
 from store.models import (
+    AnswerChoice,
     Campaign,
     Member,
+    MemberMark,
     PointLot,
     ProfileAnswer,
     ProfileQuestion,
     Program,
     Purchase,
-    PurchaseLine,
     Segment,
     Tier,
     UTCDateTime,
@@ -121,15 +123,14 @@ DAY = dt.timedelta(days=1)
 # SQLite: related-table conditions are probed per member behind member conditions keeping
 # at most this share of the members (an estimate: see _share).
 NARROW = 0.1
-# A choice key any JSON writer puts down as itself (see _chose_any).
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:+/-]+")
 
 _MEMBERS = Member.__table__
 _ANSWERS = ProfileAnswer.__table__
 _QUESTIONS = ProfileQuestion.__table__
 _PURCHASES = Purchase.__table__
-_LINES = PurchaseLine.__table__
 _LOTS = PointLot.__table__
+_CHOICES = AnswerChoice.__table__
+_MARKS = MemberMark.__table__
 _TIERS = Tier.__table__
 _INSTANT = UTCDateTime()
 
@@ -251,6 +252,13 @@ def count(session: Session, program: Program, filter: Mapping[str, Any], now: dt
         # purchase_count gte 3 566 -> 403 ms, purchase amount 570 -> 361, answered 314 -> 111;
         # a category or tier 10-15 % slower; see README).
         session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        # Nor a nested loop: a count reads the whole club, and a set PostgreSQL takes for one
+        # row (a table it has no statistics of yet, such as one a migration has just filled)
+        # was joined to a million members by scanning it for each (the store shape of
+        # tests/bench/segments.py without statistics: over 5 minutes, cancelled; a hash join
+        # takes under a second). Only the probes the compiler asks for (correlated subqueries,
+        # which are no join) still go member by member.
+        session.connection().exec_driver_sql("SET LOCAL enable_nestloop = off")
     query = count_query(program, filter, now, dialect)
     return int(session.connection().execute(query).scalar_one())
 
@@ -707,60 +715,56 @@ def _answer(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     )
     # The question belongs to the club, so its answers need no program_id of their own: on
     # (question_id, member_id) the answers come in member order, one per member, and
-    # "answered" is read from the index alone. On PostgreSQL "answered" takes `= (SELECT ...)`
-    # (the key is unique in the club): with IN it joined the question to the answers and lost
-    # that order, hashing 340,000 answers in batches against the members where a merge join
-    # reads both indexes once (tests/bench/segments.py, 1M members: 370-510 -> 100-150 ms of
-    # CPU, with statistics or without). Not for choices: without statistics it then probed
-    # each of a million members' answers (0.7 -> 1.3 s).
-    if scope.dialect == "postgresql" and leaf["op"] == "answered":
-        where = [_ANSWERS.c.question_id == question.scalar_subquery()]
+    # "answered" is read from the index alone; a choice is one range of answer_choices' key
+    # (question_id, choice, member_id), kept beside each answer by profile.save_answer, where
+    # the JSON text of every answer to the question was searched (tests/bench/segments.py,
+    # 1M members, skiing: 446 -> 237 ms of SQLite CPU, 777 -> 150 on PostgreSQL). On PostgreSQL
+    # the question is `= (SELECT ...)` (the key is unique in the club): with IN it joined the
+    # question to the rows and lost their member order, hashing 340,000 answers in batches
+    # against the members where a merge join reads both indexes once (370-510 -> 100-150 ms).
+    if scope.dialect == "postgresql":
+        question_id: Any = question.scalar_subquery()
+        asked = [_ANSWERS.c.question_id == question_id]
     else:
-        where = [_ANSWERS.c.question_id.in_(question)]
-    if scope.id_range is not None:
-        low, high = scope.id_range
-        where += [_ANSWERS.c.member_id > low, _ANSWERS.c.member_id <= high]
+        question_id = None
+        asked = [_ANSWERS.c.question_id.in_(question)]
     if leaf["op"] == "answered":
         negate = negate is leaf["value"]
+        rows = select(_ANSWERS.c.member_id).where(*asked)
+        unique = True
     else:
-        where.append(_chose_any(leaf["value"], scope.dialect))
-    return _members_in(scope, select(_ANSWERS.c.member_id).where(*where), negate)
-
-
-def _chose_any(choices: Sequence[str], dialect: str) -> ColumnElement[bool]:
-    """The answer (a JSON list of choice keys) holds one of `choices`.
-
-    A plain key (letters, digits, _ . : + / -) is written as itself between quotes by any JSON
-    writer, and `"key"` right after '[', ',' or ', ' can only be a whole element (a quote
-    inside a string is escaped, so it follows a backslash): the JSON text is searched as text.
-    Parsing it instead costs more than all the rest over a million answers (tests/bench/segments.py:
-    SQLite's json_each 0.4 µs an answer; PostgreSQL's cast to jsonb 2.4 s in all, with an
-    estimate so poor it plans a nested loop). Other keys are matched by parsing."""
-    if all(_PLAIN_KEY.fullmatch(choice) for choice in choices):
-        # json keeps the text as written, so on PostgreSQL the cast to text is free.
-        value = _ANSWERS.c.value if dialect == "sqlite" else cast(_ANSWERS.c.value, Text)
-        find = func.instr if dialect == "sqlite" else func.strpos
-        return or_(
-            *(
-                find(value, f'{before}"{choice}"') > 0
-                for choice in choices
-                for before in ("[", ",", " ")
-            )
-        )
-    if dialect == "postgresql":
-        return cast(_ANSWERS.c.value, JSONB).has_any(array(list(choices)))
-    each = func.json_each(_ANSWERS.c.value).table_valued("value", joins_implicitly=True)
-    return exists(select(literal(1)).select_from(each).where(each.c.value.in_(choices)))
+        choices = leaf["value"]
+        if question_id is None:
+            chose = [_CHOICES.c.question_id.in_(question)]
+        else:
+            chose = [_CHOICES.c.question_id == question_id]
+        rows = select(_CHOICES.c.member_id).where(*chose, _CHOICES.c.choice.in_(choices))
+        unique = len(choices) == 1
+    if scope.id_range is not None:
+        low, high = scope.id_range
+        member_id = rows.selected_columns[0]
+        rows = rows.where(member_id > low, member_id <= high)
+    return _members_in(scope, rows, negate, unique=unique)
 
 
 def _store(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
+    # Joined there (the member's store) or bought there: one set of member_marks. With the
+    # members' store column beside the buyers' set, SQLite probed that set for each of a
+    # million members, PostgreSQL read every member's row (tests/bench/segments.py: … ms).
     stores = leaf["value"]
-    bought = _bought(scope, _PURCHASES.c.store.in_(stores))
-    column = _MEMBERS.c.store
-    joined = _nullable(column, column.in_(stores), negate)
-    if negate:
-        return and_(joined, _members_in(scope, bought, True))
-    return or_(joined, _members_in(replace(scope, disjunct=True), bought, False))
+    rows = _marked(scope, (purchases.JOINED, purchases.STORE), stores)
+    return _members_in(scope, rows, negate, unique=False)
+
+
+def _marked(
+    scope: _Scope, kinds: Sequence[str], names: Sequence[str], *more: ColumnElement[bool]
+) -> Select[Any]:
+    """The members with member_marks of these kinds and names (the store they joined at, the
+    stores and categories they bought at and of), which enrolment and purchases.record keep:
+    one range of its key in member order per kind and name, where the club's purchases (lines)
+    were grouped by member for every count (tests/bench/segments.py, 1M members)."""
+    where = scope.of(_MARKS, _MARKS.c.kind.in_(kinds), _MARKS.c.name.in_(names), *more)
+    return select(_MARKS.c.member_id).where(*where)
 
 
 def _tier(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
@@ -855,19 +859,6 @@ def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElem
     return and_(kept >= low, or_(and_(settled, _within(kept, None, high)), and_(unsettled, found)))
 
 
-def _bought(scope: _Scope, *more: ColumnElement[bool]) -> Select[Any]:
-    """The club's members with purchases (that meet `more`), one row each.
-
-    Grouped by member on the (program_id, member_id, occurred_at, total_minor, store) index,
-    every purchase leaf is one run of that index in member order, without reading a row or
-    sorting, and the set holds each member once (materialising it costs per row given)."""
-    return (
-        select(_PURCHASES.c.member_id)
-        .where(*scope.of(_PURCHASES, *more))
-        .group_by(_PURCHASES.c.member_id)
-    )
-
-
 def _in_window(leaf: Filter, scope: _Scope) -> list[ColumnElement[bool]]:
     days = leaf.get("days")
     return [] if days is None else [_PURCHASES.c.occurred_at > scope.instant(days)]
@@ -882,8 +873,31 @@ def _purchase_count(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[
         days = leaf.get("days")
         within = None if days is None else days - 1
         return _last_purchase(scope, None, within, negate=negate == bought)
+    return _purchases_total(leaf, scope, func.count(), low, high, negate)
+
+
+def _purchases_total(
+    leaf: Filter, scope: _Scope, total: Any, low: int | None, high: int | None, negate: bool
+) -> ColumnElement[bool]:
+    """A count or sum of the member's purchases (in the window) within [low, high].
+
+    On SQLite the member's last purchase is tested first: one who bought nothing in the window
+    has 0 without the set being probed (SQLite tests an AND's and an OR's terms in the order
+    written). "At most one purchase in a year" probed a set for each of a million members
+    (tests/bench/segments.py: 523 -> 378 ms of CPU), and now only for those who bought in it."""
     where = scope.of(_PURCHASES, *_in_window(leaf, scope))
-    return _aggregate(scope, _PURCHASES, where, func.count(), low, high, negate)
+    counted = _aggregate(scope, _PURCHASES, where, total, low, high, negate)
+    if scope.dialect != "sqlite" or scope.correlate:
+        return counted
+    days = leaf.get("days")
+    column = _MEMBERS.c.last_purchase_at
+    idle = column.is_(None)
+    if days is not None:
+        idle = or_(idle, column <= scope.instant(days))
+    # A member with 0 is in exactly when 0 is within [low, high], negated or not.
+    if ((low or 0) <= 0) != negate:
+        return or_(idle, counted)
+    return and_(not_(idle), counted)
 
 
 def _bought_at_all(leaf: Filter) -> bool | None:
@@ -922,10 +936,8 @@ def _last_purchase(
 
 def _purchase_amount(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
-    where = scope.of(_PURCHASES, *_in_window(leaf, scope))
-    return _aggregate(
-        scope, _PURCHASES, where, func.sum(_PURCHASES.c.total_minor), low, high, negate
-    )
+    total = func.sum(_PURCHASES.c.total_minor)
+    return _purchases_total(leaf, scope, total, low, high, negate)
 
 
 def _days_since_purchase(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
@@ -936,16 +948,12 @@ def _days_since_purchase(leaf: Filter, scope: _Scope, negate: bool) -> ColumnEle
 
 
 def _category(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
-    # On (program_id, category, member_id) only the lines of those categories are read; with
-    # "days", the window's purchases drive, each finding its lines by purchase_id.
-    where = scope.of(_LINES, _LINES.c.category.in_(leaf["value"]))
+    # With "days", the latest purchase of the category is in the window.
+    categories = leaf["value"]
     days = leaf.get("days")
-    if days is not None:
-        recent = select(_PURCHASES.c.id).where(
-            *scope.of(_PURCHASES, _PURCHASES.c.occurred_at > scope.instant(days))
-        )
-        where.append(_LINES.c.purchase_id.in_(recent))
-    return _members_in(scope, select(_LINES.c.member_id).where(*where), negate, unique=False)
+    recent = [] if days is None else [_MARKS.c.last_at > scope.instant(days)]
+    rows = _marked(scope, (purchases.CATEGORY,), categories, *recent)
+    return _members_in(scope, rows, negate, unique=len(categories) == 1)
 
 
 def _joined_days(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:

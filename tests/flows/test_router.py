@@ -550,7 +550,7 @@ class TestProfileAnswers:
     def test_free_text(self) -> None:
         """A free-text answer is saved with its spaces tidied."""
         outcome = route("  Bergans   of Norway ", at(BRAND), questions=(BRAND,))
-        assert outcome.effects == (SaveAnswer(5, ("Bergans of Norway",)),)
+        assert outcome.effects == (SaveAnswer(5, ("Bergans of Norway",), free_text=True),)
         assert ids(outcome) == ["profile.done"]
 
     def test_too_long_free_text_asks_again(self) -> None:

@@ -26,6 +26,16 @@ from tests.conftest import create_club
 T = TypeVar("T")
 
 
+async def own_database(database_url: str, tmp_path: Path) -> str:
+    """A migrated database a test may downgrade and upgrade again: on SQLite a file made anew
+    in `tmp_path`, on PostgreSQL the test's own database."""
+    if make_url(database_url).get_backend_name() != "sqlite":
+        return database_url
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    await migrate.upgrade(url)
+    return url
+
+
 async def on_connection(url: str, work: Callable[[Connection], T]) -> T:
     """Run `work` on a plain connection: sync for SQLite, an async engine's run_sync otherwise."""
     if make_url(url).get_backend_name() == "sqlite":

@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from store import migrate, reports
@@ -29,7 +28,7 @@ from store.loyalty.earning import Line
 from store.members import members
 from store.models import Member, Program, Purchase, PurchaseMonth
 from tests.store.loyalty_helpers import club, fingerprint, member
-from tests.store.test_migrations import on_connection
+from tests.store.test_migrations import on_connection, own_database
 
 EXAMPLES = {"sqlite": 30, "postgresql": 15}
 ZONES = ("Europe/Oslo", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "Pacific/Chatham")
@@ -265,11 +264,7 @@ async def test_0012_fills_the_months_as_record_keeps_them(
 ) -> None:
     """Purchases recorded before purchase_months existed are in it after the migration, the
     same rows record would have written, each club in its own zone."""
-    if make_url(database_url).get_backend_name() == "sqlite":
-        url = f"sqlite:///{tmp_path / 'months.db'}"
-        await migrate.upgrade(url)
-    else:
-        url = database_url
+    url = await own_database(database_url, tmp_path)
     db = open_database(url)
     try:
 

@@ -22,7 +22,7 @@ from bot.cli.demo import DEMO_QUESTIONS
 from store.clubs import programs
 from store.database import Database
 from store.errors import InvalidInput
-from store.loyalty import ledger, tiers
+from store.loyalty import ledger, purchases, tiers
 from store.loyalty.earning import Line
 from store.members import member_search, members, profile
 from store.models import (
@@ -72,7 +72,8 @@ def person(
     member.language = language
     member.birthday = birthday
     member.joined_at = joined if status != members.PENDING else None
-    member.store = store
+    member.store = store  # as enrolment keeps it, with its mark
+    purchases.mark(session.connection(), program.id, member.id, [(purchases.JOINED, store)], NOW)
     session.flush()
     return member
 
@@ -88,8 +89,6 @@ def buy(
     categories: Sequence[str | None] = (None,),
 ) -> None:
     """A purchase through store.loyalty.purchases.record: one line per category, `amount` shared."""
-    from store.loyalty import purchases
-
     lines = [Line(qty=1, amount_minor=amount // len(categories), category=c) for c in categories]
     transaction_id = f"T{next(_IDS)}"
     purchases.record(
@@ -338,14 +337,18 @@ async def test_birthday_month(loyalty_db: Database) -> None:
 
 
 async def test_answer_to_a_profile_question(loyalty_db: Database) -> None:
-    """ "in" matches a member who chose any of the choices; "answered" whether there is an
-    answer at all. An erased member's answers are gone, and they are in no segment."""
+    """ "in" matches a member who chose any of the choices (as they answer now: a changed
+    answer's old choices no longer count); "answered" whether there is an answer at all. An
+    erased member's answers are gone, and they are in no segment."""
 
     def work(session: Session) -> list[set[str]]:
         program = demo_club(session)
-        people = {name: person(session, program) for name in ("runner", "skier", "silent", "gone")}
+        names = ("runner", "skier", "silent", "gone", "changed")
+        people = {name: person(session, program) for name in names}
         answer(session, program, people["runner"], "activities", ["running", "cycling"])
         answer(session, program, people["skier"], "activities", ["skiing"])
+        answer(session, program, people["changed"], "activities", ["skiing", "cycling"])
+        answer(session, program, people["changed"], "activities", ["running"])
         answer(session, program, people["gone"], "activities", ["skiing"])
         members.erase(session, people["gone"], NOW)
         session.flush()
@@ -365,9 +368,9 @@ async def test_answer_to_a_profile_question(loyalty_db: Database) -> None:
         )
 
     assert await loyalty_db.run(work) == [
-        {"runner"},
+        {"runner", "changed"},
         {"runner", "skier"},
-        {"runner", "skier"},
+        {"runner", "skier", "changed"},
         {"silent"},
         {"skier", "silent"},
         set(),
@@ -1420,6 +1423,9 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
         member.tier_id = steps[one.tier] if one.tier else None
         # As purchases.record keeps it: segments read "bought (within N days)" from it.
         member.last_purchase_at = max((b.at for b in one.bought), default=None)
+        # As enrolment keeps it: the store joined at, and its mark.
+        joined_at = [(purchases.JOINED, one.store)]
+        purchases.mark(session.connection(), program.id, member.id, joined_at, NOW - 500 * DAY)
         if one.activities is not None:
             profile.save_answer(session, member, question, one.activities, NOW - DAY)
         session.flush()
@@ -1452,6 +1458,8 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
                 )
                 for n, category in enumerate(b.categories, start=1)
             )
+            bought = [(purchases.STORE, b.store), *((purchases.CATEGORY, c) for c in b.categories)]
+            purchases.mark(session.connection(), program.id, member.id, bought, b.at)
         for remaining, end in one.lots:
             entry = LedgerEntry(
                 program_id=program.id,
