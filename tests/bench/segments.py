@@ -32,6 +32,7 @@ from inbound import CLUB_NUMBER
 
 TARGET_MS = 300.0  # issue 18 (PERFORMANCE.md asked 1 s)
 CHUNK = 50_000  # members generated and inserted at a time
+SETTLED_WITHIN = dt.timedelta(hours=1)  # the expiry job's period: lots ended longer ago are closed
 STORES = ("Torshov", "Majorstuen", "Grünerløkka", "Sandvika", "Nettbutikk")
 CATEGORIES = (
     "running",
@@ -80,6 +81,8 @@ class Rows:
     purchase_lines: list[tuple[Any, ...]]
     ledger_entries: list[tuple[Any, ...]]
     point_lots: list[tuple[Any, ...]]
+    member_marks: list[tuple[Any, ...]]
+    answer_choices: list[tuple[Any, ...]]
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -138,8 +141,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "reason",
         "expires_at",
         "created_at",
+        "lot_id",
     ),
     "point_lots": ("entry_id", "program_id", "member_id", "points", "remaining", "expires_at"),
+    # As store.loyalty.purchases.record and store.members.profile.save_answer keep them.
+    "member_marks": ("program_id", "kind", "name", "member_id", "last_at"),
+    "answer_choices": ("question_id", "choice", "member_id", "answer_id"),
 }
 
 
@@ -158,14 +165,15 @@ def phone_of(index: int) -> str:
 class Generator:
     """Members and their rows, chunk by chunk, the same for the same seed."""
 
-    def __init__(self, club: Club, now: dt.datetime, seed: int) -> None:
+    def __init__(self, club: Club, now: dt.datetime, seed: int, settle: bool = True) -> None:
         self.club = club
         self.now = now
+        self.settle = settle
         self.rng = random.Random(seed)
         self.ids = {"answers": 0, "purchases": 0, "lines": 0, "entries": 0}
 
     def chunk(self, first: int, count: int, base: dict[str, int]) -> Rows:
-        rows = Rows([], [], [], [], [], [])
+        rows = Rows([], [], [], [], [], [], [], [])
         for index in range(first, first + count):
             self.member(index, base, rows)
         return rows
@@ -218,6 +226,8 @@ class Generator:
                 None,
             )
         )
+        if store is not None:  # the store joined at, as enrolment marks it
+            rows.member_marks.append((club.id, "joined", store, member_id, joined or created))
         if erased:
             return  # erasure removed the answers; purchases and lots stay as figures
         if rng.random() < 0.6:
@@ -247,6 +257,7 @@ class Generator:
         rows.profile_answers.append(
             (answer_id, self.club.id, member_id, question, json.dumps(value), at)
         )
+        rows.answer_choices.extend((question, key, member_id, answer_id) for key in value)
 
     def purchases(
         self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime
@@ -255,6 +266,7 @@ class Generator:
         rng = self.rng
         last = since
         span = max(60.0, (self.now - since).total_seconds())
+        marks: dict[tuple[str, str], dt.datetime] = {}
         # Most buyers buy a few times, some often: 1 to 25 purchases, about 3 on average.
         for _ in range(min(25, 1 + int(rng.expovariate(0.5)))):
             purchase_id = base["purchases"] + self.ids["purchases"]
@@ -267,13 +279,16 @@ class Generator:
                 amount = int(rng.lognormvariate(10.5, 0.9))
                 lines.append((line_no, rng.choice(CATEGORIES), amount))
             total = sum(amount for _, _, amount in lines)
+            store = rng.choice(STORES)
+            for mark in [("store", store), *(("category", c) for _, c, _ in lines)]:
+                marks[mark] = max(at, marks.get(mark, at))
             rows.purchases.append(
                 (
                     purchase_id,
                     self.club.id,
                     member_id,
                     f"bench-{purchase_id:09d}",
-                    rng.choice(STORES),
+                    store,
                     self.club.currency,
                     total,
                     total // 100,
@@ -299,6 +314,9 @@ class Generator:
                         amount // 100,
                     )
                 )
+        rows.member_marks.extend(
+            (self.club.id, kind, name, member_id, at) for (kind, name), at in marks.items()
+        )
         return last
 
     def lots(
@@ -317,8 +335,39 @@ class Generator:
             points = rng.randint(10, 2000)
             remaining = 0 if rng.random() < 0.15 else rng.randint(1, points)
             rows.ledger_entries.append(
-                (entry_id, self.club.id, member_id, "bonus", points, 0, "bench", expires, earned)
+                (
+                    entry_id,
+                    self.club.id,
+                    member_id,
+                    "bonus",
+                    points,
+                    0,
+                    "bench",
+                    expires,
+                    earned,
+                    None,
+                )
             )
+            if self.settle and remaining > 0 and expires <= self.now - SETTLED_WITHIN:
+                # Closed by the expiry job, which runs every hour (ledger.expire_due): its
+                # expire entry, dated when the lot ended.
+                closing = base["ledger_entries"] + self.ids["entries"]
+                self.ids["entries"] += 1
+                rows.ledger_entries.append(
+                    (
+                        closing,
+                        self.club.id,
+                        member_id,
+                        "expire",
+                        -remaining,
+                        0,
+                        None,
+                        None,
+                        expires,
+                        entry_id,
+                    )
+                )
+                remaining = 0
             rows.point_lots.append((entry_id, self.club.id, member_id, points, remaining, expires))
             if remaining > 0:
                 held += remaining
@@ -371,9 +420,14 @@ async def read_club(url: str) -> Club:
 
 
 def chunks(
-    club: Club, members: int, now: dt.datetime, seed: int, base: dict[str, int]
+    club: Club,
+    members: int,
+    now: dt.datetime,
+    seed: int,
+    base: dict[str, int],
+    settle: bool = True,
 ) -> Iterator[Rows]:
-    generator = Generator(club, now, seed)
+    generator = Generator(club, now, seed, settle)
     for first in range(0, members, CHUNK):
         yield generator.chunk(first, min(CHUNK, members - first), base)
 
@@ -411,7 +465,7 @@ def sqlite_rows(table: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, 
 
 
 def populate_sqlite(
-    path: Path, club: Club, members: int, now: dt.datetime, seed: int
+    path: Path, club: Club, members: int, now: dt.datetime, seed: int, settle: bool = True
 ) -> dict[str, int]:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -440,7 +494,7 @@ def populate_sqlite(
         conn.execute("BEGIN")
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        for rows in chunks(club, members, now, seed, base):
+        for rows in chunks(club, members, now, seed, base, settle):
             for table, columns in COLUMNS.items():
                 marks = ", ".join("?" * len(columns))
                 conn.executemany(
@@ -459,7 +513,13 @@ def populate_sqlite(
 
 
 async def populate_postgres(
-    url: str, club: Club, members: int, now: dt.datetime, seed: int, autovacuum: bool = True
+    url: str,
+    club: Club,
+    members: int,
+    now: dt.datetime,
+    seed: int,
+    autovacuum: bool = True,
+    settle: bool = True,
 ) -> dict[str, int]:
     import asyncpg
     from sqlalchemy.engine import make_url
@@ -482,7 +542,7 @@ async def populate_postgres(
             for table in COLUMNS:
                 await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         async with conn.transaction():
-            for rows in chunks(club, members, now, seed, base):
+            for rows in chunks(club, members, now, seed, base, settle):
                 for table, columns in COLUMNS.items():
                     await conn.copy_records_to_table(
                         table, records=getattr(rows, table), columns=list(columns)
@@ -504,18 +564,20 @@ def fill_club(
     now: dt.datetime,
     seed: int,
     autovacuum: bool = True,
+    settle: bool = True,
 ) -> dict[str, int] | None:
     """A database made anew (on SQLite, the file at `path`) with the demo club and `members`
     members in it: the rows of each table, or None when it could not be made (said why).
-    `autovacuum` False: PostgreSQL never analyses the filled tables by itself."""
+    `autovacuum` False: PostgreSQL never analyses the filled tables by itself. `settle` False:
+    lots that ended are left open, as if the hourly expiry job had never run."""
     if kind == "sqlite" and path.exists():
         path.unlink()
     if not inbound.prepare_database(url, inbound.server_env(url, inbound.free_port())):
         return None
     club = asyncio.run(read_club(url))
     if kind == "sqlite":
-        return populate_sqlite(path, club, members, now, seed)
-    return asyncio.run(populate_postgres(url, club, members, now, seed, autovacuum))
+        return populate_sqlite(path, club, members, now, seed, settle)
+    return asyncio.run(populate_postgres(url, club, members, now, seed, autovacuum, settle))
 
 
 def fill_and_say(
@@ -526,10 +588,11 @@ def fill_and_say(
     now: dt.datetime,
     seed: int,
     autovacuum: bool = True,
+    settle: bool = True,
 ) -> bool:
     """fill_club, and a line saying how long it took and what it wrote."""
     began = time.perf_counter()
-    rows = fill_club(url, kind, path, members, now, seed, autovacuum)
+    rows = fill_club(url, kind, path, members, now, seed, autovacuum, settle)
     if rows is None:
         return False
     counts = ", ".join(f"{table} {n:,}" for table, n in rows.items())
@@ -840,6 +903,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", help="only the shapes whose name holds this")
     parser.add_argument(
+        "--unsettled",
+        action="store_true",
+        help="fill with the lots that ended left open (as if the hourly expiry job never ran: "
+        "13 %% of the members then hold one, and points are summed from their lots)",
+    )
+    parser.add_argument(
         "--explain-analyze",
         action="store_true",
         help="PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) instead of EXPLAIN",
@@ -889,7 +958,14 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "postgresql" and "optimize" in phases:
             phases.remove("optimize")  # SQLite's
         if not args.reuse and not fill_and_say(
-            url, kind, path, args.members, now, args.seed, autovacuum="without" not in phases
+            url,
+            kind,
+            path,
+            args.members,
+            now,
+            args.seed,
+            autovacuum="without" not in phases,
+            settle=not args.unsettled,
         ):
             return 2
         if args.sql:
