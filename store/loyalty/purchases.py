@@ -4,7 +4,7 @@ back points line by line."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,13 +15,12 @@ from sqlalchemy.orm import Session
 
 from store.database import plain_rows
 from store.errors import Conflict, InvalidInput, NotFound
-from store.loyalty import baskets, cheques, coupons, ledger, perks, receipts, tiers
+from store.loyalty import baskets, cheques, coupons, ledger, marks, perks, receipts, tiers
 from store.loyalty.earning import Bonus, Line, Rules, line_points, taken_back
 from store.models import (
     BonusRule,
     CouponTemplate,
     Member,
-    MemberMark,
     PointMultiplier,
     Program,
     PunchCard,
@@ -191,52 +190,6 @@ def _add_to_month(module: Any) -> Any:
 
 _ADD_TO_MONTH = {"sqlite": _add_to_month(sqlite), "postgresql": _add_to_month(postgresql)}
 
-_MARKS = MemberMark.__table__
-# member_marks' kinds: the store a member joined at, a store they bought at, a category they
-# bought a line of.
-JOINED = "joined"
-STORE = "store"
-CATEGORY = "category"
-
-
-def _mark(module: Any) -> Any:
-    # A row for the first time (a store, a category), its moment moved forward by a later
-    # purchase and left by one told late; two tills at once both land (the key's lock).
-    statement = module.insert(_MARKS)
-    return statement.on_conflict_do_update(
-        index_elements=[_MARKS.c.program_id, _MARKS.c.kind, _MARKS.c.name, _MARKS.c.member_id],
-        set_={"last_at": statement.excluded.last_at},
-        where=_MARKS.c.last_at < statement.excluded.last_at,
-    )
-
-
-_MARK = {"sqlite": _mark(sqlite), "postgresql": _mark(postgresql)}
-
-
-def mark(
-    conn: Any,
-    program_id: int,
-    member_id: int,
-    named: Iterable[tuple[str, str | None]],
-    at: dt.datetime,
-) -> None:
-    """member_marks at `at`: (kind, name) pairs, each once, those without a name left out. The
-    one writer of the marks: record (a purchase's store and its lines' categories), enrolment
-    (the store a member joined at), and a bulk fill that must keep them as these would."""
-    rows = [
-        {
-            "program_id": program_id,
-            "kind": kind,
-            "name": name,
-            "member_id": member_id,
-            "last_at": at,
-        }
-        for kind, name in dict.fromkeys(named)
-        if name
-    ]
-    if rows:
-        conn.execute(_MARK[conn.dialect.name], rows)
-
 
 def month_of(moment: dt.datetime, zone: ZoneInfo) -> tuple[int, int]:
     """The month of `zone` that holds `moment`: its first instant and the next month's (local
@@ -384,8 +337,8 @@ def record(
         },
     )
     _insert_lines(session, program, member_id, purchase_id, lines, points)
-    bought = [(STORE, store), *((CATEGORY, line.category) for line in lines)]
-    mark(conn, program.id, member_id, bought, occurred_at)
+    bought = [(marks.STORE, store), *((marks.CATEGORY, line.category) for line in lines)]
+    marks.mark(conn, program.id, member_id, bought, occurred_at)
     if earned > 0:
         ledger.credit(
             session,

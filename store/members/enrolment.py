@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 import locales
 from store import messages
 from store.clubs import asking, programs
-from store.loyalty import coupons, perks, purchases
+from store.loyalty import coupons, marks, perks
 from store.members import consent, members
 from store.members import profile as answers
 from store.models import ConsentEvent, Member, ProfileQuestion, Program
@@ -71,9 +71,7 @@ def enrol(
         # joined, so joining again at another till (after STOP) does not move them. Marked
         # for segments (member_marks) with it.
         member.store = store
-        purchases.mark(
-            session.connection(), program.id, member.id, [(purchases.JOINED, store)], now
-        )
+        marks.mark(session.connection(), program.id, member.id, [(marks.JOINED, store)], now)
     given = join(
         session,
         program,

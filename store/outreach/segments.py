@@ -91,7 +91,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from store.errors import InvalidInput, NotFound
-from store.loyalty import ledger, purchases
+from store.loyalty import ledger, marks
 from store.members import consent, members
 from store.models import (
     AnswerChoice,
@@ -727,24 +727,18 @@ def _answer(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     # the question is `= (SELECT ...)` (the key is unique in the club): with IN it joined the
     # question to the rows and lost their member order, hashing 340,000 answers in batches
     # against the members where a merge join reads both indexes once (370-510 -> 100-150 ms).
-    if scope.dialect == "postgresql":
-        question_id: Any = question.scalar_subquery()
-        asked = [_ANSWERS.c.question_id == question_id]
-    else:
-        question_id = None
-        asked = [_ANSWERS.c.question_id.in_(question)]
+    table, unique = _ANSWERS, True
     if leaf["op"] == "answered":
         negate = negate is leaf["value"]
-        rows = select(_ANSWERS.c.member_id).where(*asked)
-        unique = True
+        more = []
     else:
-        choices = leaf["value"]
-        if question_id is None:
-            chose = [_CHOICES.c.question_id.in_(question)]
-        else:
-            chose = [_CHOICES.c.question_id == question_id]
-        rows = select(_CHOICES.c.member_id).where(*chose, _CHOICES.c.choice.in_(choices))
-        unique = len(choices) == 1
+        table, unique = _CHOICES, len(leaf["value"]) == 1
+        more = [_CHOICES.c.choice.in_(leaf["value"])]
+    if scope.dialect == "postgresql":
+        asked = table.c.question_id == question.scalar_subquery()
+    else:
+        asked = table.c.question_id.in_(question)
+    rows = select(table.c.member_id).where(asked, *more)
     if scope.id_range is not None:
         low, high = scope.id_range
         member_id = rows.selected_columns[0]
@@ -757,7 +751,7 @@ def _store(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     # members' store column beside the buyers' set, SQLite probed that set for each of a
     # million members (tests/bench/segments.py, SQLite CPU: 507 -> 235 ms).
     stores = leaf["value"]
-    rows = _marked(scope, (purchases.JOINED, purchases.STORE), stores)
+    rows = _marked(scope, (marks.JOINED, marks.STORE), stores)
     return _members_in(scope, rows, negate, unique=False)
 
 
@@ -973,7 +967,7 @@ def _category(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     categories = leaf["value"]
     days = leaf.get("days")
     recent = [] if days is None else [_MARKS.c.last_at > scope.instant(days)]
-    rows = _marked(scope, (purchases.CATEGORY,), categories, *recent)
+    rows = _marked(scope, (marks.CATEGORY,), categories, *recent)
     return _members_in(scope, rows, negate, unique=len(categories) == 1)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from store import migrate
 from store.clubs import programs
 from store.database import Database, open_database
-from store.loyalty import purchases
+from store.loyalty import marks, purchases
 from store.loyalty.earning import Line
 from store.members import enrolment, members, profile
 from store.models import AnswerChoice, MemberMark, ProfileQuestion, Program
@@ -107,7 +107,7 @@ def test_the_marks_are_what_the_sales_say(
                     sell(session, program, buyers[buyer], store, categories, at, transaction)
             rows = session.execute(
                 select(_MARKS.c.kind, _MARKS.c.name, _MARKS.c.member_id, _MARKS.c.last_at).where(
-                    _MARKS.c.program_id == program.id, _MARKS.c.kind != purchases.JOINED
+                    _MARKS.c.program_id == program.id, _MARKS.c.kind != marks.JOINED
                 )
             )
             return buyers, {tuple(row) for row in rows}
@@ -231,8 +231,8 @@ async def test_0014_fills_the_rows_as_their_writers_keep_them(
                 note = question(session, program, "note", "text")
                 buyers = [member(session, program) for _ in range(3)]
                 buyers[0].store = "Majorstuen"  # as enrolment keeps it, with its mark
-                joined = [(purchases.JOINED, "Majorstuen")]
-                purchases.mark(session.connection(), program.id, buyers[0].id, joined, T0)
+                joined = [(marks.JOINED, "Majorstuen")]
+                marks.mark(session.connection(), program.id, buyers[0].id, joined, T0)
                 for i, (buyer, store, categories) in enumerate(
                     itertools.product(
                         buyers, (None, "Torshov", "Sandvika"), ([None], ["shoes", "skiing"])
@@ -255,11 +255,11 @@ async def test_0014_fills_the_rows_as_their_writers_keep_them(
         )
 
     try:
-        marks, choices = await on_connection(url, every_row)
-        assert len(marks) > 20
+        marked, choices = await on_connection(url, every_row)
+        assert len(marked) > 20
         assert len(choices) == 6
         await migrate.downgrade(url, "0013")
         await migrate.upgrade(url)
-        assert await on_connection(url, every_row) == (marks, choices)
+        assert await on_connection(url, every_row) == (marked, choices)
     finally:
         await migrate.upgrade(url)

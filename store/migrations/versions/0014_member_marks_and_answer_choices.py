@@ -24,7 +24,7 @@ UTC = store.models.UTCDateTime(timezone=True)
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # Each member's store joined at, stores bought at and categories so far, with the latest
-# purchase of each (store.loyalty.purchases.mark: enrolment and purchases.record keep them from
+# purchase of each (store.loyalty.marks.mark: enrolment and purchases.record keep them from
 # here on).
 _FILL_JOINED = sa.text(
     "INSERT INTO member_marks (program_id, kind, name, member_id, last_at) "

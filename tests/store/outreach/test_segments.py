@@ -22,7 +22,7 @@ from bot.cli.demo import DEMO_QUESTIONS
 from store.clubs import programs
 from store.database import Database
 from store.errors import InvalidInput
-from store.loyalty import ledger, purchases, tiers
+from store.loyalty import ledger, marks, purchases, tiers
 from store.loyalty.earning import Line
 from store.members import member_search, members, profile
 from store.models import (
@@ -73,7 +73,7 @@ def person(
     member.birthday = birthday
     member.joined_at = joined if status != members.PENDING else None
     member.store = store  # as enrolment keeps it, with its mark
-    purchases.mark(session.connection(), program.id, member.id, [(purchases.JOINED, store)], NOW)
+    marks.mark(session.connection(), program.id, member.id, [(marks.JOINED, store)], NOW)
     session.flush()
     return member
 
@@ -1424,8 +1424,8 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
         # As purchases.record keeps it: segments read "bought (within N days)" from it.
         member.last_purchase_at = max((b.at for b in one.bought), default=None)
         # As enrolment keeps it: the store joined at, and its mark.
-        joined_at = [(purchases.JOINED, one.store)]
-        purchases.mark(session.connection(), program.id, member.id, joined_at, NOW - 500 * DAY)
+        joined_at = [(marks.JOINED, one.store)]
+        marks.mark(session.connection(), program.id, member.id, joined_at, NOW - 500 * DAY)
         if one.activities is not None:
             profile.save_answer(session, member, question, one.activities, NOW - DAY)
         session.flush()
@@ -1458,8 +1458,8 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
                 )
                 for n, category in enumerate(b.categories, start=1)
             )
-            bought = [(purchases.STORE, b.store), *((purchases.CATEGORY, c) for c in b.categories)]
-            purchases.mark(session.connection(), program.id, member.id, bought, b.at)
+            bought = [(marks.STORE, b.store), *((marks.CATEGORY, c) for c in b.categories)]
+            marks.mark(session.connection(), program.id, member.id, bought, b.at)
         for remaining, end in one.lots:
             entry = LedgerEntry(
                 program_id=program.id,
