@@ -45,6 +45,16 @@ P99_TARGET_MS = 50.0
 TARGET_CONCURRENCY = 32
 
 INSERT_BATCH = 5_000
+# The provider ids of the texts `populate` writes as the club's history, and their replies.
+HISTORY_SID = "SMhistory"
+_HISTORY_TEXT_COLUMNS = [
+    *("program_id", "provider_sid", "member_id", "from_number", "to_number", "body", "intent"),
+    *("reply", "received_at", "not_understood"),
+]
+_HISTORY_REPLY_COLUMNS = [
+    *("program_id", "member_id", "inbound_id", "kind", "status", "to_number", "from_number"),
+    *("body", "segments", "created_at", "sent_at"),
+]
 READY_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -263,12 +273,21 @@ async def reset_postgres(url: str) -> None:
         await maintenance.dispose()
 
 
-async def populate(url: str, count: int) -> str:
-    """`count` active members with a consent grant each, in bulk; returns the server version."""
-    from sqlalchemy import insert, literal, select, text
+async def populate(url: str, count: int, history: int) -> str:
+    """`count` active members with a consent grant each and `history` texts each answered
+    before the bench (a club that has been running: the texts' tables are not empty when
+    PostgreSQL plans the turn's statements), in bulk; returns the server version."""
+    from sqlalchemy import String, cast, false, insert, literal, select, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from store.models import ConsentEvent, Member, Program, ProgramNumber
+    from store.models import (
+        ConsentEvent,
+        InboundMessage,
+        Member,
+        OutboxMessage,
+        Program,
+        ProgramNumber,
+    )
 
     now = dt.datetime.now(dt.UTC)
     engine = create_async_engine(async_url(url))
@@ -330,6 +349,44 @@ async def populate(url: str, count: int) -> str:
                     ).where(Member.program_id == program_id),
                 )
             )
+            inbound, outbox = InboundMessage.__table__, OutboxMessage.__table__
+            for past in range(history):
+                received = literal(now - dt.timedelta(days=past + 1), inbound.c.received_at.type)
+                await conn.execute(
+                    insert(inbound).from_select(
+                        _HISTORY_TEXT_COLUMNS,
+                        select(
+                            Member.program_id,
+                            literal(f"{HISTORY_SID}{past}-").concat(cast(Member.id, String)),
+                            Member.id,
+                            Member.phone,
+                            literal(CLUB_NUMBER),
+                            literal("POINTS"),
+                            literal("points"),
+                            literal(BARE_REPLY),
+                            received,
+                            false(),
+                        ).where(Member.program_id == program_id),
+                    )
+                )
+            await conn.execute(
+                insert(outbox).from_select(
+                    _HISTORY_REPLY_COLUMNS,
+                    select(
+                        inbound.c.program_id,
+                        inbound.c.member_id,
+                        inbound.c.id,
+                        literal("reply"),
+                        literal("sent_inline"),
+                        inbound.c.from_number,
+                        inbound.c.to_number,
+                        inbound.c.reply,
+                        literal(1),
+                        inbound.c.received_at,
+                        inbound.c.received_at,
+                    ),
+                )
+            )
         async with engine.connect() as conn:
             await conn.execute(text("ANALYZE"))
             await conn.commit()
@@ -343,6 +400,7 @@ async def populate(url: str, count: int) -> str:
 
 
 async def row_counts(url: str) -> dict[str, int]:
+    """Rows in the tables a turn writes, the history `populate` wrote left out."""
     from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -351,12 +409,19 @@ async def row_counts(url: str) -> dict[str, int]:
     engine = create_async_engine(async_url(url))
     try:
         async with engine.connect() as conn:
-            return {
+            counts = {
                 model.__tablename__: (
                     await conn.execute(select(func.count()).select_from(model))
                 ).scalar_one()
                 for model in (InboundMessage, OutboxMessage, Member, ConsentEvent)
             }
+            past = select(func.count()).where(
+                InboundMessage.provider_sid.startswith(HISTORY_SID, autoescape=True)
+            )
+            history = (await conn.execute(past)).scalar_one()
+            counts["inbound_messages"] -= history
+            counts["outbox_messages"] -= history
+            return counts
     finally:
         await engine.dispose()
 
@@ -684,6 +749,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=20_000, help="timed texts per server")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--members", type=int, default=100_000, help="members to pre-populate")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=2,
+        help="texts each member sent before the bench (0: the texts' tables start empty)",
+    )
     parser.add_argument("--warmup", type=int, default=500, help="untimed texts per server first")
     parser.add_argument(
         "--database-url",
@@ -703,6 +774,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error("--messages and --concurrency must be positive, --warmup not negative")
         if not 100 <= args.members < 10_000_000:
             parser.error("--members must be from 100 to 9,999,999")
+        if not 0 <= args.history <= 100:
+            parser.error("--history must be from 0 to 100")
     return args
 
 
@@ -747,9 +820,10 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         if not prepare_database(url, env):
             return 2
-        version = asyncio.run(populate(url, args.members))
+        version = asyncio.run(populate(url, args.members, args.history))
         print(
-            f"database: {version} ({kind}), {args.members:,} active members with consent,"
+            f"database: {version} ({kind}), {args.members:,} active members with consent"
+            f" and {args.history} texts each before,"
             f" ready in {time.perf_counter() - began:.1f} s"
         )
 
