@@ -16,9 +16,17 @@ from twilio.twiml.messaging_response import MessagingResponse
 import locales
 from bot import metrics
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
-from flows.conversation import InboundText, TurnResult, UnknownClub, handle_text, replay
+from flows.conversation import (
+    InboundText,
+    TurnResult,
+    UnknownClub,
+    handle_text,
+    replay,
+    turn_reads,
+)
 from store.clock import utc_now
 from store.clubs.directory import ClubDirectory
+from store.database import ReadsFirst
 from store.members.phones import club_number, to_e164
 from store.messages import SeenBefore
 from store.outreach import delivery
@@ -73,11 +81,10 @@ async def _answer_text(request: web.Request) -> tuple[web.Response, str, TurnRes
         body=readable(params.get("Body", "")),
         received_at=utc_now(),
     )
-    turn = functools.partial(
-        _turn,
-        text=text,
-        clubs=request.app[CLUBS],
-        public_url=request.app[SETTINGS].public_url,
+    clubs, public_url = request.app[CLUBS], request.app[SETTINGS].public_url
+    turn = ReadsFirst(
+        functools.partial(_turn, text=text, clubs=clubs, public_url=public_url),
+        functools.partial(turn_reads, text=text, clubs=clubs),
     )
     try:
         try:

@@ -50,7 +50,7 @@ from flows.turn import (
     WithdrawConsent,
 )
 from locales.sms import fit_one, over_one, segments
-from store import messages
+from store import database, messages
 from store.clubs import asking, directory, programs
 from store.loyalty import coupons, perks, purchases, receipts, rewards, tiers
 from store.members import consent, enrolment, links, members, privacy
@@ -185,6 +185,17 @@ def handle_text(
         intent=turn.intent.name if turn.intent else None,
         not_understood=outcome.not_understood,
     )
+
+
+def turn_reads(
+    session: Session, text: InboundText, clubs: directory.ClubDirectory
+) -> database.Reads | None:
+    """The reads `handle_text` makes first (the sender's member locked, the retry looked up),
+    for a writer of turns to make a group's at once; None for a number no club answers on."""
+    program = clubs.by_number(session, text.to_number)
+    if program is None:
+        return None
+    return members.turn_reads(program.id, text.from_number, text.provider_sid)
 
 
 def replay(session: Session, text: InboundText) -> TurnResult:

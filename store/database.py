@@ -21,12 +21,15 @@ chosen by measurement (../shared/PERFORMANCE.md):
   `AsyncSession.run_sync` (no threads). Turns of one member are serialised by
   `SELECT ... FOR UPDATE` on the member row; a unique-key race is retried.
   The hot path's short units (`Database.turn`: a text's turn, a delivery receipt) go instead
-  to a few writer threads, each with its own psycopg 3 connection, which commit the units
-  arriving together in one transaction as SQLite's writer does (the same group commit, the
-  same savepoints when one fails; a unique-key race or a deadlock runs the unit again in its
+  to a writer thread with its own psycopg 3 connection, which commits the units arriving
+  together in one transaction as SQLite's writer does (the same group commit, the same
+  savepoints when one fails; a unique-key race or a deadlock runs the unit again in its
   savepoint): a turn then costs no BEGIN or COMMIT round trip of its own, no greenlet switch
-  and no event-loop wake-up per statement, and its member's lock and retry lookup go in one
-  round trip (README: Benchmarks). Long units (jobs, reports, the admin) and API calls (a
+  and no event-loop wake-up per statement. The group's members are locked and its retries
+  looked up in one round trip before its turns run (`Reads`, made again should a turn write),
+  and its texts and replies are written in one statement before its commit (`write_later`):
+  a text that changes nothing but its own record costs no round trip of its own
+  (README: Benchmarks). Long units (jobs, reports, the admin) and API calls (a
   sale is a dozen statements, which a few writers would wait out in turn) stay on asyncpg.
   With `postgresql+psycopg://`, every unit runs on the sync Session over psycopg 3 in a pool
   of threads instead, one hop a unit (measured against the above). Same locking and retries.
@@ -40,10 +43,10 @@ import contextvars
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
@@ -63,10 +66,11 @@ log = logging.getLogger(__name__)
 # The most turns committed together: bounds the time a turn waits behind the others.
 GROUP_COMMIT_MAX = 64
 PG_RETRIES = 3
-# PostgreSQL's writers of turns, each a connection: one alone waits out every statement's round
-# trip in turn; two overlap them. More contend for the GIL (measured, inbound bench, quiet: one
-# 354 texts/s, two 464-517, three 458-476, four 392-448 at 25 % more CPU a text).
-PG_TURN_WRITERS = 2
+# PostgreSQL's writers of turns, each a connection. With a group's reads made ahead and its
+# texts written at its end (`_Ahead`), one no longer waits out a round trip or two a turn; more
+# contend for the GIL and make smaller groups (inbound bench, quiet, 20,000 members: one
+# 974-1,004 texts/s, p99 45-47 ms; two 994-1,018/s, p99 61-62 ms; three 761/s, p99 103 ms).
+PG_TURN_WRITERS = 1
 # SQLite reads beside the writer: two at once on a 2-CPU machine keeps one core for turns.
 SQLITE_READERS = 2
 
@@ -134,7 +138,8 @@ def pipelined(
     """The rows of several Core selects, each as `plain_rows` gives them. On psycopg all are
     sent at once in a pipeline, one round trip: the server still runs them one after another,
     each on a snapshot of its own taken when it starts, so a read after a `FOR UPDATE` sees
-    what committed while the lock was waited for. Elsewhere one after another."""
+    what committed while the lock was waited for. Elsewhere one after another. A statement
+    alone goes without the pipeline (entering and leaving one costs more than its execution)."""
     if conn.dialect.driver != "psycopg":
         return [plain_rows(conn, statement, params) for statement, params in reads]
     driver = conn.connection.driver_connection
@@ -142,7 +147,7 @@ def pipelined(
     plans = [(_plain(statement, conn.dialect), params) for statement, params in reads]
     cursors = []
     try:
-        with driver.pipeline():
+        with driver.pipeline() if len(plans) > 1 else contextlib.nullcontext():
             for (compiled, _), params in plans:
                 cursor = driver.cursor()
                 cursor.execute(compiled.string, compiled.construct_params(params))
@@ -194,6 +199,124 @@ def _plain(statement: Executable, dialect: Any) -> tuple[Any, list[Any]]:
         ]
         found = _PLAIN[key] = (compiled, processors)
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """The reads a unit of work makes first, declared so that a writer of turns on PostgreSQL
+    makes those of a whole group at once before its units run (`_Ahead`): `make(connection,
+    reads)` makes the reads of several units (each by its `args`) in a statement or two and
+    gives what each unit's `key` gets; the unit takes it with `prefetched(session, key)`.
+    `holder`: what the reads are about (a member, by club and number): a unit whose holder an
+    earlier unit of the group had makes its own reads when it runs, after that unit's writes."""
+
+    key: Hashable
+    holder: Hashable
+    make: Callable[[Connection, Sequence[Reads]], dict[Hashable, Any]]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadsFirst(Generic[T]):
+    """A unit of work and the reads it makes first (None: none this time)."""
+
+    work: UnitOfWork[T]
+    reads: Callable[[Session], Reads | None]
+
+    def __call__(self, session: Session) -> T:
+        return self.work(session)
+
+
+_AHEAD = "klubb.ahead"
+
+
+def prefetched(session: Session, key: Hashable) -> Any | None:
+    """What the reads declared under `key` gave, if the group this unit runs in made them
+    ahead and nothing has been written since; None: the caller reads for itself."""
+    ahead = session.info.get(_AHEAD)
+    return None if ahead is None else ahead.fetch(key)
+
+
+# Writes several units' rows in one statement, saying of each row whether it was written.
+Send = Callable[[Connection, Sequence[Any]], Sequence[bool]]
+
+
+def write_later(session: Session, send: Send, row: Any, not_written: BaseException) -> bool:
+    """On a writer of turns, keep a row for `send` to write with the group's others in one
+    statement before its commit (True); the caller writes it itself otherwise (False). Only for
+    a row that no later unit of the group reads unless it has the same holder (before such a
+    unit runs, what was kept is written). Should the row not be written (`send` says so),
+    `not_written` is raised there, and the group runs again apart, each unit writing at once."""
+    ahead = session.info.get(_AHEAD)
+    if ahead is None:
+        return False
+    ahead.later.append((send, row, not_written))
+    return True
+
+
+class _Ahead:
+    """A group's reads made ahead and its writes kept for its end (`Reads`, `write_later`):
+    a statement or two a group, not a round trip or two a turn. What was read ahead is given
+    out only while no statement has written since it was read (anything a unit wrote may be
+    what another read): otherwise the reads of the units still to run are made again."""
+
+    def __init__(self, session: Session, jobs: list[_Job]) -> None:
+        self.session = session
+        self.declared: list[Reads | None] = []
+        self.repeated: list[bool] = []
+        holders: set[Hashable] = set()
+        for job in jobs:
+            reads_of = getattr(job.work, "reads", None)
+            reads = None if reads_of is None else job.context.run(reads_of, session)
+            self.repeated.append(reads is not None and reads.holder in holders)
+            if reads is not None:
+                holders.add(reads.holder)
+            self.declared.append(reads)
+        self.next = 0
+        self.found: dict[Hashable, Any] = {}
+        self.read_at: int | None = None
+        self.later: list[tuple[Send, Any, BaseException]] = []
+
+    def before(self, index: int) -> None:
+        """Unit `index` runs next: if an earlier one had its holder, it reads for itself, and
+        what was kept to write is written first (it may read it)."""
+        self.next = index
+        if self.repeated[index]:
+            self.send_later()
+
+    def fetch(self, key: Hashable) -> Any | None:
+        declared = self.declared[self.next]
+        if declared is None or declared.key != key or self.repeated[self.next]:
+            return None
+        written = _pg_statements_written(self.session)
+        if key not in self.found or self.read_at != written:
+            self._read(written)
+        return self.found.pop(key, None)
+
+    def _read(self, written: int) -> None:
+        self.found.clear()
+        self.read_at = written
+        by_make: dict[Any, list[Reads]] = {}
+        for reads, repeated in zip(
+            self.declared[self.next :], self.repeated[self.next :], strict=True
+        ):
+            if reads is not None and not repeated:
+                by_make.setdefault(reads.make, []).append(reads)
+        connection = self.session.connection()
+        for make, reads_list in by_make.items():
+            self.found.update(make(connection, reads_list))
+
+    def send_later(self) -> None:
+        later, self.later = self.later, []
+        by_send: dict[Any, list[tuple[Any, BaseException]]] = {}
+        for send, row, not_written in later:
+            by_send.setdefault(send, []).append((row, not_written))
+        connection = self.session.connection()
+        for send, rows in by_send.items():
+            written = send(connection, [row for row, _ in rows])
+            for done, (_, not_written) in zip(written, rows, strict=True):
+                if not done:
+                    raise not_written
 
 
 def sync_sqlite_engine(url: str, *, read_only: bool = False, begins: bool = True) -> Engine:
@@ -266,8 +389,10 @@ class _GroupWriter:
         *,
         depth: Any,
         groups: Any,
+        ahead: bool = False,
     ) -> None:
         self.engine = engine
+        self._ahead = ahead
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._changes = changes
         self._retryable = retryable or (lambda _exc: False)
@@ -330,10 +455,18 @@ class _GroupWriter:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 session.begin()
-                outcomes = [
-                    job.context.run(_refused_or_done, job.work, session, self._changes)
-                    for job in jobs
-                ]
+                ahead = None
+                if self._ahead:
+                    ahead = session.info[_AHEAD] = _Ahead(session, jobs)
+                outcomes = []
+                for index, job in enumerate(jobs):
+                    if ahead is not None:
+                        ahead.before(index)
+                    outcomes.append(
+                        job.context.run(_refused_or_done, job.work, session, self._changes)
+                    )
+                if ahead is not None:
+                    ahead.send_later()
                 session.commit()
         # BaseException too: whatever a unit raises (a test's pytest.fail is one) goes to its
         # caller, and the writer thread lives on to serve everyone else.
@@ -535,6 +668,7 @@ class PostgresDatabase:
                     _retryable_failure,
                     depth=metrics.PG_TURNS_QUEUE,
                     groups=metrics.PG_TURNS_GROUP,
+                    ahead=True,
                 )
                 for n in range(PG_TURN_WRITERS)
             ]
@@ -590,8 +724,14 @@ def turn_engine(url: str) -> Engine:
     return engine
 
 
-def _pg_writes(session: Session) -> int:
+def _pg_statements_written(session: Session) -> int:
     return int(session.connection().info.get("writes", 0))
+
+
+def _pg_writes(session: Session) -> int:
+    """What the unit wrote so far: statements run and writes kept for the group's end."""
+    ahead = session.info.get(_AHEAD)
+    return _pg_statements_written(session) + (0 if ahead is None else len(ahead.later))
 
 
 def _retryable_failure(exc: BaseException) -> bool:

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy import BigInteger, Connection, Select, String, any_, bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from store.database import pipelined, write_later
 from store.models import InboundMessage, OutboxMessage, ProgramNumber
 from store.states import OutboxStatus
 
@@ -84,6 +86,71 @@ def _insert_inbound_with_reply() -> Any:
 _INSERT_INBOUND_WITH_REPLY = _insert_inbound_with_reply()
 
 
+def _insert_texts_with_replies() -> Any:
+    """PostgreSQL: the texts of several turns and their replies' outbox rows in one statement
+    (a writer of turns sends its group's with its commit, `_send_texts`): the rows given as
+    arrays, a column each, numbered; a text seen before (or given twice: the first counts)
+    inserts neither row, and the statement returns the numbers of the texts it inserted."""
+    return text(
+        """
+        WITH given AS (
+            SELECT * FROM unnest(
+                CAST(:program_id AS BIGINT[]), CAST(:provider_sid AS VARCHAR[]),
+                CAST(:member_id AS BIGINT[]), CAST(:from_number AS VARCHAR[]),
+                CAST(:to_number AS VARCHAR[]), CAST(:body AS TEXT[]),
+                CAST(:intent AS VARCHAR[]), CAST(:reply AS TEXT[]),
+                CAST(:received_at AS TIMESTAMP WITH TIME ZONE[]),
+                CAST(:not_understood AS BOOLEAN[]), CAST(:segments AS INTEGER[])
+            ) WITH ORDINALITY AS given(
+                program_id, provider_sid, member_id, from_number, to_number, body, intent,
+                reply, received_at, not_understood, segments, n
+            )
+        ), firsts AS (
+            SELECT DISTINCT ON (program_id, provider_sid) * FROM given
+            ORDER BY program_id, provider_sid, n
+        ), inbound AS (
+            INSERT INTO inbound_messages (
+                program_id, provider_sid, member_id, from_number, to_number, body, intent,
+                reply, received_at, not_understood
+            )
+            SELECT program_id, provider_sid, member_id, from_number, to_number, body, intent,
+                reply, received_at, not_understood
+            FROM firsts ORDER BY n
+            ON CONFLICT (program_id, provider_sid) DO NOTHING
+            RETURNING id, program_id, provider_sid
+        ), outbox AS (
+            INSERT INTO outbox_messages (
+                program_id, member_id, inbound_id, kind, status, to_number, from_number, body,
+                segments, created_at, sent_at
+            )
+            SELECT firsts.program_id, firsts.member_id, inbound.id, :kind, :status,
+                firsts.from_number, firsts.to_number, firsts.reply, firsts.segments,
+                firsts.received_at, firsts.received_at
+            FROM inbound JOIN firsts USING (program_id, provider_sid)
+            ORDER BY firsts.n
+        )
+        SELECT firsts.n FROM firsts JOIN inbound USING (program_id, provider_sid)
+        """
+    )
+
+
+_INSERT_TEXTS_WITH_REPLIES = _insert_texts_with_replies()
+_TEXT_COLUMNS = (
+    *("program_id", "provider_sid", "member_id", "from_number", "to_number", "body"),
+    *("intent", "reply", "received_at", "not_understood", "segments"),
+)
+
+
+def _send_texts(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[bool]:
+    """Write several turns' texts and replies (record_inbound's values each); whether each
+    text was written (False: recorded before)."""
+    params: dict[str, Any] = {name: [row[name] for row in rows] for name in _TEXT_COLUMNS}
+    params |= {"kind": REPLY, "status": SENT_INLINE}
+    (returned,) = pipelined(connection, [(_INSERT_TEXTS_WITH_REPLIES, params)])
+    written = {n for (n,) in returned}
+    return [n in written for n in range(1, len(rows) + 1)]
+
+
 class SeenBefore(Exception):
     """The gateway delivered this text before: the turn must not take effect twice."""
 
@@ -111,15 +178,25 @@ def _raw_find_reply(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
     return _RAW_FIND_REPLY[key]
 
 
-def seen_read(program_id: int, provider_sid: str) -> tuple[Select[Any], dict[str, Any]]:
-    """find_inbound's statement and parameters, for a caller that sends it with others
-    (store.database.pipelined); `seen` reads its rows."""
-    return _FIND_REPLY, {"program_id": program_id, "provider_sid": provider_sid}
+# Several turns' retries looked up at once (store.members.members.state_for_turn): by club
+# and provider id each, the pairs picked out of what matches either.
+_FIND_REPLIES = select(_INBOUND.c.program_id, _INBOUND.c.provider_sid, _INBOUND.c.reply).where(
+    _INBOUND.c.program_id == any_(bindparam("program_ids", type_=ARRAY(BigInteger))),
+    _INBOUND.c.provider_sid == any_(bindparam("provider_sids", type_=ARRAY(String))),
+)
 
 
-def seen(rows: Sequence[Any]) -> SeenText | None:
-    """The text recorded before, from seen_read's rows."""
-    return SeenText(rows[0][0]) if rows else None
+def seen_read_many(
+    program_ids: Sequence[int], provider_sids: Sequence[str]
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The lookup of several texts recorded before (a club and a provider id each), for a
+    caller that sends it with others (store.database.pipelined); `seen_many` reads its rows."""
+    return _FIND_REPLIES, {"program_ids": list(program_ids), "provider_sids": list(provider_sids)}
+
+
+def seen_many(rows: Sequence[Any]) -> dict[tuple[int, str], SeenText]:
+    """The texts recorded before, by club and provider id, from seen_read_many's rows."""
+    return {(program_id, sid): SeenText(reply) for program_id, sid, reply in rows}
 
 
 def find_inbound(session: Session, program_id: int, provider_sid: str) -> SeenText | None:
@@ -153,12 +230,13 @@ def record_inbound(
     now: dt.datetime,
     not_understood: bool = False,
     reply_segments: int | None = None,
-) -> int:
+) -> int | None:
     """Record a text and the reply given; returns its id (written through the session's
-    connection: these rows are never ORM objects). `not_understood`: Klubb could not tell what
-    the text asked (the admin counts these). `reply_segments`, with a reply: the reply's outbox
-    row is written too (`record_reply`'s, to the text's sender from its To number), on
-    PostgreSQL in the same statement.
+    connection: these rows are never ORM objects), or None when a writer of turns writes it
+    with its group's others before the commit (`store.database.write_later`).
+    `not_understood`: Klubb could not tell what the text asked (the admin counts these).
+    `reply_segments`, with a reply: the reply's outbox row is written too (`record_reply`'s, to
+    the text's sender from its To number), on PostgreSQL in the same statement.
 
     Raises SeenBefore if a text with this provider id is already recorded: the caller's
     transaction must then be rolled back and the stored reply given instead. A turn looks a
@@ -169,25 +247,26 @@ def record_inbound(
     connection = session.connection()
     with_reply = reply is not None and reply_segments is not None
     both = with_reply and connection.dialect.name == "postgresql"
+    values = {
+        "program_id": program_id,
+        "provider_sid": provider_sid,
+        "member_id": member_id,
+        "from_number": from_number,
+        "to_number": to_number,
+        "body": body,
+        "intent": intent,
+        "reply": reply,
+        "received_at": now,
+        "not_understood": not_understood,
+    }
+    if both:
+        values["segments"] = reply_segments
+        # With the group's other turns, just before its commit (a writer of turns).
+        if write_later(session, _send_texts, values, SeenBefore(provider_sid)):
+            return None
+        values |= {"reply_kind": REPLY, "reply_status": SENT_INLINE}
     inserted = connection.execute(
-        _INSERT_INBOUND_WITH_REPLY if both else _INSERT_INBOUND[connection.dialect.name],
-        {
-            "program_id": program_id,
-            "provider_sid": provider_sid,
-            "member_id": member_id,
-            "from_number": from_number,
-            "to_number": to_number,
-            "body": body,
-            "intent": intent,
-            "reply": reply,
-            "received_at": now,
-            "not_understood": not_understood,
-            **(
-                {"segments": reply_segments, "reply_kind": REPLY, "reply_status": SENT_INLINE}
-                if both
-                else {}
-            ),
-        },
+        _INSERT_INBOUND_WITH_REPLY if both else _INSERT_INBOUND[connection.dialect.name], values
     ).scalar()
     if inserted is None:
         raise SeenBefore(provider_sid)

@@ -242,12 +242,16 @@ class HeldWriters:
         await asyncio.sleep(0.02)
         return self
 
-    async def release_when(self, queued: int) -> None:
-        """Let the writers go once `queued` units wait for them (or after 5 s)."""
+    async def queued(self, units: int) -> None:
+        """Wait until `units` units wait for the writers (or 5 s)."""
         for _ in range(500):
-            if sum(writer.jobs.qsize() for writer in self._writers) >= queued:
+            if sum(writer.jobs.qsize() for writer in self._writers) >= units:
                 break
             await asyncio.sleep(0.01)
+
+    async def release_when(self, queued: int) -> None:
+        """Let the writers go once `queued` units wait for them (or after 5 s)."""
+        await self.queued(queued)
         self._gate.set()
         await asyncio.gather(*self._blockers)
 

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, inspect, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, make_transient, make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
 from store import messages, states
-from store.database import pipelined
+from store.database import Reads, pipelined, prefetched
 from store.models import (
     InboundMessage,
     Member,
@@ -93,20 +108,68 @@ def state_for_turn(
     """The member's state held for a text's turn (state_by_phone's lock), and the text as
     recorded before if this is a retry (messages.find_inbound), looked up after the lock, so
     that on PostgreSQL a retry racing its first delivery sees it committed. On psycopg the two
-    reads go in one round trip (store.database.pipelined)."""
+    reads go in one round trip (store.database.pipelined), made with those of the other turns
+    of the group when a writer of turns made them ahead (`turn_reads`)."""
     connection = session.connection()
     if connection.dialect.driver != "psycopg":
         state = state_by_phone(session, program_id, phone, lock=True)
         return state, messages.find_inbound(session, program_id, provider_sid)
+    reads = turn_reads(program_id, phone, provider_sid)
+    found = prefetched(session, reads.key)
+    if found is None:
+        found = _states_for_turns(connection, [reads])[reads.key]
+    return found  # type: ignore[no-any-return]
+
+
+def turn_reads(program_id: int, phone: str, provider_sid: str) -> Reads:
+    """`state_for_turn`'s reads (the member locked, the retry looked up), declared."""
+    return Reads(
+        key=("state_for_turn", program_id, phone, provider_sid),
+        holder=("member", program_id, phone),
+        make=_states_for_turns,
+        args=(program_id, phone, provider_sid),
+    )
+
+
+# Several turns' members, locked in the order of their ids (two groups locking members they
+# share take them in the same order). By club and number each: a number that texted two clubs
+# of one group locks its member in both, which changes nothing.
+_STATES_BY_PHONES_LOCKED = (
+    select(_MEMBERS)
+    .where(
+        _MEMBERS.c.program_id == any_(bindparam("program_ids", type_=ARRAY(BigInteger))),
+        _MEMBERS.c.phone == any_(bindparam("phones", type_=ARRAY(String))),
+    )
+    .order_by(_MEMBERS.c.id)
+    .with_for_update()
+)
+_PROGRAM = _MEMBER_COLUMNS.index("program_id")
+_PHONE = _MEMBER_COLUMNS.index("phone")
+
+
+def _states_for_turns(connection: Connection, reads: Sequence[Reads]) -> dict[Hashable, Any]:
+    """`state_for_turn`'s answer for each of `reads` (`turn_reads`): the members in one
+    statement, then the retries in another, in one round trip on psycopg."""
+    program_ids = [each.args[0] for each in reads]
     member_rows, seen_rows = pipelined(
         connection,
         [
-            (_STATE_BY_PHONE_LOCKED, {"program_id": program_id, "phone": phone}),
-            messages.seen_read(program_id, provider_sid),
+            (
+                _STATES_BY_PHONES_LOCKED,
+                {"program_ids": program_ids, "phones": [each.args[1] for each in reads]},
+            ),
+            messages.seen_read_many(program_ids, [each.args[2] for each in reads]),
         ],
     )
-    state = _state(dict(zip(_MEMBER_COLUMNS, member_rows[0], strict=True))) if member_rows else None
-    return state, messages.seen(seen_rows)
+    states = {(row[_PROGRAM], row[_PHONE]): row for row in member_rows}
+    seen = messages.seen_many(seen_rows)
+    found: dict[Hashable, Any] = {}
+    for each in reads:
+        program_id, phone, provider_sid = each.args
+        row = states.get((program_id, phone))
+        state = None if row is None else _state(dict(zip(_MEMBER_COLUMNS, row, strict=True)))
+        found[each.key] = (state, seen.get((program_id, provider_sid)))
+    return found
 
 
 def attach(session: Session, state: MemberState) -> Member:

@@ -3,6 +3,7 @@ under the club's minimum age (and erases), texted through the signed webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from zoneinfo import ZoneInfo
@@ -12,9 +13,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from bot.cli.demo import set_up_loyalty
+from bot.keys import DB
+from store import database
 from store.database import Database
 from store.models import Coupon, LedgerEntry, Member, OutboxMessage, Program
-from tests.conftest import Phone, create_club
+from tests.conftest import HeldWriters, Phone, create_club
 
 KARI, OLA = "+4791234567", "+4798765432"
 
@@ -113,3 +116,34 @@ async def test_a_friend_who_skips_the_birthday_is_rewarded_when_through_the_ques
     assert (await rewards_of(db, KARI))[:2] == (["welcome"], 0)
     await ola.text("1")
     assert (await rewards_of(db, KARI))[:2] == (["referral", "welcome"], 100)
+
+
+async def test_a_reward_given_by_a_friends_text_is_in_the_balance_a_text_of_the_same_moment_reads(
+    client: TestClient, strict_shop: int, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ola's birthday (which gives Kari her referral points) and Kari's POENG arrive together
+    and are committed together, Ola's turn first: Kari's balance has the points, as it would
+    a moment later. (One writer of turns on PostgreSQL, so that both share a transaction.)"""
+    monkeypatch.setattr(database, "PG_TURN_WRITERS", 1)
+    kari, code = await member_with_code(client)
+    ola = Phone(client, OLA)
+    for text in (f"BLI MED {code}", "JA", "Ola"):
+        await ola.text(text)
+    before = points_in(await kari.text("POENG"))
+    async with HeldWriters(client.server.app[DB]) as held:
+        birthday = asyncio.ensure_future(ola.text(born_aged(20)))
+        await held.queued(1)
+        balance = asyncio.ensure_future(kari.text("POENG"))
+        await held.release_when(2)
+        await birthday
+        reply = await balance
+    assert held.apart == []
+    assert (await rewards_of(db, KARI))[:2] == (["referral", "welcome"], 100)
+    assert points_in(reply) == before + 100, reply
+
+
+def points_in(reply: str | None) -> int:
+    """The balance a POENG reply gives."""
+    found = re.search(r"(\d[\d  ]*) poeng", reply or "")
+    assert found, reply
+    return int(re.sub(r"\D", "", found.group(1)))

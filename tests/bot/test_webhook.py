@@ -415,6 +415,36 @@ class TestTwoClubs:
         assert sport.startswith("Torshov Sport:")
         assert bakery.startswith("Byens Bakeri:")
 
+    async def test_texts_to_two_clubs_in_one_group_are_each_their_clubs(
+        self, client, club, db
+    ) -> None:
+        """Members of two clubs, one number in both, and one MessageSid at both clubs and at
+        a retry, committed together: each text is read and answered at its own club, the
+        retry from its record, and nothing is taken for a retry that is not one."""
+        bakery = await create_club(db, numbers=["+4740000000"], name="Byens Bakeri")
+        kari_sport = Phone(client, "+4791234567")
+        kari_bakery = Phone(client, "+4791234567", to="+4740000000")
+        ola_bakery = Phone(client, "+4798765432", to="+4740000000")
+        for phone in (kari_bakery, ola_bakery):
+            await phone.text("JOIN")
+            await phone.text("JA")
+        first = await ola_bakery.text("HJELP", sid="SMbefore")
+        texts = [
+            kari_sport.text("JOIN", sid="SMsame"),
+            kari_bakery.text("HJELP", sid="SMsame"),
+            ola_bakery.text("HJELP", sid="SMbefore"),  # a retry
+            Phone(client, "+4790000001").text("JOIN", sid="SMbefore"),  # at the other club
+        ]
+        replies, apart = await in_one_group(client, texts)
+        assert apart == []
+        assert replies[0].startswith("Torshov Sport: svar JA"), replies
+        assert replies[1].startswith("Byens Bakeri: "), replies
+        assert replies[2] == first
+        assert replies[3].startswith("Torshov Sport: svar JA"), replies
+        assert (await member_row(db, "+4791234567", club)).status == "pending"
+        assert (await member_row(db, "+4791234567", bakery)).status == "active"
+        assert await count(db, InboundMessage) == 4 + 1 + 3
+
 
 class TestConcurrency:
     async def test_one_members_texts_at_once_are_all_answered_consistently(self, phone, db) -> None:
@@ -492,6 +522,43 @@ class TestConcurrency:
         statuses = await db.run(lambda s: s.scalars(select(Member.status)).all())
         assert sorted(statuses) == ["pending"] * 3
         assert await count(db, InboundMessage) == 3
+
+    async def test_a_new_numbers_join_and_yes_in_one_group_make_a_member(
+        self, client, club, db
+    ) -> None:
+        """JOIN and then JA from a new number, committed together: the JA reads the member the
+        JOIN made (pending) and grants consent, as it would a moment later; then POENG."""
+        phone = Phone(client, "+4791234567")
+        async with HeldWriters(client.server.app[DB]) as held:
+            join = asyncio.ensure_future(phone.text("JOIN"))
+            await held.queued(1)
+            yes = asyncio.ensure_future(phone.text("JA"))
+            await held.queued(2)
+            points = asyncio.ensure_future(phone.text("POENG"))
+            await held.release_when(3)
+            replies = [await join, await yes, await points]
+        assert held.apart == []
+        assert replies[0].startswith("Torshov Sport: svar JA"), replies
+        assert replies[1] != replies[0], replies
+        assert (await member_row(db, phone.number)).status == "active"
+        assert await count(db, ConsentEvent) == 1
+        assert await count(db, InboundMessage) == 3
+        assert await count(db, OutboxMessage) == 3
+
+    async def test_one_message_sid_from_two_numbers_in_one_group_is_one_text(
+        self, client, club, db
+    ) -> None:
+        """A MessageSid is one text: posted from two numbers at once (a gateway gone wrong, or
+        a forger with the token), it is recorded once and both posts get its reply."""
+        first, second = Phone(client, "+4791234567"), Phone(client, "+4798765432")
+        replies, _ = await in_one_group(
+            client, [first.text("JOIN", sid="SMshared"), second.text("JOIN", sid="SMshared")]
+        )
+        assert replies[0].startswith("Torshov Sport: svar JA"), replies
+        assert replies[1] == replies[0]
+        assert await count(db, InboundMessage) == 1
+        assert await count(db, OutboxMessage) == 1
+        assert await count(db, Member) == 1
 
     @settings(
         max_examples=12,

@@ -16,14 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, bindparam, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
-from store.clubs import programs
+from flows.conversation import InboundText, TurnResult, handle_text, turn_reads
+from store import database
+from store.clubs import directory, programs
 from store.database import (
     Database,
+    ReadsFirst,
     SqliteDatabase,
     open_database,
     pipelined,
@@ -31,8 +35,9 @@ from store.database import (
     turn_engine,
 )
 from store.errors import Conflict, NotFound, NumberTaken
-from store.models import Program, ProgramNumber
-from tests.conftest import HeldWriters, _truncate
+from store.models import InboundMessage, Member, Program, ProgramNumber
+from tests.conftest import CLUB_NUMBER, HeldWriters, _truncate
+from tests.conftest import create_club as create_demo_club
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 BURST = 200
@@ -524,3 +529,77 @@ def test_any_mix_of_refusals_and_failures_in_a_group_answers_each_unit_as_alone(
             assert again == (1 if undo else 0)
 
     run()
+
+
+# --- a group's reads made ahead, its texts written at its end (PostgreSQL) ---------------------
+
+
+async def test_a_text_recorded_elsewhere_while_its_group_ran_is_answered_as_recorded(
+    postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer of turns on PostgreSQL reads its group's members and retries when the group
+    starts and writes the group's texts when it ends. A delivery of one of those texts that
+    another process (a second `klubb serve`) recorded in between makes that text's row not
+    written: the group runs again apart, and that text is answered with the reply recorded
+    there, its turn not applied twice; the other text of the group is answered as alone.
+    (The first text changes nothing but its own record: a write would have the group read
+    again, which would find the raced text.)"""
+    monkeypatch.setattr(database, "PG_TURN_WRITERS", 1)
+    await _truncate(postgres_schema)
+    db = open_database(postgres_schema)
+    elsewhere = turn_engine(postgres_schema)
+    clubs = directory.ClubDirectory(ttl=0)
+    try:
+        club = await create_demo_club(db)
+        first = InboundText("SM1", "+4791100000", CLUB_NUMBER, "hei", NOW)
+        raced = InboundText("SM2", "+4791200000", CLUB_NUMBER, "JOIN", NOW)
+
+        def answer_then_race(session: Session) -> TurnResult:
+            result = handle_text(session, first, clubs)
+            with elsewhere.begin() as other:  # committed while the group still runs
+                other.execute(
+                    postgresql.insert(InboundMessage).on_conflict_do_nothing(),
+                    {
+                        "program_id": club,
+                        "provider_sid": raced.provider_sid,
+                        "from_number": raced.from_number,
+                        "to_number": CLUB_NUMBER,
+                        "body": "JOIN",
+                        "reply": "answered elsewhere",
+                        "received_at": NOW,
+                    },
+                )
+            return result
+
+        units = [
+            ReadsFirst(answer_then_race, functools.partial(turn_reads, text=first, clubs=clubs)),
+            ReadsFirst(
+                functools.partial(handle_text, text=raced, clubs=clubs),
+                functools.partial(turn_reads, text=raced, clubs=clubs),
+            ),
+        ]
+        async with HeldWriters(db) as held:
+            runs = [asyncio.ensure_future(db.turn(unit)) for unit in units]
+            await held.release_when(len(units))
+            menu, answered = await asyncio.gather(*runs)
+        assert held.apart == [2]
+        assert menu.reply is not None
+        assert "JOIN" in menu.reply or "BLI MED" in menu.reply, menu.reply
+        assert not menu.replayed
+        assert answered.replayed
+        assert answered.reply == "answered elsewhere"
+
+        def stored(session: Session) -> list[tuple[str, str | None]]:
+            rows = session.execute(
+                select(InboundMessage.provider_sid, InboundMessage.reply).order_by(
+                    InboundMessage.provider_sid
+                )
+            )
+            return [tuple(row) for row in rows]
+
+        assert await db.run(stored) == [("SM1", menu.reply), ("SM2", "answered elsewhere")]
+        # The raced text's turn (a JOIN) made no member; the other text made none either.
+        assert await db.run(lambda s: list(s.scalars(select(Member.phone)))) == []
+    finally:
+        elsewhere.dispose()
+        await db.close()
