@@ -273,7 +273,7 @@ async def reset_postgres(url: str) -> None:
         await maintenance.dispose()
 
 
-async def populate(url: str, count: int, history: int) -> str:
+async def populate(url: str, count: int, history: int = 2) -> str:
     """`count` active members with a consent grant each and `history` texts each answered
     before the bench (a club that has been running: the texts' tables are not empty when
     PostgreSQL plans the turn's statements), in bulk; returns the server version."""
