@@ -184,6 +184,10 @@ class Member(Base):
     # When the member last bought (the latest purchase's occurred_at), kept by
     # purchases.record: the dashboard's recency counts read it instead of every purchase.
     last_purchase_at: Mapped[dt.datetime | None]
+    # And the purchase before it (the second latest occurred_at; the same instant if two were
+    # made at once), kept with it: a segment's "at least two purchases" (in a window) or "at
+    # most one" reads it instead of counting every member's purchases.
+    previous_purchase_at: Mapped[dt.datetime | None]
     # Receipts by SMS after each purchase (a service message the member turns on: KVITTERING PÅ).
     receipts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # When the member last changed their birthday themselves (it may move once a year).

@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -152,18 +163,32 @@ _INSERT_PURCHASE = {
 }
 _INSERT_LINES = insert(_LINES)
 _MEMBERS = Member.__table__
-# A purchase told late (a till's backlog) doesn't move the member's last purchase back.
-_LAST_PURCHASE = (
-    update(_MEMBERS)
-    .where(
-        _MEMBERS.c.id == bindparam("member"),
-        or_(
-            _MEMBERS.c.last_purchase_at.is_(None),
-            _MEMBERS.c.last_purchase_at < bindparam("at", type_=_MEMBERS.c.last_purchase_at.type),
-        ),
+
+
+def _last_purchases() -> Any:
+    """The member's last purchase and the one before it, moved by a sale at `at`: later than
+    the last, it is the last and the last the one before; else, later than the one before (or
+    at the same instant as the last: a second purchase then), it is the one before. A purchase
+    told late (a till's backlog) moves neither back. Both read the row as it was."""
+    last, previous = _MEMBERS.c.last_purchase_at, _MEMBERS.c.previous_purchase_at
+    at = bindparam("at", type_=last.type)
+    later = or_(last.is_(None), last < at)
+    return (
+        update(_MEMBERS)
+        .where(_MEMBERS.c.id == bindparam("member"))
+        .values(
+            last_purchase_at=case((later, at), else_=last),
+            previous_purchase_at=case(
+                (last.is_(None), previous),
+                (last < at, last),
+                (or_(previous.is_(None), previous < at), at),
+                else_=previous,
+            ),
+        )
     )
-    .values(last_purchase_at=bindparam("at"))
-)
+
+
+_LAST_PURCHASE = _last_purchases()
 
 _MONTHS = PurchaseMonth.__table__
 

@@ -102,6 +102,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "store",
         "delivery_failures",
         "last_purchase_at",
+        "previous_purchase_at",  # the purchase before the last, as purchases.record keeps it
         "open_points",  # what the member's open lots hold, as store.loyalty.ledger keeps it
         "open_points_until",
     ),
@@ -222,6 +223,7 @@ class Generator:
                 store,
                 0,
                 None,
+                None,
                 0,
                 None,
             )
@@ -236,9 +238,9 @@ class Generator:
         if rng.random() < 0.35:
             self.answer(rows, base, member_id, club.size, [rng.choice(SIZES)], created)
         if rng.random() < 0.3:
-            last = self.purchases(rows, base, member_id, created)
+            last, previous = self.purchases(rows, base, member_id, created)
             row = rows.members[-1]
-            rows.members[-1] = (*row[:-3], last, *row[-2:])
+            rows.members[-1] = (*row[:-4], last, previous, *row[-2:])
         if rng.random() < 0.4:
             held, until = self.lots(rows, base, member_id, created)
             rows.members[-1] = (*rows.members[-1][:-2], held, until)
@@ -261,10 +263,11 @@ class Generator:
 
     def purchases(
         self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime
-    ) -> dt.datetime:
-        """The member's purchases; returns the last one's time (members.last_purchase_at)."""
+    ) -> tuple[dt.datetime, dt.datetime | None]:
+        """The member's purchases; returns the last one's time and the one's before it
+        (members.last_purchase_at and previous_purchase_at)."""
         rng = self.rng
-        last = since
+        times: list[dt.datetime] = []
         span = max(60.0, (self.now - since).total_seconds())
         marks: dict[tuple[str, str], dt.datetime] = {}
         # Most buyers buy a few times, some often: 1 to 25 purchases, about 3 on average.
@@ -273,7 +276,7 @@ class Generator:
             self.ids["purchases"] += 1
             # Recent purchases are more common than old ones.
             at = self.now - dt.timedelta(seconds=span * rng.random() ** 1.5)
-            last = max(last, at)
+            times.append(at)
             lines = []
             for line_no in range(1, rng.choice((1, 1, 2, 3)) + 1):
                 amount = int(rng.lognormvariate(10.5, 0.9))
@@ -317,7 +320,8 @@ class Generator:
         rows.member_marks.extend(
             (self.club.id, kind, name, member_id, at) for (kind, name), at in marks.items()
         )
-        return last
+        times.sort(reverse=True)
+        return times[0], times[1] if len(times) > 1 else None
 
     def lots(
         self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime

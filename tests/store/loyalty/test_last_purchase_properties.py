@@ -1,23 +1,27 @@
 """For any purchases a till tells, in any order (a backlog sent late, a retry of the same
-sale), a member's last purchase is the latest one recorded, and the dashboard's recency counts
-read from it agree with days counted from the purchases themselves."""
+sale), a member's last purchase is the latest one recorded and the one before it the second
+latest, and the dashboard's recency counts read from it agree with days counted from the
+purchases themselves."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import itertools
+from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from store import reports
-from store.database import Database
+from store import migrate, reports
+from store.database import Database, open_database
 from store.loyalty import purchases
 from store.loyalty.earning import Line
 from store.models import Member, Program, Purchase
 from tests.store.loyalty_helpers import at, club, fingerprint, member
+from tests.store.test_migrations import on_connection, own_database
 
 NOW = at(2026, 11, 1)
 EXAMPLES = {"sqlite": 40, "postgresql": 25}
@@ -66,11 +70,13 @@ def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
                             fingerprint=fingerprint(transaction),
                             now=NOW,
                         )
-            kept = dict(
-                session.execute(
-                    select(Member.id, Member.last_purchase_at).where(Member.id.in_(ids))
-                ).all()
-            )
+            rows = session.execute(
+                select(Member.id, Member.last_purchase_at, Member.previous_purchase_at).where(
+                    Member.id.in_(ids)
+                )
+            ).all()
+            kept = {row.id: row.last_purchase_at for row in rows}
+            before_last = {row.id: row.previous_purchase_at for row in rows}
             latest = dict(
                 session.execute(
                     select(Purchase.member_id, func.max(Purchase.occurred_at))
@@ -80,6 +86,16 @@ def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
             )
             for member_id in ids:
                 assert kept[member_id] == latest.get(member_id), member_id
+                # The one before it: the second latest of the member's purchases (the same
+                # instant when two were made at once), None with fewer than two.
+                times = sorted(
+                    session.scalars(
+                        select(Purchase.occurred_at).where(Purchase.member_id == member_id)
+                    ),
+                    reverse=True,
+                )
+                second = times[1] if len(times) > 1 else None
+                assert before_last[member_id] == second, member_id
             return kept, ids
 
         kept, ids = loop.run_until_complete(db.run(work))
@@ -119,3 +135,47 @@ def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
             assert before[label] - without[label] == expected.get(label, 0), label
 
     check()
+
+
+async def test_0015_fills_the_purchase_before_the_last_as_record_keeps_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Sales made before migration 0015 (none, one, two at the same instant, several told late)
+    leave each member's purchase before the last as purchases.record keeps it from then on."""
+    url = await own_database(database_url, tmp_path)
+    db = open_database(url)
+    try:
+
+        def work(session) -> None:
+            program = club(session)
+            for days_ago in ([], [3], [5, 5], [1, 9, 4], [30, 2, 60, 2, 7]):
+                buyer = member(session, program, now=NOW - dt.timedelta(days=900))
+                for days in days_ago:
+                    transaction = f"M{next(_SALES)}"
+                    purchases.record(
+                        session,
+                        program,
+                        buyer.id,
+                        transaction_id=transaction,
+                        lines=[Line(qty=1, amount_minor=1000)],
+                        occurred_at=NOW - dt.timedelta(days=days),
+                        fingerprint=fingerprint(transaction),
+                        now=NOW,
+                    )
+
+        await db.run(work)
+    finally:
+        await db.close()
+
+    def kept(conn: Connection) -> set[tuple[Any, ...]]:
+        columns = (Member.id, Member.last_purchase_at, Member.previous_purchase_at)
+        return {tuple(row) for row in conn.execute(select(*columns))}
+
+    try:
+        before = await on_connection(url, kept)
+        assert sum(previous is not None for _, _, previous in before) >= 3
+        await migrate.downgrade(url, "0014")
+        await migrate.upgrade(url)
+        assert await on_connection(url, kept) == before
+    finally:
+        await migrate.upgrade(url)
