@@ -36,6 +36,20 @@ SALES = st.lists(
 )
 
 
+def sell(session, program: Program, member_id: int, transaction: str, when: dt.datetime) -> None:
+    """A sale of 10 kr at `when`, told now (a transaction id told before is a till's retry)."""
+    purchases.record(
+        session,
+        program,
+        member_id,
+        transaction_id=transaction,
+        lines=[Line(qty=1, amount_minor=1000)],
+        occurred_at=when,
+        fingerprint=fingerprint(transaction),
+        now=NOW,
+    )
+
+
 def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
     loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
 ) -> None:
@@ -60,16 +74,7 @@ def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
                     transaction = f"L{next(_SALES)}"
                     when = NOW - dt.timedelta(days=days, hours=days % 7)
                     for _ in range(2 if twice else 1):
-                        purchases.record(
-                            session,
-                            program,
-                            buyer.id,
-                            transaction_id=transaction,
-                            lines=[Line(qty=1, amount_minor=1000)],
-                            occurred_at=when,
-                            fingerprint=fingerprint(transaction),
-                            now=NOW,
-                        )
+                        sell(session, program, buyer.id, transaction, when)
             rows = session.execute(
                 select(Member.id, Member.last_purchase_at, Member.previous_purchase_at).where(
                     Member.id.in_(ids)
@@ -151,17 +156,8 @@ async def test_0015_fills_the_purchase_before_the_last_as_record_keeps_it(
             for days_ago in ([], [3], [5, 5], [1, 9, 4], [30, 2, 60, 2, 7]):
                 buyer = member(session, program, now=NOW - dt.timedelta(days=900))
                 for days in days_ago:
-                    transaction = f"M{next(_SALES)}"
-                    purchases.record(
-                        session,
-                        program,
-                        buyer.id,
-                        transaction_id=transaction,
-                        lines=[Line(qty=1, amount_minor=1000)],
-                        occurred_at=NOW - dt.timedelta(days=days),
-                        fingerprint=fingerprint(transaction),
-                        now=NOW,
-                    )
+                    when = NOW - dt.timedelta(days=days)
+                    sell(session, program, buyer.id, f"M{next(_SALES)}", when)
 
         await db.run(work)
     finally:
