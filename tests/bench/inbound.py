@@ -384,7 +384,7 @@ async def populate(url: str, count: int, history: int = 2) -> str:
                         literal(1),
                         inbound.c.received_at,
                         inbound.c.received_at,
-                    ),
+                    ).where(inbound.c.provider_sid.startswith(HISTORY_SID, autoescape=True)),
                 )
             )
         async with engine.connect() as conn:
