@@ -30,7 +30,7 @@ chosen by measurement (../shared/PERFORMANCE.md):
   and its texts and replies are written in one statement before its commit (`write_later`):
   a text that changes nothing but its own record costs no round trip of its own
   (README: Benchmarks). Long units (jobs, reports, the admin) and API calls (a
-  sale is a dozen statements, which a few writers would wait out in turn) stay on asyncpg.
+  sale is a dozen statements, which the writer would wait out in turn) stay on asyncpg.
   With `postgresql+psycopg://`, every unit runs on the sync Session over psycopg 3 in a pool
   of threads instead, one hop a unit (measured against the above). Same locking and retries.
 """
