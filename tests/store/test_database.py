@@ -603,3 +603,42 @@ async def test_a_text_recorded_elsewhere_while_its_group_ran_is_answered_as_reco
     finally:
         elsewhere.dispose()
         await db.close()
+
+
+async def test_texts_go_on_after_postgresql_drops_the_writers_connection(
+    postgres_schema: str,
+) -> None:
+    """A group of texts whose reads ahead meet a connection PostgreSQL dropped (an operator's
+    pg_terminate_backend, a restart) runs again on a new one: every text answered, recorded
+    once."""
+    await _truncate(postgres_schema)
+    db = open_database(postgres_schema)
+    clubs = directory.ClubDirectory(ttl=0)
+
+    def text_unit(n: int) -> ReadsFirst[TurnResult]:
+        text = InboundText(f"SMdrop{n}", f"+4791{n:06d}", CLUB_NUMBER, "JOIN", NOW)
+        return ReadsFirst(
+            functools.partial(handle_text, text=text, clubs=clubs),
+            functools.partial(turn_reads, text=text, clubs=clubs),
+        )
+
+    try:
+        await create_demo_club(db)
+        first = await asyncio.gather(*(db.turn(text_unit(n)) for n in range(8)))
+        killed = await db.run(
+            lambda s: s.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'klubb-turns'"
+                )
+            )
+        )
+        assert killed >= 1
+        later = await asyncio.gather(*(db.turn(text_unit(n)) for n in range(8, 16)))
+        for result in first + later:
+            assert result.reply is not None
+            assert result.reply.startswith("Torshov Sport: svar JA"), result
+        stored = await db.run(lambda s: list(s.scalars(select(InboundMessage.provider_sid))))
+        assert sorted(stored) == sorted(f"SMdrop{n}" for n in range(16))
+    finally:
+        await db.close()
