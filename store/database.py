@@ -237,15 +237,16 @@ def prefetched(session: Session, key: Hashable) -> Any | None:
     return None if ahead is None else ahead.fetch(key)
 
 
-# Writes several units' rows in one statement, saying of each row whether it was written.
-Send = Callable[[Connection, Sequence[Any]], Sequence[bool]]
+# Writes several units' rows in one statement, giving what each row's write gave (None: the row
+# was not written).
+Send = Callable[[Connection, Sequence[Any]], Sequence[Any]]
 
 
 def write_later(session: Session, send: Send, row: Any, not_written: BaseException) -> bool:
     """On a writer of turns, keep a row for `send` to write with the group's others in one
     statement before its commit (True); the caller writes it itself otherwise (False). Only for
     a row that no later unit of the group reads unless it has the same holder (before such a
-    unit runs, what was kept is written). Should the row not be written (`send` says so),
+    unit runs, what was kept is written). Should the row not be written (`send` gives None),
     `not_written` is raised there, and the group runs again apart, each unit writing at once."""
     ahead = session.info.get(_AHEAD)
     if ahead is None:
@@ -315,7 +316,7 @@ class _Ahead:
         for send, rows in by_send.items():
             written = send(connection, [row for row, _ in rows])
             for done, (_, not_written) in zip(written, rows, strict=True):
-                if not done:
+                if done is None:
                     raise not_written
 
 

@@ -39,58 +39,12 @@ _INSERT_INBOUND = {
 _INSERT_OUTBOX = insert(_OUTBOX)
 
 
-def _insert_inbound_with_reply() -> Any:
-    """PostgreSQL: the inbound text and its reply's outbox row in one statement (a round trip
-    less a turn): the outbox row is made from the inbound row the CTE inserted, so a text seen
-    before (no row inserted) writes no reply either, and the statement returns no row."""
-    # Its values named, not taken from the parameters given: those name an outbox column too.
-    given = ["program_id", "provider_sid", "member_id", "from_number", "to_number", "body"]
-    given += ["intent", "reply", "received_at", "not_understood"]
-    inbound = (
-        postgresql.insert(_INBOUND)
-        .values({name: bindparam(name, type_=_INBOUND.c[name].type) for name in given})
-        .on_conflict_do_nothing(index_elements=["program_id", "provider_sid"])
-        .returning(
-            _INBOUND.c.id,
-            _INBOUND.c.program_id,
-            _INBOUND.c.member_id,
-            _INBOUND.c.from_number,
-            _INBOUND.c.to_number,
-            _INBOUND.c.reply,
-            _INBOUND.c.received_at,
-        )
-        .cte("inbound")
-    )
-    reply = select(
-        inbound.c.program_id,
-        inbound.c.member_id,
-        inbound.c.id,
-        bindparam("reply_kind", type_=_OUTBOX.c.kind.type),
-        bindparam("reply_status", type_=_OUTBOX.c.status.type),
-        inbound.c.from_number,
-        inbound.c.to_number,
-        inbound.c.reply,
-        bindparam("segments", type_=_OUTBOX.c.segments.type),
-        inbound.c.received_at,
-        inbound.c.received_at,
-    )
-    columns = ["program_id", "member_id", "inbound_id", "kind", "status", "to_number"]
-    columns += ["from_number", "body", "segments", "created_at", "sent_at"]
-    return (
-        insert(_OUTBOX)
-        .from_select(columns, reply, include_defaults=False)
-        .returning(_OUTBOX.c.inbound_id)
-    )
-
-
-_INSERT_INBOUND_WITH_REPLY = _insert_inbound_with_reply()
-
-
 def _insert_texts_with_replies() -> Any:
-    """PostgreSQL: the texts of several turns and their replies' outbox rows in one statement
-    (a writer of turns sends its group's with its commit, `_send_texts`): the rows given as
-    arrays, a column each, numbered; a text seen before (or given twice: the first counts)
-    inserts neither row, and the statement returns the numbers of the texts it inserted."""
+    """PostgreSQL: texts and their replies' outbox rows in one statement, one text's (a turn's
+    record_inbound) or a group's (a writer of turns sends them with its commit, `_send_texts`):
+    the rows given as arrays, a column each, numbered; a text seen before (or given twice: the
+    first counts) inserts neither row, and the statement returns the number and the id of each
+    text it inserted."""
     return text(
         """
         WITH given AS (
@@ -129,7 +83,7 @@ def _insert_texts_with_replies() -> Any:
             FROM inbound JOIN firsts USING (program_id, provider_sid)
             ORDER BY firsts.n
         )
-        SELECT firsts.n FROM firsts JOIN inbound USING (program_id, provider_sid)
+        SELECT firsts.n, inbound.id FROM firsts JOIN inbound USING (program_id, provider_sid)
         """
     )
 
@@ -141,14 +95,14 @@ _TEXT_COLUMNS = (
 )
 
 
-def _send_texts(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[bool]:
-    """Write several turns' texts and replies (record_inbound's values each); whether each
-    text was written (False: recorded before)."""
+def _send_texts(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
+    """Write texts and their replies (record_inbound's values each): each text's id, None for
+    one recorded before."""
     params: dict[str, Any] = {name: [row[name] for row in rows] for name in _TEXT_COLUMNS}
     params |= {"kind": REPLY, "status": SENT_INLINE}
     (returned,) = pipelined(connection, [(_INSERT_TEXTS_WITH_REPLIES, params)])
-    written = {n for (n,) in returned}
-    return [n in written for n in range(1, len(rows) + 1)]
+    written = dict(returned)
+    return [written.get(n) for n in range(1, len(rows) + 1)]
 
 
 class SeenBefore(Exception):
@@ -264,10 +218,9 @@ def record_inbound(
         # With the group's other turns, just before its commit (a writer of turns).
         if write_later(session, _send_texts, values, SeenBefore(provider_sid)):
             return None
-        values |= {"reply_kind": REPLY, "reply_status": SENT_INLINE}
-    inserted = connection.execute(
-        _INSERT_INBOUND_WITH_REPLY if both else _INSERT_INBOUND[connection.dialect.name], values
-    ).scalar()
+        (inserted,) = _send_texts(connection, [values])
+    else:
+        inserted = connection.execute(_INSERT_INBOUND[connection.dialect.name], values).scalar()
     if inserted is None:
         raise SeenBefore(provider_sid)
     if with_reply and not both:

@@ -324,6 +324,29 @@ async def test_a_pipelined_read_after_a_lock_sees_what_committed_while_it_waited
         holder.dispose()
 
 
+async def drop_turn_writers(db: Database) -> int:
+    """PostgreSQL drops the writers of turns' connections (an operator's pg_terminate_backend,
+    a restart); how many it dropped."""
+    return int(
+        await db.run(
+            lambda s: s.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'klubb-turns'"
+                )
+            )
+        )
+    )
+
+
+def text_turn(inbound: InboundText, clubs: directory.ClubDirectory) -> ReadsFirst[TurnResult]:
+    """A text's turn as the webhook hands it to the writer of turns: with its reads first."""
+    return ReadsFirst(
+        functools.partial(handle_text, text=inbound, clubs=clubs),
+        functools.partial(turn_reads, text=inbound, clubs=clubs),
+    )
+
+
 async def test_turns_go_on_after_postgresql_drops_the_writers_connections(
     postgres_schema: str,
 ) -> None:
@@ -336,15 +359,7 @@ async def test_turns_go_on_after_postgresql_drops_the_writers_connections(
         first = await asyncio.gather(
             *(db.turn(functools.partial(create_club, index=i)) for i in range(8))
         )
-        killed = await db.run(
-            lambda s: s.scalar(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE application_name = 'klubb-turns'"
-                )
-            )
-        )
-        assert killed >= 1
+        assert await drop_turn_writers(db) >= 1
         later = await asyncio.gather(
             *(db.turn(functools.partial(create_club, index=i), key=str(i)) for i in range(8, 16))
         )
@@ -573,10 +588,7 @@ async def test_a_text_recorded_elsewhere_while_its_group_ran_is_answered_as_reco
 
         units = [
             ReadsFirst(answer_then_race, functools.partial(turn_reads, text=first, clubs=clubs)),
-            ReadsFirst(
-                functools.partial(handle_text, text=raced, clubs=clubs),
-                functools.partial(turn_reads, text=raced, clubs=clubs),
-            ),
+            text_turn(raced, clubs),
         ]
         async with HeldWriters(db) as held:
             runs = [asyncio.ensure_future(db.turn(unit)) for unit in units]
@@ -616,24 +628,13 @@ async def test_texts_go_on_after_postgresql_drops_the_writers_connection(
     clubs = directory.ClubDirectory(ttl=0)
 
     def text_unit(n: int) -> ReadsFirst[TurnResult]:
-        text = InboundText(f"SMdrop{n}", f"+4791{n:06d}", CLUB_NUMBER, "JOIN", NOW)
-        return ReadsFirst(
-            functools.partial(handle_text, text=text, clubs=clubs),
-            functools.partial(turn_reads, text=text, clubs=clubs),
-        )
+        joining = InboundText(f"SMdrop{n}", f"+4791{n:06d}", CLUB_NUMBER, "JOIN", NOW)
+        return text_turn(joining, clubs)
 
     try:
         await create_demo_club(db)
         first = await asyncio.gather(*(db.turn(text_unit(n)) for n in range(8)))
-        killed = await db.run(
-            lambda s: s.scalar(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE application_name = 'klubb-turns'"
-                )
-            )
-        )
-        assert killed >= 1
+        assert await drop_turn_writers(db) >= 1
         later = await asyncio.gather(*(db.turn(text_unit(n)) for n in range(8, 16)))
         for result in first + later:
             assert result.reply is not None
