@@ -76,7 +76,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     exists,
-    extract,
     false,
     func,
     literal,
@@ -247,27 +246,34 @@ def check(session: Session, program_id: int, filter: Any) -> Filter:
 def count(session: Session, program: Program, filter: Mapping[str, Any], now: dt.datetime) -> int:
     """How many of the club's members the filter selects at `now` (the admin's live count)."""
     dialect = session.get_bind().dialect.name
-    without_jit(session)
-    if dialect == "postgresql":
-        # No parallel workers either. A worker can't share a set that is grouped in member
-        # order (purchases by member, answers, categories), so the leader and each of the two
-        # workers built it again for its third of the members, and on the 2 cores of the
-        # machine the bench runs on, busy with other work, the workers only queued for them
-        # (tests/bench/segments.py, 1M members, after ANALYZE, workers allowed -> none:
-        # purchase_count gte 3 566 -> 403 ms, purchase amount 570 -> 361, answered 314 -> 111;
-        # a category or tier 10-15 % slower; see README).
-        session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-        # Nor a nested loop: a count reads the whole club, and a set PostgreSQL takes for one
-        # row (a table it has no statistics of yet, such as one a migration has just filled)
-        # was joined to a million members by scanning it for each (the store shape of
-        # tests/bench/segments.py without statistics, unvacuumed: over 5 minutes, cancelled;
-        # vacuumed: store 759 -> 235 ms, an answer's choices 419 -> 160). With statistics it
-        # costs some shapes a little (campaign 157 -> 267 ms, store 390 -> 458): the worst case
-        # is what it bounds. Only the probes the compiler asks for (correlated subqueries,
-        # which are no join) still go member by member.
-        session.connection().exec_driver_sql("SET LOCAL enable_nestloop = off")
+    for_counting(session)
     query = count_query(program, filter, now, dialect)
     return int(session.connection().execute(query).scalar_one())
+
+
+def for_counting(session: Session) -> None:
+    """The planner settings count() runs under, for the rest of the transaction (PostgreSQL;
+    tests/bench/segments.py explains its statements under them too)."""
+    without_jit(session)
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # No parallel workers either. A worker can't share a set that is grouped in member
+    # order (purchases by member, answers, categories), so the leader and each of the two
+    # workers built it again for its third of the members, and on the 2 cores of the
+    # machine the bench runs on, busy with other work, the workers only queued for them
+    # (tests/bench/segments.py, 1M members, after ANALYZE, workers allowed -> none:
+    # purchase_count gte 3 566 -> 403 ms, purchase amount 570 -> 361, answered 314 -> 111;
+    # a category or tier 10-15 % slower; see README).
+    session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+    # Nor a nested loop: a count reads the whole club, and a set PostgreSQL takes for one
+    # row (a table it has no statistics of yet, such as one a migration has just filled)
+    # was joined to a million members by scanning it for each (the store shape of
+    # tests/bench/segments.py without statistics, unvacuumed: over 5 minutes, cancelled;
+    # vacuumed: store 759 -> 235 ms, an answer's choices 419 -> 160). With statistics it
+    # costs some shapes a little (campaign 157 -> 267 ms, store 390 -> 458): the worst case
+    # is what it bounds. Only the probes the compiler asks for (correlated subqueries,
+    # which are no join) still go member by member.
+    session.connection().exec_driver_sql("SET LOCAL enable_nestloop = off")
 
 
 def without_jit(session: Session) -> None:
@@ -709,7 +715,9 @@ def _years_before(today: dt.date, years: int) -> dt.date:
 def _birthday_month(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     column = _MEMBERS.c.birthday
     if scope.dialect == "postgresql":
-        month: Any = extract("month", column)
+        # date_part gives a float; EXTRACT a numeric, built for every member (1M members:
+        # 265-346 ms against 202-250, and 140-166 reading the birthday alone).
+        month: Any = func.date_part("month", column)
     else:
         # SQLite keeps a date as 'YYYY-MM-DD'.
         month = cast(func.substr(column, 6, 2), Integer)
@@ -848,8 +856,10 @@ def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElem
     every member and never runs in parallel: beside the consent term (active members) it read them
     through the status index, out of table order (the broad shape of tests/bench/segments.py,
     where 13 % of a million members hold a lot ended unsettled: 1.0-1.3 s, and as long without
-    statistics). Here those members' balances are grouped once, from the covering index of
-    open lots, and their ids that pass are a hashed set each member is looked up in (an
+    statistics). Here those members are found once (the covering index of open lots), each
+    one's balance summed from their own lots (a probe per such member: grouping every open lot
+    to merge them with the few took 147 of the broad shape's ms without statistics, now 19),
+    and their ids that pass are a hashed set each member is looked up in (an
     uncorrelated IN: hashed while the planner expects it under hash_mem, 260,000 members at
     the defaults; a left join was as fast with statistics but, without, a nested loop over a
     million members). The set is read without program_id, which is the member's own: the
@@ -858,14 +868,22 @@ def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElem
     until = _MEMBERS.c.open_points_until
     kept = _MEMBERS.c.open_points
     lots = _LOTS.alias("ended")
-    ended = select(lots.c.member_id).where(lots.c.remaining > 0, lots.c.expires_at <= at)
-    balance = func.coalesce(func.sum(_LOTS.c.remaining).filter(_LOTS.c.expires_at > at), 0)
-    passing = (
-        select(_LOTS.c.member_id)
-        .where(_LOTS.c.remaining > 0, _LOTS.c.member_id.in_(ended))
-        .group_by(_LOTS.c.member_id)
-        .having(_within(balance, low, high))
+    ended = (
+        select(lots.c.member_id)
+        .where(lots.c.remaining > 0, lots.c.expires_at <= at)
+        .distinct()
+        .subquery()
     )
+    balance = (
+        select(func.coalesce(func.sum(_LOTS.c.remaining), 0))
+        .where(
+            _LOTS.c.member_id == ended.c.member_id,
+            _LOTS.c.remaining > 0,
+            _LOTS.c.expires_at > at,
+        )
+        .scalar_subquery()
+    )
+    passing = select(ended.c.member_id).where(_within(balance, low, high))
     found = _MEMBERS.c.id.in_(passing)
     settled = or_(until.is_(None), until > at)  # held is open_points
     unsettled = and_(until.is_not(None), until <= at)

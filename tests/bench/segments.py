@@ -839,7 +839,8 @@ async def measure(
 
             def explain(session: Any, shape: dict[str, Any] = shape) -> list[str]:
                 dialect = session.get_bind().dialect
-                # The very statement count() ran.
+                # The very statement count() ran, under its settings.
+                segments.for_counting(session)
                 query = segments.count_query(program, shape, now, dialect.name)
                 sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
                 if dialect.name == "sqlite":

@@ -536,8 +536,9 @@ async def test_points_are_the_balance_now(loyalty_db: Database) -> None:
 
 
 async def test_points_under_an_or_and_a_not_are_the_balance_too(loyalty_db: Database) -> None:
-    """Under an OR (on PostgreSQL the lots ended unsettled are summed once and joined, not per
-    member), twice in one filter, and negated there: the same balance as each leaf alone."""
+    """Under an OR (on PostgreSQL the members holding a lot ended unsettled are found once and
+    their balances looked up as one set), twice in one filter, and negated there: the same
+    balance as each leaf alone."""
 
     def work(session: Session) -> list[set[str]]:
         program = demo_club(session)
