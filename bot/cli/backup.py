@@ -96,6 +96,8 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
     where = url.render_as_string(hide_password=True)
     found = asyncio.run(migrate.state(settings.database_url))
     print(f"restored {source} into {where}")
+    if url.get_backend_name() != "sqlite":
+        print("analysed: the planner's statistics of every table made anew")
     if found.status == "current":
         print(f"schema: migration {found.found}, this Klubb's newest")
         return 0
@@ -296,6 +298,19 @@ def _pg_restore(backup: Path, url: URL) -> None:
             "create one (createdb NAME) and set KLUBB_DATABASE_URL to it"
         )
     _run(tool, args, url)
+    asyncio.run(_pg_analyze(url))
+
+
+async def _pg_analyze(url: URL) -> None:
+    """ANALYZE every table restored: pg_restore brings rows, not the planner's statistics, and
+    until autovacuum comes round a million members' segment count is planned blind (see
+    store.outreach.segments.for_counting)."""
+    engine = create_async_engine(url.set(drivername="postgresql+asyncpg"))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
 
 
 async def _pg_tables(url: URL) -> list[str]:
