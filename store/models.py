@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -624,19 +625,21 @@ class MemberMark(Base):
 
     __tablename__ = "member_marks"
     __table_args__ = (
+        # On PostgreSQL the key carries last_at (migration 0016): a window of days is read
+        # from the key's range alone, not from the rows (1M members, category in a 90-day
+        # window after ANALYZE: the marks' part 130 -> 38 ms).
+        PrimaryKeyConstraint(
+            "program_id", "kind", "name", "member_id", postgresql_include=["last_at"]
+        ),
         # A member's rows go with them: found by member, not by scanning.
         Index("ix_member_marks_member_id", "member_id"),
         {"sqlite_with_rowid": False},
     )
 
-    program_id: Mapped[int] = mapped_column(
-        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
-    )
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # joined, store, category
-    name: Mapped[str] = mapped_column(String(60), primary_key=True)
-    member_id: Mapped[int] = mapped_column(
-        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
-    )
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # joined, store, category
+    name: Mapped[str] = mapped_column(String(60))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     last_at: Mapped[dt.datetime]
 
 

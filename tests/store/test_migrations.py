@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -114,6 +115,29 @@ async def test_downgrade_to_base_and_upgrade_again(database_url: str, tmp_path: 
         assert await on_connection(url, schema_diff) == []
     finally:
         await migrate.upgrade(url)
+
+
+def marks_key(conn: Connection) -> tuple[int, int]:
+    """pk_member_marks' columns: all of them, and those of the key."""
+    row = conn.exec_driver_sql(
+        "SELECT indnatts, indnkeyatts FROM pg_index WHERE indexrelid = 'pk_member_marks'::regclass"
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def test_0016_the_marks_key_carries_last_at_on_postgresql(database_url: str) -> None:
+    """On PostgreSQL member_marks' key includes last_at (read from the key alone); down to
+    0015 it is the four key columns again, and back up it includes it once more."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        pytest.skip("SQLite clusters the table by its key (WITHOUT ROWID): last_at is there")
+    await migrate.upgrade(database_url)
+    try:
+        assert await on_connection(database_url, marks_key) == (5, 4)
+        await migrate.downgrade(database_url, "0015")
+        assert await on_connection(database_url, marks_key) == (4, 4)
+    finally:
+        await migrate.upgrade(database_url)
+    assert await on_connection(database_url, marks_key) == (5, 4)
 
 
 async def test_0004_fills_in_each_members_last_purchase(database_url: str, tmp_path: Path) -> None:
