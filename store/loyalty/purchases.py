@@ -169,7 +169,8 @@ def _last_purchases() -> Any:
     """The member's last purchase and the one before it, moved by a sale at `at`: later than
     the last, it is the last and the last the one before; else, later than the one before (or
     at the same instant as the last: a second purchase then), it is the one before. A purchase
-    told late (a till's backlog) moves neither back. Both read the row as it was."""
+    told late (a till's backlog) moves neither back. Both read the row as it was. And one more
+    purchase counted, its `total` added to the member's."""
     last, previous = _MEMBERS.c.last_purchase_at, _MEMBERS.c.previous_purchase_at
     at = bindparam("at", type_=last.type)
     later = or_(last.is_(None), last < at)
@@ -184,6 +185,8 @@ def _last_purchases() -> Any:
                 (or_(previous.is_(None), previous < at), at),
                 else_=previous,
             ),
+            purchase_count=_MEMBERS.c.purchase_count + 1,
+            purchase_total_minor=_MEMBERS.c.purchase_total_minor + bindparam("total"),
         )
     )
 
@@ -347,7 +350,9 @@ def record(
         if basket is not None:  # looked for above, under the member's lock: never here
             raise Conflict("transaction_id_reused", f"transaction {transaction_id} was taken")
         return _again(session, program, transaction_id, fingerprint, now)
-    conn.execute(_LAST_PURCHASE, {"member": member_id, "at": occurred_at})
+    conn.execute(
+        _LAST_PURCHASE, {"member": member_id, "at": occurred_at, "total": values["total_minor"]}
+    )
     month_start, month_end = month_of(occurred_at, ZoneInfo(program.timezone))
     plain_rows(
         conn,

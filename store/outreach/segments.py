@@ -44,13 +44,14 @@ Whether and when a member last bought (days since the last purchase, bought at a
 days) is their own column, members.last_purchase_at, which purchases.record keeps (see
 _last_purchase), and so is whether they bought twice (ever or within N days: the purchase
 before the last, members.previous_purchase_at), so a purchase count up to two is told by the
-member's row (_purchase_count). Where a member joined and bought (a store) and what (a
-category, with the latest such purchase for "days") are rows of member_marks that enrolment
-and purchases.record keep, and an answer's choices rows of answer_choices that
-profile.save_answer keeps: each name is one range of a key in member order. Under an OR,
-PostgreSQL would look a set up per member: count(), reach() and a broadcast's preview join
-each such set once instead (compile_joined), and points there look the members whose lot has
-ended unsettled up in one hashed set (_held_within).
+member's row (_purchase_count); so are how many purchases they made and for how much in all
+(members.purchase_count and purchase_total_minor: a count or amount without "days"). Where a
+member joined and bought (a store) and what (a category, with the latest such purchase for
+"days") are rows of member_marks that enrolment and purchases.record keep, and an answer's
+choices rows of answer_choices that profile.save_answer keeps: each name is one range of a
+key in member order. Under an OR, PostgreSQL would look a set up per member: count(), reach()
+and a broadcast's preview join each such set once instead (compile_joined), and points there
+look the members whose lot has ended unsettled up in one hashed set (_held_within).
 
 One exception: behind conditions on the members' own columns that keep few of
 them (a birthday month: about 8 %), each member's rows are probed instead of building the sets
@@ -257,15 +258,17 @@ def for_counting(session: Session) -> None:
     without_jit(session)
     if session.get_bind().dialect.name != "postgresql":
         return
-    # No parallel workers either. A worker can't share a set that is grouped in member
-    # order (purchases by member, answers, categories), so the leader and each of the two
-    # workers built it again for its third of the members, and on the 2 cores of the
-    # machine the bench runs on, busy with other work, the workers only queued for them
-    # (tests/bench/segments.py, 1M members, after ANALYZE, workers allowed -> none:
-    # purchase_count gte 3 566 -> 403 ms, purchase amount 570 -> 361, answered 314 -> 111;
-    # a category or tier 10-15 % slower; see README).
-    session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-    # Nor a nested loop: a count reads the whole club, and a set PostgreSQL takes for one
+    # One parallel worker at most. A worker can't share a set that is grouped in member
+    # order (purchases by member, answers, categories): each process builds it again for its
+    # part of the members, and with two workers on the 2 cores of the machine the bench runs
+    # on, the workers only queued for them (tests/bench/segments.py, 1M members, after
+    # ANALYZE, two workers -> none: purchase_count gte 3 566 -> 403 ms, purchase amount 570 ->
+    # 361). One worker beside the leader halves a read of every member and costs a grouped
+    # set little (none -> one: a tier 217 -> 120 ms, birthday month 191 -> 103, store 363 ->
+    # 295, purchase amount 316 -> 264, an answer 155 -> 182). Planned without statistics a
+    # club looks too small to share out: no worker then.
+    session.connection().exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 1")
+    # No nested loop: a count reads the whole club, and a set PostgreSQL takes for one
     # row (a table it has no statistics of yet, such as one a migration has just filled)
     # was joined to a million members by scanning it for each (the store shape of
     # tests/bench/segments.py without statistics, unvacuumed: over 5 minutes, cancelled;
@@ -519,6 +522,8 @@ def _reads_other_tables(node: Filter) -> bool:
         return _reads_other_tables(node["not"])
     if "all" in node or "any" in node:
         return any(_reads_other_tables(child) for child in node.get("all", node.get("any", [])))
+    if node["field"] in ("purchase_count", "purchase_amount") and node.get("days") is None:
+        return False  # all the member's purchases: counted and summed on their row
     if node["field"] == "purchase_count":
         # Up to two purchases (in a window) are told by the member's own row.
         return not _count_on_row(node)
@@ -773,13 +778,12 @@ def _marked(
     one range of its key in member order per kind and name, where the club's purchases (lines)
     were grouped by member for every count (tests/bench/segments.py, 1M members)."""
     ranges = [(kind, name) for kind in kinds for name in names]
-    whole = not more and not scope.correlate
-    if scope.dialect == "postgresql" and whole and 1 < len(ranges) <= MAX_RANGES:
-        # Each range read from the index alone and the ranges appended, which PostgreSQL
-        # planned better than one scan with IN (tests/bench/segments.py, store in Sandvika,
-        # joined or bought, after ANALYZE: 437 -> 357 ms). Not with a window (`more`): those
-        # rows are read from the table for last_at, and IN did better there (category in 90
-        # days: 332 -> 390).
+    if scope.dialect == "postgresql" and not scope.correlate and 1 < len(ranges) <= MAX_RANGES:
+        # Each range read from the index alone (with last_at for a window: migration 0016)
+        # and the ranges appended, which PostgreSQL planned better than one scan with IN
+        # (tests/bench/segments.py, store in Sandvika, joined or bought, after ANALYZE: 437
+        # -> 357 ms). Without statistics it read every category's marks for IN, the names a
+        # filter of the scan (category in skiing, service in 90 days: 312-470 -> ...).
         each = [
             select(_MARKS.c.member_id).where(
                 *scope.of(_MARKS, _MARKS.c.kind == kind, _MARKS.c.name == name, *more)
@@ -815,8 +819,8 @@ _RELATED = frozenset(
     {
         "answer",
         "store",
-        "purchase_count",  # but up to two: see _reads_other_tables
-        "purchase_amount",
+        "purchase_count",  # but without days or up to two: see _reads_other_tables
+        "purchase_amount",  # but without days
         "category",
     }
 )
@@ -911,6 +915,8 @@ def _count_on_row(leaf: Filter) -> bool:
 
 def _purchase_count(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
+    if leaf.get("days") is None:
+        return _lifetime(_MEMBERS.c.purchase_count, low, high, negate)
     if not _count_on_row(leaf):
         return _purchases_total(leaf, scope, func.count(), low, high, negate)
     # At least k purchases (in the window) <=> the member's k-th latest purchase is (in it),
@@ -985,8 +991,20 @@ def _last_purchase(
 
 def _purchase_amount(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
+    if leaf.get("days") is None:
+        return _lifetime(_MEMBERS.c.purchase_total_minor, low, high, negate)
     total = func.sum(_PURCHASES.c.total_minor)
     return _purchases_total(leaf, scope, total, low, high, negate)
+
+
+def _lifetime(column: Any, low: int | None, high: int | None, negate: bool) -> ColumnElement[bool]:
+    """A count or sum of all the member's purchases within [low, high], from their row
+    (purchase_count, purchase_total_minor: kept by purchases.record, 0 for a member who never
+    bought, never NULL): where the club's purchases were grouped by member for every count
+    (tests/bench/segments.py, 1M members, purchase amount of 5,000 kr: PostgreSQL 330-440 ms
+    -> ...)."""
+    positive = _within(column, low, high)
+    return not_(positive) if negate else positive
 
 
 def _days_since_purchase(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:

@@ -103,6 +103,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "delivery_failures",
         "last_purchase_at",
         "previous_purchase_at",  # the purchase before the last, as purchases.record keeps it
+        "purchase_count",  # and the member's purchases in all, counted and summed
+        "purchase_total_minor",
         "open_points",  # what the member's open lots hold, as store.loyalty.ledger keeps it
         "open_points_until",
     ),
@@ -225,6 +227,8 @@ class Generator:
                 None,
                 None,
                 0,
+                0,
+                0,
                 None,
             )
         )
@@ -238,9 +242,9 @@ class Generator:
         if rng.random() < 0.35:
             self.answer(rows, base, member_id, club.size, [rng.choice(SIZES)], created)
         if rng.random() < 0.3:
-            last, previous = self.purchases(rows, base, member_id, created)
+            bought = self.purchases(rows, base, member_id, created)
             row = rows.members[-1]
-            rows.members[-1] = (*row[:-4], last, previous, *row[-2:])
+            rows.members[-1] = (*row[:-6], *bought, *row[-2:])
         if rng.random() < 0.4:
             held, until = self.lots(rows, base, member_id, created)
             rows.members[-1] = (*rows.members[-1][:-2], held, until)
@@ -263,11 +267,13 @@ class Generator:
 
     def purchases(
         self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime
-    ) -> tuple[dt.datetime, dt.datetime | None]:
-        """The member's purchases; returns the last one's time and the one's before it
-        (members.last_purchase_at and previous_purchase_at)."""
+    ) -> tuple[dt.datetime, dt.datetime | None, int, int]:
+        """The member's purchases; returns the last one's time, the one's before it, how many
+        and their sum (members.last_purchase_at, previous_purchase_at, purchase_count and
+        purchase_total_minor)."""
         rng = self.rng
         times: list[dt.datetime] = []
+        spent = 0
         span = max(60.0, (self.now - since).total_seconds())
         marks: dict[tuple[str, str], dt.datetime] = {}
         # Most buyers buy a few times, some often: 1 to 25 purchases, about 3 on average.
@@ -282,6 +288,7 @@ class Generator:
                 amount = int(rng.lognormvariate(10.5, 0.9))
                 lines.append((line_no, rng.choice(CATEGORIES), amount))
             total = sum(amount for _, _, amount in lines)
+            spent += total
             store = rng.choice(STORES)
             for mark in [("store", store), *(("category", c) for _, c, _ in lines)]:
                 marks[mark] = max(at, marks.get(mark, at))
@@ -321,7 +328,7 @@ class Generator:
             (self.club.id, kind, name, member_id, at) for (kind, name), at in marks.items()
         )
         times.sort(reverse=True)
-        return times[0], times[1] if len(times) > 1 else None
+        return times[0], times[1] if len(times) > 1 else None, len(times), spent
 
     def lots(
         self, rows: Rows, base: dict[str, int], member_id: int, since: dt.datetime

@@ -1,7 +1,7 @@
 """For any purchases a till tells, in any order (a backlog sent late, a retry of the same
 sale), a member's last purchase is the latest one recorded and the one before it the second
-latest, and the dashboard's recency counts read from it agree with days counted from the
-purchases themselves."""
+latest, their count and sum on the row are the purchases' own, and the dashboard's recency
+counts read from it agree with days counted from the purchases themselves."""
 
 from __future__ import annotations
 
@@ -36,14 +36,22 @@ SALES = st.lists(
 )
 
 
-def sell(session, program: Program, member_id: int, transaction: str, when: dt.datetime) -> None:
-    """A sale of 10 kr at `when`, told now (a transaction id told before is a till's retry)."""
+def sell(
+    session,
+    program: Program,
+    member_id: int,
+    transaction: str,
+    when: dt.datetime,
+    amount: int = 1000,
+) -> None:
+    """A sale of `amount` (10 kr) at `when`, told now (a transaction id told before is a till's
+    retry)."""
     purchases.record(
         session,
         program,
         member_id,
         transaction_id=transaction,
-        lines=[Line(qty=1, amount_minor=1000)],
+        lines=[Line(qty=1, amount_minor=amount)],
         occurred_at=when,
         fingerprint=fingerprint(transaction),
         now=NOW,
@@ -74,14 +82,31 @@ def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
                     transaction = f"L{next(_SALES)}"
                     when = NOW - dt.timedelta(days=days, hours=days % 7)
                     for _ in range(2 if twice else 1):
-                        sell(session, program, buyer.id, transaction, when)
+                        sell(session, program, buyer.id, transaction, when, 1000 + days)
             rows = session.execute(
-                select(Member.id, Member.last_purchase_at, Member.previous_purchase_at).where(
-                    Member.id.in_(ids)
-                )
+                select(
+                    Member.id,
+                    Member.last_purchase_at,
+                    Member.previous_purchase_at,
+                    Member.purchase_count,
+                    Member.purchase_total_minor,
+                ).where(Member.id.in_(ids))
             ).all()
             kept = {row.id: row.last_purchase_at for row in rows}
             before_last = {row.id: row.previous_purchase_at for row in rows}
+            in_all = {row.id: (row.purchase_count, row.purchase_total_minor) for row in rows}
+            told = {
+                row.member_id: (row.n, row.total)
+                for row in session.execute(
+                    select(
+                        Purchase.member_id,
+                        func.count().label("n"),
+                        func.sum(Purchase.total_minor).label("total"),
+                    )
+                    .where(Purchase.member_id.in_(ids))
+                    .group_by(Purchase.member_id)
+                )
+            }
             latest = dict(
                 session.execute(
                     select(Purchase.member_id, func.max(Purchase.occurred_at))
@@ -101,6 +126,8 @@ def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
                 )
                 second = times[1] if len(times) > 1 else None
                 assert before_last[member_id] == second, member_id
+                # A retry counts once: the purchases as stored, counted and summed.
+                assert in_all[member_id] == told.get(member_id, (0, 0)), member_id
             return kept, ids
 
         kept, ids = loop.run_until_complete(db.run(work))
@@ -171,6 +198,43 @@ async def test_0015_fills_the_purchase_before_the_last_as_record_keeps_it(
         before = await on_connection(url, kept)
         assert sum(previous is not None for _, _, previous in before) >= 3
         await migrate.downgrade(url, "0014")
+        await migrate.upgrade(url)
+        assert await on_connection(url, kept) == before
+    finally:
+        await migrate.upgrade(url)
+
+
+async def test_0017_fills_each_members_purchases_in_all_as_record_keeps_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Sales made before migration 0017 (none, one, several, a retry) leave each member's count
+    and sum of purchases as purchases.record keeps them from then on."""
+    url = await own_database(database_url, tmp_path)
+    db = open_database(url)
+    try:
+
+        def work(session) -> None:
+            program = club(session)
+            for amounts in ([], [2500], [100, 100], [999, 1, 50_000, 7]):
+                buyer = member(session, program, now=NOW - dt.timedelta(days=900))
+                for days, amount in enumerate(amounts):
+                    when = NOW - dt.timedelta(days=days)
+                    transaction = f"T{next(_SALES)}"
+                    for _ in range(2):  # the till retries each: counted once
+                        sell(session, program, buyer.id, transaction, when, amount)
+
+        await db.run(work)
+    finally:
+        await db.close()
+
+    def kept(conn: Connection) -> set[tuple[Any, ...]]:
+        columns = (Member.id, Member.purchase_count, Member.purchase_total_minor)
+        return {tuple(row) for row in conn.execute(select(*columns))}
+
+    try:
+        before = await on_connection(url, kept)
+        assert {(n, total) for _, n, total in before} >= {(0, 0), (1, 2500), (4, 51_007)}
+        await migrate.downgrade(url, "0016")
         await migrate.upgrade(url)
         assert await on_connection(url, kept) == before
     finally:
