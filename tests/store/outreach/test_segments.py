@@ -1422,11 +1422,13 @@ def fill(session: Session, people: list[tuple[Someone, bool]]) -> tuple[Program,
         member.language, member.birthday, member.store = one.language, one.birthday, one.store
         member.joined_at = one.joined if one.status != "pending" else None
         member.tier_id = steps[one.tier] if one.tier else None
-        # As purchases.record keeps them: segments read "bought (within N days)" and "twice
-        # (within N days)" from them.
+        # As purchases.record keeps them: segments read "bought (within N days)", "twice
+        # (within N days)" and the purchases' count and amount without days from them.
         times = sorted((b.at for b in one.bought), reverse=True)
         member.last_purchase_at = times[0] if times else None
         member.previous_purchase_at = times[1] if len(times) > 1 else None
+        member.purchase_count = len(one.bought)
+        member.purchase_total_minor = sum(b.amount for b in one.bought)
         # As enrolment keeps it: the store joined at, and its mark.
         joined_at = [(marks.JOINED, one.store)]
         marks.mark(session.connection(), program.id, member.id, joined_at, NOW - 500 * DAY)
