@@ -157,8 +157,8 @@ class Member(Base):
         # bulk-filled database before autovacuum's ANALYZE) takes the club for 0.5 % of the
         # table, and read a million rows through a bitmap or, for a recent buyer, through
         # the index above out of table order; from this index alone it reads none
-        # (tests/bench/segments.py, 1M members: the campaign shape 400 -> 155 ms, a tier or
-        # points 300 -> 190). With statistics a whole club is a scan of the table, as before.
+        # (tests/bench/segments.py, 1M members: the campaign shape 401 -> 143 ms, a tier 350
+        # -> 205, points 315 -> 176). With statistics a whole club is a scan of the table.
         # The narrow index stays: its ranges are a third of this one's pages.
         Index(
             "ix_members_segments",
