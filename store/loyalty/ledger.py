@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
 from store.models import LedgerEntry, Member, PointLot, Program, Refund, UTCDateTime
@@ -389,17 +390,18 @@ def held(now: dt.datetime | ColumnElement[Any]) -> ColumnElement[int]:
     summed from the member's lots not yet ended, as balance() does."""
     at = literal(now, _INSTANT) if isinstance(now, dt.datetime) else now
     until = _MEMBERS.c.open_points_until
-    summed = (
+    summed = lots_held(_MEMBERS.c.id, at).correlate(_MEMBERS)
+    return case((or_(until.is_(None), until > at), _MEMBERS.c.open_points), else_=summed)
+
+
+def lots_held(member_id: ColumnElement[Any], at: ColumnElement[Any]) -> ScalarSelect[Any]:
+    """The points of the member's lots not yet ended at `at` (0 for none, never NULL), summed
+    in a subquery correlated to the statement `member_id` is a column of."""
+    return (
         select(func.coalesce(func.sum(_LOTS.c.remaining), 0))
-        .where(
-            _LOTS.c.member_id == _MEMBERS.c.id,
-            _LOTS.c.remaining > 0,
-            _LOTS.c.expires_at > at,
-        )
-        .correlate(_MEMBERS)
+        .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > at)
         .scalar_subquery()
     )
-    return case((or_(until.is_(None), until > at), _MEMBERS.c.open_points), else_=summed)
 
 
 @dataclass(frozen=True, slots=True)

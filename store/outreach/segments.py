@@ -878,15 +878,7 @@ def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElem
         .distinct()
         .subquery()
     )
-    balance = (
-        select(func.coalesce(func.sum(_LOTS.c.remaining), 0))
-        .where(
-            _LOTS.c.member_id == ended.c.member_id,
-            _LOTS.c.remaining > 0,
-            _LOTS.c.expires_at > at,
-        )
-        .scalar_subquery()
-    )
+    balance = ledger.lots_held(ended.c.member_id, at)
     passing = select(ended.c.member_id).where(_within(balance, low, high))
     found = _MEMBERS.c.id.in_(passing)
     settled = or_(until.is_(None), until > at)  # held is open_points

@@ -190,18 +190,9 @@ async def test_0015_fills_the_purchase_before_the_last_as_record_keeps_it(
     finally:
         await db.close()
 
-    def kept(conn: Connection) -> set[tuple[Any, ...]]:
-        columns = (Member.id, Member.last_purchase_at, Member.previous_purchase_at)
-        return {tuple(row) for row in conn.execute(select(*columns))}
-
-    try:
-        before = await on_connection(url, kept)
-        assert sum(previous is not None for _, _, previous in before) >= 3
-        await migrate.downgrade(url, "0014")
-        await migrate.upgrade(url)
-        assert await on_connection(url, kept) == before
-    finally:
-        await migrate.upgrade(url)
+    columns = (Member.id, Member.last_purchase_at, Member.previous_purchase_at)
+    before = await filled_again(url, columns, "0014")
+    assert sum(previous is not None for _, _, previous in before) >= 3
 
 
 async def test_0017_fills_each_members_purchases_in_all_as_record_keeps_them(
@@ -227,15 +218,24 @@ async def test_0017_fills_each_members_purchases_in_all_as_record_keeps_them(
     finally:
         await db.close()
 
+    columns = (Member.id, Member.purchase_count, Member.purchase_total_minor)
+    before = await filled_again(url, columns, "0016")
+    assert {(n, total) for _, n, total in before} >= {(0, 0), (1, 2500), (4, 51_007)}
+
+
+async def filled_again(url: str, columns: tuple[Any, ...], below: str) -> set[tuple[Any, ...]]:
+    """The members' `columns` as purchases.record left them, which the migrations after
+    `below`, undone and run again, fill back alike (asserted); returned for the test's own
+    checks."""
+
     def kept(conn: Connection) -> set[tuple[Any, ...]]:
-        columns = (Member.id, Member.purchase_count, Member.purchase_total_minor)
         return {tuple(row) for row in conn.execute(select(*columns))}
 
     try:
         before = await on_connection(url, kept)
-        assert {(n, total) for _, n, total in before} >= {(0, 0), (1, 2500), (4, 51_007)}
-        await migrate.downgrade(url, "0016")
+        await migrate.downgrade(url, below)
         await migrate.upgrade(url)
         assert await on_connection(url, kept) == before
     finally:
         await migrate.upgrade(url)
+    return before
