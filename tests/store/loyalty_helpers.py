@@ -89,8 +89,11 @@ def buy(
     now: dt.datetime,
     *,
     transaction_id: str | None = None,
+    told: dt.datetime | None = None,
 ) -> purchases.Recorded:
-    """Record a purchase; an int is one plain line of that many minor units."""
+    """Record a purchase made at `now`, told by the till at `told` (then, unless given: a
+    backlog tells it later); an int is one plain line of that many minor units. A transaction
+    id told before with the same lines is a till's retry."""
     if isinstance(lines, int):
         lines = [Line(qty=1, amount_minor=lines)]
     transaction_id = transaction_id or f"T{next(_PHONES)}"
@@ -102,7 +105,7 @@ def buy(
         lines=list(lines),
         occurred_at=now,
         fingerprint=fingerprint(member_id, transaction_id, list(lines)),
-        now=now,
+        now=told or now,
     )
 
 

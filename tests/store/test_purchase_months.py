@@ -24,10 +24,9 @@ from sqlalchemy.orm import Session
 from store import migrate, reports
 from store.database import Database, open_database
 from store.loyalty import purchases
-from store.loyalty.earning import Line
 from store.members import members
 from store.models import Member, Program, Purchase, PurchaseMonth
-from tests.store.loyalty_helpers import club, fingerprint, member
+from tests.store.loyalty_helpers import buy, club, member
 from tests.store.test_migrations import on_connection, own_database
 
 EXAMPLES = {"sqlite": 30, "postgresql": 15}
@@ -98,16 +97,7 @@ def sell(
     """One sale of one line through purchases.record (the roll-up's one writer); a transaction
     id of its own unless one is given (the same one again: a till's retry)."""
     transaction = transaction or f"S{next(_SALES)}"
-    purchases.record(
-        session,
-        program,
-        member_id,
-        transaction_id=transaction,
-        lines=[Line(qty=1, amount_minor=amount)],
-        occurred_at=at,
-        fingerprint=fingerprint(transaction),
-        now=now,
-    )
+    buy(session, program, member_id, amount, at, transaction_id=transaction, told=now)
 
 
 def kept_rows(session: Session, program_id: int) -> dict[tuple[int, int, int], tuple[int, int]]:

@@ -17,10 +17,8 @@ from sqlalchemy import Connection, func, select
 
 from store import migrate, reports
 from store.database import Database, open_database
-from store.loyalty import purchases
-from store.loyalty.earning import Line
 from store.models import Member, Program, Purchase
-from tests.store.loyalty_helpers import at, club, fingerprint, member
+from tests.store.loyalty_helpers import at, buy, club, member
 from tests.store.test_migrations import on_connection, own_database
 
 NOW = at(2026, 11, 1)
@@ -44,18 +42,8 @@ def sell(
     when: dt.datetime,
     amount: int = 1000,
 ) -> None:
-    """A sale of `amount` (10 kr) at `when`, told now (a transaction id told before is a till's
-    retry)."""
-    purchases.record(
-        session,
-        program,
-        member_id,
-        transaction_id=transaction,
-        lines=[Line(qty=1, amount_minor=amount)],
-        occurred_at=when,
-        fingerprint=fingerprint(transaction),
-        now=NOW,
-    )
+    """A sale of `amount` (10 kr) made at `when`, told now."""
+    buy(session, program, member_id, amount, when, transaction_id=transaction, told=NOW)
 
 
 def test_the_last_purchase_is_the_latest_told_and_recency_agrees(
