@@ -165,7 +165,7 @@ _INSERT_LINES = insert(_LINES)
 _MEMBERS = Member.__table__
 
 
-def _last_purchases() -> Any:
+def _purchases_on_member() -> Any:
     """The member's last purchase and the one before it, moved by a sale at `at`: later than
     the last, it is the last and the last the one before; else, later than the one before (or
     at the same instant as the last: a second purchase then), it is the one before. A purchase
@@ -191,7 +191,7 @@ def _last_purchases() -> Any:
     )
 
 
-_LAST_PURCHASE = _last_purchases()
+_ON_MEMBER = _purchases_on_member()
 
 _MONTHS = PurchaseMonth.__table__
 
@@ -351,7 +351,7 @@ def record(
             raise Conflict("transaction_id_reused", f"transaction {transaction_id} was taken")
         return _again(session, program, transaction_id, fingerprint, now)
     conn.execute(
-        _LAST_PURCHASE, {"member": member_id, "at": occurred_at, "total": values["total_minor"]}
+        _ON_MEMBER, {"member": member_id, "at": occurred_at, "total": values["total_minor"]}
     )
     month_start, month_end = month_of(occurred_at, ZoneInfo(program.timezone))
     plain_rows(

@@ -522,8 +522,8 @@ def _reads_other_tables(node: Filter) -> bool:
         return _reads_other_tables(node["not"])
     if "all" in node or "any" in node:
         return any(_reads_other_tables(child) for child in node.get("all", node.get("any", [])))
-    if node["field"] in ("purchase_count", "purchase_amount") and node.get("days") is None:
-        return False  # all the member's purchases: counted and summed on their row
+    if _lifetime_leaf(node):
+        return False
     if node["field"] == "purchase_count":
         # Up to two purchases (in a window) are told by the member's own row.
         return not _count_on_row(node)
@@ -908,7 +908,7 @@ def _count_on_row(leaf: Filter) -> bool:
 def _purchase_count(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
     if not _count_on_row(leaf):
-        if leaf.get("days") is None:
+        if _lifetime_leaf(leaf):
             return _lifetime(_MEMBERS.c.purchase_count, low, high, negate)
         return _purchases_total(leaf, scope, func.count(), low, high, negate)
     # At least k purchases (in the window) <=> the member's k-th latest purchase is (in it),
@@ -983,10 +983,16 @@ def _last_purchase(
 
 def _purchase_amount(leaf: Filter, scope: _Scope, negate: bool) -> ColumnElement[bool]:
     low, high = _bounds(leaf["value"], leaf["op"])
-    if leaf.get("days") is None:
+    if _lifetime_leaf(leaf):
         return _lifetime(_MEMBERS.c.purchase_total_minor, low, high, negate)
     total = func.sum(_PURCHASES.c.total_minor)
     return _purchases_total(leaf, scope, total, low, high, negate)
+
+
+def _lifetime_leaf(leaf: Filter) -> bool:
+    """A purchase count or amount over all the member's purchases (no "days"): counted and
+    summed on their row."""
+    return leaf["field"] in ("purchase_count", "purchase_amount") and leaf.get("days") is None
 
 
 def _lifetime(column: Any, low: int | None, high: int | None, negate: bool) -> ColumnElement[bool]:
