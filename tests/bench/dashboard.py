@@ -27,7 +27,8 @@ import inbound
 import segments as segment_bench
 from inbound import CLUB_NUMBER
 
-TARGET_MS = 1000.0
+TARGET_MS = 1000.0  # any page (issue #6)
+YEAR_TARGET_MS = 500.0  # the 12-month page (issue 18)
 PERIODS = (("30 days", 30), ("90 days", 90), ("12 months", 365))
 OWNER = "bench-owner@klubb.test"
 PASSWORD = "bench password, long enough"
@@ -354,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
             f"\nverdict ({kind}): slowest {'page' if not args.no_page else 'report'} "
             f"{verdict:.0f} ms; target < {TARGET_MS:.0f} ms: {'MET' if met else 'MISSED'}"
         )
+        if not args.no_page:
+            year = next(t for t in pages if t.name.startswith("12 months"))
+            print(
+                f"verdict ({kind}): the 12-month page {year.best_ms:.0f} ms; target "
+                f"< {YEAR_TARGET_MS:.0f} ms: {'MET' if year.best_ms < YEAR_TARGET_MS else 'MISSED'}"
+            )
         return 0
 
 
