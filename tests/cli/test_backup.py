@@ -185,35 +185,29 @@ async def test_a_backup_while_texts_arrive_restores_whole(
         # Planned with statistics from the start, and index-only scans that don't visit the
         # table, not once autovacuum has come round.
         assert "vacuumed and analysed" in capsys.readouterr().out
-        assert await analysed(again) >= {"members", "inbound_messages", "outbox_messages"}
-        assert await all_visible(again) >= {"members", "inbound_messages", "outbox_messages"}
+        for query in (ANALYSED, ALL_VISIBLE):
+            assert await table_names(again, query) >= {
+                "members",
+                "inbound_messages",
+                "outbox_messages",
+            }
 
 
-async def analysed(url: str) -> set[str]:
-    """The tables PostgreSQL holds planner statistics of."""
+# The tables PostgreSQL holds planner statistics of.
+ANALYSED = "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()"
+# The tables whose pages VACUUM has marked all-visible.
+ALL_VISIBLE = (
+    "SELECT relname FROM pg_class WHERE relkind = 'r' AND relallvisible > 0"
+    " AND relnamespace = current_schema()::regnamespace"
+)
+
+
+async def table_names(url: str, query: str) -> set[str]:
+    """The table names a query of PostgreSQL's catalogue gives."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
-            found = await connection.execute(
-                text("SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()")
-            )
-            return set(found.scalars())
-    finally:
-        await engine.dispose()
-
-
-async def all_visible(url: str) -> set[str]:
-    """The tables whose pages VACUUM has marked all-visible (pg_class.relallvisible)."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            found = await connection.execute(
-                text(
-                    "SELECT relname FROM pg_class WHERE relkind = 'r' AND relallvisible > 0"
-                    " AND relnamespace = current_schema()::regnamespace"
-                )
-            )
-            return set(found.scalars())
+            return set((await connection.execute(text(query))).scalars())
     finally:
         await engine.dispose()
 
