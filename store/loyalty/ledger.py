@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ScalarSelect
 
+from store.database import plain_rows
 from store.errors import Conflict, InvalidInput, NotEnoughPoints
 from store.models import LedgerEntry, Member, PointLot, Program, Refund, UTCDateTime
 
@@ -462,7 +463,7 @@ def open_lots(session: Session, member_id: int, now: dt.datetime) -> list[tuple[
     """(end, points) of the member's spendable points, soonest end first: one read that gives
     both the balance (their sum) and the next expiry (the first). Lots end on month ends, so
     there are at most a few dozen groups however long the ledger."""
-    rows = session.connection().execute(_OPEN_LOTS, {"member_id": member_id, "now": now})
+    rows = plain_rows(session.connection(), _OPEN_LOTS, {"member_id": member_id, "now": now})
     return [(at, int(points)) for at, points in rows]
 
 
@@ -484,8 +485,10 @@ def open_lots_and_earned(
     """open_lots(now) and earned_since(since) in one statement: POINTS, a third of all texts,
     needs both (balance and expiry; the tier), and on SQLite each statement costs the single
     writer more than the index lookups it runs."""
-    rows = session.connection().execute(
-        _LOTS_AND_EARNED, {"member_id": member_id, "now": now, "since": since}
+    rows = plain_rows(
+        session.connection(),
+        _LOTS_AND_EARNED,
+        {"member_id": member_id, "now": now, "since": since},
     )
     lots: list[tuple[dt.datetime, int]] = []
     earned = 0
