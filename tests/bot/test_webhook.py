@@ -8,11 +8,13 @@ import json
 import logging
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multidict import MultiDict
 from sqlalchemy import func, select
 
 from bot.keys import DB
@@ -124,6 +126,29 @@ class TestSignature:
             headers = {"X-Twilio-Signature": sign(url, form)}
             response = await client.post(WEBHOOK, data=form, headers=headers)
             assert response.status == 200, url
+
+    async def test_a_repeated_field_is_signed_with_every_value(self, client, club) -> None:
+        """Twilio's signature covers each value of a field sent twice (media URLs): signed so,
+        the text is answered; signed over the last value alone, it is refused."""
+        form = twilio_form("+4791234567", "HELP")
+        pairs = [
+            *form.items(),
+            ("MediaUrl0", "https://a.example/1"),
+            ("MediaUrl0", "https://b.example/2"),
+        ]
+        every = MultiDict(pairs)
+        last = {**form, "MediaUrl0": "https://b.example/2"}
+        body = urlencode(pairs)
+        for signed, status in ((every, 200), (last, 403)):
+            response = await client.post(
+                WEBHOOK,
+                data=body,
+                headers={
+                    "X-Twilio-Signature": sign(PUBLIC_URL + WEBHOOK, signed),
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
+            assert response.status == status, signed
 
 
 class TestRetries:
