@@ -156,23 +156,87 @@ def pipelined(
                 cursor.execute(compiled.string, _bound(compiled, params))
                 cursors.append(cursor)
     except conn.dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy's own execution would: wrapped, and a lost connection invalidated so
-        # the pool replaces it.
-        lost = conn.dialect.is_disconnect(exc, driver, None)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            plans[0][0][0].string,
-            None,
-            exc,
-            conn.dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-        ) from exc
+        raise _wrapped(conn, exc, plans[0][0][0].string) from exc
     out = []
     for cursor, ((_, processors), _) in zip(cursors, plans, strict=True):
         out.append(_typed(cursor.fetchall(), processors))
         cursor.close()
     return out
+
+
+def _wrapped(conn: Connection, exc: Exception, sql: str) -> DBAPIError:
+    """The driver's error as SQLAlchemy's own execution raises it (an IntegrityError, an
+    OperationalError...: what callers and the retries catch), a lost connection invalidated
+    so the pool replaces it."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.driver_connection, None)
+    if lost:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql, None, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost
+    )
+
+
+def plain_write(
+    conn: Connection, statement: Executable, params: dict[str, Any]
+) -> tuple[list[Any], int]:
+    """A Core INSERT or UPDATE of one row's values, as `conn.execute(statement, params)` runs
+    it: the rows it returns (RETURNING; typed as `plain_rows` gives them) and how many rows it
+    changed. On SQLite and psycopg it runs on the driver's cursor, compiled once for these
+    parameters' names: SQLAlchemy's execution of a cached statement costs a writer of turns
+    about 60 µs more (a member's UPDATE on psycopg: 188 -> 124 µs of CPU). A statement whose
+    columns have Python-side defaults SQLAlchemy would fill in goes through `execute`.
+
+    On psycopg the statement is counted as a write, as `turn_engine`'s listener counts those
+    SQLAlchemy runs: reads made ahead (`_Ahead`) and refusals (`_refused_or_done`) rely on it."""
+    driver = conn.dialect.driver
+    plan = None
+    if driver in _DIRECT:
+        plan = _plain_write(statement, conn.dialect, tuple(sorted(params)))
+    if plan is None:
+        done = conn.execute(statement, params)
+        return (list(done.all()) if done.returns_rows else []), done.rowcount
+    compiled, processors = plan
+    values = _bound(compiled, params)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        if driver == "psycopg":
+            conn.info["writes"] = conn.info.get("writes", 0) + 1
+            cursor.execute(compiled.string, values)
+        else:
+            cursor.execute(compiled.string, [values[name] for name in compiled.positiontup or ()])
+        rows = [] if cursor.description is None else _typed(cursor.fetchall(), processors)
+        return rows, cursor.rowcount
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, exc, compiled.string) from exc
+    finally:
+        cursor.close()
+
+
+_DIRECT = frozenset({"psycopg", "pysqlite"})
+_PLAIN_WRITES: dict[tuple[Executable, str, str, tuple[str, ...]], tuple[Any, list[Any]] | None] = {}
+
+
+def _plain_write(
+    statement: Executable, dialect: Any, keys: tuple[str, ...]
+) -> tuple[Any, list[Any]] | None:
+    """The statement compiled for these parameters' names, with its result processors; None
+    if its execution must compute a column's default (SQLAlchemy's execution context does)."""
+    key = (statement, dialect.name, dialect.driver, keys)
+    if key not in _PLAIN_WRITES:
+        if len(_PLAIN_WRITES) >= 2000:  # a member's UPDATE by changed columns: bounded anyway
+            _PLAIN_WRITES.clear()
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            _PLAIN_WRITES[key] = None
+        else:
+            processors = [
+                column.type._cached_result_processor(dialect, None)
+                for column in compiled._result_columns
+            ]
+            _PLAIN_WRITES[key] = (compiled, processors)
+    return _PLAIN_WRITES[key]
 
 
 def _typed(rows: list[Any], processors: list[Any]) -> list[Any]:

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.database import plain_rows, plain_write
 from store.errors import Conflict, InvalidInput, InvalidSetting, NotFound
 from store.loyalty import offers
 from store.models import Campaign, Coupon, CouponTemplate, Member, Program, PunchCard, Purchase
@@ -277,13 +278,13 @@ def issue(
             "redeemed_by": None,
             "redeemed_ref": None,
         }
-        coupon_id = conn.execute(_INSERT_NEW[conn.dialect.name], values).scalar()
-        if coupon_id is not None:
+        written, _ = plain_write(conn, _INSERT_NEW[conn.dialect.name], values)
+        if written:
             # Built from what was written, not read back (a turn issues and shows it).
-            return Coupon(id=coupon_id, **values)
-        existing = conn.execute(_BY_SOURCE, {"program_id": program_id, "source": source}).scalar()
-        if existing is not None:
-            found = session.get(Coupon, existing)
+            return Coupon(id=written[0][0], **values)
+        existing = plain_rows(conn, _BY_SOURCE, {"program_id": program_id, "source": source})
+        if existing:
+            found = session.get(Coupon, existing[0][0])
             assert found is not None
             return found
 

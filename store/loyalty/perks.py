@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
+from store.database import plain_rows
 from store.loyalty import coupons, ledger, tiers
 from store.models import LedgerEntry, Member, Program
 from store.states import MemberStatus
@@ -35,8 +36,7 @@ def referral_code(session: Session, member: Member) -> str:
     conn = session.connection()
     while True:
         code = "".join(secrets.choice(coupons.ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
-        taken = conn.execute(_CODE_TAKEN, {"program_id": member.program_id, "code": code})
-        if taken.first() is None:
+        if not plain_rows(conn, _CODE_TAKEN, {"program_id": member.program_id, "code": code}):
             member.referral_code = code
             return code
 

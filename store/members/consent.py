@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from store.database import plain_rows, plain_write
 from store.members import links, members
 from store.models import ConsentEvent, Member
 from store.states import MemberStatus
@@ -92,7 +93,8 @@ def record(
     A plain insert on the session's connection: the log is append-only and never read back
     within the turn that writes it."""
     _checked(action, channel)
-    session.connection().execute(
+    plain_write(
+        session.connection(),
         _INSERT,
         _row(
             member.program_id,
@@ -213,10 +215,10 @@ def marketing_since(session: Session, member: Member) -> dt.datetime | None:
         return None
     # Read on the connection with a statement built once (MYDATA asks on the SQLite writer's
     # hot path; the log is only ever written the same way, so there is nothing to flush first).
-    latest = session.connection().execute(_LATEST, {"member_id": member.id}).first()
-    if latest is None or latest.action != GRANT:
+    latest = plain_rows(session.connection(), _LATEST, {"member_id": member.id})
+    if not latest or latest[0][0] != GRANT:
         return None
-    return latest.created_at
+    return latest[0][1]  # type: ignore[no-any-return]
 
 
 _EVENTS = ConsentEvent.__table__

@@ -29,7 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
 from store import messages, states
-from store.database import Reads, pipelined, prefetched
+from store.database import Reads, pipelined, plain_write, prefetched
 from store.models import (
     InboundMessage,
     Member,
@@ -243,7 +243,7 @@ def save(session: Session, member: Member) -> None:
         values = {
             key: value for key, value in state.dict.items() if key in _COLUMNS and value is not None
         }
-        member.id = session.connection().execute(_INSERT, values).scalar_one()
+        ((member.id,),), _ = plain_write(session.connection(), _INSERT, values)
         make_transient_to_detached(member)
         return
     # committed_state holds the stored value of each attribute set since the object was made
@@ -256,8 +256,8 @@ def save(session: Session, member: Member) -> None:
     }
     if not changed:
         return
-    done = session.connection().execute(_UPDATE, {"member_id": member.id, **changed})
-    if done.rowcount != 1:
+    _, rowcount = plain_write(session.connection(), _UPDATE, {"member_id": member.id, **changed})
+    if rowcount != 1:
         raise StaleDataError(f"member {member.id} was not found to update")
     make_transient(member)  # and back: what was written is now the stored state
     make_transient_to_detached(member)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, delete, func, insert, select, union_all
 from sqlalchemy.orm import Session
 
+from store.database import plain_rows
 from store.models import AnswerChoice, Member, ProfileAnswer, ProfilePrompt
 
 _CHOICES = AnswerChoice.__table__
@@ -97,14 +98,16 @@ def answers(session: Session, member_id: int) -> Sequence[ProfileAnswer]:
 
 
 def answer_count(session: Session, member_id: int) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(ProfileAnswer)
-            .where(ProfileAnswer.member_id == member_id)
-        )
-        or 0
-    )
+    session.flush()  # as the ORM's autoflush would: an answer added in this turn counts
+    ((count,),) = plain_rows(session.connection(), _ANSWER_COUNT, {"member_id": member_id})
+    return int(count)
+
+
+_ANSWER_COUNT = (
+    select(func.count())
+    .select_from(ProfileAnswer)
+    .where(ProfileAnswer.member_id == bindparam("member_id"))
+)
 
 
 def may_change_birthday(changed_at: dt.datetime | None, now: dt.datetime) -> bool:
