@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, bindparam, create_engine, event, select, text
+from sqlalchemy import Connection, bindparam, create_engine, event, insert, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,7 @@ from store.database import (
     open_database,
     pipelined,
     plain_rows,
+    plain_write,
     turn_engine,
 )
 from store.errors import Conflict, NotFound, NumberTaken
@@ -285,6 +286,76 @@ async def test_pipelined_reads_are_what_execute_gives(db: Database) -> None:
     assert got[1] == []
     assert isinstance(got[0][0][2], dt.datetime)
     assert got[0][0][2].tzinfo is not None
+
+
+_NUMBERS = ProgramNumber.__table__
+_ADD_NUMBER = insert(_NUMBERS).returning(_NUMBERS.c.id, _NUMBERS.c.number)
+_PROGRAMS = Program.__table__
+_RENAME = update(_PROGRAMS).where(_PROGRAMS.c.id == bindparam("club"))
+
+
+async def test_plain_writes_are_what_execute_does(db: Database) -> None:
+    """plain_write (the driver's cursor on SQLite and psycopg: a text's turn) writes what
+    execute would: rows returned, typed; rows changed counted, none for a missing row; an
+    instant written as SQLAlchemy writes it, so it reads back equal."""
+    club = await db.run(lambda s: create_club(s, 1))
+    later = NOW + dt.timedelta(days=3, microseconds=7)
+
+    def write(session: Session) -> tuple[Any, ...]:
+        conn = session.connection()
+        returned, added = plain_write(conn, _ADD_NUMBER, {"program_id": club, "number": "777"})
+        renamed = plain_write(conn, _RENAME, {"club": club, "name": "Nytt", "created_at": later})
+        missing = plain_write(conn, _RENAME, {"club": club + 1000, "name": "Ingen"})
+        return returned, added, renamed, missing
+
+    returned, added, renamed, missing = await db.turn(write)
+    assert added == 1
+    assert returned == [(returned[0][0], "777")]
+    assert isinstance(returned[0][0], int)
+    assert renamed == ([], 1)
+    assert missing == ([], 0)
+    stored = await db.run(lambda s: s.get(Program, club))
+    assert (stored.name, stored.created_at) == ("Nytt", later)
+    assert await db.run(lambda s: s.get(ProgramNumber, returned[0][0]).number) == "777"
+
+
+async def test_a_plain_write_that_breaks_a_key_is_sqlalchemys_integrity_error(
+    db: Database,
+) -> None:
+    """The driver's error is raised as SQLAlchemy's (what callers and the retries catch)."""
+    club = await db.run(lambda s: create_club(s, 1))
+
+    def clash(session: Session) -> Any:
+        return plain_write(
+            session.connection(), _ADD_NUMBER, {"program_id": club, "number": number(1)}
+        )
+
+    with pytest.raises(IntegrityError):
+        await db.turn(clash)
+    assert await numbers_in(db) == {number(1)}
+
+
+async def test_a_refusal_after_a_plain_write_is_undone_alone(db: Database) -> None:
+    """A write on the driver counts as a change: a unit refused after one runs again apart
+    (on PostgreSQL the writer of turns counts it as SQLAlchemy's listener would), and only
+    its row is gone."""
+    clubs = [await db.run(lambda s, i=i: create_club(s, i)) for i in range(3)]
+
+    def unit(index: int) -> Any:
+        def work(session: Session) -> int:
+            conn = session.connection()
+            plain_write(conn, _ADD_NUMBER, {"program_id": clubs[0], "number": f"88{index}"})
+            if index == 1:
+                raise Conflict("clash", "refused after a plain write")
+            return index
+
+        return work
+
+    results, again = await run_as_one_group(db, [unit(i) for i in range(3)])
+    assert again == 1
+    assert isinstance(results[1], Conflict)
+    assert (results[0], results[2]) == (0, 2)
+    assert await numbers_in(db) == {number(i) for i in range(3)} | {"880", "882"}
 
 
 async def test_a_pipelined_read_after_a_lock_sees_what_committed_while_it_waited(
