@@ -215,6 +215,7 @@ def plain_write(
 
 
 _DIRECT = frozenset({"psycopg", "pysqlite"})
+_UNPLANNED = object()
 _PLAIN_WRITES: dict[tuple[Executable, str, str, tuple[str, ...]], tuple[Any, list[Any]] | None] = {}
 
 
@@ -224,19 +225,23 @@ def _plain_write(
     """The statement compiled for these parameters' names, with its result processors; None
     if its execution must compute a column's default (SQLAlchemy's execution context does)."""
     key = (statement, dialect.name, dialect.driver, keys)
-    if key not in _PLAIN_WRITES:
-        if len(_PLAIN_WRITES) >= 2000:  # a member's UPDATE by changed columns: bounded anyway
-            _PLAIN_WRITES.clear()
-        compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))
-        if compiled.insert_prefetch or compiled.update_prefetch:
-            _PLAIN_WRITES[key] = None
-        else:
-            processors = [
-                column.type._cached_result_processor(dialect, None)
-                for column in compiled._result_columns
-            ]
-            _PLAIN_WRITES[key] = (compiled, processors)
-    return _PLAIN_WRITES[key]
+    # Writers of turns run in threads of their own: one lookup, never a test and then a read
+    # (another may clear the dict between them).
+    found = _PLAIN_WRITES.get(key, _UNPLANNED)
+    if found is not _UNPLANNED:
+        return found  # type: ignore[return-value]
+    if len(_PLAIN_WRITES) >= 2000:  # a member's UPDATE by changed columns: bounded anyway
+        _PLAIN_WRITES.clear()
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))
+    plan = None
+    if not (compiled.insert_prefetch or compiled.update_prefetch):
+        processors = [
+            column.type._cached_result_processor(dialect, None)
+            for column in compiled._result_columns
+        ]
+        plan = (compiled, processors)
+    _PLAIN_WRITES[key] = plan
+    return plan
 
 
 def _typed(rows: list[Any], processors: list[Any]) -> list[Any]:
