@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.keys import DB, SETTINGS
 from store import migrate
+from store.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 # What the last /readyz found not ready: a change is logged once, not every probe.
 _LAST_NOT_READY = web.AppKey("readiness_last_not_ready", list[str])
+# The database as the probes found it: an outage said once, as the scheduler's jobs say it.
+_DATABASE = web.AppKey("readiness_database", Outage)
 # A probe answers within this even when the database hangs (a probe times out at ~1-10 s).
 READY_SECONDS = 3.0
 
@@ -28,6 +31,7 @@ READY_SECONDS = 3.0
 def add_health(app: web.Application) -> None:
     """The two routes, on the main application."""
     app[_LAST_NOT_READY] = []
+    app[_DATABASE] = Outage(log, "readiness")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -77,9 +81,10 @@ async def _database_and_schema(app: web.Application) -> tuple[str, str]:
             found = await app[DB].read(read)
     except Exception as exc:
         # Said in the log only: the answer is public, and an error can name a host or a file.
-        if "database" not in app[_LAST_NOT_READY]:
-            log.warning("readiness: the database did not answer: %s", type(exc).__name__)
+        slow = isinstance(exc, TimeoutError)
+        app[_DATABASE].failed(exc, f"no answer in {READY_SECONDS:g} s" if slow else None)
         return "unreachable", "not checked"
+    app[_DATABASE].answered()
     return "ok", found.status
 
 

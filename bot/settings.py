@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,16 @@ MIN_METRICS_TOKEN = 16
 # this many characters (`python3 -c "import secrets; print(secrets.token_urlsafe(32))"`).
 MIN_SECRET_KEY = 32
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# KLUBB_DATA_DIR's folder of admin imports (an upload, its state and bad rows between the
+# preview, the run and its progress page).
+IMPORTS_FOLDER = "imports"
+
+
+def default_data_dir() -> Path:
+    """KLUBB_DATA_DIR unset: a folder in the temporary directory, as on a laptop (`make run`).
+    A server sets its own: a service's temporary directory may be private and emptied at every
+    stop (systemd's PrivateTmp=yes), and is never shared by two servers."""
+    return Path(tempfile.gettempdir()) / "klubb"
 
 
 class SettingsError(ValueError):
@@ -68,6 +79,10 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For is believed (bot.client_address): none by default,
     # so a client can't pick the address its sign-in and page limits count against.
     trusted_proxies: tuple[Network, ...] = ()
+    # Files that outlive a request and must outlive a restart: the admin's imports (uploads
+    # between preview and run, a run's progress, what a resumed run goes on from). Every
+    # `klubb serve` of one Klubb must see the same folder (an import's requests may reach any).
+    data_dir: Path = field(default_factory=default_data_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +143,7 @@ class Settings:
             metrics_port=_metrics_port(env),
             secret_key=secret_key,
             trusted_proxies=_trusted_proxies(env),
+            data_dir=_data_dir(env),
         )
 
     @property
@@ -140,8 +156,32 @@ class Settings:
             return None
         return self.public_url + STATUS_CALLBACK_PATH
 
+    @property
+    def imports_dir(self) -> Path:
+        """The admin's imports, a folder per upload (bot.admin.transfer)."""
+        return self.data_dir / IMPORTS_FOLDER
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
+
+
+def check_data_dir(settings: Settings) -> None:
+    """Make KLUBB_DATA_DIR's folders if they are missing and write a file there, as `klubb
+    serve` starts: SettingsError saying why it can't be used, rather than an admin's import
+    failing later. Not in `from_env`, which reads and never touches the disk."""
+    folder = settings.imports_dir
+    try:
+        # Private to Klubb's user where Klubb makes it: uploads hold members' numbers.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".klubb-check-"):
+            pass
+    except OSError as exc:
+        raise SettingsError(
+            f"KLUBB_DATA_DIR {settings.data_dir} can't be used: can't create or write "
+            f"{exc.filename or folder}: {exc.strerror or exc}. Set KLUBB_DATA_DIR to a folder "
+            "Klubb's user can create and write (on a server: one that outlives a restart and "
+            "that every `klubb serve` shares, e.g. /var/lib/klubb)"
+        ) from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -184,6 +224,13 @@ def _metrics_port(env: Mapping[str, str]) -> int | None:
     if not 1 <= port <= 65535:
         raise SettingsError(f"KLUBB_METRICS_PORT must be between 1 and 65535, not {port}")
     return port
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    raw = env.get("KLUBB_DATA_DIR", "").strip()
+    if not raw:
+        return default_data_dir()
+    return Path(raw).expanduser()
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> tuple[Network, ...]:

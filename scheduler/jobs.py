@@ -22,6 +22,7 @@ from scheduler.leader import Leadership
 from store import reports
 from store.clock import Clock, utc_now
 from store.database import Database
+from store.outage import Outage, unreachable
 from store.outreach import campaigns, recurring, sending
 
 log = logging.getLogger(__name__)
@@ -201,18 +202,29 @@ def _tracked(
 
 def _timed(name: str, job: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     """The job, its runs, failures and duration counted under `name` (its APScheduler id).
-    Inside `_led`: a run another process leads is no run here."""
+    Inside `_led`: a run another process leads is no run here.
+
+    A run that fails because the database is out of reach is counted, said once an outage
+    (store.outage) and not raised: APScheduler would log each as an ERROR with its traceback,
+    every second for the sender, in every process, for as long as the outage lasts. Any other
+    failure is raised, and APScheduler logs it with its traceback."""
+    outage = Outage(log, f"scheduler job {name}")
 
     @functools.wraps(job)
     async def run(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await job(*args, **kwargs)
-        except Exception:  # a cancelled run (a shutdown) is no failure
+            result = await job(*args, **kwargs)
+        except Exception as exc:  # a cancelled run (a shutdown) is no failure
             metrics.JOB_FAILURES.labels(name).inc()
-            raise
+            if not unreachable(exc):
+                raise
+            outage.failed(exc)
+            return None
         finally:
             metrics.JOB_RUNS.labels(name).inc()
             metrics.JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
+        outage.answered()
+        return result
 
     return run

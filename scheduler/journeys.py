@@ -14,6 +14,7 @@ from store.clock import Clock, utc_now
 from store.clubs import programs
 from store.database import Database
 from store.models import Campaign
+from store.outage import unreachable
 from store.outreach import campaigns, journeys
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ async def run(db: Database, now: Clock = utc_now) -> dict[int, dict[str, int]]:
     for club_id in club_ids:
         try:
             counts = await _plan_club(db, club_id, moment)
-        except Exception:
+        except Exception as exc:
+            if unreachable(exc):
+                # Every club after it would fail alike: the job's run fails, said once an
+                # outage (scheduler.jobs._timed), not a traceback a club.
+                raise
             log.exception("journeys of club %s could not be planned", club_id)
             continue
         done[club_id] = counts

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from scheduler import metrics
+from store.outage import Outage, reason
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Leadership:
         self._connection: AsyncConnection | None = None
         self._engine: Any = None
         self._turn = asyncio.Lock()
+        # Every led job checks, each at its own interval: an outage is said once, not a check.
+        self._outage = Outage(log, "scheduler leadership check")
 
     async def try_acquire(self) -> bool:
         """Become the leader if no live process is; cheap to call again while held (on
@@ -90,16 +93,15 @@ class Leadership:
             await self._drop_connection()
             raise
         except Exception as exc:
-            # The database is down or the connection dropped: an operational state, said once a
-            # check without a traceback; the next check connects again.
+            # The database is down or the connection dropped: an operational state, said
+            # without a traceback, once an outage (and the leadership lost, once); the next
+            # check connects again.
             if self.held:
                 log.warning("lost the scheduler leadership: %s", _reason(exc))
-            else:
-                log.warning(
-                    "could not ask PostgreSQL for the scheduler leadership: %s", _reason(exc)
-                )
+            self._outage.failed(exc, _reason(exc))
             await self._drop_connection()
             return False
+        self._outage.answered()
         return bool(got)
 
     async def _drop_connection(self) -> None:
@@ -154,6 +156,4 @@ def _reason(exc: BaseException) -> str:
     """What went wrong in one line: no traceback, no SQL, no connection string."""
     if isinstance(exc, TimeoutError):
         return f"no answer in {CHECK_SECONDS} s"
-    original = getattr(exc, "orig", None) or exc
-    first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
-    return f"{type(original).__name__}: {first_line}".rstrip(": ")
+    return reason(exc)

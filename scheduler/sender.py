@@ -29,6 +29,7 @@ from scheduler.gateway import (
 )
 from store.clock import Clock, utc_now
 from store.database import Database
+from store.outage import Outage, reason, unreachable
 from store.outreach import campaigns, sending
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,13 @@ class _Burst:
             await self.db.run(functools.partial(sending.record, results=answers, now=self.now()))
         except Exception as exc:
             # The rows stay in `sending`, so they are settled as in doubt: never sent twice.
-            log.exception("could not record %d answers of the gateway", len(answers))
+            if unreachable(exc):
+                # Once a burst at most, and the drain then fails (said once an outage).
+                log.warning(
+                    "could not record %d answers of the gateway: %s", len(answers), reason(exc)
+                )
+            else:
+                log.exception("could not record %d answers of the gateway", len(answers))
             self._failure = self._failure or exc
         finally:
             self._recording = None
@@ -399,6 +406,7 @@ class Heartbeat:
         self.host = socket.gethostname()[:100]
         self.pid = os.getpid()
         self._task: asyncio.Task[None] | None = None
+        self._outage = Outage(log, "sender heartbeat")
 
     async def start(self) -> None:
         """The first beat (its row written before any claim carries its id), then one every
@@ -416,9 +424,12 @@ class Heartbeat:
             self._task = None
         try:
             await self.db.run(functools.partial(sending.sender_stopped, sender=self.id))
-        except Exception:
+        except Exception as exc:
             # Its row then ages: the others count this sender gone after sending.GONE.
-            log.exception("could not remove the sender's heartbeat")
+            if unreachable(exc):
+                log.warning("could not remove the sender's heartbeat: %s", reason(exc))
+            else:
+                log.exception("could not remove the sender's heartbeat")
 
     async def _beat(self) -> None:
         await self.db.run(
@@ -432,6 +443,11 @@ class Heartbeat:
             await asyncio.sleep(self.every)
             try:
                 await self._beat()
-            except Exception:
+            except Exception as exc:
                 # A missed beat or two is no death; three are, and that is what they would be.
-                log.warning("sender heartbeat missed", exc_info=True)
+                if unreachable(exc):
+                    self._outage.failed(exc)
+                else:
+                    log.warning("sender heartbeat missed", exc_info=True)
+            else:
+                self._outage.answered()

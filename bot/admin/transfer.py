@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from bot.admin.auth import ADMIN, CSRF_HEADER, LANGUAGE, SECURITY_HEADERS, owner_only, upload
 from bot.admin.render import page
-from bot.keys import DB, IMPORTS
+from bot.keys import DB, IMPORTS, SETTINGS
 from locales import text
 from store.clock import utc_now
 from store.clubs import programs
@@ -40,9 +39,10 @@ from store.states import ImportState
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# Uploads wait here between the preview and the run, one folder per random token; the token
-# lives in the admin's session (never the file itself: a cookie holds 4 KB).
-UPLOADS = Path(tempfile.gettempdir()) / "klubb-imports"
+# Uploads wait in KLUBB_DATA_DIR's imports folder (Settings.imports_dir) between the preview and
+# the run, one folder per random token; the token lives in the admin's session (never the file
+# itself: a cookie holds 4 KB). On disk there, not in the process: a restart can resume a run,
+# and a preview, its run and its progress may reach different servers that share the folder.
 KEEP_UPLOADS = dt.timedelta(days=1)
 SESSION_TOKENS = 5  # the admin's latest uploads that stay reachable from their session
 SHOW_BAD = 100
@@ -101,7 +101,7 @@ async def preview(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         token = await _owned(request, str(form.get("token", "")))
         mapping = _mapping_from(form)
-    job = _Job(token)
+    job = _Job(_uploads(request), token)
     try:
         shown = await _preview(request, job, mapping)
     except imports.FileRefused as refused:
@@ -116,7 +116,7 @@ async def run(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     token = await _owned(request, str(form.get("token", "")))
     mode = str(form.get("mode", ""))
-    job = _Job(token)
+    job = _Job(_uploads(request), token)
     mapping = _mapping_from(form)
     if mode not in imports.MODES or imports.missing_required(mapping):
         shown = await _preview(request, job, mapping, error="mode")
@@ -145,7 +145,7 @@ async def run(request: web.Request) -> web.StreamResponse:
 async def resume(request: web.Request) -> web.StreamResponse:
     """Go on with an import the server stopped (or an error did) after its last committed
     batch; an import that is not resumable (running, done, refused) is just shown."""
-    job = _Job(await _owned(request, request.match_info["token"]))
+    job = _Job(_uploads(request), await _owned(request, request.match_info["token"]))
     state = _current(request, job)
     if state is None:
         raise web.HTTPNotFound()
@@ -189,7 +189,7 @@ def _start(request: web.Request, job: _Job, state: dict[str, Any]) -> None:
 @routes.get("/transfer/import/{token}")
 @owner_only
 async def progress_page(request: web.Request) -> web.StreamResponse:
-    job = _Job(await _owned(request, request.match_info["token"]))
+    job = _Job(_uploads(request), await _owned(request, request.match_info["token"]))
     state = _current(request, job)
     if state is None:
         raise web.HTTPNotFound()
@@ -211,7 +211,7 @@ async def progress_page(request: web.Request) -> web.StreamResponse:
 @owner_only
 async def report(request: web.Request) -> web.StreamResponse:
     """The bad rows of a run as CSV: line, number as written, reason in the admin's words."""
-    job = _Job(await _owned(request, request.match_info["token"]))
+    job = _Job(_uploads(request), await _owned(request, request.match_info["token"]))
     language = request[LANGUAGE]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=exports.DELIMITER, lineterminator="\r\n")
@@ -232,7 +232,7 @@ async def report(request: web.Request) -> web.StreamResponse:
 @owner_only
 async def progress(request: web.Request) -> web.StreamResponse:
     """{state, phase, done, total, imported, skipped} of a run, for the progress bar."""
-    job = _Job(await _owned(request, request.match_info["token"]))
+    job = _Job(_uploads(request), await _owned(request, request.match_info["token"]))
     state = _current(request, job)
     if state is None:
         raise web.HTTPNotFound(text="no such import")
@@ -286,8 +286,9 @@ async def _receive(request: web.Request) -> str:
     length = request.content_length
     if length is not None and length > imports.MAX_BYTES + CHUNK:
         raise UploadRefused("too_large", limit=imports.MAX_BYTES // (1024 * 1024))
-    _sweep()
-    job = _Job.new()
+    uploads = _uploads(request)
+    _sweep(uploads)
+    job = _Job.new(uploads)
     try:
         if CSRF_HEADER in request.headers:
             filename = await _stream_file(request, job.upload)
@@ -348,18 +349,23 @@ async def _owned(request: web.Request, token: str) -> str:
     session = await get_session(request)
     if not _TOKEN.match(token) or token not in session.get("imports", []):
         raise web.HTTPNotFound()
-    job = _Job(token)
+    job = _Job(_uploads(request), token)
     if job.meta().get("program_id") != request[ADMIN].program_id:
         raise web.HTTPNotFound()
     return token
 
 
-def _sweep() -> None:
+def _uploads(request: web.Request) -> Path:
+    """The folder of this Klubb's uploads, from its settings (KLUBB_DATA_DIR)."""
+    return request.config_dict[SETTINGS].imports_dir
+
+
+def _sweep(uploads: Path) -> None:
     """Forget uploads older than a day (each new upload tidies up after the old ones)."""
-    if not UPLOADS.exists():
+    if not uploads.exists():
         return
     cutoff = time.time() - KEEP_UPLOADS.total_seconds()
-    for folder in UPLOADS.iterdir():
+    for folder in uploads.iterdir():
         with contextlib.suppress(OSError):
             if folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -367,19 +373,21 @@ def _sweep() -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    """One upload's folder: the file, who uploaded it, and a run's state and bad rows."""
+    """One upload's folder in `uploads`: the file, who uploaded it, and a run's state and bad
+    rows."""
 
+    uploads: Path
     token: str
 
     @classmethod
-    def new(cls) -> _Job:
-        job = cls(secrets.token_urlsafe(24))
+    def new(cls, uploads: Path) -> _Job:
+        job = cls(uploads, secrets.token_urlsafe(24))
         job.folder.mkdir(parents=True, mode=0o700)
         return job
 
     @property
     def folder(self) -> Path:
-        return UPLOADS / self.token
+        return self.uploads / self.token
 
     @property
     def upload(self) -> Path:

@@ -24,7 +24,7 @@ from twilio.request_validator import RequestValidator
 from bot.app import create_app, opened_gateway
 from bot.cli.common import run_once, schema_is_current
 from bot.metrics import serving_metrics
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError, check_data_dir
 from scheduler.jobs import running_scheduler
 from store import migrate
 from store.clubs import programs
@@ -63,6 +63,12 @@ def add_simulate(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        # Before listening: an admin's import would otherwise fail on its first upload.
+        check_data_dir(settings)
+    except SettingsError as exc:
+        print(f"klubb serve: {exc}", file=sys.stderr)
+        return 2
     if not _schema_ready("serve", settings):
         return 1
     log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,14 +27,16 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    """The app on plain http (the test client's), so the session cookie is not Secure-only."""
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """The app on plain http (the test client's), so the session cookie is not Secure-only;
+    its data folder (imports) the test's own."""
     return Settings(
         database_url=database_url,
         public_url="http://127.0.0.1:8080",
         twilio_auth_token=AUTH_TOKEN,
         run_scheduler=False,
         secret_key=SECRET_KEY,
+        data_dir=tmp_path / "data",
     )
 
 

@@ -693,7 +693,7 @@ async def test_an_import_stopped_mid_landing_is_resumed_from_its_page_and_lands_
     assert 2 <= stopped < 12
     if how == "crash":
         # What a killed server leaves: "running", written a while ago by a batch.
-        state_file = transfer._Job(token).folder / "state.json"
+        state_file = transfer._Job(settings.imports_dir, token).folder / "state.json"
         state = json.loads(state_file.read_text())
         state.update(state="running")
         state.pop("error")
@@ -727,3 +727,54 @@ async def test_an_import_stopped_mid_landing_is_resumed_from_its_page_and_lands_
     # Resuming a finished import starts nothing.
     assert (await again.post(f"/admin/transfer/import/{token}/resume")).status == 303
     assert (await state_of(restarted, token))["state"] == "done"
+
+
+# --- two servers ------------------------------------------------------------------------------
+
+
+async def same_browser(admin: Admin, server: Any) -> Admin:
+    """The admin's browser on another server (its session cookie, which any server with the
+    same KLUBB_SECRET_KEY reads)."""
+    for cookie in admin.client.session.cookie_jar:
+        server.session.cookie_jar.update_cookies(
+            {cookie.key: cookie.value}, response_url=server.make_url("/")
+        )
+    return Admin(server)
+
+
+async def test_an_import_previewed_on_one_server_runs_on_another_sharing_the_data_dir(
+    admin: Admin,
+    owner: int,
+    db: Database,
+    club: int,
+    settings: Any,
+    aiohttp_client: Any,
+    tmp_path: Any,
+) -> None:
+    """Two `klubb serve` behind one proxy, sharing KLUBB_DATA_DIR: the file previewed on one is
+    run from the other, whose progress and report the first shows. A server with a data folder
+    of its own knows nothing of the upload (404), as two servers each on its own /tmp did."""
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, TWO_BAD.encode())).text()
+    token = _TOKEN.search(page)
+    assert token
+    second = await same_browser(admin, await aiohttp_client(create_app(settings)))
+    started = await second.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": "good", **mapping_of(page)}
+    )
+    assert started.status == 303, await started.text()
+    finished = await until(admin.client, token.group(1), lambda s: s["state"] != "running")
+    assert (finished["state"], finished["imported"], finished["skipped"]) == ("done", 3, 2)
+    assert len(await club_members(db, club)) == 3
+    report = await admin.client.get(f"/admin/transfer/import/{token.group(1)}/report.csv")
+    assert report.status == 200
+    assert [line.split(";")[0] for line in (await report.text()).splitlines()[1:]] == ["3", "5"]
+
+    apart = settings.with_(data_dir=tmp_path / "elsewhere")
+    elsewhere = await same_browser(admin, await aiohttp_client(create_app(apart)))
+    unknown = await elsewhere.client.get(f"/admin/api/transfer/import/{token.group(1)}")
+    assert unknown.status == 404
+    again = await elsewhere.post(
+        "/admin/transfer/import/run", {"token": token.group(1), "mode": "good", **mapping_of(page)}
+    )
+    assert again.status == 404

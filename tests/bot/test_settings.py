@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.settings import DEV_AUTH_TOKEN, Settings, SettingsError
+from bot.cli.main import main
+from bot.settings import DEV_AUTH_TOKEN, Settings, SettingsError, check_data_dir
 
 
 class TestDefaults:
@@ -113,6 +115,7 @@ class TestErrors:
         ("KLUBB_HOST", "host"),
         ("KLUBB_LOG_LEVEL", "log_level"),
         ("KLUBB_SECRET_KEY", "secret_key"),
+        ("KLUBB_DATA_DIR", "data_dir"),
     ],
 )
 def test_an_empty_variable_counts_as_unset(variable: str, field: str) -> None:
@@ -138,3 +141,47 @@ class TestSecretKey:
     def test_a_short_key_names_the_variable(self) -> None:
         with pytest.raises(SettingsError, match="KLUBB_SECRET_KEY must be at least 32"):
             Settings.from_env({"KLUBB_SECRET_KEY": "too-short"})
+
+
+class TestDataDir:
+    def test_unset_it_is_a_folder_in_the_temporary_directory(self) -> None:
+        """As before it was a setting: a laptop's `make run` needs nothing set."""
+        settings = Settings.from_env({})
+        assert settings.data_dir == Path(tempfile.gettempdir()) / "klubb"
+        assert settings.imports_dir == settings.data_dir / "imports"
+
+    def test_it_is_read_from_klubb_data_dir(self) -> None:
+        settings = Settings.from_env({"KLUBB_DATA_DIR": " /var/lib/klubb "})
+        assert settings.data_dir == Path("/var/lib/klubb")
+        assert settings.imports_dir == Path("/var/lib/klubb/imports")
+
+    def test_the_check_makes_the_folders(self, tmp_path: Path) -> None:
+        """A folder not there yet (systemd's StateDirectory= makes only the top one) is made,
+        its imports folder private to Klubb's user."""
+        settings = Settings.from_env({"KLUBB_DATA_DIR": str(tmp_path / "state" / "klubb")})
+        check_data_dir(settings)
+        assert settings.imports_dir.is_dir()
+        assert settings.imports_dir.stat().st_mode & 0o077 == 0
+        assert list(settings.imports_dir.iterdir()) == []
+        check_data_dir(settings)  # and again, on a restart
+
+    def test_a_folder_that_cant_be_made_names_the_variable(self, tmp_path: Path) -> None:
+        """Under a file, say (a permission can't be shown as root, whom none stops)."""
+        (tmp_path / "a-file").write_text("")
+        settings = Settings.from_env({"KLUBB_DATA_DIR": str(tmp_path / "a-file" / "klubb")})
+        with pytest.raises(SettingsError) as raised:
+            check_data_dir(settings)
+        assert str(raised.value).startswith(f"KLUBB_DATA_DIR {tmp_path}/a-file/klubb can't be used")
+        assert "Not a directory" in str(raised.value)
+
+    def test_klubb_serve_refuses_to_start_on_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Exit 2 and why on stderr, before anything else is asked (the database too)."""
+        (tmp_path / "a-file").write_text("")
+        monkeypatch.setenv("KLUBB_DATA_DIR", str(tmp_path / "a-file"))
+        monkeypatch.setenv("KLUBB_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/x")
+        assert main(["serve"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"klubb serve: KLUBB_DATA_DIR {tmp_path}/a-file can't be used")
+        assert "Traceback" not in err
