@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from store.database import UnsupportedDatabase, database_url, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ class Settings:
                 f"(it has {len(secret_key)})"
             )
         return cls(
-            database_url=env.get("KLUBB_DATABASE_URL", DEFAULT_DATABASE).strip(),
+            database_url=_database_url(env),
             host=host,
             port=port,
             public_url=env.get("KLUBB_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
@@ -152,6 +155,29 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    """KLUBB_DATABASE_URL read as every command reads it (store.database.database_url), kept in
+    its one spelling (postgres:// as postgresql://)."""
+    raw = env.get("KLUBB_DATABASE_URL", DEFAULT_DATABASE).strip()
+    # A SQLite file's path may hold a space; a space then # is a comment kept in the value.
+    if re.search(r"\s#", raw):
+        raise _commented("KLUBB_DATABASE_URL", shown_url(raw))
+    try:
+        parsed = database_url(raw)
+    except UnsupportedDatabase as exc:
+        raise SettingsError(f"KLUBB_DATABASE_URL {exc.reason}") from None
+    return parsed.render_as_string(hide_password=False)
+
+
+def _commented(name: str, shown: str) -> SettingsError:
+    """A comment after a value (`URL  # the public one`) is part of the value to systemd's
+    EnvironmentFile (and docker's --env-file): said plainly, not met later as a wrong URL."""
+    return SettingsError(
+        f"{name} contains a space and '#': a comment on the same line? systemd keeps it as "
+        f"part of the value; put the comment on a line of its own: {shown!r}"
+    )
 
 
 def _in_doubt_after(env: Mapping[str, str]) -> int:

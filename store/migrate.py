@@ -12,10 +12,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from store.database import sync_sqlite_engine
+from store.database import database_url, sync_sqlite_engine
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -36,9 +35,9 @@ async def downgrade(url: str, revision: str) -> None:
 
 
 async def _with_connection(url: str, work: Any) -> None:
-    parsed = make_url(url)
+    parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sync_sqlite_engine(url)
+        engine = sync_sqlite_engine(parsed.render_as_string(hide_password=False))
         try:
             with engine.begin() as conn:
                 work(conn)
