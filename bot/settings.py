@@ -116,7 +116,7 @@ class Settings:
             database_url=_database_url(env),
             host=host,
             port=port,
-            public_url=env.get("KLUBB_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+            public_url=_public_url(env, port),
             gateway=gateway,
             console_outbox=Path(outbox) if outbox else None,
             twilio_account_sid=account_sid or None,
@@ -124,7 +124,7 @@ class Settings:
             twilio_api_url=env.get("TWILIO_API_URL", DEFAULT_TWILIO_API).strip().rstrip("/"),
             send_rate=send_rate,
             in_doubt_after=_in_doubt_after(env),
-            run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
+            run_scheduler=_on_off(env, "KLUBB_SCHEDULER", default=True),
             log_level=log_level,
             log_format=log_format,
             metrics_token=_metrics_token(env),
@@ -157,6 +157,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+# What an on/off variable may say (the README's on and off, and the usual others).
+_ON = ("on", "1", "true", "yes")
+_OFF = ("off", "0", "false", "no")
+
+
+def _on_off(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    # A typo must not leave the scheduler on (or off) unnoticed.
+    raise SettingsError(
+        f"{name} must be on or off (or {'/'.join(_ON[1:] + _OFF[1:])}), not {raw!r}"
+    )
+
+
 def _database_url(env: Mapping[str, str]) -> str:
     """KLUBB_DATABASE_URL read as every command reads it (store.database.database_url), kept in
     its one spelling (postgres:// as postgresql://)."""
@@ -171,12 +191,34 @@ def _database_url(env: Mapping[str, str]) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _public_url(env: Mapping[str, str], port: int) -> str:
+    """KLUBB_PUBLIC_URL: Twilio signs each webhook with the URL it calls, checked against this
+    one, so a wrong one refuses every text with 403 (and makes wrong short links): refused here,
+    at start-up, instead."""
+    raw = env.get("KLUBB_PUBLIC_URL", f"http://127.0.0.1:{port}").strip()
+    if any(c.isspace() for c in raw):
+        raise _commented("KLUBB_PUBLIC_URL", raw)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            "KLUBB_PUBLIC_URL must be an absolute http:// or https:// address with a host "
+            f"(https://klubb.example.no), not {raw!r}"
+        )
+    if "#" in raw or "?" in raw:
+        raise SettingsError(f"KLUBB_PUBLIC_URL must have no query (?) or fragment (#), not {raw!r}")
+    return raw.rstrip("/")
+
+
 def _commented(name: str, shown: str) -> SettingsError:
     """A comment after a value (`URL  # the public one`) is part of the value to systemd's
     EnvironmentFile (and docker's --env-file): said plainly, not met later as a wrong URL."""
     return SettingsError(
-        f"{name} contains a space and '#': a comment on the same line? systemd keeps it as "
-        f"part of the value; put the comment on a line of its own: {shown!r}"
+        f"{name} contains a space: a comment on the same line? systemd keeps it as part of "
+        f"the value; put the comment on a line of its own: {shown!r}"
     )
 
 
