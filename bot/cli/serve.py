@@ -17,7 +17,6 @@ from xml.etree import ElementTree
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
@@ -26,7 +25,6 @@ from bot.cli.common import run_once, schema_is_current
 from bot.metrics import serving_metrics
 from bot.settings import Settings
 from scheduler.jobs import running_scheduler
-from store import migrate
 from store.clubs import programs
 from store.database import open_database
 from store.members.phones import club_number, to_e164
@@ -63,7 +61,9 @@ def add_simulate(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    if not _schema_ready("serve", settings):
+    # A server or worker never migrates by itself: with several processes on one database,
+    # the schema changes once, when the operator says so.
+    if not schema_is_current(settings, "klubb serve: refusing to start"):
         return 1
     log.info(
         "Klubb listening on http://%s:%s (webhook %s/sms/twilio)",
@@ -109,45 +109,11 @@ async def _stopping(app: web.Application) -> None:
     log.info("klubb serve: stopping: answering the texts in flight, then the sender's batch")
 
 
-def _schema_ready(command: str, settings: Settings) -> bool:
-    """True when the database's schema is this Klubb's newest; else False after saying on
-    stderr what is wrong and what to run. A server or worker never migrates by itself: with
-    several processes on one database, the schema changes once, when the operator says so."""
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
-    try:
-        found = asyncio.run(migrate.state(settings.database_url))
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        print(
-            f"klubb {command}: can't read the database at {where}: "
-            f"{reason[0] if reason else type(exc).__name__}",
-            file=sys.stderr,
-        )
-        return False
-    status = found.status
-    if status == "current":
-        return True
-    if status == "empty":
-        problem = "has no schema yet: run `klubb migrate` first"
-    elif status == "behind":
-        problem = (
-            f"is at migration {found.found}, behind this Klubb's {found.head}: "
-            "run `klubb migrate` first"
-        )
-    else:
-        problem = (
-            f"is at migration {found.found}, which this Klubb (newest {found.head}) does not "
-            "know: a newer Klubb migrated it; upgrade Klubb, then run `klubb migrate`"
-        )
-    print(f"klubb {command}: refusing to start: the database at {where} {problem}", file=sys.stderr)
-    return False
-
-
 # --- klubb worker -----------------------------------------------------------------------------
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    if not _schema_ready("worker", settings):
+    if not schema_is_current(settings, "klubb worker: refusing to start"):
         return 1
     return asyncio.run(_work(settings))
 

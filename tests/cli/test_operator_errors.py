@@ -1,0 +1,256 @@
+"""What an operator gets wrong is said in a line or two naming it and what to do, with the exit
+code the CLI uses for it (2: what was given is wrong; 1: the database can't be used), and no
+traceback: a database URL that is none or names another database, a database that can't be
+reached, a schema a newer Klubb migrated, a setting that is not what it looks like, a SQLite
+file not made yet."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bot.cli.main import main
+from store import migrate
+from tests.conftest import POSTGRES_URL
+
+# A port nothing listens on (as tests/cli/test_serve_schema.py), the password to be masked.
+CLOSED = "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/klubb"
+REFUSED = "connection refused: is the database server running, on that host and port?"
+
+
+def klubb(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *argv: str,
+    **env: str,
+) -> tuple[int, str]:
+    """`klubb ARGV` run through its main function with only `env`'s KLUBB_* variables: the
+    exit code (argparse's too) and what it said on stderr."""
+    for name in os.environ:
+        if name.startswith(("KLUBB_", "TWILIO_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated SQLite database of the test's own."""
+    path = tmp_path / "k.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+# --- 1, 4: a database URL -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["migrate"], ["serve"], ["worker"], ["restore", "x.db"], ["club", "show"], ["report"]],
+)
+@pytest.mark.parametrize("url", ["not a url", "postgresql://u:hunter2@db:port/klubb"])
+def test_a_url_that_is_none_is_said_by_every_command(
+    argv: list[str], url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=url)
+    assert code == 2
+    assert err.startswith("klubb: KLUBB_DATABASE_URL is not a database URL: ")
+    assert "(sqlite:///FILE or postgresql://USER@HOST/NAME)" in err
+    assert "hunter2" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["club", "show"], ["backup", "--out", "x"]])
+def test_a_database_klubb_does_not_run_on_is_refused_naming_the_supported_ones(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`klubb migrate` took mysql:// for PostgreSQL."""
+    code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL="mysql://u@localhost/db")
+    assert code == 2
+    assert "KLUBB_DATABASE_URL mysql://u@localhost/db names mysql" in err
+    assert "the supported schemes are sqlite and postgresql" in err
+
+
+def test_postgres_is_postgresql_for_every_command(
+    postgres_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`klubb club show` raised ValueError on postgres:// where `klubb migrate` accepted it."""
+    url = make_url(postgres_schema).set(drivername="postgres").render_as_string(False)
+    assert url.startswith("postgres://")
+    assert klubb(monkeypatch, capsys, "migrate", KLUBB_DATABASE_URL=url)[0] == 0
+    code, err = klubb(monkeypatch, capsys, "apikey", "list", "--club", "1", KLUBB_DATABASE_URL=url)
+    assert (code, err.strip()) == (2, "klubb apikey: no club with id 1")
+
+
+# --- 2: a database that can't be reached --------------------------------------------------
+
+EVERY_COMMAND_ON_THE_DATABASE = [
+    ["migrate"],
+    ["init", "--demo"],
+    ["club", "show"],
+    ["apikey", "list"],
+    ["report"],
+    ["segment", "list"],
+    ["campaign", "list"],
+    ["journey", "list"],
+    ["admin", "list"],
+    ["inbox", "list"],
+    ["poster", "--out", "poster.pdf"],
+    ["simulate"],
+    ["serve"],
+    ["worker"],
+]
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND_ON_THE_DATABASE, ids=" ".join)
+def test_a_closed_port_is_one_line_for_every_command(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `klubb serve` said it already, and `klubb migrate` in 170 lines of traceback."""
+    code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=CLOSED)
+    assert code == 1
+    assert err == (
+        f"klubb {argv[0]}: can't read the database at "
+        f"postgresql+asyncpg://postgres:***@127.0.0.1:1/klubb: {REFUSED}\n"
+    )
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["init", "--demo"], ["club", "show"]])
+@pytest.mark.parametrize("wrong", ["database", "role"])
+def test_a_database_or_role_that_does_not_exist_is_named(
+    argv: list[str],
+    wrong: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = f"fixb_{uuid.uuid4().hex[:8]}"
+    url = make_url(POSTGRES_URL).set(**{"database" if wrong == "database" else "username": name})
+    code, err = klubb(
+        monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=url.render_as_string(hide_password=False)
+    )
+    assert code == 1
+    assert f"klubb {argv[0]}: can't read the database at " in err
+    assert err.strip().endswith(f'{wrong} "{name}" does not exist')
+
+
+def test_a_sqlite_file_that_cant_be_opened_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'no-such-directory' / 'k.db'}"
+    code, err = klubb(monkeypatch, capsys, "migrate", KLUBB_DATABASE_URL=url)
+    assert code == 1
+    assert err.strip() == f"klubb migrate: can't read the database at {url}: unable to open " + (
+        "database file"
+    )
+
+
+def test_in_a_subprocess_neither_says_a_traceback(tmp_path: Path) -> None:
+    """The command as run: a URL that is none (exit 2), then a closed port (exit 1)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLUBB_", "TWILIO_"))}
+    for url, code in (("not a url", 2), (CLOSED, 1)):
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli.main", "migrate"],
+            cwd=tmp_path,
+            env={**env, "KLUBB_DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == code
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+# --- 3: a schema a newer Klubb migrated -----------------------------------------------------
+
+
+def test_migrate_on_a_newer_klubbs_schema_says_upgrade_klubb(
+    tmp_path: Path,
+    sqlite_template: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Alembic's "Can't locate revision" traceback before; now what `klubb serve` says, and
+    the database left at its revision."""
+    path = tmp_path / "ahead.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    code, err = klubb(monkeypatch, capsys, "migrate", KLUBB_DATABASE_URL=f"sqlite:///{path}")
+    assert code == 1
+    assert err.strip() == (
+        f"klubb migrate: the database at sqlite:///{path} is at migration 0099, which this "
+        f"Klubb (newest {migrate.head()}) does not know: a newer Klubb migrated it; upgrade "
+        "Klubb, then run `klubb migrate`"
+    )
+    assert asyncio.run(migrate.state(f"sqlite:///{path}")).found == "0099"
+
+
+# --- 7: settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        (
+            "KLUBB_PUBLIC_URL",
+            "https://klubb.example.no   # what Twilio signs",
+            "klubb: KLUBB_PUBLIC_URL contains a space: a comment on the same line? systemd "
+            "keeps it as part of the value",
+        ),
+        ("KLUBB_PUBLIC_URL", "ftp://x", "klubb: KLUBB_PUBLIC_URL must be an absolute http://"),
+        ("KLUBB_SCHEDULER", "maybe", "klubb: KLUBB_SCHEDULER must be on or off"),
+    ],
+)
+def test_a_setting_that_is_not_what_it_looks_like_stops_every_command(
+    variable: str,
+    value: str,
+    said: str,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in ("serve", "worker"):
+        code, err = klubb(
+            monkeypatch, capsys, command, KLUBB_DATABASE_URL=sqlite_url, **{variable: value}
+        )
+        assert code == 2
+        assert err.startswith(said)
+
+
+# --- 9: a SQLite file not made yet ----------------------------------------------------------
+
+
+def test_serve_refuses_a_sqlite_file_not_there_without_making_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file was left behind the refusal; `klubb migrate` is the one that makes it."""
+    path = tmp_path / "k.db"
+    url = f"sqlite:///{path}"
+    for argv in (["serve"], ["worker"], ["club", "show"]):
+        code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=url)
+        assert code == 1
+        assert f"the SQLite file {path} does not exist: run `klubb migrate` first" in err
+        assert not path.exists()
+    code, _ = klubb(monkeypatch, capsys, "migrate", KLUBB_DATABASE_URL=url)
+    assert code == 0
+    assert asyncio.run(migrate.state(url)).status == "current"
