@@ -116,12 +116,28 @@ class _Rollback(Exception):
 
 Work = Callable[[Session, Program], Any]
 
+# The largest id there is: a BIGINT's (SQLite's INTEGER holds as much). A larger number given
+# as an id overflowed in the driver, with a traceback.
+MAX_ID = 2**63 - 1
+
+
+def an_id(text: str) -> int:
+    """argparse's type for an id given on the command line (--club ID, a campaign's ID): a
+    whole number from 1 to MAX_ID, else argparse's usage error naming the argument (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number)") from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{text} is not an id (ids run from 1 to {MAX_ID})")
+    return value
+
 
 def add_club_options(parser: argparse.ArgumentParser) -> None:
     """--club-number or --club, for a database that holds more than one club."""
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--club-number", help="the club that answers on this number")
-    which.add_argument("--club", type=int, metavar="ID", help="the club's id")
+    which.add_argument("--club", type=an_id, metavar="ID", help="the club's id")
 
 
 def chosen_club(session: Session, args: argparse.Namespace) -> Program:

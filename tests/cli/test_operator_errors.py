@@ -1,8 +1,8 @@
 """What an operator gets wrong is said in a line or two naming it and what to do, with the exit
 code the CLI uses for it (2: what was given is wrong; 1: the database can't be used), and no
 traceback: a database URL that is none or names another database, a database that can't be
-reached, a schema a newer Klubb migrated, a setting that is not what it looks like, a SQLite
-file not made yet."""
+reached, a schema a newer Klubb migrated, an id out of range, a setting that is not what it
+looks like, a SQLite file not made yet."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bot.cli.common import MAX_ID
 from bot.cli.main import main
 from store import migrate
 from tests.conftest import POSTGRES_URL
@@ -203,6 +204,51 @@ def test_migrate_on_a_newer_klubbs_schema_says_upgrade_klubb(
         "Klubb, then run `klubb migrate`"
     )
     assert asyncio.run(migrate.state(f"sqlite:///{path}")).found == "0099"
+
+
+# --- 5: ids ---------------------------------------------------------------------------------
+
+TOO_BIG = "99999999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["campaign", "show", TOO_BIG, "--club", "1"], "argument ID"),
+        (["campaign", "cancel", "0"], "argument ID"),
+        (["apikey", "list", "--club", TOO_BIG], "argument --club"),
+        (["club", "show", "--club", "-1"], "argument --club"),
+        (["inbox", "reply", TOO_BIG, "--text", "Hei", "--as", "a@b.no"], "argument ID"),
+    ],
+)
+def test_an_id_out_of_range_is_a_usage_error(
+    argv: list[str],
+    named: str,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An overflow traceback in the driver before."""
+    code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=sqlite_url)
+    assert code == 2
+    assert f"error: {named}: " in err
+    assert f"is not an id (ids run from 1 to {MAX_ID})" in err
+
+
+def test_the_largest_id_reaches_the_database(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MAX_ID fits SQLite's INTEGER and PostgreSQL's BIGINT: an answer, not an overflow."""
+    code, err = klubb(
+        monkeypatch,
+        capsys,
+        "apikey",
+        "list",
+        "--club",
+        str(MAX_ID),
+        KLUBB_DATABASE_URL=database_url,
+    )
+    assert (code, err.strip()) == (2, f"klubb apikey: no club with id {MAX_ID}")
 
 
 # --- 7: settings ----------------------------------------------------------------------------
