@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -84,9 +85,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
     except OSError as exc:
         print(
-            f"klubb serve: can't listen on {settings.host}:{settings.port}: {exc.strerror}"
-            " (is another server running? set KLUBB_PORT)",
-            file=sys.stderr,
+            cant_listen("serve", settings.host, settings.port, exc, "KLUBB_PORT"), file=sys.stderr
         )
         return 1
     log.info("klubb serve: stopped")
@@ -136,17 +135,28 @@ async def _work(settings: Settings) -> int:
         loop.add_signal_handler(signum, signalled)
     db = open_database(settings.database_url)
     try:
-        async with (
-            opened_gateway(settings) as gateway,
-            running_scheduler(
-                db,
-                gateway,
-                send_rate=settings.send_rate,
-                in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
-                link_base=settings.public_url,
-            ),
-            serving_metrics(settings, db),
-        ):
+        async with contextlib.AsyncExitStack() as running:
+            # GET /metrics first: a port already taken is said before any job has begun.
+            try:
+                await running.enter_async_context(serving_metrics(settings, db))
+            except OSError as exc:
+                print(
+                    cant_listen(
+                        "worker", settings.host, settings.metrics_port, exc, "KLUBB_METRICS_PORT"
+                    ),
+                    file=sys.stderr,
+                )
+                return 1
+            gateway = await running.enter_async_context(opened_gateway(settings))
+            await running.enter_async_context(
+                running_scheduler(
+                    db,
+                    gateway,
+                    send_rate=settings.send_rate,
+                    in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+                    link_base=settings.public_url,
+                )
+            )
             log.info("klubb worker: sending and running jobs; Ctrl-C to stop")
             await stop.wait()
             log.info("klubb worker: stopping after the batch in hand")
@@ -154,6 +164,15 @@ async def _work(settings: Settings) -> int:
     finally:
         await db.close()
     return 0
+
+
+def cant_listen(command: str, host: str, port: int | None, exc: OSError, variable: str) -> str:
+    """What `klubb serve` or `klubb worker` says when its port can't be had: one line, naming
+    the variable that moves it."""
+    return (
+        f"klubb {command}: can't listen on {host}:{port}: {exc.strerror or exc}"
+        f" (is another `klubb {command}` running? set {variable})"
+    )
 
 
 # --- klubb simulate ---------------------------------------------------------------------------

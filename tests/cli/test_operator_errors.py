@@ -1,14 +1,15 @@
 """What an operator gets wrong is said in a line or two naming it and what to do, with the exit
 code the CLI uses for it (2: what was given is wrong; 1: the database can't be used), and no
 traceback: a database URL that is none or names another database, a database that can't be
-reached, a schema a newer Klubb migrated, an id out of range, a setting that is not what it
-looks like, a SQLite file not made yet."""
+reached, a schema a newer Klubb migrated, an id out of range, a port taken, a setting that is
+not what it looks like, a SQLite file not made yet."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -249,6 +250,29 @@ def test_the_largest_id_reaches_the_database(
         KLUBB_DATABASE_URL=database_url,
     )
     assert (code, err.strip()) == (2, f"klubb apikey: no club with id {MAX_ID}")
+
+
+# --- 6: the worker's metrics port ---------------------------------------------------------
+
+
+def test_the_workers_metrics_port_taken_is_one_line(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = klubb(
+            monkeypatch,
+            capsys,
+            "worker",
+            KLUBB_DATABASE_URL=sqlite_url,
+            KLUBB_METRICS_PORT=str(port),
+        )
+    assert code == 1
+    assert err.startswith(f"klubb worker: can't listen on 127.0.0.1:{port}: ")
+    assert err.strip().endswith("(is another `klubb worker` running? set KLUBB_METRICS_PORT)")
+    assert len(err.strip().splitlines()) == 1
 
 
 # --- 7: settings ----------------------------------------------------------------------------
