@@ -185,6 +185,17 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
             "privacy_url": args.privacy_url,
         }
         questions = DEMO_QUESTIONS[:2]
+        # The rule the admin's settings page applies, said before the database is touched.
+        problems = programs.check_club(
+            name=args.name, contact=args.contact, privacy_url=args.privacy_url, country=args.country
+        )
+        if problems:
+            for field, reason in problems.items():
+                given = getattr(args, field)
+                print(
+                    f"klubb init: --{field.replace('_', '-')} {given!r}: {reason}", file=sys.stderr
+                )
+            return 2
     numbers = [club_number(n) for n in club["numbers"]]
     if None in numbers:
         bad = [n for n, c in zip(club["numbers"], numbers, strict=True) if c is None]

@@ -2,7 +2,7 @@
 code the CLI uses for it (2: what was given is wrong; 1: the database can't be used), and no
 traceback: a database URL that is none or names another database, a database that can't be
 reached, a schema a newer Klubb migrated, an id out of range, a port taken, a setting that is
-not what it looks like, a SQLite file not made yet."""
+not what it looks like, a club's country or privacy page, a SQLite file not made yet."""
 
 from __future__ import annotations
 
@@ -305,6 +305,58 @@ def test_a_setting_that_is_not_what_it_looks_like_stops_every_command(
         )
         assert code == 2
         assert err.startswith(said)
+
+
+# --- 8: klubb init's country and privacy page ---------------------------------------------
+
+A_CLUB = ["init", "--name", "Kafé", "--number", "+4790000001", "--contact", "post@kafe.no"]
+
+
+def test_init_refuses_an_unknown_country_and_a_privacy_url_that_is_no_https_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Said before the database is opened (its file is not made), each flag on its line."""
+    path = tmp_path / "k.db"
+    code, err = klubb(
+        monkeypatch,
+        capsys,
+        *A_CLUB,
+        "--country",
+        "ZZ",
+        "--privacy-url",
+        "notaurl",
+        KLUBB_DATABASE_URL=f"sqlite:///{path}",
+    )
+    assert code == 2
+    assert err.splitlines() == [
+        "klubb init: --privacy-url 'notaurl': an https:// address of at most 300 characters",
+        "klubb init: --country 'ZZ': one of NO, SE, DK, FI, IS",
+    ]
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("url", ["http://kafe.no/personvern", "https://kafe", "kafe.no/p"])
+def test_init_applies_the_admins_rule_to_the_privacy_url(
+    url: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The admin's settings page refuses these (store.clubs.programs.check_club): so does init."""
+    argv = [*A_CLUB, "--country", "NO", "--privacy-url", url]
+    code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=sqlite_url)
+    assert code == 2
+    assert err.startswith(f"klubb init: --privacy-url {url!r}: an https:// address")
+
+
+def test_init_takes_a_country_in_lower_case(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*A_CLUB, "--country", "se", "--privacy-url", "https://kafe.se/integritet"]
+    code, err = klubb(monkeypatch, capsys, *argv, KLUBB_DATABASE_URL=sqlite_url)
+    assert (code, err) == (0, "")
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT country, timezone, currency FROM programs")).one()
+    engine.dispose()
+    assert tuple(found) == ("SE", "Europe/Stockholm", "SEK")
 
 
 # --- 9: a SQLite file not made yet ----------------------------------------------------------
