@@ -5,11 +5,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from store.database import UnsupportedDatabase, database_url, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +128,10 @@ class Settings:
                 f"(it has {len(secret_key)})"
             )
         return cls(
-            database_url=env.get("KLUBB_DATABASE_URL", DEFAULT_DATABASE).strip(),
+            database_url=_database_url(env),
             host=host,
             port=port,
-            public_url=env.get("KLUBB_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+            public_url=_public_url(env, port),
             gateway=gateway,
             console_outbox=Path(outbox) if outbox else None,
             twilio_account_sid=account_sid or None,
@@ -136,7 +139,7 @@ class Settings:
             twilio_api_url=env.get("TWILIO_API_URL", DEFAULT_TWILIO_API).strip().rstrip("/"),
             send_rate=send_rate,
             in_doubt_after=_in_doubt_after(env),
-            run_scheduler=env.get("KLUBB_SCHEDULER", "on").strip().lower() not in ("off", "0"),
+            run_scheduler=_on_off(env, "KLUBB_SCHEDULER", default=True),
             log_level=log_level,
             log_format=log_format,
             metrics_token=_metrics_token(env),
@@ -192,6 +195,71 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+# What an on/off variable may say (the README's on and off, and the usual others).
+_ON = ("on", "1", "true", "yes")
+_OFF = ("off", "0", "false", "no")
+
+
+def _on_off(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    # A typo must not leave the scheduler on (or off) unnoticed.
+    raise SettingsError(
+        f"{name} must be on or off (or {'/'.join(_ON[1:] + _OFF[1:])}), not {raw!r}"
+    )
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    """KLUBB_DATABASE_URL read as every command reads it (store.database.database_url), kept in
+    its one spelling (postgres:// as postgresql://)."""
+    raw = env.get("KLUBB_DATABASE_URL", DEFAULT_DATABASE).strip()
+    # A SQLite file's path may hold a space; a space then # is a comment kept in the value.
+    if re.search(r"\s#", raw):
+        raise _commented("KLUBB_DATABASE_URL", shown_url(raw))
+    try:
+        parsed = database_url(raw)
+    except UnsupportedDatabase as exc:
+        raise SettingsError(f"KLUBB_DATABASE_URL {exc.reason}") from None
+    return parsed.render_as_string(hide_password=False)
+
+
+def _public_url(env: Mapping[str, str], port: int) -> str:
+    """KLUBB_PUBLIC_URL: Twilio signs each webhook with the URL it calls, checked against this
+    one, so a wrong one refuses every text with 403 (and makes wrong short links): refused here,
+    at start-up, instead."""
+    raw = env.get("KLUBB_PUBLIC_URL", f"http://127.0.0.1:{port}").strip()
+    if any(c.isspace() for c in raw):
+        raise _commented("KLUBB_PUBLIC_URL", raw)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            "KLUBB_PUBLIC_URL must be an absolute http:// or https:// address with a host "
+            f"(https://klubb.example.no), not {raw!r}"
+        )
+    if "#" in raw or "?" in raw:
+        raise SettingsError(f"KLUBB_PUBLIC_URL must have no query (?) or fragment (#), not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _commented(name: str, shown: str) -> SettingsError:
+    """A comment after a value (`URL  # the public one`) is part of the value to systemd's
+    EnvironmentFile (and docker's --env-file): said plainly, not met later as a wrong URL."""
+    return SettingsError(
+        f"{name} contains a space: a comment on the same line? systemd keeps it as part of "
+        f"the value; put the comment on a line of its own: {shown!r}"
+    )
 
 
 def _in_doubt_after(env: Mapping[str, str]) -> int:

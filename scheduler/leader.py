@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from scheduler import metrics
+from store.database import database_url
 from store.outage import Outage, reason
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Leadership:
         """Become the leader if no live process is; cheap to call again while held (on
         PostgreSQL one round trip, which notices a connection that dropped)."""
         async with self._turn:
-            parsed = make_url(self.url)
+            parsed = database_url(self.url)
             was_held = self.held
             if parsed.get_backend_name() == "postgresql":
                 self.held = await self._try_postgres()
@@ -67,7 +67,7 @@ class Leadership:
 
     async def _try_postgres(self) -> bool:
         if self._engine is None:
-            url = make_url(self.url).set(drivername="postgresql+asyncpg")
+            url = database_url(self.url).set(drivername="postgresql+asyncpg")
             # No pool: the one connection is kept here, and one dropped is closed for good (a
             # pool of one would make the next connect wait for a connection it still counts).
             self._engine = create_async_engine(

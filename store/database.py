@@ -42,6 +42,7 @@ import contextlib
 import contextvars
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +50,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -105,15 +106,68 @@ class Database(Protocol):
 
 
 def open_database(url: str) -> Database:
-    """A Database for a URL: sqlite[+aiosqlite]:///file or postgresql[+asyncpg]://..."""
-    parsed = make_url(url)
+    """A Database for a URL: sqlite[+aiosqlite]:///file or postgresql[+asyncpg|+psycopg]://...
+    (read by `database_url`; UnsupportedDatabase for any other)."""
+    parsed = database_url(url)
+    url = parsed.render_as_string(hide_password=False)
     if parsed.get_backend_name() == "sqlite":
         return SqliteDatabase(url)
-    if parsed.get_backend_name() == "postgresql":
-        if parsed.get_driver_name() == "psycopg":
-            return ThreadedPostgresDatabase(url)
-        return PostgresDatabase(url)
-    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
+    if parsed.get_driver_name() == "psycopg":
+        return ThreadedPostgresDatabase(url)
+    return PostgresDatabase(url)
+
+
+# The databases Klubb runs on, as a URL's scheme names them (a driver may follow: +asyncpg).
+SCHEMES = ("sqlite", "postgresql")
+# Other names URLs in the wild give them: postgres:// is libpq's and many hosts' spelling.
+_SCHEME_ALIASES = {"postgres": "postgresql"}
+# user:password@ in a URL, for hiding the password of one that can't be parsed.
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
+class UnsupportedDatabase(ValueError):
+    """A database URL Klubb can't run on. `reason` says why, to follow the URL's name (the
+    variable it came from, say); the password is never in it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the URL {reason}")
+        self.reason = reason
+
+
+def database_url(url: str) -> URL:
+    """The one reading of a database URL, for every part of Klubb that opens one (settings,
+    open_database, migrations, backups): SQLite or PostgreSQL, postgres:// taken for
+    postgresql://; UnsupportedDatabase for anything else, so two commands never disagree
+    about one URL."""
+    try:
+        parsed = make_url(url)
+        port = parsed.port
+    except (ArgumentError, ValueError):
+        # SQLAlchemy's own message names neither the URL nor what would do.
+        raise UnsupportedDatabase(
+            f"is not a database URL: {shown_url(url)!r} "
+            "(sqlite:///FILE or postgresql://USER@HOST/NAME)"
+        ) from None
+    scheme, plus, driver = parsed.drivername.partition("+")
+    scheme = _SCHEME_ALIASES.get(scheme, scheme)
+    if scheme not in SCHEMES:
+        raise UnsupportedDatabase(
+            f"{shown_url(parsed)} names {scheme}, which Klubb does not run on: "
+            f"the supported schemes are {' and '.join(SCHEMES)}"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise UnsupportedDatabase(
+            f"{shown_url(parsed)} has the port {port}, not between 1 and 65535"
+        )
+    return parsed.set(drivername=scheme + plus + driver)
+
+
+def shown_url(url: str | URL) -> str:
+    """The URL as a message may show it: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1***@", str(url))
 
 
 def plain_rows(conn: Connection, statement: Executable, params: dict[str, Any]) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from alembic import command
@@ -12,10 +13,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from store.database import sync_sqlite_engine
+from store.database import database_url, sync_sqlite_engine
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -36,9 +36,9 @@ async def downgrade(url: str, revision: str) -> None:
 
 
 async def _with_connection(url: str, work: Any) -> None:
-    parsed = make_url(url)
+    parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sync_sqlite_engine(url)
+        engine = sync_sqlite_engine(parsed.render_as_string(hide_password=False))
         try:
             with engine.begin() as conn:
                 work(conn)
@@ -58,7 +58,7 @@ async def is_current(url: str) -> bool:
     return (await state(url)).status == "current"
 
 
-Status = Literal["current", "behind", "empty", "unknown"]
+Status = Literal["current", "behind", "empty", "unknown", "missing"]
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,16 @@ class SchemaState:
 
     found: str | None  # the revision the database is at; None: never migrated
     head: str  # the newest revision this Klubb has
+    # A SQLite file that is not there (`state` never makes one): its path; None otherwise.
+    missing_file: str | None = None
 
     @property
     def status(self) -> Status:
         """current; behind (`klubb migrate` brings it on); empty (never migrated); unknown (a
-        revision this Klubb does not have: migrated by a newer Klubb, or by hand)."""
+        revision this Klubb does not have: migrated by a newer Klubb, or by hand); missing (a
+        SQLite file that does not exist: `klubb migrate` makes it)."""
+        if self.missing_file is not None:
+            return "missing"
         if self.found == self.head:
             return "current"
         if self.found is None:
@@ -103,7 +108,21 @@ def state_on(connection: Connection) -> SchemaState:
 
 
 async def state(url: str) -> SchemaState:
-    """The schema's state of the database at `url`, on a connection opened for it alone."""
+    """The schema's state of the database at `url`, on a connection opened for it alone. A
+    SQLite file that does not exist is said so, not made: connecting would leave an empty
+    file behind a refusal (`klubb serve` before `klubb migrate`)."""
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        return SchemaState(None, head(), missing_file=missing)
     found: list[SchemaState] = []
     await _with_connection(url, lambda conn: found.append(state_on(conn)))
     return found[0]
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The absolute path of the SQLite file `url` names, when there is no such file."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else str(path.absolute())

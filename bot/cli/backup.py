@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.settings import Settings
 from store import migrate
+from store.database import database_url
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 PG_DUMP_HEADER = b"PGDMP"  # pg_dump's custom format
@@ -65,7 +66,7 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
             raise Refused(f"--out {out} already exists: a backup never overwrites a file", 2)
         if not out.parent.is_dir():
             raise Refused(f"--out {out}: no such directory {out.parent}", 2)
-        url = make_url(settings.database_url)
+        url = database_url(settings.database_url)
         if url.get_backend_name() == "sqlite":
             said = _sqlite_backup(_sqlite_path(url), out)
         else:
@@ -79,7 +80,7 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 
 def _restore(args: argparse.Namespace, settings: Settings) -> int:
     source = Path(args.file)
-    url = make_url(settings.database_url)
+    url = database_url(settings.database_url)
     try:
         kind = _kind_of(source)
         if url.get_backend_name() == "sqlite":

@@ -19,6 +19,7 @@ from bot.cli.common import (
     Failure,
     Usage,
     add_club_options,
+    an_id,
     columns,
     labelled,
     missing,
@@ -127,10 +128,10 @@ def add_commands(commands: Any) -> None:
     listing = actions.add_parser("list", help="the latest campaigns")
     listing.set_defaults(command=_campaign_list)
     show = actions.add_parser("show", help="a campaign: texts, audience, what happened")
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", type=an_id, metavar="ID")
     show.set_defaults(command=_campaign_show)
     cancel = actions.add_parser("cancel", help="stop a broadcast; queued messages are not sent")
-    cancel.add_argument("id", type=int, metavar="ID")
+    cancel.add_argument("id", type=an_id, metavar="ID")
     cancel.set_defaults(command=_campaign_cancel)
     for action in (send, listing, show, cancel):
         add_club_options(action)

@@ -20,6 +20,7 @@ from bot.cli.common import (
     run_in_club,
     run_once,
     schema_is_current,
+    schema_problem,
 )
 from bot.cli.demo import DEMO_ADMIN, DEMO_CLUB, DEMO_QUESTIONS, fill_demo, set_up_loyalty
 from bot.settings import Settings
@@ -147,6 +148,11 @@ def add_apikey(commands: Any) -> None:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    found = asyncio.run(migrate.state(settings.database_url))
+    if found.status == "unknown":
+        # Alembic can't upgrade from a revision it has never seen: said as serve says it.
+        print(f"klubb migrate: {schema_problem(found, settings.database_url)}", file=sys.stderr)
+        return 1
     asyncio.run(migrate.upgrade(settings.database_url))
     print("klubb: database is up to date")
     return 0
@@ -179,6 +185,17 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
             "privacy_url": args.privacy_url,
         }
         questions = DEMO_QUESTIONS[:2]
+        # The rule the admin's settings page applies, said before the database is touched.
+        problems = programs.check_club(
+            name=args.name, contact=args.contact, privacy_url=args.privacy_url, country=args.country
+        )
+        if problems:
+            for field, reason in problems.items():
+                given = getattr(args, field)
+                print(
+                    f"klubb init: --{field.replace('_', '-')} {given!r}: {reason}", file=sys.stderr
+                )
+            return 2
     numbers = [club_number(n) for n in club["numbers"]]
     if None in numbers:
         bad = [n for n, c in zip(club["numbers"], numbers, strict=True) if c is None]

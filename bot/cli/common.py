@@ -9,29 +9,80 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot.settings import Settings
 from store import migrate
 from store.clubs import programs
-from store.database import open_database
+from store.database import open_database, shown_url
 from store.errors import NotFound
 from store.loyalty import coupons
 from store.members.phones import club_number
 from store.models import CouponTemplate, Program
 
 
-def schema_is_current(settings: Settings) -> bool:
-    """True, or False after saying on stderr that `klubb migrate` is needed."""
-    if asyncio.run(migrate.is_current(settings.database_url)):
+def schema_is_current(settings: Settings, prefix: str = "klubb") -> bool:
+    """True when the database's schema is this Klubb's newest; else False after saying on
+    stderr, after `prefix`, what is wrong and what to run. A database that can't be reached
+    raises: `unreachable` reads it, and `klubb`'s dispatch says it (bot.cli.main)."""
+    found = asyncio.run(migrate.state(settings.database_url))
+    if found.status == "current":
         return True
-    print("klubb: the database schema is not up to date: run `klubb migrate`", file=sys.stderr)
+    print(f"{prefix}: {schema_problem(found, settings.database_url)}", file=sys.stderr)
     return False
+
+
+def schema_problem(found: migrate.SchemaState, url: str) -> str:
+    """What is wrong with a schema that is not this Klubb's newest, and what to run."""
+    where = f"the database at {shown_url(url)}"
+    status = found.status
+    if status == "missing":
+        return (
+            f"the SQLite file {found.missing_file} does not exist: run `klubb migrate` first, "
+            "which creates it"
+        )
+    if status == "empty":
+        return f"{where} has no schema yet: run `klubb migrate` first"
+    if status == "behind":
+        return (
+            f"{where} is at migration {found.found}, behind this Klubb's {found.head}: "
+            "run `klubb migrate` first"
+        )
+    return (
+        f"{where} is at migration {found.found}, which this Klubb (newest {found.head}) does "
+        "not know: a newer Klubb migrated it; upgrade Klubb, then run `klubb migrate`"
+    )
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why the database could not be reached or opened, in the server's (or the OS's) words,
+    when that is what `exc` says; else None (a failure of the command itself, whose traceback
+    tells more). A command's first statement meets it (the schema check), so every command
+    says it alike: a closed port, a host not found, a database or role that does not exist,
+    a SQLite file that can't be opened."""
+    if isinstance(exc, DBAPIError):
+        # SQLAlchemy keeps the statement that failed; none: it failed while connecting.
+        if exc.statement is not None:
+            return None
+        said = str(exc.orig or exc).strip().splitlines()
+        return said[0] if said else type(exc.orig).__name__
+    # asyncpg's own, which SQLAlchemy passes on as they are.
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is the database server running, on that host and port?"
+    if isinstance(exc, socket.gaierror):
+        return f"no such host ({exc.strerror})"
+    if isinstance(exc, ConnectionResetError):
+        return "the server closed the connection"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return None
 
 
 async def run_once(url: str, work: Any) -> Any:
@@ -65,12 +116,28 @@ class _Rollback(Exception):
 
 Work = Callable[[Session, Program], Any]
 
+# The largest id there is: a BIGINT's (SQLite's INTEGER holds as much). A larger number given
+# as an id overflowed in the driver, with a traceback.
+MAX_ID = 2**63 - 1
+
+
+def an_id(text: str) -> int:
+    """argparse's type for an id given on the command line (--club ID, a campaign's ID): a
+    whole number from 1 to MAX_ID, else argparse's usage error naming the argument (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number)") from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{text} is not an id (ids run from 1 to {MAX_ID})")
+    return value
+
 
 def add_club_options(parser: argparse.ArgumentParser) -> None:
     """--club-number or --club, for a database that holds more than one club."""
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--club-number", help="the club that answers on this number")
-    which.add_argument("--club", type=int, metavar="ID", help="the club's id")
+    which.add_argument("--club", type=an_id, metavar="ID", help="the club's id")
 
 
 def chosen_club(session: Session, args: argparse.Namespace) -> Program:

@@ -17,6 +17,7 @@ from bot.cli.common import (
     Failure,
     Usage,
     add_club_options,
+    an_id,
     columns,
     printed,
     run_in_club,
@@ -49,7 +50,7 @@ def add_commands(commands: Any) -> None:
         "reply",
         help="queue an SMS answering a conversation (within 7 days of the number's last text)",
     )
-    reply.add_argument("conversation", type=int, metavar="ID", help="as `klubb inbox list` shows")
+    reply.add_argument("conversation", type=an_id, metavar="ID", help="as `klubb inbox list` shows")
     wording = reply.add_mutually_exclusive_group(required=True)
     wording.add_argument("--text", help="the reply, as the member will read it")
     wording.add_argument(

@@ -15,9 +15,11 @@ from typing import Any
 
 from bot import logs
 from bot.cli import admins, backup, campaigns, club, inbox, journeys, poster, report, serve
+from bot.cli.common import unreachable
 from bot.settings import Settings, SettingsError
 from flows import understand
 from locales import LANGUAGES
+from store.database import shown_url
 from store.errors import InvalidInput
 from store.text import check_texts
 
@@ -49,6 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `klubb campaign list | head`: the reader has seen enough; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        # Said here once for every command: a database that can't be reached is the
+        # operator's to fix (a port, a name, a role), not a traceback to read.
+        reason = unreachable(exc)
+        if reason is None:
+            raise
+        where = shown_url(settings.database_url)
+        print(f"klubb {args.topic}: can't read the database at {where}: {reason}", file=sys.stderr)
+        return 1
 
 
 def _flag(parser: argparse.ArgumentParser, argv: list[str], dest: str) -> str:
@@ -74,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also log what Alembic does (schema checks)"
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    # `topic`: the command's name, for the messages said for every command (main).
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="topic")
 
     # In the order `klubb --help` lists them.
     serve.add_serve(commands)

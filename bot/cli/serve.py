@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -17,7 +18,6 @@ from xml.etree import ElementTree
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
@@ -26,7 +26,6 @@ from bot.cli.common import run_once, schema_is_current
 from bot.metrics import serving_metrics
 from bot.settings import Settings, SettingsError, check_data_dir
 from scheduler.jobs import running_scheduler
-from store import migrate
 from store.clubs import programs
 from store.database import open_database
 from store.members.phones import club_number, to_e164
@@ -69,7 +68,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except SettingsError as exc:
         print(f"klubb serve: {exc}", file=sys.stderr)
         return 2
-    if not _schema_ready("serve", settings):
+    # A server or worker never migrates by itself: with several processes on one database,
+    # the schema changes once, when the operator says so.
+    if not schema_is_current(settings, "klubb serve: refusing to start"):
         return 1
     log.info(
         "Klubb listening on http://%s:%s (webhook %s/sms/twilio)",
@@ -90,9 +91,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
     except OSError as exc:
         print(
-            f"klubb serve: can't listen on {settings.host}:{settings.port}: {exc.strerror}"
-            " (is another server running? set KLUBB_PORT)",
-            file=sys.stderr,
+            cant_listen("serve", settings.host, settings.port, exc, "KLUBB_PORT"), file=sys.stderr
         )
         return 1
     log.info("klubb serve: stopped")
@@ -115,45 +114,11 @@ async def _stopping(app: web.Application) -> None:
     log.info("klubb serve: stopping: answering the texts in flight, then the sender's batch")
 
 
-def _schema_ready(command: str, settings: Settings) -> bool:
-    """True when the database's schema is this Klubb's newest; else False after saying on
-    stderr what is wrong and what to run. A server or worker never migrates by itself: with
-    several processes on one database, the schema changes once, when the operator says so."""
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
-    try:
-        found = asyncio.run(migrate.state(settings.database_url))
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        print(
-            f"klubb {command}: can't read the database at {where}: "
-            f"{reason[0] if reason else type(exc).__name__}",
-            file=sys.stderr,
-        )
-        return False
-    status = found.status
-    if status == "current":
-        return True
-    if status == "empty":
-        problem = "has no schema yet: run `klubb migrate` first"
-    elif status == "behind":
-        problem = (
-            f"is at migration {found.found}, behind this Klubb's {found.head}: "
-            "run `klubb migrate` first"
-        )
-    else:
-        problem = (
-            f"is at migration {found.found}, which this Klubb (newest {found.head}) does not "
-            "know: a newer Klubb migrated it; upgrade Klubb, then run `klubb migrate`"
-        )
-    print(f"klubb {command}: refusing to start: the database at {where} {problem}", file=sys.stderr)
-    return False
-
-
 # --- klubb worker -----------------------------------------------------------------------------
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    if not _schema_ready("worker", settings):
+    if not schema_is_current(settings, "klubb worker: refusing to start"):
         return 1
     return asyncio.run(_work(settings))
 
@@ -176,17 +141,28 @@ async def _work(settings: Settings) -> int:
         loop.add_signal_handler(signum, signalled)
     db = open_database(settings.database_url)
     try:
-        async with (
-            opened_gateway(settings) as gateway,
-            running_scheduler(
-                db,
-                gateway,
-                send_rate=settings.send_rate,
-                in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
-                link_base=settings.public_url,
-            ),
-            serving_metrics(settings, db),
-        ):
+        async with contextlib.AsyncExitStack() as running:
+            # GET /metrics first: a port already taken is said before any job has begun.
+            try:
+                await running.enter_async_context(serving_metrics(settings, db))
+            except OSError as exc:
+                print(
+                    cant_listen(
+                        "worker", settings.host, settings.metrics_port, exc, "KLUBB_METRICS_PORT"
+                    ),
+                    file=sys.stderr,
+                )
+                return 1
+            gateway = await running.enter_async_context(opened_gateway(settings))
+            await running.enter_async_context(
+                running_scheduler(
+                    db,
+                    gateway,
+                    send_rate=settings.send_rate,
+                    in_doubt_after=dt.timedelta(seconds=settings.in_doubt_after),
+                    link_base=settings.public_url,
+                )
+            )
             log.info("klubb worker: sending and running jobs; Ctrl-C to stop")
             await stop.wait()
             log.info("klubb worker: stopping after the batch in hand")
@@ -194,6 +170,15 @@ async def _work(settings: Settings) -> int:
     finally:
         await db.close()
     return 0
+
+
+def cant_listen(command: str, host: str, port: int | None, exc: OSError, variable: str) -> str:
+    """What `klubb serve` or `klubb worker` says when its port can't be had: one line, naming
+    the variable that moves it."""
+    return (
+        f"klubb {command}: can't listen on {host}:{port}: {exc.strerror or exc}"
+        f" (is another `klubb {command}` running? set {variable})"
+    )
 
 
 # --- klubb simulate ---------------------------------------------------------------------------

@@ -133,20 +133,22 @@ def create(
     currency: str | None = None,
 ) -> Program:
     """A new club reached through `numbers`; raises NumberTaken or InvalidSetting."""
-    country = country.upper()
-    default_zone, default_currency = COUNTRY_DEFAULTS.get(country, ("UTC", "EUR"))
-    problems = check_numbers(marketing_per_month=marketing_per_month, min_age=min_age)
+    name, contact, privacy_url = name.strip(), contact.strip(), privacy_url.strip()
+    country = country.strip().upper()
+    problems = {
+        **check_club(name=name, contact=contact, privacy_url=privacy_url, country=country),
+        **check_numbers(marketing_per_month=marketing_per_month, min_age=min_age),
+    }
     if problems:
         raise InvalidSettings(problems)
-    if not name.strip():
-        raise InvalidSetting("name", "must not be empty")
+    default_zone, default_currency = COUNTRY_DEFAULTS[country]
     if not numbers:
         raise InvalidSetting("numbers", "a club needs at least one number")
     for number in numbers:
         if by_number(session, number) is not None:
             raise NumberTaken(number)
     program = Program(
-        name=name.strip(),
+        name=name,
         country=country,
         timezone=timezone or default_zone,
         currency=currency or default_currency,
@@ -430,17 +432,7 @@ def update_club(
     """The club's name, contact and privacy page (an https address: members follow it from
     an SMS). Raises InvalidSettings naming every bad field; nothing changes then."""
     name, contact, privacy_url = name.strip(), contact.strip(), privacy_url.strip()
-    problems: dict[str, str] = {}
-    if not name:
-        problems["name"] = "must not be empty"
-    elif len(name) > MAX_NAME:
-        problems["name"] = f"at most {MAX_NAME} characters"
-    if not contact:
-        problems["contact"] = "must not be empty"
-    elif len(contact) > MAX_CONTACT:
-        problems["contact"] = f"at most {MAX_CONTACT} characters"
-    if not _https_url(privacy_url):
-        problems["privacy_url"] = f"an https:// address of at most {MAX_URL} characters"
+    problems = check_club(name=name, contact=contact, privacy_url=privacy_url)
     if problems:
         raise InvalidSettings(problems)
     if name != program.name:
@@ -455,6 +447,30 @@ def update_club(
     program.name, program.contact, program.privacy_url = name, contact, privacy_url
     session.flush()
     return program
+
+
+def check_club(
+    *, name: str, contact: str, privacy_url: str, country: str | None = None
+) -> dict[str, str]:
+    """What is wrong with each of the club's own fields (nothing: an empty dict): the one rule
+    for a club created (`create`, `klubb init`) and changed (`update_club`, the admin's
+    settings page). `country` (a new club's) must be one Klubb has defaults for."""
+    name, contact, privacy_url = name.strip(), contact.strip(), privacy_url.strip()
+    problems: dict[str, str] = {}
+    if not name:
+        problems["name"] = "must not be empty"
+    elif len(name) > MAX_NAME:
+        problems["name"] = f"at most {MAX_NAME} characters"
+    if not contact:
+        problems["contact"] = "must not be empty"
+    elif len(contact) > MAX_CONTACT:
+        problems["contact"] = f"at most {MAX_CONTACT} characters"
+    if not _https_url(privacy_url):
+        problems["privacy_url"] = f"an https:// address of at most {MAX_URL} characters"
+    if country is not None and country.strip().upper() not in COUNTRY_DEFAULTS:
+        # Its time zone and currency come from here: a club elsewhere would be on UTC in EUR.
+        problems["country"] = f"one of {', '.join(COUNTRY_DEFAULTS)}"
+    return problems
 
 
 class AutoReplyRefused(InvalidSettings):

@@ -185,3 +185,95 @@ class TestDataDir:
         err = capsys.readouterr().err
         assert err.startswith(f"klubb serve: KLUBB_DATA_DIR {tmp_path}/a-file can't be used")
         assert "Traceback" not in err
+
+
+class TestDatabaseUrl:
+    """KLUBB_DATABASE_URL is read by store.database.database_url, as every command reads it."""
+
+    @pytest.mark.parametrize("value", ["not a url", "klubb.db", "postgresql://u:hunter2@h:x/db"])
+    def test_what_is_no_url_is_refused_without_its_password(self, value: str) -> None:
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({"KLUBB_DATABASE_URL": value})
+        said = str(raised.value)
+        assert said.startswith("KLUBB_DATABASE_URL is not a database URL: ")
+        assert "sqlite:///FILE or postgresql://USER@HOST/NAME" in said
+        assert "hunter2" not in said
+
+    @pytest.mark.parametrize("value", ["mysql://u@localhost/db", "oracle://u:hunter2@h/db"])
+    def test_a_database_klubb_does_not_run_on_names_the_supported_schemes(self, value: str) -> None:
+        """A mysql:// URL was once taken for PostgreSQL by `klubb migrate`: refused by all."""
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({"KLUBB_DATABASE_URL": value})
+        said = str(raised.value)
+        assert "which Klubb does not run on: the supported schemes are sqlite and postgresql" in (
+            said
+        )
+        assert "hunter2" not in said
+
+    def test_postgres_is_read_as_postgresql(self) -> None:
+        """libpq's postgres:// spelling: one reading, kept as postgresql:// for every command."""
+        settings = Settings.from_env({"KLUBB_DATABASE_URL": "postgres://u:p%40ss@db:5433/klubb"})
+        assert settings.database_url == "postgresql://u:p%40ss@db:5433/klubb"
+
+    def test_a_port_out_of_range_is_refused(self) -> None:
+        with pytest.raises(SettingsError, match="has the port 99999, not between 1 and 65535"):
+            Settings.from_env({"KLUBB_DATABASE_URL": "postgresql://u@db:99999/klubb"})
+
+    def test_a_comment_on_its_line_is_named(self) -> None:
+        with pytest.raises(SettingsError, match="a comment on the same line"):
+            Settings.from_env(
+                {"KLUBB_DATABASE_URL": "postgresql://u:hunter2@db/klubb   # production"}
+            )
+
+    def test_a_sqlite_path_with_a_space_is_kept(self) -> None:
+        url = "sqlite:////srv/my klubb/k.db"
+        assert Settings.from_env({"KLUBB_DATABASE_URL": url}).database_url == url
+
+
+class TestPublicUrl:
+    @pytest.mark.parametrize(
+        "value",
+        ["https://klubb.example.no   # what Twilio signs", "https://klubb.example.no #", "a b"],
+    )
+    def test_a_space_is_refused_as_a_comment_systemd_kept(self, value: str) -> None:
+        """systemd's EnvironmentFile keeps an inline comment in the value: every webhook would
+        then be refused with 403 (its signature is over another URL)."""
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({"KLUBB_PUBLIC_URL": value})
+        said = str(raised.value)
+        assert said.startswith("KLUBB_PUBLIC_URL contains a space: a comment on the same line?")
+        assert "systemd keeps it as part of the value" in said
+
+    @pytest.mark.parametrize(
+        "value", ["notaurl", "ftp://x", "klubb.example.no", "https://", "http://h:port"]
+    )
+    def test_what_is_no_absolute_http_url_is_refused(self, value: str) -> None:
+        with pytest.raises(SettingsError, match="must be an absolute http:// or https://"):
+            Settings.from_env({"KLUBB_PUBLIC_URL": value})
+
+    @pytest.mark.parametrize("value", ["https://k.example.no/?a=1", "https://k.example.no#x"])
+    def test_a_query_or_fragment_is_refused(self, value: str) -> None:
+        with pytest.raises(SettingsError, match="no query"):
+            Settings.from_env({"KLUBB_PUBLIC_URL": value})
+
+    @pytest.mark.parametrize(
+        "value", ["http://127.0.0.1:8080", "https://klubb.example.no/klubb", "https://[::1]:9"]
+    )
+    def test_an_http_url_with_a_host_is_kept(self, value: str) -> None:
+        assert Settings.from_env({"KLUBB_PUBLIC_URL": value}).public_url == value
+
+
+class TestScheduler:
+    @pytest.mark.parametrize("value", ["on", "ON", "1", "true", "Yes", " on "])
+    def test_on(self, value: str) -> None:
+        assert Settings.from_env({"KLUBB_SCHEDULER": value}).run_scheduler is True
+
+    @pytest.mark.parametrize("value", ["off", "Off", "0", "false", "NO"])
+    def test_off(self, value: str) -> None:
+        assert Settings.from_env({"KLUBB_SCHEDULER": value}).run_scheduler is False
+
+    @pytest.mark.parametrize("value", ["maybe", "of", "2", "disabled"])
+    def test_anything_else_is_refused(self, value: str) -> None:
+        """`maybe` was silently on."""
+        with pytest.raises(SettingsError, match=f"KLUBB_SCHEDULER must be on or off .*{value!r}"):
+            Settings.from_env({"KLUBB_SCHEDULER": value})

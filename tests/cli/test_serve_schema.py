@@ -70,7 +70,10 @@ def test_refuses_a_database_never_migrated(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, err = klubb(monkeypatch, capsys, f"sqlite:///{tmp_path / 'new.db'}", command)
+    """A database with no table (a SQLite file there but empty, as `createdb` leaves one)."""
+    path = tmp_path / "new.db"
+    path.touch()
+    code, err = klubb(monkeypatch, capsys, f"sqlite:///{path}", command)
     assert code == 1
     assert "has no schema yet: run `klubb migrate` first" in err
 

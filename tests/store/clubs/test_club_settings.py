@@ -124,6 +124,17 @@ class TestClubSettings:
         assert set(refused.value.problems) == fields
         assert await db.run(lambda s: _program(s, club).name) == "Torshov Sport"
 
+    async def test_a_new_club_is_checked_by_the_same_rule_and_its_country(
+        self, db: Database
+    ) -> None:
+        """`klubb init` took any country and privacy page: a club is made by the admin's rule
+        (check_club), and only in a country Klubb has a time zone and currency for."""
+        with pytest.raises(programs.InvalidSettings) as refused:
+            await create_club(db, country="ZZ", privacy_url="http://a.no", contact=" ")
+        assert set(refused.value.problems) == {"country", "privacy_url", "contact"}
+        assert refused.value.problems["country"] == "one of NO, SE, DK, FI, IS"
+        assert await db.run(programs.all_programs) == []
+
     async def test_numbers_out_of_range_are_each_named(self, db: Database) -> None:
         club = await create_club(db)
 
