@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session as DbSession
 from yarl import URL
 
 from bot.keys import DB
-from bot.security import PAGE_HEADERS
+from bot.security import PAGE_HEADERS, same_secret
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
 from store.clock import utc_now
 from store.clubs import admins
@@ -191,7 +190,7 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
         form = await request.post()
         value = form.get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    return given is not None and same_secret(given, expected)
 
 
 def signed_in(session: Session, token: str) -> None:

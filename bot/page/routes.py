@@ -20,6 +20,7 @@ from bot.client_address import client_address
 from bot.keys import CLUBS, DB
 from bot.page import html
 from bot.page.view import member_language, page_view
+from bot.security import same_secret
 from store.clock import utc_now
 from store.members import consent, links, privacy
 from store.models import Member, Program
@@ -191,9 +192,8 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
         if program is None or member is None:
             return None
         language = member_language(member)
-        if not isinstance(sent, str) or not hmac.compare_digest(
-            sent, form_token(key, link.link_id, action)
-        ):
+        expected = form_token(key, link.link_id, action)
+        if not isinstance(sent, str) or not same_secret(sent, expected):
             return "refused", language, program.name
         if action == "delete":
             return form_token(key, link.link_id, "erase"), language, program.name

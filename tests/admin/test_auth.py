@@ -28,7 +28,7 @@ from tests.admin.conftest import (
     create_account,
     create_member,
 )
-from tests.conftest import AUTH_TOKEN, now
+from tests.conftest import AUTH_TOKEN, now, raw_request
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -263,6 +263,25 @@ async def test_the_csrf_header_serves_scripts(admin: Admin, owner: int) -> None:
         "/admin/sign-out", headers={"X-CSRF-Token": token}, allow_redirects=False
     )
     assert response.status == 303
+
+
+@pytest.mark.parametrize("token", [b"\xe9", b"\xc3\xa9t\xc3\xa9"])
+async def test_a_csrf_header_of_bytes_that_are_not_ascii_is_a_wrong_token(
+    client: TestClient, owner: int, token: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No sign-in needed: a Latin-1 byte or UTF-8 that is not ASCII in X-CSRF-Token is refused
+    like a forged token, as the page and as JSON (was a 500 and a traceback)."""
+    for accept, refusal in ((b"text/html", "Skjemaet var utløpt"), (b"*/*", "CSRF token")):
+        answer = await raw_request(
+            client.host,
+            client.port,
+            "POST",
+            b"/admin/sign-in",
+            {"X-CSRF-Token": token, "Accept": accept, "Accept-Language": b"nb"},
+        )
+        assert answer.status == 403
+        assert refusal in answer.body.decode()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_sign_out_ends_the_session(admin: Admin, owner: int) -> None:
