@@ -21,6 +21,7 @@ from aiohttp_session import Session, get_session
 from sqlalchemy.orm import Session as DbSession
 from yarl import URL
 
+from bot.forms import posted_form
 from bot.keys import DB
 from bot.security import PAGE_HEADERS, same_secret
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
@@ -46,11 +47,6 @@ SECURITY_HEADERS = PAGE_HEADERS
 
 class CsrfRefused(web.HTTPForbidden):
     """A form or action without the session's CSRF token: refused before its handler runs."""
-
-
-class FormUnreadable(web.HTTPBadRequest):
-    """A form whose bytes can't be decoded (not UTF-8, an unknown charset): refused before its
-    handler runs, as a 400 naming the problem, never a 500."""
 
 
 class NotText(web.HTTPUnprocessableEntity):
@@ -154,14 +150,10 @@ def csrf_token(session: Session) -> str:
 
 
 async def read_form(request: web.Request) -> None:
-    """Read (and keep, for the handler's `request.post()`) a posted form, or refuse it with
-    FormUnreadable: bytes that are not UTF-8 or not the charset named, a charset Python does not
-    know (LookupError), a multipart field in either; NotText for a field that is not text."""
-    try:
-        form = await request.post()
-    except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
-        what = "an unknown charset" if isinstance(exc, LookupError) else "bytes not in its charset"
-        raise FormUnreadable(text=f"the form could not be read: {what} (send UTF-8)") from None
+    """Read (and keep, for the handler's `request.post()`) a posted form, or refuse it before
+    its handler runs: bot.forms.FormUnreadable (400) for bytes that can't be decoded, NotText
+    for a field that is not text."""
+    form = await posted_form(request)
     # Every field by the one rule for text (store.text), whichever handler reads it next.
     for name, value in form.items():
         if isinstance(value, str):
@@ -187,7 +179,7 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
         return False
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.content_type in FORMS:
-        form = await request.post()
+        form = await posted_form(request)  # read_form's already, for a form to check
         value = form.get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
     return given is not None and same_secret(given, expected)

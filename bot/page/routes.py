@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 import locales
 from bot.client_address import client_address
+from bot.forms import FormUnreadable, posted_form
 from bot.keys import CLUBS, DB
 from bot.page import html
 from bot.page.view import member_language, page_view
@@ -177,7 +178,10 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
     token = request.match_info["token"]
     if (refused := limited(request)) is not None:
         return refused
-    form = await request.post()
+    try:
+        form = await posted_form(request)
+    except FormUnreadable:
+        return unreadable(request)
     sent = form.get("form")
     now = utc_now()
     key = request.app[PAGE_KEYS]
@@ -243,6 +247,14 @@ def not_found(request: web.Request) -> web.Response:
     language = _browser_language(request)
     page = html.message(language, "web.page.not_found.title", "web.page.not_found.text")
     return _html(page, status=404)
+
+
+def unreadable(request: web.Request) -> web.Response:
+    """A 400 page for a form whose bytes can't be read (bot.forms), in the browser's language:
+    nothing is done, whatever the link."""
+    language = _browser_language(request)
+    page = html.message(language, "web.page.unreadable.title", "web.page.unreadable.text")
+    return _html(page, status=400)
 
 
 def limited(request: web.Request) -> web.Response | None:
