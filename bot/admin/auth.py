@@ -163,6 +163,17 @@ async def read_form(request: web.Request) -> None:
                 raise NotText(exc.field, exc.reason) from None
 
 
+def check_query(request: web.Request) -> None:
+    """Every parameter of the query by the same rule as a form's fields, before any handler
+    reads one: NotText naming the first that is not text (a NUL, which PostgreSQL refuses in
+    a search or a filter's value), never a 500."""
+    for name, value in request.query.items():
+        try:
+            check_text(name, value)
+        except InvalidInput as exc:
+            raise NotText(exc.field, exc.reason) from None
+
+
 def _streams(request: web.Request) -> bool:
     # An upload sent by script (multipart with the CSRF header) is read by its handler as a
     # stream, part by part; reading it here would leave the handler nothing.
@@ -274,6 +285,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise web.HTTPSeeOther(sign_in_url(request))
     # Known before the check, so even the refusal's page has a sign-out form that works.
     request[CSRF] = csrf_token(session)
+    check_query(request)
     unsafe = request.method not in SAFE_METHODS
     if unsafe and request.content_type in FORMS and not _streams(request):
         await read_form(request)

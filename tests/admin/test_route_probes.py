@@ -85,3 +85,30 @@ async def test_no_admin_page_answers_500_to_a_junk_query(
             failures.append(f"{path}: {response.status}")
     assert not failures, failures
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize("value", ["abc\x00", "\x07\x1b"])
+async def test_a_query_value_that_is_not_text_is_422_on_every_page(
+    admin: Admin, club: int, owner: int, value: str, caplog: Any
+) -> None:
+    """A NUL (PostgreSQL refuses it as a parameter: the members' and the inbox's search were
+    a 500 there) or another control character in any query parameter: every page and every
+    JSON route of the admin refuses it before its handler, naming the parameter, as it does a
+    form's field. (%FF in a query reads as U+FFFD, which is text.)"""
+    await admin.signed_in(OWNER)
+    paths = _paths(admin.client.server.app, "GET")
+    failures = []
+    for path in paths:
+        if path in ("/admin", "/admin/sign-out"):
+            continue  # /admin is a redirect to /admin/, which is probed
+        response = await admin.client.get(
+            path, params={"page": "1", "q": value}, headers={"Accept": "text/html"}
+        )
+        if path.startswith("/admin/api/"):
+            named = (await response.json())["error"].startswith("q: is not text")
+        else:
+            named = "«q»" in await response.text()
+        if response.status != 422 or not named:
+            failures.append(f"{path}: {response.status}")
+    assert not failures, failures
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
