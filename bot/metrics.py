@@ -120,6 +120,7 @@ async def serving_metrics(settings: Settings, db: Database) -> AsyncIterator[Non
         yield
         return
     app = web.Application(middlewares=[logs.request_ids])
+    logs.quiet_bad_requests()
     app.on_response_prepare.append(security_headers(settings.public_url))
     app[SETTINGS] = settings
     app[DB] = db
