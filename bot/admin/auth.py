@@ -14,6 +14,7 @@ import functools
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -266,6 +267,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Session, account, CSRF and language for every admin request, before its handler."""
     route = request.match_info.route
     if isinstance(route.resource, web.StaticResource):
+        # A file that is not there: the 404 of any missing page (aiohttp's own is an empty
+        # application/octet-stream a browser or proxy may keep).
+        if request.match_info.get("filename", "") not in _assets(route.resource):
+            raise web.HTTPNotFound()
         return await handler(request)
     session = await get_session(request)
     admin: Admin | None = None
@@ -292,6 +297,18 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if unsafe and not await csrf_ok(request, session):
         raise CsrfRefused(text="missing or wrong CSRF token")
     return await handler(request)
+
+
+def _assets(resource: web.StaticResource) -> frozenset[str]:
+    """The files a static route serves, as their URL names them (the package's own: read once)."""
+    return _files(Path(resource.get_info()["directory"]))
+
+
+@functools.cache
+def _files(directory: Path) -> frozenset[str]:
+    return frozenset(
+        path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()
+    )
 
 
 def errors(render: Callable[[web.Request, web.HTTPException], web.StreamResponse]) -> Any:
