@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp_session import Session, get_session
+from multidict import MultiDict
 from sqlalchemy.orm import Session as DbSession
 from yarl import URL
 
@@ -29,7 +30,7 @@ from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
 from store.clock import utc_now
 from store.clubs import admins
 from store.errors import InvalidInput
-from store.text import check_text
+from store.text import REASON, check_text, is_text, text_only
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -166,13 +167,17 @@ async def read_form(request: web.Request) -> None:
 
 def check_query(request: web.Request) -> None:
     """Every parameter of the query by the same rule as a form's fields, before any handler
-    reads one: NotText naming the first that is not text (a NUL, which PostgreSQL refuses in
-    a search or a filter's value), never a 500."""
-    for name, value in request.query.items():
-        try:
-            check_text(name, value)
-        except InvalidInput as exc:
-            raise NotText(exc.field, exc.reason) from None
+    reads one (a NUL, which PostgreSQL refuses in a search or a segment's name, was a 500).
+    A page asked for with one is sent to the same query without what is not text, as a
+    hand-edited URL gets a page, not an error; an action is refused (NotText) naming it."""
+    query = request.query
+    wrong = next((name for name, value in query.items() if not is_text(name + value)), None)
+    if wrong is None:
+        return
+    if request.method not in SAFE_METHODS:
+        raise NotText(text_only(wrong), REASON)
+    cleaned = MultiDict((text_only(name), text_only(value)) for name, value in query.items())
+    raise web.HTTPSeeOther(str(request.rel_url.with_query(cleaned)))
 
 
 def _streams(request: web.Request) -> bool:
