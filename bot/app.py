@@ -38,6 +38,7 @@ MAX_REQUEST = 64 * 1024
 def create_app(settings: Settings) -> web.Application:
     # The request id first, so the log lines of everything after it carry it (bot.logs).
     app = web.Application(client_max_size=MAX_REQUEST, middlewares=[logs.request_ids, json_errors])
+    logs.quiet_bad_requests()
     # Every response, the admin's and its sub-application's included, as it is sent.
     app.on_response_prepare.append(security_headers(settings.public_url))
     app.on_response_prepare.append(logs.request_id_header)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from store.reports import mask
 
@@ -58,6 +59,32 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
         return True
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp.server logs a request it could not parse (a URL or a header line over 8 KiB, a
+    byte no header may hold) at ERROR with a traceback, though it answers 400 and no code of
+    ours ran: here it is one WARNING line naming the client and what was wrong. Any other
+    record (a handler's own exception among them) passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "bad request from %s (%d): %r"
+            record.args = (peer, exc.code, exc.message[:200])
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_BAD_REQUESTS = BadRequestFilter()
+
+
+def quiet_bad_requests() -> None:
+    """BadRequestFilter on aiohttp's server logger, once however often it is called: by each
+    application that serves (`klubb serve`'s, the worker's metrics)."""
+    logging.getLogger("aiohttp.server").addFilter(_BAD_REQUESTS)
 
 
 class MaskingFormatter(logging.Formatter):

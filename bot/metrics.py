@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import hmac
 import ipaddress
 import logging
 import time
@@ -25,7 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 from bot import logs
 from bot.api.auth import bearer_secret
 from bot.keys import DB, SETTINGS
-from bot.security import security_headers
+from bot.security import same_secret, security_headers
 from bot.settings import Settings
 from flows.conversation import TurnResult
 from store.clock import utc_now
@@ -121,6 +120,7 @@ async def serving_metrics(settings: Settings, db: Database) -> AsyncIterator[Non
         yield
         return
     app = web.Application(middlewares=[logs.request_ids])
+    logs.quiet_bad_requests()
     app.on_response_prepare.append(security_headers(settings.public_url))
     app[SETTINGS] = settings
     app[DB] = db
@@ -173,7 +173,7 @@ def _refusal(request: web.Request) -> web.Response | None:
     token = request.app[SETTINGS].metrics_token
     if token is not None:
         given = bearer_secret(request.headers.get("Authorization"))
-        if given is not None and hmac.compare_digest(given.encode(), token.encode()):
+        if given is not None and same_secret(given, token):
             return None
         error = "send the metrics token as Authorization: Bearer <KLUBB_METRICS_TOKEN>"
         if given is not None:

@@ -1,8 +1,10 @@
 """The security headers of every answer Klubb gives: pages, redirects, static files, JSON, the
-API, the webhooks and every error, added in one place as each response is sent."""
+API, the webhooks and every error, added in one place as each response is sent; and the one way
+a secret someone sent is compared with ours."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -53,3 +55,13 @@ def security_headers(public_url: str) -> Hook:
             headers.setdefault("Strict-Transport-Security", HSTS)
 
     return add
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Whether a secret someone sent (a bearer token, a CSRF or form token) is ours, in constant
+    time. As bytes: hmac.compare_digest refuses a str with a non-ASCII character (TypeError),
+    and a header's bytes that were not UTF-8 come as lone surrogates, which UTF-8 can't encode
+    strictly; surrogatepass writes any of them, so whatever was sent is merely not ours."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

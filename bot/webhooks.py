@@ -16,6 +16,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 import locales
 from bot import metrics
+from bot.forms import FormUnreadable, posted_form
 from bot.keys import CLUBS, DB, SETTINGS, VALIDATOR
 from flows.conversation import (
     InboundText,
@@ -178,10 +179,9 @@ async def _signed_form(request: web.Request) -> dict[str, str] | web.Response:
     if request.content_type != FORM:
         return _problem(415, f"expected {FORM}")
     try:
-        form = await request.post()
-    except (ValueError, LookupError):  # bytes not in the charset (UnicodeDecodeError), or a
-        # charset Python does not know (LookupError): either way nobody signed this text.
-        return _problem(400, "the form body could not be read")
+        form = await posted_form(request)
+    except FormUnreadable as exc:  # either way nobody signed this text
+        return _problem(400, exc.text or "the form could not be read")
     # A MultiDict, as Twilio's validator asks first: it signs every value of a repeated key,
     # and a plain dict costs it two caught AttributeErrors a parameter (60 µs a text, not 18).
     signed = MultiDict((key, value) for key, value in form.items() if isinstance(value, str))

@@ -22,6 +22,15 @@ def check_text(field: str, value: str) -> str:
     return value
 
 
+def is_text(value: str) -> bool:
+    return _NOT_TEXT.search(value) is None
+
+
+def text_only(value: str) -> str:
+    """The value without what the rule above says is not text (a NUL, a lone surrogate)."""
+    return _NOT_TEXT.sub("", value)
+
+
 def check_texts(values: Mapping[str, Any]) -> None:
     """check_text for every text among named values (a form's fields, a command's flags): the
     first that breaks the rule is named. Values that are not text (a file, a number) pass."""

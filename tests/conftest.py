@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import shutil
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -185,6 +187,51 @@ def twilio_form(sender: str, body: str, sid: str | None = None, to: str = CLUB_N
         "Body": body,
         "NumMedia": "0",
     }
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def raw_request(
+    host: str, port: int, method: str, path: bytes, headers: dict[str, bytes], body: bytes = b""
+) -> RawAnswer:
+    """A request sent as the bytes given, which aiohttp's client would not send (a header's
+    byte that is not UTF-8); the answer read up to the server's close."""
+    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: test", b"Connection: close"]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    if body:
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    found = dict(line.split(": ", 1) for line in header_lines)
+    if found.get("Transfer-Encoding") == "chunked":
+        rest = _unchunked(rest)
+    return RawAnswer(int(status_line.split()[1]), found, rest)
+
+
+def _unchunked(data: bytes) -> bytes:
+    body = b""
+    while data:
+        size, _, data = data.partition(b"\r\n")
+        length = int(size, 16)
+        if not length:
+            break
+        body, data = body + data[:length], data[length + 2 :]
+    return body
 
 
 def replies_in(twiml: str) -> list[str]:

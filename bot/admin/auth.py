@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp_session import Session, get_session
+from multidict import MultiDict
 from sqlalchemy.orm import Session as DbSession
 from yarl import URL
 
+from bot.forms import posted_form
 from bot.keys import DB
-from bot.security import PAGE_HEADERS
+from bot.security import PAGE_HEADERS, same_secret
 from locales import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
 from store.clock import utc_now
 from store.clubs import admins
 from store.errors import InvalidInput
-from store.text import check_text
+from store.text import REASON, check_text, is_text, text_only
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,11 +49,6 @@ SECURITY_HEADERS = PAGE_HEADERS
 
 class CsrfRefused(web.HTTPForbidden):
     """A form or action without the session's CSRF token: refused before its handler runs."""
-
-
-class FormUnreadable(web.HTTPBadRequest):
-    """A form whose bytes can't be decoded (not UTF-8, an unknown charset): refused before its
-    handler runs, as a 400 naming the problem, never a 500."""
 
 
 class NotText(web.HTTPUnprocessableEntity):
@@ -155,14 +152,10 @@ def csrf_token(session: Session) -> str:
 
 
 async def read_form(request: web.Request) -> None:
-    """Read (and keep, for the handler's `request.post()`) a posted form, or refuse it with
-    FormUnreadable: bytes that are not UTF-8 or not the charset named, a charset Python does not
-    know (LookupError), a multipart field in either; NotText for a field that is not text."""
-    try:
-        form = await request.post()
-    except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
-        what = "an unknown charset" if isinstance(exc, LookupError) else "bytes not in its charset"
-        raise FormUnreadable(text=f"the form could not be read: {what} (send UTF-8)") from None
+    """Read (and keep, for the handler's `request.post()`) a posted form, or refuse it before
+    its handler runs: bot.forms.FormUnreadable (400) for bytes that can't be decoded, NotText
+    for a field that is not text."""
+    form = await posted_form(request)
     # Every field by the one rule for text (store.text), whichever handler reads it next.
     for name, value in form.items():
         if isinstance(value, str):
@@ -170,6 +163,21 @@ async def read_form(request: web.Request) -> None:
                 check_text(name, value)
             except InvalidInput as exc:
                 raise NotText(exc.field, exc.reason) from None
+
+
+def check_query(request: web.Request) -> None:
+    """Every parameter of the query by the same rule as a form's fields, before any handler
+    reads one (a NUL, which PostgreSQL refuses in a search or a segment's name, was a 500).
+    A page asked for with one is sent to the same query without what is not text, as a
+    hand-edited URL gets a page, not an error; an action is refused (NotText) naming it."""
+    query = request.query
+    wrong = next((name for name, value in query.items() if not is_text(name + value)), None)
+    if wrong is None:
+        return
+    if request.method not in SAFE_METHODS:
+        raise NotText(text_only(wrong), REASON)
+    cleaned = MultiDict((text_only(name), text_only(value)) for name, value in query.items())
+    raise web.HTTPSeeOther(str(request.rel_url.with_query(cleaned)))
 
 
 def _streams(request: web.Request) -> bool:
@@ -188,10 +196,10 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
         return False
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.content_type in FORMS:
-        form = await request.post()
+        form = await posted_form(request)  # read_form's already, for a form to check
         value = form.get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    return given is not None and same_secret(given, expected)
 
 
 def signed_in(session: Session, token: str) -> None:
@@ -264,6 +272,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Session, account, CSRF and language for every admin request, before its handler."""
     route = request.match_info.route
     if isinstance(route.resource, web.StaticResource):
+        # A file that is not there: the 404 of any missing page (aiohttp's own is an empty
+        # application/octet-stream a browser or proxy may keep).
+        if request.match_info.get("filename", "") not in _assets(route.resource):
+            raise web.HTTPNotFound()
         return await handler(request)
     session = await get_session(request)
     admin: Admin | None = None
@@ -283,12 +295,25 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise web.HTTPSeeOther(sign_in_url(request))
     # Known before the check, so even the refusal's page has a sign-out form that works.
     request[CSRF] = csrf_token(session)
+    check_query(request)
     unsafe = request.method not in SAFE_METHODS
     if unsafe and request.content_type in FORMS and not _streams(request):
         await read_form(request)
     if unsafe and not await csrf_ok(request, session):
         raise CsrfRefused(text="missing or wrong CSRF token")
     return await handler(request)
+
+
+def _assets(resource: web.StaticResource) -> frozenset[str]:
+    """The files a static route serves, as their URL names them (the package's own: read once)."""
+    return _files(Path(resource.get_info()["directory"]))
+
+
+@functools.cache
+def _files(directory: Path) -> frozenset[str]:
+    return frozenset(
+        path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()
+    )
 
 
 def errors(render: Callable[[web.Request, web.HTTPException], web.StreamResponse]) -> Any:

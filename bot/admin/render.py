@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, FormUnreadable, NotText
+from bot.admin.auth import ADMIN, CSRF, LANGUAGE, CsrfRefused, NotText
+from bot.forms import FormUnreadable
 from locales import benefit, format_date, format_money, format_number, sms_money, text
 from store.clock import utc_now
 from store.loyalty import coupons

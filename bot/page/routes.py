@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 import locales
 from bot.client_address import client_address
+from bot.forms import FormUnreadable, posted_form
 from bot.keys import CLUBS, DB
 from bot.page import html
 from bot.page.view import member_language, page_view
+from bot.security import same_secret
 from store.clock import utc_now
 from store.members import consent, links, privacy
 from store.models import Member, Program
@@ -176,7 +178,10 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
     token = request.match_info["token"]
     if (refused := limited(request)) is not None:
         return refused
-    form = await request.post()
+    try:
+        form = await posted_form(request)
+    except FormUnreadable:
+        return unreadable(request)
     sent = form.get("form")
     now = utc_now()
     key = request.app[PAGE_KEYS]
@@ -191,9 +196,8 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
         if program is None or member is None:
             return None
         language = member_language(member)
-        if not isinstance(sent, str) or not hmac.compare_digest(
-            sent, form_token(key, link.link_id, action)
-        ):
+        expected = form_token(key, link.link_id, action)
+        if not isinstance(sent, str) or not same_secret(sent, expected):
             return "refused", language, program.name
         if action == "delete":
             return form_token(key, link.link_id, "erase"), language, program.name
@@ -243,6 +247,14 @@ def not_found(request: web.Request) -> web.Response:
     language = _browser_language(request)
     page = html.message(language, "web.page.not_found.title", "web.page.not_found.text")
     return _html(page, status=404)
+
+
+def unreadable(request: web.Request) -> web.Response:
+    """A 400 page for a form whose bytes can't be read (bot.forms), in the browser's language:
+    nothing is done, whatever the link."""
+    language = _browser_language(request)
+    page = html.message(language, "web.page.unreadable.title", "web.page.unreadable.text")
+    return _html(page, status=400)
 
 
 def limited(request: web.Request) -> web.Response | None:

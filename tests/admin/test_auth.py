@@ -28,7 +28,7 @@ from tests.admin.conftest import (
     create_account,
     create_member,
 )
-from tests.conftest import AUTH_TOKEN, now
+from tests.conftest import AUTH_TOKEN, now, raw_request
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -263,6 +263,25 @@ async def test_the_csrf_header_serves_scripts(admin: Admin, owner: int) -> None:
         "/admin/sign-out", headers={"X-CSRF-Token": token}, allow_redirects=False
     )
     assert response.status == 303
+
+
+@pytest.mark.parametrize("token", [b"\xe9", b"\xc3\xa9t\xc3\xa9"])
+async def test_a_csrf_header_of_bytes_that_are_not_ascii_is_a_wrong_token(
+    client: TestClient, owner: int, token: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No sign-in needed: a Latin-1 byte or UTF-8 that is not ASCII in X-CSRF-Token is refused
+    like a forged token, as the page and as JSON (was a 500 and a traceback)."""
+    for accept, refusal in ((b"text/html", "Skjemaet var utløpt"), (b"*/*", "CSRF token")):
+        answer = await raw_request(
+            client.host,
+            client.port,
+            "POST",
+            b"/admin/sign-in",
+            {"X-CSRF-Token": token, "Accept": accept, "Accept-Language": b"nb"},
+        )
+        assert answer.status == 403
+        assert refusal in answer.body.decode()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_sign_out_ends_the_session(admin: Admin, owner: int) -> None:
@@ -641,6 +660,7 @@ ANSWERS = [
     ("GET", "/admin/members", None, 303),  # the redirect to sign-in
     ("GET", "/admin/sign-in", None, 200),  # a page
     ("GET", "/admin/static/admin.css", None, 200),  # a static file
+    ("GET", "/admin/static/nonexistent.css", None, 404),  # a static file that is not there
     ("GET", "/admin/api/summary", None, 401),  # the admin's JSON
     ("GET", "/admin/no-such-page", None, 303),
     ("POST", "/admin/sign-in", b"email=\xff", 400),  # an unreadable form
@@ -666,8 +686,29 @@ async def test_every_answer_carries_the_security_headers(
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     # Served over plain http (a laptop): no HSTS, which would pin the browser to https.
     assert "Strict-Transport-Security" not in response.headers
-    if not path.startswith("/admin/static/"):
+    if not path.startswith("/admin/static/") or status != 200:
         assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/static/nonexistent.css", "/admin/static/", "/admin/static/a/admin.css"]
+)
+async def test_a_static_file_that_is_not_there_is_the_404_of_any_missing_page(
+    client: TestClient, path: str
+) -> None:
+    """Not an empty application/octet-stream that a browser or proxy may keep: the admin's
+    404 page for a browser, the JSON error for anything else, never cached."""
+    page = await client.get(path, headers={"Accept": "text/html"})
+    assert page.status == 404
+    assert page.content_type == "text/html"
+    assert "<h1>Not found.</h1>" in await page.text()
+    assert page.headers["Cache-Control"] == "no-store"
+    other = await client.get(path, headers={"Accept": "text/css,*/*;q=0.1"})
+    assert other.status == 404
+    assert await other.json() == {"error": "Not Found"}
+    assert other.headers["Cache-Control"] == "no-store"
+    css = await client.get("/admin/static/admin.css")
+    assert (css.status, css.content_type) == (200, "text/css")
 
 
 @pytest.mark.parametrize(("method", "path", "form", "status"), ANSWERS)

@@ -192,7 +192,14 @@ async def test_the_default_period_is_the_last_30_days_and_the_quick_choices_end_
         ("?from=2026-11-01&to=yesterday", "yesterday"),
         ("?from=<script>alert(1)</script>", "<script>alert(1)</script>"),
         ("?from=2026-11-30&to=2026-11-01", "2026-11-30 > 2026-11-01"),
-        ("?from=1900-01-01&to=2026-11-01", "1900-01-01 - 2026-11-01"),
+        ("?from=2001-01-01&to=2026-11-01", "2001-01-01 - 2026-11-01"),
+        # Outside 2000-2100, named beside its field (a day after 9999-12-31 was a 500).
+        ("?from=2026-01-01&to=9999-12-31", "utenfor årene 2000–2100"),
+        ("?from=2026-01-01&to=31.12.9999", "31.12.9999"),
+        ("?from=0001-01-01", "0001-01-01"),
+        ("?to=0001-01-05", "0001-01-05"),
+        ("?from=1999-12-31&to=2000-01-10", "1999-12-31"),
+        ("?from=2026-11-01&to=2101-01-01", "2101-01-01"),
     ],
 )
 async def test_a_wrong_period_shows_the_last_30_days_with_a_notice_naming_it(

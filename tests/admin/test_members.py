@@ -176,6 +176,27 @@ async def test_a_number_that_is_not_one_says_so(
     assert (await admin.client.get("/admin/members", params={"q": "9" * 500})).status == 200
 
 
+@pytest.mark.parametrize(
+    ("query", "cleaned"), [("Kari\x00", "Kari"), ("\x00Ka\x1bri\x7f", "Kari"), ("\x00", "")]
+)
+async def test_a_search_with_a_control_character_searches_without_it(
+    admin: Admin, owner: int, db: Database, club: int, query: str, cleaned: str
+) -> None:
+    """A NUL (which PostgreSQL refuses as a parameter: a 500 there) or another control
+    character in the search: sent on to the same search without it, which finds the member."""
+    await create_member(db, club, KARI, "Kari")
+    await admin.signed_in(OWNER)
+    response = await admin.client.get(
+        "/admin/members", params={"q": query, "page": "1"}, allow_redirects=False
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == f"/admin/members?q={cleaned}&page=1"
+    found = await admin.client.get("/admin/members", params={"q": query})
+    assert found.status == 200
+    assert len(links(await found.text())) == 1
+    assert f'value="{cleaned}"' in await found.text()
+
+
 # --- a member's page ---------------------------------------------------------------------------
 
 

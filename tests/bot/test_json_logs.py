@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bot.app import create_app
 from bot.logs import JsonFormatter, RequestIdFilter
 from bot.settings import Settings, SettingsError
 from store.database import Database
@@ -165,3 +167,43 @@ def test_a_bad_log_format_is_named() -> None:
     with pytest.raises(SettingsError, match="KLUBB_LOG_FORMAT must be one of text, json"):
         Settings.from_env({"KLUBB_LOG_FORMAT": "xml"})
     assert Settings.from_env({"KLUBB_LOG_FORMAT": "JSON"}).log_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/m/" + "a" * 9000, {}),  # a URL over 8 KiB (a page token's path: cut in the line)
+        ("/healthz", {"X-Padding": "a" * 9000}),  # a header over 8 KiB
+    ],
+)
+async def test_a_request_aiohttp_cant_parse_is_one_warning_line_not_a_traceback(
+    client: TestClient, logged: Lines, path: str, headers: dict[str, str]
+) -> None:
+    """aiohttp answers 400 before any code of ours runs, and logged it at ERROR with a
+    traceback: now one WARNING naming the client and what was too long."""
+    response = await client.get(path, headers=headers)
+    assert response.status == 400
+    assert [line["level"] for line in logged.lines if line["level"] in ("ERROR", "CRITICAL")] == []
+    (line,) = [line for line in logged.lines if line["logger"] == "aiohttp.server"]
+    assert line["level"] == "WARNING"
+    assert line["message"].startswith("bad request from 127.0.0.1 (400): ")
+    assert "Got more than 8190 bytes" in line["message"]
+    assert "exception" not in line
+    assert "/m/aaaaaa" not in line["message"]
+
+
+async def test_an_exception_of_a_handler_is_still_an_error_with_its_traceback(
+    settings: Settings, aiohttp_client: Any, logged: Lines
+) -> None:
+    """Only what aiohttp could not parse is quieted: a bug of ours stays an ERROR."""
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app = create_app(settings)
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    assert (await client.get("/broken")).status == 500
+    (line,) = [line for line in logged.lines if line["logger"] == "aiohttp.server"]
+    assert line["level"] == "ERROR"
+    assert "RuntimeError: a bug" in line["exception"]

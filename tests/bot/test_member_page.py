@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -21,6 +22,7 @@ from store.database import Database
 from store.members import links
 from store.models import ConsentEvent, Member, MemberLink, Program
 from store.states import MemberStatus
+from tests.admin.test_auth import UNREADABLE
 from tests.bot.test_loyalty_sms import buy
 from tests.bot.test_privacy import join_fully, was_erased
 from tests.conftest import Phone
@@ -227,12 +229,43 @@ class TestLeavingAndDeleting:
     ) -> None:
         await join_fully(phone)
         _, path = await page_link(phone)
-        for form in ({}, {"form": "0" * 64}):
+        # A token that is not ASCII ("é", "０" as wide as a digit) is refused like a wrong one,
+        # never a 500 (hmac's compare of str takes ASCII only).
+        for form in ({}, {"form": "0" * 64}, {"form": "é" * 64}, {"form": "０" * 64}):
             response = await client.post(path + "/leave", data=form)
             assert response.status == 403
             response = await client.post(path + "/delete/confirm", data=form)
             assert response.status == 403
         assert (await member_of(db)).status == MemberStatus.ACTIVE
+
+    @pytest.mark.parametrize(("content_type", "body"), UNREADABLE)
+    async def test_a_form_that_cant_be_decoded_is_400_and_changes_nothing(
+        self,
+        client: TestClient,
+        phone: Phone,
+        db: Database,
+        caplog: pytest.LogCaptureFixture,
+        content_type: str,
+        body: bytes,
+    ) -> None:
+        """Bytes not in the charset, or a charset Python does not know, on each of the page's
+        forms, a live link's or none's: a 400 page in the browser's language, nothing done, no
+        ERROR in the log (was a 500 and a traceback)."""
+        await join_fully(phone)
+        _, path = await page_link(phone)
+        for link in (path, "/m/" + "x" * 22):
+            for action in ("leave", "delete", "delete/confirm"):
+                response = await client.post(
+                    f"{link}/{action}",
+                    data=body,
+                    headers={"Content-Type": content_type, "Accept-Language": "sv"},
+                )
+                assert response.status == 400, (link, action)
+                assert response.content_type == "text/html"
+                assert "Formuläret kunde inte läsas" in await response.text()
+        assert (await member_of(db)).status == MemberStatus.ACTIVE
+        assert (await client.get(path)).status == 200
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
     async def test_deleting_asks_first_then_erases_as_delete_does(
         self, client: TestClient, phone: Phone, db: Database, club: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,7 @@ from store.database import Database, PostgresDatabase
 from tests.api.conftest import Till, create_key
 from tests.bot.test_not_understood import join_fully
 from tests.bot.test_sender import enqueue
-from tests.conftest import PUBLIC_URL, Phone, now, sign, twilio_form
+from tests.conftest import PUBLIC_URL, Phone, now, raw_request, sign, twilio_form
 from tests.scheduler.campaign_helpers import RecordingGateway
 
 TOKEN = "s3cret-metrics-token-0123456789"
@@ -204,6 +205,22 @@ class TestAccess:
         assert ("klubb_texts_not_understood_total", frozenset()) in right
 
     @pytest.mark.parametrize(
+        "token", [b"\xe9", b"\xc3\xa9" * 20, b"\xff\xfe", b"s3cret-metrics-token-012345678\xe9"]
+    )
+    async def test_a_token_of_bytes_that_are_not_ascii_is_a_wrong_token(
+        self, guarded: TestClient, token: bytes, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Bytes that are not UTF-8 (one Latin-1 é) or not ASCII in the header: 401 like any
+        wrong token, nothing logged as an error (was a 500 and a traceback)."""
+        answer = await raw_request(
+            guarded.host, guarded.port, "GET", b"/metrics", {"Authorization": b"Bearer " + token}
+        )
+        assert answer.status == 401
+        assert answer.json() == {"error": "wrong metrics token"}
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    @pytest.mark.parametrize(
         ("value", "error"),
         [
             ("short", "at least 16 characters"),
@@ -231,6 +248,10 @@ async def test_a_worker_serves_metrics_on_its_own_port(
             url = f"http://127.0.0.1:{port}/metrics"
             async with http.get(url) as refused:
                 assert refused.status == 401
+            latin1 = {"Authorization": b"Bearer \xe9"}
+            not_ascii = await raw_request("127.0.0.1", port, "GET", b"/metrics", latin1)
+            assert not_ascii.status == 401
+            assert not_ascii.json() == {"error": "wrong metrics token"}
             headers = {"Authorization": f"Bearer {TOKEN}"}
             async with http.get(url, headers=headers) as response:
                 assert response.status == 200
