@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 from hypothesis import settings
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from twilio.request_validator import RequestValidator
@@ -52,6 +52,17 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "klubb.db"
     asyncio.run(migrate.upgrade(f"sqlite:///{path}"))
     return path
+
+
+def migrated_by_a_newer_klubb(sqlite_template: Path, path: Path) -> str:
+    """A SQLite database at `path` whose schema a newer Klubb migrated (a revision this one
+    does not know), as its URL."""
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from apscheduler.schedulers.base import STATE_PAUSED
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot.app import create_app
 from bot.health import SCHEDULER
 from bot.settings import Settings
 from store import migrate
+from tests.conftest import migrated_by_a_newer_klubb
 
 NOT_CACHED = {
     "Cache-Control": "no-store",
@@ -124,11 +124,7 @@ async def test_readyz_503_when_the_schema_is_unknown_or_missing(
 ) -> None:
     """A revision this Klubb does not have (a newer Klubb migrated it), or no schema at all."""
     ahead = tmp_path / "ahead.db"
-    shutil.copy(sqlite_template, ahead)
-    engine = create_engine(f"sqlite:///{ahead}")
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    engine.dispose()
+    migrated_by_a_newer_klubb(sqlite_template, ahead)
     for url, status in (
         (f"sqlite:///{ahead}", "unknown"),
         (f"sqlite:///{tmp_path / 'e.db'}", "empty"),

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from bot.cli.common import MAX_ID
 from bot.cli.main import main
 from store import migrate
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, migrated_by_a_newer_klubb
 
 # A port nothing listens on (as tests/cli/test_serve_schema.py), the password to be masked.
 CLOSED = "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/klubb"
@@ -194,11 +194,7 @@ def test_migrate_on_a_newer_klubbs_schema_says_upgrade_klubb(
     """Alembic's "Can't locate revision" traceback before; now what `klubb serve` says, and
     the database left at its revision."""
     path = tmp_path / "ahead.db"
-    shutil.copy(sqlite_template, path)
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    engine.dispose()
+    migrated_by_a_newer_klubb(sqlite_template, path)
     code, err = klubb(monkeypatch, capsys, "migrate", KLUBB_DATABASE_URL=f"sqlite:///{path}")
     assert code == 1
     assert err.strip() == (

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot.cli.main import main
 from store import migrate
+from tests.conftest import migrated_by_a_newer_klubb
 
 COMMANDS = ["serve", "worker"]
 
@@ -89,11 +89,7 @@ def test_refuses_a_database_a_newer_klubb_migrated(
     """A revision this Klubb does not have: `klubb migrate` here can't help, so the message
     says to run the newer Klubb instead."""
     path = tmp_path / "ahead.db"
-    shutil.copy(sqlite_template, path)
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-    engine.dispose()
+    migrated_by_a_newer_klubb(sqlite_template, path)
     code, err = klubb(monkeypatch, capsys, f"sqlite:///{path}", command)
     assert code == 1
     assert "is at migration 0099, which this Klubb" in err
