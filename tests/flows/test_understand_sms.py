@@ -32,6 +32,22 @@ STOP_SENTENCES = {
     EN: "please don't text me any more",
 }
 
+# A long text whose opt-out comes last, after what a member tells first.
+LONG_STOPS = {
+    NB: (
+        "Hei! Jeg har handlet hos dere i mange år og er veldig fornøyd med butikken. " * 7,
+        "Men nå får jeg altfor mange meldinger, så meld meg av.",
+    ),
+    SV: (
+        "Hej! Jag har handlat hos er i många år och är väldigt nöjd med butiken. " * 7,
+        "Men nu får jag alldeles för många sms, så avregistrera mig.",
+    ),
+    EN: (
+        "Hi! I have shopped with you for many years and I really like the shop. " * 7,
+        "But I get far too many texts now, so please unsubscribe me.",
+    ),
+}
+
 
 async def member_of(db: Database, number: str) -> Member | None:
     return await db.run(lambda s: s.scalars(select(Member).where(Member.phone == number)).first())
@@ -61,6 +77,23 @@ class TestStopOnEveryStep:
         assert member is not None
         assert member.status == "stopped"
         assert (member.flow, member.step) == (None, None)
+        assert await withdrawals(db) == 1
+        assert await phone.text("hei") is None
+
+    @pytest.mark.parametrize("number", [NB, SV, EN])
+    async def test_a_stop_at_the_end_of_a_long_text_stops(self, client, club, db, number) -> None:
+        """An opt-out after a long story (past the first sentences read for anything else)
+        withdraws consent like a short one: it wins wherever it stands."""
+        phone = Phone(client, number)
+        for text in TO_STEP["active"]:
+            await phone.text(text)
+        story, stop = LONG_STOPS[number]
+        assert 480 < len(story + stop) <= 1600
+        reply = await phone.text(story + stop)
+        assert reply is not None
+        member = await member_of(db, number)
+        assert member is not None
+        assert member.status == "stopped"
         assert await withdrawals(db) == 1
         assert await phone.text("hei") is None
 
