@@ -105,15 +105,22 @@ def answer(turn: Turn) -> Outcome:
         # question they have not answered (their name and birthday are known, if given).
         return _resume(turn)
     answered = _ANSWERS[question.kind](turn, question)
-    if _skips(turn, answered):
+    if _skips(turn, question, answered):
         return _next(turn, question, _skip_effects(turn, question))
     return answered
 
 
-def _skips(turn: Turn, answered: Outcome) -> bool:
-    """SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer."""
-    skips = turn.intent is not None and turn.intent.name == "skip"
-    return skips and (turn.intent.exact or answered.state is KEEP)  # type: ignore[union-attr]
+def _skips(turn: Turn, question: Question, answered: Outcome) -> bool:
+    """SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer.
+    A no ("nei takk", "no thanks") declines a question it is no answer to, as SKIP in words
+    ("vil ikke si") does. At the first name either always declines: no typo is read there
+    (flows.understand.FREE_TEXT_STATES), and no one is called "Nei Takk" or "Skip Pls"."""
+    intent = turn.intent
+    if intent is None or intent.name not in ("skip", "no"):
+        return False
+    if question.kind == "first_name":
+        return True
+    return (intent.name == "skip" and intent.exact) or answered.state is KEEP
 
 
 def _skip_effects(turn: Turn, question: Question) -> tuple[SkipQuestion, ...]:
@@ -141,7 +148,10 @@ def prompt(turn: Turn) -> tuple[Reply, ...]:
 
 def _first_name(turn: Turn, question: Question) -> Outcome:
     name = clean_name(turn.text)
-    if name is None:
+    # "ja takk" answers no name; a yes alone is kept as typed, as "Jo" is a name as well.
+    intent = turn.intent
+    yes_among_words = intent is not None and intent.name == "yes" and not intent.exact
+    if name is None or yes_among_words:
         return Outcome.say(reply("profile.again.first_name"))
     return _next(turn, question, (SetFirstName(name),), reply("profile.thanks", first_name=name))
 
@@ -344,7 +354,7 @@ def answer_added(turn: Turn) -> Outcome | None:
     if question is None:
         return None
     answered = _ANSWERS[question.kind](turn, question)
-    if _skips(turn, answered):
+    if _skips(turn, question, answered):
         return _next(turn, question, (SkipQuestion(question.id),))
     if answered.state is KEEP:
         return None

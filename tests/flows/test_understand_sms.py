@@ -118,6 +118,32 @@ class TestStopOnEveryStep:
         assert member.first_name == "Kari"
 
     @pytest.mark.parametrize(
+        "text",
+        ["nei takk", "Nei", "no thanks", "nej tack", "vil ikke si", "skip pls", "helst ikke"],
+    )
+    async def test_a_no_at_the_first_name_question_skips_it(self, phone, db, text: str) -> None:
+        """ "Nei takk" declines to give a name: no one is thanked as "Nei Takk", and the
+        birthday is asked next."""
+        for step in TO_STEP["first_name"]:
+            await phone.text(step)
+        reply = await phone.text(text)
+        assert reply.startswith("Hva er fødselsdatoen din")
+        member = await member_of(db, phone.number)
+        assert member is not None
+        assert (member.status, member.first_name, member.step) == ("active", None, "q2")
+
+    @pytest.mark.parametrize("text", ["ja takk", "yes please", "ja gjerne"])
+    async def test_a_yes_at_the_first_name_question_asks_again(self, phone, db, text) -> None:
+        """ "Ja takk" is no name: the question is asked again."""
+        for step in TO_STEP["first_name"]:
+            await phone.text(step)
+        assert await phone.text(text) == "Svar med bare fornavnet ditt, eller HOPP OVER."
+        member = await member_of(db, phone.number)
+        assert member is not None
+        assert (member.first_name, member.step) == (None, "q1")
+        assert (await phone.text("Jo")).startswith("Takk, Jo!")  # a yes alone may be a name
+
+    @pytest.mark.parametrize(
         ("typed", "thanked"),
         [
             ("è", "Takk, è!"),  # "È" is no GSM-7 letter: kept as typed
