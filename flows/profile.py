@@ -63,6 +63,7 @@ _NAME_PREFIXES = (
     "jeg heter",
     "eg heiter",
     "navnet mitt er",
+    "mitt navn er",
     "navnet er",
     "jag heter",
     "mitt namn ar",
@@ -366,8 +367,10 @@ def answer_added(turn: Turn) -> Outcome | None:
 
 def clean_name(text: str) -> str | None:
     """A first name from an answer like "kari", "KARI", "Jeg heter Kari" or "Anne-Marie"."""
-    words = " ".join(text.split())
-    folded = normalize(words.replace("'", "").replace("’", ""))  # "I'm Kari" as "im kari"
+    # A phone's typographic apostrophe ("O’Brien", iOS's default) is the plain one: a name
+    # holds it as typed, and the thanks stays GSM-7.
+    words = " ".join(text.translate(_APOSTROPHES).split())
+    folded = normalize(words.replace("'", ""))  # "I'm Kari" as "im kari"
     for prefix in _NAME_PREFIXES:
         if folded == prefix:
             return None
@@ -386,6 +389,9 @@ def clean_name(text: str) -> str | None:
             "-".join(_capitalised(part) for part in word.split("-")) for word in words.split()
         )
     return words
+
+
+_APOSTROPHES = str.maketrans(dict.fromkeys("’‘ʼ´`", "'"))
 
 
 def _capitalised(name: str) -> str:

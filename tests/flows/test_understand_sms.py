@@ -151,6 +151,9 @@ class TestStopOnEveryStep:
             ("élodie", "Takk, Élodie!"),  # "É" is GSM-7
             ("FRANÇOIS", "Takk, FRANÇOIS!"),  # "ç" is not
             ("kari", "Takk, Kari!"),
+            ("O’Brien", "Takk, O'Brien!"),  # a phone's typographic apostrophe
+            ("d‘angelo", "Takk, D'angelo!"),
+            ("mitt navn er Mette", "Takk, Mette!"),
         ],
     )
     async def test_a_name_is_capitalised_only_into_gsm7_letters(
