@@ -413,7 +413,7 @@ _MONTH_NAME_DAY = re.compile(r"^([a-z]+)\.? *(\d{1,2})(?:st|nd|rd|th)?,? *(\d{4}
 def parse_birthday(text: str, today: dt.date) -> dt.date | None:
     """A birth date in any common Nordic or English form, or None if it can't be one."""
     raw = " ".join(text.strip().lower().split())
-    parts = _date_parts(raw, today)
+    parts = _date_parts(raw, today) or _date_parts(_date_words(raw), today)
     if parts is None:
         return None
     year, month, day = parts
@@ -449,6 +449,22 @@ def _date_parts(raw: str, today: dt.date) -> tuple[int, int, int] | None:
         month = _month_names().get(m[1])
         return (int(m[3]), month, int(m[2])) if month else None
     return None
+
+
+def _date_words(raw: str) -> str:
+    """The words of a date in a sentence: "født 15.03.1990", "den 15. mars 1990 🎂" and
+    "born on March 15, 1990" hold one, read as it would be alone; the other words go."""
+    months = _month_names()
+    words = (_EDGES.sub("", word) for word in raw.split())
+    return " ".join(
+        word
+        for word in words
+        if any(c.isdigit() for c in word) or normalize(word).replace(" ", "") in months
+    )
+
+
+# What stands around a word of a date: an emoji, a comma, brackets (a dot may end the day).
+_EDGES = re.compile(r"^[^\w]+|[^\w.]+$")
 
 
 def _full_year(digits: str, today: dt.date, month: int, day: int) -> int:

@@ -3,6 +3,7 @@ a member can be on, in nb, sv and en."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
@@ -169,6 +170,26 @@ class TestStopOnEveryStep:
 
 
 class TestSentences:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Født 15.03.1990",
+            "den 15. mars 1990",
+            "15.03.1990 🎂",
+            "född 15 mars 1990",
+            "I was born on March 15, 1990",
+        ],
+    )
+    async def test_a_birthday_among_words_is_the_birthday(self, phone, db, text: str) -> None:
+        """A date with words or an emoji around it is read as the date alone, and the next
+        question is asked."""
+        for step in TO_STEP["birthday"]:
+            await phone.text(step)
+        assert (await phone.text(text)).startswith("Hvilke aktiviteter liker du?")
+        member = await member_of(db, phone.number)
+        assert member is not None
+        assert member.birthday == dt.date(1990, 3, 15)
+
     async def test_a_question_mid_profile_is_answered_and_the_question_asked_again(
         self, phone, db
     ) -> None:
