@@ -63,6 +63,7 @@ _NAME_PREFIXES = (
     "jeg heter",
     "eg heiter",
     "navnet mitt er",
+    "mitt navn er",
     "navnet er",
     "jag heter",
     "mitt namn ar",
@@ -105,15 +106,22 @@ def answer(turn: Turn) -> Outcome:
         # question they have not answered (their name and birthday are known, if given).
         return _resume(turn)
     answered = _ANSWERS[question.kind](turn, question)
-    if _skips(turn, answered):
+    if _skips(turn, question, answered):
         return _next(turn, question, _skip_effects(turn, question))
     return answered
 
 
-def _skips(turn: Turn, answered: Outcome) -> bool:
-    """SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer."""
-    skips = turn.intent is not None and turn.intent.name == "skip"
-    return skips and (turn.intent.exact or answered.state is KEEP)  # type: ignore[union-attr]
+def _skips(turn: Turn, question: Question, answered: Outcome) -> bool:
+    """SKIP to the letter skips; a typo of it ("Ski") that answers the question is an answer.
+    A no ("nei takk", "no thanks") declines a question it is no answer to, as SKIP in words
+    ("vil ikke si") does. At the first name either always declines: no typo is read there
+    (flows.understand.FREE_TEXT_STATES), and no one is called "Nei Takk" or "Skip Pls"."""
+    intent = turn.intent
+    if intent is None or intent.name not in ("skip", "no"):
+        return False
+    if question.kind == "first_name":
+        return True
+    return (intent.name == "skip" and intent.exact) or answered.state is KEEP
 
 
 def _skip_effects(turn: Turn, question: Question) -> tuple[SkipQuestion, ...]:
@@ -141,7 +149,10 @@ def prompt(turn: Turn) -> tuple[Reply, ...]:
 
 def _first_name(turn: Turn, question: Question) -> Outcome:
     name = clean_name(turn.text)
-    if name is None:
+    # "ja takk" answers no name; a yes alone is kept as typed, as "Jo" is a name as well.
+    intent = turn.intent
+    yes_among_words = intent is not None and intent.name == "yes" and not intent.exact
+    if name is None or yes_among_words:
         return Outcome.say(reply("profile.again.first_name"))
     return _next(turn, question, (SetFirstName(name),), reply("profile.thanks", first_name=name))
 
@@ -344,7 +355,7 @@ def answer_added(turn: Turn) -> Outcome | None:
     if question is None:
         return None
     answered = _ANSWERS[question.kind](turn, question)
-    if _skips(turn, answered):
+    if _skips(turn, question, answered):
         return _next(turn, question, (SkipQuestion(question.id),))
     if answered.state is KEEP:
         return None
@@ -356,8 +367,10 @@ def answer_added(turn: Turn) -> Outcome | None:
 
 def clean_name(text: str) -> str | None:
     """A first name from an answer like "kari", "KARI", "Jeg heter Kari" or "Anne-Marie"."""
-    words = " ".join(text.split())
-    folded = normalize(words.replace("'", "").replace("’", ""))  # "I'm Kari" as "im kari"
+    # A phone's typographic apostrophe ("O’Brien", iOS's default) is the plain one: a name
+    # holds it as typed, and the thanks stays GSM-7.
+    words = " ".join(text.translate(_APOSTROPHES).split())
+    folded = normalize(words.replace("'", ""))  # "I'm Kari" as "im kari"
     for prefix in _NAME_PREFIXES:
         if folded == prefix:
             return None
@@ -376,6 +389,9 @@ def clean_name(text: str) -> str | None:
             "-".join(_capitalised(part) for part in word.split("-")) for word in words.split()
         )
     return words
+
+
+_APOSTROPHES = str.maketrans(dict.fromkeys("’‘ʼ´`", "'"))
 
 
 def _capitalised(name: str) -> str:
@@ -397,7 +413,7 @@ _MONTH_NAME_DAY = re.compile(r"^([a-z]+)\.? *(\d{1,2})(?:st|nd|rd|th)?,? *(\d{4}
 def parse_birthday(text: str, today: dt.date) -> dt.date | None:
     """A birth date in any common Nordic or English form, or None if it can't be one."""
     raw = " ".join(text.strip().lower().split())
-    parts = _date_parts(raw, today)
+    parts = _date_parts(raw, today) or _date_parts(_date_words(raw), today)
     if parts is None:
         return None
     year, month, day = parts
@@ -433,6 +449,22 @@ def _date_parts(raw: str, today: dt.date) -> tuple[int, int, int] | None:
         month = _month_names().get(m[1])
         return (int(m[3]), month, int(m[2])) if month else None
     return None
+
+
+def _date_words(raw: str) -> str:
+    """The words of a date in a sentence: "født 15.03.1990", "den 15. mars 1990 🎂" and
+    "born on March 15, 1990" hold one, read as it would be alone; the other words go."""
+    months = _month_names()
+    words = (_EDGES.sub("", word) for word in raw.split())
+    return " ".join(
+        word
+        for word in words
+        if any(c.isdigit() for c in word) or normalize(word).replace(" ", "") in months
+    )
+
+
+# What stands around a word of a date: an emoji, a comma, brackets (a dot may end the day).
+_EDGES = re.compile(r"^[^\w]+|[^\w.]+$")
 
 
 def _full_year(digits: str, today: dt.date, month: int, day: int) -> int:

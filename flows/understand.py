@@ -26,7 +26,8 @@ STATES = frozenset(
     {"none", "consent", "confirm_delete", "awaiting_name", "awaiting_birthday", "profile_answer"}
     | FREE_TEXT_STATES
 )
-# Only this much of a text is read for meaning; SMS rarely holds more than a few sentences.
+# Only this much of a text is read for what it asks (SMS rarely holds more than a few
+# sentences); an opt-out is looked for in the whole text, as it wins wherever it stands.
 MAX_READ = 480
 MAX_KEYWORD_TEXT = 200  # a longer text is no keyword
 THRESHOLD = 2.0  # the best intent's score must reach this …
@@ -367,7 +368,10 @@ def understand(text: str, *, state: str | None = None) -> Reading:
     read = tokens if len(text) <= MAX_READ else _TOKEN.findall(fold(text[:MAX_READ]))
     clauses = _clauses(read, data, correct=not free_text)
     written_in = _language(clauses, data)
-    if stop := _stop(clauses, data):
+    # A long complaint that ends "… so please stop" stops: the law asks for every opt-out,
+    # not only one in the first sentences (a few ms, for the rare text past MAX_READ).
+    whole_text = clauses if read is tokens else _clauses(tokens, data, correct=not free_text)
+    if stop := _stop(whole_text, data):
         return Reading(Intent("stop", exact=False), stop, written_in)
     word = whole
     all_words = tuple(_word(t) for t in tokens if t[0] not in _CLAUSE_END)

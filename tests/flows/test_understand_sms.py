@@ -3,6 +3,7 @@ a member can be on, in nb, sv and en."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
@@ -30,6 +31,22 @@ STOP_SENTENCES = {
     NB: "jeg vil ikke være med lenger",
     SV: "sluta skicka erbjudanden till mig",
     EN: "please don't text me any more",
+}
+
+# A long text whose opt-out comes last, after what a member tells first.
+LONG_STOPS = {
+    NB: (
+        "Hei! Jeg har handlet hos dere i mange år og er veldig fornøyd med butikken. " * 7,
+        "Men nå får jeg altfor mange meldinger, så meld meg av.",
+    ),
+    SV: (
+        "Hej! Jag har handlat hos er i många år och är väldigt nöjd med butiken. " * 7,
+        "Men nu får jag alldeles för många sms, så avregistrera mig.",
+    ),
+    EN: (
+        "Hi! I have shopped with you for many years and I really like the shop. " * 7,
+        "But I get far too many texts now, so please unsubscribe me.",
+    ),
 }
 
 
@@ -64,6 +81,23 @@ class TestStopOnEveryStep:
         assert await withdrawals(db) == 1
         assert await phone.text("hei") is None
 
+    @pytest.mark.parametrize("number", [NB, SV, EN])
+    async def test_a_stop_at_the_end_of_a_long_text_stops(self, client, club, db, number) -> None:
+        """An opt-out after a long story (past the first sentences read for anything else)
+        withdraws consent like a short one: it wins wherever it stands."""
+        phone = Phone(client, number)
+        for text in TO_STEP["active"]:
+            await phone.text(text)
+        story, stop = LONG_STOPS[number]
+        assert 480 < len(story + stop) <= 1600
+        reply = await phone.text(story + stop)
+        assert reply is not None
+        member = await member_of(db, number)
+        assert member is not None
+        assert member.status == "stopped"
+        assert await withdrawals(db) == 1
+        assert await phone.text("hei") is None
+
     @pytest.mark.parametrize("text", ["Avslutt", "Slutt", "stopp takk", "meld meg av"])
     async def test_a_stop_word_at_the_first_name_question_is_no_name(
         self, phone, db, text: str
@@ -85,6 +119,32 @@ class TestStopOnEveryStep:
         assert member.first_name == "Kari"
 
     @pytest.mark.parametrize(
+        "text",
+        ["nei takk", "Nei", "no thanks", "nej tack", "vil ikke si", "skip pls", "helst ikke"],
+    )
+    async def test_a_no_at_the_first_name_question_skips_it(self, phone, db, text: str) -> None:
+        """ "Nei takk" declines to give a name: no one is thanked as "Nei Takk", and the
+        birthday is asked next."""
+        for step in TO_STEP["first_name"]:
+            await phone.text(step)
+        reply = await phone.text(text)
+        assert reply.startswith("Hva er fødselsdatoen din")
+        member = await member_of(db, phone.number)
+        assert member is not None
+        assert (member.status, member.first_name, member.step) == ("active", None, "q2")
+
+    @pytest.mark.parametrize("text", ["ja takk", "yes please", "ja gjerne"])
+    async def test_a_yes_at_the_first_name_question_asks_again(self, phone, db, text) -> None:
+        """ "Ja takk" is no name: the question is asked again."""
+        for step in TO_STEP["first_name"]:
+            await phone.text(step)
+        assert await phone.text(text) == "Svar med bare fornavnet ditt, eller HOPP OVER."
+        member = await member_of(db, phone.number)
+        assert member is not None
+        assert (member.first_name, member.step) == (None, "q1")
+        assert (await phone.text("Jo")).startswith("Takk, Jo!")  # a yes alone may be a name
+
+    @pytest.mark.parametrize(
         ("typed", "thanked"),
         [
             ("è", "Takk, è!"),  # "È" is no GSM-7 letter: kept as typed
@@ -92,6 +152,9 @@ class TestStopOnEveryStep:
             ("élodie", "Takk, Élodie!"),  # "É" is GSM-7
             ("FRANÇOIS", "Takk, FRANÇOIS!"),  # "ç" is not
             ("kari", "Takk, Kari!"),
+            ("O’Brien", "Takk, O'Brien!"),  # a phone's typographic apostrophe
+            ("d‘angelo", "Takk, D'angelo!"),
+            ("mitt navn er Mette", "Takk, Mette!"),
         ],
     )
     async def test_a_name_is_capitalised_only_into_gsm7_letters(
@@ -107,6 +170,26 @@ class TestStopOnEveryStep:
 
 
 class TestSentences:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Født 15.03.1990",
+            "den 15. mars 1990",
+            "15.03.1990 🎂",
+            "född 15 mars 1990",
+            "I was born on March 15, 1990",
+        ],
+    )
+    async def test_a_birthday_among_words_is_the_birthday(self, phone, db, text: str) -> None:
+        """A date with words or an emoji around it is read as the date alone, and the next
+        question is asked."""
+        for step in TO_STEP["birthday"]:
+            await phone.text(step)
+        assert (await phone.text(text)).startswith("Hvilke aktiviteter liker du?")
+        member = await member_of(db, phone.number)
+        assert member is not None
+        assert member.birthday == dt.date(1990, 3, 15)
+
     async def test_a_question_mid_profile_is_answered_and_the_question_asked_again(
         self, phone, db
     ) -> None:
