@@ -35,6 +35,12 @@ class Rejected(GatewayError):
     """The gateway refused this message for good (its body, the sender number...): never retry."""
 
 
+class Unauthorized(GatewayError):
+    """The gateway refused the account itself (bad credentials, a suspended account): no
+    message can go until someone fixes it. The message was not taken and is not at fault: it
+    goes back to the queue untried, and the sender pauses instead of failing the outbox."""
+
+
 class Throttled(GatewayError):
     """Too fast: back off and retry."""
 

@@ -86,7 +86,8 @@ class Result:
 
     id: int
     # sent, retry, throttled, failed, flag (failed, and the number is flagged), skipped (held
-    # back at hand-off: `error` says why), or unsent (never handed over: the sender is stopping)
+    # back at hand-off: `error` says why), unsent (never handed over: the sender is stopping),
+    # or unauthorized (the gateway refused the account, not the message: back untried)
     outcome: str
     provider_id: str | None = None
     error: str | None = None
@@ -629,7 +630,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
     if sent:
         connection.execute(_SENT, sent)
         delivery.apply_waiting(session, [r.provider_id for r in results if r.provider_id], now)
-    again = [r for r in results if r.outcome in ("retry", "throttled", "unsent")]
+    again = [r for r in results if r.outcome in ("retry", "throttled", "unsent", "unauthorized")]
     flagged = [r for r in results if r.outcome == "flag"]
     # The tries a retry has had, and whom a flag is for: one read for the batch.
     held = {
@@ -646,6 +647,9 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         at = r.at or now
         if r.outcome == "unsent":
             requeue.append({"row_id": r.id, "error": None, "until": at, "uncount": 1})
+        elif r.outcome == "unauthorized":
+            # Due again at once: the sender's pause is what waits, not each row.
+            requeue.append({"row_id": r.id, "error": r.error, "until": at, "uncount": 1})
         elif r.outcome == "throttled":
             wait = dt.timedelta(seconds=r.retry_after) if r.retry_after else THROTTLE_WAIT
             requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 1})
