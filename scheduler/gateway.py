@@ -24,7 +24,8 @@ class GatewayError(Exception):
 
 
 class OptedOut(GatewayError):
-    """The carrier says the number has opted out: never retry; the member is flagged."""
+    """The carrier says the number has opted out (texted STOP to the club's number): never
+    retry; the member's marketing consent is withdrawn, as a STOP to Klubb withdraws it."""
 
 
 class InvalidNumber(GatewayError):

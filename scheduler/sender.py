@@ -345,8 +345,12 @@ async def _answer(gateway: Gateway, row: sending.Claimed, now: Clock) -> sending
     try:
         async with asyncio.timeout(ANSWER_TIMEOUT):
             provider_id = await gateway.send(OutboundSms(row.to, row.from_, row.body, str(row.id)))
-    except (OptedOut, InvalidNumber) as exc:
-        metrics.count_send("opted_out" if isinstance(exc, OptedOut) else "invalid_number", exc)
+    except OptedOut as exc:
+        metrics.count_send("opted_out", exc)
+        # A STOP the carrier took: failed, and the member's consent withdrawn (not flagged).
+        return sending.Result(row.id, "opted_out", error=_describe(exc), at=now())
+    except InvalidNumber as exc:
+        metrics.count_send("invalid_number", exc)
         return sending.Result(row.id, "flag", error=_describe(exc), at=now())
     except Unauthorized as exc:
         metrics.count_send("unauthorized", exc)

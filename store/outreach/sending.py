@@ -85,7 +85,8 @@ class Result:
     """What the gateway said of one claimed row."""
 
     id: int
-    # sent, retry, throttled, failed, flag (failed, and the number is flagged), skipped (held
+    # sent, retry, throttled, failed, flag (failed, and the number is flagged), opted_out
+    # (failed, and the member's consent withdrawn: they opted out at the carrier), skipped (held
     # back at hand-off: `error` says why), unsent (never handed over: the sender is stopping),
     # or unauthorized (the gateway refused the account, not the message: back untried)
     outcome: str
@@ -631,7 +632,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         connection.execute(_SENT, sent)
         delivery.apply_waiting(session, [r.provider_id for r in results if r.provider_id], now)
     again = [r for r in results if r.outcome in ("retry", "throttled", "unsent", "unauthorized")]
-    flagged = [r for r in results if r.outcome == "flag"]
+    flagged = [r for r in results if r.outcome in ("flag", "opted_out")]
     # The tries a retry has had, and whom a flag is for: one read for the batch.
     held = {
         row.id: (row.attempts, row.member_id)
@@ -659,7 +660,9 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
             wait = min(FIRST_RETRY * 2 ** max(tries - 1, 0), LAST_RETRY)
             requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 0})
     failed += [
-        {"row_id": r.id, "error": r.error} for r in results if r.outcome in ("failed", "flag")
+        {"row_id": r.id, "error": r.error}
+        for r in results
+        if r.outcome in ("failed", "flag", "opted_out")
     ]
     skipped = [{"row_id": r.id, "why": r.error} for r in results if r.outcome == "skipped"]
     if skipped:
@@ -672,7 +675,12 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         connection.execute(_FAILED, [{**f, "error": (f["error"] or "")[:200]} for f in failed])
     for r in flagged:
         member_id = held.get(r.id, (0, None))[1]
-        if member_id is not None:
+        if member_id is None:
+            continue
+        if r.outcome == "opted_out":
+            evidence = f"carrier:{delivery.OPTED_OUT_AT_CARRIER}:outbox:{r.id}"
+            delivery.opted_out_at_carrier(session, member_id, r.at or now, evidence)
+        else:
             delivery.flag(session, member_id, now, r.error or "")
 
 

@@ -22,7 +22,7 @@ from scheduler.gateway import OutboundSms
 from store import messages
 from store.clubs import programs
 from store.database import Database
-from store.members import members
+from store.members import consent, members
 from store.models import DeliveryReceipt, Member, OutboxMessage
 from store.outreach import delivery
 from tests.conftest import AUTH_TOKEN, CLUB_NUMBER, PUBLIC_URL, sign
@@ -357,11 +357,11 @@ class TestFlags:
         assert person.delivery_failures == 2
         assert person.undeliverable_at is None
 
-    @pytest.mark.parametrize("code", ["21610", "30004", "30005", "30006"])
+    @pytest.mark.parametrize("code", ["30004", "30005", "30006"])
     async def test_a_number_that_cannot_receive_is_flagged_at_once(
         self, client, db, club, code: str
     ) -> None:
-        """Opted out at the carrier, blocked, unknown or a landline: flagged on the first."""
+        """Blocked, unknown or a landline: flagged on the first."""
         member = await new_member(db, club)
         sid = new_sid()
         await sent_message(db, club, member, sid)
@@ -371,6 +371,27 @@ class TestFlags:
         person = await member_row(db, member)
         assert person.delivery_failures == 1
         assert person.undeliverable_at is not None
+
+    async def test_an_opt_out_at_the_carrier_withdraws_consent_and_flags_nothing(
+        self, client, db, club
+    ) -> None:
+        """21610 in a callback (the member texted STOP to the club's number and the carrier
+        took it): their marketing consent is withdrawn in the log, with the carrier's word as
+        evidence, once however often it is reported; the number is not flagged and it counts
+        as no failure of the number."""
+        member = await new_member(db, club)
+        sids = [new_sid(), new_sid()]
+        for sid in sids:
+            await sent_message(db, club, member, sid)
+            await callback(client, sid, "undelivered", "21610")
+        person = await member_row(db, member)
+        assert person.status == members.STOPPED
+        assert (person.delivery_failures, person.undeliverable_at) == (0, None)
+        events = await db.run(lambda s: consent.history(s, member))
+        withdrawn = [e for e in events if e.action == consent.WITHDRAW]
+        assert len(withdrawn) == 1
+        assert withdrawn[0].channel == "sms"
+        assert "21610" in withdrawn[0].evidence
 
     async def test_flag_marks_the_member_once(self, db, club) -> None:
         """The sender flags a number the gateway refused (OptedOut, InvalidNumber): set once,
