@@ -12,8 +12,9 @@ What a receipt does:
 - undelivered, failed: the row keeps the status and the error code, once (a second failure of
   the same message counts no more), and the member's failures in a row go up by one. The
   member is flagged undeliverable at FAILURES_TO_FLAG in a row, or at once for a code that
-  says the number can't receive at all. 21610 says the member opted out at the carrier: that
-  is a STOP (opted_out_at_carrier), not a failure of the number.
+  says the number can't receive at all; not for one that is the message's or the account's
+  fault (NOT_THE_NUMBER: 30007, the carrier filtered it). 21610 says the member opted out
+  at the carrier: that is a STOP (opted_out_at_carrier), not a failure of the number.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ OPTED_OUT_AT_CARRIER = "21610"
 # number) when they come back in a callback. 30003 (handset unreachable: switched off, no
 # signal) is usually passing, so it only counts towards FAILURES_TO_FLAG.
 FLAG_AT_ONCE = frozenset({"30004", "30005", "30006", "21211", "21612", "21614"})
+# Failures that say nothing of the number: the carrier filtered the message's content (30007),
+# Twilio's queue overflowed (30001), the account is suspended (30002), the price was over the
+# maximum (30010). Counted, every member of a filtered campaign would be one step nearer the
+# flag, and three such campaigns would flag the whole club for good.
+NOT_THE_NUMBER = frozenset({"30001", "30002", "30007", "30010"})
 
 # PostgreSQL only. A callback that lands while the sender is writing provider ids may find no
 # row with its id (not committed yet) and commit its receipt after `apply_waiting` has looked:
@@ -284,6 +290,8 @@ def _apply(session: Session, receipts: Sequence[_Receipt], now: dt.datetime) -> 
                 # A STOP, not a failure of the number: it counts towards no flag.
                 opted_out_at_carrier(session, row.member_id, now, f"carrier:{code}:outbox:{row.id}")
                 continue
+            if code in NOT_THE_NUMBER:
+                continue  # kept on the row; the member's number is not at fault
             counts[row.member_id] += 1
             if code in FLAG_AT_ONCE:
                 at_once[row.member_id] = code or ""

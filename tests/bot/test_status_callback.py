@@ -361,6 +361,23 @@ class TestFlags:
         assert person.delivery_failures == 3
         assert person.undeliverable_at is not None
 
+    async def test_a_message_the_carrier_filtered_counts_against_no_number(
+        self, client, db, club
+    ) -> None:
+        """30007 (the carrier filtered the message's content) three times: each row keeps its
+        failure and code, but the member's number is not at fault: not counted, not flagged."""
+        member = await new_member(db, club)
+        rows = []
+        for _ in range(delivery.FAILURES_TO_FLAG):
+            sid = new_sid()
+            rows.append(await sent_message(db, club, member, sid))
+            await callback(client, sid, "undelivered", "30007")
+        for row_id in rows:
+            row = await outbox_row(db, row_id)
+            assert (row.delivery, row.delivery_error) == ("undelivered", "30007")
+        person = await member_row(db, member)
+        assert (person.delivery_failures, person.undeliverable_at) == (0, None)
+
     async def test_delivered_resets_the_count(self, client, db, club) -> None:
         """Two failures, one delivery, two failures: never three in a row, never flagged."""
         member = await new_member(db, club)
