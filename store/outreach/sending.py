@@ -807,6 +807,22 @@ def settle(session: Session, found: Sequence[tuple[int, str | None]], now: dt.da
         for i, p in found
         if p is None
     ]
+    # Each try counted at its claim: a gateway that never answers and never takes a message
+    # (a broken proxy before it) would otherwise have it sent again every STALE, for ever.
+    tries = {
+        row.id: row.attempts
+        for row in (
+            connection.execute(_ATTEMPTS, {"ids": [r["row_id"] for r in lost]}) if lost else ()
+        )
+    }
+    given_up = [
+        {"row_id": r["row_id"], "error": f"gave up after {tries[r['row_id']]} tries: {r['error']}"}
+        for r in lost
+        if tries.get(r["row_id"], 0) >= MAX_ATTEMPTS
+    ]
+    lost = [r for r in lost if tries.get(r["row_id"], 0) < MAX_ATTEMPTS]
+    if given_up:
+        connection.execute(_FAILED, given_up)
     if went:
         connection.execute(_SENT, went)
         delivery.apply_waiting(session, [w["provider_id"] for w in went], now)

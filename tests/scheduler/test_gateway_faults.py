@@ -105,3 +105,26 @@ class TestOptedOutAtTheCarrier:
                 await gateway.close()
             assert len(fake.sent_to(stopped)) == 1
             assert len(fake.sent_to(other)) == 2
+
+
+class TestNeverTaken:
+    async def test_a_gateway_that_drops_every_send_untaken_is_given_up_on(self, db, club) -> None:
+        """The connection closes before Twilio takes anything, every time: each try is in doubt,
+        settled by asking Twilio (nothing taken), and tried again, but only MAX_ATTEMPTS times
+        in all; then the row is failed with why, and the gateway hears no more of it."""
+        now = dt.datetime.now(dt.UTC)
+        [number] = await system_rows(db, club, 1, now)
+        async with FakeTwilio() as fake:
+            fake.drop_next_untaken(100)
+            gateway = fake.gateway()
+            try:
+                for _ in range(sending.MAX_ATTEMPTS + 3):
+                    await sender.drain(db, gateway, at(now))
+                    now += sending.STALE + dt.timedelta(seconds=1)
+            finally:
+                await gateway.close()
+            row = (await outbox_by_number(db))[number]
+            assert row.status == sending.FAILED
+            assert "gave up" in (row.error or "")
+            assert fake.counters.requests == sending.MAX_ATTEMPTS
+            assert fake.messages == []
