@@ -41,8 +41,11 @@ FORM = "application/x-www-form-urlencoded"
 REQUIRED = ("From", "To", "MessageSid")
 STATUS_REQUIRED = ("MessageSid", "MessageStatus", "From")
 MAX_SID = 64
-# What the receipts table can hold: a status word and Twilio's numeric error code.
-_STATUS = re.compile(r"[a-z_]{1,12}")
+# A status word and Twilio's numeric error code. Twilio adds statuses over time (read,
+# canceled, partially_delivered...); any word is acknowledged, only delivered, undelivered and
+# failed change a row, and one longer than the receipts' column (KEPT_STATUS) is not kept.
+_STATUS = re.compile(r"[a-z_]{1,40}")
+KEPT_STATUS = 12
 _ERROR_CODE = re.compile(r"[0-9]{1,10}")
 # A text answered with an error before any turn (a form, a signature that is wrong).
 REFUSED = "refused"
@@ -150,6 +153,10 @@ async def message_status(request: web.Request) -> web.Response:
     sender = club_number(params["From"])
     if sender is None:
         return _problem(400, f"From is not a phone number or short code: {params['From'][:40]!r}")
+    if len(status) > KEPT_STATUS:
+        # Twilio's, and signed: a 4xx would be an error in its debugger for every message.
+        log.info("status %r of %s acknowledged, not kept", status, sid)
+        return web.Response(status=204)
     clubs = request.app[CLUBS]
     now = utc_now()
 

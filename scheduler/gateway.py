@@ -24,7 +24,8 @@ class GatewayError(Exception):
 
 
 class OptedOut(GatewayError):
-    """The carrier says the number has opted out: never retry; the member is flagged."""
+    """The carrier says the number has opted out (texted STOP to the club's number): never
+    retry; the member's marketing consent is withdrawn, as a STOP to Klubb withdraws it."""
 
 
 class InvalidNumber(GatewayError):
@@ -33,6 +34,12 @@ class InvalidNumber(GatewayError):
 
 class Rejected(GatewayError):
     """The gateway refused this message for good (its body, the sender number...): never retry."""
+
+
+class Unauthorized(GatewayError):
+    """The gateway refused the account itself (bad credentials, a suspended account): no
+    message can go until someone fixes it. The message was not taken and is not at fault: it
+    goes back to the queue untried, and the sender pauses instead of failing the outbox."""
 
 
 class Throttled(GatewayError):

@@ -46,7 +46,7 @@ _MAX_CODE = 10
 
 def count_send(result: str, error: GatewayError | None = None) -> None:
     """One answer of the gateway: `result` is sent, opted_out, invalid_number, rejected,
-    throttled, retry, in_doubt or timeout."""
+    unauthorized, throttled, retry, in_doubt or timeout."""
     code = ""
     if error is not None and error.code is not None:
         text = str(error.code)

@@ -26,6 +26,7 @@ from scheduler.gateway import (
     OutboundSms,
     Rejected,
     Throttled,
+    Unauthorized,
 )
 from store.clock import Clock, utc_now
 from store.database import Database
@@ -56,6 +57,10 @@ CLAIM_AGAIN = 1.0
 RECORD_AT = 500
 RECORD_EVERY = 0.25
 MIN_RATE = 1.0
+# The gateway refused the account (Unauthorized): nothing is handed to it for this long, then
+# one group tries again. Credentials are fixed by a restart, which starts a new pace anyway;
+# the pause only keeps the outbox from being thrown at a gateway that refuses every message.
+ACCOUNT_PAUSE = 60.0
 # A running sender beats this often; another settles the rows it claimed once it has missed
 # three beats (sending.GONE), instead of waiting KLUBB_IN_DOUBT_AFTER.
 BEAT_SECONDS = sending.GONE.total_seconds() / 3
@@ -88,6 +93,15 @@ class Pacer:
         self._began = self._last = self._next
         self._answers = 0
         self._peak = 0.0
+        self._paused_until = -math.inf
+
+    def pause(self, seconds: float) -> None:
+        """Hand nothing to this gateway for `seconds` (it refused the account)."""
+        self._paused_until = self._clock() + seconds
+
+    @property
+    def paused(self) -> bool:
+        return self._clock() < self._paused_until
 
     async def wait(self) -> None:
         now = self._clock()
@@ -151,15 +165,19 @@ async def drain(
     settled at once by another sender should it stop beating; and the rows of a sender that
     stopped are settled now, not after `stale`."""
     me = heartbeat.id if heartbeat is not None else None
+    pacer = pacer or Pacer(float("inf"))
+    if pacer.paused:
+        # The gateway refused the account a moment ago: not even the rows in doubt can be
+        # asked about. Nothing is claimed, so nothing is failed or left in doubt meanwhile.
+        return 0
     # Most ticks find nothing to do: one read says so, and no write transaction is begun (on
     # SQLite a write would queue behind the members' turns and hold them up in turn).
     if not await db.read(functools.partial(sending.work_waiting, now=now(), stale=stale, me=me)):
         return 0
-    pacer = pacer or Pacer(float("inf"))
     await settle_in_doubt(db, gateway, now, stale, me=me)
     burst = _Burst(db, gateway, now, pacer, stop)
     try:
-        while not burst.stopping:
+        while not burst.halted:
             limit = _claim_size(pacer, batch, stale)
             claimed = await db.run(
                 functools.partial(
@@ -227,6 +245,12 @@ class _Burst:
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
+    @property
+    def halted(self) -> bool:
+        """Nothing more is handed over: the sender is stopping, or the gateway refused the
+        account (the rest of the claim goes back to the queue as it was)."""
+        return self.stopping or self.pacer.paused
+
     async def hand_over(self, claimed: Sequence[sending.Claimed]) -> None:
         """Hand the claimed rows to the gateway a group at a time: a slot and a pace token for
         each, then the group's check, then at once to the gateway. Returns when all are handed
@@ -237,16 +261,16 @@ class _Burst:
             start += len(group)
             taken = 0
             for _ in group:
-                if self.stopping:
+                if self.halted:
                     break
                 await self._slots.acquire()
                 taken += 1
                 await self.pacer.wait()
             held: dict[int, str] = {}
-            if not self.stopping:
+            if not self.halted:
                 # Read now, after every STOP committed so far, and not a moment before the send.
                 held = await self.db.run(functools.partial(sending.held_at_hand_off, rows=group))
-            if self.stopping:
+            if self.halted:
                 for _ in range(taken):
                     self._slots.release()
                 at = self.now()
@@ -271,6 +295,8 @@ class _Burst:
         finally:
             self._slots.release()
         self.pacer.answered(result is not None and result.outcome == "throttled")
+        if result is not None and result.outcome == "unauthorized":
+            self.pacer.pause(ACCOUNT_PAUSE)
         if result is not None:
             self.sent += result.outcome == "sent"
             self._answer(result)
@@ -319,9 +345,17 @@ async def _answer(gateway: Gateway, row: sending.Claimed, now: Clock) -> sending
     try:
         async with asyncio.timeout(ANSWER_TIMEOUT):
             provider_id = await gateway.send(OutboundSms(row.to, row.from_, row.body, str(row.id)))
-    except (OptedOut, InvalidNumber) as exc:
-        metrics.count_send("opted_out" if isinstance(exc, OptedOut) else "invalid_number", exc)
+    except OptedOut as exc:
+        metrics.count_send("opted_out", exc)
+        # A STOP the carrier took: failed, and the member's consent withdrawn (not flagged).
+        return sending.Result(row.id, "opted_out", error=_describe(exc), at=now())
+    except InvalidNumber as exc:
+        metrics.count_send("invalid_number", exc)
         return sending.Result(row.id, "flag", error=_describe(exc), at=now())
+    except Unauthorized as exc:
+        metrics.count_send("unauthorized", exc)
+        # Not this message's fault: back to the queue untried (the sender pauses).
+        return sending.Result(row.id, "unauthorized", error=_describe(exc), at=now())
     except Rejected as exc:
         metrics.count_send("rejected", exc)
         return sending.Result(row.id, "failed", error=_describe(exc), at=now())

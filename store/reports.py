@@ -1048,8 +1048,9 @@ class CampaignResult:
     members who withdrew marketing consent (STOP or any stop word, or DELETE) within
     OPT_OUT_DAYS of the message's sending (the planned moment for the control group, whose
     opt-outs are the baseline). A STOP counts for every campaign sent to the member in the 7
-    days before it. A carrier's own opt-out (error 21610) is a delivery failure, not counted
-    here."""
+    days before it. A STOP the carrier took itself (error 21610) is logged as a withdrawal when
+    a send to the member is refused with it (store.outreach.delivery.opted_out_at_carrier), and
+    counts from that moment."""
 
     id: int
     name: str

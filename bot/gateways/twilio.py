@@ -32,6 +32,7 @@ from scheduler.gateway import (
     Rejected,
     Throttled,
     Transient,
+    Unauthorized,
 )
 from store.clock import utc_now
 
@@ -45,6 +46,9 @@ OPTED_OUT_CODES = frozenset({21610})
 # the account may not send to, is the account's to fix, not the member's: it is Rejected.)
 INVALID_NUMBER_CODES = frozenset({21211, 21217, 21612, 21614})
 THROTTLED_CODES = frozenset({20429})
+# The account itself refused (20003 authenticate, 20005 account not active): every send fails
+# alike, so none of them is the message's fault.
+ACCOUNT_CODES = frozenset({20003, 20005})
 
 # A burst keeps about 64 requests in flight; the pool matches so none waits for a socket.
 IN_FLIGHT = 64
@@ -157,9 +161,9 @@ class TwilioGateway:
             return OptedOut(text, code=code)
         if twilio_code in INVALID_NUMBER_CODES:
             return InvalidNumber(text, code=code)
-        if status in (401, 403):
+        if status in (401, 403) or twilio_code in ACCOUNT_CODES:
             self._complain_about_credentials(text)
-            return Rejected(
+            return Unauthorized(
                 f"Twilio refused the credentials (check TWILIO_ACCOUNT_SID and "
                 f"TWILIO_AUTH_TOKEN): {text}",
                 code=code,

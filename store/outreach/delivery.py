@@ -12,7 +12,9 @@ What a receipt does:
 - undelivered, failed: the row keeps the status and the error code, once (a second failure of
   the same message counts no more), and the member's failures in a row go up by one. The
   member is flagged undeliverable at FAILURES_TO_FLAG in a row, or at once for a code that
-  says the number can't receive at all.
+  says the number can't receive at all; not for one that is the message's or the account's
+  fault (NOT_THE_NUMBER: 30007, the carrier filtered it). 21610 says the member opted out
+  at the carrier: that is a STOP (opted_out_at_carrier), not a failure of the number.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from sqlalchemy import bindparam, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store.members import links
+import locales
+from store.members import consent, links
 from store.models import DeliveryReceipt, Member, OutboxMessage
+from store.states import MemberStatus
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +42,20 @@ FAILED = "failed"
 FAILURES = frozenset({UNDELIVERED, FAILED})
 APPLIED = FAILURES | {DELIVERED}
 FAILURES_TO_FLAG = 3
+# The member texted STOP to the club's number and the carrier (Twilio) took it itself: every
+# message to them is refused with this code until they text START. See opted_out_at_carrier.
+OPTED_OUT_AT_CARRIER = "21610"
 # Error codes that mean the number can't receive SMS from the club, whatever it is sent later:
-# 21610 the member opted out at the carrier (STOP to Twilio), 30004 the destination blocks the
-# message, 30005 the number is unknown to its carrier, 30006 a landline or an unreachable
-# carrier; 21211, 21612, 21614 (not a valid, reachable mobile number) when they come back in a
-# callback. 30003 (handset unreachable: switched off, no signal) is usually passing, so it only
-# counts towards FAILURES_TO_FLAG.
-FLAG_AT_ONCE = frozenset({"21610", "30004", "30005", "30006", "21211", "21612", "21614"})
+# 30004 the destination blocks the message, 30005 the number is unknown to its carrier, 30006
+# a landline or an unreachable carrier; 21211, 21612, 21614 (not a valid, reachable mobile
+# number) when they come back in a callback. 30003 (handset unreachable: switched off, no
+# signal) is usually passing, so it only counts towards FAILURES_TO_FLAG.
+FLAG_AT_ONCE = frozenset({"30004", "30005", "30006", "21211", "21612", "21614"})
+# Failures that say nothing of the number: the carrier filtered the message's content (30007),
+# Twilio's queue overflowed (30001), the account is suspended (30002), the price was over the
+# maximum (30010). Counted, every member of a filtered campaign would be one step nearer the
+# flag, and three such campaigns would flag the whole club for good.
+NOT_THE_NUMBER = frozenset({"30001", "30002", "30007", "30010"})
 
 # PostgreSQL only. A callback that lands while the sender is writing provider ids may find no
 # row with its id (not committed yet) and commit its receipt after `apply_waiting` has looked:
@@ -219,6 +230,35 @@ def flag(session: Session, member_id: int, now: dt.datetime, reason: str) -> boo
     return bool(changed)
 
 
+def opted_out_at_carrier(session: Session, member_id: int, now: dt.datetime, evidence: str) -> bool:
+    """The carrier says the member opted out (Twilio's 21610: they texted STOP to the club's
+    number and it was taken before it reached Klubb). That is an objection to marketing like any
+    STOP: their consent is withdrawn in the log (channel sms, the carrier's word as evidence)
+    and they are stopped, so the consent Klubb shows and plans by is what the carrier enforces.
+    No confirmation is sent (the carrier refuses it and has confirmed the STOP itself), and the
+    number is not flagged undeliverable: a START they text later reaches Klubb as any START and
+    brings them back. True if consent was withdrawn now (a member already stopped or erased
+    is left as they are)."""
+    member = session.get(Member, member_id)
+    if member is None or member.phone is None or member.status == MemberStatus.ERASED:
+        return False
+    if member.status == consent.WITHDRAWN:
+        return False
+    language = member.language or locales.language_for_phone(member.phone)
+    consent.withdraw(
+        session,
+        member,
+        wording_id="consent.carrier_stop",
+        wording_language=language,
+        wording_text=locales.text("consent.carrier_stop", language),
+        channel="sms",
+        evidence=evidence[:200],
+        now=now,
+    )
+    log.info("member %s opted out at the carrier: %s", member_id, evidence[:200])
+    return True
+
+
 def _apply(session: Session, receipts: Sequence[_Receipt], now: dt.datetime) -> None:
     """Apply at most one receipt per row, set-based: a few statements whatever their number."""
     connection = session.connection()
@@ -246,6 +286,12 @@ def _apply(session: Session, receipts: Sequence[_Receipt], now: dt.datetime) -> 
         for row in changed:
             if row.member_id is None:
                 continue
+            if code == OPTED_OUT_AT_CARRIER:
+                # A STOP, not a failure of the number: it counts towards no flag.
+                opted_out_at_carrier(session, row.member_id, now, f"carrier:{code}:outbox:{row.id}")
+                continue
+            if code in NOT_THE_NUMBER:
+                continue  # kept on the row; the member's number is not at fault
             counts[row.member_id] += 1
             if code in FLAG_AT_ONCE:
                 at_once[row.member_id] = code or ""
@@ -286,4 +332,13 @@ def _expire(session: Session, model: type, ids: Iterable[int], attributes: Seque
             session.expire(held, list(attributes))
 
 
-__all__ = ["APPLIED", "FAILURES_TO_FLAG", "FLAG_AT_ONCE", "apply_waiting", "flag", "record_receipt"]
+__all__ = [
+    "APPLIED",
+    "FAILURES_TO_FLAG",
+    "FLAG_AT_ONCE",
+    "OPTED_OUT_AT_CARRIER",
+    "apply_waiting",
+    "flag",
+    "opted_out_at_carrier",
+    "record_receipt",
+]

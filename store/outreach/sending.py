@@ -85,8 +85,10 @@ class Result:
     """What the gateway said of one claimed row."""
 
     id: int
-    # sent, retry, throttled, failed, flag (failed, and the number is flagged), skipped (held
-    # back at hand-off: `error` says why), or unsent (never handed over: the sender is stopping)
+    # sent, retry, throttled, failed, flag (failed, and the number is flagged), opted_out
+    # (failed, and the member's consent withdrawn: they opted out at the carrier), skipped (held
+    # back at hand-off: `error` says why), unsent (never handed over: the sender is stopping),
+    # or unauthorized (the gateway refused the account, not the message: back untried)
     outcome: str
     provider_id: str | None = None
     error: str | None = None
@@ -629,8 +631,8 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
     if sent:
         connection.execute(_SENT, sent)
         delivery.apply_waiting(session, [r.provider_id for r in results if r.provider_id], now)
-    again = [r for r in results if r.outcome in ("retry", "throttled", "unsent")]
-    flagged = [r for r in results if r.outcome == "flag"]
+    again = [r for r in results if r.outcome in ("retry", "throttled", "unsent", "unauthorized")]
+    flagged = [r for r in results if r.outcome in ("flag", "opted_out")]
     # The tries a retry has had, and whom a flag is for: one read for the batch.
     held = {
         row.id: (row.attempts, row.member_id)
@@ -646,6 +648,9 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         at = r.at or now
         if r.outcome == "unsent":
             requeue.append({"row_id": r.id, "error": None, "until": at, "uncount": 1})
+        elif r.outcome == "unauthorized":
+            # Due again at once: the sender's pause is what waits, not each row.
+            requeue.append({"row_id": r.id, "error": r.error, "until": at, "uncount": 1})
         elif r.outcome == "throttled":
             wait = dt.timedelta(seconds=r.retry_after) if r.retry_after else THROTTLE_WAIT
             requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 1})
@@ -655,7 +660,9 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
             wait = min(FIRST_RETRY * 2 ** max(tries - 1, 0), LAST_RETRY)
             requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 0})
     failed += [
-        {"row_id": r.id, "error": r.error} for r in results if r.outcome in ("failed", "flag")
+        {"row_id": r.id, "error": r.error}
+        for r in results
+        if r.outcome in ("failed", "flag", "opted_out")
     ]
     skipped = [{"row_id": r.id, "why": r.error} for r in results if r.outcome == "skipped"]
     if skipped:
@@ -668,7 +675,12 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         connection.execute(_FAILED, [{**f, "error": (f["error"] or "")[:200]} for f in failed])
     for r in flagged:
         member_id = held.get(r.id, (0, None))[1]
-        if member_id is not None:
+        if member_id is None:
+            continue
+        if r.outcome == "opted_out":
+            evidence = f"carrier:{delivery.OPTED_OUT_AT_CARRIER}:outbox:{r.id}"
+            delivery.opted_out_at_carrier(session, member_id, r.at or now, evidence)
+        else:
             delivery.flag(session, member_id, now, r.error or "")
 
 
@@ -795,6 +807,22 @@ def settle(session: Session, found: Sequence[tuple[int, str | None]], now: dt.da
         for i, p in found
         if p is None
     ]
+    # Each try counted at its claim: a gateway that never answers and never takes a message
+    # (a broken proxy before it) would otherwise have it sent again every STALE, for ever.
+    tries = {
+        row.id: row.attempts
+        for row in (
+            connection.execute(_ATTEMPTS, {"ids": [r["row_id"] for r in lost]}) if lost else ()
+        )
+    }
+    given_up = [
+        {"row_id": r["row_id"], "error": f"gave up after {tries[r['row_id']]} tries: {r['error']}"}
+        for r in lost
+        if tries.get(r["row_id"], 0) >= MAX_ATTEMPTS
+    ]
+    lost = [r for r in lost if tries.get(r["row_id"], 0) < MAX_ATTEMPTS]
+    if given_up:
+        connection.execute(_FAILED, given_up)
     if went:
         connection.execute(_SENT, went)
         delivery.apply_waiting(session, [w["provider_id"] for w in went], now)

@@ -22,7 +22,7 @@ from scheduler.gateway import OutboundSms
 from store import messages
 from store.clubs import programs
 from store.database import Database
-from store.members import members
+from store.members import consent, members
 from store.models import DeliveryReceipt, Member, OutboxMessage
 from store.outreach import delivery
 from tests.conftest import AUTH_TOKEN, CLUB_NUMBER, PUBLIC_URL, sign
@@ -228,6 +228,21 @@ class TestApplied:
         assert (row.delivery, row.delivery_error) == ("delivered", None)
         assert (await member_row(db, member)).delivery_failures == 0
 
+    @pytest.mark.parametrize("status", ["read", "canceled", "partially_delivered", "scheduled"])
+    async def test_a_status_klubb_does_not_know_is_acknowledged_and_changes_nothing(
+        self, client, db, club, status: str
+    ) -> None:
+        """Twilio's newer statuses (one longer than any Klubb keeps) are answered 204, so
+        Twilio logs no error, and leave the row and the member as they were."""
+        member = await new_member(db, club)
+        sid = new_sid()
+        row_id = await sent_message(db, club, member, sid)
+        await callback(client, sid, status, "30003")
+        row = await outbox_row(db, row_id)
+        assert (row.status, row.delivery, row.delivery_error) == ("sent", None, None)
+        person = await member_row(db, member)
+        assert (person.delivery_failures, person.undeliverable_at) == (0, None)
+
     async def test_a_receipt_for_no_row_is_kept_and_harms_nothing(self, client, db, club) -> None:
         """A callback for a message Klubb doesn't know (yet): kept, 204, nothing else."""
         await callback(client, new_sid(), "delivered")
@@ -346,6 +361,23 @@ class TestFlags:
         assert person.delivery_failures == 3
         assert person.undeliverable_at is not None
 
+    async def test_a_message_the_carrier_filtered_counts_against_no_number(
+        self, client, db, club
+    ) -> None:
+        """30007 (the carrier filtered the message's content) three times: each row keeps its
+        failure and code, but the member's number is not at fault: not counted, not flagged."""
+        member = await new_member(db, club)
+        rows = []
+        for _ in range(delivery.FAILURES_TO_FLAG):
+            sid = new_sid()
+            rows.append(await sent_message(db, club, member, sid))
+            await callback(client, sid, "undelivered", "30007")
+        for row_id in rows:
+            row = await outbox_row(db, row_id)
+            assert (row.delivery, row.delivery_error) == ("undelivered", "30007")
+        person = await member_row(db, member)
+        assert (person.delivery_failures, person.undeliverable_at) == (0, None)
+
     async def test_delivered_resets_the_count(self, client, db, club) -> None:
         """Two failures, one delivery, two failures: never three in a row, never flagged."""
         member = await new_member(db, club)
@@ -357,11 +389,11 @@ class TestFlags:
         assert person.delivery_failures == 2
         assert person.undeliverable_at is None
 
-    @pytest.mark.parametrize("code", ["21610", "30004", "30005", "30006"])
+    @pytest.mark.parametrize("code", ["30004", "30005", "30006"])
     async def test_a_number_that_cannot_receive_is_flagged_at_once(
         self, client, db, club, code: str
     ) -> None:
-        """Opted out at the carrier, blocked, unknown or a landline: flagged on the first."""
+        """Blocked, unknown or a landline: flagged on the first."""
         member = await new_member(db, club)
         sid = new_sid()
         await sent_message(db, club, member, sid)
@@ -371,6 +403,27 @@ class TestFlags:
         person = await member_row(db, member)
         assert person.delivery_failures == 1
         assert person.undeliverable_at is not None
+
+    async def test_an_opt_out_at_the_carrier_withdraws_consent_and_flags_nothing(
+        self, client, db, club
+    ) -> None:
+        """21610 in a callback (the member texted STOP to the club's number and the carrier
+        took it): their marketing consent is withdrawn in the log, with the carrier's word as
+        evidence, once however often it is reported; the number is not flagged and it counts
+        as no failure of the number."""
+        member = await new_member(db, club)
+        sids = [new_sid(), new_sid()]
+        for sid in sids:
+            await sent_message(db, club, member, sid)
+            await callback(client, sid, "undelivered", "21610")
+        person = await member_row(db, member)
+        assert person.status == members.STOPPED
+        assert (person.delivery_failures, person.undeliverable_at) == (0, None)
+        events = await db.run(lambda s: consent.history(s, member))
+        withdrawn = [e for e in events if e.action == consent.WITHDRAW]
+        assert len(withdrawn) == 1
+        assert withdrawn[0].channel == "sms"
+        assert "21610" in withdrawn[0].evidence
 
     async def test_flag_marks_the_member_once(self, db, club) -> None:
         """The sender flags a number the gateway refused (OptedOut, InvalidNumber): set once,
@@ -432,7 +485,7 @@ class TestRefused:
     @pytest.mark.parametrize(
         ("field", "value"),
         [
-            ("MessageStatus", "partially_delivered"),
+            ("MessageStatus", "d" * 41),
             ("MessageStatus", "de livered"),
             ("ErrorCode", "30003; DROP"),
             ("ErrorCode", "12345678901"),

@@ -23,6 +23,7 @@ from scheduler.gateway import (
     Rejected,
     Throttled,
     Transient,
+    Unauthorized,
 )
 from tests.fakes.twilio_server import (
     DEFAULT_ACCOUNT_SID,
@@ -175,12 +176,13 @@ class TestErrors:
             await gateway.close()
         assert raised.value.code == "404"
 
-    async def test_bad_credentials_are_rejected_loudly(self, fake, caplog) -> None:
-        """A wrong token: Rejected naming the variables to check, logged as critical."""
+    async def test_bad_credentials_are_unauthorized_loudly(self, fake, caplog) -> None:
+        """A wrong token: Unauthorized (the account's fault, not the message's) naming the
+        variables to check, logged as critical."""
         gateway = fake.gateway(auth_token="not-the-token")
         caplog.set_level(logging.CRITICAL, logger="bot.gateways.twilio")
         try:
-            with pytest.raises(Rejected) as raised:
+            with pytest.raises(Unauthorized) as raised:
                 await gateway.send(sms())
         finally:
             await gateway.close()

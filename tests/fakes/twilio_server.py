@@ -140,6 +140,7 @@ class _Script:
     by_number: dict[str, _Scripted] = field(default_factory=dict)
     next_requests: deque[_Scripted] = field(default_factory=deque)
     drops: int = 0
+    drops_untaken: int = 0
     hangs: int = 0
     undelivered: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -291,6 +292,11 @@ class FakeTwilio:
         without an answer: the sender can't know they were taken."""
         self._script.drops += count
 
+    def drop_next_untaken(self, count: int = 1) -> None:
+        """The next `count` sends drop the connection before anything is taken (a proxy in
+        front of Twilio failing): the sender can't know, and Twilio has no record of them."""
+        self._script.drops_untaken += count
+
     def hang_next(self, count: int = 1) -> None:
         """The next `count` sends are accepted (recorded) and never answered: the sender's
         request times out, not knowing they were taken."""
@@ -330,6 +336,10 @@ class FakeTwilio:
         if self._script.next_requests:
             counters.refused += 1
             return _scripted(self._script.next_requests.popleft())
+        if self._script.drops_untaken:
+            self._script.drops_untaken -= 1
+            counters.dropped += 1
+            return await _drop(request)
         fault = self.faults.draw(self._chance) if self.faults.shares else None
         if fault is not None and fault != "hang":
             # Read, so the connection is kept for the next request as Twilio's would be.

@@ -47,6 +47,7 @@ PLACEHOLDERS: dict[str, set[str]] = {
     "help.guest": {"club", "contact"},
     "stop.confirmed": {"club"},
     "start.confirmed": {"club", "per_month"},
+    "consent.carrier_stop": set(),
     "lang.ask": set(),
     "lang.changed": set(),
     "lang.name": set(),
