@@ -33,6 +33,7 @@ from store.members.phones import club_number, to_e164
 from store.messages import SeenBefore
 from store.outreach import delivery
 from store.reports import mask
+from store.text import REASON, is_text
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -76,9 +77,9 @@ async def _answer_text(request: web.Request) -> tuple[web.Response, str, TurnRes
     if receiver is None:
         problem = _problem(400, f"To is not a phone number or short code: {params['To'][:40]!r}")
         return problem, REFUSED, None
-    sid = params["MessageSid"].strip()
-    if len(sid) > MAX_SID:
-        return _problem(400, "MessageSid is too long"), REFUSED, None
+    sid = _message_sid(params)
+    if isinstance(sid, web.Response):
+        return sid, REFUSED, None
     text = InboundText(
         provider_sid=sid,
         from_number=sender,
@@ -141,9 +142,9 @@ async def message_status(request: web.Request) -> web.Response:
     missing = [name for name in STATUS_REQUIRED if not params.get(name, "").strip()]
     if missing:
         return _problem(400, f"missing form field: {', '.join(missing)}")
-    sid = params["MessageSid"].strip()
-    if len(sid) > MAX_SID:
-        return _problem(400, "MessageSid is too long")
+    sid = _message_sid(params)
+    if isinstance(sid, web.Response):
+        return sid
     status = params["MessageStatus"].strip().lower()
     if not _STATUS.fullmatch(status):
         return _problem(400, f"MessageStatus is not a status: {status[:40]!r}")
@@ -203,6 +204,18 @@ async def _signed_form(request: web.Request) -> dict[str, str] | web.Response:
     ):
         return _problem(403, "missing or wrong X-Twilio-Signature")
     return dict(signed)
+
+
+def _message_sid(params: dict[str, str]) -> str | web.Response:
+    """The form's MessageSid, or the 400 naming what is wrong with it: both webhooks key rows
+    on it, and a control character (PostgreSQL refuses a NUL) would fail their write instead
+    of being refused (the status callback answered 500, a text was lost to the apology)."""
+    sid = params["MessageSid"].strip()
+    if len(sid) > MAX_SID:
+        return _problem(400, "MessageSid is too long")
+    if not is_text(sid):
+        return _problem(400, f"MessageSid {REASON}")
+    return sid
 
 
 def readable(body: str) -> str:

@@ -85,8 +85,14 @@ def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 
 def path_id(request: web.Request, name: str) -> int:
-    """An id from the URL (its route matches digits only); 404 for one no row can have."""
-    value = int(request.match_info[name])
+    """An id from the URL; 404 for one no row can have. Its route's \\d+ matches any script's
+    digits ("١", "１", which int() reads as 1: another address for the same row) and any
+    length (int() refuses more than 4,300 digits: a 500), so ASCII digits within MAX_ID's 19
+    are read and anything else is no row."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_ID))):
+        raise web.HTTPNotFound()
+    value = int(raw)
     if value > MAX_ID:
         raise web.HTTPNotFound()
     return value

@@ -21,8 +21,6 @@ _NOT_MOBILE = {
     NOT_A_NUMBER: "not a phone number",
     NOT_MOBILE: "not a mobile number: no SMS reaches it",
 }
-# A till's clock may run a little fast; a consent time further ahead is a mistake.
-CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 async def enrol(call: Call) -> web.Response:
@@ -35,9 +33,9 @@ async def enrol(call: Call) -> web.Response:
         raise ApiError(422, "say what the till captured", field="consent.evidence")
     given_at = consent.get("given_at")
     if given_at is not None:
-        when = schemas.parse_date_time(given_at)
-        if when is None or when > call.now + CLOCK_SKEW:
-            raise ApiError(422, "must not be in the future", field="consent.given_at")
+        when = schemas.past_moment(given_at, call.now)
+        if when is None:
+            raise ApiError(422, schemas.PAST_MOMENT, field="consent.given_at")
         evidence += f" (given {views.timestamp(when)})"
     work = functools.partial(
         _enrol,

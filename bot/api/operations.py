@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ T = TypeVar("T")
 # A purchase of 500 lines is about 100 KB of JSON; the app's own limit is for Twilio's forms.
 MAX_BODY = 512 * 1024
 REALM = 'Bearer realm="klubb"'
+WHOLE_LIMIT = 2.0**63  # past any integer a schema takes (BIGINT): left a float, refused as big
 JSON = "application/json"
 
 
@@ -192,7 +194,7 @@ class Operation:
         if not is_json(request.content_type):
             raise ApiError(415, f"send the body as Content-Type: {JSON}")
         try:
-            body = json.loads(raw, parse_constant=_no_constant)
+            body = json.loads(raw, parse_constant=_no_constant, parse_float=_number)
         except (ValueError, RecursionError):
             raise ApiError(400, "the body is not JSON") from None
         if not isinstance(body, dict):
@@ -249,6 +251,19 @@ async def read_bytes(request: web.Request) -> bytes:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _number(text: str) -> int | float:
+    """A JSON number written with a fraction or an exponent: the integer it is when whole
+    (100.0, 1e2), as JSON Schema's integer counts it, so that a sale sent with 100.0 and retried
+    with 100 is the same body (its fingerprint), not transaction_id_reused; else the float,
+    which an integer's schema refuses. Exact (Decimal) below 2**63 only: "1e999999" is never
+    made a million-digit int."""
+    value = float(text)
+    if not value.is_integer() or abs(value) >= WHOLE_LIMIT:
+        return value
+    exact = decimal.Decimal(text)
+    return int(exact) if exact == exact.to_integral_value() else value
 
 
 def store_problem(exc: StoreError) -> ApiError:

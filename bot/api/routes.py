@@ -176,7 +176,13 @@ ROUTES: tuple[Operation, ...] = (
 
 def add_api(app: web.Application) -> None:
     for operation in ROUTES:
-        app.router.add_route(operation.method, PREFIX + operation.path, operation.endpoint())
+        endpoint = operation.endpoint()
+        if operation.method == "GET":
+            # And HEAD, as every GET of the app answers it (aiohttp sends the GET's headers
+            # without its body): a till's or monitor's HEAD was a 405.
+            app.router.add_get(PREFIX + operation.path, endpoint)
+        else:
+            app.router.add_route(operation.method, PREFIX + operation.path, endpoint)
     document = openapi.document(ROUTES, PREFIX)
 
     async def openapi_json(request: web.Request) -> web.Response:

@@ -30,6 +30,9 @@ MAX_AMOUNT_MINOR = 10**10  # per line and per purchase: 100 million kroner in ø
 MAX_LINES = 500
 MAX_CODES = 20  # coupon codes in one basket
 MAX_PHONE = 40  # as typed at a till: "+47 912 34 567", "0047 91 23 45 67"
+OLDEST_MOMENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+CLOCK_SKEW = dt.timedelta(minutes=5)  # how far ahead a till's clock may run
+PAST_MOMENT = "must be a time since 2000 and not in the future"
 
 # No control characters (PostgreSQL refuses NUL in text; a till never means one). Python's `$`
 # also matches before a final newline, so `control_character` checks again, exactly.
@@ -578,6 +581,17 @@ def parse_date_time(value: str) -> dt.datetime | None:
         return dt.datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError:
         return None
+
+
+def past_moment(value: str, now: dt.datetime) -> dt.datetime | None:
+    """When a till says something happened (a sale, a customer's consent), in UTC; None unless
+    it is a date-time since 2000 and not later than `now` by more than a till's clock may run
+    fast. Older is a wrong clock, not a till catching up (and the tier and multiplier rules are
+    not kept that far back); year 1 or 9999 would overflow in UTC (a 422 naming no field)."""
+    when = parse_date_time(value)
+    if when is None or not OLDEST_MOMENT <= when <= now + CLOCK_SKEW:
+        return None
+    return when.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)

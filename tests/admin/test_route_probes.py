@@ -27,15 +27,16 @@ JUNK = {
 }
 
 
-def _paths(app: web.Application, method: str = "POST") -> list[str]:
-    """Every route of the admin for `method`, its ids filled with 1 (the first of each kind)."""
+def _paths(app: web.Application, method: str = "POST", fill: str = "1") -> list[str]:
+    """Every route of the admin for `method`, its ids filled with `fill` (1: the first of each
+    kind)."""
     paths = set()
     for sub in [app, *(r._app for r in app.router.resources() if hasattr(r, "_app"))]:
         for route in sub.router.routes():
             info = route.resource.get_info() if route.resource else {}
             path = info.get("formatter") or info.get("path")
             if route.method == method and path and path.startswith("/admin"):
-                paths.add(_PARAM.sub("1", path))
+                paths.add(_PARAM.sub(fill, path))
     return sorted(paths)
 
 
@@ -114,4 +115,35 @@ async def test_a_query_with_what_is_not_text_is_sent_on_without_it(
     action = await admin.post("/admin/segments/new?q=" + value, {"name": "x"})
     assert action.status == 422
     assert (await action.json())["error"].startswith("q: is not text")
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        "9" * 5000,  # past int()'s 4,300 digits: a 500 on every route with an id
+        "%D9%A1",  # ARABIC-INDIC DIGIT ONE, which int() read as 1: the first row again
+        "%EF%BC%91",  # FULLWIDTH DIGIT ONE, likewise
+        "9" * 20,
+    ],
+)
+async def test_an_id_no_row_can_have_is_404_on_every_route(
+    admin: Admin, club: int, owner: int, fill: str, caplog: Any
+) -> None:
+    """A path id that is not ASCII digits within a BIGINT's 19: 404 on every page and action
+    that takes one (the owner's own account is 1, so "١" would have been found)."""
+    await admin.signed_in(OWNER)
+    app = admin.client.server.app
+    failures = []
+    for method in ("GET", "POST"):
+        for path in _paths(app, method, fill):
+            if fill not in path:
+                continue
+            if method == "GET":
+                response = await admin.client.get(path, allow_redirects=False)
+            else:
+                response = await admin.post(path, {})
+            if response.status != 404:
+                failures.append(f"{method} {path[:60]}: {response.status}")
+    assert not failures, failures
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -143,6 +143,24 @@ class TestKeys:
         assert await db.run(lambda s: apikeys.verify(s, key, later))
         assert await db.run(last_used) == later
 
+    async def test_head_is_answered_as_the_get_would_be_without_its_body(
+        self, till: Till, member: dict[str, Any], subtests: Any
+    ) -> None:
+        """Every GET operation answers HEAD (it was a 405): the GET's status and headers, no
+        body; without a key the same 401."""
+        for method, path, _ in CALLS:
+            if method != "GET":
+                continue
+            path = path.replace("/1", f"/{member['id']}")
+            with subtests.test(path=path):
+                got = await till.get(path)
+                for key, status in ((till.key, got.status), (None, 401)):
+                    headers = {"Authorization": f"Bearer {key}"} if key else {}
+                    head = await till.client.head(API + path, headers=headers)
+                    assert head.status == status
+                    assert head.content_type == "application/json"
+                    assert await head.read() == b""
+
     async def test_the_document_needs_no_key(self, client: TestClient, club: int) -> None:
         response = await client.get(API + "/openapi.json")
         assert response.status == 200

@@ -68,6 +68,15 @@ BAD_ENROLMENTS: list[tuple[dict[str, Any], str]] = [
         {"phone": PHONE, "consent": {"evidence": "x", "given_at": "2999-01-01T00:00:00Z"}},
         "consent.given_at",
     ),
+    # Year 1 ahead of UTC overflowed as the evidence's stamp: a 422 naming no field.
+    (
+        {"phone": PHONE, "consent": {"evidence": "x", "given_at": "0001-01-01T00:00:00+23:59"}},
+        "consent.given_at",
+    ),
+    (
+        {"phone": PHONE, "consent": {"evidence": "x", "given_at": "1999-12-31T23:59:59Z"}},
+        "consent.given_at",
+    ),
     ({"phone": "hello", "consent": {"evidence": "x"}}, "phone"),
     ({"phone": PHONE, "consent": {"evidence": "x"}, "language": "de"}, "language"),
     ({"phone": PHONE, "consent": {"evidence": "x"}, "vip": True}, "vip"),

@@ -143,6 +143,25 @@ class TestRecord:
         assert await count(db, LedgerEntry) == 1
         assert (await till.get(f"/members/{member['id']}")).body["balance"] == 299
 
+    async def test_a_whole_number_written_with_a_fraction_is_that_number(
+        self, till: Till, db: Database, member: dict[str, Any]
+    ) -> None:
+        """24900.0 and 2.49e4 are 24900, as JSON Schema's integer says: a sale sent with them
+        and retried as 24900 (or the other way) is one sale, 200, not transaction_id_reused;
+        24900.5 or 1e400 is no amount (422 naming it)."""
+        body = json.dumps(sale())
+        first = await till.post("/purchases", raw=body.replace("24900", "24900.0"))
+        again = await till.post("/purchases", sale())
+        exponent = await till.post("/purchases", raw=body.replace("24900", "2.49e4"))
+        assert (first.status, again.status, exponent.status) == (201, 200, 200), again.body
+        assert again.body == first.body == exponent.body
+        assert first.body["total_minor"] == 29900
+        assert await count(db, Purchase) == 1
+        for amount in ("24900.5", "1e400", "-0.5"):
+            refused = await till.post("/purchases", raw=body.replace("24900", amount))
+            assert refused.status == 422, amount
+            assert refused.body["field"] == "lines[0].amount_minor"
+
     async def test_retries_at_the_same_moment_are_recorded_once(
         self, till: Till, db: Database, member: dict[str, Any]
     ) -> None:

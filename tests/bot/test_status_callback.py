@@ -491,6 +491,9 @@ class TestRefused:
             ("ErrorCode", "12345678901"),
             ("From", "not a number"),
             ("MessageSid", "SM" + "0" * 70),
+            # A NUL, which PostgreSQL refuses in text, was a 500 there; a control character.
+            ("MessageSid", "SM1\x00"),
+            ("MessageSid", "SM\x07x"),
         ],
     )
     async def test_a_value_that_cannot_be_one_is_400_naming_the_field(

@@ -408,6 +408,19 @@ class TestMalformedRequests:
         assert "MessageSid" in await error_of(response)
         assert await nothing_recorded(db)
 
+    @pytest.mark.parametrize("sid", ["SM1\x00", "\x00", "SM\x07x"])
+    async def test_a_message_sid_that_is_not_text_is_400(
+        self, client, club, db, caplog, sid
+    ) -> None:
+        """A MessageSid with a NUL (PostgreSQL refuses it: the turn failed, the member got the
+        apology and the text was lost) or another control character: 400 naming MessageSid,
+        nothing recorded, no ERROR in the log."""
+        response = await post_form(client, twilio_form("+4791234567", "JOIN", sid=sid))
+        assert response.status == 400
+        assert "MessageSid" in await error_of(response)
+        assert await nothing_recorded(db)
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
 
 async def test_healthz_says_ok(client) -> None:
     """GET /healthz answers 200 {"status": "ok"} when the database answers."""
