@@ -195,10 +195,7 @@ def turn_reads(
     program = clubs.by_number(session, text.to_number)
     if program is None:
         return None
-    # The points too, for the text that asks for them (a third of all texts), read with the
-    # member: one round trip a group instead of one a POINTS.
-    points = (text.received_at, tiers.qualification_start(program, text.received_at))
-    return members.turn_reads(program.id, text.from_number, text.provider_sid, points)
+    return members.turn_reads(program.id, text.from_number, text.provider_sid)
 
 
 def replay(session: Session, text: InboundText) -> TurnResult:
@@ -390,13 +387,7 @@ def _loyalty(
     points_view = coupons_view = rewards_view = None
     if router.POINTS in parts:
         points = perks.summary(
-            session,
-            program,
-            member.id,
-            member.columns["tier_id"],
-            now,
-            setup.ladder,
-            phone=member.columns["phone"],
+            session, program, member.id, member.columns["tier_id"], now, setup.ladder
         )
         standing, expiry = points.standing, points.expiry
         points_view = PointsView(

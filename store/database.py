@@ -343,17 +343,14 @@ class Reads:
     """The reads a unit of work makes first, declared so that a writer of turns on PostgreSQL
     makes those of a whole group at once before its units run (`_Ahead`): `make(connection,
     reads)` makes the reads of several units (each by its `args`) in a statement or two and
-    gives what each unit's `key` gets, and what each of its `extra` keys gets (reads the unit
-    may make later in its run, a POINTS text's balance); the unit takes each with
-    `prefetched(session, key)`. `holder`: what the reads are about (a member, by club and
-    number): a unit whose holder an earlier unit of the group had makes its own reads when it
-    runs, after that unit's writes."""
+    gives what each unit's `key` gets; the unit takes it with `prefetched(session, key)`.
+    `holder`: what the reads are about (a member, by club and number): a unit whose holder an
+    earlier unit of the group had makes its own reads when it runs, after that unit's writes."""
 
     key: Hashable
     holder: Hashable
     make: Callable[[Connection, Sequence[Reads]], dict[Hashable, Any]]
     args: tuple[Any, ...]
-    extra: tuple[Hashable, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,9 +424,7 @@ class _Ahead:
 
     def fetch(self, key: Hashable) -> Any | None:
         declared = self.declared[self.next]
-        if declared is None or self.repeated[self.next]:
-            return None
-        if key != declared.key and key not in declared.extra:
+        if declared is None or declared.key != key or self.repeated[self.next]:
             return None
         written = _pg_statements_written(self.session)
         if key not in self.found or self.read_at != written:

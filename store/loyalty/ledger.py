@@ -16,17 +16,12 @@ those lots has ended and the daily job has not settled it yet.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
-    Executable,
-    String,
-    any_,
     bindparam,
     case,
     func,
@@ -38,7 +33,6 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ScalarSelect
 
@@ -519,88 +513,3 @@ _LOTS_AND_EARNED = union_all(
         _ENTRIES.c.created_at >= bindparam("since"),
     ),
 ).order_by("at")  # where the NULL row sorts differs by database; it is told apart by its NULL
-
-
-@dataclass(frozen=True, slots=True)
-class PointsAhead:
-    """What `open_lots_and_earned` gives a member, read ahead with the other turns of a group
-    (`points_read_many`): `lots` as open at `floor` (a turn at `now` >= floor takes those
-    ending after its `now`), `earned` since `since` (a turn counting from another day reads for
-    itself)."""
-
-    lots: tuple[tuple[dt.datetime, int], ...]
-    earned: int
-    floor: dt.datetime
-    since: dt.datetime
-
-    def at(
-        self, now: dt.datetime, since: dt.datetime
-    ) -> tuple[list[tuple[dt.datetime, int]], int] | None:
-        """open_lots_and_earned(now, since) from what was read; None if it can't tell."""
-        if now < self.floor or since != self.since:
-            return None
-        return [(at, points) for at, points in self.lots if at > now], self.earned
-
-
-def points_key(program_id: int, phone: str) -> tuple[str, int, str]:
-    """The key a writer of turns keeps a member's `PointsAhead` under (store.database.Reads)."""
-    return ("points", program_id, phone)
-
-
-# Several members' lots and tier points by club and number, beside their locked rows in the
-# same round trip (store.members.members.state_for_turn): members of the clubs and numbers
-# crossed may come too, and are left out by id.
-_MEMBERS_BY_PHONES = select(_MEMBERS.c.id).where(
-    _MEMBERS.c.program_id == any_(bindparam("program_ids", type_=ARRAY(BigInteger))),
-    _MEMBERS.c.phone == any_(bindparam("phones", type_=ARRAY(String))),
-)
-_POINTS_OF_MANY = union_all(
-    select(_LOTS.c.member_id, _LOTS.c.expires_at.label("at"), func.sum(_LOTS.c.remaining))
-    .where(
-        _LOTS.c.member_id.in_(_MEMBERS_BY_PHONES),
-        _LOTS.c.remaining > 0,
-        _LOTS.c.expires_at > bindparam("now"),
-    )
-    .group_by(_LOTS.c.member_id, _LOTS.c.expires_at),
-    select(_ENTRIES.c.member_id, null(), func.coalesce(func.sum(_ENTRIES.c.tier_points), 0))
-    .where(
-        _ENTRIES.c.member_id.in_(_MEMBERS_BY_PHONES),
-        _ENTRIES.c.created_at >= bindparam("since"),
-    )
-    .group_by(_ENTRIES.c.member_id),
-)
-
-
-def points_read_many(
-    program_ids: Sequence[int], phones: Sequence[str], now: dt.datetime, since: dt.datetime
-) -> tuple[Executable, dict[str, Any]]:
-    """The read of several members' open lots at `now` and tier points since `since` (each by
-    club and number), for a caller that sends it with others (store.database.pipelined);
-    `points_many` reads its rows."""
-    params = {"program_ids": list(program_ids), "phones": list(phones), "now": now}
-    return _POINTS_OF_MANY, {**params, "since": since}
-
-
-def points_many(
-    rows: Sequence[Any], now: dt.datetime, since: dt.datetime
-) -> dict[int, PointsAhead]:
-    """Each member's `PointsAhead` by id, from points_read_many's rows; a member with no row
-    has none (a caller gives those found no points at all: `nothing`)."""
-    lots: dict[int, list[tuple[dt.datetime, int]]] = {}
-    earned: dict[int, int] = {}
-    for member_id, at, points in rows:
-        if at is None:
-            earned[member_id] = max(0, int(points))
-        else:
-            lots.setdefault(member_id, []).append((at, int(points)))
-    return {
-        member_id: PointsAhead(
-            tuple(sorted(lots.get(member_id, ()))), earned.get(member_id, 0), now, since
-        )
-        for member_id in lots.keys() | earned.keys()
-    }
-
-
-def nothing(now: dt.datetime, since: dt.datetime) -> PointsAhead:
-    """A member with no open lot and no tier points, as points_many would give one."""
-    return PointsAhead((), 0, now, since)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
-from store.database import plain_rows, prefetched
+from store.database import plain_rows
 from store.loyalty import coupons, ledger, tiers
 from store.models import LedgerEntry, Member, Program
 from store.states import MemberStatus
@@ -234,20 +234,13 @@ def summary(
     tier_id: int | None,
     now: dt.datetime,
     ladder: list[tiers.Tier] | None = None,
-    *,
-    phone: str | None = None,
 ) -> Summary:
     """Balance, tier and next expiry: the open lots grouped by their end give both the balance
     and the next expiry, and come in one read with the points that decide the tier. `ladder`:
-    the club's, if the caller keeps it in memory. `phone`: the member's number, by which a
-    writer of turns may have read these points ahead (ledger.points_key)."""
+    the club's, if the caller keeps it in memory."""
     steps = ladder if ladder is not None else tiers.ladder(session, program.id)
-    since = tiers.qualification_start(program, now)
-    ahead = None if phone is None else prefetched(session, ledger.points_key(program.id, phone))
-    found = None if ahead is None else ahead.at(now, since)
-    if found is not None:
-        lots, qualifying = found[0], found[1] if steps else 0
-    elif steps:
+    if steps:
+        since = tiers.qualification_start(program, now)
         lots, qualifying = ledger.open_lots_and_earned(session, member_id, now, since)
     else:  # no ladder: no tier to work out
         lots, qualifying = ledger.open_lots(session, member_id, now), 0

@@ -30,7 +30,6 @@ from sqlalchemy.orm.util import identity_key
 
 from store import messages, states
 from store.database import Reads, pipelined, plain_write, prefetched
-from store.loyalty import ledger
 from store.models import (
     InboundMessage,
     Member,
@@ -122,21 +121,13 @@ def state_for_turn(
     return found  # type: ignore[no-any-return]
 
 
-def turn_reads(
-    program_id: int,
-    phone: str,
-    provider_sid: str,
-    points: tuple[dt.datetime, dt.datetime] | None = None,
-) -> Reads:
-    """`state_for_turn`'s reads (the member locked, the retry looked up), declared; with
-    `points` (a turn's time and the start of its tier period), the member's points too, which
-    `perks.summary` takes when the text asks for them (ledger.points_key)."""
+def turn_reads(program_id: int, phone: str, provider_sid: str) -> Reads:
+    """`state_for_turn`'s reads (the member locked, the retry looked up), declared."""
     return Reads(
         key=("state_for_turn", program_id, phone, provider_sid),
         holder=("member", program_id, phone),
         make=_states_for_turns,
-        args=(program_id, phone, provider_sid, points),
-        extra=() if points is None else (ledger.points_key(program_id, phone),),
+        args=(program_id, phone, provider_sid),
     )
 
 
@@ -158,32 +149,26 @@ _PHONE = _MEMBER_COLUMNS.index("phone")
 
 def _states_for_turns(connection: Connection, reads: Sequence[Reads]) -> dict[Hashable, Any]:
     """`state_for_turn`'s answer for each of `reads` (`turn_reads`): the members in one
-    statement, then the retries in another, then the points of those that asked, in one round
-    trip on psycopg. The points are read at the earliest of the turns' times (each turn takes
-    the lots still open at its own) and from the first turn's tier period start (a turn whose
-    period starts on another day reads its own: ledger.PointsAhead)."""
+    statement, then the retries in another, in one round trip on psycopg."""
     program_ids = [each.args[0] for each in reads]
-    phones = [each.args[1] for each in reads]
-    statements = [
-        (_STATES_BY_PHONES_LOCKED, {"program_ids": program_ids, "phones": phones}),
-        messages.seen_read_many(program_ids, [each.args[2] for each in reads]),
-    ]
-    asked = [each.args[3] for each in reads if each.args[3] is not None]
-    if asked:
-        floor, since = min(now for now, _ in asked), asked[0][1]
-        statements.append(ledger.points_read_many(program_ids, phones, floor, since))
-    member_rows, seen_rows, *points_rows = pipelined(connection, statements)
-    points = ledger.points_many(points_rows[0], floor, since) if asked else {}
+    member_rows, seen_rows = pipelined(
+        connection,
+        [
+            (
+                _STATES_BY_PHONES_LOCKED,
+                {"program_ids": program_ids, "phones": [each.args[1] for each in reads]},
+            ),
+            messages.seen_read_many(program_ids, [each.args[2] for each in reads]),
+        ],
+    )
     states = {(row[_PROGRAM], row[_PHONE]): row for row in member_rows}
     seen = messages.seen_many(seen_rows)
     found: dict[Hashable, Any] = {}
     for each in reads:
-        program_id, phone, provider_sid, _ = each.args
+        program_id, phone, provider_sid = each.args
         row = states.get((program_id, phone))
         state = None if row is None else _state(dict(zip(_MEMBER_COLUMNS, row, strict=True)))
         found[each.key] = (state, seen.get((program_id, provider_sid)))
-        if each.extra and state is not None:
-            found[each.extra[0]] = points.get(state.id) or ledger.nothing(floor, since)
     return found
 
 
