@@ -200,7 +200,7 @@ _BALANCE = (
     select(func.coalesce(func.sum(_LOTS.c.remaining), 0))
     .where(
         _LOTS.c.member_id == bindparam("member_id"),
-        _LOTS.c.remaining > 0,
+        ledger.OPEN_LOT,
         _LOTS.c.expires_at > bindparam("now"),
     )
     .scalar_subquery()
@@ -221,7 +221,7 @@ _CANDIDATES = (
     .where(
         _LOTS.c.program_id == bindparam("program_id"),
         _LOTS.c.member_id > bindparam("after"),
-        _LOTS.c.remaining > 0,
+        ledger.OPEN_LOT,
         _LOTS.c.expires_at > bindparam("now"),
     )
     .group_by(_LOTS.c.member_id)

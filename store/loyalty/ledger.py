@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -57,6 +58,10 @@ _ENTRIES = LedgerEntry.__table__
 _LOTS = PointLot.__table__
 _MEMBERS = Member.__table__
 _REFUNDS = Refund.__table__
+# A lot with points left, written as the partial indexes on lots say it (a literal, not a
+# parameter): a statement PostgreSQL has prepared can then use them in its generic plan, and
+# is not planned again at each execution.
+OPEN_LOT = _LOTS.c.remaining > literal_column("0")
 _INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 _INSERT_LOT = insert(_LOTS)
 _INSTANT = UTCDateTime()
@@ -92,7 +97,7 @@ _SETTLED = (
     .values(
         open_points=_MEMBERS.c.open_points - bindparam("points"),
         open_points_until=select(func.min(_LOTS.c.expires_at))
-        .where(_LOTS.c.member_id == bindparam("who"), _LOTS.c.remaining > 0)
+        .where(_LOTS.c.member_id == bindparam("who"), OPEN_LOT)
         .scalar_subquery(),
     )
 )
@@ -208,7 +213,7 @@ def debit(
     conn = session.connection()
     lots = conn.execute(
         select(_LOTS.c.entry_id, _LOTS.c.remaining, _LOTS.c.expires_at)
-        .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0)
+        .where(_LOTS.c.member_id == member_id, OPEN_LOT)
         .order_by(_LOTS.c.expires_at, _LOTS.c.entry_id)
         .with_for_update()
     ).all()
@@ -295,7 +300,7 @@ def settle_expiry(session: Session, program_id: int, member_id: int, now: dt.dat
     """Write the expire entries of this member's lots that have reached their end."""
     due = session.connection().execute(
         select(_LOTS.c.entry_id, _LOTS.c.remaining, _LOTS.c.expires_at).where(
-            _LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at <= now
+            _LOTS.c.member_id == member_id, OPEN_LOT, _LOTS.c.expires_at <= now
         )
     )
     return _expire(session, [(program_id, member_id, *lot) for lot in due])
@@ -312,7 +317,7 @@ def expire_due(session: Session, now: dt.datetime, limit: int = 5000) -> int:
             _LOTS.c.remaining,
             _LOTS.c.expires_at,
         )
-        .where(_LOTS.c.remaining > 0, _LOTS.c.expires_at <= now)
+        .where(OPEN_LOT, _LOTS.c.expires_at <= now)
         .order_by(_LOTS.c.expires_at)
         .limit(limit)
     )
@@ -379,7 +384,7 @@ def balance(session: Session, member_id: int, now: dt.datetime) -> int:
 
 _BALANCE = select(func.coalesce(func.sum(_LOTS.c.remaining), 0)).where(
     _LOTS.c.member_id == bindparam("member_id"),
-    _LOTS.c.remaining > 0,
+    OPEN_LOT,
     _LOTS.c.expires_at > bindparam("now"),
 )
 
@@ -400,7 +405,7 @@ def lots_held(member_id: ColumnElement[Any], at: ColumnElement[Any]) -> ScalarSe
     in a subquery correlated to the statement `member_id` is a column of."""
     return (
         select(func.coalesce(func.sum(_LOTS.c.remaining), 0))
-        .where(_LOTS.c.member_id == member_id, _LOTS.c.remaining > 0, _LOTS.c.expires_at > at)
+        .where(_LOTS.c.member_id == member_id, OPEN_LOT, _LOTS.c.expires_at > at)
         .scalar_subquery()
     )
 
@@ -471,7 +476,7 @@ _OPEN_LOTS = (
     select(_LOTS.c.expires_at, func.sum(_LOTS.c.remaining))
     .where(
         _LOTS.c.member_id == bindparam("member_id"),
-        _LOTS.c.remaining > 0,
+        OPEN_LOT,
         _LOTS.c.expires_at > bindparam("now"),
     )
     .group_by(_LOTS.c.expires_at)
@@ -504,7 +509,7 @@ _LOTS_AND_EARNED = union_all(
     select(_LOTS.c.expires_at.label("at"), func.sum(_LOTS.c.remaining).label("points"))
     .where(
         _LOTS.c.member_id == bindparam("member_id"),
-        _LOTS.c.remaining > 0,
+        OPEN_LOT,
         _LOTS.c.expires_at > bindparam("now"),
     )
     .group_by(_LOTS.c.expires_at),

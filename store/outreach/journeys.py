@@ -742,7 +742,7 @@ def _expiring(c: _Chunk, journey: Campaign) -> int:
         select(_LOTS.c.member_id, func.min(_LOTS.c.expires_at).label("ends"))
         .where(
             *c.in_range(_LOTS.c.member_id),
-            _LOTS.c.remaining > 0,
+            ledger.OPEN_LOT,
             _LOTS.c.expires_at > c.instant(c.now),
             _LOTS.c.expires_at <= c.instant(horizon),
         )

@@ -80,6 +80,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -874,7 +875,8 @@ def _held_within(scope: _Scope, low: int | None, high: int | None) -> ColumnElem
     lots = _LOTS.alias("ended")
     ended = (
         select(lots.c.member_id)
-        .where(lots.c.remaining > 0, lots.c.expires_at <= at)
+        # A literal, as the partial index of open lots says it (see ledger.OPEN_LOT).
+        .where(lots.c.remaining > literal_column("0"), lots.c.expires_at <= at)
         .distinct()
         .subquery()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
@@ -10,13 +11,13 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from bot.cli.demo import set_up_loyalty
-from bot.keys import CLUBS
+from bot.keys import CLUBS, DB
 from locales import segments
 from locales.sms import SmsSize
 from store.loyalty import coupons, ledger, purchases, tiers
 from store.loyalty.earning import Line
 from store.models import Coupon, Member, Program, PunchCard
-from tests.conftest import Phone
+from tests.conftest import HeldWriters, Phone
 
 
 @pytest.fixture
@@ -114,6 +115,30 @@ class TestPoints:
         reply = await phone.text("POENG")
         assert reply.startswith("Du har 0 poeng")
         assert reply.endswith("Hva er fornavnet ditt? (eller HOPP OVER)")
+
+    async def test_points_texted_together_are_each_members_own(self, client, shop, db) -> None:
+        """POINTS texts that reach the writer of turns together run as one group (on
+        PostgreSQL their members' points are read with the group's members, before its texts
+        run): each member gets their own balance and tier, a guest the way to join, and the
+        POINTS of a member who claimed earlier in the group what is left after the claim."""
+        kari, ola, per = (Phone(client, n) for n in ("+4791234567", "+4798765432", "+4790011223"))
+        for who, amount in ((kari, 40_000), (ola, 125_000), (per, 0)):
+            await join(who)
+            if amount:
+                await buy(db, shop, who.number, amount, f"T{who.number}")
+        guest = Phone(client, "+4790000009")
+        async with HeldWriters(client.server.app[DB]) as held:
+            claim = asyncio.ensure_future(kari.text("HENT 2"))
+            await held.queued(1)
+            asked = [asyncio.ensure_future(p.text("POENG")) for p in (ola, kari, per, guest)]
+            await held.release_when(5)
+            claimed, *together = await asyncio.gather(claim, *asked)
+        assert claimed is not None
+        assert claimed.endswith("Du har nå 100 poeng."), claimed
+        assert together[0].startswith("Du har 1 250 poeng (Bronse). 750 poeng igjen til Sølv.")
+        assert together[1].startswith("Du har 100 poeng (Bronse).")
+        assert together[2].startswith("Du har 0 poeng (Bronse).")
+        assert together == [await p.text("POENG") for p in (ola, kari, per, guest)]
 
 
 class TestCoupons:

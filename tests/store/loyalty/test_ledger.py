@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.engine import make_url
 
 from store.database import Database
 from store.errors import NotEnoughPoints
-from store.loyalty import ledger
+from store.loyalty import cheques, ledger
 from store.models import LedgerEntry, Program
 from tests.store.loyalty_helpers import at, club, error_of, member
 
@@ -363,3 +366,31 @@ async def test_points_earned_count_earn_less_refunds_since_an_instant(loyalty_db
 
     # Bonus and staff adjustments are not earned from purchases.
     assert await loyalty_db.run(work) == (300, 800)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [ledger._OPEN_LOTS, ledger._LOTS_AND_EARNED, cheques._AFFORDABLE],
+    ids=["open lots", "lots and earned", "cheques affordable"],
+)
+def test_a_prepared_read_of_a_members_open_lots_keeps_to_their_index(
+    postgres_schema: str, statement: Any
+) -> None:
+    """A statement PostgreSQL has prepared (asyncpg prepares each, psycopg after five runs) may
+    run on a generic plan, made without the parameters' values: the reads of a member's open
+    lots (a POINTS text, a sale's cheques) say "remaining > 0" as the partial index of open
+    lots does, so that plan still takes the index. With the 0 a parameter, it scanned every
+    lot of every club."""
+    compiled = statement.compile(dialect=asyncpg_dialect())
+    engine = create_engine(make_url(postgres_schema).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            conn.exec_driver_sql(f"PREPARE lots_read AS {compiled}")
+            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
+            plan = "\n".join(
+                row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE lots_read({nulls})")
+            )
+    finally:
+        engine.dispose()
+    assert "ix_point_lots_open" in plan, plan
