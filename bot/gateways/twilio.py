@@ -35,6 +35,7 @@ from scheduler.gateway import (
     Unauthorized,
 )
 from store.clock import utc_now
+from store.outreach import delivery
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ API_VERSION = "2010-04-01"
 DEFAULT_API_URL = "https://api.twilio.com"
 
 OPTED_OUT_CODES = frozenset({21610})
-# Numbers that can't get an SMS: invalid, not a mobile, unreachable by SMS. (21408, a region
-# the account may not send to, is the account's to fix, not the member's: it is Rejected.)
-INVALID_NUMBER_CODES = frozenset({21211, 21217, 21612, 21614})
+# Numbers that can't get an SMS: invalid, not a mobile, unreachable by SMS; the codes a status
+# callback flags a number by, so a send refused with one flags it too. (21408, a region the
+# account may not send to, is the account's to fix, not the member's: it is Rejected.)
+INVALID_NUMBER_CODES = frozenset(int(code) for code in delivery.FLAG_AT_ONCE)
 THROTTLED_CODES = frozenset({20429})
 # The account itself refused (20003 authenticate, 20005 account not active): every send fails
 # alike, so none of them is the message's fault.

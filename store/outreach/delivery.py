@@ -47,10 +47,11 @@ FAILURES_TO_FLAG = 3
 OPTED_OUT_AT_CARRIER = "21610"
 # Error codes that mean the number can't receive SMS from the club, whatever it is sent later:
 # 30004 the destination blocks the message, 30005 the number is unknown to its carrier, 30006
-# a landline or an unreachable carrier; 21211, 21612, 21614 (not a valid, reachable mobile
-# number) when they come back in a callback. 30003 (handset unreachable: switched off, no
-# signal) is usually passing, so it only counts towards FAILURES_TO_FLAG.
-FLAG_AT_ONCE = frozenset({"30004", "30005", "30006", "21211", "21612", "21614"})
+# a landline or an unreachable carrier; 21211, 21217, 21612, 21614 (not a valid, reachable
+# mobile number). The one list for a callback's code and a send's refusal alike (the Twilio
+# gateway reads it: bot.gateways.twilio). 30003 (handset unreachable: switched off, no signal)
+# is usually passing, so it only counts towards FAILURES_TO_FLAG.
+FLAG_AT_ONCE = frozenset({"30004", "30005", "30006", "21211", "21217", "21612", "21614"})
 # Failures that say nothing of the number: the carrier filtered the message's content (30007),
 # Twilio's queue overflowed (30001), the account is suspended (30002), the price was over the
 # maximum (30010). Counted, every member of a filtered campaign would be one step nearer the

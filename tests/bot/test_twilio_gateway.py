@@ -144,9 +144,10 @@ class TestErrors:
             await gateway.send(sms())
         assert raised.value.code == "21610"
 
-    @pytest.mark.parametrize("code", [21211, 21614, 21612, 21217])
+    @pytest.mark.parametrize("code", [21211, 21614, 21612, 21217, 30004, 30005, 30006])
     async def test_numbers_that_cannot_receive_are_invalid(self, fake, gateway, code) -> None:
-        """Each of Twilio's "this number can't get an SMS" codes is InvalidNumber."""
+        """Each of Twilio's "this number can't get an SMS" codes is InvalidNumber, those a
+        status callback flags a number by too (a send refused with one flags it alike)."""
         fake.fail_number(MEMBER, code)
         with pytest.raises(InvalidNumber) as raised:
             await gateway.send(sms())
