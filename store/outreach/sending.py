@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ MAX_ATTEMPTS = 8
 FIRST_RETRY = dt.timedelta(seconds=30)
 LAST_RETRY = dt.timedelta(hours=1)
 THROTTLE_WAIT = dt.timedelta(seconds=5)
+# The most a gateway's Retry-After holds a row: a word of a day (or "inf", or a date years on)
+# would stop the club's messages for it, or not fit a timestamp at all.
+MAX_THROTTLE_WAIT = dt.timedelta(minutes=10)
 # A row claimed longer ago than this by a sender that never finished it is in doubt: that
 # sender died (a live one finishes a batch in seconds).
 STALE = dt.timedelta(minutes=5)
@@ -617,6 +621,14 @@ _ATTEMPTS = select(_OUTBOX.c.id, _OUTBOX.c.attempts, _OUTBOX.c.member_id).where(
 )
 
 
+def throttle_wait(retry_after: float | None) -> dt.timedelta:
+    """How long a row the gateway throttled waits: its Retry-After, within MAX_THROTTLE_WAIT;
+    THROTTLE_WAIT when it gave none (or none that is a number of seconds ahead)."""
+    if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
+        return THROTTLE_WAIT
+    return dt.timedelta(seconds=min(retry_after, MAX_THROTTLE_WAIT.total_seconds()))
+
+
 def record(session: Session, results: Sequence[Result], now: dt.datetime) -> None:
     """Write what the gateway said of claimed rows, a statement per outcome for the batch;
     each at its own answer's time (`Result.at`), else `now`.
@@ -652,7 +664,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
             # Due again at once: the sender's pause is what waits, not each row.
             requeue.append({"row_id": r.id, "error": r.error, "until": at, "uncount": 1})
         elif r.outcome == "throttled":
-            wait = dt.timedelta(seconds=r.retry_after) if r.retry_after else THROTTLE_WAIT
+            wait = throttle_wait(r.retry_after)
             requeue.append({"row_id": r.id, "error": r.error, "until": at + wait, "uncount": 1})
         elif tries >= MAX_ATTEMPTS:
             failed.append({"row_id": r.id, "error": f"gave up after {tries} tries: {r.error}"})

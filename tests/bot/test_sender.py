@@ -197,6 +197,24 @@ class TestDrain:
         assert row.provider_id == "SMfake000001"
         assert [m.body for m in gateway.sent] == ["prøv igjen"]
 
+    @pytest.mark.parametrize(
+        ("retry_after", "wait"),
+        [(7.0, 7), (86_400.0, 600), (float("inf"), 5), (float("nan"), 5), (0.0, 5), (-3.0, 5)],
+    )
+    async def test_a_gateways_retry_after_holds_the_row_within_bounds(
+        self, db, club, retry_after, wait
+    ) -> None:
+        """A throttled row waits the gateway's Retry-After, at most ten minutes (a gateway that
+        says a day, or infinity, must not stop the club's messages, nor break the sender);
+        one that is no number of seconds ahead is the default 5 s."""
+        row_id = await enqueue(db, club, "+4791000001", "vent litt")
+        gateway = FakeGateway({"+4791000001": Throttled("429", retry_after=retry_after)})
+
+        assert await sender.drain(db, gateway, at(T0)) == 0
+        row = (await outbox(db))[row_id]
+        assert row.status == sending.QUEUED
+        assert row.send_after == T0 + dt.timedelta(seconds=wait)
+
     async def test_an_unexpected_error_for_one_row_keeps_the_others_sent(self, db, club) -> None:
         """A gateway bug on one row does not lose the record of the rows it did send."""
         for i in range(3):
