@@ -233,6 +233,38 @@ class TestDelete:
         assert [g.evidence for g in grants] == ["SMrejoin"]
         assert await was_erased(db, club, NB)
 
+    async def test_erasure_empties_the_members_own_words_in_the_consent_log(
+        self, phone, db
+    ) -> None:
+        """A STOP and a DELETE are logged in the member's own words; once erased, those words
+        are gone like every text of theirs, while each withdrawal (what, when, how, evidence)
+        and the club's wording of each grant stay."""
+        await join_fully(phone, name="Zelda")
+        assert await phone.text("Stopp, hilsen Zelda Nordmann", sid="SMstop")
+        assert await phone.text("START", sid="SMstart")
+        assert "Svar JA for å slette" in await phone.text("slett meg, Zelda", sid="SMdelete")
+        await phone.text("JA", sid="SMyes")
+
+        log = await db.run(
+            lambda s: s.execute(
+                select(
+                    ConsentEvent.action,
+                    ConsentEvent.wording_id,
+                    ConsentEvent.wording_text,
+                    ConsentEvent.evidence,
+                ).order_by(ConsentEvent.id)
+            ).all()
+        )
+        assert [(a, w, e) for a, w, _, e in log][1:] == [
+            ("withdraw", "keyword.stop", "SMstop"),
+            ("grant", "start.confirmed", "SMstart"),
+            ("withdraw", "keyword.delete", "SMdelete"),
+        ]
+        assert [text for *_, text, _ in log if "Zelda" in text] == []
+        assert all(
+            text.startswith(("Torshov Sport", "Velkommen")) for a, _, text, _ in log if a == "grant"
+        )
+
     async def test_texts_sent_before_joining_are_erased_too(self, phone, db) -> None:
         """DELETE also removes what the number texted before it joined, and the replies to it."""
         assert await phone.text("Hei, dette er Kari Nordmann, er dere sportsbutikken?")
@@ -284,6 +316,9 @@ class TestUnderAge:
         assert member.status == "erased"
         assert (member.phone, member.first_name, member.birthday) == (None, None, None)
         assert await rows_mentioning(db, NB, "Kari", birthday) == []
+        # Nor does the consent log keep the child's birthday as the words of the withdrawal.
+        wordings = await db.run(lambda s: s.scalars(select(ConsentEvent.wording_text)).all())
+        assert [w for w in wordings if birthday in w] == []
         assert (
             await phone.text("MINE DATA")
             == "Torshov Sport har ingen opplysninger om dette nummeret."
