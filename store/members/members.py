@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -413,6 +414,15 @@ def _forget_messages(session: Session, member: Member) -> None:
     session.execute(
         update(OutboxMessage)
         .where(outbox_of_member)
-        .values(to_number=None, body=None)
+        .values(to_number=None, body=None, error=_ERROR_KEPT)
         .execution_options(synchronize_session=False)
     )
+
+
+# A failed or retried row's error is the gateway's own text, which can quote the number ("The
+# 'To' number +47... is not valid"): erasure empties it (the status and the carrier's code
+# stay). A skipped row's error is Klubb's reason (no_consent, cancelled), which campaign
+# reports count: kept.
+_ERROR_KEPT = case(
+    (OutboxMessage.status == states.OutboxStatus.SKIPPED, OutboxMessage.error), else_=None
+)

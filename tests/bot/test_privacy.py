@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from locales.sms import is_gsm7, segments
 from scheduler import sender
+from scheduler.gateway import Rejected
 from store.database import Database
 from store.members import members
 from store.models import (
@@ -264,6 +265,23 @@ class TestDelete:
         assert all(
             text.startswith(("Torshov Sport", "Velkommen")) for a, _, text, _ in log if a == "grant"
         )
+
+    async def test_erasure_leaves_the_number_in_no_gateway_error(self, phone, club, db) -> None:
+        """A campaign SMS the gateway refused keeps the gateway's words, which can quote the
+        number ("The 'To' number +47... is not valid"); once the member is erased no row
+        holds the number, while the row, its status and the campaign's skip reasons stay."""
+        await join_fully(phone)
+        campaign_id = await broadcast(db, club)
+        await plan(db, campaign_id)
+        refused = Rejected(f"Twilio 400 21211: The 'To' number {NB} is not valid", code="21211")
+        await sender.drain(db, RecordingGateway({NB: refused}), at(T0))
+        _, outbox = await messages_of(db)
+        assert [m.status for m in outbox if m.campaign_id == campaign_id] == ["failed"]
+        await phone.text("SLETT")
+        await phone.text("JA")
+        _, outbox = await messages_of(db)
+        assert [m.status for m in outbox if m.campaign_id == campaign_id] == ["failed"]
+        assert [m.id for m in outbox if NB in (m.error or "")] == []
 
     async def test_texts_sent_before_joining_are_erased_too(self, phone, db) -> None:
         """DELETE also removes what the number texted before it joined, and the replies to it."""
