@@ -158,7 +158,7 @@ def handle_text(
     # The turns of a group share a session: the next one must read this one's changes.
     session.flush()
 
-    forget = _forgets(outcome)
+    forget = _forgets(outcome, member)
     if member is not None:
         member_id: int | None = member.id
     else:
@@ -566,8 +566,8 @@ def _apply_one(
                 evidence=text.provider_sid,
             )
         case DiscardPending() if member is not None:
-            members.discard(session, member)
-            member = None
+            if members.discard(session, member, now):
+                member = None
         case _:
             raise TypeError(f"effect {effect!r} does not apply here")
     return member
@@ -590,8 +590,13 @@ def _withdraw(
     )
 
 
-def _forgets(outcome: Outcome) -> bool:
-    return any(isinstance(e, Erase | DiscardPending) for e in outcome.effects)
+def _forgets(outcome: Outcome, member: Member | None) -> bool:
+    """Whether the turn's own text is recorded without number or words: an erasure, or a NO
+    to joining that forgot the number (one with a past is kept, stopped: members.discard)."""
+    return any(
+        isinstance(e, Erase) or (isinstance(e, DiscardPending) and member is None)
+        for e in outcome.effects
+    )
 
 
 def _wording_shown(

@@ -213,7 +213,8 @@ class Erase:
 
 @dataclass(frozen=True, slots=True)
 class DiscardPending:
-    """Forget a number that asked to join and then said no: nothing of it is kept."""
+    """A number that asked to join and then said no: forgotten, nothing of it kept, unless it
+    has a past here (a former member, a STOP), which stays, stopped (members.discard)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, select
+from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.database import plain_rows, plain_write
@@ -25,6 +25,10 @@ CHANNELS = frozenset({"sms", "pos", "import", "admin", "page"})
 GRANTED = MemberStatus.ACTIVE
 WITHDRAWN = MemberStatus.STOPPED
 _INSERT = insert(ConsentEvent.__table__)
+# The wording ids of a withdrawal by SMS logged in the member's own words (their STOP or
+# DELETE text, or the birthday that turned them away as under age: flows.conversation writes
+# them as "keyword.<reason>" and "erase.<reason>"), which erasure empties (forget_own_words).
+OWN_WORDS = ("keyword.", "erase.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,25 @@ def record_many(
             )
             for grant in grants
         ],
+    )
+
+
+def forget_own_words(session: Session, member_id: int) -> None:
+    """Erasure's one change to the log: a withdrawal written in the member's own words loses
+    those words, as their texts lose their bodies (a STOP may say who they are, an under-age
+    refusal's words are the child's birthday). What was done, when, on which channel and with
+    which evidence stays, so the log still shows that consent ended. The club's own wording
+    (every grant, the page's and the admin's withdrawals) is no one's personal data: kept."""
+    events = ConsentEvent.__table__.c
+    session.execute(
+        update(ConsentEvent.__table__)
+        .where(
+            events.member_id == member_id,
+            events.action == WITHDRAW,
+            events.channel == "sms",
+            or_(*(events.wording_id.startswith(prefix) for prefix in OWN_WORDS)),
+        )
+        .values(wording_text="")
     )
 
 

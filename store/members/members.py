@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -31,6 +32,7 @@ from sqlalchemy.orm.util import identity_key
 from store import messages, states
 from store.database import Reads, pipelined, plain_write, prefetched
 from store.models import (
+    ConsentEvent,
     InboundMessage,
     Member,
     OutboxMessage,
@@ -364,11 +366,26 @@ def erase(session: Session, member: Member, now: dt.datetime) -> None:
     set_status(member, ERASED, now)
 
 
-def discard(session: Session, member: Member) -> None:
-    """Forget a member that never consented (said NO to joining): no row is left."""
+def discard(session: Session, member: Member, now: dt.datetime) -> bool:
+    """NO to joining: a number with no past here is forgotten (no row left, its texts blanked);
+    True then. One with a past keeps its row, stopped, and False: a former member (their
+    points, purchases and consent history) or a number that texted STOP, whose withdrawal
+    must stay in the append-only log so that nothing, an import included, brings it back
+    without new consent. Deleting the row would take its consent events with it (cascade)."""
+    if member.joined_at is not None or _has_consent_events(session, member.id):
+        set_status(member, STOPPED, now)
+        return False
     _forget_messages(session, member)
     session.delete(member)
     session.flush()
+    return True
+
+
+def _has_consent_events(session: Session, member_id: int) -> bool:
+    found = session.execute(
+        select(ConsentEvent.id).where(ConsentEvent.member_id == member_id).limit(1)
+    ).first()
+    return found is not None
 
 
 def _forget_messages(session: Session, member: Member) -> None:
@@ -397,6 +414,15 @@ def _forget_messages(session: Session, member: Member) -> None:
     session.execute(
         update(OutboxMessage)
         .where(outbox_of_member)
-        .values(to_number=None, body=None)
+        .values(to_number=None, body=None, error=_ERROR_KEPT)
         .execution_options(synchronize_session=False)
     )
+
+
+# A failed or retried row's error is the gateway's own text, which can quote the number ("The
+# 'To' number +47... is not valid"): erasure empties it (the status and the carrier's code
+# stay). A skipped row's error is Klubb's reason (no_consent, cancelled), which campaign
+# reports count: kept.
+_ERROR_KEPT = case(
+    (OutboxMessage.status == states.OutboxStatus.SKIPPED, OutboxMessage.error), else_=None
+)

@@ -64,7 +64,8 @@ def erase(
 ) -> None:
     """Erase the member: a marketing consent they still hold is withdrawn first, as STOP
     withdraws it (logged with the words and evidence of the request), then everything personal
-    is removed; the consent log, ledger and purchases stay as anonymous figures."""
+    is removed; the consent log (without the member's own words), ledger and purchases stay as
+    anonymous figures."""
     if consent.may_market(session, member):
         consent.withdraw(
             session,
@@ -79,6 +80,7 @@ def erase(
     links.end_all(session, [member.id], now)
     session.connection().execute(_UNNAME_LINKS, {"erased": member.id})
     members.erase(session, member, now)
+    consent.forget_own_words(session, member.id)
 
 
 def export(session: Session, program: Program, member: Member, now: dt.datetime) -> dict[str, Any]:

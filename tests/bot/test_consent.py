@@ -195,3 +195,34 @@ class TestDecline:
         await phone.text("NEI")
         outbox = await db.run(lambda s: s.scalars(select(OutboxMessage)).all())
         assert [m.to_number for m in outbox] == [None, None]
+
+    async def test_no_from_a_former_member_keeps_their_history_and_their_stop(
+        self, client, quiet_club, db
+    ) -> None:
+        """A member who stopped, asks to join again and says NO stays a stopped member: the
+        consent log (the grant and the STOP) is not deleted with them, and MYDATA still
+        finds their data."""
+        phone = Phone(client, NB)
+        await phone.text("BLI MED")
+        await phone.text("JA", sid="SMyes")
+        await phone.text("STOPP", sid="SMstop")
+        await phone.text("BLI MED")
+        assert (await phone.text("NEI")).startswith("Greit")
+        [member] = await members_of(db)
+        assert (member.phone, member.status) == (NB, "stopped")
+        assert [(e.action, e.evidence) for e in await events(db)] == [
+            ("grant", "SMyes"),
+            ("withdraw", "SMstop"),
+        ]
+        assert "SMS-tilbud: nei" in await phone.text("MINE DATA")
+        assert await phone.text("hei") is None  # stopped: silence, as after the STOP
+
+    async def test_no_after_a_stop_from_a_stranger_keeps_the_stop(self, phone, db) -> None:
+        """A number that texted STOP, then JOIN and NO: its STOP stays recorded, so nothing
+        brings the number back without new consent."""
+        await phone.text("STOPP", sid="SMstop")
+        await phone.text("BLI MED")
+        await phone.text("NEI")
+        [member] = await members_of(db)
+        assert (member.phone, member.status) == (NB, "stopped")
+        assert [(e.action, e.evidence) for e in await events(db)] == [("withdraw", "SMstop")]

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from locales.sms import is_gsm7, segments
 from scheduler import sender
+from scheduler.gateway import Rejected
 from store.database import Database
 from store.members import members
 from store.models import (
@@ -233,6 +234,55 @@ class TestDelete:
         assert [g.evidence for g in grants] == ["SMrejoin"]
         assert await was_erased(db, club, NB)
 
+    async def test_erasure_empties_the_members_own_words_in_the_consent_log(
+        self, phone, db
+    ) -> None:
+        """A STOP and a DELETE are logged in the member's own words; once erased, those words
+        are gone like every text of theirs, while each withdrawal (what, when, how, evidence)
+        and the club's wording of each grant stay."""
+        await join_fully(phone, name="Zelda")
+        assert await phone.text("Stopp, hilsen Zelda Nordmann", sid="SMstop")
+        assert await phone.text("START", sid="SMstart")
+        assert "Svar JA for å slette" in await phone.text("slett meg, Zelda", sid="SMdelete")
+        await phone.text("JA", sid="SMyes")
+
+        log = await db.run(
+            lambda s: s.execute(
+                select(
+                    ConsentEvent.action,
+                    ConsentEvent.wording_id,
+                    ConsentEvent.wording_text,
+                    ConsentEvent.evidence,
+                ).order_by(ConsentEvent.id)
+            ).all()
+        )
+        assert [(a, w, e) for a, w, _, e in log][1:] == [
+            ("withdraw", "keyword.stop", "SMstop"),
+            ("grant", "start.confirmed", "SMstart"),
+            ("withdraw", "keyword.delete", "SMdelete"),
+        ]
+        assert [text for *_, text, _ in log if "Zelda" in text] == []
+        assert all(
+            text.startswith(("Torshov Sport", "Velkommen")) for a, _, text, _ in log if a == "grant"
+        )
+
+    async def test_erasure_leaves_the_number_in_no_gateway_error(self, phone, club, db) -> None:
+        """A campaign SMS the gateway refused keeps the gateway's words, which can quote the
+        number ("The 'To' number +47... is not valid"); once the member is erased no row
+        holds the number, while the row, its status and the campaign's skip reasons stay."""
+        await join_fully(phone)
+        campaign_id = await broadcast(db, club)
+        await plan(db, campaign_id)
+        refused = Rejected(f"Twilio 400 21211: The 'To' number {NB} is not valid", code="21211")
+        await sender.drain(db, RecordingGateway({NB: refused}), at(T0))
+        _, outbox = await messages_of(db)
+        assert [m.status for m in outbox if m.campaign_id == campaign_id] == ["failed"]
+        await phone.text("SLETT")
+        await phone.text("JA")
+        _, outbox = await messages_of(db)
+        assert [m.status for m in outbox if m.campaign_id == campaign_id] == ["failed"]
+        assert [m.id for m in outbox if NB in (m.error or "")] == []
+
     async def test_texts_sent_before_joining_are_erased_too(self, phone, db) -> None:
         """DELETE also removes what the number texted before it joined, and the replies to it."""
         assert await phone.text("Hei, dette er Kari Nordmann, er dere sportsbutikken?")
@@ -284,6 +334,9 @@ class TestUnderAge:
         assert member.status == "erased"
         assert (member.phone, member.first_name, member.birthday) == (None, None, None)
         assert await rows_mentioning(db, NB, "Kari", birthday) == []
+        # Nor does the consent log keep the child's birthday as the words of the withdrawal.
+        wordings = await db.run(lambda s: s.scalars(select(ConsentEvent.wording_text)).all())
+        assert [w for w in wordings if birthday in w] == []
         assert (
             await phone.text("MINE DATA")
             == "Torshov Sport har ingen opplysninger om dette nummeret."
