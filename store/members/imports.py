@@ -63,7 +63,9 @@ BIRTHDAY = "birthday"
 CONSENT_AT = "consent_at"
 EVIDENCE = "consent_evidence"
 WORDING = "consent_text"
-FIELDS = (PHONE, FIRST_NAME, LANGUAGE, BIRTHDAY, CONSENT_AT, EVIDENCE, WORDING)
+# A yes/no column ("Samtykke: ja/nei", a ticked "x"): when mapped, only a clear yes imports.
+CONSENTED = "consented"
+FIELDS = (PHONE, FIRST_NAME, LANGUAGE, BIRTHDAY, CONSENT_AT, EVIDENCE, WORDING, CONSENTED)
 REQUIRED = (PHONE, CONSENT_AT, EVIDENCE)
 
 # Header names as merchants' systems and Nordic Excel sheets write them (compared after
@@ -97,7 +99,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "consenttext", "consentwording", "wording", "samtykketekst", "samtyckestext", "tekst",
         "text",
     ),
+    CONSENTED: (
+        "consent", "marketingconsent", "smsconsent", "samtykke", "smssamtykke",
+        "samtykkemarkedsføring", "markedsføring", "samtycke", "smssamtycke", "marknadsföring",
+    ),
 }  # fmt: skip
+# A consent column's yes: consent is only ever given by a clear yes (PRODUCT.md), so anything
+# else, an empty cell too (an unticked box), leaves the row out.
+_YES_WORDS = frozenset({"ja", "j", "yes", "y", "x", "1", "true", "sant", "✓", "✔"})
 
 _LANGUAGE_WORDS = {
     "nb": "nb", "no": "nb", "nn": "nb", "nob": "nb", "norsk": "nb", "bokmål": "nb",
@@ -377,6 +386,10 @@ def _check_row(
     phone, why = mobile_number(raw, country)
     if phone is None:
         return Bad(line, raw, why or NOT_A_NUMBER)
+    if mapping.get(CONSENTED) is not None:
+        said = _cell(cells, mapping[CONSENTED])
+        if said.lower() not in _YES_WORDS:
+            return Bad(line, raw, "consent_not_given", {"value": said[:20]})
     evidence = _cell(cells, mapping[EVIDENCE])
     written = _cell(cells, mapping[CONSENT_AT])
     if not evidence and not written:

@@ -136,6 +136,7 @@ async def test_a_good_file_lands_as_active_members_with_their_consent(
         "map_consent_at": "4",
         "map_consent_evidence": "5",
         "map_consent_text": "",
+        "map_consented": "",
     }
 
     result = await run_import(admin, page, "all")
@@ -352,6 +353,43 @@ async def test_a_missing_required_column_is_named_and_can_be_mapped(
     assert "1 rad kan importeres" in page
     result = await run_import(admin, page, "all")
     assert result["imported"] == 1
+
+
+# --- files as Nordic Excel writes them --------------------------------------------------------
+
+
+async def test_a_consent_column_imports_only_a_clear_yes(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """A file with a yes/no consent column: "nei", "0", an unticked (empty) box or a "kanskje"
+    is no consent, named by line with what it said; before, the column was not read and every
+    row landed as consented."""
+    content = (
+        "Telefon;Fornavn;Samtykke;Samtykkedato;Kilde\r\n"
+        "912 34 567;Kari;ja;01.02.2024;skjema\r\n"
+        "98 76 54 32;Ola;nei;01.02.2024;skjema\r\n"
+        "41 23 45 67;Liv;X;01.02.2024;skjema\r\n"
+        "47 11 22 33;Per;;01.02.2024;skjema\r\n"
+        "48 11 22 33;Pål;0;01.02.2024;skjema\r\n"
+        "+46 70 123 45 67;Åsa;Yes;01.02.2024;skjema\r\n"
+        "93 11 22 33;Siv;kanskje;01.02.2024;skjema\r\n"
+    )
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode("cp1252"))).text()
+    assert mapping_of(page)["map_consented"] == "2"
+    assert "3 rader kan importeres" in page
+    for line, said in ((3, "nei"), (5, ""), (6, "0"), (8, "kanskje")):
+        assert re.search(
+            rf'data-line="{line}">.*?<td>Sa ikke ja til SMS: «{said}» \(bare ja, yes, x eller 1',
+            page,
+        ), line
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (3, 4)
+    assert sorted(m.phone for m in await club_members(db, club)) == [
+        "+46701234567",
+        "+4741234567",
+        "+4791234567",
+    ]
 
 
 # --- who may ----------------------------------------------------------------------------------
