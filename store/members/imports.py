@@ -35,6 +35,7 @@ from store.database import Database
 from store.members import consent, members, profile
 from store.members.phones import NOT_A_NUMBER, mobile_number
 from store.models import Member, Program
+from store.text import text_only
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -242,6 +243,8 @@ def read(data: bytes) -> Table:
             if headers is None:
                 headers = [cell.strip() for cell in cells]
                 continue
+            if _swallows_rows(cells, delimiter, headers):
+                raise FileRefused("unreadable", line=start)
             if len(rows) >= MAX_ROWS:
                 raise FileRefused("too_many_rows", limit=MAX_ROWS)
             rows.append((start, cells))
@@ -252,6 +255,22 @@ def read(data: bytes) -> Table:
     if not rows:
         raise FileRefused("no_rows")
     return Table(encoding, delimiter, headers, rows)
+
+
+def _swallows_rows(cells: list[str], delimiter: str, headers: list[str]) -> bool:
+    """Whether a quoted cell runs over lines that are rows of their own: a stray quote (`"Kari`)
+    that never closes on its line takes the following rows into one cell, which would lose them
+    without a word. A line inside a cell with a separator for every column is such a row; an
+    address or consent text over two lines is not."""
+    columns = sum(1 for header in headers if header)
+    if columns < 2:
+        return False
+    return any(
+        piece.count(delimiter) >= columns - 1
+        for cell in cells
+        if "\n" in cell or "\r" in cell
+        for piece in cell.splitlines()[1:]
+    )
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -418,7 +437,9 @@ def _check_row(
             return Bad(line, raw, "birthday", {"value": written_birthday[:40]})
         if profile.too_young(birthday, consent_at.astimezone(zone).date(), min_age):
             return Bad(line, raw, "too_young", {"age": min_age})
-    first_name = _cell(cells, mapping.get(FIRST_NAME))[:60] or None
+    # A name over two lines of a quoted cell, or with a control character, is one line of
+    # text in a greeting SMS.
+    first_name = " ".join(text_only(_cell(cells, mapping.get(FIRST_NAME))).split())[:60] or None
     wording = _cell(cells, mapping.get(WORDING)) or None
     return Row(line, phone, raw, first_name, language, birthday, consent_at, evidence, wording)
 

@@ -392,6 +392,34 @@ async def test_a_consent_column_imports_only_a_clear_yes(
     ]
 
 
+async def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_its_line(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """`"Kari` never closes: the csv reader took line 3's row into line 2's name, and line 3
+    was lost without a word. A quoted cell over two lines of a real cell still reads."""
+    content = (
+        HEADER
+        + '912 34 567;"Kari;nb;;01.02.2024;skjema\r\n'
+        + "98 76 54 32;Ola;;;01.02.2024;skjema\r\n"
+        + "41 23 45 67;Liv;;;01.02.2024;skjema\r\n"
+    )
+    await admin.signed_in(OWNER)
+    response = await upload(admin, content.encode())
+    assert response.status == 422
+    assert "Filen kan ikke leses som CSV fra linje 2" in await response.text()
+    assert await count(db, Member) == 0
+
+    two_lines = HEADER + '912 34 567;"Kari\r\nNordmann";nb;;01.02.2024;skjema\r\n'
+    two_lines += "98 76 54 32;Ola;;;01.02.2024;skjema\r\n"
+    page = await (await upload(admin, two_lines.encode())).text()
+    assert "2 rader kan importeres" in page
+    result = await run_import(admin, page, "all")
+    assert result["imported"] == 2
+    # One line of text in a greeting SMS, not a line break.
+    names = {m.phone: m.first_name for m in await club_members(db, club)}
+    assert names == {"+4791234567": "Kari Nordmann", "+4798765432": "Ola"}
+
+
 # --- who may ----------------------------------------------------------------------------------
 
 OWNER_ONLY = [
