@@ -120,6 +120,10 @@ _NORDIC_DATE = re.compile(r"^(\d{1,2})[./-](\d{1,2})[./-](\d{4})$")
 _TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%H.%M", "%H:%M:%S.%f")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _DELIMITERS = (";", ",", "\t")
+# Excel's own first line naming the separator ("sep=;"), written for Excel to read the file back.
+_SEPARATOR_LINE = re.compile(r"^\s*sep=(.)\s*$", re.IGNORECASE)
+# A number Excel showed in scientific notation (4.79123E+10, 4,79123E+10): its digits are lost.
+_SCIENTIFIC = re.compile(r"^\d[.,]\d+E\+?\d+$", re.IGNORECASE)
 
 
 class FileRefused(ValueError):
@@ -230,7 +234,13 @@ def read(data: bytes) -> Table:
         raise FileRefused("empty")
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), 0)
-    delimiter = sniff_delimiter(lines[first])
+    named = _SEPARATOR_LINE.match(lines[first])
+    if named is not None:
+        # Excel's "sep=;" line is no header: the separator it names, and the next line is one.
+        delimiter = named.group(1)
+        first += 1
+    else:
+        delimiter = sniff_delimiter(lines[first])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     headers: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
@@ -238,8 +248,8 @@ def read(data: bytes) -> Table:
     try:
         for cells in reader:
             start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
-                continue  # blank lines between rows are not rows
+            if start <= first or not any(cell.strip() for cell in cells):
+                continue  # blank lines between rows are not rows (nor Excel's "sep=" line)
             if headers is None:
                 headers = [cell.strip() for cell in cells]
                 continue
@@ -404,7 +414,7 @@ def _check_row(
         return Bad(line, raw, "phone_missing")
     phone, why = mobile_number(raw, country)
     if phone is None:
-        return Bad(line, raw, why or NOT_A_NUMBER)
+        return Bad(line, raw, _why_not_a_number(raw, why))
     if mapping.get(CONSENTED) is not None:
         said = _cell(cells, mapping[CONSENTED])
         if said.lower() not in _YES_WORDS:
@@ -442,6 +452,14 @@ def _check_row(
     first_name = " ".join(text_only(_cell(cells, mapping.get(FIRST_NAME))).split())[:60] or None
     wording = _cell(cells, mapping.get(WORDING)) or None
     return Row(line, phone, raw, first_name, language, birthday, consent_at, evidence, wording)
+
+
+def _why_not_a_number(raw: str, why: str | None) -> str:
+    """Why a number was refused: Excel's scientific notation is named (its digits are lost, the
+    column must be text), else phones.mobile_number's reason."""
+    if _SCIENTIFIC.match(raw.replace(" ", "")):
+        return "excel_number"
+    return why or NOT_A_NUMBER
 
 
 def parse_date(text: str) -> dt.date | None:

@@ -420,6 +420,57 @@ async def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_its_line
     assert names == {"+4791234567": "Kari Nordmann", "+4798765432": "Ola"}
 
 
+async def test_excels_sep_line_and_its_scientific_numbers(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """Excel's "sep=;" first line names the separator (it was read as the header: no column
+    found); a number Excel showed as 4.79123E+10 has lost its digits and is named as such."""
+    content = "sep=;\r\n" + HEADER + "912 34 567;Kari;;;01.02.2024;skjema\r\n"
+    content += "4,79123E+10;Ola;;;01.02.2024;skjema\r\n"
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode())).text()
+    assert mapping_of(page)["map_phone"] == "0"
+    assert "1 rad kan importeres" in page or "1 rader kan importeres" in page, page
+    assert re.search(
+        r'data-line="4"><td>4</td><td>4,79123E\+10</td><td>Excel har gjort nummeret om', page
+    )
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (1, 1)
+    events = await db.run(lambda s: s.scalars(select(ConsentEvent)).all())
+    assert [e.evidence for e in events] == ["members.csv, line 3: skjema"]
+
+
+async def test_a_windows_1252_excel_file_lands_once_and_a_second_upload_lands_nothing(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """The file shop owners have: Windows-1252, CRLF, headers in capitals, trailing empty
+    columns, blank lines, numbers written every way, the same number twice."""
+    content = (
+        "TELEFON;FORNAVN;FØDSELSDATO;SAMTYKKEDATO;KILDE;;\r\n"
+        "912 34 567;Bjørn;12.03.1990;01.02.2024;skjema;;\r\n"
+        "\r\n"
+        "0047 98765432;Åse;;01.02.2024;skjema;;\r\n"
+        "004741234567;Øyvind;;01.02.2024;skjema;;\r\n"
+        "+47 912 34 567;Bjørn igjen;;01.02.2024;skjema;;\r\n"
+        ";;;;;;\r\n"
+    )
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode("cp1252"))).text()
+    assert "3 rader kan importeres" in page
+    assert re.search(r'data-line="6">.*?Samme nummer som linje 2<', page)
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (3, 1)
+    names = sorted(m.first_name or "" for m in await club_members(db, club))
+    assert names == ["Bjørn", "Åse", "Øyvind"]
+
+    again = await (await upload(admin, content.encode("cp1252"))).text()
+    assert "0 rader kan importeres" in again
+    result = await run_import(admin, again, "good")
+    assert result["imported"] == 0
+    assert len(await club_members(db, club)) == 3
+    assert await count(db, ConsentEvent) == 3
+
+
 # --- who may ----------------------------------------------------------------------------------
 
 OWNER_ONLY = [
