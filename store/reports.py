@@ -96,6 +96,10 @@ GRAINS = (WEEK, MONTH)
 # `auto` counts by ISO week up to this many days, by month beyond.
 WEEKS_UP_TO_DAYS = 92
 MAX_DAYS = 3660  # ten years: 120 months, or 523 weeks when asked for
+# The days a period may reach: far beyond any club's data, far within date arithmetic's (a day
+# after 9999-12-31, or a midnight in UTC before 0001-01-01, is an OverflowError).
+FIRST_DAY = dt.date(2000, 1, 1)
+LAST_DAY = dt.date(2100, 12, 31)
 TOP = 10
 # A campaign's effect: its recipients' purchases in the days after it, against its control
 # group's; a STOP within OPT_OUT_DAYS of the message is an opt-out from it.
@@ -169,6 +173,11 @@ def period(program: Program, start: dt.date, end: dt.date) -> Period:
     if (end - start).days > MAX_DAYS:
         raise InvalidInput("from", f"a report covers at most {MAX_DAYS:,} days")
     return Period(start, end, ZoneInfo(program.timezone))
+
+
+def in_range(day: dt.date) -> bool:
+    """Whether a period may start or end on `day` (FIRST_DAY to LAST_DAY)."""
+    return FIRST_DAY <= day <= LAST_DAY
 
 
 def last_days(program: Program, now: dt.datetime, days: int = 30) -> Period:

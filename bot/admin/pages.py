@@ -47,10 +47,6 @@ MAX_FIELD = 1024  # an email or password longer than this is not one
 DEFAULT_DAYS = 30
 _DAY = dt.timedelta(days=1)
 QUICK_DAYS = (7, 30, 90, 365)  # the quick choices: a week, a month, a quarter, a year
-# The days a period may reach: far beyond any club's data, far within date arithmetic's (a day
-# after 9999-12-31 is an OverflowError). admin.dashboard.out_of_range names these years.
-FIRST_DAY = dt.date(2000, 1, 1)
-LAST_DAY = dt.date(2100, 12, 31)
 
 
 def _safe_next(target: str | None) -> str:
@@ -141,7 +137,8 @@ def choose_period(program: Program, query: Mapping[str, str], now: dt.datetime) 
     links write them), both days included (`klubb report --to` is the first day after).
     `from` alone runs to today, `to` alone has the DEFAULT_DAYS days up to it; nothing, or
     anything wrong, is the last DEFAULT_DAYS days, with a notice naming what was wrong (and,
-    for a date that is not one or is outside FIRST_DAY to LAST_DAY, which field it was in)."""
+    for a date that is not one or is outside the days a period may reach, reports.in_range,
+    which field it was in)."""
     default = reports.last_days(program, now, DEFAULT_DAYS)
     raw_from = query.get("from", "").strip()[:MAX_FIELD]
     raw_to = query.get("to", "").strip()[:MAX_FIELD]
@@ -154,7 +151,7 @@ def choose_period(program: Program, query: Mapping[str, str], now: dt.datetime) 
         day = read_date(raw)
         if day is None:
             return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.bad_date", raw), name)
-        if not FIRST_DAY <= day <= LAST_DAY:
+        if not reports.in_range(day):
             return Chosen(default, DEFAULT_DAYS, ("admin.dashboard.out_of_range", raw), name)
         days[name] = day
     today = default.last_day

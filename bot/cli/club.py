@@ -27,7 +27,7 @@ from bot.settings import Settings
 from store import migrate
 from store.clock import utc_now
 from store.clubs import admins, apikeys, programs
-from store.errors import InvalidSetting, NotFound, StoreError
+from store.errors import InvalidSetting, NotFound, NumberTaken, StoreError
 from store.members.phones import club_number
 from store.models import Program
 
@@ -158,7 +158,12 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# The club's settings `klubb init` takes under another flag name (the argument's dest).
+_INIT_FLAGS = {"marketing_per_month": "per_month"}
+
+
 def _init(args: argparse.Namespace, settings: Settings) -> int:
+    problems: dict[str, str] = {}
     if args.demo:
         club: dict[str, Any] = dict(DEMO_CLUB)
         questions = DEMO_QUESTIONS
@@ -185,17 +190,20 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
             "privacy_url": args.privacy_url,
         }
         questions = DEMO_QUESTIONS[:2]
-        # The rule the admin's settings page applies, said before the database is touched.
         problems = programs.check_club(
             name=args.name, contact=args.contact, privacy_url=args.privacy_url, country=args.country
         )
-        if problems:
-            for field, reason in problems.items():
-                given = getattr(args, field)
-                print(
-                    f"klubb init: --{field.replace('_', '-')} {given!r}: {reason}", file=sys.stderr
-                )
-            return 2
+    # The rules the admin's settings page applies, said before the database is touched, each
+    # naming its flag (--per-month sets marketing_per_month), the demo's numbers too.
+    problems.update(
+        programs.check_numbers(marketing_per_month=args.per_month, min_age=args.min_age)
+    )
+    if problems:
+        for field, reason in problems.items():
+            dest = _INIT_FLAGS.get(field, field)
+            given = getattr(args, dest)
+            print(f"klubb init: --{dest.replace('_', '-')} {given!r}: {reason}", file=sys.stderr)
+        return 2
     numbers = [club_number(n) for n in club["numbers"]]
     if None in numbers:
         bad = [n for n, c in zip(club["numbers"], numbers, strict=True) if c is None]
@@ -255,6 +263,9 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         print(asyncio.run(run_once(settings.database_url, create)))
+    except NumberTaken as exc:
+        print(f"klubb init: --number {exc.number}: another club answers on it", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"klubb init: {exc}", file=sys.stderr)
         return 1

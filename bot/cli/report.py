@@ -74,9 +74,16 @@ def _day(flag: str, raw: str | None) -> dt.date | None:
     if raw is None:
         return None
     try:
-        return dt.date.fromisoformat(raw.strip())
+        day = dt.date.fromisoformat(raw.strip())
     except ValueError:
         raise Usage(f"{flag}: {raw!r} is not a date; give YYYY-MM-DD, e.g. 2026-11-01") from None
+    if not reports.in_range(day):
+        # Year 1 or 9999 would overflow the period's arithmetic (a traceback, not an answer).
+        raise Usage(
+            f"{flag}: {day.isoformat()} is outside the days a report covers "
+            f"({reports.FIRST_DAY.isoformat()} to {reports.LAST_DAY.isoformat()})"
+        )
+    return day
 
 
 def _period(

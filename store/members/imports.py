@@ -35,6 +35,7 @@ from store.database import Database
 from store.members import consent, members, profile
 from store.members.phones import NOT_A_NUMBER, mobile_number
 from store.models import Member, Program
+from store.text import text_only
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -63,7 +64,9 @@ BIRTHDAY = "birthday"
 CONSENT_AT = "consent_at"
 EVIDENCE = "consent_evidence"
 WORDING = "consent_text"
-FIELDS = (PHONE, FIRST_NAME, LANGUAGE, BIRTHDAY, CONSENT_AT, EVIDENCE, WORDING)
+# A yes/no column ("Samtykke: ja/nei", a ticked "x"): when mapped, only a clear yes imports.
+CONSENTED = "consented"
+FIELDS = (PHONE, FIRST_NAME, LANGUAGE, BIRTHDAY, CONSENT_AT, EVIDENCE, WORDING, CONSENTED)
 REQUIRED = (PHONE, CONSENT_AT, EVIDENCE)
 
 # Header names as merchants' systems and Nordic Excel sheets write them (compared after
@@ -97,7 +100,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "consenttext", "consentwording", "wording", "samtykketekst", "samtyckestext", "tekst",
         "text",
     ),
+    CONSENTED: (
+        "consent", "marketingconsent", "smsconsent", "samtykke", "smssamtykke",
+        "samtykkemarkedsføring", "markedsføring", "samtycke", "smssamtycke", "marknadsföring",
+    ),
 }  # fmt: skip
+# A consent column's yes: consent is only ever given by a clear yes (PRODUCT.md), so anything
+# else, an empty cell too (an unticked box), leaves the row out.
+_YES_WORDS = frozenset({"ja", "j", "yes", "y", "x", "1", "true", "sant", "✓", "✔"})
 
 _LANGUAGE_WORDS = {
     "nb": "nb", "no": "nb", "nn": "nb", "nob": "nb", "norsk": "nb", "bokmål": "nb",
@@ -110,6 +120,10 @@ _NORDIC_DATE = re.compile(r"^(\d{1,2})[./-](\d{1,2})[./-](\d{4})$")
 _TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%H.%M", "%H:%M:%S.%f")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _DELIMITERS = (";", ",", "\t")
+# Excel's own first line naming the separator ("sep=;"), written for Excel to read the file back.
+_SEPARATOR_LINE = re.compile(r"^\s*sep=(.)\s*$", re.IGNORECASE)
+# A number Excel showed in scientific notation (4.79123E+10, 4,79123E+10): its digits are lost.
+_SCIENTIFIC = re.compile(r"^\d[.,]\d+E\+?\d+$", re.IGNORECASE)
 
 
 class FileRefused(ValueError):
@@ -220,7 +234,13 @@ def read(data: bytes) -> Table:
         raise FileRefused("empty")
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), 0)
-    delimiter = sniff_delimiter(lines[first])
+    named = _SEPARATOR_LINE.match(lines[first])
+    if named is not None:
+        # Excel's "sep=;" line is no header: the separator it names, and the next line is one.
+        delimiter = named.group(1)
+        first += 1
+    else:
+        delimiter = sniff_delimiter(lines[first])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     headers: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
@@ -228,11 +248,13 @@ def read(data: bytes) -> Table:
     try:
         for cells in reader:
             start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
-                continue  # blank lines between rows are not rows
+            if start <= first or not any(cell.strip() for cell in cells):
+                continue  # blank lines between rows are not rows (nor Excel's "sep=" line)
             if headers is None:
                 headers = [cell.strip() for cell in cells]
                 continue
+            if _swallows_rows(cells, delimiter, headers):
+                raise FileRefused("unreadable", line=start)
             if len(rows) >= MAX_ROWS:
                 raise FileRefused("too_many_rows", limit=MAX_ROWS)
             rows.append((start, cells))
@@ -243,6 +265,22 @@ def read(data: bytes) -> Table:
     if not rows:
         raise FileRefused("no_rows")
     return Table(encoding, delimiter, headers, rows)
+
+
+def _swallows_rows(cells: list[str], delimiter: str, headers: list[str]) -> bool:
+    """Whether a quoted cell runs over lines that are rows of their own: a stray quote (`"Kari`)
+    that never closes on its line takes the following rows into one cell, which would lose them
+    without a word. A line inside a cell with a separator for every column is such a row; an
+    address or consent text over two lines is not."""
+    columns = sum(1 for header in headers if header)
+    if columns < 2:
+        return False
+    return any(
+        piece.count(delimiter) >= columns - 1
+        for cell in cells
+        if "\n" in cell or "\r" in cell
+        for piece in cell.splitlines()[1:]
+    )
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -376,7 +414,11 @@ def _check_row(
         return Bad(line, raw, "phone_missing")
     phone, why = mobile_number(raw, country)
     if phone is None:
-        return Bad(line, raw, why or NOT_A_NUMBER)
+        return Bad(line, raw, _why_not_a_number(raw, why))
+    if mapping.get(CONSENTED) is not None:
+        said = _cell(cells, mapping[CONSENTED])
+        if said.lower() not in _YES_WORDS:
+            return Bad(line, raw, "consent_not_given", {"value": said[:20]})
     evidence = _cell(cells, mapping[EVIDENCE])
     written = _cell(cells, mapping[CONSENT_AT])
     if not evidence and not written:
@@ -405,9 +447,19 @@ def _check_row(
             return Bad(line, raw, "birthday", {"value": written_birthday[:40]})
         if profile.too_young(birthday, consent_at.astimezone(zone).date(), min_age):
             return Bad(line, raw, "too_young", {"age": min_age})
-    first_name = _cell(cells, mapping.get(FIRST_NAME))[:60] or None
+    # A name over two lines of a quoted cell, or with a control character, is one line of
+    # text in a greeting SMS.
+    first_name = " ".join(text_only(_cell(cells, mapping.get(FIRST_NAME))).split())[:60] or None
     wording = _cell(cells, mapping.get(WORDING)) or None
     return Row(line, phone, raw, first_name, language, birthday, consent_at, evidence, wording)
+
+
+def _why_not_a_number(raw: str, why: str | None) -> str:
+    """Why a number was refused: Excel's scientific notation is named (its digits are lost, the
+    column must be text), else phones.mobile_number's reason."""
+    if _SCIENTIFIC.match(raw.replace(" ", "")):
+        return "excel_number"
+    return why or NOT_A_NUMBER
 
 
 def parse_date(text: str) -> dt.date | None:

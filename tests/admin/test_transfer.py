@@ -136,6 +136,7 @@ async def test_a_good_file_lands_as_active_members_with_their_consent(
         "map_consent_at": "4",
         "map_consent_evidence": "5",
         "map_consent_text": "",
+        "map_consented": "",
     }
 
     result = await run_import(admin, page, "all")
@@ -352,6 +353,122 @@ async def test_a_missing_required_column_is_named_and_can_be_mapped(
     assert "1 rad kan importeres" in page
     result = await run_import(admin, page, "all")
     assert result["imported"] == 1
+
+
+# --- files as Nordic Excel writes them --------------------------------------------------------
+
+
+async def test_a_consent_column_imports_only_a_clear_yes(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """A file with a yes/no consent column: "nei", "0", an unticked (empty) box or a "kanskje"
+    is no consent, named by line with what it said; before, the column was not read and every
+    row landed as consented."""
+    content = (
+        "Telefon;Fornavn;Samtykke;Samtykkedato;Kilde\r\n"
+        "912 34 567;Kari;ja;01.02.2024;skjema\r\n"
+        "98 76 54 32;Ola;nei;01.02.2024;skjema\r\n"
+        "41 23 45 67;Liv;X;01.02.2024;skjema\r\n"
+        "47 11 22 33;Per;;01.02.2024;skjema\r\n"
+        "48 11 22 33;Pål;0;01.02.2024;skjema\r\n"
+        "+46 70 123 45 67;Åsa;Yes;01.02.2024;skjema\r\n"
+        "93 11 22 33;Siv;kanskje;01.02.2024;skjema\r\n"
+    )
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode("cp1252"))).text()
+    assert mapping_of(page)["map_consented"] == "2"
+    assert "3 rader kan importeres" in page
+    for line, said in ((3, "nei"), (5, ""), (6, "0"), (8, "kanskje")):
+        assert re.search(
+            rf'data-line="{line}">.*?<td>Sa ikke ja til SMS: «{said}» \(bare ja, yes, x eller 1',
+            page,
+        ), line
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (3, 4)
+    assert sorted(m.phone for m in await club_members(db, club)) == [
+        "+46701234567",
+        "+4741234567",
+        "+4791234567",
+    ]
+
+
+async def test_a_stray_quote_that_swallows_rows_refuses_the_file_naming_its_line(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """`"Kari` never closes: the csv reader took line 3's row into line 2's name, and line 3
+    was lost without a word. A quoted cell over two lines of a real cell still reads."""
+    content = (
+        HEADER
+        + '912 34 567;"Kari;nb;;01.02.2024;skjema\r\n'
+        + "98 76 54 32;Ola;;;01.02.2024;skjema\r\n"
+        + "41 23 45 67;Liv;;;01.02.2024;skjema\r\n"
+    )
+    await admin.signed_in(OWNER)
+    response = await upload(admin, content.encode())
+    assert response.status == 422
+    assert "Filen kan ikke leses som CSV fra linje 2" in await response.text()
+    assert await count(db, Member) == 0
+
+    two_lines = HEADER + '912 34 567;"Kari\r\nNordmann";nb;;01.02.2024;skjema\r\n'
+    two_lines += "98 76 54 32;Ola;;;01.02.2024;skjema\r\n"
+    page = await (await upload(admin, two_lines.encode())).text()
+    assert "2 rader kan importeres" in page
+    result = await run_import(admin, page, "all")
+    assert result["imported"] == 2
+    # One line of text in a greeting SMS, not a line break.
+    names = {m.phone: m.first_name for m in await club_members(db, club)}
+    assert names == {"+4791234567": "Kari Nordmann", "+4798765432": "Ola"}
+
+
+async def test_excels_sep_line_and_its_scientific_numbers(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """Excel's "sep=;" first line names the separator (it was read as the header: no column
+    found); a number Excel showed as 4.79123E+10 has lost its digits and is named as such."""
+    content = "sep=;\r\n" + HEADER + "912 34 567;Kari;;;01.02.2024;skjema\r\n"
+    content += "4,79123E+10;Ola;;;01.02.2024;skjema\r\n"
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode())).text()
+    assert mapping_of(page)["map_phone"] == "0"
+    assert "1 rad kan importeres" in page or "1 rader kan importeres" in page, page
+    assert re.search(
+        r'data-line="4"><td>4</td><td>4,79123E\+10</td><td>Excel har gjort nummeret om', page
+    )
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (1, 1)
+    events = await db.run(lambda s: s.scalars(select(ConsentEvent)).all())
+    assert [e.evidence for e in events] == ["members.csv, line 3: skjema"]
+
+
+async def test_a_windows_1252_excel_file_lands_once_and_a_second_upload_lands_nothing(
+    admin: Admin, owner: int, db: Database, club: int
+) -> None:
+    """The file shop owners have: Windows-1252, CRLF, headers in capitals, trailing empty
+    columns, blank lines, numbers written every way, the same number twice."""
+    content = (
+        "TELEFON;FORNAVN;FØDSELSDATO;SAMTYKKEDATO;KILDE;;\r\n"
+        "912 34 567;Bjørn;12.03.1990;01.02.2024;skjema;;\r\n"
+        "\r\n"
+        "0047 98765432;Åse;;01.02.2024;skjema;;\r\n"
+        "004741234567;Øyvind;;01.02.2024;skjema;;\r\n"
+        "+47 912 34 567;Bjørn igjen;;01.02.2024;skjema;;\r\n"
+        ";;;;;;\r\n"
+    )
+    await admin.signed_in(OWNER)
+    page = await (await upload(admin, content.encode("cp1252"))).text()
+    assert "3 rader kan importeres" in page
+    assert re.search(r'data-line="6">.*?Samme nummer som linje 2<', page)
+    result = await run_import(admin, page, "good")
+    assert (result["imported"], result["skipped"]) == (3, 1)
+    names = sorted(m.first_name or "" for m in await club_members(db, club))
+    assert names == ["Bjørn", "Åse", "Øyvind"]
+
+    again = await (await upload(admin, content.encode("cp1252"))).text()
+    assert "0 rader kan importeres" in again
+    result = await run_import(admin, again, "good")
+    assert result["imported"] == 0
+    assert len(await club_members(db, club)) == 3
+    assert await count(db, ConsentEvent) == 3
 
 
 # --- who may ----------------------------------------------------------------------------------

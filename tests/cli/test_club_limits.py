@@ -61,10 +61,28 @@ def test_init_takes_exactly_the_values_the_table_allows(
         assert "created club 'Kaffebaren'" in out
         assert stored == [value]
     else:
+        # One line naming the flag given (not the stored setting's name), exit 2 as for
+        # every other flag of init.
         low, high = programs.LIMITS[setting]
-        assert code == 1
-        assert f"klubb init: {setting}: a whole number from {low} to {high}" in err
+        assert code == 2
+        assert (
+            err == f"klubb init: {FLAGS[setting]} {value!r}: a whole number from {low} to {high}\n"
+        )
         assert stored == []
+
+
+def test_a_number_another_club_answers_on_is_named_with_its_flag(
+    klubb_env: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(list(CLUB)) == 0
+    capsys.readouterr()
+    other = [*CLUB]
+    other[other.index("Kaffebaren")] = "Tebaren"
+    code = main(other)
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err == "klubb init: --number +4791234000: another club answers on it\n"
+    assert asyncio.run(_stored(klubb_env, "min_age")) == [13]
 
 
 async def _stored(url: str, setting: str) -> list[int]:

@@ -337,6 +337,17 @@ BAD = [
         "klubb report: --from: a report covers at most 3,660 days",
     ),
     (["--club", "99"], "klubb report: no club with id 99"),
+    # Years whose arithmetic overflowed (a traceback): refused as the admin's dashboard does.
+    (
+        ["--to", "0001-01-01"],
+        "klubb report: --to: 0001-01-01 is outside the days a report covers "
+        "(2000-01-01 to 2100-12-31)",
+    ),
+    (
+        ["--from", "9999-12-01", "--to", "9999-12-31"],
+        "klubb report: --from: 9999-12-01 is outside the days a report covers "
+        "(2000-01-01 to 2100-12-31)",
+    ),
 ]
 
 

@@ -101,6 +101,7 @@ class TestReading:
             "consent_evidence": 4,
             "language": 5,
             "consent_text": None,
+            "consented": None,
         }
 
 
