@@ -66,7 +66,12 @@ _SENT_RECENTLY = (
         _OUTBOX.c.kind == MARKETING,
         _OUTBOX.c.member_id.in_(bindparam("member_ids", expanding=True)),
         func.coalesce(_OUTBOX.c.status, "").in_((OutboxStatus.SENDING, OutboxStatus.SENT)),
-        _OUTBOX.c.send_after > bindparam("since"),
+        # When it reached the member, not when it was planned: a message of a backlog sent an
+        # hour late counts from then (the member's 30 days), one being sent counts as now. The
+        # planned time only bounds the index's range (a row planned before that and sent
+        # within the window would have waited a whole window in the queue).
+        _OUTBOX.c.send_after > bindparam("planned_since"),
+        func.coalesce(_OUTBOX.c.sent_at, bindparam("now")) > bindparam("since"),
         _OUTBOX.c.id.not_in(bindparam("claiming", expanding=True)),
     )
     .group_by(_OUTBOX.c.member_id)
@@ -79,8 +84,9 @@ def sent_recently(
     claiming: list[int],
     now: dt.datetime,
 ) -> dict[int, int]:
-    """Marketing messages each member was sent (or is being sent) in the last 30 days, not
-    counting the rows being claimed now: the cap's second check, right before sending."""
+    """Marketing messages each member was sent (by the time it was sent) or is being sent in
+    the last 30 days, not counting the rows being claimed now: the cap's second check, right
+    before sending, which keeps the cap by what members receive."""
     if not member_ids:
         return {}
     rows = connection.execute(
@@ -89,6 +95,8 @@ def sent_recently(
             "member_ids": member_ids,
             "claiming": claiming or [-1],
             "since": now - CAP_WINDOW,
+            "planned_since": now - 2 * CAP_WINDOW,
+            "now": now,
         },
     )
     return {member_id: count for member_id, count in rows.all()}  # noqa: C416

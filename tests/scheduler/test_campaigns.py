@@ -226,6 +226,26 @@ class TestGuardRails:
         [held] = await rows_of(db, second)
         assert (held.status, held.error) == ("skipped", "cap")
 
+    async def test_the_cap_counts_a_message_from_when_it_was_sent(self, db, club):
+        """A broadcast sent an hour after its planned time (a backlog) counts from when the
+        member got it: one planned 30 days after the first's planned time is planned (the
+        plan counts planned times), but it would reach the member 29 days and 23 hours after
+        the first, inside their 30 days: held back at sending. (Found by the cap's property
+        test: the check at sending counted by planned time too.)"""
+        [phone] = await add_members(db, club, 1)
+        await run(db, lambda s: setattr(s.get(Program, club), "marketing_per_month", 1))
+        planned = T0 - dt.timedelta(days=30)
+        first = await broadcast(db, club, texts={"nb": "En"}, now=planned, send_at=planned)
+        await plan(db, first, now=planned)
+        gateway = RecordingGateway()
+        assert await send(db, gateway, now=planned + dt.timedelta(hours=1)) == 1
+        second = await broadcast(db, club, texts={"nb": "To"}, send_at=T0)
+        assert await plan(db, second) == 1
+        assert await send(db, gateway) == 0
+        assert [b.split("\n")[0] for b in gateway.to(phone)] == ["Torshov Sport: En"]
+        [held] = await rows_of(db, second)
+        assert (held.status, held.error) == ("skipped", "cap")
+
     async def test_replies_to_a_members_own_texts_do_not_count(self, db, client, club):
         [number] = await add_members(db, club, 1)
         member = Phone(client, number)
