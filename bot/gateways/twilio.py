@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 API_VERSION = "2010-04-01"
 DEFAULT_API_URL = "https://api.twilio.com"
 
-OPTED_OUT_CODES = frozenset({21610})
+# The member opted out at the carrier: a STOP (delivery.opted_out_at_carrier says why).
+OPTED_OUT_CODES = frozenset({int(delivery.OPTED_OUT_AT_CARRIER)})
 # Numbers that can't get an SMS: invalid, not a mobile, unreachable by SMS; the codes a status
 # callback flags a number by, so a send refused with one flags it too. (21408, a region the
 # account may not send to, is the account's to fix, not the member's: it is Rejected.)

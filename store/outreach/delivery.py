@@ -231,21 +231,24 @@ def flag(session: Session, member_id: int, now: dt.datetime, reason: str) -> boo
     return bool(changed)
 
 
-def opted_out_at_carrier(session: Session, member_id: int, now: dt.datetime, evidence: str) -> bool:
+def opted_out_at_carrier(
+    session: Session, member_id: int, now: dt.datetime, outbox_id: int
+) -> bool:
     """The carrier says the member opted out (Twilio's 21610: they texted STOP to the club's
     number and it was taken before it reached Klubb). That is an objection to marketing like any
     STOP: their consent is withdrawn in the log (channel sms, the carrier's word as evidence)
     and they are stopped, so the consent Klubb shows and plans by is what the carrier enforces.
     No confirmation is sent (the carrier refuses it and has confirmed the STOP itself), and the
     number is not flagged undeliverable: a START they text later reaches Klubb as any START and
-    brings them back. True if consent was withdrawn now (a member already stopped or erased
-    is left as they are)."""
+    brings them back. The refused message (`outbox_id`) is the evidence, with the code. True if
+    consent was withdrawn now (a member already stopped or erased is left as they are)."""
     member = session.get(Member, member_id)
     if member is None or member.phone is None or member.status == MemberStatus.ERASED:
         return False
     if member.status == consent.WITHDRAWN:
         return False
     language = member.language or locales.language_for_phone(member.phone)
+    evidence = f"carrier:{OPTED_OUT_AT_CARRIER}:outbox:{outbox_id}"
     consent.withdraw(
         session,
         member,
@@ -253,10 +256,10 @@ def opted_out_at_carrier(session: Session, member_id: int, now: dt.datetime, evi
         wording_language=language,
         wording_text=locales.text("consent.carrier_stop", language),
         channel="sms",
-        evidence=evidence[:200],
+        evidence=evidence,
         now=now,
     )
-    log.info("member %s opted out at the carrier: %s", member_id, evidence[:200])
+    log.info("member %s opted out at the carrier: %s", member_id, evidence)
     return True
 
 
@@ -289,7 +292,7 @@ def _apply(session: Session, receipts: Sequence[_Receipt], now: dt.datetime) -> 
                 continue
             if code == OPTED_OUT_AT_CARRIER:
                 # A STOP, not a failure of the number: it counts towards no flag.
-                opted_out_at_carrier(session, row.member_id, now, f"carrier:{code}:outbox:{row.id}")
+                opted_out_at_carrier(session, row.member_id, now, row.id)
                 continue
             if code in NOT_THE_NUMBER:
                 continue  # kept on the row; the member's number is not at fault

@@ -690,8 +690,7 @@ def record(session: Session, results: Sequence[Result], now: dt.datetime) -> Non
         if member_id is None:
             continue
         if r.outcome == "opted_out":
-            evidence = f"carrier:{delivery.OPTED_OUT_AT_CARRIER}:outbox:{r.id}"
-            delivery.opted_out_at_carrier(session, member_id, r.at or now, evidence)
+            delivery.opted_out_at_carrier(session, member_id, r.at or now, r.id)
         else:
             delivery.flag(session, member_id, now, r.error or "")
 
